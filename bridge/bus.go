@@ -1,0 +1,51 @@
+package bridge
+
+import "context"
+
+// CommandMessage is one message received on a command topic.
+type CommandMessage struct {
+	Printer string
+	Kind    string
+	Data    []byte
+	// Retained is set for MQTT retained messages, which are never executed.
+	Retained bool
+	// Reply is the NATS reply inbox of a request, or "".
+	Reply string
+}
+
+// EventMessage is one event envelope received from the bus.
+type EventMessage struct {
+	Data []byte
+	// Source names the bus and topic it arrived on, for logs.
+	Source string
+}
+
+// Bus is one broker connection. MQTT and NATS implement it; Multi fans out
+// to several. Publish methods block until the broker has taken the message
+// (MQTT PUBACK, NATS flush or JetStream ack) or ctx ends.
+//
+// Handlers run on the adapter's delivery goroutine and must not block:
+// hand work off to a queue.
+type Bus interface {
+	// Name is "mqtt" or "nats", for logs and metrics.
+	Name() string
+	PublishEvent(ctx context.Context, env *Envelope, data []byte) error
+	// PublishState publishes the retained state snapshot.
+	PublishState(ctx context.Context, printer string, data []byte) error
+	// PublishAvailability publishes the retained online or offline marker.
+	PublishAvailability(ctx context.Context, printer string, online bool) error
+	// PublishReply sends a command reply to replyTo, or to the printer's
+	// reply topic when replyTo is "".
+	PublishReply(ctx context.Context, printer, replyTo string, data []byte) error
+	PublishHook(ctx context.Context, printer string, data []byte) error
+	PublishCommand(ctx context.Context, printer, kind string, data []byte) error
+	// SubscribeCommands delivers every command message for printer.
+	SubscribeCommands(ctx context.Context, printer string, h func(CommandMessage)) error
+	// SubscribeEvents delivers events of printer ("" for all printers).
+	// A non-empty group shares the load between subscribers of that group.
+	SubscribeEvents(ctx context.Context, printer, group string, h func(EventMessage)) error
+	// SubscribeReplies delivers replies on the printer's reply topic
+	// ("" for all printers).
+	SubscribeReplies(ctx context.Context, printer string, h func(data []byte)) error
+	Close() error
+}

@@ -1,0 +1,109 @@
+package bridge
+
+import "strings"
+
+// DefaultBase is the first level of every topic and subject.
+const DefaultBase = "printbridge"
+
+// Command kinds accepted on command/<kind>.
+const (
+	CommandGcode      = "gcode"
+	CommandJob        = "job"
+	CommandConnection = "connection"
+)
+
+// CommandKinds lists the kinds the edge subscribes to.
+var CommandKinds = []string{CommandGcode, CommandJob, CommandConnection}
+
+// Topics builds the MQTT topics and NATS subjects of one base. MQTT levels
+// are joined with '/', NATS tokens with '.'; the printer id is validated
+// elsewhere so it contains neither.
+type Topics struct {
+	Base string
+}
+
+func (t Topics) base() string {
+	if t.Base == "" {
+		return DefaultBase
+	}
+	return t.Base
+}
+
+func (t Topics) mqtt(levels ...string) string {
+	return t.base() + "/" + strings.Join(levels, "/")
+}
+
+func (t Topics) nats(tokens ...string) string {
+	return strings.ReplaceAll(t.base(), "/", ".") + "." + strings.Join(tokens, ".")
+}
+
+// MQTTEvent is the topic of one event; name "+" subscribes to all.
+func (t Topics) MQTTEvent(printer, name string) string { return t.mqtt(printer, "event", name) }
+
+// MQTTAllEvents is the filter for every event of printer ("+" for all printers).
+func (t Topics) MQTTAllEvents(printer string) string { return t.mqtt(printer, "event", "+") }
+
+// MQTTState is the retained state snapshot topic.
+func (t Topics) MQTTState(printer string) string { return t.mqtt(printer, "state") }
+
+// MQTTAvailability is the retained online/offline topic and last will.
+func (t Topics) MQTTAvailability(printer string) string { return t.mqtt(printer, "availability") }
+
+// MQTTCommand is the topic of one command kind; kind "+" subscribes to all.
+func (t Topics) MQTTCommand(printer, kind string) string { return t.mqtt(printer, "command", kind) }
+
+// MQTTReply is the default reply topic.
+func (t Topics) MQTTReply(printer string) string { return t.mqtt(printer, "reply") }
+
+// MQTTHook is the topic of hook results.
+func (t Topics) MQTTHook(printer string) string { return t.mqtt(printer, "hook") }
+
+// MQTTBridgeInfo is the retained bridge description.
+func (t Topics) MQTTBridgeInfo() string { return t.mqtt("bridge", "info") }
+
+// NATSEvent is the subject of one event; name ">" or "*" subscribes to all.
+func (t Topics) NATSEvent(printer, name string) string { return t.nats(printer, "event", name) }
+
+// NATSState is the state snapshot subject.
+func (t Topics) NATSState(printer string) string { return t.nats(printer, "state") }
+
+// NATSAvailability is the online/offline subject.
+func (t Topics) NATSAvailability(printer string) string { return t.nats(printer, "availability") }
+
+// NATSCommand is the subject of one command kind; kind "*" subscribes to all.
+func (t Topics) NATSCommand(printer, kind string) string { return t.nats(printer, "command", kind) }
+
+// NATSReply is the default reply subject.
+func (t Topics) NATSReply(printer string) string { return t.nats(printer, "reply") }
+
+// NATSHook is the subject of hook results.
+func (t Topics) NATSHook(printer string) string { return t.nats(printer, "hook") }
+
+// NATSBridgeInfo is the bridge description subject.
+func (t Topics) NATSBridgeInfo() string { return t.nats("bridge", "info") }
+
+// ParseMQTT splits a topic of this base into printer, section (event,
+// command, ...) and the rest. ok is false for topics outside the base.
+func (t Topics) ParseMQTT(topic string) (printer, section, rest string, ok bool) {
+	return t.parse(topic, t.base()+"/", "/")
+}
+
+// ParseNATS does what ParseMQTT does for a NATS subject.
+func (t Topics) ParseNATS(subject string) (printer, section, rest string, ok bool) {
+	return t.parse(subject, strings.ReplaceAll(t.base(), "/", ".")+".", ".")
+}
+
+func (t Topics) parse(s, prefix, sep string) (printer, section, rest string, ok bool) {
+	if !strings.HasPrefix(s, prefix) {
+		return "", "", "", false
+	}
+	parts := strings.SplitN(strings.TrimPrefix(s, prefix), sep, 3)
+	if len(parts) < 2 {
+		return "", "", "", false
+	}
+	printer, section = parts[0], parts[1]
+	if len(parts) == 3 {
+		rest = parts[2]
+	}
+	return printer, section, rest, true
+}
