@@ -1,0 +1,178 @@
+package bridge
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPayloadKeepsOrderAndFloats(t *testing.T) {
+	p := Payload{{Key: "new", Value: 10.0}, {Key: "old", Value: nil}, {Key: "a", Value: 3}, {Key: "pos", Value: Payload{{Key: "z", Value: 0.2}, {Key: "x", Value: 1e-05}}}}
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"new":10.0,"old":null,"a":3,"pos":{"z":0.2,"x":1e-05}}`
+	if string(data) != want {
+		t.Fatalf("marshal = %s, want %s", data, want)
+	}
+	var back Payload
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back[0].Key != "new" || back[3].Key != "pos" {
+		t.Fatalf("key order lost: %v", back)
+	}
+	if n, ok := back[0].Value.(json.Number); !ok || n.String() != "10.0" {
+		t.Fatalf("float 10.0 decoded as %#v", back[0].Value)
+	}
+	if n := back[2].Value.(json.Number); n.String() != "3" {
+		t.Fatalf("int decoded as %v", n)
+	}
+}
+
+func TestPayloadRejectsNonObject(t *testing.T) {
+	var p Payload
+	if err := json.Unmarshal([]byte(`[1,2]`), &p); err == nil {
+		t.Fatal("array accepted as payload")
+	}
+	if err := json.Unmarshal([]byte(`null`), &p); err != nil || p != nil {
+		t.Fatalf("null payload = %v, %v", p, err)
+	}
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	z := 0.2
+	env := Envelope{Schema: 1, ID: NewEventID(time.Now()), Seq: 7, Printer: "mk3", Event: EventZChange,
+		Time: time.Now().UTC(), Payload: Payload{{Key: "new", Value: 0.2}, {Key: "old", Value: nil}},
+		Context: Context{CurrentZ: &z, File: &FileRef{Name: "a.gcode", Path: "a.gcode", Origin: "local"}}}
+	data, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeEnvelope(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 7 || got.Event != EventZChange || *got.Context.CurrentZ != 0.2 || got.Context.File.Name != "a.gcode" {
+		t.Fatalf("round trip lost fields: %+v", got)
+	}
+	if !strings.Contains(string(data), `"progress":null`) {
+		t.Fatalf("missing progress in context: %s", data)
+	}
+}
+
+func TestNewEventIDIsUUIDv7(t *testing.T) {
+	a := NewEventID(time.UnixMilli(1000))
+	b := NewEventID(time.UnixMilli(2000))
+	if len(a) != 36 || a[14] != '7' {
+		t.Fatalf("id %q is not a UUIDv7", a)
+	}
+	if a >= b {
+		t.Fatalf("ids do not sort by time: %s >= %s", a, b)
+	}
+}
+
+func TestDecodeCommandErrors(t *testing.T) {
+	cases := []struct {
+		kind, data, wantID, wantErr string
+	}{
+		{CommandGcode, `{"id":"c1","commands":["G28"]}`, "", ""},
+		{CommandGcode, `{"id":"c1","commands":"G28"}`, "", ""},
+		{CommandGcode, `{"id":"c2"}`, "c2", "missing \"commands\""},
+		{CommandGcode, `{"commands":["G28"]}`, "", "missing \"id\""},
+		{CommandGcode, `{"id":"c3","commands":["G28\nM112"]}`, "c3", "line break"},
+		{CommandGcode, `{"id":"c4","commands":[1]}`, "c4", "list of strings"},
+		{CommandGcode, `not json`, "", "invalid JSON"},
+		{CommandGcode, `{"id":"c5","commands":["G28"],"bogus":1}`, "c5", "unknown field"},
+		{CommandJob, `{"id":"j1","action":"start","path":"a.gcode"}`, "", ""},
+		{CommandJob, `{"id":"j2","action":"explode"}`, "j2", "unknown job action"},
+		{CommandJob, `{"id":"j3"}`, "j3", "missing \"action\""},
+		{CommandConnection, `{"id":"x","action":"connect"}`, "", ""},
+		{CommandConnection, `{"id":"x","action":"start"}`, "x", "unknown connection action"},
+		{"bogus", `{"id":"x"}`, "x", "unknown command kind"},
+	}
+	for _, c := range cases {
+		cmd, err := DecodeCommand(c.kind, []byte(c.data))
+		if c.wantErr == "" {
+			if err != nil || cmd == nil {
+				t.Errorf("%s %s: unexpected error %v", c.kind, c.data, err)
+			}
+			continue
+		}
+		cerr, ok := err.(*CommandError)
+		if !ok {
+			t.Errorf("%s %s: error %v is not a CommandError", c.kind, c.data, err)
+			continue
+		}
+		if !strings.Contains(cerr.Reason, c.wantErr) {
+			t.Errorf("%s %s: reason %q does not mention %q", c.kind, c.data, cerr.Reason, c.wantErr)
+		}
+		if cerr.ID != c.wantID {
+			t.Errorf("%s %s: id %q, want %q", c.kind, c.data, cerr.ID, c.wantID)
+		}
+	}
+}
+
+func TestDecodeCommandSizeLimit(t *testing.T) {
+	big := `{"id":"x","commands":["` + strings.Repeat("G", MaxCommandSize) + `"]}`
+	if _, err := DecodeCommand(CommandGcode, []byte(big)); err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("oversized command: %v", err)
+	}
+}
+
+func TestTopicsBuildAndParse(t *testing.T) {
+	tp := Topics{}
+	if got := tp.MQTTEvent("mk3", "PrintDone"); got != "printbridge/mk3/event/PrintDone" {
+		t.Errorf("MQTTEvent = %q", got)
+	}
+	if got := tp.NATSCommand("mk3", "gcode"); got != "printbridge.mk3.command.gcode" {
+		t.Errorf("NATSCommand = %q", got)
+	}
+	p, sec, rest, ok := tp.ParseMQTT("printbridge/mk3/command/job")
+	if !ok || p != "mk3" || sec != "command" || rest != "job" {
+		t.Errorf("ParseMQTT = %q %q %q %v", p, sec, rest, ok)
+	}
+	if _, _, _, ok := (Topics{Base: "farm/a"}).ParseNATS("farm.a.p1.event.Home"); !ok {
+		t.Error("ParseNATS failed on a two-level base")
+	}
+}
+
+func TestValidatePrinterID(t *testing.T) {
+	for _, id := range []string{"mk3s-1", "ender_3", "A1"} {
+		if err := ValidatePrinterID(id); err != nil {
+			t.Errorf("%q rejected: %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "a/b", "a.b", "a+b", "a#", strings.Repeat("x", 65)} {
+		if err := ValidatePrinterID(id); err == nil {
+			t.Errorf("%q accepted", id)
+		}
+	}
+}
+
+func TestCatalogueLookups(t *testing.T) {
+	if _, ok := LookupEvent("PrintDone"); !ok {
+		t.Fatal("PrintDone missing from catalogue")
+	}
+	if SuggestEvent("Dwell") != EventDwelling {
+		t.Error("Dwell does not suggest Dwelling")
+	}
+	if SuggestEvent("printdone") != EventPrintDone {
+		t.Error("case slip not suggested")
+	}
+	if !IsDynamicEvent("GcodeScriptAfterPrintDoneFinished") || !IsDynamicEvent("plugin_octolapse_movie_done") {
+		t.Error("dynamic events not recognised")
+	}
+	if IsDynamicEvent("GcodeScriptRunning") || IsDynamicEvent("plugin_x") {
+		t.Error("malformed dynamic names accepted")
+	}
+	seen := map[string]bool{}
+	for _, d := range Events() {
+		if seen[d.Name] {
+			t.Errorf("duplicate catalogue entry %s", d.Name)
+		}
+		seen[d.Name] = true
+	}
+}

@@ -1,0 +1,221 @@
+package edge
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// commandQueueSize bounds commands waiting for the printer; a full queue
+// rejects new ones instead of blocking the broker client.
+const commandQueueSize = 256
+
+// recentCommandIDs is how many command ids are remembered, so a
+// redelivered command is answered again instead of executed twice.
+const recentCommandIDs = 1024
+
+type commandRunner struct {
+	e     *Edge
+	queue chan bridge.CommandMessage
+	// replies is written by printer callbacks and read by run, so reply
+	// publishing never blocks the printer's owner goroutine.
+	replies chan replyOut
+	// seen maps command id to its last reply; only run touches it.
+	seen      map[string]*list.Element
+	seenOrder *list.List
+}
+
+type replyOut struct {
+	replyTo string
+	reply   bridge.Reply
+}
+
+type seenEntry struct {
+	id    string
+	last  bridge.Reply
+	reply string
+}
+
+func newCommandRunner(e *Edge) *commandRunner {
+	return &commandRunner{
+		e:         e,
+		queue:     make(chan bridge.CommandMessage, commandQueueSize),
+		replies:   make(chan replyOut, commandQueueSize*4),
+		seen:      map[string]*list.Element{},
+		seenOrder: list.New(),
+	}
+}
+
+// receive is the bus handler; it must not block.
+func (c *commandRunner) receive(m bridge.CommandMessage) {
+	select {
+	case c.queue <- m:
+	default:
+		c.e.metrics.Commands.WithLabelValues(m.Kind, "dropped").Inc()
+		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind)
+		c.sendReply(m.Reply, bridge.Reply{ID: peekID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected,
+			Reason: "edge command queue is full; retry later"})
+	}
+}
+
+func (c *commandRunner) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			c.flushReplies()
+			return
+		case m := <-c.queue:
+			c.handle(ctx, m)
+		case r := <-c.replies:
+			c.publish(ctx, r)
+		}
+	}
+}
+
+func (c *commandRunner) flushReplies() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for {
+		select {
+		case r := <-c.replies:
+			c.publish(ctx, r)
+		default:
+			return
+		}
+	}
+}
+
+func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
+	log := c.e.log.With("kind", m.Kind)
+	if m.Retained {
+		// A retained command would run again on every reconnect.
+		c.e.metrics.Commands.WithLabelValues(m.Kind, "retained").Inc()
+		log.Warn("retained command ignored; publish commands without the retain flag", "size", len(m.Data))
+		return
+	}
+	cmd, err := bridge.DecodeCommand(m.Kind, m.Data)
+	if err != nil {
+		var cerr *bridge.CommandError
+		id := ""
+		if errors.As(err, &cerr) {
+			id = cerr.ID
+		}
+		c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+		log.Warn("command rejected", "command_id", id, "error", err)
+		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+		return
+	}
+	replyTo := cmd.ReplyTo
+	if replyTo == "" {
+		replyTo = m.Reply
+	}
+	log = log.With("command_id", cmd.ID, "source", cmd.Source)
+	if el, ok := c.seen[cmd.ID]; ok {
+		prev := el.Value.(*seenEntry)
+		log.Info("duplicate command id, answering again without executing", "status", prev.last.Status)
+		c.publish(ctx, replyOut{replyTo: replyTo, reply: prev.last})
+		return
+	}
+	if cmd.Expires != nil && time.Now().After(*cmd.Expires) {
+		c.e.metrics.Commands.WithLabelValues(m.Kind, "expired").Inc()
+		log.Warn("expired command rejected", "expires", cmd.Expires.Format(time.RFC3339))
+		c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
+			Reason: fmt.Sprintf("command expired at %s", cmd.Expires.Format(time.RFC3339))})
+		return
+	}
+	c.remember(cmd.ID, replyTo)
+
+	done := func(replies []string, err error) {
+		r := bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyDone, Lines: replies}
+		if err != nil {
+			r.Status = bridge.ReplyFailed
+			r.Reason = err.Error()
+		}
+		select {
+		case c.replies <- replyOut{replyTo: replyTo, reply: r}:
+		default:
+			c.e.log.Warn("reply queue full, reply dropped", "command_id", cmd.ID, "status", r.Status)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p := c.e.printer
+	switch m.Kind {
+	case bridge.CommandGcode:
+		err = p.SendGcode(pctx, cmd.Commands, cmd.Source, done)
+	case bridge.CommandJob:
+		err = p.Job(pctx, cmd.Action, cmd.Path, done)
+	case bridge.CommandConnection:
+		err = p.Connection(pctx, cmd.Action, done)
+	}
+	if err != nil {
+		c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+		log.Warn("command rejected", "action", cmd.Action, "error", err)
+		c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+		return
+	}
+	c.e.metrics.Commands.WithLabelValues(m.Kind, "accepted").Inc()
+	log.Info("command accepted", "action", cmd.Action, "lines", len(cmd.Commands))
+	// accepted goes out before done: done is queued on c.replies, which
+	// only this goroutine drains after handle returns.
+	c.publish(ctx, replyOut{replyTo: replyTo, reply: bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyAccepted}})
+}
+
+func (c *commandRunner) remember(id, replyTo string) {
+	el := c.seenOrder.PushBack(&seenEntry{id: id, reply: replyTo})
+	c.seen[id] = el
+	if c.seenOrder.Len() > recentCommandIDs {
+		oldest := c.seenOrder.Front()
+		c.seenOrder.Remove(oldest)
+		delete(c.seen, oldest.Value.(*seenEntry).id)
+	}
+}
+
+// reply publishes from the run goroutine.
+func (c *commandRunner) reply(replyTo string, r bridge.Reply) {
+	c.publish(context.Background(), replyOut{replyTo: replyTo, reply: r})
+}
+
+// sendReply queues a reply from another goroutine.
+func (c *commandRunner) sendReply(replyTo string, r bridge.Reply) {
+	select {
+	case c.replies <- replyOut{replyTo: replyTo, reply: r}:
+	default:
+	}
+}
+
+func (c *commandRunner) publish(ctx context.Context, r replyOut) {
+	r.reply.Printer = c.e.cfg.PrinterID
+	if r.reply.Time.IsZero() {
+		r.reply.Time = time.Now().UTC()
+	}
+	if el, ok := c.seen[r.reply.ID]; ok {
+		el.Value.(*seenEntry).last = r.reply
+	}
+	if r.reply.Final() {
+		c.e.metrics.CommandResults.WithLabelValues(r.reply.Kind, r.reply.Status).Inc()
+	}
+	data, err := json.Marshal(r.reply)
+	if err != nil {
+		c.e.log.Error("encoding reply failed", "command_id", r.reply.ID, "error", err)
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.e.cfg.PublishTimeout)
+	defer cancel()
+	if err := c.e.bus.PublishReply(pctx, c.e.cfg.PrinterID, r.replyTo, data); err != nil {
+		c.e.log.Warn("publishing reply failed", "command_id", r.reply.ID, "status", r.reply.Status, "error", err)
+	}
+}
+
+func peekID(data []byte) string {
+	var probe struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(data, &probe)
+	return probe.ID
+}

@@ -1,0 +1,110 @@
+package edge
+
+import (
+	"time"
+
+	"github.com/printbridge/printbridge/printer"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the edge's Prometheus metrics.
+type Metrics struct {
+	EventsPublished *prometheus.CounterVec
+	EventsDropped   *prometheus.CounterVec
+	PublishErrors   prometheus.Counter
+	QueueDepth      prometheus.Gauge
+	Commands        *prometheus.CounterVec
+	CommandResults  *prometheus.CounterVec
+	LinesSent       prometheus.Counter
+	LinesReceived   prometheus.Counter
+	Resends         prometheus.Counter
+	ChecksumErrors  prometheus.Counter
+	Timeouts        prometheus.Counter
+	OKLatency       prometheus.Histogram
+	Temperature     *prometheus.GaugeVec
+	TargetTemp      *prometheus.GaugeVec
+	Progress        prometheus.Gauge
+	State           *prometheus.GaugeVec
+	printerID       string
+	lastState       string
+}
+
+// NewMetrics registers the edge metrics on reg (a private registry when
+// nil). printerID labels the per-printer gauges.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_published_total",
+			Help: "Events acknowledged by the broker, by event name."}, []string{"event"}),
+		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_dropped_total",
+			Help: "Events dropped before delivery, by reason (queue_full, encode)."}, []string{"reason"}),
+		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_event_publish_errors_total",
+			Help: "Failed event publish attempts; each is retried."}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_event_queue_depth",
+			Help: "Events waiting for the broker."}),
+		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_commands_total",
+			Help: "Command messages received, by kind and first outcome (accepted, rejected, retained, expired, dropped)."}, []string{"kind", "outcome"}),
+		CommandResults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_command_results_total",
+			Help: "Final command replies, by kind and status (done, failed, rejected)."}, []string{"kind", "status"}),
+		LinesSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_lines_sent_total",
+			Help: "Lines written to the serial port, resends included."}),
+		LinesReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_lines_received_total",
+			Help: "Lines read from the serial port."}),
+		Resends: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_resends_total",
+			Help: "Resend requests from the firmware."}),
+		ChecksumErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_checksum_errors_total",
+			Help: "Checksum and line-number errors reported by the firmware."}),
+		Timeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_timeouts_total",
+			Help: "Communication timeouts waiting for ok."}),
+		OKLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "printbridge_serial_ok_latency_seconds",
+			Help:    "Time from writing a line to its ok.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60}}),
+		Temperature: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_printer_temperature_celsius",
+			Help: "Heater temperature as reported by the firmware."}, []string{"heater"}),
+		TargetTemp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_printer_target_temperature_celsius",
+			Help: "Heater target temperature."}, []string{"heater"}),
+		Progress: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_print_progress_ratio",
+			Help: "Progress of the selected file, 0 to 1."}),
+		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_printer_state",
+			Help: "1 for the current OctoPrint state id, 0 for the others seen."}, []string{"state"}),
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
+		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.OKLatency, m.Temperature, m.TargetTemp,
+		m.Progress, m.State)
+	return m
+}
+
+// PrinterMetrics returns the counters the serial side feeds.
+func (m *Metrics) PrinterMetrics() printer.Metrics {
+	return printer.Metrics{
+		LineSent:     m.LinesSent.Inc,
+		LineReceived: m.LinesReceived.Inc,
+		Resend:       m.Resends.Inc,
+		Timeout:      m.Timeouts.Inc,
+		ChecksumErr:  m.ChecksumErrors.Inc,
+		OKLatency:    func(d time.Duration) { m.OKLatency.Observe(d.Seconds()) },
+	}
+}
+
+func (m *Metrics) observeSnapshot(s *printer.Snapshot) {
+	for heater, t := range s.Temperatures {
+		m.Temperature.WithLabelValues(heater).Set(t.Actual)
+		if t.Target != nil {
+			m.TargetTemp.WithLabelValues(heater).Set(*t.Target)
+		}
+	}
+	if s.Job != nil {
+		m.Progress.Set(s.Job.Progress / 100)
+	} else {
+		m.Progress.Set(0)
+	}
+	if m.lastState != s.State {
+		if m.lastState != "" {
+			m.State.WithLabelValues(m.lastState).Set(0)
+		}
+		m.State.WithLabelValues(s.State).Set(1)
+		m.lastState = s.State
+	}
+}

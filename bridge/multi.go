@@ -1,0 +1,105 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// multi fans every call out to several buses.
+type multi struct {
+	buses []Bus
+}
+
+// NewMulti returns a Bus that publishes to and subscribes on every bus, in
+// the order given. A publish tries every bus and returns the failures
+// joined, each prefixed with the bus name, so one broker being down does
+// not stop delivery on the other. Subscribing does the same, and the buses
+// that succeeded stay subscribed.
+//
+// A handler receives the messages of every bus, one call at a time, so it
+// needs no locking of its own. An event that arrives on two buses is
+// delivered twice, and workers deduplicate by event id.
+// NOTE: PublishReply sends replyTo to every bus, although a reply inbox
+// belongs to the bus the command came from. CommandMessage does not name
+// that bus, so the fan-out cannot pick it.
+func NewMulti(buses ...Bus) Bus {
+	return &multi{buses: append([]Bus(nil), buses...)}
+}
+
+// Name joins the names of the buses with '+', such as "mqtt+nats".
+func (m *multi) Name() string {
+	names := make([]string, len(m.buses))
+	for i, b := range m.buses {
+		names[i] = b.Name()
+	}
+	return strings.Join(names, "+")
+}
+
+// each calls f on every bus and joins the errors, named by bus.
+func (m *multi) each(f func(Bus) error) error {
+	var errs []error
+	for _, b := range m.buses {
+		if err := f(b); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) error {
+	return m.each(func(b Bus) error { return b.PublishEvent(ctx, env, data) })
+}
+
+func (m *multi) PublishState(ctx context.Context, printer string, data []byte) error {
+	return m.each(func(b Bus) error { return b.PublishState(ctx, printer, data) })
+}
+
+func (m *multi) PublishAvailability(ctx context.Context, printer string, online bool) error {
+	return m.each(func(b Bus) error { return b.PublishAvailability(ctx, printer, online) })
+}
+
+func (m *multi) PublishReply(ctx context.Context, printer, replyTo string, data []byte) error {
+	return m.each(func(b Bus) error { return b.PublishReply(ctx, printer, replyTo, data) })
+}
+
+func (m *multi) PublishHook(ctx context.Context, printer string, data []byte) error {
+	return m.each(func(b Bus) error { return b.PublishHook(ctx, printer, data) })
+}
+
+func (m *multi) PublishCommand(ctx context.Context, printer, kind string, data []byte) error {
+	return m.each(func(b Bus) error { return b.PublishCommand(ctx, printer, kind, data) })
+}
+
+func (m *multi) SubscribeCommands(ctx context.Context, printer string, h func(CommandMessage)) error {
+	h = serialize(h)
+	return m.each(func(b Bus) error { return b.SubscribeCommands(ctx, printer, h) })
+}
+
+func (m *multi) SubscribeEvents(ctx context.Context, printer, group string, h func(EventMessage)) error {
+	h = serialize(h)
+	return m.each(func(b Bus) error { return b.SubscribeEvents(ctx, printer, group, h) })
+}
+
+func (m *multi) SubscribeReplies(ctx context.Context, printer string, h func(data []byte)) error {
+	h = serialize(h)
+	return m.each(func(b Bus) error { return b.SubscribeReplies(ctx, printer, h) })
+}
+
+// serialize makes h safe to call from the delivery goroutines of several
+// buses. Handlers do not block, so the lock is held only briefly.
+func serialize[T any](h func(T)) func(T) {
+	var mu sync.Mutex
+	return func(v T) {
+		mu.Lock()
+		defer mu.Unlock()
+		h(v)
+	}
+}
+
+// Close closes every bus and joins the errors.
+func (m *multi) Close() error {
+	return m.each(func(b Bus) error { return b.Close() })
+}

@@ -1,0 +1,219 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeBus records calls and fails every call while failWith is set. A fake
+// is enough here because Multi only fans out; the adapters are tested
+// against real brokers in their own packages.
+type fakeBus struct {
+	name     string
+	failWith error
+
+	mu       sync.Mutex
+	calls    []string
+	events   []func(EventMessage)
+	commands []func(CommandMessage)
+	replies  []func([]byte)
+}
+
+func (f *fakeBus) record(call string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	return f.failWith
+}
+
+func (f *fakeBus) recorded() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeBus) Name() string { return f.name }
+
+func (f *fakeBus) PublishEvent(_ context.Context, env *Envelope, _ []byte) error {
+	return f.record("event " + env.Printer + " " + env.Event)
+}
+
+func (f *fakeBus) PublishState(_ context.Context, printer string, _ []byte) error {
+	return f.record("state " + printer)
+}
+
+func (f *fakeBus) PublishAvailability(_ context.Context, printer string, online bool) error {
+	if online {
+		return f.record("availability " + printer + " online")
+	}
+	return f.record("availability " + printer + " offline")
+}
+
+func (f *fakeBus) PublishReply(_ context.Context, printer, replyTo string, _ []byte) error {
+	return f.record("reply " + printer + " " + replyTo)
+}
+
+func (f *fakeBus) PublishHook(_ context.Context, printer string, _ []byte) error {
+	return f.record("hook " + printer)
+}
+
+func (f *fakeBus) PublishCommand(_ context.Context, printer, kind string, _ []byte) error {
+	return f.record("command " + printer + " " + kind)
+}
+
+func (f *fakeBus) SubscribeCommands(_ context.Context, printer string, h func(CommandMessage)) error {
+	if err := f.record("subscribe commands " + printer); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.commands = append(f.commands, h)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeBus) SubscribeEvents(_ context.Context, printer, group string, h func(EventMessage)) error {
+	if err := f.record("subscribe events " + printer + " " + group); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.events = append(f.events, h)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeBus) SubscribeReplies(_ context.Context, printer string, h func([]byte)) error {
+	if err := f.record("subscribe replies " + printer); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.replies = append(f.replies, h)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeBus) Close() error {
+	return f.record("close")
+}
+
+// deliverEvent calls every event handler as the bus's delivery goroutine
+// would.
+func (f *fakeBus) deliverEvent(msg EventMessage) {
+	f.mu.Lock()
+	handlers := append([](func(EventMessage)){}, f.events...)
+	f.mu.Unlock()
+	for _, h := range handlers {
+		h(msg)
+	}
+}
+
+func TestMultiName(t *testing.T) {
+	m := NewMulti(&fakeBus{name: "mqtt"}, &fakeBus{name: "nats"})
+	if got := m.Name(); got != "mqtt+nats" {
+		t.Errorf("Name() = %q, want %q", got, "mqtt+nats")
+	}
+}
+
+func TestMultiPublishesToEveryBus(t *testing.T) {
+	ctx := context.Background()
+	a, b := &fakeBus{name: "mqtt"}, &fakeBus{name: "nats"}
+	m := NewMulti(a, b)
+
+	env := &Envelope{Printer: "p1", Event: "PrintStarted"}
+	steps := []struct {
+		call func() error
+		want string
+	}{
+		{func() error { return m.PublishEvent(ctx, env, nil) }, "event p1 PrintStarted"},
+		{func() error { return m.PublishState(ctx, "p1", nil) }, "state p1"},
+		{func() error { return m.PublishAvailability(ctx, "p1", true) }, "availability p1 online"},
+		{func() error { return m.PublishReply(ctx, "p1", "inbox", nil) }, "reply p1 inbox"},
+		{func() error { return m.PublishHook(ctx, "p1", nil) }, "hook p1"},
+		{func() error { return m.PublishCommand(ctx, "p1", CommandGcode, nil) }, "command p1 gcode"},
+		{func() error { return m.SubscribeCommands(ctx, "p1", func(CommandMessage) {}) }, "subscribe commands p1"},
+		{func() error { return m.SubscribeEvents(ctx, "", "workers", func(EventMessage) {}) }, "subscribe events  workers"},
+		{func() error { return m.SubscribeReplies(ctx, "p1", func([]byte) {}) }, "subscribe replies p1"},
+		{m.Close, "close"},
+	}
+	var want []string
+	for _, step := range steps {
+		if err := step.call(); err != nil {
+			t.Errorf("%s: unexpected error %v", step.want, err)
+		}
+		want = append(want, step.want)
+	}
+	for _, bus := range []*fakeBus{a, b} {
+		got := bus.recorded()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s calls:\n%s\nwant:\n%s", bus.name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+func TestMultiFailureTriesAllBuses(t *testing.T) {
+	ctx := context.Background()
+	errDown := errors.New("broker down")
+	failing, working := &fakeBus{name: "mqtt", failWith: errDown}, &fakeBus{name: "nats"}
+	m := NewMulti(failing, working)
+
+	err := m.PublishEvent(ctx, &Envelope{Printer: "p1", Event: "ZChange"}, nil)
+	if !errors.Is(err, errDown) {
+		t.Fatalf("PublishEvent error = %v, want it to wrap %v", err, errDown)
+	}
+	if !strings.Contains(err.Error(), "mqtt: ") {
+		t.Errorf("error %q does not name the failing bus", err)
+	}
+	if strings.Contains(err.Error(), "nats") {
+		t.Errorf("error %q names the bus that worked", err)
+	}
+	if got := working.recorded(); len(got) != 1 || got[0] != "event p1 ZChange" {
+		t.Errorf("working bus calls = %q, want the event after the other bus failed", got)
+	}
+
+	if err := m.SubscribeEvents(ctx, "p1", "", func(EventMessage) {}); !errors.Is(err, errDown) {
+		t.Errorf("SubscribeEvents error = %v, want it to wrap %v", err, errDown)
+	}
+	if len(working.events) != 1 {
+		t.Errorf("working bus has %d event subscriptions, want 1", len(working.events))
+	}
+}
+
+func TestMultiJoinsEveryFailure(t *testing.T) {
+	errA, errB := errors.New("a down"), errors.New("b down")
+	m := NewMulti(&fakeBus{name: "mqtt", failWith: errA}, &fakeBus{name: "nats", failWith: errB})
+	err := m.PublishState(context.Background(), "p1", nil)
+	if !errors.Is(err, errA) {
+		t.Errorf("error %v does not wrap %v", err, errA)
+	}
+	if !errors.Is(err, errB) {
+		t.Errorf("error %v does not wrap %v", err, errB)
+	}
+}
+
+func TestMultiHandlersRunOneAtATime(t *testing.T) {
+	a, b := &fakeBus{name: "mqtt"}, &fakeBus{name: "nats"}
+	m := NewMulti(a, b)
+
+	// count is not guarded, so the race detector flags overlapping calls.
+	count := 0
+	if err := m.SubscribeEvents(context.Background(), "", "", func(EventMessage) { count++ }); err != nil {
+		t.Fatal(err)
+	}
+	const perBus = 500
+	var wg sync.WaitGroup
+	for _, bus := range []*fakeBus{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perBus {
+				bus.deliverEvent(EventMessage{Source: bus.name})
+			}
+		}()
+	}
+	wg.Wait()
+	if count != 2*perBus {
+		t.Errorf("handler ran %d times, want %d", count, 2*perBus)
+	}
+}

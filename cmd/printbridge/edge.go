@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/edge"
+	"github.com/printbridge/printbridge/bridge/mqtt"
+	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/printer"
+)
+
+func init() {
+	register("edge", "connect a serial printer to MQTT and/or NATS", runEdge)
+}
+
+// busOptions selects and configures the brokers of a process.
+type busOptions struct {
+	mqttURL      string
+	mqttUser     string
+	mqttPassword string
+	natsURL      string
+	natsUser     string
+	natsPassword string
+	natsToken    string
+	jetStream    bool
+	baseTopic    string
+	clientID     string
+	// printer sets the MQTT last will on its availability topic.
+	printer   string
+	onConnect func()
+}
+
+func (o *busOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.mqttURL, "mqtt", "", "MQTT broker URL, such as tcp://127.0.0.1:1883 (ssl:// for TLS)")
+	fs.StringVar(&o.mqttUser, "mqtt-username", "", "MQTT username")
+	fs.StringVar(&o.mqttPassword, "mqtt-password", "", "MQTT password (prefer PRINTBRIDGE_MQTT_PASSWORD over the command line)")
+	fs.StringVar(&o.natsURL, "nats", "", "NATS server URL, such as nats://127.0.0.1:4222")
+	fs.StringVar(&o.natsUser, "nats-user", "", "NATS user")
+	fs.StringVar(&o.natsPassword, "nats-password", "", "NATS password (prefer PRINTBRIDGE_NATS_PASSWORD)")
+	fs.StringVar(&o.natsToken, "nats-token", "", "NATS token (prefer PRINTBRIDGE_NATS_TOKEN)")
+	fs.BoolVar(&o.jetStream, "jetstream", false, "store events in a NATS JetStream stream (the server must have JetStream enabled)")
+	fs.StringVar(&o.baseTopic, "base-topic", bridge.DefaultBase, "first level of every MQTT topic and NATS subject")
+}
+
+// connectBus connects to every configured broker, retrying with backoff
+// until ctx ends, so an edge that boots before its broker still starts.
+func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus, error) {
+	if o.mqttURL == "" && o.natsURL == "" {
+		return nil, errors.New("no broker configured: give --mqtt URL, --nats URL or both")
+	}
+	topics := bridge.Topics{Base: o.baseTopic}
+	var buses []bridge.Bus
+	connect := func(name string, dial func() (bridge.Bus, error)) error {
+		for attempt := 0; ; attempt++ {
+			b, err := dial()
+			if err == nil {
+				buses = append(buses, b)
+				return nil
+			}
+			wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
+			log.Warn("broker connection failed, retrying", "bus", name, "error", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("connect to %s: %w", name, err)
+			case <-time.After(wait):
+			}
+		}
+	}
+	if o.mqttURL != "" {
+		err := connect("mqtt", func() (bridge.Bus, error) {
+			return mqtt.New(ctx, mqtt.Config{
+				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword,
+				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second, OnConnect: o.onConnect,
+			}, log.With("bus", "mqtt"))
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if o.natsURL != "" {
+		err := connect("nats", func() (bridge.Bus, error) {
+			return natsbus.New(ctx, natsbus.Config{
+				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
+				Topics: topics, JetStream: o.jetStream,
+			}, log.With("bus", "nats"))
+		})
+		if err != nil {
+			for _, b := range buses {
+				_ = b.Close()
+			}
+			return nil, err
+		}
+	}
+	if len(buses) == 1 {
+		return buses[0], nil
+	}
+	return bridge.NewMulti(buses...), nil
+}
+
+// edgeOptions are the edge's own settings.
+type edgeOptions struct {
+	port          string
+	baud          int
+	printerID     string
+	filesDir      string
+	dataDir       string
+	maxLineLength int
+	autoConnect   bool
+	metricsListen string
+	logFormat     string
+	logLevel      string
+	bus           busOptions
+}
+
+func (o *edgeOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.port, "port", "/dev/ttyACM0", "serial port of the printer, or a virtual printer's --link path")
+	fs.IntVar(&o.baud, "baud", 115200, "serial baud rate")
+	fs.StringVar(&o.printerID, "printer", "printer1", "printer id used in topics: letters, digits, '-' and '_'")
+	fs.StringVar(&o.filesDir, "files", "", "folder of G-code files that job commands name (default DATA-DIR/files)")
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "folder for the edge's state (event sequence)")
+	fs.IntVar(&o.maxLineLength, "max-line-length", 96, "firmware MAX_CMD_SIZE: longest line in bytes, line number and checksum included")
+	fs.BoolVar(&o.autoConnect, "auto-connect", true, "connect at start and reconnect when the port is lost")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint; empty disables it")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	o.bus.register(fs)
+}
+
+func defaultDataDir() string {
+	if dir, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(dir, "printbridge")
+	}
+	return "printbridge-data"
+}
+
+func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	var o edgeOptions
+	o.register(fs)
+	if err := parseFlags(fs, args, stderr, true); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	return runEdgeWith(ctx, o, log, nil)
+}
+
+// runEdgeWith runs an edge until ctx ends. onEnvelope, if set, sees every
+// envelope (the demo uses it).
+func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelope func(*bridge.Envelope)) error {
+	if err := bridge.ValidatePrinterID(o.printerID); err != nil {
+		return err
+	}
+	if o.filesDir == "" {
+		o.filesDir = filepath.Join(o.dataDir, "files")
+	}
+	if err := os.MkdirAll(o.filesDir, 0o750); err != nil {
+		return fmt.Errorf("create files directory: %w", err)
+	}
+	log = log.With("component", "edge")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := edge.NewMetrics(reg)
+	stopMetrics, err := serveMetrics(o.metricsListen, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
+	var (
+		edgeMu sync.Mutex
+		e      *edge.Edge
+	)
+	o.bus.printer = o.printerID
+	if o.bus.clientID == "" {
+		o.bus.clientID = "printbridge-edge-" + o.printerID
+	}
+	o.bus.onConnect = func() {
+		edgeMu.Lock()
+		cur := e
+		edgeMu.Unlock()
+		if cur != nil {
+			go func() {
+				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				cur.RepublishRetained(rctx)
+			}()
+		}
+	}
+	log.Info("edge starting", "printer", o.printerID, "port", o.port, "baud", o.baud, "files", o.filesDir)
+	bus, err := connectBus(ctx, o.bus, log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+
+	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, DataDir: o.dataDir, OnEnvelope: onEnvelope}, bus, log, metrics)
+	if err != nil {
+		return err
+	}
+	edgeMu.Lock()
+	e = newEdge
+	edgeMu.Unlock()
+	p := printer.New(printer.Config{
+		Port: o.port, Baud: o.baud, FilesDir: o.filesDir, MaxLineLength: o.maxLineLength, AutoConnect: o.autoConnect,
+	}, log.With("printer", o.printerID, "port", o.port), e.Emit, metrics.PrinterMetrics())
+	e.Attach(p)
+
+	printerCtx, stopPrinter := context.WithCancel(context.Background())
+	printerDone := make(chan error, 1)
+	go func() { printerDone <- p.Run(printerCtx) }()
+
+	edgeCtx, stopEdge := context.WithCancel(context.Background())
+	edgeDone := make(chan error, 1)
+	go func() { edgeDone <- e.Run(edgeCtx) }()
+
+	<-ctx.Done()
+	log.Info("edge stopping", "printer", o.printerID)
+	// The printer stops first so its last events (Disconnected) are
+	// queued before the edge publishes Shutdown.
+	stopPrinter()
+	perr := <-printerDone
+	stopEdge()
+	eerr := <-edgeDone
+	log.Info("edge stopped", "printer", o.printerID)
+	return errors.Join(perr, eerr)
+}
+
+// serveMetrics starts the Prometheus endpoint; the returned func stops it.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener on %s: %w (set --metrics-listen to a free address, or empty to disable)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server failed", "error", err)
+		}
+	}()
+	log.Info("metrics endpoint listening", "address", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

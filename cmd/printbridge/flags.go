@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// parseFlags parses args into fs with three sources, lowest priority
+// first: a YAML file named by the --config flag (keys are flag names),
+// environment variables PRINTBRIDGE_<FLAG> (upper case, '-' as '_'), and
+// the command line. fs must not define "config" itself unless configFlag
+// is false, in which case the YAML source is skipped.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bool) error {
+	fs.SetOutput(stderr)
+	var configPath string
+	if configFlag {
+		fs.StringVar(&configPath, "config", "", "YAML file with flag values (keys are flag names)")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	var fileValues map[string]any
+	if configPath != "" {
+		data, err := os.ReadFile(configPath)
+		if err != nil {
+			return fmt.Errorf("read config file: %w", err)
+		}
+		if err := yaml.Unmarshal(data, &fileValues); err != nil {
+			return fmt.Errorf("parse config file %s: %w", configPath, err)
+		}
+		for key := range fileValues {
+			if fs.Lookup(key) == nil || key == "config" {
+				return fmt.Errorf("config file %s: unknown key %q; keys are the command's flag names (see -h)", configPath, key)
+			}
+		}
+	}
+
+	var setErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if setErr != nil || explicit[f.Name] || f.Name == "config" {
+			return
+		}
+		env := "PRINTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil {
+				setErr = fmt.Errorf("invalid value %q in %s: %w", v, env, err)
+			}
+			return
+		}
+		if v, ok := fileValues[f.Name]; ok {
+			if err := f.Value.Set(yamlScalar(v)); err != nil {
+				setErr = fmt.Errorf("config file %s: invalid value %v for %q: %w", configPath, v, f.Name, err)
+			}
+		}
+	})
+	return setErr
+}
+
+func yamlScalar(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case []any:
+		parts := make([]string, len(x))
+		for i := range x {
+			parts[i] = fmt.Sprint(x[i])
+		}
+		return strings.Join(parts, ",")
+	default:
+		return fmt.Sprint(x)
+	}
+}

@@ -1,0 +1,388 @@
+package printer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// selectedFile is the file chosen for printing.
+type selectedFile struct {
+	name string
+	path string
+	full string
+	size int64
+	// pos is the byte offset read so far by the running job.
+	pos int64
+	// done marks a finished print, whose progress stays at 100.
+	done bool
+}
+
+func (f *selectedFile) progress() float64 {
+	if f.done {
+		return 100
+	}
+	if f.size <= 0 {
+		return 0
+	}
+	return float64(f.pos) / float64(f.size) * 100
+}
+
+// job is a print streaming from a local file.
+type job struct {
+	file        *os.File
+	r           *bufio.Reader
+	started     time.Time
+	pausedAt    time.Time
+	pausedTotal time.Duration
+	lines       int
+	onStarted   DoneFunc
+}
+
+// printTime is the job's time in seconds, paused time excluded, as
+// OctoPrint's PrintDone time.
+func (j *job) printTime(now time.Time) float64 {
+	paused := j.pausedTotal
+	if !j.pausedAt.IsZero() {
+		paused += now.Sub(j.pausedAt)
+	}
+	return now.Sub(j.started).Seconds() - paused.Seconds()
+}
+
+// maxFileLine is the longest raw file line read; longer ones (which no
+// firmware accepts) end the job with an error instead of growing memory.
+const maxFileLine = 64 * 1024
+
+// resolvePath maps a job path onto FilesDir and rejects anything that
+// would leave it.
+func (s *session) resolvePath(path string) (string, error) {
+	if s.p.cfg.FilesDir == "" {
+		return "", errors.New("no files directory configured; start the edge with --files DIR")
+	}
+	if path == "" {
+		return "", errors.New(`missing "path": name a file inside the edge's files directory`)
+	}
+	clean := filepath.Clean("/" + path)
+	if strings.Contains(path, "\x00") || clean == "/" {
+		return "", fmt.Errorf("invalid file path %q", path)
+	}
+	for _, part := range strings.Split(filepath.ToSlash(path), "/") {
+		if part == ".." {
+			return "", fmt.Errorf("invalid file path %q: '..' is not allowed; paths are relative to the files directory", path)
+		}
+	}
+	return filepath.Join(s.p.cfg.FilesDir, clean), nil
+}
+
+func (s *session) selectFile(path string) error {
+	if s.job != nil {
+		return fmt.Errorf("cannot select %q while a print is running (state %s); cancel it first", path, s.state)
+	}
+	full, err := s.resolvePath(path)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(full)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("file %q not found in the files directory %s", path, s.p.cfg.FilesDir)
+		}
+		return fmt.Errorf("file %q: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("file %q is not a regular file", path)
+	}
+	rel := strings.TrimPrefix(filepath.ToSlash(filepath.Clean("/"+path)), "/")
+	s.selected = &selectedFile{name: filepath.Base(rel), path: rel, full: full, size: st.Size()}
+	s.printerZ = nil
+	s.emit(bridge.EventFileSelected, bridge.Payload{
+		{Key: "name", Value: s.selected.name}, {Key: "path", Value: s.selected.path}, {Key: "origin", Value: "local"},
+	})
+	return nil
+}
+
+func (s *session) jobPayload(extra ...bridge.Field) bridge.Payload {
+	f := s.selected
+	p := bridge.Payload{{Key: "name", Value: f.name}, {Key: "path", Value: f.path}, {Key: "origin", Value: "local"}, {Key: "size", Value: f.size}}
+	return append(p, extra...)
+}
+
+func (s *session) chartMark(kind, label string) {
+	s.emit(bridge.EventChartMarked, bridge.Payload{
+		{Key: "type", Value: kind}, {Key: "label", Value: label}, {Key: "time", Value: float64(time.Now().UnixNano()) / 1e9},
+	})
+}
+
+func (s *session) startJob(path string, done DoneFunc) error {
+	if !s.state.Operational() {
+		return fmt.Errorf("printer is not connected (state %s); connect it first", s.state)
+	}
+	if s.job != nil || s.state != StateOperational {
+		return fmt.Errorf("cannot start a print in state %s; wait for the running job to end", s.state)
+	}
+	if path != "" {
+		if err := s.selectFile(path); err != nil {
+			return err
+		}
+	}
+	if s.selected == nil {
+		return errors.New(`no file selected: give "path" or select a file first`)
+	}
+	f, err := os.Open(s.selected.full)
+	if err != nil {
+		return fmt.Errorf("open %q: %w", s.selected.path, err)
+	}
+	s.selected.pos = 0
+	s.selected.done = false
+	s.job = &job{file: f, r: bufio.NewReaderSize(f, 32*1024), started: time.Now(), onStarted: done}
+	s.printerZ = nil
+	s.setState(StateStarting)
+	s.log.Info("print started", "file", s.selected.path, "size", s.selected.size)
+	s.chartMark("print", "Start")
+	s.emit(bridge.EventPrintStarted, s.jobPayload())
+	s.enqueue(queued{marker: func() {
+		if s.job == nil {
+			return
+		}
+		s.setState(StatePrinting)
+		if s.job.onStarted != nil {
+			s.job.onStarted(nil, nil)
+			s.job.onStarted = nil
+		}
+	}})
+	s.pump()
+	return nil
+}
+
+// nextJobLine sends the next command of the file. It returns false when
+// nothing was sent.
+func (s *session) nextJobLine() bool {
+	j := s.job
+	for {
+		raw, err := j.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			s.abortJob(fmt.Sprintf("line at byte %d of %s is longer than %d bytes; no firmware accepts it", s.selected.pos, s.selected.path, maxFileLine))
+			return false
+		}
+		s.selected.pos += int64(len(raw))
+		if len(raw) == 0 && err != nil {
+			if errors.Is(err, io.EOF) {
+				s.finishJob()
+			} else {
+				s.abortJob(fmt.Sprintf("read %s: %v", s.selected.path, err))
+			}
+			return false
+		}
+		if j.lines == 0 && s.selected.pos == int64(len(raw)) {
+			raw = []byte(strings.TrimPrefix(string(raw), "\ufeff"))
+		}
+		cmd := NormalizeCommand(CleanLine(raw))
+		if cmd == "" {
+			continue
+		}
+		if l := wireLength(s.nextLine, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
+			s.abortJob(fmt.Sprintf("line %q of %s is %d bytes with line number and checksum, over the firmware's maximum of %d",
+				truncateText(cmd, 40), s.selected.path, l, s.p.cfg.MaxLineLength))
+			return false
+		}
+		j.lines++
+		code := CodeOf(cmd)
+		if emergencyCodes[code] && code == "M112" {
+			s.sendEmergency(cmd, code)
+			return false
+		}
+		s.writeNumbered(queued{text: cmd}, true)
+		return true
+	}
+}
+
+func (s *session) finishJob() {
+	s.setState(StateFinishing)
+	// M400 makes the ok arrive once the last move has finished, so
+	// PrintDone means the printer is done, not just the stream.
+	s.enqueue(queued{text: "M400"})
+	s.enqueue(queued{marker: func() {
+		if s.job == nil {
+			return
+		}
+		t := s.job.printTime(time.Now())
+		s.closeJob()
+		s.selected.done = true
+		s.log.Info("print done", "file", s.selected.path, "print_time_seconds", math.Round(t*10)/10)
+		s.chartMark("done", "Done")
+		s.emit(bridge.EventPrintDone, s.jobPayload(bridge.Field{Key: "time", Value: t}))
+		s.setState(StateOperational)
+	}})
+}
+
+func (s *session) closeJob() {
+	if s.job != nil {
+		_ = s.job.file.Close()
+		if s.job.onStarted != nil {
+			s.job.onStarted(nil, errors.New("print ended before it started"))
+		}
+		s.job = nil
+	}
+}
+
+// abortJob ends a job on a file problem; the connection stays up.
+func (s *session) abortJob(msg string) {
+	s.log.Error("print failed", "file", s.selected.path, "error", msg)
+	s.failJob(msg)
+	s.setState(StateOperational)
+}
+
+// failJob fires PrintFailed (reason error) once and drops the job.
+func (s *session) failJob(msg string) {
+	if s.job == nil {
+		return
+	}
+	t := s.job.printTime(time.Now())
+	fraction := s.selected.progress() / 100
+	s.closeJob()
+	s.dropJobQueue()
+	s.printerZ = nil
+	s.emit(bridge.EventPrintFailed, s.jobPayload(
+		bridge.Field{Key: "time", Value: t}, bridge.Field{Key: "reason", Value: "error"},
+		bridge.Field{Key: "error", Value: msg}, bridge.Field{Key: "progress", Value: fraction}))
+}
+
+// dropJobQueue removes queued markers, which all belong to the job; hook
+// and user commands stay queued.
+func (s *session) dropJobQueue() {
+	kept := s.queue[:0]
+	for _, q := range s.queue {
+		if q.marker == nil {
+			kept = append(kept, q)
+		}
+	}
+	s.queue = kept
+}
+
+func (s *session) positionPayload() bridge.Payload {
+	pos := bridge.Payload{{Key: "x", Value: nil}, {Key: "y", Value: nil}, {Key: "z", Value: nil}, {Key: "e", Value: nil}}
+	if s.position != nil {
+		pos = bridge.Payload{{Key: "x", Value: s.position.X}, {Key: "y", Value: s.position.Y}, {Key: "z", Value: s.position.Z}, {Key: "e", Value: s.position.E}}
+	}
+	pos = append(pos, bridge.Field{Key: "t", Value: s.tool})
+	if s.feedrate != nil {
+		pos = append(pos, bridge.Field{Key: "f", Value: *s.feedrate})
+	} else {
+		pos = append(pos, bridge.Field{Key: "f", Value: nil})
+	}
+	return pos
+}
+
+func (s *session) pauseJob(done DoneFunc) error {
+	if s.job == nil || s.state != StatePrinting {
+		return fmt.Errorf("cannot pause in state %s: no print is running", s.state)
+	}
+	s.setState(StatePausing)
+	s.job.pausedAt = time.Now()
+	// M400 then M114: the position is recorded once the moves already
+	// sent have finished, as OctoPrint does with logPositionOnPause.
+	s.position = nil
+	s.enqueue(queued{text: "M400"})
+	s.enqueue(queued{marker: func() { s.positionReason = "pause" }})
+	s.enqueue(queued{text: "M114"})
+	s.enqueue(queued{marker: func() {
+		if s.job == nil {
+			return
+		}
+		s.chartMark("pause", "Pause")
+		s.emit(bridge.EventPrintPaused, s.jobPayload(
+			bridge.Field{Key: "position", Value: s.positionPayload()},
+			bridge.Field{Key: "fileposition", Value: s.selected.pos},
+			bridge.Field{Key: "progress", Value: int(s.selected.progress())}))
+		s.setState(StatePaused)
+		if done != nil {
+			done(nil, nil)
+		}
+	}})
+	s.pump()
+	return nil
+}
+
+func (s *session) resumeJob(done DoneFunc) error {
+	if s.job == nil || s.state != StatePaused {
+		return fmt.Errorf("cannot resume in state %s: no print is paused", s.state)
+	}
+	s.setState(StateResuming)
+	s.job.pausedTotal += time.Since(s.job.pausedAt)
+	s.job.pausedAt = time.Time{}
+	s.enqueue(queued{marker: func() {
+		if s.job == nil {
+			return
+		}
+		s.chartMark("resume", "Resume")
+		s.emit(bridge.EventPrintResumed, s.jobPayload())
+		s.setState(StatePrinting)
+		if done != nil {
+			done(nil, nil)
+		}
+	}})
+	s.pump()
+	return nil
+}
+
+func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
+	if s.job == nil || s.state == StateCancelling {
+		return fmt.Errorf("cannot cancel in state %s: no print is running", s.state)
+	}
+	s.setState(StateCancelling)
+	payload := s.jobPayload()
+	if firmwareError != "" {
+		payload = payload.Set("firmwareError", firmwareError)
+	}
+	s.emit(bridge.EventPrintCancelling, payload)
+	s.dropJobQueue()
+	if s.caps["EMERGENCY_PARSER"] {
+		// Aborts a running M109/M190 wait; without the emergency parser
+		// the firmware would only read it after the wait.
+		s.sendEmergency("M108", "M108")
+	}
+	s.position = nil
+	s.positionReason = "cancel"
+	s.enqueue(queued{text: "M114"})
+	s.enqueue(queued{marker: func() {
+		if s.job == nil {
+			return
+		}
+		t := s.job.printTime(time.Now())
+		cancelled := s.jobPayload(
+			bridge.Field{Key: "time", Value: t},
+			bridge.Field{Key: "position", Value: s.positionPayload()},
+			bridge.Field{Key: "fileposition", Value: s.selected.pos},
+			bridge.Field{Key: "progress", Value: int(s.selected.progress())})
+		s.closeJob()
+		s.printerZ = nil
+		s.log.Info("print cancelled", "file", s.selected.path)
+		s.emit(bridge.EventPrintCancelled, cancelled)
+		s.chartMark("cancel", "Cancel")
+		s.emit(bridge.EventPrintFailed, cancelled.Clone().Set("reason", "cancelled"))
+		s.setState(StateOperational)
+		if done != nil {
+			done(nil, nil)
+		}
+	}})
+	s.pump()
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

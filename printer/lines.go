@@ -1,0 +1,142 @@
+package printer
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// LineReader splits a serial byte stream into lines. It splits on LF,
+// drops CR, strips NUL bytes (which firmwares send on reset), and turns
+// bytes that are not UTF-8 into Latin-1 runes, so no input makes it fail.
+type LineReader struct {
+	r   *bufio.Reader
+	max int
+}
+
+// NewLineReader reads lines of at most max bytes; longer lines are cut
+// into max-byte pieces so a stream without line feeds cannot grow memory.
+func NewLineReader(r io.Reader, max int) *LineReader {
+	if max <= 0 {
+		max = 4096
+	}
+	return &LineReader{r: bufio.NewReaderSize(r, max), max: max}
+}
+
+// ReadLine returns the next line without its terminator. A last line
+// without LF is returned before io.EOF.
+func (lr *LineReader) ReadLine() (string, error) {
+	var buf []byte
+	for {
+		chunk, err := lr.r.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		switch {
+		case err == nil:
+			return CleanLine(buf), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			if len(buf) >= lr.max {
+				return CleanLine(buf), nil
+			}
+		case errors.Is(err, io.EOF) && len(buf) > 0:
+			return CleanLine(buf), nil
+		default:
+			return "", err
+		}
+	}
+}
+
+// CleanLine removes the line terminator, CR and NUL bytes and decodes the
+// rest as UTF-8, falling back to Latin-1 for bytes that are not.
+func CleanLine(b []byte) string {
+	b = bytes.TrimRight(b, "\n")
+	if bytes.IndexByte(b, 0) >= 0 || bytes.IndexByte(b, '\r') >= 0 {
+		b = bytes.Map(func(r rune) rune {
+			if r == 0 || r == '\r' {
+				return -1
+			}
+			return r
+		}, b)
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	for _, c := range b {
+		sb.WriteRune(rune(c))
+	}
+	return sb.String()
+}
+
+// NormalizeCommand strips a `;` comment and surrounding whitespace, as
+// OctoPrint and Marlin do. A backslash-escaped `\;` is kept as `;`.
+func NormalizeCommand(line string) string {
+	if i := strings.IndexByte(line, ';'); i >= 0 {
+		if !strings.Contains(line, `\;`) {
+			line = line[:i]
+		} else {
+			line = stripEscapedComment(line)
+		}
+	}
+	return strings.TrimSpace(line)
+}
+
+func stripEscapedComment(line string) string {
+	var sb strings.Builder
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c == '\\' && i+1 < len(line) && line[i+1] == ';' {
+			sb.WriteByte(';')
+			i++
+			continue
+		}
+		if c == ';' {
+			break
+		}
+		sb.WriteByte(c)
+	}
+	return sb.String()
+}
+
+var codePattern = regexp.MustCompile(`^([GM])(\d+)(\.\d+)?`)
+var toolPattern = regexp.MustCompile(`^T(\d+)`)
+
+// CodeOf returns the G-code of a normalized line as OctoPrint reads it:
+// the first `G<n>` or `M<n>` at the start, as written (so `G028` is not
+// `G28`), "T" for a tool change, or "" for anything else.
+func CodeOf(line string) string {
+	if m := codePattern.FindStringSubmatch(line); m != nil {
+		return m[1] + m[2] + m[3]
+	}
+	if toolPattern.MatchString(line) {
+		return "T"
+	}
+	return ""
+}
+
+// ToASCII replaces every byte outside printable ASCII with '?', as
+// OctoPrint's default ascii encoding does, so a firmware that reads bytes
+// never sees a partial UTF-8 sequence.
+func ToASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return toASCIISlow(s)
+		}
+	}
+	return s
+}
+
+func toASCIISlow(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e {
+			sb.WriteByte('?')
+			continue
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}

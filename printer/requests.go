@@ -1,0 +1,97 @@
+package printer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+func (s *session) handleRequest(r request) error {
+	switch r.kind {
+	case reqGcode:
+		return s.queueGcode(r)
+	case reqSelect:
+		if !s.state.Operational() && s.state != StateOffline && s.state != StateClosed && s.state != StateClosedWithError {
+			return fmt.Errorf("cannot select a file in state %s", s.state)
+		}
+		if err := s.selectFile(r.path); err != nil {
+			return err
+		}
+		if r.done != nil {
+			r.done(nil, nil)
+		}
+		return nil
+	case reqStart:
+		return s.startJob(r.path, r.done)
+	case reqPause:
+		return s.pauseJob(r.done)
+	case reqResume:
+		return s.resumeJob(r.done)
+	case reqCancel:
+		return s.cancelJob(r.done, "")
+	case reqConnect:
+		if s.port != nil {
+			return fmt.Errorf("already connected (state %s)", s.state)
+		}
+		s.wantConnected = true
+		s.attempts = 0
+		s.outageEmitted = false
+		s.nextAttempt = time.Now()
+		s.pendingOnConn = append(s.pendingOnConn, r.done)
+		return nil
+	case reqDisconnect:
+		if s.port == nil && !s.wantConnected {
+			return fmt.Errorf("not connected (state %s)", s.state)
+		}
+		s.wantConnected = false
+		if s.port != nil {
+			s.emit("Disconnecting", nil)
+			s.disconnect("disconnect requested", false)
+		}
+		s.finishConnectWaiters(errors.New("disconnect requested"))
+		if r.done != nil {
+			r.done(nil, nil)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown request %q", r.kind)
+}
+
+func (s *session) queueGcode(r request) error {
+	if s.port == nil || !s.state.Operational() {
+		return fmt.Errorf("printer is not connected (state %s); send a connect command first", s.state)
+	}
+	var lines []string
+	for _, l := range r.lines {
+		if err := s.checkLine(l); err != nil {
+			return err
+		}
+		if cmd := NormalizeCommand(l); cmd != "" {
+			lines = append(lines, cmd)
+		}
+	}
+	if len(lines) == 0 {
+		if r.done != nil {
+			r.done(nil, nil)
+		}
+		return nil
+	}
+	req := &gcodeRequest{done: r.done, source: r.source}
+	for _, l := range lines {
+		code := CodeOf(l)
+		if code == "M112" || (emergencyCodes[code] && s.caps["EMERGENCY_PARSER"]) {
+			s.sendEmergency(l, code)
+			if s.port == nil {
+				return nil
+			}
+			continue
+		}
+		req.pending++
+		s.enqueue(queued{text: l, owner: req})
+	}
+	if req.pending == 0 {
+		req.finish(nil)
+	}
+	s.pump()
+	return nil
+}

@@ -1,0 +1,245 @@
+package printer
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// window is the number of lines in flight. One line at a time (OctoPrint's
+// model) is safe with every firmware.
+const window = 1
+
+func (s *session) enqueue(q queued) {
+	s.queue = append(s.queue, q)
+}
+
+// pump sends queued lines while the window has room: resends first, then
+// commands and markers, then the next job line.
+func (s *session) pump() {
+	for s.port != nil && !s.expectResendOK && s.state != StateConnecting {
+		if len(s.resend) > 0 {
+			if len(s.inflight) >= window {
+				return
+			}
+			n := s.resend[0]
+			s.resend = s.resend[1:]
+			h, ok := s.history[n]
+			if !ok {
+				continue
+			}
+			s.writeLine(h.n, h.text, h.owner)
+			continue
+		}
+		if len(s.queue) > 0 {
+			q := s.queue[0]
+			if q.marker != nil {
+				if len(s.inflight) > 0 {
+					return
+				}
+				s.queue = s.queue[1:]
+				q.marker()
+				continue
+			}
+			if len(s.inflight) >= window {
+				return
+			}
+			s.queue = s.queue[1:]
+			if q.text == "M105" {
+				s.pollQueued = false
+			}
+			s.writeNumbered(q, true)
+			continue
+		}
+		if len(s.inflight) >= window || s.job == nil || s.state != StatePrinting {
+			return
+		}
+		if !s.nextJobLine() {
+			return
+		}
+	}
+}
+
+// writeNumbered numbers a new line and sends it. fireEvents is false
+// only for the handshake.
+func (s *session) writeNumbered(q queued, fireEvents bool) {
+	text := ToASCII(q.text)
+	code := CodeOf(text)
+	if code == "M110" {
+		// M110 sets the line number of the line that carries it, so the
+		// reset goes out as N<k> M110 N<k> and the next line is k+1.
+		k := 0
+		if v, ok := Param(strings.TrimPrefix(text, "M110"), 'N'); ok {
+			k = int(v)
+		}
+		s.nextLine = k
+		s.history = map[int]sentLine{}
+		s.historyOrder = nil
+		s.resend = nil
+	}
+	if fireEvents {
+		s.queuingPhase(text, code)
+	}
+	n := s.nextLine
+	s.nextLine++
+	s.writeLine(n, text, q.owner)
+	if fireEvents {
+		s.sentPhase(text, code)
+	}
+}
+
+func (s *session) writeLine(n int, text string, owner *gcodeRequest) {
+	wire := FormatNumbered(n, text)
+	entry := sentLine{n: n, text: text, owner: owner, sentAt: time.Now(), longRun: longRunningCodes[CodeOf(text)]}
+	if _, ok := s.history[n]; !ok {
+		s.historyOrder = append(s.historyOrder, n)
+		if len(s.historyOrder) > s.p.cfg.HistorySize {
+			delete(s.history, s.historyOrder[0])
+			s.historyOrder = s.historyOrder[1:]
+		}
+	}
+	s.history[n] = entry
+	s.inflight = append(s.inflight, entry)
+	s.remember("Send: " + wire)
+	s.log.Debug("send", "line", wire)
+	if _, err := s.port.Write([]byte(wire + "\n")); err != nil {
+		s.fail("connection", fmt.Sprintf("write to serial port %s failed: %v", s.p.cfg.Port, err), "disconnect", false)
+		return
+	}
+	if f := s.p.metrics.LineSent; f != nil {
+		f()
+	}
+}
+
+// wireLength returns the length of text once numbered with n.
+func wireLength(n int, text string) int {
+	return len(FormatNumbered(n, text))
+}
+
+// queuingPhase fires the events that OctoPrint fires when a line is
+// queued for sending (Home for G28, Alert for M300, ...).
+func (s *session) queuingPhase(text, code string) {
+	if name, ok := gcodeEvents[code]; ok && code != "M112" {
+		s.emit(name, nil)
+	}
+}
+
+// sentPhase tracks what a sent line changes: Z (ZChange), tool
+// (ToolChange), feed rate and heater targets.
+func (s *session) sentPhase(text, code string) {
+	switch code {
+	case "G0", "G1":
+		if f, ok := Param(text, 'F'); ok {
+			s.feedrate = &f
+		}
+		if z, ok := ParseZ(text); ok {
+			s.onZ(z)
+		}
+	case "G28":
+		if f, ok := Param(text, 'F'); ok {
+			s.feedrate = &f
+		}
+	case "T":
+		n, err := strconv.Atoi(strings.TrimPrefix(strings.Fields(text)[0], "T"))
+		if err == nil {
+			old := s.tool
+			s.tool = n
+			s.emit(bridge.EventToolChange, bridge.Payload{{Key: "old", Value: old}, {Key: "new", Value: n}})
+		}
+	case "M104", "M109":
+		s.setTarget(text, "tool"+strconv.Itoa(s.toolParam(text)))
+	case "M140", "M190":
+		s.setTarget(text, "bed")
+	case "M141", "M191":
+		s.setTarget(text, "chamber")
+	case "M155":
+		if v, ok := Param(text, 'S'); ok {
+			s.autoReport = v > 0 && s.caps["AUTOREPORT_TEMP"]
+		}
+	}
+}
+
+func (s *session) toolParam(text string) int {
+	if v, ok := Param(text, 'T'); ok {
+		return int(v)
+	}
+	return s.tool
+}
+
+func (s *session) setTarget(text, heater string) {
+	v, ok := Param(text, 'S')
+	if !ok {
+		v, ok = Param(text, 'R')
+	}
+	if !ok {
+		return
+	}
+	cur := s.temps[heater]
+	cur.Target = &v
+	s.temps[heater] = cur
+}
+
+// onZ applies OctoPrint's two gates: the connection's last Z and the
+// printer's tracked Z, which is reset on file select, print start,
+// cancel and disconnect. Every distinct value fires, Z-hops included.
+func (s *session) onZ(z float64) {
+	if s.commZ != nil && *s.commZ == z {
+		return
+	}
+	s.commZ = &z
+	if s.printerZ != nil && *s.printerZ == z {
+		return
+	}
+	var old any
+	if s.printerZ != nil {
+		old = *s.printerZ
+	}
+	s.printerZ = &z
+	s.emit(bridge.EventZChange, bridge.Payload{{Key: "new", Value: z}, {Key: "old", Value: old}})
+}
+
+// emergencyCodes skip every queue, as OctoPrint's emergencyCommands.
+var emergencyCodes = map[string]bool{"M112": true, "M108": true, "M410": true}
+
+// sendEmergency writes an emergency line at once. M112 then ends the
+// connection: the firmware is halted and needs a reset.
+func (s *session) sendEmergency(text, code string) {
+	s.log.Warn("emergency command sent out of band", "command", text, "port", s.p.cfg.Port)
+	if _, err := s.port.Write([]byte(code + "\n")); err != nil {
+		s.fail("connection", fmt.Sprintf("write to serial port %s failed: %v", s.p.cfg.Port, err), "disconnect", false)
+		return
+	}
+	if code != "M112" {
+		return
+	}
+	n := s.nextLine
+	s.nextLine++
+	_, _ = s.port.Write([]byte(FormatNumbered(n, "M112") + "\n"))
+	s.emit(bridge.EventEStop, nil)
+	s.wantConnected = false
+	s.fail("firmware", "emergency stop (M112) sent; reset the printer, then connect again", "emergency", false)
+}
+
+// checkLine validates a line before it is queued.
+func (s *session) checkLine(line string) error {
+	if strings.ContainsAny(line, "\r\n") {
+		return fmt.Errorf("line %q contains a line break", line)
+	}
+	// The line number grows while the line waits in the queue; measure
+	// with a margin so a line accepted now is not too long when sent.
+	if l := wireLength(s.nextLine+len(s.queue)+1000, ToASCII(line)); l > s.p.cfg.MaxLineLength {
+		return fmt.Errorf("line %q is %d bytes with line number and checksum, over the firmware's maximum of %d; shorten it or raise the edge's max-line-length if the firmware's MAX_CMD_SIZE is larger",
+			truncateText(line, 40), l, s.p.cfg.MaxLineLength)
+	}
+	return nil
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,863 @@
+package printer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// readerMsg is one framed line, or the error that ended a port's reader.
+type readerMsg struct {
+	gen  int
+	line string
+	err  error
+}
+
+// sentLine is a numbered line waiting for its ok.
+type sentLine struct {
+	n       int
+	text    string
+	owner   *gcodeRequest
+	sentAt  time.Time
+	longRun bool
+}
+
+// queued is a line or a marker waiting to be sent. A marker runs its
+// callback once every line before it has been acknowledged, so state
+// changes happen in order with the lines around them.
+type queued struct {
+	text   string
+	owner  *gcodeRequest
+	marker func()
+}
+
+// gcodeRequest tracks the lines of one SendGcode call.
+type gcodeRequest struct {
+	pending int
+	replies []string
+	done    DoneFunc
+	source  string
+	failed  bool
+}
+
+const maxReplyLines = 200
+
+func (g *gcodeRequest) addReply(line string) {
+	if len(g.replies) < maxReplyLines {
+		g.replies = append(g.replies, line)
+	}
+}
+
+func (g *gcodeRequest) finish(err error) {
+	if g.failed || g.done == nil {
+		return
+	}
+	if err != nil {
+		g.failed = true
+	}
+	g.done(g.replies, err)
+	g.done = nil
+}
+
+// longRunningCodes never time out while they wait for their ok, as
+// OctoPrint's longRunningCommands plus the blocking heat-ups.
+var longRunningCodes = map[string]bool{
+	"G4": true, "G28": true, "G29": true, "G30": true, "G32": true, "M400": true, "M226": true,
+	"M600": true, "M109": true, "M190": true, "M191": true, "M116": true, "M0": true, "M1": true,
+}
+
+// gcodeEvents maps a G-code to the event OctoPrint fires when it is
+// queued for sending.
+var gcodeEvents = map[string]string{
+	"M0": bridge.EventWaiting, "M1": bridge.EventWaiting, "M226": bridge.EventWaiting,
+	"G4":   bridge.EventDwelling,
+	"M245": bridge.EventCooling, "M240": bridge.EventConveyor, "M40": bridge.EventEject,
+	"M300": bridge.EventAlert, "G28": bridge.EventHome, "M112": bridge.EventEStop,
+	"M80": bridge.EventPowerOn, "M81": bridge.EventPowerOff,
+	"M600": bridge.EventFilamentChange, "M701": bridge.EventFilamentChange, "M702": bridge.EventFilamentChange,
+}
+
+// session is the owner goroutine's state: the port, the protocol state
+// and the job. Only the Run goroutine touches it.
+type session struct {
+	p   *Printer
+	log *slog.Logger
+
+	// connection
+	wantConnected bool
+	nextAttempt   time.Time
+	attempts      int
+	port          io.ReadWriteCloser
+	gen           int
+	lineCh        chan readerMsg
+	state         State
+	lastError     string
+	outageEmitted bool
+	pendingOnConn []DoneFunc
+
+	// handshake
+	helloSent  int
+	helloAt    time.Time
+	connectedN int
+
+	// protocol
+	nextLine       int
+	history        map[int]sentLine
+	historyOrder   []int
+	inflight       []sentLine
+	queue          []queued
+	resend         []int
+	resendLast     int
+	resendRepeats  int
+	expectResendOK bool
+	resendAt       time.Time
+	lastProgress   time.Time
+	lastRx         time.Time
+	timeouts       int
+	busyUntil      time.Time
+	recentLines    []string
+
+	// firmware
+	firmwareName string
+	firmwareData map[string]string
+	caps         map[string]bool
+	autoReport   bool
+	nextPoll     time.Time
+	pollQueued   bool
+
+	// tracked printer state
+	temps          map[string]TemperatureSnapshot
+	position       *Position
+	positionReason string
+	tool           int
+	feedrate       *float64
+	commZ          *float64
+	printerZ       *float64
+
+	// job
+	selected *selectedFile
+	job      *job
+}
+
+func newSession(p *Printer) *session {
+	return &session{
+		p:       p,
+		log:     p.log,
+		lineCh:  make(chan readerMsg, 256),
+		state:   StateOffline,
+		history: map[int]sentLine{},
+		temps:   map[string]TemperatureSnapshot{},
+		caps:    map[string]bool{},
+	}
+}
+
+func (s *session) emit(name string, payload bridge.Payload) {
+	if s.p.emit != nil {
+		s.p.emit(name, payload.Clone(), s.context())
+	}
+}
+
+func (s *session) context() bridge.Context {
+	c := bridge.Context{State: string(s.state)}
+	if s.printerZ != nil {
+		z := *s.printerZ
+		c.CurrentZ = &z
+	}
+	if s.selected != nil {
+		c.File = &bridge.FileRef{Name: s.selected.name, Path: s.selected.path, Origin: "local"}
+		prog := s.selected.progress()
+		c.Progress = &prog
+	}
+	return c
+}
+
+func (s *session) setState(st State) {
+	if st == s.state {
+		return
+	}
+	prev := s.state
+	s.state = st
+	s.log.Info("printer state changed", "from", string(prev), "to", string(st))
+	id, text := st.EventID()
+	prevID, _ := prev.EventID()
+	if id == prevID {
+		return
+	}
+	s.emit(bridge.EventPrinterStateChanged, bridge.Payload{{Key: "state_id", Value: id}, {Key: "state_string", Value: text}})
+}
+
+// ---- connection lifecycle ----
+
+func (s *session) onTick(now time.Time) {
+	switch {
+	case s.port == nil:
+		if s.wantConnected && !now.Before(s.nextAttempt) {
+			s.open(now)
+		}
+	case s.state == StateConnecting:
+		if now.Sub(s.helloAt) >= s.p.cfg.HelloTimeout {
+			if s.helloSent >= s.p.cfg.HelloRetries {
+				s.fail("timeout", fmt.Sprintf("no answer from the printer on %s after %d handshakes; check the port and the baud rate (%d)",
+					s.p.cfg.Port, s.helloSent, s.p.cfg.Baud), "disconnect", false)
+				return
+			}
+			s.log.Warn("no answer to handshake, retrying", "port", s.p.cfg.Port, "attempt", s.helloSent+1)
+			s.sendHello()
+		}
+	default:
+		s.checkTimeouts(now)
+		if s.expectResendOK && now.Sub(s.resendAt) >= s.p.cfg.ResendOKWait {
+			s.expectResendOK = false
+			s.pump()
+		}
+		s.maybePoll(now)
+	}
+}
+
+func (s *session) open(now time.Time) {
+	cfg := s.p.cfg
+	if !s.outageEmitted {
+		s.emit(bridge.EventConnecting, nil)
+	}
+	s.setState(StateOpenSerial)
+	s.log.Info("opening serial port", "port", cfg.Port, "baud", cfg.Baud, "attempt", s.attempts+1)
+	port, err := cfg.Open(cfg.Port, cfg.Baud)
+	if err != nil {
+		wait := backoff(s.attempts, cfg.ReconnectMin, cfg.ReconnectMax)
+		s.attempts++
+		s.nextAttempt = now.Add(wait)
+		s.log.Warn("serial port open failed, retrying", "port", cfg.Port, "error", err, "retry_in", wait.Round(time.Millisecond))
+		if !s.outageEmitted {
+			s.outageEmitted = true
+			s.emit(bridge.EventError, bridge.Payload{{Key: "error", Value: err.Error()}, {Key: "reason", Value: "connection"}})
+		}
+		s.setState(StateOffline)
+		if !cfg.AutoConnect {
+			s.wantConnected = false
+			s.finishConnectWaiters(err)
+		}
+		return
+	}
+	s.port = port
+	s.gen++
+	gen := s.gen
+	go readLoop(port, gen, s.lineCh, cfg.MaxLineLength*8)
+	s.resetProtocol()
+	s.commZ = nil
+	s.firmwareName = ""
+	s.caps = map[string]bool{}
+	s.autoReport = false
+	s.setState(StateConnecting)
+	s.helloSent = 0
+	s.sendHello()
+}
+
+// readLoop is the only reader of port. It ends when the port is closed or
+// fails, and reports that as its last message.
+func readLoop(port io.Reader, gen int, out chan<- readerMsg, max int) {
+	lr := NewLineReader(retryReader{port}, max)
+	for {
+		line, err := lr.ReadLine()
+		if err != nil {
+			out <- readerMsg{gen: gen, err: err}
+			return
+		}
+		out <- readerMsg{gen: gen, line: line}
+	}
+}
+
+// retryReader hides go.bug.st/serial's (0, nil) reads, which bufio would
+// turn into io.ErrNoProgress.
+type retryReader struct{ r io.Reader }
+
+func (rr retryReader) Read(b []byte) (int, error) {
+	for i := 0; ; i++ {
+		n, err := rr.r.Read(b)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		if i > 10 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func (s *session) resetProtocol() {
+	s.nextLine = 0
+	s.history = map[int]sentLine{}
+	s.historyOrder = nil
+	s.inflight = nil
+	s.queue = nil
+	s.resend = nil
+	s.resendRepeats = 0
+	s.resendLast = -1
+	s.expectResendOK = false
+	s.timeouts = 0
+	s.pollQueued = false
+	now := time.Now()
+	s.lastProgress = now
+	s.lastRx = now
+}
+
+func (s *session) sendHello() {
+	s.helloSent++
+	s.helloAt = time.Now()
+	// The hello resets the firmware's line number, so it is written
+	// directly instead of through the queue: N0 M110 N0, next line N1.
+	s.nextLine = 0
+	s.writeNumbered(queued{text: "M110 N0"}, false)
+	s.inflight = nil
+}
+
+func (s *session) onConnected() {
+	s.attempts = 0
+	s.outageEmitted = false
+	s.lastError = ""
+	s.inflight = nil
+	s.setState(StateOperational)
+	s.log.Info("printer connected", "port", s.p.cfg.Port, "baud", s.p.cfg.Baud)
+	s.emit(bridge.EventConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}})
+	s.enqueue(queued{text: "M115"})
+	s.enqueue(queued{marker: s.applyCapabilities})
+	s.finishConnectWaiters(nil)
+	s.pump()
+}
+
+func (s *session) finishConnectWaiters(err error) {
+	for _, d := range s.pendingOnConn {
+		if d != nil {
+			d(nil, err)
+		}
+	}
+	s.pendingOnConn = nil
+}
+
+// applyCapabilities runs after the M115 reply: it switches on the
+// temperature auto-report when the firmware has it, else polls M105.
+func (s *session) applyCapabilities() {
+	if s.caps["AUTOREPORT_TEMP"] {
+		s.autoReport = true
+		s.enqueue(queued{text: "M155 S2"})
+		s.log.Info("temperature auto-report enabled", "interval_seconds", 2)
+	} else {
+		s.nextPoll = time.Now()
+	}
+}
+
+// disconnect closes the port. userRequested keeps it closed; otherwise
+// the reconnect loop reopens it.
+func (s *session) disconnect(reason string, withError bool) {
+	if s.port == nil {
+		return
+	}
+	if s.job != nil {
+		s.failJob(reason)
+	}
+	s.failPending(errors.New("printer disconnected: " + reason))
+	_ = s.port.Close()
+	s.port = nil
+	s.gen++
+	s.printerZ = nil
+	s.autoReport = false
+	if withError {
+		s.setState(StateClosedWithError)
+	} else {
+		s.setState(StateClosed)
+	}
+	s.log.Info("serial port closed", "port", s.p.cfg.Port, "reason", reason)
+	s.emit(bridge.EventDisconnected, nil)
+	if s.wantConnected {
+		wait := backoff(s.attempts, s.p.cfg.ReconnectMin, s.p.cfg.ReconnectMax)
+		s.attempts++
+		s.nextAttempt = time.Now().Add(wait)
+		s.outageEmitted = true
+		s.log.Info("reconnect scheduled", "port", s.p.cfg.Port, "retry_in", wait.Round(time.Millisecond))
+	}
+}
+
+// fail handles an unrecoverable error the way OctoPrint does: state
+// ERROR, the Error event, PrintFailed for a running job, then the port is
+// closed.
+func (s *session) fail(reason, msg, consequence string, firmware bool) {
+	s.log.Error("printer error", "port", s.p.cfg.Port, "reason", reason, "error", msg)
+	s.lastError = msg
+	s.setState(StateError)
+	payload := bridge.Payload{{Key: "error", Value: msg}, {Key: "reason", Value: reason}}
+	if consequence != "" {
+		payload = payload.Set("consequence", consequence)
+	}
+	if firmware {
+		if faq := ErrorFAQ(msg); faq != "" {
+			payload = payload.Set("faq", faq)
+		}
+		logs := make([]any, len(s.recentLines))
+		for i, l := range s.recentLines {
+			logs[i] = l
+		}
+		payload = payload.Set("logs", logs)
+	}
+	s.emit(bridge.EventError, payload)
+	if s.job != nil {
+		s.failJob(msg)
+	}
+	s.disconnect(msg, true)
+}
+
+func (s *session) failPending(err error) {
+	for _, f := range s.inflight {
+		if f.owner != nil {
+			f.owner.finish(err)
+		}
+	}
+	for _, q := range s.queue {
+		if q.owner != nil {
+			q.owner.finish(err)
+		}
+	}
+	for _, n := range s.resend {
+		if h, ok := s.history[n]; ok && h.owner != nil {
+			h.owner.finish(err)
+		}
+	}
+	s.inflight = nil
+	s.queue = nil
+	s.resend = nil
+}
+
+func (s *session) shutdown() {
+	if s.port != nil {
+		_ = s.port.Close()
+		s.port = nil
+	}
+}
+
+// ---- received lines ----
+
+func (s *session) handleReader(m readerMsg) {
+	if m.gen != s.gen || s.port == nil {
+		return
+	}
+	if m.err != nil {
+		msg := fmt.Sprintf("serial port %s failed: %v", s.p.cfg.Port, m.err)
+		if errors.Is(m.err, io.EOF) {
+			msg = fmt.Sprintf("serial port %s was closed by the device (unplugged?)", s.p.cfg.Port)
+		}
+		s.fail("connection", msg, "disconnect", false)
+		return
+	}
+	s.handleLine(m.line)
+}
+
+func (s *session) remember(line string) {
+	const keep = 20
+	if len(s.recentLines) >= keep {
+		copy(s.recentLines, s.recentLines[1:])
+		s.recentLines = s.recentLines[:keep-1]
+	}
+	s.recentLines = append(s.recentLines, line)
+}
+
+func (s *session) handleLine(raw string) {
+	if f := s.p.metrics.LineReceived; f != nil {
+		f()
+	}
+	now := time.Now()
+	s.lastRx = now
+	line := strings.TrimSpace(raw)
+	if line == "" {
+		return
+	}
+	s.remember("Recv: " + line)
+	s.log.Debug("recv", "line", line)
+
+	if strings.HasPrefix(raw, "echo:busy:") || strings.HasPrefix(raw, "busy:") {
+		s.lastProgress = now
+		s.timeouts = 0
+		return
+	}
+	if s.state == StateConnecting {
+		s.handleConnectingLine(line)
+		return
+	}
+	if line == "start" {
+		s.handleFirmwareReset()
+		return
+	}
+	if strings.HasPrefix(line, "//") {
+		s.handleHostAction(line)
+		return
+	}
+	if IsErrorLine(line) {
+		s.handleErrorLine(line)
+		return
+	}
+	lower := strings.ToLower(line)
+	if strings.HasPrefix(lower, "ok") {
+		s.handleOK(line, now)
+		return
+	}
+	if line == "wait" {
+		s.handleWait(now)
+		return
+	}
+	if strings.HasPrefix(lower, "resend") || strings.HasPrefix(lower, "rs") {
+		if n, ok := ParseResend(line); ok {
+			s.handleResend(n)
+			return
+		}
+	}
+	// A non-ok line after a resend request means the firmware did not
+	// send that request's ok, as Marlin 2.0.x and Prusa 3.1 do not.
+	if s.expectResendOK {
+		s.expectResendOK = false
+		defer s.pump()
+	}
+	if len(s.inflight) > 0 && s.inflight[0].owner != nil {
+		s.inflight[0].owner.addReply(line)
+	}
+	s.parseReport(line)
+}
+
+func (s *session) handleConnectingLine(line string) {
+	switch {
+	case strings.HasPrefix(line, "start") || strings.Contains(line, "start") && len(line) < 16:
+		// A firmware that resets when the port opens loses the first
+		// hello while it boots; answer its banner with another.
+		s.log.Info("firmware start banner received", "port", s.p.cfg.Port)
+		s.sendHello()
+	case strings.HasPrefix(strings.ToLower(line), "ok"), line == "wait":
+		s.onConnected()
+	}
+}
+
+func (s *session) handleFirmwareReset() {
+	idle := s.job == nil
+	s.log.Warn("firmware reset detected (start received while connected)", "port", s.p.cfg.Port, "printing", !idle)
+	s.emit(bridge.EventPrinterReset, bridge.Payload{{Key: "idle", Value: idle}})
+	if s.job != nil {
+		s.failJob("printer reset while printing (firmware sent start)")
+	}
+	s.failPending(errors.New("printer reset"))
+	s.resetProtocol()
+	s.commZ = nil
+	s.setState(StateConnecting)
+	s.helloSent = 0
+	s.sendHello()
+}
+
+func (s *session) handleErrorLine(line string) {
+	switch ClassifyError(line) {
+	case ErrorRecoverable:
+		// The firmware dropped the line and sends no resend request; an
+		// ok lets the next numbered line provoke one.
+		s.log.Warn("firmware dropped a line without resend request", "line", line)
+		s.handleOK("ok", time.Now())
+	case ErrorResendFollows:
+		if f := s.p.metrics.ChecksumErr; f != nil {
+			f()
+		}
+		s.log.Warn("firmware rejected a line", "line", line)
+	case ErrorIgnored:
+		s.log.Info("firmware reported a recoverable error", "line", line)
+		if len(s.inflight) > 0 && s.inflight[0].owner != nil {
+			s.inflight[0].owner.addReply(line)
+		}
+	case ErrorFatal:
+		s.fail("firmware", strings.TrimSpace(line), "disconnect", true)
+	}
+}
+
+func (s *session) handleOK(line string, now time.Time) {
+	s.lastProgress = now
+	s.timeouts = 0
+	if s.expectResendOK {
+		// The ok that follows a Resend line belongs to the rejected line.
+		s.expectResendOK = false
+		s.pump()
+		return
+	}
+	if len(s.inflight) == 0 {
+		s.log.Debug("ok without a line in flight ignored", "line", line)
+		if len(line) > 2 {
+			s.parseReport(line)
+		}
+		return
+	}
+	head := s.inflight[0]
+	s.inflight = s.inflight[1:]
+	if f := s.p.metrics.OKLatency; f != nil {
+		f(now.Sub(head.sentAt))
+	}
+	if len(line) > 2 {
+		if head.owner != nil {
+			head.owner.addReply(line)
+		}
+		s.parseReport(line)
+	}
+	if head.owner != nil {
+		head.owner.pending--
+		if head.owner.pending == 0 {
+			head.owner.finish(nil)
+		}
+	}
+	s.pump()
+}
+
+func (s *session) handleWait(now time.Time) {
+	// Marlin sends wait when its queue has been empty for a second, so a
+	// line still in flight was lost on the wire: send it again. The line
+	// number makes a duplicate harmless (the firmware requests a resend).
+	if len(s.inflight) > 0 && now.Sub(s.inflight[0].sentAt) > time.Second {
+		s.log.Warn("firmware is idle while a line is in flight; sending it again", "line_number", s.inflight[0].n)
+		s.requeueInflight()
+		s.pump()
+	}
+}
+
+func (s *session) requeueInflight() {
+	var ns []int
+	for _, f := range s.inflight {
+		ns = append(ns, f.n)
+	}
+	s.resend = append(ns, s.resend...)
+	s.inflight = nil
+}
+
+func (s *session) handleResend(n int) {
+	if f := s.p.metrics.Resend; f != nil {
+		f()
+	}
+	s.lastProgress = time.Now()
+	if n == s.nextLine {
+		// Everything up to n-1 arrived and n was not sent yet; nothing to
+		// repeat.
+		s.log.Debug("resend request for a line not yet sent ignored", "line_number", n)
+		s.inflight = nil
+		return
+	}
+	if len(s.resend) > 0 && s.resend[0] == n {
+		s.log.Debug("duplicate resend request ignored", "line_number", n)
+		return
+	}
+	if n == s.resendLast {
+		s.resendRepeats++
+		if s.resendRepeats >= 10 {
+			s.fail("resend_loop", fmt.Sprintf("printer keeps requesting line %d (%d times); the line is rejected every time", n, s.resendRepeats), "disconnect", false)
+			return
+		}
+	} else {
+		s.resendLast = n
+		s.resendRepeats = 0
+	}
+	if _, ok := s.history[n]; !ok || n > s.nextLine {
+		msg := fmt.Sprintf("printer requested line %d, which is not in the resend history (next line %d)", n, s.nextLine)
+		if s.job != nil {
+			s.fail("resend", msg, "disconnect", false)
+			return
+		}
+		// Idle: re-synchronise the line number instead of failing.
+		s.log.Warn(msg+"; resetting line numbers with M110", "port", s.p.cfg.Port)
+		s.resend = nil
+		s.requeueInflightAsCommands()
+		s.queue = append([]queued{{text: "M110 N" + strconv.Itoa(s.nextLine)}}, s.queue...)
+		s.expectResendOK = true
+		s.resendAt = time.Now()
+		return
+	}
+	s.log.Warn("printer requested resend", "line_number", n, "next_line", s.nextLine)
+	s.inflight = nil
+	s.resend = s.resend[:0]
+	for i := n; i < s.nextLine; i++ {
+		if _, ok := s.history[i]; ok {
+			s.resend = append(s.resend, i)
+		}
+	}
+	s.expectResendOK = true
+	s.resendAt = time.Now()
+}
+
+func (s *session) requeueInflightAsCommands() {
+	var back []queued
+	for _, f := range s.inflight {
+		back = append(back, queued{text: f.text, owner: f.owner})
+	}
+	s.inflight = nil
+	s.queue = append(back, s.queue...)
+}
+
+func (s *session) checkTimeouts(now time.Time) {
+	if len(s.inflight) == 0 || s.expectResendOK {
+		return
+	}
+	head := s.inflight[0]
+	limit := s.p.cfg.CommTimeout
+	since := now.Sub(maxTime(s.lastProgress, head.sentAt))
+	if head.longRun {
+		// Long-running commands may take as long as they need, but a
+		// link that has gone completely silent (no temperature report,
+		// no busy line) for much longer is dead.
+		if !s.autoReport || now.Sub(s.lastRx) < 4*limit {
+			return
+		}
+		since = now.Sub(s.lastRx)
+	}
+	if since < limit {
+		return
+	}
+	s.timeouts++
+	if f := s.p.metrics.Timeout; f != nil {
+		f()
+	}
+	if s.timeouts > s.p.cfg.MaxTimeouts {
+		s.fail("timeout", fmt.Sprintf("no answer from the printer for %d consecutive timeouts of %s; it may be frozen or disconnected",
+			s.timeouts-1, limit), "disconnect", false)
+		return
+	}
+	s.log.Warn("communication timeout, sending the line again", "line_number", head.n, "timeouts", s.timeouts)
+	s.lastProgress = now
+	s.requeueInflight()
+	s.pump()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (s *session) maybePoll(now time.Time) {
+	if s.autoReport || s.state == StateConnecting || s.pollQueued || s.nextPoll.IsZero() || now.Before(s.nextPoll) {
+		return
+	}
+	if len(s.inflight) > 0 && s.inflight[0].longRun {
+		return
+	}
+	s.nextPoll = now.Add(s.p.cfg.PollInterval)
+	s.pollQueued = true
+	// The poll goes ahead of job lines, like OctoPrint's typed
+	// temperature_poll command, and at most one is queued.
+	s.queue = append([]queued{{text: "M105", marker: nil}}, s.queue...)
+	s.pump()
+}
+
+// ---- reports ----
+
+func (s *session) parseReport(line string) {
+	body := line
+	if strings.HasPrefix(strings.ToLower(body), "ok") {
+		body = strings.TrimSpace(body[2:])
+	}
+	if strings.Contains(body, "X:") && strings.Contains(body, "Y:") && strings.Contains(body, "Z:") {
+		if pos, ok := ParsePosition(body); ok {
+			s.onPosition(pos)
+			return
+		}
+	}
+	if IsTemperatureLine(body) {
+		s.onTemperatures(ParseTemperatures(body))
+		return
+	}
+	if strings.Contains(body, "NAME:") || strings.HasPrefix(body, "NAME.") {
+		s.onFirmwareLine(body)
+		return
+	}
+	if name, enabled, ok := ParseCapability(body); ok {
+		s.caps[name] = enabled
+		return
+	}
+}
+
+func (s *session) onTemperatures(temps map[string]Temperature) {
+	for name, t := range temps {
+		key := heaterKey(name)
+		cur := s.temps[key]
+		cur.Actual = t.Actual
+		if t.Target != nil {
+			target := *t.Target
+			cur.Target = &target
+		}
+		s.temps[key] = cur
+	}
+}
+
+// heaterKey names heaters as OctoPrint's API does: tool0, bed, chamber.
+func heaterKey(name string) string {
+	switch {
+	case name == "B":
+		return "bed"
+	case name == "C":
+		return "chamber"
+	case strings.HasPrefix(name, "T"):
+		return "tool" + strings.TrimPrefix(name, "T")
+	}
+	return name
+}
+
+func (s *session) onPosition(pos Position) {
+	s.position = &pos
+	reason := any(nil)
+	if s.positionReason != "" {
+		reason = s.positionReason
+		s.positionReason = ""
+	}
+	var f any
+	if s.feedrate != nil {
+		f = *s.feedrate
+	}
+	s.emit(bridge.EventPositionUpdate, bridge.Payload{
+		{Key: "reason", Value: reason}, {Key: "x", Value: pos.X}, {Key: "y", Value: pos.Y},
+		{Key: "z", Value: pos.Z}, {Key: "e", Value: pos.E}, {Key: "t", Value: s.tool}, {Key: "f", Value: f},
+	})
+}
+
+func (s *session) onFirmwareLine(line string) {
+	data := ParseFirmwareLine(line)
+	name := data["FIRMWARE_NAME"]
+	if name == "" && data["NAME"] != "" {
+		name = strings.TrimSpace(data["NAME"] + " " + data["VER"])
+	}
+	s.firmwareName = name
+	s.firmwareData = data
+	dataPayload := bridge.Payload{}
+	for _, k := range sortedKeys(data) {
+		dataPayload = append(dataPayload, bridge.Field{Key: k, Value: data[k]})
+	}
+	s.log.Info("firmware identified", "firmware", name)
+	s.emit(bridge.EventFirmwareData, bridge.Payload{{Key: "name", Value: name}, {Key: "data", Value: dataPayload}})
+}
+
+func (s *session) handleHostAction(line string) {
+	rest, ok := strings.CutPrefix(line, "//action:")
+	if !ok {
+		return
+	}
+	action := strings.Fields(rest)
+	if len(action) == 0 {
+		return
+	}
+	s.log.Info("host action from firmware", "action", action[0])
+	switch action[0] {
+	case "pause":
+		if s.job != nil && s.state == StatePrinting {
+			s.pauseJob(nil)
+		}
+	case "resume":
+		if s.job != nil && s.state == StatePaused {
+			s.resumeJob(nil)
+		}
+	case "cancel":
+		if s.job != nil {
+			s.cancelJob(nil, "")
+		}
+	case "disconnect":
+		s.wantConnected = false
+		s.disconnect("firmware requested disconnect", false)
+	}
+}
