@@ -254,6 +254,7 @@ func (p *Printer) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			s.wantConnected = false
 			s.disconnect("edge is shutting down", false)
 			p.drainRequests()
 			return nil

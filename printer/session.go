@@ -201,7 +201,7 @@ func (s *session) onTick(now time.Time) {
 			s.open(now)
 		}
 	case s.state == StateConnecting:
-		if now.Sub(s.helloAt) >= s.p.cfg.HelloTimeout {
+		if !now.Before(s.helloAt.Add(s.p.cfg.HelloTimeout)) {
 			if s.helloSent >= s.p.cfg.HelloRetries {
 				s.fail("timeout", fmt.Sprintf("no answer from the printer on %s after %d handshakes; check the port and the baud rate (%d)",
 					s.p.cfg.Port, s.helloSent, s.p.cfg.Baud), "disconnect", false)
@@ -529,8 +529,12 @@ func (s *session) handleConnectingLine(line string) {
 	case strings.HasPrefix(line, "start") || strings.Contains(line, "start") && len(line) < 16:
 		// A firmware that resets when the port opens loses the first
 		// hello while it boots; answer its banner with another.
+		// A firmware that prints its banner when the port opens answers
+		// the first hello right after it; one that reset on open lost
+		// that hello while booting. Waiting a moment before the next
+		// hello tells the two apart without a second, unmatched ok.
 		s.log.Info("firmware start banner received", "port", s.p.cfg.Port)
-		s.sendHello()
+		s.helloAt = time.Now().Add(-s.p.cfg.HelloTimeout + 300*time.Millisecond)
 	case strings.HasPrefix(strings.ToLower(line), "ok"), line == "wait":
 		s.onConnected()
 	}
@@ -764,12 +768,14 @@ func (s *session) parseReport(line string) {
 		s.onTemperatures(ParseTemperatures(body))
 		return
 	}
-	if strings.Contains(body, "NAME:") || strings.HasPrefix(body, "NAME.") {
-		s.onFirmwareLine(body)
-		return
-	}
 	if name, enabled, ok := ParseCapability(body); ok {
 		s.caps[name] = enabled
+		return
+	}
+	// Cap lines such as Cap:LONG_FILENAME:1 also contain NAME:, so they
+	// are handled first.
+	if strings.Contains(body, "FIRMWARE_NAME:") || strings.HasPrefix(body, "NAME:") || strings.HasPrefix(body, "NAME.") {
+		s.onFirmwareLine(body)
 		return
 	}
 }

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/hooks"
+	"github.com/printbridge/printbridge/printer/virtual"
+)
+
+func init() {
+	register("demo", "run the whole chain on embedded defaults and print a real G-code file", runDemo)
+}
+
+const demoPrinter = "demo"
+
+type demoOptions struct {
+	file        string
+	config      string
+	speed       float64
+	keepRunning bool
+	timeout     time.Duration
+	logLevel    string
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var o demoOptions
+	fs.StringVar(&o.file, "file", "testdata/gcode/prusaslicer-2.8.1_mk4s_mini-cube.gcode", "G-code file to print")
+	fs.StringVar(&o.config, "config", "deploy/demo-config.yaml", "OctoPrint config.yaml whose events: hooks the worker runs")
+	fs.Float64Var(&o.speed, "speed", 20, "virtual printer time factor: 1 is real time, 0 no waiting")
+	fs.BoolVar(&o.keepRunning, "keep-running", false, "keep everything running after the print and print the broker addresses")
+	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up when the print has not finished after this long")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the components' logs on stderr: debug, info, warn or error")
+	if err := parseFlags(fs, args, stderr, false); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, "text", o.logLevel)
+	if err != nil {
+		return err
+	}
+	return demo(ctx, o, stdout, log)
+}
+
+// demoRun collects what the demo prints.
+type demoRun struct {
+	out     io.Writer
+	start   time.Time
+	printer string
+
+	// mu guards everything below and serialises output lines.
+	mu        sync.Mutex
+	counts    map[string]int
+	hooksOK   int
+	hooksFail int
+	lastSeq   uint64
+	finished  chan string
+	doneOnce  sync.Once
+	connected chan struct{}
+	connOnce  sync.Once
+}
+
+func (d *demoRun) printf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, format, args...)
+}
+
+func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
+	started := time.Now()
+	cfg, problems, err := hooks.LoadConfig(o.config)
+	if err != nil {
+		return fmt.Errorf("load hook config: %w (run the demo from the repository root, or pass --config)", err)
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, "config:", p.String())
+	}
+	if hooks.HasErrors(problems) {
+		return fmt.Errorf("hook config %s has errors", o.config)
+	}
+	gcode, err := os.ReadFile(o.file)
+	if err != nil {
+		return fmt.Errorf("read G-code file: %w (run the demo from the repository root, or pass --file)", err)
+	}
+
+	dataDir, err := os.MkdirTemp("", "printbridge-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataDir)
+	filesDir := filepath.Join(dataDir, "files")
+	if err := os.MkdirAll(filesDir, 0o750); err != nil {
+		return err
+	}
+	jobName := filepath.Base(o.file)
+	if err := os.WriteFile(filepath.Join(filesDir, jobName), gcode, 0o640); err != nil {
+		return err
+	}
+
+	// 1. The broker: NATS with JetStream and its MQTT listener.
+	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{MQTT: true, StoreDir: filepath.Join(dataDir, "nats")}, log.With("component", "nats-server"))
+	if err != nil {
+		return fmt.Errorf("start embedded NATS server: %w", err)
+	}
+	defer emb.Shutdown()
+
+	// 2. The virtual printer on a pseudo-terminal.
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = o.speed
+	vcfg.RecordPath = filepath.Join(dataDir, "record.gcode")
+	vp, err := virtual.New(vcfg, log.With("component", "virtual-printer"))
+	if err != nil {
+		return fmt.Errorf("start virtual printer: %w", err)
+	}
+	vpCtx, stopVP := context.WithCancel(context.Background())
+	vpDone := make(chan error, 1)
+	go func() { vpDone <- vp.Run(vpCtx) }()
+	defer func() {
+		stopVP()
+		<-vpDone
+	}()
+
+	fmt.Fprintf(stdout, "printbridge demo: NATS %s, MQTT %s, virtual printer %s\n", emb.NATSURL(), emb.MQTTURL(), vp.Path())
+	fmt.Fprintf(stdout, "printing %s (%d bytes) with the hooks of %s\n\n", jobName, len(gcode), o.config)
+
+	run := &demoRun{out: stdout, start: started, printer: demoPrinter, counts: map[string]int{},
+		finished: make(chan string, 1), connected: make(chan struct{})}
+
+	// 3. The worker, on NATS. Its events come from the edge's MQTT
+	// publishes, which the NATS server maps onto NATS subjects.
+	workerBus, err := natsbus.New(ctx, natsbus.Config{URL: emb.NATSURL(), Name: "printbridge-demo-worker"}, log.With("component", "worker", "bus", "nats"))
+	if err != nil {
+		return err
+	}
+	defer workerBus.Close()
+	if err := workerBus.SubscribeEvents(ctx, demoPrinter, "", run.onEvent); err != nil {
+		return err
+	}
+	if err := workerBus.SubscribeReplies(ctx, demoPrinter, run.onReply); err != nil {
+		return err
+	}
+	w := hooks.NewWorker(cfg, workerBus, log.With("component", "worker"), hooks.OnResult(run.onResult))
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(workerCtx) }()
+
+	// 4. The edge, on MQTT.
+	edgeOpts := edgeOptions{
+		port: vp.Path(), baud: 115200, printerID: demoPrinter, filesDir: filesDir, dataDir: filepath.Join(dataDir, "edge"),
+		maxLineLength: 96, autoConnect: true, bus: busOptions{mqttURL: emb.MQTTURL(), baseTopic: bridge.DefaultBase},
+	}
+	edgeCtx, stopEdge := context.WithCancel(context.Background())
+	edgeDone := make(chan error, 1)
+	go func() { edgeDone <- runEdgeWith(edgeCtx, edgeOpts, log, nil) }()
+
+	stopAll := func() {
+		stopEdge()
+		if err := <-edgeDone; err != nil {
+			log.Warn("edge stopped with an error", "error", err)
+		}
+		// The worker gets a moment for the Shutdown event's hooks.
+		time.Sleep(300 * time.Millisecond)
+		stopWorker()
+		<-workerDone
+	}
+
+	deadline := time.NewTimer(o.timeout)
+	defer deadline.Stop()
+	select {
+	case <-run.connected:
+	case <-deadline.C:
+		stopAll()
+		return errors.New("the edge did not connect to the virtual printer in time")
+	case <-ctx.Done():
+		stopAll()
+		return ctx.Err()
+	}
+
+	// 5. Start the print the way a user would: a job command on the bus.
+	start, _ := json.Marshal(bridge.Command{ID: "demo-start", Action: bridge.ActionStart, Path: jobName, Source: "demo"})
+	if err := workerBus.PublishCommand(ctx, demoPrinter, bridge.CommandJob, start); err != nil {
+		stopAll()
+		return fmt.Errorf("publish start command: %w", err)
+	}
+
+	var outcome string
+	select {
+	case outcome = <-run.finished:
+	case <-deadline.C:
+		outcome = "timeout"
+	case <-ctx.Done():
+		outcome = "interrupted"
+	}
+	if outcome == bridge.EventPrintDone {
+		// The hooks of PrintDone run after the event; give them a moment.
+		waitQuiet(run, 2*time.Second, 15*time.Second)
+	}
+
+	if o.keepRunning && outcome == bridge.EventPrintDone {
+		fmt.Fprintf(stdout, "\nprint done; everything keeps running. Broker addresses:\n")
+		fmt.Fprintf(stdout, "  MQTT  %s   mosquitto_sub -h 127.0.0.1 -p %s -t 'printbridge/#' -v\n", emb.MQTTURL(), portOf(emb.MQTTURL()))
+		fmt.Fprintf(stdout, "  NATS  %s   nats sub -s %s 'printbridge.>'\n", emb.NATSURL(), emb.NATSURL())
+		fmt.Fprintf(stdout, "  send: mosquitto_pub -h 127.0.0.1 -p %s -t printbridge/%s/command/gcode -m '{\"id\":\"g1\",\"commands\":[\"M105\"]}'\n",
+			portOf(emb.MQTTURL()), demoPrinter)
+		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
+		<-ctx.Done()
+	}
+	stopAll()
+	run.summary(outcome, vp.Executed())
+	if outcome != bridge.EventPrintDone {
+		return fmt.Errorf("print did not complete: %s", outcome)
+	}
+	return nil
+}
+
+func portOf(url string) string {
+	if i := strings.LastIndexByte(url, ':'); i >= 0 {
+		return url[i+1:]
+	}
+	return url
+}
+
+// waitQuiet returns once no hook result has arrived for quiet, or after
+// max.
+func waitQuiet(run *demoRun, quiet, max time.Duration) {
+	end := time.Now().Add(max)
+	last := -1
+	lastChange := time.Now()
+	for time.Now().Before(end) {
+		run.mu.Lock()
+		n := run.hooksOK + run.hooksFail
+		run.mu.Unlock()
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		if time.Since(lastChange) >= quiet {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *demoRun) onEvent(m bridge.EventMessage) {
+	env, err := bridge.DecodeEnvelope(m.Data)
+	if err != nil {
+		d.printf("invalid event from %s: %v\n", m.Source, err)
+		return
+	}
+	d.mu.Lock()
+	d.counts[env.Event]++
+	d.lastSeq = env.Seq
+	elapsed := time.Since(d.start).Seconds()
+	fmt.Fprintf(d.out, "%7.2fs  #%-4d %-20s %s\n", elapsed, env.Seq, env.Event, describePayload(env.Payload))
+	d.mu.Unlock()
+	switch env.Event {
+	case bridge.EventConnected:
+		d.connOnce.Do(func() { close(d.connected) })
+	case bridge.EventPrintDone, bridge.EventPrintFailed:
+		d.doneOnce.Do(func() { d.finished <- env.Event })
+	}
+}
+
+func (d *demoRun) onReply(data []byte) {
+	var r bridge.Reply
+	if err := json.Unmarshal(data, &r); err != nil {
+		return
+	}
+	if strings.HasPrefix(r.ID, "hook-") {
+		// Hook results already show the effect of their commands.
+		return
+	}
+	reason := ""
+	if r.Reason != "" {
+		reason = ": " + r.Reason
+	}
+	d.printf("%7.2fs        reply %s %s%s\n", time.Since(d.start).Seconds(), r.ID, r.Status, reason)
+}
+
+func (d *demoRun) onResult(r hooks.Result) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	status := fmt.Sprintf("exit %d", r.ExitCode)
+	if r.Err != nil {
+		d.hooksFail++
+		status += " (" + r.Err.Error() + ")"
+	} else {
+		d.hooksOK++
+	}
+	out := strings.TrimSpace(r.OutputTail)
+	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[i+1:]
+	}
+	if out != "" {
+		out = " -> " + out
+	}
+	fmt.Fprintf(d.out, "%7.2fs        hook %q (%s) on %s: %s in %s%s\n", time.Since(d.start).Seconds(), r.Hook, r.Type, r.Event,
+		status, r.Duration.Round(time.Millisecond), out)
+}
+
+func (d *demoRun) summary(outcome string, executed []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "\nsummary: %s after %.1fs\n", outcome, time.Since(d.start).Seconds())
+	names := make([]string, 0, len(d.counts))
+	total := 0
+	for name, n := range d.counts {
+		names = append(names, name)
+		total += n
+	}
+	sort.Strings(names)
+	fmt.Fprintf(d.out, "  events received: %d (last seq %d)\n", total, d.lastSeq)
+	for _, name := range names {
+		fmt.Fprintf(d.out, "    %-22s %d\n", name, d.counts[name])
+	}
+	fmt.Fprintf(d.out, "  hooks run: %d ok, %d failed\n", d.hooksOK, d.hooksFail)
+	fmt.Fprintf(d.out, "  G-code lines executed by the virtual printer: %d\n", len(executed))
+}
+
+// describePayload renders a payload as short key=value pairs.
+func describePayload(p bridge.Payload) string {
+	if p == nil {
+		return ""
+	}
+	parts := make([]string, 0, len(p))
+	for _, f := range p {
+		v, _ := json.Marshal(f.Value)
+		s := string(v)
+		if len(s) > 60 {
+			s = s[:57] + "..."
+		}
+		parts = append(parts, f.Key+"="+s)
+	}
+	return strings.Join(parts, " ")
+}
