@@ -58,6 +58,11 @@ func (s *session) pump() {
 			return
 		}
 		if !s.nextJobLine() {
+			// The end of the file queues M400 and a marker, which must go
+			// out now: no ok is pending that would pump again.
+			if len(s.queue) > 0 || len(s.resend) > 0 {
+				continue
+			}
 			return
 		}
 	}

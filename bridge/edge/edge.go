@@ -232,8 +232,12 @@ func (e *Edge) publishEvents(ctx context.Context) {
 	}
 }
 
-func (e *Edge) publishOne(ctx context.Context, q *queuedEvent) error {
-	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+// publishOne publishes one event. The attempt is bounded by
+// PublishTimeout but not cancelled by ctx: a publish cut short by shutdown
+// may still reach the broker, and publishing it again from drain would
+// deliver it twice.
+func (e *Edge) publishOne(_ context.Context, q *queuedEvent) error {
+	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
 	defer cancel()
 	if err := e.bus.PublishEvent(pctx, q.env, q.data); err != nil {
 		e.metrics.PublishErrors.Inc()
