@@ -126,6 +126,9 @@ type Metrics struct {
 	Timeout      func()
 	ChecksumErr  func()
 	OKLatency    func(time.Duration)
+	// Garbage counts received lines with bytes that are not printable
+	// ASCII.
+	Garbage func()
 }
 
 // Printer is one serial connection to a Marlin-style firmware and the

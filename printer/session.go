@@ -120,8 +120,9 @@ type session struct {
 	lastProgress   time.Time
 	lastRx         time.Time
 	timeouts       int
-	busyUntil      time.Time
 	recentLines    []string
+	garbageLines   int
+	garbageLogged  time.Time
 
 	// firmware
 	firmwareName string
@@ -475,6 +476,9 @@ func (s *session) handleLine(raw string) {
 	}
 	s.remember("Recv: " + line)
 	s.log.Debug("recv", "line", line)
+	if hasGarbage(line) {
+		s.reportGarbage(line, now)
+	}
 
 	if strings.HasPrefix(raw, "echo:busy:") || strings.HasPrefix(raw, "busy:") {
 		s.lastProgress = now
@@ -866,4 +870,32 @@ func (s *session) handleHostAction(line string) {
 		s.wantConnected = false
 		s.disconnect("firmware requested disconnect", false)
 	}
+}
+
+// hasGarbage reports bytes that no firmware sends on purpose: control
+// characters, and anything outside ASCII (line noise at the wrong baud
+// rate, or a firmware resetting mid-line).
+func hasGarbage(line string) bool {
+	for _, r := range line {
+		if r < 0x20 && r != '\t' || r >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// reportGarbage logs unreadable lines at most once a minute, with the
+// count since the last report, and counts each in metrics.
+func (s *session) reportGarbage(line string, now time.Time) {
+	if f := s.p.metrics.Garbage; f != nil {
+		f()
+	}
+	s.garbageLines++
+	if now.Sub(s.garbageLogged) < time.Minute {
+		return
+	}
+	s.log.Warn("unreadable bytes from the printer ignored; check the baud rate and the cable if this repeats",
+		"port", s.p.cfg.Port, "line", truncateText(line, 80), "count", s.garbageLines)
+	s.garbageLines = 0
+	s.garbageLogged = now
 }

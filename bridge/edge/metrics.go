@@ -20,6 +20,7 @@ type Metrics struct {
 	Resends         prometheus.Counter
 	ChecksumErrors  prometheus.Counter
 	Timeouts        prometheus.Counter
+	Garbage         prometheus.Counter
 	OKLatency       prometheus.Histogram
 	Temperature     *prometheus.GaugeVec
 	TargetTemp      *prometheus.GaugeVec
@@ -55,6 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Checksum and line-number errors reported by the firmware."}),
 		Timeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_timeouts_total",
 			Help: "Communication timeouts waiting for ok."}),
+		Garbage: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_garbage_lines_total",
+			Help: "Received lines with bytes that are not printable ASCII."}),
 		OKLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "printbridge_serial_ok_latency_seconds",
 			Help:    "Time from writing a line to its ok.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60}}),
@@ -71,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg = prometheus.NewRegistry()
 	}
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
-		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.OKLatency, m.Temperature, m.TargetTemp,
+		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
 		m.Progress, m.State)
 	return m
 }
@@ -85,6 +88,7 @@ func (m *Metrics) PrinterMetrics() printer.Metrics {
 		Timeout:      m.Timeouts.Inc,
 		ChecksumErr:  m.ChecksumErrors.Inc,
 		OKLatency:    func(d time.Duration) { m.OKLatency.Observe(d.Seconds()) },
+		Garbage:      m.Garbage.Inc,
 	}
 }
 

@@ -435,6 +435,9 @@ func TestChainOverMosquitto(t *testing.T) {
 	vcfg.GarbageOnOpen = true
 	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
 	runPrint(t, c)
+	if n := strings.Count(c.edgeLog.String(), "unreadable bytes from the printer"); n != 1 {
+		t.Errorf("edge logged the garbage line %d times, want once", n)
+	}
 }
 
 func TestChainOverNATS(t *testing.T) {
