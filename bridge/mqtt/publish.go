@@ -1,0 +1,81 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// PublishEvent publishes one envelope on the printer's event topic, not
+// retained.
+func (b *Bus) PublishEvent(ctx context.Context, env *bridge.Envelope, data []byte) error {
+	return b.publish(ctx, b.cfg.Topics.MQTTEvent(env.Printer, env.Event), false, data)
+}
+
+// PublishState publishes the retained state snapshot.
+func (b *Bus) PublishState(ctx context.Context, printer string, data []byte) error {
+	return b.publish(ctx, b.cfg.Topics.MQTTState(printer), true, data)
+}
+
+// PublishAvailability publishes the retained "online" or "offline" marker.
+func (b *Bus) PublishAvailability(ctx context.Context, printer string, online bool) error {
+	payload := availabilityOffline
+	if online {
+		payload = availabilityOnline
+	}
+	return b.publish(ctx, b.cfg.Topics.MQTTAvailability(printer), true, []byte(payload))
+}
+
+// PublishReply publishes a command reply on replyTo, or on the printer's
+// reply topic when replyTo is "".
+func (b *Bus) PublishReply(ctx context.Context, printer, replyTo string, data []byte) error {
+	topic := replyTo
+	if topic == "" {
+		topic = b.cfg.Topics.MQTTReply(printer)
+	}
+	return b.publish(ctx, topic, false, data)
+}
+
+// PublishHook publishes a hook result on the printer's hook topic.
+func (b *Bus) PublishHook(ctx context.Context, printer string, data []byte) error {
+	return b.publish(ctx, b.cfg.Topics.MQTTHook(printer), false, data)
+}
+
+// PublishCommand publishes a command of the given kind, not retained.
+func (b *Bus) PublishCommand(ctx context.Context, printer, kind string, data []byte) error {
+	return b.publish(ctx, b.cfg.Topics.MQTTCommand(printer, kind), false, data)
+}
+
+// PublishBridgeInfo publishes the retained bridge description.
+func (b *Bus) PublishBridgeInfo(ctx context.Context, data []byte) error {
+	return b.publish(ctx, b.cfg.Topics.MQTTBridgeInfo(), true, data)
+}
+
+// publish sends at QoS 1 and waits for the PUBACK. While paho reconnects,
+// it waits for the connection, bounded by ctx. A message that was in
+// flight when the connection dropped stays in paho's memory store, and
+// paho sends it again after the reconnect even when ctx has ended by then.
+// A caller that retries after an error may so deliver the message twice.
+func (b *Bus) publish(ctx context.Context, topic string, retained bool, data []byte) error {
+	if b.isClosed() {
+		return fmt.Errorf("publish to MQTT topic %q: %w", topic, ErrClosed)
+	}
+	return b.send(ctx, topic, retained, data)
+}
+
+// send is publish without the closed check, for the offline marker of Close.
+func (b *Bus) send(ctx context.Context, topic string, retained bool, data []byte) error {
+	select {
+	case <-b.store.wait():
+	case <-ctx.Done():
+		return fmt.Errorf("publish to MQTT topic %q: not connected to %s: %w", topic, b.brokerURL, ctx.Err())
+	case <-b.done:
+		return fmt.Errorf("publish to MQTT topic %q: %w", topic, ErrClosed)
+	}
+	tok := b.client.Publish(topic, qos, retained, data)
+	if err := b.wait(ctx, tok); err != nil {
+		return fmt.Errorf("publish to MQTT topic %q on %s: %w", topic, b.brokerURL, err)
+	}
+	return nil
+}

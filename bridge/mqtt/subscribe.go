@@ -1,0 +1,292 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// queueSize is the number of messages one subscription buffers between
+// paho's router and the handler.
+const queueSize = 1024
+
+// queueFullLogInterval rate-limits the warning about a full queue.
+const queueFullLogInterval = 10 * time.Second
+
+// subackFailure is the SUBACK return code of a rejected subscription.
+const subackFailure = 0x80
+
+// subscription is one topic filter with its queue and delivery goroutine.
+//
+// paho's router calls onMessage for every message in arrival order, and
+// acknowledges a QoS 1 message when onMessage returns. onMessage only
+// queues, and one goroutine per subscription hands the queue to the
+// handler, so the order within a subscription is kept. When the queue is
+// full, onMessage blocks paho's router until there is room: no message is
+// dropped, and the broker holds back further messages for the client.
+// A router held for longer than the keepalive also holds back the
+// PINGRESP, and paho then drops the connection and reconnects.
+type subscription struct {
+	filter    string // as sent in SUBSCRIBE, with $share/<group>/ when shared
+	route     string // as paho's router matches it, without $share/<group>/
+	queue     chan paho.Message
+	stop      chan struct{}
+	deliver   func(paho.Message)
+	onMessage paho.MessageHandler
+	lastWarn  atomic.Int64 // unix nanoseconds of the last full-queue warning
+	// connection is the connect count when the subscription was last
+	// made, guarded by Bus.mu.
+	connection int
+}
+
+// SubscribeCommands delivers the messages of every command kind of printer.
+// Retained messages come with CommandMessage.Retained set, so the caller
+// can skip them.
+func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
+	topics := b.cfg.Topics
+	return b.subscribe(ctx, topics.MQTTCommand(printer, "+"), func(msg paho.Message) {
+		p, section, kind, ok := topics.ParseMQTT(msg.Topic())
+		if !ok || section != "command" {
+			return
+		}
+		h(bridge.CommandMessage{Printer: p, Kind: kind, Data: msg.Payload(), Retained: msg.Retained()})
+	})
+}
+
+// SubscribeEvents delivers the events of printer, or of every printer when
+// printer is "". A non-empty group subscribes to $share/<group>/<filter>,
+// so the broker hands each event to one subscriber of the group. Mosquitto
+// 2 (tested with 2.0.11) accepts shared subscriptions from MQTT 3.1.1
+// clients too.
+//
+// nats-server's MQTT listener (tested with 2.15.3) has no shared
+// subscriptions. It accepts $share/... as a plain topic filter that matches
+// nothing printbridge publishes, so the subscriber receives no events and
+// gets no error. Use a NATS queue group there instead.
+func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func(bridge.EventMessage)) error {
+	if printer == "" {
+		printer = "+"
+	}
+	filter := b.cfg.Topics.MQTTAllEvents(printer)
+	if group != "" {
+		if strings.ContainsAny(group, "/+#") {
+			return fmt.Errorf("invalid MQTT shared subscription group %q: it must not contain '/', '+' or '#'", group)
+		}
+		filter = "$share/" + group + "/" + filter
+	}
+	return b.subscribe(ctx, filter, func(msg paho.Message) {
+		h(bridge.EventMessage{Data: msg.Payload(), Source: "mqtt:" + msg.Topic()})
+	})
+}
+
+// SubscribeReplies delivers the messages on the reply topic of printer, or
+// of every printer when printer is "".
+func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data []byte)) error {
+	if printer == "" {
+		printer = "+"
+	}
+	return b.subscribe(ctx, b.cfg.Topics.MQTTReply(printer), func(msg paho.Message) {
+		h(msg.Payload())
+	})
+}
+
+// subscribe records the filter, so that it is subscribed again after every
+// reconnect, and subscribes now when connected. ctx bounds only the wait
+// for the SUBACK, and the subscription lasts until Close.
+func (b *Bus) subscribe(ctx context.Context, filter string, deliver func(paho.Message)) error {
+	sub := &subscription{
+		filter:  filter,
+		route:   routeOf(filter),
+		queue:   make(chan paho.Message, queueSize),
+		stop:    make(chan struct{}),
+		deliver: deliver,
+	}
+	sub.onMessage = func(_ paho.Client, msg paho.Message) { b.enqueue(sub, msg) }
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("subscribe to MQTT topic filter %q: %w", filter, ErrClosed)
+	}
+	if other, ok := b.subs[sub.route]; ok {
+		b.mu.Unlock()
+		return fmt.Errorf("subscribe to MQTT topic filter %q: this bus already subscribes to %q, and paho routes both to one handler; use a second bus", filter, other.filter)
+	}
+	sub.connection = b.connection
+	b.takePending(sub)
+	b.subs[sub.route] = sub
+	b.wg.Add(1)
+	go b.drain(sub)
+	b.mu.Unlock()
+
+	if !b.client.IsConnectionOpen() {
+		b.log.Info("not connected to MQTT broker; subscribing after the reconnect", "topic_filter", filter)
+		return nil
+	}
+	if err := b.subscribeNow(ctx, sub); err != nil {
+		b.remove(sub)
+		return fmt.Errorf("subscribe to MQTT topic filter %q on %s: %w", filter, b.brokerURL, err)
+	}
+	b.log.Debug("subscribed", "topic_filter", filter)
+	return nil
+}
+
+func (b *Bus) subscribeNow(ctx context.Context, sub *subscription) error {
+	tok := b.client.Subscribe(sub.filter, qos, sub.onMessage)
+	if err := b.wait(ctx, tok); err != nil {
+		return err
+	}
+	st, ok := tok.(*paho.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	for _, code := range st.Result() {
+		if code == subackFailure {
+			return fmt.Errorf("the broker rejected the subscription (SUBACK return code 0x80); check the broker's access control and that it supports this filter")
+		}
+	}
+	return nil
+}
+
+// resubscribe makes the recorded subscriptions again after connect number
+// connection. With a clean session the broker has forgotten them. With a
+// persistent session it still has them and only sends the retained
+// messages again.
+// Subscriptions already made on this connection are skipped, because each
+// SUBSCRIBE makes the broker send the retained messages again.
+func (b *Bus) resubscribe(connection int) {
+	b.mu.Lock()
+	subs := make([]*subscription, 0, len(b.subs))
+	for _, sub := range b.subs {
+		if sub.connection < connection {
+			sub.connection = connection
+			subs = append(subs, sub)
+		}
+	}
+	b.mu.Unlock()
+
+	for _, sub := range subs {
+		ctx, cancel := context.WithTimeout(context.Background(), subscribeTimeout)
+		err := b.subscribeNow(ctx, sub)
+		cancel()
+		if err != nil {
+			if b.isClosed() {
+				return
+			}
+			b.log.Error("subscribing again after connect failed; no messages arrive on this filter until the next reconnect",
+				"topic_filter", sub.filter, "error", err)
+		}
+	}
+	if len(subs) > 0 {
+		b.log.Info("subscribed again after connect", "subscriptions", len(subs))
+	}
+}
+
+// takePending moves the pending messages that match sub into its queue, in
+// arrival order. The queue is new and pending holds at most queueSize
+// messages, so this does not block. The caller holds b.mu.
+func (b *Bus) takePending(sub *subscription) {
+	kept := b.pending[:0]
+	for _, msg := range b.pending {
+		if topicMatches(sub.route, msg.Topic()) {
+			sub.queue <- msg
+		} else {
+			kept = append(kept, msg)
+		}
+	}
+	clear(b.pending[len(kept):])
+	b.pending = kept
+}
+
+func (b *Bus) remove(sub *subscription) {
+	b.mu.Lock()
+	if b.subs[sub.route] == sub {
+		delete(b.subs, sub.route)
+	}
+	b.mu.Unlock()
+	close(sub.stop)
+}
+
+// enqueue runs on paho's router goroutine.
+func (b *Bus) enqueue(sub *subscription, msg paho.Message) {
+	select {
+	case sub.queue <- msg:
+		return
+	default:
+	}
+	now := time.Now()
+	if last := sub.lastWarn.Load(); now.UnixNano()-last >= int64(queueFullLogInterval) {
+		sub.lastWarn.Store(now.UnixNano())
+		b.log.Warn("MQTT delivery queue is full; holding back further messages until the handler catches up",
+			"topic_filter", sub.filter, "queue_size", queueSize)
+	}
+	select {
+	case sub.queue <- msg:
+	case <-sub.stop:
+	case <-b.done:
+	}
+}
+
+// drain hands queued messages to the handler until the subscription is
+// removed or the bus is closed. At Close it first delivers what is queued,
+// because paho has already acknowledged those messages to the broker.
+func (b *Bus) drain(sub *subscription) {
+	defer b.wg.Done()
+	for {
+		select {
+		case msg := <-sub.queue:
+			sub.deliver(msg)
+		case <-sub.stop:
+			return
+		case <-b.done:
+			for {
+				select {
+				case msg := <-sub.queue:
+					sub.deliver(msg)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// topicMatches reports whether an MQTT topic filter matches a topic, with
+// '+' for one level and a trailing '#' for any number of levels. Like
+// brokers, it does not match topics starting with '$' against a leading
+// wildcard.
+func topicMatches(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	filterLevels := strings.Split(filter, "/")
+	topicLevels := strings.Split(topic, "/")
+	for i, level := range filterLevels {
+		if level == "#" {
+			return true
+		}
+		if i >= len(topicLevels) {
+			return false
+		}
+		if level != "+" && level != topicLevels[i] {
+			return false
+		}
+	}
+	return len(filterLevels) == len(topicLevels)
+}
+
+// routeOf strips $share/<group>/ as paho's router does.
+func routeOf(filter string) string {
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		if _, route, ok := strings.Cut(rest, "/"); ok {
+			return route
+		}
+	}
+	return filter
+}

@@ -1,0 +1,353 @@
+// Package natsbus implements bridge.Bus on NATS through nats.go, with
+// optional JetStream for events, and starts an embedded nats-server for
+// the demo and for tests.
+//
+// Subjects are the topics of bridge.Topics with '.' between tokens. NATS
+// has no retained messages, so state and availability are plain publishes.
+// With JetStream they are also stored in the key-value bucket
+// printbridge_state, where a late reader finds the last value.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+const (
+	// DefaultStream is the JetStream stream of events when Config.Stream
+	// is empty.
+	DefaultStream = "PRINTBRIDGE_EVENTS"
+	// StateBucket is the key-value bucket of state and availability.
+	StateBucket = "printbridge_state"
+	// DefaultDurable is the durable consumer name of workers without a
+	// group.
+	DefaultDurable = "printbridge-worker"
+
+	defaultName           = "printbridge"
+	defaultConnectTimeout = 10 * time.Second
+	reconnectWait         = time.Second
+	// flushTimeout bounds a flush when the caller's ctx has no deadline,
+	// because nats.go requires one.
+	flushTimeout = 10 * time.Second
+	// drainTimeout bounds Close's wait for handlers to finish pending
+	// messages.
+	drainTimeout = 10 * time.Second
+	ackTimeout   = 5 * time.Second
+	// ackWait is how long JetStream waits for an ack before delivering a
+	// message again.
+	ackWait = 30 * time.Second
+
+	// NOTE: the stream limits are guesses for a few printers. Events older
+	// than streamMaxAge are gone for a worker that was away longer, and an
+	// outbox replayed after streamDuplicates is not deduplicated by the
+	// server, only by the worker's event id memory.
+	streamMaxAge     = 24 * time.Hour
+	streamDuplicates = time.Hour
+)
+
+// ErrClosed is returned by the methods of a Bus after Close.
+var ErrClosed = errors.New("NATS bus is closed")
+
+// Config configures one NATS connection.
+type Config struct {
+	// URL is the server, as nats://host:4222, or a comma-separated list.
+	URL string
+	// Name is the connection name shown by the server, "printbridge" when
+	// empty.
+	Name     string
+	User     string
+	Password string
+	Token    string
+	Topics   bridge.Topics
+	// JetStream publishes events to a stream, deduplicated by event id,
+	// and makes SubscribeEvents consume with a durable consumer.
+	JetStream bool
+	// Stream is the JetStream stream of events, DefaultStream when empty.
+	Stream string
+	// ConnectTimeout bounds the first connection, 10s when zero.
+	ConnectTimeout time.Duration
+}
+
+var _ bridge.Bus = (*Bus)(nil)
+
+// Bus is one NATS connection. It is safe for concurrent use.
+type Bus struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream // nil without JetStream
+	kv     jetstream.KeyValue  // nil without JetStream
+	stream string
+
+	connClosed chan struct{} // closed by nats.go's ClosedHandler
+
+	mu        sync.Mutex
+	closed    bool
+	consumers []jetstream.ConsumeContext
+}
+
+// New connects to the server and, with JetStream, creates or updates the
+// event stream and the state bucket. After the first connection nats.go
+// reconnects without limit.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.URL == "" {
+		return nil, errors.New("missing NATS URL: set it as nats://host:4222")
+	}
+	servers := redactURLs(cfg.URL)
+	b := &Bus{
+		cfg:        cfg,
+		log:        log.With("server", servers),
+		stream:     cfg.Stream,
+		connClosed: make(chan struct{}),
+	}
+	if b.stream == "" {
+		b.stream = DefaultStream
+	}
+
+	nc, err := b.connect(ctx, servers)
+	if err != nil {
+		return nil, err
+	}
+	b.nc = nc
+	b.log.Info("connected to NATS server", "server_url", nc.ConnectedUrlRedacted())
+
+	if cfg.JetStream {
+		if err := b.setupJetStream(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
+	name := b.cfg.Name
+	if name == "" {
+		name = defaultName
+	}
+	timeout := b.cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = defaultConnectTimeout
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.Timeout(timeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.DrainTimeout(drainTimeout),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn("disconnected from NATS server; reconnecting", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info("reconnected to NATS server", "server_url", nc.ConnectedUrlRedacted(), "reconnects", nc.Stats().Reconnects)
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Debug("reconnect to NATS server failed", "error", err)
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil {
+				b.log.Warn("NATS connection closed", "error", err)
+			} else {
+				b.log.Info("NATS connection closed")
+			}
+			close(b.connClosed)
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			// A slow consumer error means nats.go dropped messages
+			// beyond the subscription's pending limit.
+			b.log.Error("NATS asynchronous error", "subject", subject, "error", err)
+		}),
+	}
+	if b.cfg.User != "" {
+		opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password))
+	}
+	if b.cfg.Token != "" {
+		opts = append(opts, nats.Token(b.cfg.Token))
+	}
+
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(b.cfg.URL, opts...)
+		done <- result{nc, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("connect to NATS server %s failed: %w; check the URL, the credentials and that the server is running", servers, r.err)
+		}
+		return r.nc, nil
+	case <-ctx.Done():
+		// nats.Connect gives up within the timeout. A connection it still
+		// makes is closed again.
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to NATS server %s: %w", servers, ctx.Err())
+	}
+}
+
+func (b *Bus) setupJetStream(ctx context.Context) error {
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		return fmt.Errorf("set up JetStream on the NATS connection: %w", err)
+	}
+	subjects := b.cfg.Topics.NATSEvent("*", ">")
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        b.stream,
+		Description: "printbridge events, deduplicated by event id",
+		Subjects:    []string{subjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      streamMaxAge,
+		Duplicates:  streamDuplicates,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("create or update JetStream stream %s on %s failed: %w; check that JetStream is enabled on the server and that no other stream takes these subjects", b.stream, subjects, err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket,
+		Description: "printbridge state and availability by printer",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("create or update JetStream key-value bucket %s failed: %w", StateBucket, err)
+	}
+	b.js = js
+	b.kv = kv
+	b.log.Info("JetStream ready", "stream", b.stream, "subjects", subjects, "bucket", StateBucket)
+	return nil
+}
+
+// Name returns "nats".
+func (b *Bus) Name() string { return "nats" }
+
+// Conn returns the underlying connection, for request-reply clients and
+// tests.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Stream returns the JetStream stream of events, or an error without
+// JetStream.
+func (b *Bus) Stream(ctx context.Context) (jetstream.Stream, error) {
+	if b.js == nil {
+		return nil, errors.New("JetStream is off on this NATS bus: set JetStream in the config")
+	}
+	return b.js.Stream(ctx, b.stream)
+}
+
+// Close stops the JetStream consumers, drains the core subscriptions so
+// that their handlers finish the messages already received, and closes the
+// connection.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	consumers := b.consumers
+	b.mu.Unlock()
+
+	// Messages a stopped consumer had buffered are not acked, so JetStream
+	// delivers them again later.
+	for _, cc := range consumers {
+		cc.Stop()
+	}
+	timer := time.NewTimer(drainTimeout + time.Second)
+	defer timer.Stop()
+	for _, cc := range consumers {
+		select {
+		case <-cc.Closed():
+		case <-timer.C:
+			b.log.Warn("JetStream consumer did not stop in time")
+		}
+	}
+
+	err := b.nc.Drain()
+	if err != nil {
+		b.nc.Close()
+	}
+	select {
+	case <-b.connClosed:
+	case <-timer.C:
+		b.nc.Close()
+		err = errors.Join(err, errors.New("draining the NATS connection timed out"))
+	}
+	if err != nil {
+		return fmt.Errorf("close NATS connection: %w", err)
+	}
+	return nil
+}
+
+func (b *Bus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// flush waits until the server has processed what was published, bounded
+// by ctx, or by flushTimeout when ctx has no deadline.
+func (b *Bus) flush(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+	}
+	return b.nc.FlushWithContext(ctx)
+}
+
+// redactURLs returns the comma-separated server list without passwords
+// or tokens.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		u, err := url.Parse(p)
+		if err != nil {
+			// nats.go also takes host:port without a scheme, which
+			// url.Parse rejects.
+			if at := strings.LastIndex(p, "@"); at >= 0 {
+				p = "redacted" + p[at:]
+			}
+			parts[i] = p
+			continue
+		}
+		if u.User == nil {
+			parts[i] = p
+			continue
+		}
+		if _, hasPassword := u.User.Password(); !hasPassword {
+			// nats://token@host carries the token as the user name.
+			u.User = url.User("redacted")
+		}
+		parts[i] = u.Redacted()
+	}
+	return strings.Join(parts, ",")
+}
