@@ -38,6 +38,9 @@ type Command struct {
 	ReplyTo string `json:"reply_to,omitempty"`
 	// Expires drops the command with a rejected reply once passed.
 	Expires *time.Time `json:"expires,omitempty"`
+	// Event and Payload are the event of a command/event message.
+	Event   string  `json:"event,omitempty"`
+	Payload Payload `json:"payload,omitempty"`
 }
 
 // Reply statuses, in the order a command goes through them.
@@ -146,6 +149,16 @@ func validateCommand(kind string, cmd *Command) error {
 		default:
 			return fmt.Errorf("unknown job action %q: use select, start, pause, resume or cancel", cmd.Action)
 		}
+	case CommandEvent:
+		if cmd.Event == "" {
+			return errors.New(`missing "event": name the event to fire`)
+		}
+		if cmd.Action != "" {
+			return errors.New(`"action" is not valid on command/event`)
+		}
+		if err := ValidatePayload(cmd.Event, cmd.Payload); err != nil {
+			return err
+		}
 	case CommandConnection:
 		switch cmd.Action {
 		case ActionConnect, ActionDisconnect:
@@ -155,7 +168,10 @@ func validateCommand(kind string, cmd *Command) error {
 			return fmt.Errorf("unknown connection action %q: use connect or disconnect", cmd.Action)
 		}
 	default:
-		return fmt.Errorf("unknown command kind %q: use gcode, job or connection", kind)
+		return fmt.Errorf("unknown command kind %q: use gcode, job, connection or event", kind)
+	}
+	if kind != CommandEvent && (cmd.Event != "" || cmd.Payload != nil) {
+		return fmt.Errorf(`"event" and "payload" are only valid on command/event`)
 	}
 	if kind != CommandGcode && len(cmd.Commands) > 0 {
 		return fmt.Errorf(`"commands" is only valid on command/gcode`)

@@ -10,10 +10,14 @@ const (
 	CommandGcode      = "gcode"
 	CommandJob        = "job"
 	CommandConnection = "connection"
+	// CommandEvent asks the edge to fire an event through its normal path
+	// (sequence number, context, delivery), for tools and companion
+	// programs.
+	CommandEvent = "event"
 )
 
 // CommandKinds lists the kinds the edge subscribes to.
-var CommandKinds = []string{CommandGcode, CommandJob, CommandConnection}
+var CommandKinds = []string{CommandGcode, CommandJob, CommandConnection, CommandEvent}
 
 // Topics builds the MQTT topics and NATS subjects of one base. MQTT levels
 // are joined with '/', NATS tokens with '.'; the printer id is validated

@@ -179,7 +179,9 @@ type request struct {
 	lines  []string
 	path   string
 	source string
-	done   DoneFunc
+	// payload is the payload of a reqEvent request.
+	payload bridge.Payload
+	done    DoneFunc
 	// result receives nil when accepted or the rejection.
 	result chan error
 }
@@ -194,6 +196,7 @@ const (
 	reqCancel     = bridge.ActionCancel
 	reqConnect    = bridge.ActionConnect
 	reqDisconnect = bridge.ActionDisconnect
+	reqEvent      = "event"
 )
 
 // ErrStopped is returned for requests after Run has ended.
@@ -231,6 +234,13 @@ func (p *Printer) Job(ctx context.Context, action, path string, done DoneFunc) e
 		return fmt.Errorf("unknown job action %q", action)
 	}
 	return p.submit(ctx, request{kind: action, path: path, done: done})
+}
+
+// FireEvent emits a custom or test event from the owner goroutine, so it
+// carries the current context and keeps its place among the printer's
+// own events. The caller validates name and payload.
+func (p *Printer) FireEvent(ctx context.Context, name string, payload bridge.Payload) error {
+	return p.submit(ctx, request{kind: reqEvent, path: name, payload: payload})
 }
 
 // Connection connects or disconnects the serial port.

@@ -29,6 +29,9 @@ func (s *session) handleRequest(r request) error {
 		return s.resumeJob(r.done)
 	case reqCancel:
 		return s.cancelJob(r.done, "")
+	case reqEvent:
+		s.emit(r.path, r.payload)
+		return nil
 	case reqConnect:
 		if s.port != nil {
 			return fmt.Errorf("already connected (state %s)", s.state)

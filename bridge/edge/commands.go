@@ -152,6 +152,10 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		err = p.Job(pctx, cmd.Action, cmd.Path, done)
 	case bridge.CommandConnection:
 		err = p.Connection(pctx, cmd.Action, done)
+	case bridge.CommandEvent:
+		if err = p.FireEvent(pctx, cmd.Event, cmd.Payload); err == nil {
+			done(nil, nil)
+		}
 	}
 	if err != nil {
 		c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()

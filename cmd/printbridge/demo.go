@@ -131,6 +131,7 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	defer func() {
 		stopVP()
 		<-vpDone
+		_ = vp.Close()
 	}()
 
 	fmt.Fprintf(stdout, "printbridge demo: NATS %s, MQTT %s, virtual printer %s\n", emb.NATSURL(), emb.MQTTURL(), vp.Path())

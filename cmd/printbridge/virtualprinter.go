@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/printbridge/printbridge/printer/virtual"
+)
+
+func init() {
+	register("virtual-printer", "run a Marlin-like printer simulator on a pseudo-terminal", runVirtualPrinter)
+}
+
+// switchValue is a boolean flag that also accepts on/off and yes/no, so a
+// scenario file can contain `busy-keepalive: off`.
+type switchValue struct{ on *bool }
+
+func (v switchValue) String() string {
+	if v.on == nil || !*v.on {
+		return "off"
+	}
+	return "on"
+}
+
+func (v switchValue) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "on", "true", "yes", "1":
+		*v.on = true
+	case "off", "false", "no", "0":
+		*v.on = false
+	default:
+		return fmt.Errorf("invalid switch value %q: use on or off", s)
+	}
+	return nil
+}
+
+func (v switchValue) IsBoolFlag() bool { return true }
+
+// virtualPrinterFlags binds the simulator's configuration to fs. Switches
+// whose Marlin default is on are stored inverted in virtual.Config.
+type virtualPrinterFlags struct {
+	cfg           virtual.Config
+	busyKeepalive bool
+	m117Echo      bool
+	logFormat     string
+	logLevel      string
+}
+
+func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
+	c := &o.cfg
+	fs.StringVar(&c.LinkPath, "link", "", "create this symlink to the pty device (an existing symlink is replaced)")
+	fs.StringVar(&c.RecordPath, "record", "", "append every executed command to this file, one per line")
+	fs.Float64Var(&c.Speed, "speed", 1, "time factor for moves, heating and dwells: 1 is real time, 10 ten times faster, 0 no waiting")
+	fs.IntVar(&c.Extruders, "extruders", 1, "number of hotends (1-8)")
+	fs.Var(switchValue{&c.HeatedBed}, "heated-bed", "simulate a heated bed (on or off)")
+	fs.IntVar(&c.BufSize, "bufsize", virtual.DefaultBufSize, "Marlin BUFSIZE: command lines queued, the executing one included")
+	fs.IntVar(&c.PlannerSize, "planner-size", virtual.DefaultPlannerSize, "Marlin BLOCK_BUFFER_SIZE: planner ring slots (one stays empty)")
+	fs.IntVar(&c.MaxCmdSize, "max-cmd-size", virtual.DefaultMaxCmdSize, "Marlin MAX_CMD_SIZE in bytes, line number and checksum included")
+	fs.IntVar(&c.RXBufferSize, "rx-buffer", virtual.DefaultRXBufferSize, "serial receive buffer in bytes")
+	fs.StringVar(&c.FirmwareName, "firmware-name", virtual.DefaultFirmwareName, "FIRMWARE_NAME reported by M115")
+	fs.StringVar(&c.MachineType, "machine-type", virtual.DefaultMachineType, "MACHINE_TYPE reported by M115")
+
+	fs.StringVar(&c.ResendStyle, "resend-style", virtual.ResendStyle21, "reply to a rejected line: 1.1 and 2.1 send Resend then ok, 2.0 only Resend (quote it in YAML: \"2.0\")")
+	fs.Var(switchValue{&c.AdvancedOK}, "advanced-ok", "ADVANCED_OK: ok N<line> P<free planner blocks> B<free command slots>")
+	fs.Var(switchValue{&c.OKBeforeOutput}, "ok-before-output", "send each ok before the command's output, as Repetier firmware does")
+	fs.IntVar(&c.ResendRatio, "resend-ratio", 0, "percentage (0-100) of numbered lines rejected with a checksum error")
+	fs.Var(switchValue{&o.busyKeepalive}, "busy-keepalive", "send echo:busy: processing while a command runs longer than the M113 interval")
+	fs.Var(switchValue{&c.GarbageOnOpen}, "garbage-on-open", "send a line of one 0x80 byte after the boot banner")
+	fs.IntVar(&c.ResetAfterLines, "reset-after-lines", 0, "simulate a firmware reset (new start banner) after this many numbered lines, once per connection; 0 is off")
+	fs.IntVar(&c.FatalAfterLines, "fatal-after-lines", 0, "report a thermal runaway and halt after this many numbered lines, once per connection; 0 is off")
+	fs.Var(switchValue{&c.EmergencyParser}, "emergency-parser", "EMERGENCY_PARSER: act on M108, M112 and M410 as soon as they arrive")
+	fs.Var(switchValue{&c.WaitWhenIdle}, "wait-when-idle", "NO_TIMEOUTS: send wait every second while idle")
+	fs.IntVar(&c.Baud, "baud", 0, "pace the serial line at baud/10 bytes per second in each direction; 0 is unpaced")
+	fs.Var(switchValue{&o.m117Echo}, "m117-echo", "echo M117 messages as echo:<text>")
+
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func runVirtualPrinter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("virtual-printer", flag.ContinueOnError)
+	o := &virtualPrinterFlags{cfg: virtual.DefaultConfig(), busyKeepalive: true, m117Echo: true}
+	o.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: printbridge virtual-printer [flags]")
+		fmt.Fprintln(fs.Output())
+		fmt.Fprintln(fs.Output(), "Runs a Marlin 2.1-like firmware on a pseudo-terminal and prints")
+		fmt.Fprintln(fs.Output(), "\"virtual printer ready on <device>\" once hosts can open it. A scenario")
+		fmt.Fprintln(fs.Output(), "file is a --config YAML file whose keys are these flag names.")
+		fmt.Fprintln(fs.Output())
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr, true); err != nil {
+		return err
+	}
+	o.cfg.NoBusyKeepalive = !o.busyKeepalive
+	o.cfg.NoM117Echo = !o.m117Echo
+
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	p, err := virtual.New(o.cfg, log)
+	if err != nil {
+		return fmt.Errorf("start virtual printer: %w", err)
+	}
+	ready := "virtual printer ready on " + p.Path()
+	if o.cfg.LinkPath != "" {
+		ready += " (link " + o.cfg.LinkPath + ")"
+	}
+	fmt.Fprintln(stdout, ready)
+
+	runErr := p.Run(ctx)
+	return errors.Join(runErr, p.Close())
+}

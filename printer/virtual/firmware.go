@@ -1,0 +1,510 @@
+package virtual
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Marlin's serial strings (Marlin/src/core/language.h).
+const (
+	errLineNumber  = "Line Number is not Last Line Number+1, Last Line: "
+	errChecksum    = "checksum mismatch, Last Line: "
+	errNoChecksum  = "No Checksum with line number, Last Line: "
+	msgResend      = "Resend: "
+	msgKilled      = "Error:Printer halted. kill() called!"
+	msgEmergency   = "echo:EMERGENCY SHUTDOWN DETECTED. KILLED."
+	msgRunaway     = "Error:Thermal Runaway, system stopped! Heater_ID: 0"
+	msgBusy        = "echo:busy: processing"
+	msgColdExtrude = "echo: cold extrusion prevented"
+	msgWait        = "wait"
+)
+
+// afterAction is something the firmware does once a command has been
+// executed and acknowledged.
+type afterAction int
+
+const (
+	afterNothing afterAction = iota
+	afterReset
+	afterFatal
+)
+
+// queuedCommand is a command line accepted into the command queue.
+type queuedCommand struct {
+	*gcode
+	after afterAction
+}
+
+// session is the firmware of one host connection: it starts when a host
+// opens the port (the board resets) and ends when the next host opens it
+// or the Printer stops. Its fields without a lock belong to the firmware
+// goroutine (run), and the comments of the others name who shares them.
+type session struct {
+	p       *Printer
+	cfg     Config
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	rx      *rxBuffer
+	planner *planner
+	machine *machine
+
+	// Written by the emergency parser in the read goroutine.
+	interrupt   chan struct{} // signalled after any emergency command
+	killRequest atomic.Bool   // M112 received
+	breakWait   atomic.Bool   // M108 received: end a heating wait
+
+	// Read by the report goroutine.
+	busy         atomic.Bool  // a command is executing
+	halted       atomic.Bool  // mirror of killed
+	tempInterval atomic.Int64 // M155 interval in nanoseconds; 0 = off
+	posInterval  atomic.Int64 // M154 interval in nanoseconds; 0 = off
+	keepalive    atomic.Int64 // M113 interval in nanoseconds; 0 = off
+
+	asm              *lineAssembler
+	queue            []queuedCommand
+	flushed          bool  // the queue was cleared while its front command ran
+	lastN            int64 // last accepted line number
+	killed           bool
+	okSent           bool // the current command's ok is out
+	acceptedNumbered int
+	ratioCount       int
+	lastInjected     int64
+	resetDone        bool
+	fatalDone        bool
+	lastWait         time.Time
+}
+
+func newSession(ctx context.Context, p *Printer, rx *rxBuffer) *session {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &session{
+		p:            p,
+		cfg:          p.cfg,
+		ctx:          ctx,
+		cancel:       cancel,
+		rx:           rx,
+		interrupt:    make(chan struct{}, 1),
+		lastInjected: math.MinInt64,
+	}
+	s.resetFirmware()
+	rx.setEmergencyHandler(s.onEmergency)
+	return s
+}
+
+// start runs the firmware, planner and report goroutines.
+func (s *session) start() {
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.run()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.planner.run(s.ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.reportLoop()
+	}()
+}
+
+// stop ends the session's goroutines and waits for them.
+func (s *session) stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// resetFirmware puts the firmware into its power-on state. The planner and
+// machine of a previous boot are reset in place, because the planner and
+// report goroutines use them for the whole session.
+func (s *session) resetFirmware() {
+	if s.planner == nil {
+		s.planner = newPlanner(s.cfg.PlannerSize)
+	} else {
+		s.planner.clear()
+	}
+	if s.machine == nil {
+		s.machine = newMachine()
+	} else {
+		s.machine.reset()
+	}
+	s.asm = newLineAssembler(s.cfg.MaxCmdSize)
+	s.queue = nil
+	s.flushed = true
+	s.lastN = 0
+	s.killed = false
+	s.halted.Store(false)
+	s.killRequest.Store(false)
+	s.breakWait.Store(false)
+	s.tempInterval.Store(0)
+	s.posInterval.Store(0)
+	s.keepalive.Store(int64(2 * time.Second)) // DEFAULT_KEEPALIVE_INTERVAL
+	s.lastWait = time.Now()
+	s.p.thermal.allOff()
+}
+
+// send writes one output line to the host.
+func (s *session) send(line string) {
+	s.p.log.Debug("send", "line", line)
+	s.p.link.writeLine(s.ctx, line)
+}
+
+// run is the firmware main loop (Marlin's loop()): take complete lines
+// from the receive buffer into the command queue, execute the front
+// command, and otherwise idle. Like Marlin it does not read the receive
+// buffer while a command executes.
+func (s *session) run() {
+	s.banner()
+	for s.ctx.Err() == nil {
+		s.serviceEmergency()
+		s.fillQueue()
+		if len(s.queue) > 0 && !s.killed {
+			s.executeFront()
+			continue
+		}
+		s.idle()
+	}
+}
+
+func (s *session) banner() {
+	s.send("start")
+	s.send("echo:" + s.cfg.bannerVersion())
+	s.send("echo: Last Updated: 2023-07-14 | Author: (printbridge virtual printer)")
+	s.send("echo: Compiled: Jul 14 2023")
+	s.send("echo: Free Memory: 2619  PlannerBufferBytes: " + strconv.Itoa(s.cfg.PlannerSize*72))
+	s.send("echo:SD card ok")
+	if s.cfg.GarbageOnOpen {
+		s.p.link.write(s.ctx, []byte{0x80, '\n'})
+	}
+}
+
+// idle waits for input, an emergency command or the next `wait` line.
+func (s *session) idle() {
+	var tick <-chan time.Time
+	if s.cfg.WaitWhenIdle && !s.killed {
+		// NO_TIMEOUTS: `wait` once a second while nothing is queued or received.
+		next := s.lastWait.Add(time.Second)
+		if s.rx.empty() && !time.Now().Before(next) {
+			s.send(msgWait)
+			s.lastWait = time.Now()
+			next = s.lastWait.Add(time.Second)
+		}
+		timer := time.NewTimer(time.Until(next))
+		defer timer.Stop()
+		tick = timer.C
+	}
+	select {
+	case <-s.rx.ready:
+	case <-s.interrupt:
+	case <-tick:
+	case <-s.ctx.Done():
+	}
+}
+
+// fillQueue moves received bytes into lines and accepted lines into the
+// command queue while it has room (Marlin's get_serial_commands). While
+// the firmware is halted it reads everything, to catch M999.
+func (s *session) fillQueue() {
+	for s.killed || len(s.queue) < s.cfg.BufSize {
+		if s.ctx.Err() != nil {
+			return
+		}
+		c, ok := s.rx.readByte()
+		if !ok {
+			return
+		}
+		if line, done := s.asm.feed(c); done {
+			s.acceptLine(line)
+		}
+	}
+}
+
+// acceptLine checks one received line as Marlin 2.x does and queues its
+// command.
+func (s *session) acceptLine(raw []byte) {
+	line := bytes.TrimLeft(cString(raw), " ")
+	if len(line) == 0 {
+		return
+	}
+	if s.killed {
+		// NOTE: real Marlin ignores everything after kill() until a reset;
+		// the simulator also accepts M999 so tests can go on.
+		if g := parseGcode(normalize(line)); g.name() == "M999" {
+			s.execute(queuedCommand{gcode: g})
+		}
+		return
+	}
+
+	numbered := line[0] == 'N'
+	var n int64
+	if numbered {
+		var ok bool
+		if n, ok = s.checkNumbered(line); !ok {
+			return
+		}
+	}
+	g := parseGcode(normalize(line))
+	g.line, g.hasLine = n, numbered
+	cmd := queuedCommand{gcode: g}
+	if numbered {
+		cmd.after = s.countNumbered()
+	}
+	if !s.cfg.EmergencyParser {
+		s.processCritical(line)
+		if s.killed {
+			return
+		}
+	}
+	s.queue = append(s.queue, cmd)
+}
+
+// checkNumbered validates the line number and checksum of a line that
+// starts with N and returns its number. The number of a line containing
+// M110 is taken from an N after the first four bytes (M110 N<n>), else
+// from the prefix, and is not checked against the last line.
+func (s *session) checkNumbered(line []byte) (int64, bool) {
+	npos := line
+	isM110 := bytes.Contains(line, []byte("M110"))
+	if isM110 && len(line) > 4 {
+		if i := bytes.IndexByte(line[4:], 'N'); i >= 0 {
+			npos = line[4+i:]
+		}
+	}
+	n := strtol(npos[1:])
+	if n != s.lastN+1 && !isM110 {
+		s.lineError(errLineNumber, n)
+		return 0, false
+	}
+	star := bytes.LastIndexByte(line, '*')
+	if star < 0 {
+		s.lineError(errNoChecksum, n)
+		return 0, false
+	}
+	if strtol(line[star+1:]) != int64(checksum(line[:star])) || s.injectResend(n, isM110) {
+		s.lineError(errChecksum, n)
+		return 0, false
+	}
+	s.lastN = n
+	return n, true
+}
+
+// injectResend decides whether Config.ResendRatio rejects line n.
+func (s *session) injectResend(n int64, isM110 bool) bool {
+	ratio := s.cfg.ResendRatio
+	if ratio == 0 || isM110 || n == s.lastInjected {
+		return false
+	}
+	s.ratioCount++
+	if s.ratioCount*ratio/100 == (s.ratioCount-1)*ratio/100 {
+		return false
+	}
+	s.lastInjected = n
+	return true
+}
+
+// lineError rejects a line as Marlin's gcode_line_error does: report the
+// error, discard all pipelined input and request the line after the last
+// accepted one.
+func (s *session) lineError(msg string, got int64) {
+	s.p.log.Debug("rejected line", "reason", msg, "line", got, "last_line", s.lastN)
+	s.send("Error:" + msg + strconv.FormatInt(s.lastN, 10))
+	s.rx.drain()
+	s.asm.reset()
+	s.send(msgResend + strconv.FormatInt(s.lastN+1, 10))
+	if s.cfg.okAfterResend() {
+		s.send("ok")
+	}
+}
+
+// countNumbered counts an accepted numbered line and returns what the
+// reset-after-lines and fatal-after-lines faults do after it.
+func (s *session) countNumbered() afterAction {
+	s.acceptedNumbered++
+	switch {
+	case s.cfg.FatalAfterLines > 0 && !s.fatalDone && s.acceptedNumbered >= s.cfg.FatalAfterLines:
+		s.fatalDone = true
+		return afterFatal
+	case s.cfg.ResetAfterLines > 0 && !s.resetDone && s.acceptedNumbered >= s.cfg.ResetAfterLines:
+		s.resetDone = true
+		return afterReset
+	}
+	return afterNothing
+}
+
+// processCritical acts on M108, M112 and M410 as soon as their line is
+// taken into the queue, as Marlin does without EMERGENCY_PARSER. Like
+// Marlin it only looks at lines that start with the command, so numbered
+// lines wait for their turn in the queue.
+func (s *session) processCritical(line []byte) {
+	switch {
+	case bytes.HasPrefix(line, []byte("M108")):
+		s.breakWait.Store(true)
+	case bytes.HasPrefix(line, []byte("M112")):
+		s.p.record(normalize(line))
+		s.kill(true)
+	case bytes.HasPrefix(line, []byte("M410")):
+		s.planner.clear()
+	}
+}
+
+// onEmergency is called by the emergency parser in the read goroutine.
+func (s *session) onEmergency(cmd emergencyCommand) {
+	switch cmd {
+	case emergencyM108:
+		s.breakWait.Store(true)
+	case emergencyM112:
+		s.killRequest.Store(true)
+	case emergencyM410:
+		s.planner.clear()
+	}
+	signal(s.interrupt)
+}
+
+func (s *session) serviceEmergency() {
+	if s.killRequest.Swap(false) && !s.killed {
+		s.p.record("M112")
+		s.kill(true)
+	}
+}
+
+// kill halts the firmware like Marlin's kill(): heaters off, moves and
+// queued commands dropped, and no more commands until M999 or a reset.
+// byM112 adds the emergency shutdown message.
+func (s *session) kill(byM112 bool) {
+	if s.killed {
+		return
+	}
+	if byM112 {
+		s.send(msgEmergency)
+	}
+	s.killed = true
+	s.halted.Store(true)
+	s.queue = nil
+	s.flushed = true
+	s.planner.clear()
+	s.p.thermal.allOff()
+	s.send(msgKilled)
+	s.p.log.Warn("firmware halted", "by_m112", byM112)
+}
+
+// executeFront executes the front command of the queue and then removes
+// it, unless the command cleared the queue itself.
+func (s *session) executeFront() {
+	cmd := s.queue[0]
+	s.flushed = false
+	s.execute(cmd)
+	if !s.flushed && len(s.queue) > 0 {
+		s.queue = s.queue[1:]
+	}
+}
+
+// execute records and runs one command and sends its ok.
+func (s *session) execute(cmd queuedCommand) {
+	g := cmd.gcode
+	if g.text == "" {
+		// A numbered line without a command only advances the line number.
+		s.okSent = false
+		s.ok(g)
+		return
+	}
+	s.p.record(g.text)
+	s.busy.Store(true)
+	defer s.busy.Store(false)
+
+	s.okSent = false
+	name := g.name()
+	if s.cfg.OKBeforeOutput && name != "M112" && name != "M999" {
+		s.ok(g)
+	}
+	ack := s.dispatch(g)
+	s.serviceEmergency()
+	if s.killed || s.ctx.Err() != nil {
+		return
+	}
+	if ack && !s.okSent {
+		s.ok(g)
+	}
+	switch cmd.after {
+	case afterReset:
+		s.p.log.Info("simulating firmware reset", "accepted_lines", s.acceptedNumbered)
+		s.reboot()
+	case afterFatal:
+		s.p.log.Info("simulating thermal runaway", "accepted_lines", s.acceptedNumbered)
+		s.send(msgRunaway)
+		s.kill(false)
+	}
+}
+
+// ok acknowledges g, with ADVANCED_OK's N, P and B fields if configured.
+func (s *session) ok(g *gcode) {
+	s.okSent = true
+	if !s.cfg.AdvancedOK {
+		s.send("ok")
+		return
+	}
+	line := "ok"
+	if g.hasLine {
+		line += " N" + strconv.FormatInt(g.line, 10)
+	}
+	line += " P" + strconv.Itoa(s.planner.free()) + " B" + strconv.Itoa(s.cfg.BufSize-len(s.queue))
+	s.send(line)
+}
+
+// reboot simulates a firmware reset in the middle of a connection: the
+// received bytes are lost and the banner is printed again.
+func (s *session) reboot() {
+	s.rx.drain()
+	s.resetFirmware()
+	s.banner()
+}
+
+// stopWaiting reports whether a blocking command must end now.
+func (s *session) stopWaiting() bool {
+	return s.ctx.Err() != nil || s.killed || s.killRequest.Load()
+}
+
+// await blocks until ch is closed and reports false when the command must
+// end instead (see stopWaiting).
+func (s *session) await(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+	case <-s.interrupt:
+	case <-s.ctx.Done():
+	}
+	return !s.stopWaiting()
+}
+
+// sleep waits for d of wall-clock time and reports false when the command
+// must end first.
+func (s *session) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return !s.stopWaiting()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return !s.stopWaiting()
+		case <-s.interrupt:
+			if s.stopWaiting() {
+				return false
+			}
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+}
+
+// scaled converts model time into wall-clock time by Config.Speed.
+func (s *session) scaled(d time.Duration) time.Duration {
+	if s.cfg.Speed == 0 {
+		return 0
+	}
+	return time.Duration(float64(d) / s.cfg.Speed)
+}

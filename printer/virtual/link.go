@@ -1,0 +1,342 @@
+package virtual
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// ioPollTimeout bounds every poll on the master, and so how long the
+	// I/O goroutines take to notice Close.
+	ioPollTimeout = 50 * time.Millisecond
+	// hostConnectPoll is how often the read goroutine checks whether a new
+	// connection was taken over, or inotify has news, while it cannot
+	// read.
+	hostConnectPoll = 5 * time.Millisecond
+	// pacedChunk is the share of a second moved per read or write when the
+	// line is paced by Config.Baud.
+	pacedChunk = 10 * time.Millisecond
+)
+
+// serialLink is the pty master, the printer's side of the serial line.
+//
+// Opens and closes of the slave by hosts are counted with inotify
+// (IN_OPEN, IN_CLOSE_WRITE and IN_CLOSE_NOWRITE on the slave device
+// node). POLLHUP on the master only shows whether the slave is open at
+// the moment of the poll, so it misses a close that is quickly followed
+// by an open. An open while no host had the slave open starts a new
+// connection and resets the firmware, as the DTR pulse of a USB serial
+// adapter resets an Arduino-based board; the close of the last file
+// description ends it.
+type serialLink struct {
+	fd       int // pty master
+	notify   int // inotify instance watching the slave
+	log      *slog.Logger
+	byteTime time.Duration // time of one byte on the line; 0 = no pacing
+	rxSize   int
+	ep       bool // EMERGENCY_PARSER on new receive buffers
+
+	connected atomic.Bool   // output goes to the host; set by connect
+	gen       atomic.Uint64 // changed by every host open and close
+
+	// writeMu serializes output lines and guards nextWrite. Changes of
+	// connected and gen take it too, so no line lands between the flush
+	// of stale output and the change.
+	writeMu   sync.Mutex
+	nextWrite time.Time
+
+	opens chan connection // a new host open, for Run to take over
+
+	// Owned by the read goroutine.
+	openFiles int       // open file descriptions of the slave
+	rx        *rxBuffer // input buffer of the current connection
+	nextRead  time.Time
+	buf       []byte
+}
+
+func newSerialLink(fd int, slavePath string, cfg Config, log *slog.Logger) (*serialLink, error) {
+	notify, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("create inotify instance to detect host opens: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(notify, slavePath, unix.IN_OPEN|unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
+		unix.Close(notify)
+		return nil, fmt.Errorf("watch %s with inotify to detect host opens: %w", slavePath, err)
+	}
+	l := &serialLink{
+		fd:     fd,
+		notify: notify,
+		log:    log,
+		rxSize: cfg.RXBufferSize,
+		ep:     cfg.EmergencyParser,
+		opens:  make(chan connection),
+		buf:    make([]byte, 512),
+	}
+	if cfg.Baud > 0 {
+		l.byteTime = time.Second * 10 / time.Duration(cfg.Baud)
+	}
+	return l, nil
+}
+
+func (l *serialLink) close() error {
+	return errors.Join(unix.Close(l.notify), unix.Close(l.fd))
+}
+
+// readLoop is the receive side: it runs in its own goroutine until ctx is
+// done, follows host opens and closes, and moves received bytes into the
+// current connection's rxBuffer as far as it has room. When the buffer is
+// full it leaves the bytes in the pty, so the host blocks in write. The
+// bytes of a host whose connection Run has not taken yet wait there too.
+func (l *serialLink) readLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		connected := l.connected.Load()
+		readable := connected && l.rx.free() > 0
+		fds := []unix.PollFd{{Fd: int32(l.notify), Events: unix.POLLIN}}
+		timeout := ioPollTimeout
+		switch {
+		case readable:
+			fds = append(fds, unix.PollFd{Fd: int32(l.fd), Events: unix.POLLIN})
+		case connected || l.openFiles > 0:
+			// The buffer is full or Run has not taken the connection yet,
+			// so check again soon.
+			timeout = hostConnectPoll
+		}
+		if _, err := unix.Poll(fds, int(timeout/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
+			l.log.Error("poll pty failed", "error", err)
+			sleepContext(ctx, ioPollTimeout)
+			continue
+		}
+		if fds[0].Revents&unix.POLLIN != 0 {
+			if !l.handleNotify(ctx) {
+				return
+			}
+			continue
+		}
+		if !readable {
+			continue
+		}
+		switch master := fds[1].Revents; {
+		case master&unix.POLLIN != 0:
+			l.readInput(ctx)
+		case master&(unix.POLLHUP|unix.POLLERR) != 0:
+			// The host is gone and inotify has not reported the close
+			// yet: do not spin on the master meanwhile.
+			sleepContext(ctx, hostConnectPoll)
+		}
+	}
+}
+
+// readInput moves available bytes into the receive buffer and reports
+// whether the master is still readable.
+func (l *serialLink) readInput(ctx context.Context) bool {
+	chunk := min(l.rx.free(), len(l.buf))
+	if l.byteTime > 0 {
+		chunk = min(chunk, max(1, int(pacedChunk/l.byteTime)))
+	}
+	if chunk == 0 {
+		return false
+	}
+	n, _ := unix.Read(l.fd, l.buf[:chunk])
+	if n <= 0 {
+		// EAGAIN, or EIO once the last host closed the slave and all of
+		// its input was read.
+		return false
+	}
+	l.rx.write(l.buf[:n])
+	l.nextRead = pace(ctx, l.nextRead, n, l.byteTime)
+	return true
+}
+
+// handleNotify applies the queued inotify events and reports false when
+// ctx ended while a new connection was handed over.
+func (l *serialLink) handleNotify(ctx context.Context) bool {
+	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	n, err := unix.Read(l.notify, buf)
+	if n <= 0 {
+		if err != nil && !errors.Is(err, unix.EAGAIN) {
+			l.log.Error("read inotify events failed", "error", err)
+		}
+		return true
+	}
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+		switch {
+		case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+			// Lost events: resynchronize from POLLHUP, which Linux sets
+			// on the master while no process has the slave open.
+			l.log.Warn("inotify queue overflowed; host open count estimated from the pty state")
+			if l.hungUp() {
+				l.setOpenFiles(ctx, 0)
+			} else if l.openFiles == 0 {
+				l.setOpenFiles(ctx, 1)
+			}
+		case ev.Mask&unix.IN_OPEN != 0:
+			if !l.setOpenFiles(ctx, l.openFiles+1) {
+				return false
+			}
+		case ev.Mask&(unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE) != 0:
+			l.setOpenFiles(ctx, max(0, l.openFiles-1))
+		}
+	}
+	return true
+}
+
+func (l *serialLink) hungUp() bool {
+	return l.poll(0, 0)&unix.POLLHUP != 0
+}
+
+// poll returns the revents of the master for events, waiting at most
+// timeout. POLLHUP and POLLERR are reported whatever events is.
+func (l *serialLink) poll(events int16, timeout time.Duration) int16 {
+	fds := []unix.PollFd{{Fd: int32(l.fd), Events: events}}
+	for {
+		_, err := unix.Poll(fds, int(timeout/time.Millisecond))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return unix.POLLERR
+		}
+		return fds[0].Revents
+	}
+}
+
+// setOpenFiles records the number of open slave file descriptions and
+// starts or ends the connection when it leaves or reaches zero. A new
+// connection is offered to Run, which stops the previous firmware session
+// and then calls connect, so the old session cannot write to the new host.
+func (l *serialLink) setOpenFiles(ctx context.Context, n int) bool {
+	was := l.openFiles
+	l.openFiles = n
+	switch {
+	case was == 0 && n > 0:
+		l.rx = newRXBuffer(l.rxSize, l.ep)
+		l.log.Info("host opened serial port")
+		select {
+		case l.opens <- connection{rx: l.rx, gen: l.gen.Add(1)}:
+		case <-ctx.Done():
+			return false
+		}
+	case was > 0 && n == 0:
+		if l.connected.Load() {
+			// The closing host's last lines are still in the pty: hand
+			// them to the firmware, which runs on without a host.
+			for l.readInput(ctx) {
+			}
+		}
+		l.writeMu.Lock()
+		l.gen.Add(1)
+		l.setConnectedLocked(false)
+		l.writeMu.Unlock()
+		l.log.Info("host closed serial port")
+	}
+	return true
+}
+
+// connection is a host open that the read goroutine offers to Run.
+type connection struct {
+	rx  *rxBuffer
+	gen uint64
+}
+
+// connect lets output through to the host of connection gen and reports
+// false if that host has closed the port in the meantime.
+func (l *serialLink) connect(gen uint64) bool {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if l.gen.Load() != gen {
+		return false
+	}
+	l.setConnectedLocked(true)
+	return true
+}
+
+// setConnectedLocked changes the connection state and throws away output
+// that the previous host did not read, which Linux would otherwise deliver
+// to the next one. The caller holds writeMu.
+func (l *serialLink) setConnectedLocked(connected bool) {
+	l.connected.Store(connected)
+	if err := unix.IoctlSetInt(l.fd, unix.TCFLSH, unix.TCOFLUSH); err != nil {
+		l.log.Warn("flush stale pty output failed", "error", err)
+	}
+}
+
+// writeLine sends line and a newline to the host. It blocks while the host
+// does not read (as Marlin blocks on a full TX buffer) and drops the line
+// when no host has the port open or ctx is done.
+func (l *serialLink) writeLine(ctx context.Context, line string) {
+	data := make([]byte, 0, len(line)+1)
+	data = append(data, line...)
+	data = append(data, '\n')
+	l.write(ctx, data)
+}
+
+func (l *serialLink) write(ctx context.Context, data []byte) {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if !l.connected.Load() || ctx.Err() != nil {
+		return
+	}
+	for len(data) > 0 {
+		chunk := data
+		if l.byteTime > 0 {
+			chunk = data[:min(len(data), max(1, int(pacedChunk/l.byteTime)))]
+		}
+		n, err := unix.Write(l.fd, chunk)
+		if n > 0 {
+			data = data[n:]
+			l.nextWrite = pace(ctx, l.nextWrite, n, l.byteTime)
+			continue
+		}
+		switch {
+		case errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
+			if l.poll(unix.POLLOUT, ioPollTimeout)&unix.POLLHUP != 0 || ctx.Err() != nil {
+				return
+			}
+		default:
+			l.log.Debug("write to pty master failed", "error", err)
+			return
+		}
+	}
+}
+
+// pace sleeps so that n more bytes take n byte times after the previous
+// ones, and returns when the line is free again.
+func pace(ctx context.Context, next time.Time, n int, byteTime time.Duration) time.Time {
+	if byteTime == 0 {
+		return next
+	}
+	now := time.Now()
+	if next.Before(now) {
+		next = now
+	}
+	next = next.Add(time.Duration(n) * byteTime)
+	sleepContext(ctx, time.Until(next))
+	return next
+}
+
+// sleepContext waits for d or until ctx is done and reports whether the
+// full time passed.
+func sleepContext(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,155 @@
+package virtual
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// printcoreJob is a small real slicer file whose longest command fits
+// MAX_CMD_SIZE with line number and checksum, and which has no `(...)`
+// comments (printcore strips those, the simulator does not).
+const printcoreJob = "../../testdata/gcode/prusaslicer-2.8.1_mk4s_mini-cube.gcode"
+
+const printcoreBinary = "/usr/bin/printcore"
+
+var installPrintcore sync.Once
+
+// printcorePath returns Debian's printcore, installing the package once
+// when the test runs as root on a machine with apt-get.
+func printcorePath(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(printcoreBinary); err == nil {
+		return printcoreBinary
+	}
+	installPrintcore.Do(func() {
+		aptGet, err := exec.LookPath("apt-get")
+		if err != nil || os.Geteuid() != 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		apt := func(args ...string) error {
+			cmd := exec.CommandContext(ctx, aptGet, args...)
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Logf("apt-get %s: %v\n%s", strings.Join(args, " "), err, tail(string(out), 20))
+			}
+			return err
+		}
+		// A machine without package lists needs an update first.
+		if apt("install", "-y", "printcore") != nil && apt("update") == nil {
+			apt("install", "-y", "printcore")
+		}
+	})
+	if _, err := os.Stat(printcoreBinary); err != nil {
+		t.Fatalf("%s not found: install Debian's printcore package (apt-get install printcore) to run the printcore tests", printcoreBinary)
+	}
+	return printcoreBinary
+}
+
+// runPrintcore prints printcoreJob with printcore on a simulator with cfg
+// and returns the simulator's executed commands and printcore's output.
+func runPrintcore(t *testing.T, cfg Config) ([]string, string) {
+	t.Helper()
+	binary := printcorePath(t)
+	cfg.LinkPath = filepath.Join(t.TempDir(), "ttyVIRTUAL0")
+	cfg.RecordPath = filepath.Join(t.TempDir(), "record.txt")
+	p := startPrinter(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, cfg.LinkPath, printcoreJob)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("printcore failed: %v\n%s", err, tail(string(out), 40))
+	}
+	if strings.Contains(string(out), "Traceback") {
+		t.Errorf("printcore printed a Python traceback:\n%s", tail(string(out), 40))
+	}
+	executed := p.Executed()
+	record, err := os.ReadFile(cfg.RecordPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(executed, "\n") + "\n"; string(record) != got {
+		t.Errorf("record file differs from Executed (%d bytes vs %d)", len(record), len(got))
+	}
+	return executed, string(out)
+}
+
+func tail(s string, lines int) string {
+	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// withoutPrintcoreLines removes what printcore itself sends around a job:
+// M105 until a reply arrives (printcore.py _listen_until_online), an
+// M110 with N-1 before the first line (startprint) and, if it was written
+// before printcore closed the port, the M110 after the last line.
+func withoutPrintcoreLines(t *testing.T, executed []string) []string {
+	t.Helper()
+	i := 0
+	for i < len(executed) && executed[i] == "M105" {
+		i++
+	}
+	if i == len(executed) || executed[i] != "M110" {
+		t.Fatalf("printcore's M110 before the job is missing; executed starts with %q", executed[:min(len(executed), 5)])
+	}
+	job := executed[i+1:]
+	if n := len(job); n > 0 && job[n-1] == "M110" {
+		job = job[:n-1]
+	}
+	return job
+}
+
+func assertJobExecuted(t *testing.T, executed []string) {
+	t.Helper()
+	f, err := os.Open(printcoreJob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want, err := CommandsOf(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := withoutPrintcoreLines(t, executed)
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Fatalf("command %d = %q, want %q (file commands before it matched)", i, got[i], want[i])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("executed %d job commands, want %d", len(got), len(want))
+	}
+}
+
+func TestPrintcorePrintsJob(t *testing.T) {
+	executed, _ := runPrintcore(t, fastConfig())
+	assertJobExecuted(t, executed)
+}
+
+func TestPrintcoreAdvancedOK(t *testing.T) {
+	cfg := fastConfig()
+	cfg.AdvancedOK = true
+	executed, _ := runPrintcore(t, cfg)
+	assertJobExecuted(t, executed)
+}
+
+func TestPrintcoreResendRatio(t *testing.T) {
+	cfg := fastConfig()
+	cfg.ResendRatio = 10
+	executed, out := runPrintcore(t, cfg)
+	assertJobExecuted(t, executed)
+	// printcore logs every Error: line; about one line in ten was rejected.
+	if n := strings.Count(out, "Error:checksum mismatch"); n < 100 {
+		t.Errorf("printcore saw %d checksum errors, want about 10%% of the job's lines", n)
+	}
+}
