@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/printbridge/printbridge/hooks"
+)
+
+func init() {
+	register("check-config", "check the event hooks and printbridge: settings of an OctoPrint config.yaml", runCheckConfig)
+}
+
+// errConfigInvalid makes check-config exit 1 once it has printed the
+// problems.
+var errConfigInvalid = errors.New("the config has errors")
+
+// runCheckConfig prints every problem of FILE as
+// FILE:LINE:COL: severity: message (entry #i "name") and a summary line.
+// It fails when there is an error; warnings alone pass.
+func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: printbridge check-config FILE")
+		fmt.Fprintln(stderr, "Checks an OctoPrint config.yaml as the worker loads it; exits 1 when an entry has an error.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+
+	file := fs.Arg(0)
+	cfg, problems, err := hooks.LoadConfig(file)
+	if err != nil {
+		return err
+	}
+
+	var errorCount, warningCount int
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p.String())
+		if p.Severity == hooks.SeverityError {
+			errorCount++
+		} else {
+			warningCount++
+		}
+	}
+	fmt.Fprintf(stdout, "%s: %s loaded, %s, %s\n", file, count(len(cfg.Subscriptions), "hook"),
+		count(errorCount, "error"), count(warningCount, "warning"))
+	if errorCount > 0 {
+		return fmt.Errorf("%s: %w (%s); the entries with errors are skipped", file, errConfigInvalid, count(errorCount, "error"))
+	}
+	return nil
+}
+
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

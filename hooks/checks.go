@@ -1,0 +1,348 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// checkEvents warns about event names that never fire: misspellings (with
+// a suggestion), names printbridge does not fire yet, and duplicates.
+// OctoPrint's generated names (GcodeScript...Running, plugin_x_y) are
+// accepted as they are.
+func (l *loader) checkEvents(sub *Subscription, nodes []*yaml.Node, ref entryRef, path string) {
+	seen := map[string]bool{}
+	for i, name := range sub.Events {
+		node := nodes[i]
+		if seen[name] {
+			l.report(SeverityWarning, node, ref, path+".event",
+				"event %q is listed twice, so the hook runs twice per event, as in OctoPrint", name)
+		}
+		seen[name] = true
+		if def, ok := bridge.LookupEvent(name); ok {
+			if what, notYet := strings.CutPrefix(def.FiredBy, "not fired yet: "); notYet {
+				l.report(SeverityWarning, node, ref, path+".event",
+					"printbridge does not fire %s yet (missing: %s), so this hook only runs for %s events that another program publishes", name, what, name)
+			}
+			continue
+		}
+		if bridge.IsDynamicEvent(name) {
+			continue
+		}
+		hint := ""
+		if s := bridge.SuggestEvent(name); s != "" {
+			hint = fmt.Sprintf("; did you mean %q?", s)
+			if s == bridge.EventDwelling {
+				hint += " (OctoPrint's docs say Dwell, but the event that fires is Dwelling)"
+			}
+		}
+		l.report(SeverityWarning, node, ref, path+".event", "unknown event %q never fires (names are case-sensitive)%s", name, hint)
+	}
+}
+
+// compileCommands checks every template of sub, splits system commands
+// without a shell into argv, and warns about placeholders that no event of
+// the entry provides. It returns false when the entry must be skipped.
+func (l *loader) compileCommands(sub *Subscription, ref entryRef, path string) bool {
+	ok := true
+	used := make([][]string, len(sub.Commands))
+	for i := range sub.Commands {
+		c := &sub.Commands[i]
+		node := &yaml.Node{Line: c.Line, Column: c.Column}
+		names, err := l.compileCommand(sub, c)
+		if err != nil {
+			l.report(SeverityError, node, ref, path+".command", "command #%d %s, so the entry is skipped", i+1, err)
+			ok = false
+			continue
+		}
+		used[i] = names
+	}
+	if ok {
+		l.checkPlaceholders(sub, used, ref, path)
+	}
+	return ok
+}
+
+func (l *loader) compileCommand(sub *Subscription, c *Command) ([]string, error) {
+	switch {
+	case sub.Type == TypeGcode:
+		c.Template = strings.TrimRight(c.Template, "\r\n")
+		if strings.ContainsAny(c.Template, "\r\n") {
+			return nil, errors.New("contains a line break; give each G-code line as its own list entry")
+		}
+		return checkedTemplate(c.Template)
+	case sub.Shell:
+		return checkedTemplate(c.Template)
+	}
+	words, err := splitWords(c.Template)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be split into arguments (%v)", err)
+	}
+	if len(words) == 0 {
+		return nil, errors.New("is empty")
+	}
+	var names []string
+	for _, w := range words {
+		used, err := checkedTemplate(w.text)
+		if err != nil {
+			return nil, err
+		}
+		c.Args = append(c.Args, w.text)
+		names = append(names, used...)
+	}
+	return names, nil
+}
+
+// checkedTemplate runs checkTemplate and words its error for the user.
+func checkedTemplate(t string) ([]string, error) {
+	names, err := checkTemplate(t)
+	if err == nil {
+		return names, nil
+	}
+	var fe *FormatError
+	if !errors.As(err, &fe) {
+		return nil, err
+	}
+	return nil, fmt.Errorf("cannot be rendered (%v)%s", fe, templateHint(fe))
+}
+
+func templateHint(fe *FormatError) string {
+	msg := fe.Message
+	switch {
+	case fe.Class == "IndexError":
+		return "; {} and {0} are positional fields, which OctoPrint never fills: name a placeholder such as {name}"
+	case strings.HasPrefix(msg, "Single '") || strings.HasPrefix(msg, "unmatched '{'") || strings.HasPrefix(msg, "expected '}'") ||
+		strings.HasPrefix(msg, "unexpected '{'"):
+		return "; write a literal brace as {{ or }}, as in awk '{{print $1}}'"
+	case strings.HasPrefix(msg, "Unknown format code") || strings.Contains(msg, "not allowed in string format specifier") ||
+		strings.HasPrefix(msg, "Cannot specify"):
+		return "; every placeholder value is a string since OctoPrint 1.11.3, so numeric formats such as {time:.1f} fail: use {time}, or a string format such as {time:.6}"
+	case fe.Class == "TypeError" || fe.Class == "AttributeError":
+		return "; every placeholder value is a string since OctoPrint 1.11.3, so keys of nested values such as {position[x]} cannot be reached: use {position} or {__json}"
+	}
+	return ""
+}
+
+// checkPlaceholders warns about names that are neither built-ins nor a
+// payload key of the entry's events, because OctoPrint skips the hook
+// with a KeyError when a placeholder is missing. used holds the names of
+// each command.
+func (l *loader) checkPlaceholders(sub *Subscription, used [][]string, ref entryRef, path string) {
+	done := map[string]bool{}
+	for i, names := range used {
+		node := &yaml.Node{Line: sub.Commands[i].Line, Column: sub.Commands[i].Column}
+		for _, name := range names {
+			if done[name] || containsString(builtinPlaceholders, name) || name == PlaceholderFileorigin {
+				continue
+			}
+			done[name] = true
+			if missing, detail := missingPayloadKey(sub.Events, name); len(missing) > 0 {
+				l.report(SeverityWarning, node, ref, path+".command",
+					"placeholder {%s} is not in the payload of %s (%s) and is not a built-in, so the hook is skipped when the event fires, as in OctoPrint",
+					name, strings.Join(missing, ", "), detail)
+			}
+		}
+	}
+}
+
+// missingPayloadKey returns the catalogue events that lack the payload key
+// name, and the keys they have.
+func missingPayloadKey(events []string, name string) ([]string, string) {
+	var missing, keys []string
+	for _, ev := range events {
+		def, ok := bridge.LookupEvent(ev)
+		if !ok || hasField(def, name) || containsString(missing, ev) {
+			continue
+		}
+		missing = append(missing, ev)
+		if names := fieldNames(def); names != "" {
+			keys = append(keys, ev+" has "+names)
+		} else {
+			keys = append(keys, ev+" has no payload keys")
+		}
+	}
+	return missing, strings.Join(keys, "; ")
+}
+
+func hasField(def *bridge.EventDef, name string) bool {
+	for _, f := range def.Fields {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldNames(def *bridge.EventDef) string {
+	names := make([]string, len(def.Fields))
+	for i, f := range def.Fields {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+var gcodeCommaList = regexp.MustCompile(`,\s*[GMTgmt][0-9]`)
+
+// checkHook warns about the traps of each hook type.
+func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entry *yaml.Node, ref entryRef, path string) {
+	if sub.Type == TypeGcode {
+		for i, c := range sub.Commands {
+			node := &yaml.Node{Line: c.Line, Column: c.Column}
+			if gcodeCommaList.MatchString(c.Template) {
+				l.report(SeverityWarning, node, ref, path+".command",
+					"G-code command #%d contains commas; it is sent as one line, as OctoPrint does (comma lists only work in pre-1.2 configs): give each line as its own list entry", i+1)
+			}
+			for _, ev := range sub.Events {
+				if templateFiresEvent(c.Template, ev) {
+					l.report(SeverityWarning, node, ref, path+".command",
+						"G-code command #%d fires %s itself, which would run this hook again without end; printbridge does not send it (OctoPrint loops)", i+1, ev)
+				}
+			}
+		}
+		return
+	}
+	if !sub.ShellSet {
+		l.report(SeverityWarning, entry, ref, path+".shell",
+			"shell is not set, so printbridge runs the command without a shell, unlike OctoPrint 1.11; set shell: true if it needs one (placeholder values are then quoted), or shell: false to silence this warning")
+	}
+	for i, c := range sub.Commands {
+		node := &yaml.Node{Line: c.Line, Column: c.Column}
+		if sub.Shell {
+			if field := quotedPlaceholder(c.Template); field != "" {
+				l.report(SeverityWarning, node, ref, path+".command",
+					"placeholder %s in command #%d is inside shell quotes; with shell: true every value is already quoted, so a value with a space shows literal quote marks: write the placeholder without quotes", field, i+1)
+			}
+			continue
+		}
+		words, _ := splitWords(c.Template)
+		if syntax := shellSyntax(words); syntax != "" {
+			l.report(SeverityWarning, node, ref, path+".command",
+				"command #%d contains shell syntax %q, but runs without a shell, so the program gets it as a plain argument; set shell: true if it needs a shell", i+1, syntax)
+		}
+	}
+}
+
+// fieldMask marks the runes that belong to a replacement field, so that
+// the shell checks ignore format specs such as {name:*^9}.
+func fieldMask(r []rune) []bool {
+	mask := make([]bool, len(r))
+	for i := 0; i < len(r); i++ {
+		if r[i] != '{' {
+			continue
+		}
+		if i+1 < len(r) && r[i+1] == '{' {
+			i++
+			continue
+		}
+		depth := 0
+		for j := i; j < len(r); j++ {
+			mask[j] = true
+			if r[j] == '{' {
+				depth++
+			} else if r[j] == '}' {
+				depth--
+				if depth == 0 {
+					i = j
+					break
+				}
+			}
+		}
+	}
+	return mask
+}
+
+// shellSyntax returns the first unquoted shell operator, expansion or
+// glob in the words of a command, or "".
+func shellSyntax(words []word) string {
+	for _, w := range words {
+		r := []rune(w.text)
+		inField := fieldMask(r)
+		plain := func(i int) bool { return i < len(r) && w.unquoted[i] && !inField[i] }
+		for i, c := range r {
+			if !plain(i) {
+				continue
+			}
+			switch c {
+			case ';', '|', '<', '>', '`', '*':
+				return string(c)
+			case '&':
+				if plain(i+1) && r[i+1] == '&' {
+					return "&&"
+				}
+				if len(r) == 1 {
+					return "&"
+				}
+			case '$':
+				if plain(i+1) && (r[i+1] == '(' || r[i+1] == '_' || r[i+1] >= 'A' && r[i+1] <= 'Z' || r[i+1] >= 'a' && r[i+1] <= 'z') {
+					return "$" + string(r[i+1])
+				}
+			case '~':
+				if i == 0 {
+					return "~"
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// quotedPlaceholder returns the first replacement field that is inside
+// single or double shell quotes, or "".
+func quotedPlaceholder(t string) string {
+	r := []rune(t)
+	const (
+		none = iota
+		single
+		double
+	)
+	state := none
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if c == '{' || c == '}' {
+			if i+1 < len(r) && r[i+1] == c {
+				i++
+				continue
+			}
+			if c == '}' {
+				continue
+			}
+			end := i
+			for end < len(r) && r[end] != '}' {
+				end++
+			}
+			if state != none {
+				return string(r[i:min(end+1, len(r))])
+			}
+			i = end
+			continue
+		}
+		switch state {
+		case none:
+			switch c {
+			case '\\':
+				i++
+			case '\'':
+				state = single
+			case '"':
+				state = double
+			}
+		case single:
+			if c == '\'' {
+				state = none
+			}
+		case double:
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				state = none
+			}
+		}
+	}
+	return ""
+}

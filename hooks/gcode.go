@@ -1,0 +1,80 @@
+package hooks
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// renderGcode renders the lines of a gcode hook without escaping, as
+// OctoPrint does. A line break that a value puts into a line fails the
+// run, so a payload value cannot inject a line of its own. Blank lines are
+// dropped, as OctoPrint's send path drops them. A line that would fire
+// event again fails the run with ErrLoopGuard.
+func renderGcode(sub *Subscription, event string, params map[string]string) ([]string, error) {
+	var lines []string
+	for i, c := range sub.Commands {
+		line, err := Format(c.Template, params)
+		if err != nil {
+			return nil, fmt.Errorf("command #%d: %w", i+1, err)
+		}
+		if strings.ContainsAny(line, "\r\n") {
+			return nil, fmt.Errorf("command #%d: a placeholder value contains a line break, which would add a G-code line; nothing was sent", i+1)
+		}
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if lineFiresEvent(line, event) {
+			return nil, fmt.Errorf("command #%d %q: %w (%s); nothing was sent", i+1, line, ErrLoopGuard, event)
+		}
+		lines = append(lines, line)
+	}
+	return lines, nil
+}
+
+// replyWaiter hands final command replies to the hook runs waiting for
+// them. The bus delivers every reply of the served printers; replies to
+// commands this worker did not send are ignored.
+type replyWaiter struct {
+	mu      sync.Mutex // guards pending
+	pending map[string]chan bridge.Reply
+}
+
+func newReplyWaiter() *replyWaiter {
+	return &replyWaiter{pending: map[string]chan bridge.Reply{}}
+}
+
+// register must be called before the command is published, so that a fast
+// reply cannot arrive before anyone waits for it.
+func (r *replyWaiter) register(id string) <-chan bridge.Reply {
+	ch := make(chan bridge.Reply, 1)
+	r.mu.Lock()
+	r.pending[id] = ch
+	r.mu.Unlock()
+	return ch
+}
+
+func (r *replyWaiter) forget(id string) {
+	r.mu.Lock()
+	delete(r.pending, id)
+	r.mu.Unlock()
+}
+
+// deliver runs on the bus's delivery goroutine. It does not block,
+// because each waiting channel has room for its one final reply.
+func (r *replyWaiter) deliver(data []byte) {
+	var reply bridge.Reply
+	if err := json.Unmarshal(data, &reply); err != nil || reply.ID == "" || !reply.Final() {
+		return
+	}
+	r.mu.Lock()
+	ch, ok := r.pending[reply.ID]
+	delete(r.pending, reply.ID)
+	r.mu.Unlock()
+	if ok {
+		ch <- reply
+	}
+}

@@ -1,0 +1,201 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultOutputLimit is how many bytes of a hook's output are kept: the
+// last ones, because errors usually come at the end.
+const DefaultOutputLimit = 4096
+
+// waitDelay bounds how long a run waits for output after its process has
+// exited or been killed. A hook that starts a background program (cmd &)
+// would otherwise hold the run open for as long as that program keeps the
+// output pipe.
+const waitDelay = 2 * time.Second
+
+// preparedCommand is one rendered command of a system hook.
+type preparedCommand struct {
+	// argv is set without a shell, script with one.
+	argv   []string
+	script string
+	shell  bool
+}
+
+// renderSystem renders every command of sub before any runs, as OctoPrint
+// does. With a shell, every value is shell-quoted first and then the whole
+// template is rendered. Without one, each argument of the pre-split
+// template is rendered on its own, so no value can add an argument.
+func renderSystem(sub *Subscription, params map[string]string) ([]preparedCommand, error) {
+	out := make([]preparedCommand, 0, len(sub.Commands))
+	if sub.Shell {
+		quoted := make(map[string]string, len(params))
+		for k, v := range params {
+			quoted[k] = Quote(v)
+		}
+		for i, c := range sub.Commands {
+			script, err := Format(c.Template, quoted)
+			if err != nil {
+				return nil, fmt.Errorf("command #%d: %w", i+1, err)
+			}
+			out = append(out, preparedCommand{script: script, shell: true})
+		}
+		return out, nil
+	}
+	for i, c := range sub.Commands {
+		argv := make([]string, len(c.Args))
+		for j, arg := range c.Args {
+			s, err := Format(arg, params)
+			if err != nil {
+				return nil, fmt.Errorf("command #%d: %w", i+1, err)
+			}
+			argv[j] = s
+		}
+		out = append(out, preparedCommand{argv: argv})
+	}
+	return out, nil
+}
+
+// systemRun is the execution context of one system hook run.
+type systemRun struct {
+	cwd         string
+	env         []string
+	timeout     time.Duration
+	outputLimit int
+}
+
+// run executes commands in order and stops at the first one that fails.
+// The timeout covers the whole list; when it expires, the running
+// command's process group is killed.
+func (r systemRun) run(ctx context.Context, commands []preparedCommand) ([]CommandResult, string, error) {
+	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	if r.timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, r.timeout)
+	}
+	defer cancel()
+	tail := newTailBuffer(r.outputLimit)
+	var results []CommandResult
+	for i, c := range commands {
+		start := time.Now()
+		code, err := r.runOne(runCtx, c, tail)
+		results = append(results, CommandResult{ExitCode: code, Duration: time.Since(start)})
+		if err == nil {
+			continue
+		}
+		switch {
+		case ctx.Err() != nil:
+			err = fmt.Errorf("command #%d: %w; its process group was killed", i+1, ErrStopped)
+		case runCtx.Err() != nil:
+			err = fmt.Errorf("command #%d: %w after %s; its process group was killed", i+1, ErrTimeout, r.timeout)
+		default:
+			err = fmt.Errorf("command #%d: %w", i+1, err)
+		}
+		return results, tail.String(), err
+	}
+	return results, tail.String(), nil
+}
+
+func (r systemRun) runOne(ctx context.Context, c preparedCommand, out *tailBuffer) (int, error) {
+	var cmd *exec.Cmd
+	if c.shell {
+		cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.script)
+	} else {
+		if len(c.argv) == 0 || c.argv[0] == "" {
+			return -1, errors.New("the program name is empty")
+		}
+		// A relative path with a slash is resolved against cwd, as
+		// Python's subprocess does; a bare name is looked up in PATH.
+		cmd = exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
+	}
+
+	cmd.Dir = r.cwd
+	cmd.Env = r.env
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// A process group of its own lets a timeout kill everything the hook
+	// started, not only its first process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	cmd.WaitDelay = waitDelay
+
+	err := cmd.Run()
+	if err == nil || (errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success()) {
+		return 0, nil
+	}
+
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		return -1, fmt.Errorf("start %q: %w", cmd.Args[0], err)
+	}
+	code := exitErr.ExitCode()
+	if status, ok := exitErr.Sys().(syscall.WaitStatus); ok && status.Signaled() {
+		return code, fmt.Errorf("%q was killed by signal %s", cmd.Args[0], status.Signal())
+	}
+	return code, fmt.Errorf("%q exited with status %d", cmd.Args[0], code)
+}
+
+// hookEnv is the worker's environment plus the event's identity, so a
+// script can tell which event started it without a placeholder.
+func hookEnv(event, eventID, printer string) []string {
+	base := os.Environ()
+	env := make([]string, 0, len(base)+3)
+	for _, kv := range base {
+		if strings.HasPrefix(kv, "PRINTBRIDGE_EVENT=") || strings.HasPrefix(kv, "PRINTBRIDGE_EVENT_ID=") ||
+			strings.HasPrefix(kv, "PRINTBRIDGE_PRINTER=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "PRINTBRIDGE_EVENT="+event, "PRINTBRIDGE_EVENT_ID="+eventID, "PRINTBRIDGE_PRINTER="+printer)
+}
+
+// tailBuffer keeps the last limit bytes written to it. os/exec writes to
+// it from one goroutine per pipe.
+type tailBuffer struct {
+	mu    sync.Mutex // guards buf
+	limit int
+	buf   []byte
+}
+
+func newTailBuffer(limit int) *tailBuffer {
+	if limit <= 0 {
+		limit = DefaultOutputLimit
+	}
+	return &tailBuffer{limit: limit}
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.limit; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// String returns the kept bytes, starting at a whole UTF-8 character.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.buf
+	for i := 0; i < len(b) && i < utf8.UTFMax && !utf8.RuneStart(b[0]); i++ {
+		b = b[1:]
+	}
+	return string(b)
+}

@@ -1,0 +1,280 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// hostileNames are file names that try to break out of their argument.
+var hostileNames = []string{
+	"a;b", "$(touch pwned)", "`touch pwned`", "it's", `say "hi"`, "new\nline", "-rf", "--help",
+	"ünï 😀.gcode", "x' ; touch pwned ; '", "", "*", "~", "a b  c", `back\slash`, "{name}", "{{", "%s", "\t", "& touch pwned &",
+}
+
+// testSub loads one subscription from YAML entry text.
+func testSub(tb testing.TB, entry string) *Subscription {
+	tb.Helper()
+	cfg, problems := parseTestConfig(tb, "events:\n  subscriptions:\n  - "+entry+"\n")
+	if HasErrors(problems) || len(cfg.Subscriptions) != 1 {
+		tb.Fatalf("entry %s did not load: %v", entry, problems)
+	}
+	return cfg.Subscriptions[0]
+}
+
+func testEnvelope(payload bridge.Payload) *bridge.Envelope {
+	return &bridge.Envelope{Schema: 1, ID: "0193a6f0-0000-7000-8000-000000000001", Printer: "mk3s-1",
+		Event: bridge.EventPrintDone, Payload: payload}
+}
+
+// runTestHook renders and runs a system hook for env with a timeout.
+func runTestHook(tb testing.TB, sub *Subscription, env *bridge.Envelope, timeout time.Duration) ([]CommandResult, string, error) {
+	tb.Helper()
+	commands, err := renderSystem(sub, Placeholders(env, time.Now()))
+	if err != nil {
+		return nil, "", err
+	}
+	run := systemRun{cwd: sub.Cwd, env: hookEnv(env.Event, env.ID, env.Printer), timeout: timeout, outputLimit: DefaultOutputLimit}
+	return run.run(context.Background(), commands)
+}
+
+func TestRenderShellQuotesValues(t *testing.T) {
+	cases := []struct {
+		template, value, want string
+	}{
+		{"test123 {a}", "a;b", "test123 'a;b'"},
+		{"test123 {a}", "a", "test123 a"},
+		{"test123 {a}", "test.gcode;rm -rf /;#.gcode", "test123 'test.gcode;rm -rf /;#.gcode'"},
+		{"echo \"{a}\"", "my part.gcode", "echo \"'my part.gcode'\""},
+		{"echo {a}", "it's", `echo 'it'"'"'s'`},
+		// The spec pads the already quoted value, as in OctoPrint.
+		{"echo {a:>8}", "x y", "echo    'x y'"},
+	}
+	for _, c := range cases {
+		sub := testSub(t, fmt.Sprintf("{event: PrintDone, type: system, shell: true, command: %q}", c.template))
+		got, err := renderSystem(sub, map[string]string{"a": c.value})
+		if err != nil {
+			t.Errorf("render %q with %q: %v", c.template, c.value, err)
+			continue
+		}
+		if got[0].script != c.want {
+			t.Errorf("render %q with %q = %q, want %q", c.template, c.value, got[0].script, c.want)
+		}
+	}
+}
+
+func TestRenderArgvKeepsPlaceholderInsideQuotes(t *testing.T) {
+	sub := testSub(t, `{event: PrintDone, type: system, shell: false, command: 'notify "Print {name} done" {time}'}`)
+	got, err := renderSystem(sub, map[string]string{"name": "my part; rm -rf ~", "time": "1234.5"})
+	if err != nil {
+		t.Fatalf("renderSystem: %v", err)
+	}
+	want := []string{"notify", "Print my part; rm -rf ~ done", "1234.5"}
+	if strings.Join(got[0].argv, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("argv = %q, want %q", got[0].argv, want)
+	}
+}
+
+func TestInjectionWithoutShell(t *testing.T) {
+	rec := newRecorder(t)
+	cwd := t.TempDir()
+	sub := testSub(t, fmt.Sprintf(`{event: PrintDone, type: system, shell: false, cwd: %q, command: 'record --file {name} "Print {name} done" {__eventname}'}`, cwd))
+	for _, name := range hostileNames {
+		if _, out, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "name", Value: name}}), time.Minute); err != nil {
+			t.Fatalf("hook for %q failed: %v (output %q)", name, err, out)
+		}
+	}
+	calls := rec.calls(t)
+	if len(calls) != len(hostileNames) {
+		t.Fatalf("recorder ran %d times, want %d", len(calls), len(hostileNames))
+	}
+	for i, name := range hostileNames {
+		want := []string{"--file", name, "Print " + name + " done", "PrintDone"}
+		if argvString(calls[i].Args) != argvString(want) {
+			t.Errorf("name %q: argv %s, want %s", name, argvString(calls[i].Args), argvString(want))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "pwned")); err == nil {
+		t.Errorf("a file name ran a command")
+	}
+}
+
+func TestInjectionWithShell(t *testing.T) {
+	rec := newRecorder(t)
+	cwd := t.TempDir()
+	sub := testSub(t, fmt.Sprintf(`{event: PrintDone, type: system, shell: true, cwd: %q, command: 'record --file {name} done | cat; record {__eventname}'}`, cwd))
+	for _, name := range hostileNames {
+		if _, out, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "name", Value: name}}), time.Minute); err != nil {
+			t.Fatalf("hook for %q failed: %v (output %q)", name, err, out)
+		}
+	}
+	calls := rec.calls(t)
+	if len(calls) != 2*len(hostileNames) {
+		t.Fatalf("recorder ran %d times, want %d", len(calls), 2*len(hostileNames))
+	}
+	for i, name := range hostileNames {
+		want := []string{"--file", name, "done"}
+		if got := calls[2*i].Args; argvString(got) != argvString(want) {
+			t.Errorf("name %q: argv %s, want %s", name, argvString(got), argvString(want))
+		}
+		if got := calls[2*i+1].Args; argvString(got) != "PrintDone" {
+			t.Errorf("name %q: second command argv %s, want PrintDone", name, argvString(got))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "pwned")); err == nil {
+		t.Errorf("a file name ran a command")
+	}
+}
+
+func TestQuotedPlaceholderShowsQuotes(t *testing.T) {
+	rec := newRecorder(t)
+	// OctoPrint 1.11.3+ behaves the same: the value is quoted inside the
+	// user's own quotes, so the quotes become part of the argument.
+	sub := testSub(t, `{event: PrintDone, type: system, shell: true, command: 'record "{name}"'}`)
+	if _, _, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "name", Value: "my part.gcode"}}), time.Minute); err != nil {
+		t.Fatalf("hook failed: %v", err)
+	}
+	calls := rec.calls(t)
+	if len(calls) != 1 || len(calls[0].Args) != 1 || calls[0].Args[0] != "'my part.gcode'" {
+		t.Errorf("calls = %+v, want one argument 'my part.gcode' with its quotes", calls)
+	}
+}
+
+func TestHookEnvironmentAndCwd(t *testing.T) {
+	rec := newRecorder(t)
+	cwd := t.TempDir()
+	rec.link(t, cwd)
+	t.Setenv("PRINTBRIDGE_EVENT", "stale")
+	sub := testSub(t, fmt.Sprintf(`{event: PrintDone, type: system, shell: false, cwd: %q, command: [record, ./record relative]}`, cwd))
+	env := testEnvelope(nil)
+	if _, _, err := runTestHook(t, sub, env, time.Minute); err != nil {
+		t.Fatalf("hook failed: %v", err)
+	}
+	calls := rec.calls(t)
+	if len(calls) != 2 {
+		t.Fatalf("recorder ran %d times, want 2", len(calls))
+	}
+	for _, c := range calls {
+		if c.Cwd != cwd {
+			t.Errorf("cwd = %q, want %q", c.Cwd, cwd)
+		}
+		if c.Event != env.Event || c.EventID != env.ID || c.Printer != env.Printer {
+			t.Errorf("environment = %+v, want event %s, id %s, printer %s", c, env.Event, env.ID, env.Printer)
+		}
+	}
+	if strings.Join(calls[1].Args, " ") != "relative" {
+		t.Errorf("./record got %q", calls[1].Args)
+	}
+}
+
+func TestCommandListStopsAtFailure(t *testing.T) {
+	rec := newRecorder(t)
+	sub := testSub(t, `{event: PrintDone, type: system, shell: false, command: ["record one", "sh -c 'exit 3'", "record three"]}`)
+	results, _, err := runTestHook(t, sub, testEnvelope(nil), time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "command #2") || !strings.Contains(err.Error(), "exited with status 3") {
+		t.Errorf("err = %v, want command #2 exited with status 3", err)
+	}
+	if len(results) != 2 {
+		t.Fatalf("ran %d commands, want 2", len(results))
+	}
+	if results[0].ExitCode != 0 || results[1].ExitCode != 3 {
+		t.Errorf("exit codes = %d, %d, want 0, 3", results[0].ExitCode, results[1].ExitCode)
+	}
+	calls := rec.calls(t)
+	if len(calls) != 1 || strings.Join(calls[0].Args, " ") != "one" {
+		t.Errorf("recorder calls = %+v, want only the first command", calls)
+	}
+}
+
+func TestProgramNotFound(t *testing.T) {
+	sub := testSub(t, `{event: PrintDone, type: system, shell: false, command: "printbridge-no-such-program arg"}`)
+	results, _, err := runTestHook(t, sub, testEnvelope(nil), time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "executable file not found") {
+		t.Errorf("err = %v, want executable file not found", err)
+	}
+	if len(results) != 1 || results[0].ExitCode != -1 {
+		t.Errorf("results = %+v, want one command with exit code -1", results)
+	}
+}
+
+func TestOutputTailKeepsEnd(t *testing.T) {
+	sub := testSub(t, `{event: PrintDone, type: system, shell: true, command: "printf '%05000d' 0; printf END; printf ' ü' >&2"}`)
+	_, out, err := runTestHook(t, sub, testEnvelope(nil), time.Minute)
+	if err != nil {
+		t.Fatalf("hook failed: %v", err)
+	}
+	if len(out) > DefaultOutputLimit {
+		t.Errorf("output tail is %d bytes, want at most %d", len(out), DefaultOutputLimit)
+	}
+	if !strings.HasSuffix(out, "END ü") {
+		t.Errorf("output tail ends with %q, want END ü", out[max(0, len(out)-10):])
+	}
+}
+
+func TestTimeoutKillsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	sub := testSub(t, `{event: PrintDone, type: system, shell: true, command: "sleep 100 & echo $! > {pidfile}; sleep 100"}`)
+	results, _, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "pidfile", Value: pidFile}}), time.Second)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", err)
+	}
+	if len(results) != 1 || results[0].ExitCode != -1 {
+		t.Errorf("results = %+v, want one killed command", results)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("read pid of the background sleep: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatalf("pid file %q: %v", data, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !processGone(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("background sleep %d still runs after the timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// processGone reports whether pid has exited; a zombie that no one reaped
+// counts as gone.
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+func TestBackgroundChildDoesNotHoldRun(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	sub := testSub(t, `{event: PrintDone, type: system, shell: true, command: "sleep 30 & echo $! > {pidfile}"}`)
+	results, _, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "pidfile", Value: pidFile}}), time.Minute)
+	if data, rerr := os.ReadFile(pidFile); rerr == nil {
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(data))); perr == nil {
+			defer syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if err != nil {
+		t.Fatalf("a hook that started a background program failed: %v", err)
+	}
+	if len(results) != 1 || results[0].ExitCode != 0 {
+		t.Errorf("results = %+v, want exit code 0", results)
+	}
+}

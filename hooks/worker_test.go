@@ -1,0 +1,376 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/natsbus"
+)
+
+const testPrinter = "mk3s-1"
+
+// waitTimeout bounds every wait for something the worker does.
+const waitTimeout = 20 * time.Second
+
+// harness is a worker on an embedded NATS server, with a fake edge that
+// replies to G-code commands, a raw subscription to the hook subject, and the
+// results the worker reported.
+type harness struct {
+	t         *testing.T
+	natsURL   string
+	edge      *natsbus.Bus
+	results   chan Result
+	published chan []byte
+
+	mu       sync.Mutex // guards commands
+	commands []bridge.Command
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T, configYAML string, opts ...Option) *harness {
+	t.Helper()
+	srv := brokertest.StartNATS(t, false, false)
+	h := &harness{t: t, natsURL: srv.NATSURL(), results: make(chan Result, 100), published: make(chan []byte, 100), done: make(chan error, 1)}
+	ctx := context.Background()
+
+	edge, err := natsbus.New(ctx, natsbus.Config{URL: h.natsURL, Name: "test-edge"}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("connect fake edge: %v", err)
+	}
+	t.Cleanup(func() { _ = edge.Close() })
+	h.edge = edge
+	if err := edge.SubscribeCommands(ctx, testPrinter, h.answerCommand); err != nil {
+		t.Fatalf("subscribe fake edge to commands: %v", err)
+	}
+
+	nc, err := nats.Connect(h.natsURL)
+	if err != nil {
+		t.Fatalf("connect hook observer: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe(bridge.Topics{}.NATSHook(testPrinter), func(m *nats.Msg) { h.published <- m.Data }); err != nil {
+		t.Fatalf("subscribe to hook subject: %v", err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush hook observer: %v", err)
+	}
+
+	cfg, problems := parseTestConfig(t, configYAML)
+	if HasErrors(problems) {
+		t.Fatalf("test config has errors: %v", problems)
+	}
+	workerBus, err := natsbus.New(ctx, natsbus.Config{URL: h.natsURL, Name: "test-worker"}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("connect worker: %v", err)
+	}
+	t.Cleanup(func() { _ = workerBus.Close() })
+	bus := &subscribedBus{Bus: workerBus, subscribed: make(chan struct{}, 10)}
+	w := NewWorker(cfg, bus, brokertest.Logger(), append(opts, OnResult(func(r Result) { h.results <- r }))...)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	h.cancel = cancel
+	go func() { h.done <- w.Run(runCtx) }()
+	t.Cleanup(h.stop)
+	printers := max(1, len(cfg.Settings.Printers))
+	for i := 0; i < printers; i++ {
+		select {
+		case <-bus.subscribed:
+		case err := <-h.done:
+			t.Fatalf("Run returned before subscribing: %v", err)
+		case <-time.After(waitTimeout):
+			t.Fatalf("the worker did not subscribe to events")
+		}
+	}
+	return h
+}
+
+// subscribedBus reports each SubscribeEvents that returned. natsbus
+// flushes before it returns, so events published after that reach the
+// worker.
+type subscribedBus struct {
+	bridge.Bus
+	subscribed chan struct{}
+}
+
+func (b *subscribedBus) SubscribeEvents(ctx context.Context, printer, group string, h func(bridge.EventMessage)) error {
+	err := b.Bus.SubscribeEvents(ctx, printer, group, h)
+	b.subscribed <- struct{}{}
+	return err
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(waitTimeout):
+		h.t.Errorf("Run did not return after its context ended")
+	}
+}
+
+// answerCommand accepts every G-code command and replies done with one
+// firmware line per command line.
+func (h *harness) answerCommand(msg bridge.CommandMessage) {
+	cmd, err := bridge.DecodeCommand(msg.Kind, msg.Data)
+	if err != nil {
+		h.t.Errorf("worker sent an invalid command: %v", err)
+		return
+	}
+	h.mu.Lock()
+	h.commands = append(h.commands, *cmd)
+	h.mu.Unlock()
+	go func() {
+		for _, status := range []string{bridge.ReplyAccepted, bridge.ReplyDone} {
+			reply := bridge.Reply{ID: cmd.ID, Printer: msg.Printer, Kind: msg.Kind, Status: status, Time: time.Now()}
+			if status == bridge.ReplyDone {
+				for _, line := range cmd.Commands {
+					reply.Lines = append(reply.Lines, "ok "+line)
+				}
+			}
+			data, _ := json.Marshal(reply)
+			if err := h.edge.PublishReply(context.Background(), msg.Printer, "", data); err != nil {
+				h.t.Errorf("publish reply: %v", err)
+			}
+		}
+	}()
+}
+
+func (h *harness) publish(env *bridge.Envelope) {
+	h.t.Helper()
+	if env.Schema == 0 {
+		env.Schema = bridge.SchemaVersion
+		env.Printer = testPrinter
+		env.Time = time.Now()
+	}
+	data, err := json.Marshal(env)
+	if err != nil {
+		h.t.Fatalf("encode envelope: %v", err)
+	}
+	if err := h.edge.PublishEvent(context.Background(), env, data); err != nil {
+		h.t.Fatalf("publish event: %v", err)
+	}
+}
+
+// waitResults returns the next n results, failing the test when they do
+// not arrive in time.
+func (h *harness) waitResults(n int) []Result {
+	h.t.Helper()
+	var out []Result
+	timeout := time.After(waitTimeout)
+	for len(out) < n {
+		select {
+		case r := <-h.results:
+			out = append(out, r)
+		case <-timeout:
+			h.t.Fatalf("got %d hook results, want %d: %+v", len(out), n, out)
+		}
+	}
+	return out
+}
+
+func byHook(results []Result) map[string]Result {
+	m := map[string]Result{}
+	for _, r := range results {
+		m[r.Hook+"/"+r.EventID] = r
+	}
+	return m
+}
+
+func TestWorkerRunsHooksOverNATS(t *testing.T) {
+	rec := newRecorder(t)
+	h := newHarness(t, `printbridge:
+  printers: [mk3s-1]
+events:
+  subscriptions:
+  - name: notify
+    event: [PrintStarted, PrintDone]
+    type: system
+    shell: false
+    command: record {__eventname} {name}
+  - name: lcd
+    event: PrintStarted
+    type: gcode
+    command: ["M117 Printing {name}", "M300 S440 P10"]
+  - name: photo
+    event: PrintDone
+    type: system
+    shell: false
+    command: record {file}
+  - name: home-again
+    event: Home
+    type: gcode
+    command: G28
+  - name: failing
+    event: Home
+    type: system
+    shell: true
+    command: "echo about to fail; exit 7"
+`)
+	started := &bridge.Envelope{ID: "e1", Event: bridge.EventPrintStarted, Payload: bridge.Payload{{Key: "name", Value: "bench y;.gcode"}}}
+	h.publish(started)
+	h.publish(started) // a redelivery must not run the hooks again
+
+	nc, err := nats.Connect(h.natsURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer nc.Close()
+	if err := nc.Publish(bridge.Topics{}.NATSEvent(testPrinter, "PrintDone"), []byte("not an envelope")); err != nil {
+		t.Fatalf("publish malformed event: %v", err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+
+	h.publish(&bridge.Envelope{ID: "e2", Event: bridge.EventPrintDone, Payload: bridge.Payload{{Key: "name", Value: "bench y;.gcode"}, {Key: "time", Value: 12.5}}})
+	h.publish(&bridge.Envelope{ID: "e3", Event: bridge.EventHome})
+	h.publish(&bridge.Envelope{ID: "e4", Event: bridge.EventPrintDone, Printer: "other", Schema: 1, Time: time.Now()})
+
+	got := byHook(h.waitResults(6))
+	if r := got["notify/e1"]; r.Err != nil || r.ExitCode != 0 || r.Type != TypeSystem || r.Printer != testPrinter || r.Event != "PrintStarted" {
+		t.Errorf("notify on PrintStarted = %+v", r)
+	}
+	if r := got["notify/e2"]; r.Err != nil || len(r.Commands) != 1 {
+		t.Errorf("notify on PrintDone = %+v", r)
+	}
+	lcd := got["lcd/e1"]
+	if lcd.Err != nil || lcd.ExitCode != 0 || lcd.OutputTail != "ok M117 Printing bench y;.gcode\nok M300 S440 P10" {
+		t.Errorf("lcd = %+v", lcd)
+	}
+	var fe *FormatError
+	if r := got["photo/e2"]; !errors.As(r.Err, &fe) || !fe.UnknownPlaceholder() || r.ExitCode != -1 {
+		t.Errorf("photo with {file} = %+v, want an unknown placeholder", r)
+	}
+	if r := got["home-again/e3"]; !errors.Is(r.Err, ErrLoopGuard) {
+		t.Errorf("home-again = %+v, want ErrLoopGuard", r)
+	}
+	failing := got["failing/e3"]
+	if failing.ExitCode != 7 || failing.Err == nil || failing.OutputTail != "about to fail\n" {
+		t.Errorf("failing = %+v", failing)
+	}
+
+	calls := rec.calls(t)
+	if len(calls) != 2 {
+		t.Fatalf("recorder ran %d times, want 2 (no second run for the redelivered event): %+v", len(calls), calls)
+	}
+	// Hooks of different events run concurrently, so the calls can end
+	// in either order.
+	byEvent := map[string]recordedCall{}
+	for _, c := range calls {
+		byEvent[c.EventID] = c
+	}
+	if c := byEvent["e1"]; argvString(c.Args) != argvString([]string{"PrintStarted", "bench y;.gcode"}) || c.Printer != testPrinter || c.Event != "PrintStarted" {
+		t.Errorf("call for e1 = %+v", c)
+	}
+	if c := byEvent["e2"]; argvString(c.Args) != argvString([]string{"PrintDone", "bench y;.gcode"}) {
+		t.Errorf("call for e2 = %+v", c)
+	}
+
+	h.mu.Lock()
+	commands := append([]bridge.Command(nil), h.commands...)
+	h.mu.Unlock()
+	if len(commands) != 1 {
+		t.Fatalf("edge got %d commands, want 1 (the looping G28 must not be sent): %+v", len(commands), commands)
+	}
+	if commands[0].Source != "hook:lcd" || commands[0].ID != lcd.CommandID || strings.Join(commands[0].Commands, "|") != "M117 Printing bench y;.gcode|M300 S440 P10" {
+		t.Errorf("command = %+v", commands[0])
+	}
+
+	published := map[string]map[string]any{}
+	for len(published) < 6 {
+		select {
+		case data := <-h.published:
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil {
+				t.Fatalf("hook result is not JSON: %s", data)
+			}
+			published[fmt.Sprint(m["hook"], "/", m["event_id"])] = m
+		case <-time.After(waitTimeout):
+			t.Fatalf("got %d published results, want 6", len(published))
+		}
+	}
+	f := published["failing/e3"]
+	if f["exit_code"] != 7.0 || f["type"] != "system" || f["printer"] != testPrinter || f["event"] != "Home" ||
+		f["output_tail"] != "about to fail\n" || !strings.Contains(fmt.Sprint(f["error"]), "exited with status 7") {
+		t.Errorf("published result = %v", f)
+	}
+	if _, ok := f["duration_seconds"].(float64); !ok {
+		t.Errorf("duration_seconds missing: %v", f)
+	}
+	if n := published["notify/e1"]; n["error"] != "" || n["exit_code"] != 0.0 {
+		t.Errorf("published success = %v", n)
+	}
+}
+
+func TestWorkerKeepsPrinterOrder(t *testing.T) {
+	rec := newRecorder(t)
+	h := newHarness(t, `printbridge:
+  max_concurrent_hooks: 1
+events:
+  subscriptions:
+  - {event: ZChange, type: system, shell: false, command: "record {new}"}
+`)
+	const n = 30
+	for i := 0; i < n; i++ {
+		h.publish(&bridge.Envelope{ID: fmt.Sprintf("z%d", i), Seq: uint64(i), Event: bridge.EventZChange,
+			Payload: bridge.Payload{{Key: "new", Value: float64(i) / 10}}})
+	}
+	h.waitResults(n)
+	calls := rec.calls(t)
+	if len(calls) != n {
+		t.Fatalf("recorder ran %d times, want %d", len(calls), n)
+	}
+	for i, c := range calls {
+		if want := pyFloatRepr(float64(i) / 10); len(c.Args) != 1 || c.Args[0] != want {
+			t.Errorf("call %d = %q, want %q", i, c.Args, want)
+		}
+	}
+}
+
+func TestWorkerStopKillsRunningHook(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "started")
+	h := newHarness(t, `events:
+  subscriptions:
+  - {name: slow, event: PrintStarted, type: system, shell: true, timeout: 0, command: "touch {marker}; sleep 100"}
+`)
+	h.publish(&bridge.Envelope{ID: "s1", Event: bridge.EventPrintStarted, Payload: bridge.Payload{{Key: "marker", Value: marker}}})
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop()
+	select {
+	case r := <-h.results:
+		if !errors.Is(r.Err, ErrStopped) || r.ExitCode != -1 {
+			t.Errorf("result = %+v, want ErrStopped and exit code -1", r)
+		}
+	default:
+		t.Errorf("Run returned before the killed hook reported its result")
+	}
+}
