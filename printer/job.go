@@ -2,6 +2,7 @@ package printer
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,9 @@ type job struct {
 	pausedTotal time.Duration
 	lines       int
 	onStarted   DoneFunc
+	// pending is a command read from the file that did not fit the window
+	// yet.
+	pending string
 }
 
 // printTime is the job's time in seconds, paused time excluded, as
@@ -164,15 +168,49 @@ func (s *session) startJob(path string, done DoneFunc) error {
 }
 
 // nextJobLine sends the next command of the file. It returns false when
-// nothing was sent.
+// nothing was sent: at the end of the file, on a file error, or when the
+// window has no room for the line, which then waits as j.pending.
 func (s *session) nextJobLine() bool {
+	j := s.job
+	if j.pending == "" {
+		cmd, ok := s.readJobCommand()
+		if !ok {
+			return false
+		}
+		j.pending = cmd
+	}
+	cmd := j.pending
+	if l := wireLength(s.nextLine, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
+		s.abortJob(fmt.Sprintf("line %q of %s is %d bytes with line number and checksum, over the firmware's maximum of %d",
+			truncateText(cmd, 40), s.selected.path, l, s.p.cfg.MaxLineLength))
+		return false
+	}
+	code := CodeOf(cmd)
+	if code == "M112" {
+		j.pending = ""
+		s.sendEmergency(cmd, code)
+		return false
+	}
+	if !s.canSend(wireLength(s.nextLine, ToASCII(cmd)) + 1) {
+		return false
+	}
+	j.pending = ""
+	j.lines++
+	s.writeNumbered(queued{text: cmd}, true)
+	return true
+}
+
+// readJobCommand returns the next non-empty command of the file. At the
+// end of the file or on an error it ends the job and returns false.
+func (s *session) readJobCommand() (string, bool) {
 	j := s.job
 	for {
 		raw, err := j.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			s.abortJob(fmt.Sprintf("line at byte %d of %s is longer than %d bytes; no firmware accepts it", s.selected.pos, s.selected.path, maxFileLine))
-			return false
+			return "", false
 		}
+		first := s.selected.pos == 0
 		s.selected.pos += int64(len(raw))
 		if len(raw) == 0 && err != nil {
 			if errors.Is(err, io.EOF) {
@@ -180,28 +218,14 @@ func (s *session) nextJobLine() bool {
 			} else {
 				s.abortJob(fmt.Sprintf("read %s: %v", s.selected.path, err))
 			}
-			return false
+			return "", false
 		}
-		if j.lines == 0 && s.selected.pos == int64(len(raw)) {
-			raw = []byte(strings.TrimPrefix(string(raw), "\ufeff"))
+		if first {
+			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
 		}
-		cmd := NormalizeCommand(CleanLine(raw))
-		if cmd == "" {
-			continue
+		if cmd := NormalizeCommand(CleanLine(raw)); cmd != "" {
+			return cmd, true
 		}
-		if l := wireLength(s.nextLine, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
-			s.abortJob(fmt.Sprintf("line %q of %s is %d bytes with line number and checksum, over the firmware's maximum of %d",
-				truncateText(cmd, 40), s.selected.path, l, s.p.cfg.MaxLineLength))
-			return false
-		}
-		j.lines++
-		code := CodeOf(cmd)
-		if emergencyCodes[code] && code == "M112" {
-			s.sendEmergency(cmd, code)
-			return false
-		}
-		s.writeNumbered(queued{text: cmd}, true)
-		return true
 	}
 }
 

@@ -54,6 +54,12 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// AutoConnect connects at start and after a lost port.
 	AutoConnect bool
+	// Flow is FlowAuto (default), FlowPingPong or FlowWindow.
+	Flow string
+	// RXBufferSize is the firmware's serial receive buffer in bytes, which
+	// windowed sending never overfills; 128 (Marlin's AVR default) when
+	// zero.
+	RXBufferSize int
 	// Open opens the port; go.bug.st/serial when nil.
 	Open func(port string, baud int) (io.ReadWriteCloser, error)
 }
@@ -91,6 +97,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconnectMax == 0 {
 		c.ReconnectMax = 30 * time.Second
+	}
+	if c.Flow == "" {
+		c.Flow = FlowAuto
+	}
+	if c.RXBufferSize == 0 {
+		c.RXBufferSize = 128
 	}
 	if c.Open == nil {
 		c.Open = openSerial

@@ -114,7 +114,11 @@ func startRig(t *testing.T, vcfg virtual.Config, pcfg printer.Config) *rig {
 		pcfg.ReconnectMin = 50 * time.Millisecond
 		pcfg.ReconnectMax = 200 * time.Millisecond
 	}
-	r.p = printer.New(pcfg, slog.New(slog.DiscardHandler), r.rec.emit, printer.Metrics{})
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("PRINTBRIDGE_TEST_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	r.p = printer.New(pcfg, log, r.rec.emit, printer.Metrics{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.p.Run(ctx) }()
@@ -189,13 +193,13 @@ func assertRecordEqualsFile(t *testing.T, executed []string) {
 	t.Helper()
 	want := fileCommands(t)
 	got := jobLines(t, executed, want)
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Fatalf("command %d = %q, want %q (previous: %q)", i, got[i], want[i], want[max(0, i-3):i])
+		}
+	}
 	if len(got) != len(want) {
 		t.Fatalf("executed %d file commands, file has %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("command %d = %q, want %q", i, got[i], want[i])
-		}
 	}
 }
 
@@ -440,5 +444,39 @@ func TestJobPathOutsideFilesRejected(t *testing.T) {
 		if err == nil {
 			t.Errorf("start %q accepted", path)
 		}
+	}
+}
+
+func TestKnobsLoseNothing(t *testing.T) {
+	cases := []struct {
+		name string
+		flow string
+		knob func(*virtual.Config)
+	}{
+		{"ping-pong", printer.FlowPingPong, func(c *virtual.Config) {}},
+		{"window", printer.FlowWindow, func(c *virtual.Config) {}},
+		{"advanced-ok", printer.FlowAuto, func(c *virtual.Config) { c.AdvancedOK = true }},
+		{"advanced-ok-resends", printer.FlowAuto, func(c *virtual.Config) { c.AdvancedOK = true; c.ResendRatio = 10 }},
+		{"ok-before-output", printer.FlowAuto, func(c *virtual.Config) { c.OKBeforeOutput = true }},
+		{"wait-when-idle", printer.FlowAuto, func(c *virtual.Config) { c.WaitWhenIdle = true }},
+		{"small-rx-buffer", printer.FlowAuto, func(c *virtual.Config) { c.RXBufferSize = 64 }},
+		{"no-busy-keepalive", printer.FlowAuto, func(c *virtual.Config) { c.NoBusyKeepalive = true }},
+		{"emergency-parser", printer.FlowAuto, func(c *virtual.Config) { c.EmergencyParser = true }},
+		{"resends-ping-pong-2.0", printer.FlowPingPong, func(c *virtual.Config) { c.ResendRatio = 10; c.ResendStyle = virtual.ResendStyle20 }},
+		{"garbage-on-open", printer.FlowAuto, func(c *virtual.Config) { c.GarbageOnOpen = true }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			vcfg := fastConfig()
+			c.knob(&vcfg)
+			r := startRig(t, vcfg, printer.Config{Flow: c.flow})
+			r.waitState("OPERATIONAL", 10*time.Second)
+			r.job(bridge.ActionStart, testFile)
+			waitFor(t, "PrintDone", 60*time.Second, func() bool { return r.rec.count(bridge.EventPrintDone) == 1 })
+			assertRecordEqualsFile(t, r.vp.Executed())
+			if n := r.rec.count(bridge.EventError); n != 0 {
+				t.Errorf("%d Error events during a clean print", n)
+			}
+		})
 	}
 }

@@ -9,28 +9,25 @@ import (
 	"github.com/printbridge/printbridge/bridge"
 )
 
-// window is the number of lines in flight. One line at a time (OctoPrint's
-// model) is safe with every firmware.
-const window = 1
-
 func (s *session) enqueue(q queued) {
 	s.queue = append(s.queue, q)
 }
 
-// pump sends queued lines while the window has room: resends first, then
-// commands and markers, then the next job line.
+// pump sends while the window has room: resends first, then commands
+// and markers, then the next job line. Each line is measured before it
+// goes out, so the window is checked with its real wire length.
 func (s *session) pump() {
-	for s.port != nil && !s.expectResendOK && s.state != StateConnecting {
+	for s.port != nil && !s.expectResendOK && !s.probing && s.state != StateConnecting {
 		if len(s.resend) > 0 {
-			if len(s.inflight) >= window {
-				return
-			}
-			n := s.resend[0]
-			s.resend = s.resend[1:]
-			h, ok := s.history[n]
+			h, ok := s.history[s.resend[0]]
 			if !ok {
+				s.resend = s.resend[1:]
 				continue
 			}
+			if !s.canSend(wireLength(h.n, h.text) + 1) {
+				return
+			}
+			s.resend = s.resend[1:]
 			s.writeLine(h.n, h.text, h.owner)
 			continue
 		}
@@ -44,7 +41,7 @@ func (s *session) pump() {
 				q.marker()
 				continue
 			}
-			if len(s.inflight) >= window {
+			if !s.canSend(s.queuedWireLength(q.text) + 1) {
 				return
 			}
 			s.queue = s.queue[1:]
@@ -54,18 +51,34 @@ func (s *session) pump() {
 			s.writeNumbered(q, true)
 			continue
 		}
-		if len(s.inflight) >= window || s.job == nil || s.state != StatePrinting {
+		// Job lines wait until the connection setup (M115, capabilities,
+		// auto-report, resend style probe) is done, so the setup lines
+		// never land between the lines of a file.
+		if s.job == nil || s.state != StatePrinting || !s.capsApplied {
 			return
 		}
 		if !s.nextJobLine() {
 			// The end of the file queues M400 and a marker, which must go
-			// out now: no ok is pending that would pump again.
+			// out now: no ok may be pending that would pump again.
 			if len(s.queue) > 0 || len(s.resend) > 0 {
 				continue
 			}
 			return
 		}
 	}
+}
+
+// queuedWireLength is the wire length text gets as the next numbered
+// line; an M110 carries its own number.
+func (s *session) queuedWireLength(text string) int {
+	text = ToASCII(text)
+	if CodeOf(text) == "M110" {
+		if v, ok := Param(strings.TrimPrefix(text, "M110"), 'N'); ok {
+			return wireLength(int(v), text)
+		}
+		return wireLength(0, text)
+	}
+	return wireLength(s.nextLine, text)
 }
 
 // writeNumbered numbers a new line and sends it. fireEvents is false
@@ -98,7 +111,7 @@ func (s *session) writeNumbered(q queued, fireEvents bool) {
 
 func (s *session) writeLine(n int, text string, owner *gcodeRequest) {
 	wire := FormatNumbered(n, text)
-	entry := sentLine{n: n, text: text, owner: owner, sentAt: time.Now(), longRun: longRunningCodes[CodeOf(text)]}
+	entry := sentLine{n: n, text: text, owner: owner, sentAt: time.Now(), longRun: longRunningCodes[CodeOf(text)], size: len(wire) + 1}
 	if _, ok := s.history[n]; !ok {
 		s.historyOrder = append(s.historyOrder, n)
 		if len(s.historyOrder) > s.p.cfg.HistorySize {
@@ -108,6 +121,8 @@ func (s *session) writeLine(n int, text string, owner *gcodeRequest) {
 	}
 	s.history[n] = entry
 	s.inflight = append(s.inflight, entry)
+	s.inflightBytes += entry.size
+	s.sentSinceOK++
 	s.remember("Send: " + wire)
 	s.log.Debug("send", "line", wire)
 	if _, err := s.port.Write([]byte(wire + "\n")); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +25,8 @@ type sentLine struct {
 	owner   *gcodeRequest
 	sentAt  time.Time
 	longRun bool
+	// size is the line's wire length with its line feed.
+	size int
 }
 
 // queued is a line or a marker waiting to be sent. A marker runs its
@@ -107,10 +108,38 @@ type session struct {
 	connectedN int
 
 	// protocol
-	nextLine       int
-	history        map[int]sentLine
-	historyOrder   []int
-	inflight       []sentLine
+	nextLine      int
+	history       map[int]sentLine
+	historyOrder  []int
+	inflight      []sentLine
+	inflightBytes int
+	advancedOK    bool
+	freeSlots     int
+	sentSinceOK   int
+	// recovering sends one line at a time after a resend request, from
+	// settleUntil on, until recoverLine is acknowledged.
+	recovering  bool
+	recoverLine int
+	settleUntil time.Time
+	// resendWithOK and resendWithoutOK record whether this firmware sends
+	// an ok after a Resend line, learned from the first resend.
+	resendWithOK    bool
+	resendWithoutOK bool
+	// probing is set while the resend style probe is on the wire, and
+	// probeAt is when it was sent.
+	probing bool
+	probeAt time.Time
+	// noWindow is set when the firmware accepted the probe's
+	// out-of-sequence line: it does not check line numbers, so only one
+	// line may be in flight.
+	noWindow bool
+	// capBlockOpen is set while Cap lines arrive; capBlockEnded once a
+	// line after them did. capsApplied is set when applyCapabilities ran,
+	// and capsDeadline is when it runs at the latest.
+	capBlockOpen   bool
+	capBlockEnded  bool
+	capsApplied    bool
+	capsDeadline   time.Time
 	queue          []queued
 	resend         []int
 	resendLast     int
@@ -214,7 +243,19 @@ func (s *session) onTick(now time.Time) {
 	default:
 		s.checkTimeouts(now)
 		if s.expectResendOK && now.Sub(s.resendAt) >= s.p.cfg.ResendOKWait {
-			s.expectResendOK = false
+			s.missedResendOK()
+		}
+		if s.recovering && !now.Before(s.settleUntil) {
+			s.pump()
+		}
+		if !s.capsApplied && !s.capsDeadline.IsZero() && now.After(s.capsDeadline) {
+			s.applyCapabilities()
+			s.pump()
+		}
+		if s.probing && now.Sub(s.probeAt) > s.p.cfg.HelloTimeout {
+			s.probing = false
+			s.noWindow = true
+			s.log.Warn("no answer to the resend style probe; sending one line at a time", "port", s.p.cfg.Port)
 			s.pump()
 		}
 		s.maybePoll(now)
@@ -252,6 +293,13 @@ func (s *session) open(now time.Time) {
 	s.resetProtocol()
 	s.commZ = nil
 	s.firmwareName = ""
+	s.advancedOK = false
+	s.capBlockOpen, s.capBlockEnded, s.capsApplied = false, false, false
+	s.capsDeadline = time.Time{}
+	s.noWindow = false
+	s.probing = false
+	s.resendWithOK = false
+	s.resendWithoutOK = false
 	s.caps = map[string]bool{}
 	s.autoReport = false
 	s.setState(StateConnecting)
@@ -294,6 +342,9 @@ func (s *session) resetProtocol() {
 	s.history = map[int]sentLine{}
 	s.historyOrder = nil
 	s.inflight = nil
+	s.inflightBytes = 0
+	s.sentSinceOK = 0
+	s.recovering = false
 	s.queue = nil
 	s.resend = nil
 	s.resendRepeats = 0
@@ -314,6 +365,7 @@ func (s *session) sendHello() {
 	s.nextLine = 0
 	s.writeNumbered(queued{text: "M110 N0"}, false)
 	s.inflight = nil
+	s.inflightBytes = 0
 }
 
 func (s *session) onConnected() {
@@ -321,11 +373,12 @@ func (s *session) onConnected() {
 	s.outageEmitted = false
 	s.lastError = ""
 	s.inflight = nil
+	s.inflightBytes = 0
 	s.setState(StateOperational)
 	s.log.Info("printer connected", "port", s.p.cfg.Port, "baud", s.p.cfg.Baud)
 	s.emit(bridge.EventConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}})
 	s.enqueue(queued{text: "M115"})
-	s.enqueue(queued{marker: s.applyCapabilities})
+	s.enqueue(queued{marker: s.m115Answered})
 	s.finishConnectWaiters(nil)
 	s.pump()
 }
@@ -339,15 +392,48 @@ func (s *session) finishConnectWaiters(err error) {
 	s.pendingOnConn = nil
 }
 
-// applyCapabilities runs after the M115 reply: it switches on the
-// temperature auto-report when the firmware has it, else polls M105.
+// capabilitiesWait is how long after the M115 ok the Cap lines may still
+// arrive: firmwares that send ok before their output (Repetier style)
+// print the capability block after the ok.
+const capabilitiesWait = time.Second
+
+// m115Answered runs once the M115 line is acknowledged. The capabilities
+// apply when the Cap block has ended, or after capabilitiesWait.
+func (s *session) m115Answered() {
+	if s.capsApplied {
+		return
+	}
+	if s.capBlockEnded {
+		s.applyCapabilities()
+		return
+	}
+	s.capsDeadline = time.Now().Add(capabilitiesWait)
+}
+
+// endCapBlock runs at the first line after the Cap lines.
+func (s *session) endCapBlock() {
+	s.capBlockOpen = false
+	s.capBlockEnded = true
+	if !s.capsDeadline.IsZero() && !s.capsApplied {
+		s.applyCapabilities()
+	}
+}
+
+// applyCapabilities switches on the temperature auto-report when the
+// firmware has it, else polls M105, and probes the resend style before
+// windowed sending starts.
 func (s *session) applyCapabilities() {
+	s.capsApplied = true
+	s.capsDeadline = time.Time{}
 	if s.caps["AUTOREPORT_TEMP"] {
 		s.autoReport = true
 		s.enqueue(queued{text: "M155 S2"})
 		s.log.Info("temperature auto-report enabled", "interval_seconds", 2)
 	} else {
 		s.nextPoll = time.Now()
+	}
+	if s.windowed() && !s.resendWithOK && !s.resendWithoutOK {
+		s.probeResendStyle()
 	}
 }
 
@@ -427,6 +513,7 @@ func (s *session) failPending(err error) {
 		}
 	}
 	s.inflight = nil
+	s.inflightBytes = 0
 	s.queue = nil
 	s.resend = nil
 }
@@ -479,6 +566,11 @@ func (s *session) handleLine(raw string) {
 	if hasGarbage(line) {
 		s.reportGarbage(line, now)
 	}
+	if s.capBlockOpen {
+		if _, _, isCap := ParseCapability(line); !isCap {
+			s.endCapBlock()
+		}
+	}
 
 	if strings.HasPrefix(raw, "echo:busy:") || strings.HasPrefix(raw, "busy:") {
 		s.lastProgress = now
@@ -519,8 +611,7 @@ func (s *session) handleLine(raw string) {
 	// A non-ok line after a resend request means the firmware did not
 	// send that request's ok, as Marlin 2.0.x and Prusa 3.1 do not.
 	if s.expectResendOK {
-		s.expectResendOK = false
-		defer s.pump()
+		defer s.missedResendOK()
 	}
 	if len(s.inflight) > 0 && s.inflight[0].owner != nil {
 		s.inflight[0].owner.addReply(line)
@@ -567,6 +658,10 @@ func (s *session) handleErrorLine(line string) {
 		s.log.Warn("firmware dropped a line without resend request", "line", line)
 		s.handleOK("ok", time.Now())
 	case ErrorResendFollows:
+		if s.probing {
+			s.log.Debug("firmware rejected the resend style probe, as intended", "line", line)
+			return
+		}
 		if f := s.p.metrics.ChecksumErr; f != nil {
 			f()
 		}
@@ -579,124 +674,6 @@ func (s *session) handleErrorLine(line string) {
 	case ErrorFatal:
 		s.fail("firmware", strings.TrimSpace(line), "disconnect", true)
 	}
-}
-
-func (s *session) handleOK(line string, now time.Time) {
-	s.lastProgress = now
-	s.timeouts = 0
-	if s.expectResendOK {
-		// The ok that follows a Resend line belongs to the rejected line.
-		s.expectResendOK = false
-		s.pump()
-		return
-	}
-	if len(s.inflight) == 0 {
-		s.log.Debug("ok without a line in flight ignored", "line", line)
-		if len(line) > 2 {
-			s.parseReport(line)
-		}
-		return
-	}
-	head := s.inflight[0]
-	s.inflight = s.inflight[1:]
-	if f := s.p.metrics.OKLatency; f != nil {
-		f(now.Sub(head.sentAt))
-	}
-	if len(line) > 2 {
-		if head.owner != nil {
-			head.owner.addReply(line)
-		}
-		s.parseReport(line)
-	}
-	if head.owner != nil {
-		head.owner.pending--
-		if head.owner.pending == 0 {
-			head.owner.finish(nil)
-		}
-	}
-	s.pump()
-}
-
-func (s *session) handleWait(now time.Time) {
-	// Marlin sends wait when its queue has been empty for a second, so a
-	// line still in flight was lost on the wire: send it again. The line
-	// number makes a duplicate harmless (the firmware requests a resend).
-	if len(s.inflight) > 0 && now.Sub(s.inflight[0].sentAt) > time.Second {
-		s.log.Warn("firmware is idle while a line is in flight; sending it again", "line_number", s.inflight[0].n)
-		s.requeueInflight()
-		s.pump()
-	}
-}
-
-func (s *session) requeueInflight() {
-	var ns []int
-	for _, f := range s.inflight {
-		ns = append(ns, f.n)
-	}
-	s.resend = append(ns, s.resend...)
-	s.inflight = nil
-}
-
-func (s *session) handleResend(n int) {
-	if f := s.p.metrics.Resend; f != nil {
-		f()
-	}
-	s.lastProgress = time.Now()
-	if n == s.nextLine {
-		// Everything up to n-1 arrived and n was not sent yet; nothing to
-		// repeat.
-		s.log.Debug("resend request for a line not yet sent ignored", "line_number", n)
-		s.inflight = nil
-		return
-	}
-	if len(s.resend) > 0 && s.resend[0] == n {
-		s.log.Debug("duplicate resend request ignored", "line_number", n)
-		return
-	}
-	if n == s.resendLast {
-		s.resendRepeats++
-		if s.resendRepeats >= 10 {
-			s.fail("resend_loop", fmt.Sprintf("printer keeps requesting line %d (%d times); the line is rejected every time", n, s.resendRepeats), "disconnect", false)
-			return
-		}
-	} else {
-		s.resendLast = n
-		s.resendRepeats = 0
-	}
-	if _, ok := s.history[n]; !ok || n > s.nextLine {
-		msg := fmt.Sprintf("printer requested line %d, which is not in the resend history (next line %d)", n, s.nextLine)
-		if s.job != nil {
-			s.fail("resend", msg, "disconnect", false)
-			return
-		}
-		// Idle: re-synchronise the line number instead of failing.
-		s.log.Warn(msg+"; resetting line numbers with M110", "port", s.p.cfg.Port)
-		s.resend = nil
-		s.requeueInflightAsCommands()
-		s.queue = append([]queued{{text: "M110 N" + strconv.Itoa(s.nextLine)}}, s.queue...)
-		s.expectResendOK = true
-		s.resendAt = time.Now()
-		return
-	}
-	s.log.Warn("printer requested resend", "line_number", n, "next_line", s.nextLine)
-	s.inflight = nil
-	s.resend = s.resend[:0]
-	for i := n; i < s.nextLine; i++ {
-		if _, ok := s.history[i]; ok {
-			s.resend = append(s.resend, i)
-		}
-	}
-	s.expectResendOK = true
-	s.resendAt = time.Now()
-}
-
-func (s *session) requeueInflightAsCommands() {
-	var back []queued
-	for _, f := range s.inflight {
-		back = append(back, queued{text: f.text, owner: f.owner})
-	}
-	s.inflight = nil
-	s.queue = append(back, s.queue...)
 }
 
 func (s *session) checkTimeouts(now time.Time) {
@@ -774,6 +751,7 @@ func (s *session) parseReport(line string) {
 	}
 	if name, enabled, ok := ParseCapability(body); ok {
 		s.caps[name] = enabled
+		s.capBlockOpen = true
 		return
 	}
 	// Cap lines such as Cap:LONG_FILENAME:1 also contain NAME:, so they
