@@ -1,6 +1,7 @@
 package printer
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,6 +20,15 @@ const (
 	// recognise.
 	FlowWindow = "window"
 )
+
+// ValidateFlow checks a Config.Flow value.
+func ValidateFlow(flow string) error {
+	switch flow {
+	case "", FlowAuto, FlowPingPong, FlowWindow:
+		return nil
+	}
+	return fmt.Errorf("invalid flow control %q: use auto, ping-pong or window", flow)
+}
 
 // maxWindowLines caps the lines in flight even when they are short, so a
 // rejected line costs a bounded number of duplicate resend requests.
