@@ -157,10 +157,14 @@ func (s *session) ackHead(line string, now time.Time, withReport bool) {
 		}
 		s.parseReport(line)
 	}
-	if head.owner != nil {
-		head.owner.pending--
-		if head.owner.pending == 0 {
-			head.owner.finish(nil)
+	if o := head.owner; o != nil && !o.acked[head.n] {
+		if o.acked == nil {
+			o.acked = map[int]bool{}
+		}
+		o.acked[head.n] = true
+		o.pending--
+		if o.pending == 0 {
+			o.finish(nil)
 		}
 	}
 }

@@ -70,7 +70,9 @@ type Position struct {
 	X, Y, Z, E float64
 }
 
-var positionPattern = regexp.MustCompile(`X:\s*(-?\d+(?:\.\d+)?)\s+Y:\s*(-?\d+(?:\.\d+)?)\s+Z:\s*(-?\d+(?:\.\d+)?)\s+E0?:\s*(-?\d+(?:\.\d+)?)`)
+// positionPattern accepts values glued to the next key, as old Creality
+// builds print them (`X:100.00Y:0.00Z:0.00E:0.00`).
+var positionPattern = regexp.MustCompile(`X:\s*(-?\d+(?:\.\d+)?)\s*Y:\s*(-?\d+(?:\.\d+)?)\s*Z:\s*(-?\d+(?:\.\d+)?)\s*E0?:\s*(-?\d+(?:\.\d+)?)`)
 
 // ParsePosition reads an M114-shaped report. Only the first match counts,
 // so the `Count X:` part of Marlin's reply is ignored.
@@ -221,4 +223,25 @@ func Param(line string, letter byte) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+var killCausePattern = regexp.MustCompile(`(?i)Heating failed|Thermal Runaway|Thermal Malfunction|MAXTEMP triggered|MINTEMP triggered|Invalid extruder number|Watchdog barked|KILL caused`)
+var errorNumberPattern = regexp.MustCompile(`(?i)^error:\s*\d+\s*$`)
+
+// ErrorContinues reports whether an error line only starts a report that
+// the next line finishes: the old `Error:0` style of min/max temperature
+// errors, and Marlin's kill causes, which name the heater on a second
+// line. OctoPrint joins the two with " - ".
+func ErrorContinues(line string) bool {
+	return errorNumberPattern.MatchString(line) || killCausePattern.MatchString(line)
+}
+
+// JoinErrorLines joins an error line with the line that completes it.
+func JoinErrorLines(first, next string) string {
+	next = strings.TrimSpace(next)
+	if len(next) >= 6 && strings.EqualFold(next[:6], "error:") {
+		next = strings.TrimSpace(next[6:])
+	}
+	next = strings.TrimSpace(strings.TrimPrefix(next, ":"))
+	return strings.TrimSpace(first) + " - " + next
 }

@@ -41,6 +41,9 @@ type queued struct {
 // gcodeRequest tracks the lines of one SendGcode call.
 type gcodeRequest struct {
 	pending int
+	// acked holds the line numbers already acknowledged, so a line that
+	// the firmware asks for again (a rewind) is not counted twice.
+	acked   map[int]bool
 	replies []string
 	done    DoneFunc
 	source  string
@@ -150,6 +153,10 @@ type session struct {
 	lastRx         time.Time
 	timeouts       int
 	recentLines    []string
+	// pendingError is an error line waiting for the line that completes
+	// it, received at pendingErrorAt.
+	pendingError   string
+	pendingErrorAt time.Time
 	garbageLines   int
 	garbageLogged  time.Time
 
@@ -244,6 +251,14 @@ func (s *session) onTick(now time.Time) {
 		s.checkTimeouts(now)
 		if s.expectResendOK && now.Sub(s.resendAt) >= s.p.cfg.ResendOKWait {
 			s.missedResendOK()
+		}
+		if s.pendingError != "" && now.Sub(s.pendingErrorAt) > 200*time.Millisecond {
+			line := s.pendingError
+			s.pendingError = ""
+			s.classifyErrorLine(line)
+			if s.port == nil {
+				return
+			}
 		}
 		if s.recovering && !now.Before(s.settleUntil) {
 			s.pump()
@@ -345,6 +360,7 @@ func (s *session) resetProtocol() {
 	s.inflightBytes = 0
 	s.sentSinceOK = 0
 	s.recovering = false
+	s.pendingError = ""
 	s.queue = nil
 	s.resend = nil
 	s.resendRepeats = 0
@@ -551,6 +567,12 @@ func (s *session) remember(line string) {
 	s.recentLines = append(s.recentLines, line)
 }
 
+// gluedOK matches old Marlin's `File deleted:<name>ok`, where the ok lost
+// its line feed and would otherwise never be counted.
+func gluedOK(line string) bool {
+	return strings.HasPrefix(line, "File deleted") && strings.HasSuffix(line, "ok")
+}
+
 func (s *session) handleLine(raw string) {
 	if f := s.p.metrics.LineReceived; f != nil {
 		f()
@@ -570,6 +592,12 @@ func (s *session) handleLine(raw string) {
 		if _, _, isCap := ParseCapability(line); !isCap {
 			s.endCapBlock()
 		}
+	}
+	if s.pendingError != "" {
+		joined := JoinErrorLines(s.pendingError, line)
+		s.pendingError = ""
+		s.classifyErrorLine(joined)
+		return
 	}
 
 	if strings.HasPrefix(raw, "echo:busy:") || strings.HasPrefix(raw, "busy:") {
@@ -596,6 +624,10 @@ func (s *session) handleLine(raw string) {
 	lower := strings.ToLower(line)
 	if strings.HasPrefix(lower, "ok") {
 		s.handleOK(line, now)
+		return
+	}
+	if gluedOK(line) {
+		s.handleOK("ok", now)
 		return
 	}
 	if line == "wait" {
@@ -651,6 +683,17 @@ func (s *session) handleFirmwareReset() {
 }
 
 func (s *session) handleErrorLine(line string) {
+	if ErrorContinues(line) {
+		// Wait for the line that completes the report (see
+		// ErrorContinues); onTick handles it alone if none comes.
+		s.pendingError = line
+		s.pendingErrorAt = time.Now()
+		return
+	}
+	s.classifyErrorLine(line)
+}
+
+func (s *session) classifyErrorLine(line string) {
 	switch ClassifyError(line) {
 	case ErrorRecoverable:
 		// The firmware dropped the line and sends no resend request; an
