@@ -480,3 +480,32 @@ func TestKnobsLoseNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestEmergencyStopBypassesQueue(t *testing.T) {
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 1
+	r := startRig(t, vcfg, printer.Config{})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	r.job(bridge.ActionStart, testFile)
+	r.waitState("PRINTING", 10*time.Second)
+	if err := r.p.SendGcode(context.Background(), []string{"M112"}, "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "EStop", 10*time.Second, func() bool { return r.rec.count(bridge.EventEStop) == 1 })
+	waitFor(t, "Disconnected", 10*time.Second, func() bool { return r.rec.count(bridge.EventDisconnected) == 1 })
+	if got := r.rec.count(bridge.EventPrintFailed); got != 1 {
+		t.Errorf("PrintFailed fired %d times, want 1", got)
+	}
+	ev, _ := r.rec.last(bridge.EventError)
+	if c, _ := ev.payload.Get("consequence"); c != "emergency" {
+		t.Errorf("Error consequence = %v, want emergency", c)
+	}
+	if !slices.Contains(r.vp.Executed(), "M112") {
+		t.Error("the virtual printer never executed M112")
+	}
+	// M112 halts the firmware, so the edge must not reconnect on its own.
+	time.Sleep(300 * time.Millisecond)
+	if n := r.rec.count(bridge.EventConnected); n != 1 {
+		t.Errorf("Connected fired %d times after M112, want no reconnect", n)
+	}
+}

@@ -865,27 +865,43 @@ func (s *session) onFirmwareLine(line string) {
 }
 
 func (s *session) handleHostAction(line string) {
-	rest, ok := strings.CutPrefix(line, "//action:")
+	action, params, ok := ParseHostAction(line)
 	if !ok {
 		return
 	}
-	action := strings.Fields(rest)
-	if len(action) == 0 {
-		return
-	}
-	s.log.Info("host action from firmware", "action", action[0])
-	switch action[0] {
+	s.log.Info("host action from firmware", "action", action, "params", params)
+	switch action {
 	case "pause":
 		if s.job != nil && s.state == StatePrinting {
-			s.pauseJob(nil)
+			_ = s.pauseJob(nil)
+		}
+	case "paused":
+		// The firmware paused on its own (filament runout, M600); follow
+		// it without sending anything, as OctoPrint does.
+		if s.job != nil && s.state == StatePrinting {
+			s.job.pausedAt = time.Now()
+			s.setState(StatePaused)
+			s.chartMark("pause", "Pause")
+			s.emit(bridge.EventPrintPaused, s.jobPayload(
+				bridge.Field{Key: "fileposition", Value: s.selected.pos},
+				bridge.Field{Key: "progress", Value: int(s.selected.progress())}))
 		}
 	case "resume":
 		if s.job != nil && s.state == StatePaused {
-			s.resumeJob(nil)
+			_ = s.resumeJob(nil)
+		}
+	case "resumed":
+		if s.job != nil && s.state == StatePaused {
+			s.job.pausedTotal += time.Since(s.job.pausedAt)
+			s.job.pausedAt = time.Time{}
+			s.chartMark("resume", "Resume")
+			s.emit(bridge.EventPrintResumed, s.jobPayload())
+			s.setState(StatePrinting)
+			s.pump()
 		}
 	case "cancel":
 		if s.job != nil {
-			s.cancelJob(nil, "")
+			_ = s.cancelJob(nil, "")
 		}
 	case "disconnect":
 		s.wantConnected = false
