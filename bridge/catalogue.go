@@ -294,6 +294,12 @@ func LookupEvent(name string) (*EventDef, bool) {
 	return d, ok
 }
 
+// NotFiredYet returns the subsystem an event waits for when printbridge
+// does not fire it yet, and whether that is the case.
+func NotFiredYet(def *EventDef) (subsystem string, ok bool) {
+	return strings.CutPrefix(def.FiredBy, notYet)
+}
+
 // IsDynamicEvent reports whether name is one of OctoPrint's generated
 // names, which the catalogue cannot list: GcodeScript<Name>Running or
 // GcodeScript<Name>Finished, and plugin_<id>_<name>.
