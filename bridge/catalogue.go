@@ -1,9 +1,12 @@
 package bridge
 
 import (
+	"regexp"
 	"sort"
 	"strings"
 )
+
+var dynamicNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,128}$`)
 
 // FieldType is the JSON type of a payload field.
 type FieldType string
@@ -303,7 +306,14 @@ func NotFiredYet(def *EventDef) (subsystem string, ok bool) {
 // IsDynamicEvent reports whether name is one of OctoPrint's generated
 // names, which the catalogue cannot list: GcodeScript<Name>Running or
 // GcodeScript<Name>Finished, and plugin_<id>_<name>.
+//
+// Both must also be safe as one MQTT topic level and one NATS subject
+// token: letters, digits and '_' only, so no name can carry a wildcard
+// or a separator into a topic.
 func IsDynamicEvent(name string) bool {
+	if !dynamicNamePattern.MatchString(name) {
+		return false
+	}
 	if strings.HasPrefix(name, "GcodeScript") {
 		rest := strings.TrimPrefix(name, "GcodeScript")
 		return (strings.HasSuffix(rest, "Running") && len(rest) > len("Running")) ||

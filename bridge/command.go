@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -77,33 +78,112 @@ type CommandError struct {
 
 func (e *CommandError) Error() string { return e.Reason }
 
-// DecodeCommand parses and validates one message of the given kind.
+// commandKeys lists the keys each kind accepts besides the common ones.
+var commandKeys = map[string][]string{
+	CommandGcode:      {"commands"},
+	CommandJob:        {"action", "path"},
+	CommandConnection: {"action"},
+	CommandEvent:      {"event", "payload"},
+}
+
+var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
+
+// DecodeCommand parses and validates one message of the given kind. Key
+// names are matched exactly (Go's encoding/json would take "ID" for
+// "id"), and every error names the field and the expected form.
 func DecodeCommand(kind string, data []byte) (*Command, error) {
 	if len(data) > MaxCommandSize {
-		return nil, &CommandError{Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes", len(data), MaxCommandSize)}
+		return nil, &CommandError{ID: peekID(data), Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes", len(data), MaxCommandSize)}
 	}
-	var raw struct {
-		Command
-		Commands json.RawMessage `json:"commands,omitempty"`
+	fields, err := decodeObject(data)
+	if err != nil {
+		return nil, &CommandError{ID: peekID(data), Reason: err.Error()}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, &CommandError{ID: peekID(data), Reason: fmt.Sprintf("invalid JSON command: %v", err)}
+	cmd := &Command{}
+	if raw, ok := fields["id"]; ok {
+		if err := json.Unmarshal(raw, &cmd.ID); err != nil {
+			return nil, &CommandError{Reason: `"id" must be a string`}
+		}
 	}
-	cmd := raw.Command
 	if cmd.ID == "" {
 		return nil, &CommandError{Reason: `missing "id": every command needs an id so that its replies can be matched`}
 	}
-	lines, err := decodeLines(raw.Commands)
+	fail := func(format string, args ...any) (*Command, error) {
+		return nil, &CommandError{ID: cmd.ID, Reason: fmt.Sprintf(format, args...)}
+	}
+	allowed, known := commandKeys[kind]
+	if !known {
+		return fail("unknown command kind %q: use gcode, job, connection or event", kind)
+	}
+	allowed = append(append([]string{}, commonCommandKeys...), allowed...)
+	for key := range fields {
+		if !slices.Contains(allowed, key) {
+			hint := ""
+			for _, a := range allowed {
+				if strings.EqualFold(a, key) {
+					hint = fmt.Sprintf(" (did you mean %q? keys are case-sensitive)", a)
+				}
+			}
+			return fail("unknown key %q on command/%s%s; valid keys: %s", key, kind, hint, strings.Join(allowed, ", "))
+		}
+	}
+	for key, dst := range map[string]*string{"source": &cmd.Source, "reply_to": &cmd.ReplyTo, "action": &cmd.Action, "path": &cmd.Path, "event": &cmd.Event} {
+		if raw, ok := fields[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fail("%q must be a string", key)
+			}
+		}
+	}
+	if raw, ok := fields["expires"]; ok {
+		var text string
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return fail(`"expires" must be a string with an RFC 3339 time, such as 2026-12-03T21:00:00Z`)
+		}
+		t, err := time.Parse(time.RFC3339, text)
+		if err != nil {
+			return fail(`"expires" must be an RFC 3339 time, such as 2026-12-03T21:00:00Z, not %q`, text)
+		}
+		cmd.Expires = &t
+	}
+	if raw, ok := fields["payload"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &cmd.Payload); err != nil {
+			return fail(`"payload" must be a JSON object`)
+		}
+	}
+	lines, err := decodeLines(fields["commands"])
 	if err != nil {
-		return nil, &CommandError{ID: cmd.ID, Reason: err.Error()}
+		return fail("%s", err.Error())
 	}
 	cmd.Commands = lines
-	if err := validateCommand(kind, &cmd); err != nil {
-		return nil, &CommandError{ID: cmd.ID, Reason: err.Error()}
+	if err := validateCommand(kind, cmd); err != nil {
+		return fail("%s", err.Error())
 	}
-	return &cmd, nil
+	return cmd, nil
+}
+
+// decodeObject splits a message into its top-level fields, rejecting
+// anything that is not exactly one JSON object.
+func decodeObject(data []byte) (map[string]json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty message: send a JSON object such as {\"id\": \"c1\", ...}")
+	}
+	if trimmed[0] != '{' {
+		return nil, errors.New("message must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	var fields map[string]json.RawMessage
+	if err := dec.Decode(&fields); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return nil, fmt.Errorf("invalid JSON at byte %d: %v", syntax.Offset, err)
+		}
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("invalid JSON: data after the command object; send one command per message")
+	}
+	return fields, nil
 }
 
 // decodeLines accepts a list of strings or, for convenience from Home
@@ -126,16 +206,20 @@ func decodeLines(raw json.RawMessage) ([]string, error) {
 func validateCommand(kind string, cmd *Command) error {
 	switch kind {
 	case CommandGcode:
-		if cmd.Action != "" {
-			return fmt.Errorf(`"action" is not valid on command/gcode; send jobs to command/job`)
-		}
 		if len(cmd.Commands) == 0 {
 			return errors.New(`missing "commands": give one or more G-code lines`)
 		}
+		blank := true
 		for i, line := range cmd.Commands {
 			if strings.ContainsAny(line, "\r\n") {
 				return fmt.Errorf("commands[%d] contains a line break; send each line as its own list entry", i)
 			}
+			if strings.TrimSpace(line) != "" {
+				blank = false
+			}
+		}
+		if blank {
+			return errors.New(`"commands" has only blank lines; nothing would be sent`)
 		}
 	case CommandJob:
 		switch cmd.Action {
@@ -169,12 +253,6 @@ func validateCommand(kind string, cmd *Command) error {
 		}
 	default:
 		return fmt.Errorf("unknown command kind %q: use gcode, job, connection or event", kind)
-	}
-	if kind != CommandEvent && (cmd.Event != "" || cmd.Payload != nil) {
-		return fmt.Errorf(`"event" and "payload" are only valid on command/event`)
-	}
-	if kind != CommandGcode && len(cmd.Commands) > 0 {
-		return fmt.Errorf(`"commands" is only valid on command/gcode`)
 	}
 	return nil
 }

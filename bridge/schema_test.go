@@ -48,7 +48,10 @@ func TestValidatePayload(t *testing.T) {
 	}{
 		{EventZChange, Payload{{Key: "new", Value: 0.2}, {Key: "old", Value: nil}}, false},
 		{EventZChange, Payload{{Key: "new", Value: json.Number("0.2")}, {Key: "old", Value: json.Number("0.1")}}, false},
-		{EventZChange, Payload{{Key: "new", Value: json.Number("2")}, {Key: "old", Value: nil}}, true},
+		{EventZChange, Payload{{Key: "new", Value: json.Number("2")}, {Key: "old", Value: nil}}, false},
+		{EventZChange, Payload{{Key: "new", Value: "2"}, {Key: "old", Value: nil}}, true},
+		{"plugin_x_y#", nil, true},
+		{"plugin_a/b_c", nil, true},
 		{EventZChange, Payload{{Key: "new", Value: 0.2}}, true},
 		{EventZChange, Payload{{Key: "new", Value: 0.2}, {Key: "old", Value: nil}, {Key: "extra", Value: 1}}, true},
 		{EventHome, nil, false},

@@ -17,6 +17,9 @@ func ValidatePayload(event string, p Payload) error {
 	}
 	def, ok := LookupEvent(event)
 	if !ok {
+		if strings.HasPrefix(event, "plugin_") || strings.HasPrefix(event, "GcodeScript") {
+			return fmt.Errorf("invalid custom event name %q: use plugin_<id>_<name> or GcodeScript<Name>Running/Finished with letters, digits and '_' only (at most 128)", event)
+		}
 		if s := SuggestEvent(event); s != "" {
 			return fmt.Errorf("unknown event %q (did you mean %s?)", event, s)
 		}
@@ -110,11 +113,12 @@ func typeMatches(t FieldType, v any) bool {
 		}
 		return false
 	case TypeFloat:
-		switch x := v.(type) {
-		case float64, float32:
+		// An integer is a valid number: a tool that writes 2 for 2.0 is
+		// not wrong by JSON Schema, and Python placeholders then render
+		// what was sent.
+		switch v.(type) {
+		case float64, float32, int, int64, uint64, int32, json.Number:
 			return true
-		case json.Number:
-			return strings.ContainsAny(x.String(), ".eE")
 		}
 		return false
 	}

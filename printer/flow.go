@@ -89,8 +89,7 @@ func (s *session) handleOK(line string, now time.Time) {
 	if s.probing {
 		s.probing = false
 		s.noWindow = true
-		s.log.Warn("firmware accepted an out-of-sequence line, so it does not check line numbers; sending one line at a time",
-			"port", s.p.cfg.Port)
+		s.log.Warn("firmware accepted an out-of-sequence line, so it does not check line numbers; sending one line at a time")
 		s.pump()
 		return
 	}
@@ -104,7 +103,7 @@ func (s *session) handleOK(line string, now time.Time) {
 	acked := 1
 	if m := advancedOKPattern.FindStringSubmatch(line); m != nil {
 		if !s.advancedOK {
-			s.log.Info("firmware sends ADVANCED_OK; windowed sending uses its buffer counts", "port", s.p.cfg.Port)
+			s.log.Info("firmware sends ADVANCED_OK; windowed sending uses its buffer counts")
 		}
 		s.advancedOK = true
 		s.freeSlots, _ = strconv.Atoi(m[3])
@@ -256,7 +255,7 @@ func (s *session) handleResend(n int) {
 			return
 		}
 		// Idle: re-synchronise the line number instead of failing.
-		s.log.Warn(msg+"; resetting line numbers with M110", "port", s.p.cfg.Port)
+		s.log.Warn(msg + "; resetting line numbers with M110")
 		s.resend = nil
 		s.requeueInflightAsCommands()
 		s.queue = append([]queued{{text: "M110 N" + strconv.Itoa(s.nextLine)}}, s.queue...)
@@ -312,7 +311,7 @@ func (s *session) expectOKAfterResend(now time.Time) {
 func (s *session) missedResendOK() {
 	s.expectResendOK = false
 	if !s.resendWithOK && !s.resendWithoutOK {
-		s.log.Info("firmware sends no ok after Resend; not waiting for one from now on", "port", s.p.cfg.Port)
+		s.log.Info("firmware sends no ok after Resend; not waiting for one from now on")
 		s.resendWithoutOK = true
 	}
 	s.pump()
@@ -337,7 +336,7 @@ func (s *session) requeueInflightAsCommands() {
 func (s *session) probeResendStyle() {
 	s.enqueue(queued{marker: func() {
 		wire := FormatNumbered(s.nextLine+1, "M105")
-		s.log.Info("probing the firmware's resend style with an out-of-sequence line", "port", s.p.cfg.Port, "line", wire)
+		s.log.Info("probing the firmware's resend style with an out-of-sequence line", "line", wire)
 		s.probing = true
 		s.probeAt = time.Now()
 		s.remember("Send: " + wire)

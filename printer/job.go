@@ -75,16 +75,30 @@ func (s *session) resolvePath(path string) (string, error) {
 	if path == "" {
 		return "", errors.New(`missing "path": name a file inside the edge's files directory`)
 	}
+	if strings.HasPrefix(path, "/") {
+		return "", fmt.Errorf("invalid file path %q: absolute paths are not allowed; give the path relative to the files directory", path)
+	}
 	clean := filepath.Clean("/" + path)
 	if strings.Contains(path, "\x00") || clean == "/" {
-		return "", fmt.Errorf("invalid file path %q", path)
+		return "", fmt.Errorf("invalid file path %q: name a file inside the files directory", path)
 	}
 	for _, part := range strings.Split(filepath.ToSlash(path), "/") {
 		if part == ".." {
 			return "", fmt.Errorf("invalid file path %q: '..' is not allowed; paths are relative to the files directory", path)
 		}
 	}
-	return filepath.Join(s.p.cfg.FilesDir, clean), nil
+	full := filepath.Join(s.p.cfg.FilesDir, clean)
+	// A symlink inside the folder must not lead out of it.
+	root, err := filepath.EvalSymlinks(s.p.cfg.FilesDir)
+	if err != nil {
+		return "", fmt.Errorf("files directory %s: %w", s.p.cfg.FilesDir, err)
+	}
+	if real, err := filepath.EvalSymlinks(full); err == nil {
+		if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return "", fmt.Errorf("invalid file path %q: it is a link to %s, outside the files directory", path, real)
+		}
+	}
+	return full, nil
 }
 
 func (s *session) selectFile(path string) error {
@@ -140,6 +154,9 @@ func (s *session) startJob(path string, done DoneFunc) error {
 	}
 	if s.selected == nil {
 		return errors.New(`no file selected: give "path" or select a file first`)
+	}
+	if err := s.checkJobFile(); err != nil {
+		return err
 	}
 	f, err := os.Open(s.selected.full)
 	if err != nil {
@@ -207,8 +224,15 @@ func (s *session) readJobCommand() (string, bool) {
 	for {
 		raw, err := j.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			s.abortJob(fmt.Sprintf("line at byte %d of %s is longer than %d bytes; no firmware accepts it", s.selected.pos, s.selected.path, maxFileLine))
-			return "", false
+			// checkJobFile let only comments this long through.
+			s.selected.pos += int64(len(raw))
+			n, err := skipRestOfLine(j.r)
+			s.selected.pos += n
+			if err != nil && !errors.Is(err, io.EOF) {
+				s.abortJob(fmt.Sprintf("read %s: %v", s.selected.path, err))
+				return "", false
+			}
+			continue
 		}
 		first := s.selected.pos == 0
 		s.selected.pos += int64(len(raw))
@@ -409,4 +433,79 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// skipRestOfLine discards up to and including the next line feed.
+func skipRestOfLine(r *bufio.Reader) (int64, error) {
+	var n int64
+	for {
+		chunk, err := r.ReadSlice('\n')
+		n += int64(len(chunk))
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return n, err
+		}
+	}
+}
+
+// checkJobFile reads the selected file once before a print starts, so a
+// file that cannot print fails at start with its line number instead of
+// in the middle of the print: a command too long for the firmware,
+// control bytes (a corrupt or binary file), or no G-code at all.
+func (s *session) checkJobFile() error {
+	f, err := os.Open(s.selected.full)
+	if err != nil {
+		return fmt.Errorf("open %q: %w", s.selected.path, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, maxFileLine)
+	lineNo, commands, gcodes := 0, 0, 0
+	for {
+		raw, err := r.ReadSlice('\n')
+		lineNo++
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if !bytes.HasPrefix(bytes.TrimLeft(raw, " \t"), []byte(";")) {
+				return fmt.Errorf("line %d of %s is longer than %d bytes and is not a comment; no firmware accepts it", lineNo, s.selected.path, maxFileLine)
+			}
+			if _, err := skipRestOfLine(r); err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read %s: %w", s.selected.path, err)
+			}
+			continue
+		}
+		if len(raw) == 0 && err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("read %s: %w", s.selected.path, err)
+		}
+		if lineNo == 1 {
+			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
+		}
+		code := bytes.TrimRight(raw, "\r\n")
+		if i := bytes.IndexByte(code, ';'); i >= 0 {
+			code = code[:i]
+		}
+		for _, c := range code {
+			if c < 0x20 && c != '\t' {
+				return fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, s.selected.path, c)
+			}
+		}
+		cmd := NormalizeCommand(CleanLine(raw))
+		if cmd == "" {
+			continue
+		}
+		commands++
+		if CodeOf(cmd) != "" {
+			gcodes++
+		}
+		// Hook and user commands interleave with the file, so the line
+		// numbers are estimated with a margin.
+		if l := wireLength(s.nextLine+commands+1000, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
+			return fmt.Errorf("line %d of %s (%q) is %d bytes with line number and checksum, over the firmware's maximum of %d; shorten it, or raise the edge's --max-line-length if the firmware's MAX_CMD_SIZE is larger",
+				lineNo, s.selected.path, truncateText(cmd, 40), l, s.p.cfg.MaxLineLength)
+		}
+	}
+	if commands > 0 && gcodes*2 < commands {
+		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", s.selected.path, gcodes, commands)
+	}
+	return nil
 }

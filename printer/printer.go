@@ -279,6 +279,9 @@ func (p *Printer) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if s.job != nil {
+				s.log.Warn("edge stopping during a print: the print ends here and is reported as failed", "file", s.selected.path)
+			}
 			s.wantConnected = false
 			s.disconnect("edge is shutting down", false)
 			p.drainRequests()

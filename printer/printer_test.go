@@ -509,3 +509,47 @@ func TestEmergencyStopBypassesQueue(t *testing.T) {
 		t.Errorf("Connected fired %d times after M112, want no reconnect", n)
 	}
 }
+
+func TestBadFilesRejectedAtStart(t *testing.T) {
+	r := startRig(t, fastConfig(), printer.Config{})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(r.files, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("long.gcode", "G28\nM117 "+strings.Repeat("A", 200)+"\nG1 X1\n")
+	write("binary.gcode", "G28\nG1 X1\x01\x02\n")
+	write("readme.gcode", "This is a text file\nwith words\nand no codes\n")
+	write("longcomment.gcode", "G28\n;"+strings.Repeat("c", 70000)+"\nG1 X1 Y1\n")
+	if err := os.Symlink("/etc/hostname", filepath.Join(r.files, "link.gcode")); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		"long.gcode":        "line 2 of long.gcode",
+		"binary.gcode":      "control byte 0x01",
+		"readme.gcode":      "does not look like G-code",
+		"link.gcode":        "outside the files directory",
+		"/etc/passwd":       "absolute paths are not allowed",
+		"../x.gcode":        "'..' is not allowed",
+		"missing.gcode":     "not found",
+		"longcomment.gcode": "",
+	}
+	for path, want := range cases {
+		err := r.p.Job(context.Background(), bridge.ActionStart, path, nil)
+		if want == "" {
+			if err != nil {
+				t.Errorf("start %s: %v", path, err)
+				continue
+			}
+			waitFor(t, "PrintDone of "+path, 20*time.Second, func() bool { return r.rec.count(bridge.EventPrintDone) == 1 })
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("start %s: error %v, want one containing %q", path, err, want)
+		}
+	}
+	if n := r.rec.count(bridge.EventPrintFailed); n != 0 {
+		t.Errorf("PrintFailed fired %d times; bad files must fail before the print starts", n)
+	}
+}

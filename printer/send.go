@@ -227,7 +227,7 @@ var emergencyCodes = map[string]bool{"M112": true, "M108": true, "M410": true}
 // sendEmergency writes an emergency line at once. M112 then ends the
 // connection: the firmware is halted and needs a reset.
 func (s *session) sendEmergency(text, code string) {
-	s.log.Warn("emergency command sent out of band", "command", text, "port", s.p.cfg.Port)
+	s.log.Warn("emergency command sent out of band", "command", text)
 	if _, err := s.port.Write([]byte(code + "\n")); err != nil {
 		s.fail("connection", fmt.Sprintf("write to serial port %s failed: %v", s.p.cfg.Port, err), "disconnect", false)
 		return
@@ -238,6 +238,9 @@ func (s *session) sendEmergency(text, code string) {
 	n := s.nextLine
 	s.nextLine++
 	_, _ = s.port.Write([]byte(FormatNumbered(n, "M112") + "\n"))
+	// Closing the port at once can drop bytes the firmware has not read
+	// yet (a pty discards them); give it a moment to take the stop.
+	time.Sleep(100 * time.Millisecond)
 	s.emit(bridge.EventEStop, nil)
 	s.wantConnected = false
 	s.fail("firmware", "emergency stop (M112) sent; reset the printer, then connect again", "emergency", false)

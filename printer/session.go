@@ -244,7 +244,7 @@ func (s *session) onTick(now time.Time) {
 					s.p.cfg.Port, s.helloSent, s.p.cfg.Baud), "disconnect", false)
 				return
 			}
-			s.log.Warn("no answer to handshake, retrying", "port", s.p.cfg.Port, "attempt", s.helloSent+1)
+			s.log.Warn("no answer to handshake, retrying", "attempt", s.helloSent+1)
 			s.sendHello()
 		}
 	default:
@@ -270,7 +270,7 @@ func (s *session) onTick(now time.Time) {
 		if s.probing && now.Sub(s.probeAt) > s.p.cfg.HelloTimeout {
 			s.probing = false
 			s.noWindow = true
-			s.log.Warn("no answer to the resend style probe; sending one line at a time", "port", s.p.cfg.Port)
+			s.log.Warn("no answer to the resend style probe; sending one line at a time")
 			s.pump()
 		}
 		s.maybePoll(now)
@@ -279,17 +279,19 @@ func (s *session) onTick(now time.Time) {
 
 func (s *session) open(now time.Time) {
 	cfg := s.p.cfg
+	// Retries after a failed open stay Offline until the port opens, so
+	// a printer that is switched off does not fire events on every retry.
 	if !s.outageEmitted {
 		s.emit(bridge.EventConnecting, nil)
+		s.setState(StateOpenSerial)
 	}
-	s.setState(StateOpenSerial)
-	s.log.Info("opening serial port", "port", cfg.Port, "baud", cfg.Baud, "attempt", s.attempts+1)
+	s.log.Info("opening serial port", "baud", cfg.Baud, "attempt", s.attempts+1)
 	port, err := cfg.Open(cfg.Port, cfg.Baud)
 	if err != nil {
 		wait := backoff(s.attempts, cfg.ReconnectMin, cfg.ReconnectMax)
 		s.attempts++
 		s.nextAttempt = now.Add(wait)
-		s.log.Warn("serial port open failed, retrying", "port", cfg.Port, "error", err, "retry_in", wait.Round(time.Millisecond))
+		s.log.Warn("serial port open failed, retrying", "error", err, "retry_in", wait.Round(time.Millisecond))
 		if !s.outageEmitted {
 			s.outageEmitted = true
 			s.emit(bridge.EventError, bridge.Payload{{Key: "error", Value: err.Error()}, {Key: "reason", Value: "connection"}})
@@ -302,6 +304,7 @@ func (s *session) open(now time.Time) {
 		return
 	}
 	s.port = port
+	s.setState(StateOpenSerial)
 	s.gen++
 	gen := s.gen
 	go readLoop(port, gen, s.lineCh, cfg.MaxLineLength*8)
@@ -391,7 +394,7 @@ func (s *session) onConnected() {
 	s.inflight = nil
 	s.inflightBytes = 0
 	s.setState(StateOperational)
-	s.log.Info("printer connected", "port", s.p.cfg.Port, "baud", s.p.cfg.Baud)
+	s.log.Info("printer connected", "baud", s.p.cfg.Baud)
 	s.emit(bridge.EventConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}})
 	s.enqueue(queued{text: "M115"})
 	s.enqueue(queued{marker: s.m115Answered})
@@ -473,14 +476,14 @@ func (s *session) disconnect(reason string, withError bool) {
 	} else {
 		s.setState(StateClosed)
 	}
-	s.log.Info("serial port closed", "port", s.p.cfg.Port, "reason", reason)
+	s.log.Info("serial port closed", "reason", reason)
 	s.emit(bridge.EventDisconnected, nil)
 	if s.wantConnected {
 		wait := backoff(s.attempts, s.p.cfg.ReconnectMin, s.p.cfg.ReconnectMax)
 		s.attempts++
 		s.nextAttempt = time.Now().Add(wait)
 		s.outageEmitted = true
-		s.log.Info("reconnect scheduled", "port", s.p.cfg.Port, "retry_in", wait.Round(time.Millisecond))
+		s.log.Info("reconnect scheduled", "retry_in", wait.Round(time.Millisecond))
 	}
 }
 
@@ -488,7 +491,7 @@ func (s *session) disconnect(reason string, withError bool) {
 // ERROR, the Error event, PrintFailed for a running job, then the port is
 // closed.
 func (s *session) fail(reason, msg, consequence string, firmware bool) {
-	s.log.Error("printer error", "port", s.p.cfg.Port, "reason", reason, "error", msg)
+	s.log.Error("printer error", "reason", reason, "error", msg)
 	s.lastError = msg
 	s.setState(StateError)
 	payload := bridge.Payload{{Key: "error", Value: msg}, {Key: "reason", Value: reason}}
@@ -660,7 +663,7 @@ func (s *session) handleConnectingLine(line string) {
 		// the first hello right after it; one that reset on open lost
 		// that hello while booting. Waiting a moment before the next
 		// hello tells the two apart without a second, unmatched ok.
-		s.log.Info("firmware start banner received", "port", s.p.cfg.Port)
+		s.log.Info("firmware start banner received")
 		s.helloAt = time.Now().Add(-s.p.cfg.HelloTimeout + 300*time.Millisecond)
 	case strings.HasPrefix(strings.ToLower(line), "ok"), line == "wait":
 		s.onConnected()
@@ -669,7 +672,7 @@ func (s *session) handleConnectingLine(line string) {
 
 func (s *session) handleFirmwareReset() {
 	idle := s.job == nil
-	s.log.Warn("firmware reset detected (start received while connected)", "port", s.p.cfg.Port, "printing", !idle)
+	s.log.Warn("firmware reset detected (start received while connected)", "printing", !idle)
 	s.emit(bridge.EventPrinterReset, bridge.Payload{{Key: "idle", Value: idle}})
 	if s.job != nil {
 		s.failJob("printer reset while printing (firmware sent start)")
@@ -932,7 +935,7 @@ func (s *session) reportGarbage(line string, now time.Time) {
 		return
 	}
 	s.log.Warn("unreadable bytes from the printer ignored; check the baud rate and the cable if this repeats",
-		"port", s.p.cfg.Port, "line", truncateText(line, 80), "count", s.garbageLines)
+		"line", truncateText(line, 80), "count", s.garbageLines)
 	s.garbageLines = 0
 	s.garbageLogged = now
 }

@@ -3,6 +3,7 @@ package edge
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type seenEntry struct {
 	id    string
 	last  bridge.Reply
 	reply string
+	// digest identifies the message, so a reused id with a different
+	// command is told apart from a redelivery.
+	digest [sha256.Size]byte
 }
 
 func newCommandRunner(e *Edge) *commandRunner {
@@ -93,9 +97,12 @@ func (c *commandRunner) flushReplies() {
 func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	log := c.e.log.With("kind", m.Kind)
 	if m.Retained {
-		// A retained command would run again on every reconnect.
+		// A retained command would run again on every reconnect. The
+		// broker delivers it with the retain flag only to subscribers that
+		// connect later, so the edge sees it here after its own restart.
 		c.e.metrics.Commands.WithLabelValues(m.Kind, "retained").Inc()
-		log.Warn("retained command ignored; publish commands without the retain flag", "size", len(m.Data))
+		log.Warn("retained command ignored; publish commands without the retain flag, and clear this one with an empty retained message on its topic",
+			"command_id", peekID(m.Data), "size", len(m.Data))
 		return
 	}
 	cmd, err := bridge.DecodeCommand(m.Kind, m.Data)
@@ -115,8 +122,16 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		replyTo = m.Reply
 	}
 	log = log.With("command_id", cmd.ID, "source", cmd.Source)
+	digest := sha256.Sum256(append([]byte(m.Kind+"\x00"), m.Data...))
 	if el, ok := c.seen[cmd.ID]; ok {
 		prev := el.Value.(*seenEntry)
+		if prev.digest != digest {
+			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+			log.Warn("command id reused for a different command, rejected")
+			c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
+				Reason: fmt.Sprintf("id %q was already used for a different command; give every command a new id", cmd.ID)})
+			return
+		}
 		log.Info("duplicate command id, answering again without executing", "status", prev.last.Status)
 		c.publish(ctx, replyOut{replyTo: replyTo, reply: prev.last})
 		return
@@ -128,7 +143,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			Reason: fmt.Sprintf("command expired at %s", cmd.Expires.Format(time.RFC3339))})
 		return
 	}
-	c.remember(cmd.ID, replyTo)
+	c.remember(cmd.ID, replyTo, digest)
 
 	done := func(replies []string, err error) {
 		r := bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyDone, Lines: replies}
@@ -170,8 +185,8 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	c.publish(ctx, replyOut{replyTo: replyTo, reply: bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyAccepted}})
 }
 
-func (c *commandRunner) remember(id, replyTo string) {
-	el := c.seenOrder.PushBack(&seenEntry{id: id, reply: replyTo})
+func (c *commandRunner) remember(id, replyTo string, digest [sha256.Size]byte) {
+	el := c.seenOrder.PushBack(&seenEntry{id: id, reply: replyTo, digest: digest})
 	c.seen[id] = el
 	if c.seenOrder.Len() > recentCommandIDs {
 		oldest := c.seenOrder.Front()

@@ -1,0 +1,297 @@
+package gcode
+
+import (
+	"bytes"
+	"math"
+)
+
+// maxParam bounds parameter values: a coordinate or feed rate beyond
+// a billion is garbage, and dropping it keeps every later sum finite.
+const maxParam = 1e9
+
+// command is one G-code line split into its command word and parameters.
+// It is reused for every line, so parsing allocates nothing.
+type command struct {
+	// letter is 'G', 'M' or 'T', or 0 when the line has no command word.
+	letter byte
+	// code is the number of the command word: 1 for G1, 862 for M862.3.
+	code int
+	// sub is the part after the dot (3 for M862.3), or -1.
+	sub int
+	// has is a bit set of the parameter letters present, bit 0 for A.
+	has uint32
+	// params holds the value of each present letter; a letter given
+	// without a number (G28 X) is present with the value 0.
+	params [26]float64
+	// extended is the name of a Klipper-style command such as
+	// SET_VELOCITY_LIMIT, whose parameters are KEY=VALUE words in args.
+	extended []byte
+	args     []byte
+}
+
+func (c *command) reset() {
+	c.letter, c.code, c.sub, c.has = 0, 0, -1, 0
+	c.extended, c.args = nil, nil
+}
+
+func (c *command) is(letter byte, code int) bool {
+	return c.letter == letter && c.code == code
+}
+
+// param returns the value of a parameter letter and whether it is
+// present.
+func (c *command) param(letter byte) (float64, bool) {
+	i := letter - 'A'
+	if c.has&(1<<i) == 0 {
+		return 0, false
+	}
+	return c.params[i], true
+}
+
+func (c *command) present(letter byte) bool {
+	return c.has&(1<<(letter-'A')) != 0
+}
+
+// splitComment separates the code part of a line from its ';' comment.
+// The comment is returned without the ';', and nil when there is none.
+func splitComment(line []byte) (code, comment []byte) {
+	i := bytes.IndexByte(line, ';')
+	if i < 0 {
+		return line, nil
+	}
+	return line[:i], line[i+1:]
+}
+
+// parseCommand reads the code part of a line (comment removed) into c.
+// It understands line numbers (N123), checksums (*71), lower-case letters
+// and Klipper's extended commands; it reports false when the line holds
+// no command.
+func parseCommand(code []byte, c *command) bool {
+	c.reset()
+	if i := bytes.IndexByte(code, '*'); i >= 0 {
+		code = code[:i]
+	}
+	i := skipSpace(code, 0)
+	if i < len(code) && upper(code[i]) == 'N' && i+1 < len(code) && isDigit(code[i+1]) {
+		i++
+		for i < len(code) && isDigit(code[i]) {
+			i++
+		}
+		i = skipSpace(code, i)
+	}
+	if i >= len(code) {
+		return false
+	}
+	if isExtendedWord(code[i:]) {
+		end := i
+		for end < len(code) && !isSpace(code[end]) {
+			end++
+		}
+		c.extended = code[i:end]
+		c.args = code[end:]
+		return true
+	}
+	letter := upper(code[i])
+	if letter != 'G' && letter != 'M' && letter != 'T' {
+		return false
+	}
+	j := i + 1
+	n, next := readInt(code, j)
+	if next == j {
+		return false
+	}
+	c.letter, c.code = letter, n
+	j = next
+	if j < len(code) && code[j] == '.' {
+		sub, after := readInt(code, j+1)
+		if after > j+1 {
+			c.sub = sub
+			j = after
+		}
+	}
+	if letter == 'M' && takesText(n) {
+		return true
+	}
+	parseParams(code[j:], c)
+	return true
+}
+
+// takesText reports M-codes whose argument is free text (M117 message,
+// M23 file name, ...), which must not be read as parameters.
+func takesText(code int) bool {
+	switch code {
+	case 23, 28, 30, 32, 33, 117, 118, 928:
+		return true
+	}
+	return false
+}
+
+func parseParams(b []byte, c *command) {
+	i := 0
+	for i < len(b) {
+		ch := upper(b[i])
+		if ch < 'A' || ch > 'Z' {
+			i++
+			continue
+		}
+		i++
+		v, n, ok := parseNumber(b[i:])
+		bit := uint32(1) << (ch - 'A')
+		if ok {
+			i += n
+			if math.Abs(v) <= maxParam {
+				c.has |= bit
+				c.params[ch-'A'] = v
+			}
+			continue
+		}
+		// A letter with no number, such as the axes of G28 X Y.
+		if i >= len(b) || isSpace(b[i]) {
+			c.has |= bit
+			c.params[ch-'A'] = 0
+		}
+	}
+}
+
+// extendedParam returns the number given as KEY=VALUE in a Klipper-style
+// command's arguments.
+func (c *command) extendedParam(key string) (float64, bool) {
+	args := c.args
+	for len(args) > 0 {
+		i := skipSpace(args, 0)
+		args = args[i:]
+		end := 0
+		for end < len(args) && !isSpace(args[end]) {
+			end++
+		}
+		word := args[:end]
+		args = args[end:]
+		eq := bytes.IndexByte(word, '=')
+		if eq <= 0 || !equalFoldASCII(word[:eq], key) {
+			continue
+		}
+		v, n, ok := parseNumber(word[eq+1:])
+		if ok && n == len(word)-eq-1 && math.Abs(v) <= maxParam {
+			return v, true
+		}
+		return 0, false
+	}
+	return 0, false
+}
+
+// isExtendedWord reports a Klipper-style command word: letters, digits
+// and underscores, at least one underscore or two leading letters, so
+// that G1 and M104 are not taken for one.
+func isExtendedWord(b []byte) bool {
+	if len(b) < 2 || !isLetter(b[0]) || !isLetter(b[1]) {
+		return false
+	}
+	for _, ch := range b {
+		if isSpace(ch) {
+			break
+		}
+		if !isLetter(ch) && !isDigit(ch) && ch != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseNumber reads a decimal number (sign, digits, point) at the start
+// of b without allocating. It returns the value, the bytes used and
+// whether a number was there. An E ends the number, as in Marlin's
+// parser, because X10E5 means X10 E5 in G-code, never 10e5.
+func parseNumber(b []byte) (float64, int, bool) {
+	i := 0
+	neg := false
+	if i < len(b) && (b[i] == '-' || b[i] == '+') {
+		neg = b[i] == '-'
+		i++
+	}
+	var mant uint64
+	digits, scale := 0, 0
+	start := i
+	for i < len(b) && isDigit(b[i]) {
+		if digits < 18 {
+			mant = mant*10 + uint64(b[i]-'0')
+			if mant != 0 {
+				digits++
+			}
+		} else {
+			scale++
+		}
+		i++
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		for i < len(b) && isDigit(b[i]) {
+			if digits < 18 {
+				mant = mant*10 + uint64(b[i]-'0')
+				if mant != 0 {
+					digits++
+				}
+				scale--
+			}
+			i++
+		}
+	}
+	if i == start || (i == start+1 && b[start] == '.') {
+		return 0, 0, false
+	}
+	v := float64(mant)
+	switch {
+	case mant == 0:
+		v = 0
+	case scale > 0:
+		v *= math.Pow10(scale)
+	case scale < 0:
+		v /= math.Pow10(-scale)
+	}
+	if neg {
+		v = -v
+	}
+	return v, i, true
+}
+
+func readInt(b []byte, i int) (int, int) {
+	n := 0
+	for i < len(b) && isDigit(b[i]) {
+		if n < 1<<30 {
+			n = n*10 + int(b[i]-'0')
+		}
+		i++
+	}
+	return n, i
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+func isSpace(ch byte) bool { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' }
+func isDigit(ch byte) bool { return ch >= '0' && ch <= '9' }
+func isLetter(ch byte) bool {
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')
+}
+
+func upper(ch byte) byte {
+	if ch >= 'a' && ch <= 'z' {
+		return ch - 'a' + 'A'
+	}
+	return ch
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if upper(b[i]) != upper(s[i]) {
+			return false
+		}
+	}
+	return true
+}

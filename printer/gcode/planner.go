@@ -1,0 +1,320 @@
+package gcode
+
+import "math"
+
+// lookahead is how many moves the planner holds before it commits the
+// oldest one. Marlin holds 16 (8-bit boards) to 64 moves and plans each
+// buffer to a stop at its end; 64 makes the plan of the committed move
+// the same as with an endless buffer in all but long runs of very short
+// segments.
+const lookahead = 64
+
+// moveKind selects the acceleration of a move, as Marlin does.
+type moveKind int
+
+const (
+	kindTravel  moveKind = iota // no extrusion: M204 T
+	kindPrint                   // extrusion with head motion: M204 P
+	kindRetract                 // extruder only: M204 R
+)
+
+// block is one planned move.
+type block struct {
+	// length is the path length in mm: X, Y and Z, or the extruder's
+	// travel for an extruder-only move.
+	length float64
+	// unit is the move per axis divided by length (X, Y, Z, E), so the
+	// E component of a printing move is its extrusion per mm of path.
+	unit     [4]float64
+	nominal  float64 // cruise speed, mm/s
+	accel    float64 // mm/s²
+	maxEntry float64 // corner speed limit with the previous move, mm/s
+	// reverse is the highest entry speed from which the rest of the
+	// buffer can still slow down to a stop at its end.
+	reverse float64
+}
+
+// planner estimates the time of a stream of moves with a trapezoidal
+// speed profile per move and Marlin-style look-ahead.
+type planner struct {
+	limits *Limits
+	ring   [lookahead]block
+	head   int // index of the oldest block
+	count  int
+	// entry is the committed entry speed of the oldest block.
+	entry float64
+	// seconds is the time of all committed blocks.
+	seconds float64
+
+	// The previous block, kept after it is committed, for the corner
+	// speed of the next one.
+	hasPrev     bool
+	prevUnit    [4]float64
+	prevNominal float64
+	prevSafe    float64
+	prevLength  float64
+	prevAccel   float64
+}
+
+// add plans a move of delta (mm per axis, E in mm of filament) at feed
+// (mm/s).
+func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
+	length := math.Sqrt(delta[0]*delta[0] + delta[1]*delta[1] + delta[2]*delta[2])
+	if length < 1e-9 {
+		length = math.Abs(delta[3])
+		kind = kindRetract
+	}
+	if length < 1e-9 || math.IsNaN(length) || math.IsInf(length, 0) {
+		return
+	}
+	l := p.limits
+	var b block
+	b.length = length
+	for i := range 4 {
+		b.unit[i] = delta[i] / length
+	}
+
+	minFeed := l.MinTravelFeedrate
+	accel := l.TravelAcceleration
+	switch kind {
+	case kindPrint:
+		minFeed, accel = l.MinPrintFeedrate, l.PrintAcceleration
+	case kindRetract:
+		minFeed, accel = l.MinPrintFeedrate, l.RetractAcceleration
+	}
+	nominal := max(feed, minFeed, 0.01)
+	for i := range 4 {
+		u := math.Abs(b.unit[i])
+		if u < 1e-12 {
+			continue
+		}
+		if nominal*u > l.MaxFeedrate[i] {
+			nominal = l.MaxFeedrate[i] / u
+		}
+		if accel*u > l.MaxAcceleration[i] {
+			accel = l.MaxAcceleration[i] / u
+		}
+	}
+	b.nominal, b.accel = nominal, accel
+
+	b.maxEntry = p.cornerSpeed(&b)
+	if p.hasPrev {
+		b.maxEntry = min(b.maxEntry, p.prevNominal)
+	}
+	b.maxEntry = min(b.maxEntry, b.nominal)
+	p.hasPrev = true
+	p.prevUnit, p.prevNominal, p.prevLength, p.prevAccel = b.unit, b.nominal, b.length, b.accel
+
+	if p.count == lookahead {
+		p.commit()
+	}
+	idx := (p.head + p.count) % lookahead
+	if p.count == 0 {
+		p.entry = b.maxEntry
+	}
+	b.reverse = min(b.maxEntry, math.Sqrt(2*b.accel*b.length))
+	p.ring[idx] = b
+	p.count++
+	p.reversePass()
+}
+
+// reversePass raises the reverse bounds after a block was appended: the
+// new last block ends at a stop, and every earlier bound grows until one
+// is already at its corner limit, because bounds before it cannot change.
+func (p *planner) reversePass() {
+	for k := p.count - 2; k >= 0; k-- {
+		cur := &p.ring[(p.head+k)%lookahead]
+		next := &p.ring[(p.head+k+1)%lookahead]
+		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+2*cur.accel*cur.length))
+		if v <= cur.reverse {
+			return
+		}
+		cur.reverse = v
+	}
+}
+
+// commit adds the time of the oldest block. Its exit speed is the next
+// block's entry: as fast as accelerating from its own entry allows, but
+// no faster than the rest of the buffer can stop from. The last block in
+// the buffer ends at a stop.
+func (p *planner) commit() {
+	b := &p.ring[p.head]
+	entry := min(p.entry, b.reverse)
+	exit := 0.0
+	if p.count > 1 {
+		exit = min(math.Sqrt(entry*entry+2*b.accel*b.length), p.ring[(p.head+1)%lookahead].reverse)
+	}
+	p.seconds += trapezoidTime(b.length, entry, exit, b.nominal, b.accel)
+	p.entry = exit
+	p.head = (p.head + 1) % lookahead
+	p.count--
+}
+
+// flush commits every held block and ends at a stop, as a dwell, a
+// homing move or a wait for temperature does on the printer.
+func (p *planner) flush() {
+	for p.count > 0 {
+		p.commit()
+	}
+	p.hasPrev = false
+	p.prevSafe = 0
+	p.entry = 0
+}
+
+// cornerSpeed returns the highest speed at which b may start after the
+// previous block, by the configured junction model.
+func (p *planner) cornerSpeed(b *block) float64 {
+	switch p.limits.Junction {
+	case JunctionDeviation:
+		return p.deviationCorner(b)
+	case JunctionKlipper:
+		return p.klipperCorner(b)
+	default:
+		return p.jerkCorner(b)
+	}
+}
+
+// jerkCorner is Marlin 2's classic jerk: the move may start from rest at
+// its safe speed, where no axis jumps by more than its jerk, and a corner
+// is taken at the highest common speed that keeps every axis's change
+// within its jerk.
+func (p *planner) jerkCorner(b *block) float64 {
+	jerk := &p.limits.Jerk
+	safe := b.nominal
+	limited := false
+	for i := range 4 {
+		speed := math.Abs(b.nominal * b.unit[i])
+		if speed <= jerk[i] {
+			continue
+		}
+		if limited {
+			if speed*safe > b.nominal*jerk[i] {
+				safe = b.nominal * jerk[i] / speed
+			}
+		} else {
+			safe *= jerk[i] / speed
+			limited = true
+		}
+	}
+	prevSafe := p.prevSafe
+	p.prevSafe = safe
+	if !p.hasPrev || p.prevNominal < 1e-6 {
+		return safe
+	}
+
+	var vmax, prevFactor, curFactor float64
+	if b.nominal < p.prevNominal {
+		vmax, prevFactor, curFactor = b.nominal, b.nominal/p.prevNominal, 1
+	} else {
+		vmax, prevFactor, curFactor = p.prevNominal, 1, p.prevNominal/b.nominal
+	}
+	factor := 1.0
+	for i := range 4 {
+		exit := p.prevNominal * p.prevUnit[i] * prevFactor * factor
+		entry := b.nominal * b.unit[i] * curFactor * factor
+		var change float64
+		if exit > entry {
+			if entry > 0 || exit < 0 {
+				change = exit - entry
+			} else {
+				change = max(exit, -entry)
+			}
+		} else {
+			if entry < 0 || exit > 0 {
+				change = entry - exit
+			} else {
+				change = max(-exit, entry)
+			}
+		}
+		if change > jerk[i] {
+			factor *= jerk[i] / change
+		}
+	}
+	vmax *= factor
+	// When both moves may start from rest faster than the corner allows,
+	// the corner is a stop and start anyway.
+	if threshold := vmax * 0.99; prevSafe > threshold && safe > threshold {
+		vmax = safe
+	}
+	return vmax
+}
+
+// xyzCos returns the cosine of the angle between the previous move's
+// reversed direction and b's, over X, Y and Z only (both E-only moves
+// count as pointing along E).
+func (p *planner) xyzCos(b *block) float64 {
+	a, c := p.prevUnit, b.unit
+	if a[0] == 0 && a[1] == 0 && a[2] == 0 {
+		a = [4]float64{0, 0, 0, math.Copysign(1, a[3])}
+	} else {
+		a[3] = 0
+	}
+	if c[0] == 0 && c[1] == 0 && c[2] == 0 {
+		c = [4]float64{0, 0, 0, math.Copysign(1, c[3])}
+	} else {
+		c[3] = 0
+	}
+	return -(a[0]*c[0] + a[1]*c[1] + a[2]*c[2] + a[3]*c[3])
+}
+
+// deviationCorner is Marlin 2's junction deviation, with its limit for
+// segments shorter than 1 mm, which treats a run of them as an arc and
+// caps the speed by the centripetal acceleration.
+func (p *planner) deviationCorner(b *block) float64 {
+	if !p.hasPrev {
+		return 0
+	}
+	cos := p.xyzCos(b)
+	if cos > 0.999999 {
+		return 0
+	}
+	cos = max(cos, -0.999999)
+	sinHalf := math.Sqrt(0.5 * (1 - cos))
+	v2 := b.accel * p.limits.JunctionDeviation * sinHalf / (1 - sinHalf)
+	if b.length < 1 {
+		if theta := math.Acos(-cos); theta > 1e-9 {
+			v2 = min(v2, b.length*b.accel/theta)
+		}
+	}
+	return math.Sqrt(v2)
+}
+
+// klipperCorner is Klipper's junction model: a virtual junction
+// deviation derived from square_corner_velocity, capped by the
+// centripetal speed of an arc through both moves.
+func (p *planner) klipperCorner(b *block) float64 {
+	if !p.hasPrev {
+		return 0
+	}
+	cos := p.xyzCos(b)
+	if cos > 0.999999 {
+		return 0
+	}
+	cos = max(cos, -0.999999)
+	sinHalf := math.Sqrt(0.5 * (1 - cos))
+	scv := p.limits.SquareCornerVelocity
+	deviation := scv * scv * (math.Sqrt2 - 1) / b.accel
+	v2 := sinHalf / (1 - sinHalf) * deviation * b.accel
+	if cosHalf := math.Sqrt(0.5 * (1 + cos)); cosHalf > 1e-9 {
+		tanHalf := sinHalf / cosHalf
+		v2 = min(v2, 0.5*b.length*tanHalf*b.accel, 0.5*p.prevLength*tanHalf*p.prevAccel)
+	}
+	return math.Sqrt(v2)
+}
+
+// trapezoidTime returns the seconds of a move of length mm that starts at
+// entry, cruises at nominal and ends at exit (mm/s), accelerating and
+// decelerating at accel (mm/s²). A move too short to reach nominal gets a
+// triangular profile.
+func trapezoidTime(length, entry, exit, nominal, accel float64) float64 {
+	entry = min(entry, nominal)
+	exit = min(exit, nominal)
+	accelDist := (nominal*nominal - entry*entry) / (2 * accel)
+	decelDist := (nominal*nominal - exit*exit) / (2 * accel)
+	if accelDist+decelDist <= length {
+		return (nominal-entry)/accel + (nominal-exit)/accel + (length-accelDist-decelDist)/nominal
+	}
+	peak := math.Sqrt(accel*length + (entry*entry+exit*exit)/2)
+	peak = max(peak, entry, exit)
+	return (peak-entry)/accel + (peak-exit)/accel
+}
