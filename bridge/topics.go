@@ -1,6 +1,9 @@
 package bridge
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // DefaultBase is the first level of every topic and subject.
 const DefaultBase = "printbridge"
@@ -24,6 +27,20 @@ var CommandKinds = []string{CommandGcode, CommandJob, CommandConnection, Command
 // elsewhere so it contains neither.
 type Topics struct {
 	Base string
+}
+
+// Validate checks the base: one or more MQTT topic levels without
+// wildcards, empty levels, '.' (the NATS separator) or spaces.
+func (t Topics) Validate() error {
+	if t.Base == "" {
+		return nil
+	}
+	for _, level := range strings.Split(t.Base, "/") {
+		if level == "" || strings.ContainsAny(level, "+#.* \t\x00") || level[0] == '$' {
+			return fmt.Errorf("invalid base topic %q: use levels of letters, digits, '-' and '_' separated by '/', without wildcards, '.', spaces or a leading '$'", t.Base)
+		}
+	}
+	return nil
 }
 
 func (t Topics) base() string {

@@ -35,6 +35,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if configFlag && !explicit["config"] {
+		configPath = os.Getenv("PRINTBRIDGE_CONFIG")
+	}
 
 	var fileValues map[string]any
 	if configPath != "" {
@@ -60,13 +63,17 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 		env := "PRINTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
 			if err := f.Value.Set(v); err != nil {
-				setErr = fmt.Errorf("invalid value %q in %s: %w", v, env, err)
+				setErr = fmt.Errorf("invalid value %q in %s: %s", v, env, expectedValue(f))
 			}
 			return
 		}
 		if v, ok := fileValues[f.Name]; ok {
+			if _, isList := v.([]any); isList {
+				setErr = fmt.Errorf("config file %s: %q must be a single value, not a list", configPath, f.Name)
+				return
+			}
 			if err := f.Value.Set(yamlScalar(v)); err != nil {
-				setErr = fmt.Errorf("config file %s: invalid value %v for %q: %w", configPath, v, f.Name, err)
+				setErr = fmt.Errorf("config file %s: invalid value %v for %q: %s", configPath, v, f.Name, expectedValue(f))
 			}
 		}
 	})
@@ -86,4 +93,23 @@ func yamlScalar(v any) string {
 	default:
 		return fmt.Sprint(x)
 	}
+}
+
+// expectedValue says what a flag takes, for error messages.
+func expectedValue(f *flag.Flag) string {
+	switch f.Value.(type) {
+	case interface{ IsBoolFlag() bool }:
+		return "want true or false"
+	}
+	switch f.DefValue {
+	case "0", "1", "-1":
+		return "want a whole number"
+	}
+	if _, err := fmt.Sscanf(f.DefValue, "%d", new(int)); err == nil && !strings.ContainsAny(f.DefValue, ".:/") {
+		return "want a whole number"
+	}
+	if strings.HasSuffix(f.DefValue, "s") || strings.HasSuffix(f.DefValue, "m0s") {
+		return "want a duration such as 30s or 5m"
+	}
+	return "see 'printbridge <command> -h' for the expected form"
 }
