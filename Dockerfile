@@ -1,20 +1,27 @@
 # Multi-stage build of a static printbridge binary that runs as a
-# non-root user.
+# non-root user. docker-compose.yml builds it as printbridge:dev.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/printbridge ./cmd/printbridge
+ARG VERSION=0.1.0-dev
+RUN CGO_ENABLED=0 go build -trimpath \
+    -ldflags="-s -w -X github.com/printbridge/printbridge/bridge/edge.Version=${VERSION}" \
+    -o /out/printbridge ./cmd/printbridge
 
 # A small Debian base keeps /bin/sh, which system hooks with shell: true
 # and the compose example's virtual printer need.
 FROM debian:bookworm-slim
-RUN useradd --system --create-home --groups dialout printbridge \
-    && mkdir -p /var/lib/printbridge /srv/printbridge/files \
-    && chown printbridge /var/lib/printbridge
+RUN useradd --system --create-home --home-dir /var/lib/printbridge --groups dialout printbridge \
+    && mkdir -p /srv/printbridge/files /etc/printbridge \
+    && chown printbridge:printbridge /var/lib/printbridge
 COPY --from=build /out/printbridge /usr/local/bin/printbridge
-COPY --from=build /src/deploy /etc/printbridge
-COPY --from=build /src/testdata/gcode /srv/printbridge/files
+COPY --from=build /src/deploy/demo-config.yaml /etc/printbridge/demo-config.yaml
+COPY --from=build /src/testdata/gcode/ /srv/printbridge/files/
 USER printbridge
+WORKDIR /var/lib/printbridge
+VOLUME /var/lib/printbridge
+# Prometheus metrics of the edge (9464) and of the worker (9465).
+EXPOSE 9464 9465
 ENTRYPOINT ["/usr/local/bin/printbridge"]
