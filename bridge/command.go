@@ -39,6 +39,9 @@ type Command struct {
 	ReplyTo string `json:"reply_to,omitempty"`
 	// Expires drops the command with a rejected reply once passed.
 	Expires *time.Time `json:"expires,omitempty"`
+	// Force lets a G-code command past the policy rules that guard a
+	// running print (a heater off or G28 mid-print).
+	Force bool `json:"force,omitempty"`
 	// Event and Payload are the event of a command/event message.
 	Event   string  `json:"event,omitempty"`
 	Payload Payload `json:"payload,omitempty"`
@@ -80,7 +83,7 @@ func (e *CommandError) Error() string { return e.Reason }
 
 // commandKeys lists the keys each kind accepts besides the common ones.
 var commandKeys = map[string][]string{
-	CommandGcode:      {"commands"},
+	CommandGcode:      {"commands", "force"},
 	CommandJob:        {"action", "path"},
 	CommandConnection: {"action"},
 	CommandEvent:      {"event", "payload"},
@@ -145,6 +148,11 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 		}
 		cmd.Expires = &t
 	}
+	if raw, ok := fields["force"]; ok {
+		if err := json.Unmarshal(raw, &cmd.Force); err != nil {
+			return fail(`"force" must be true or false`)
+		}
+	}
 	if raw, ok := fields["payload"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &cmd.Payload); err != nil {
 			return fail(`"payload" must be a JSON object`)
@@ -180,7 +188,7 @@ func decodeObject(data []byte) (map[string]json.RawMessage, error) {
 		}
 		return nil, fmt.Errorf("invalid JSON: %v", err)
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(trimmed[dec.InputOffset():]); len(rest) > 0 {
 		return nil, errors.New("invalid JSON: data after the command object; send one command per message")
 	}
 	return fields, nil
@@ -263,7 +271,8 @@ func peekID(data []byte) string {
 	var probe struct {
 		ID any `json:"id"`
 	}
-	if json.Unmarshal(data, &probe) != nil {
+	// A decoder reads the first object even when junk follows it.
+	if json.NewDecoder(bytes.NewReader(data)).Decode(&probe) != nil {
 		return ""
 	}
 	if s, ok := probe.ID.(string); ok {
