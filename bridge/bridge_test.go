@@ -88,7 +88,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{CommandGcode, `[1,2]`, "", "must be a JSON object"},
 		{CommandGcode, `{"id":"c5","commands":["G28"],"bogus":1}`, "c5", `unknown key "bogus"`},
 		{CommandGcode, `{"id":"c6","commands":["M105"],"ID":"zz"}`, "c6", `did you mean "id"`},
-		{CommandGcode, `{"id":"c7","commands":["M105"]} {"id":"c8","commands":["M105"]}`, "", "data after the command object"},
+		{CommandGcode, `{"id":"c7","commands":["M105"]} {"id":"c8","commands":["M105"]}`, "c7", "data after the command object"},
 		{CommandGcode, `{"id":"c9","commands":["M105"],"path":"a.gcode"}`, "c9", `unknown key "path"`},
 		{CommandConnection, `{"id":"c12","action":"connect"}]`, "c12", "data after the command object"},
 		{CommandConnection, `{"id":"c13","action":"connect"}}`, "c13", "data after the command object"},
