@@ -3,6 +3,7 @@ package printer
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -81,7 +82,10 @@ func (s *session) queueGcode(r request) error {
 	}
 	req := &gcodeRequest{done: r.done, source: r.source}
 	for _, l := range lines {
-		code := CodeOf(l)
+		// Marlin built with GCODE_CASE_INSENSITIVE runs m112 too, so the
+		// emergency check ignores case (the events keep OctoPrint's
+		// case-sensitive matching).
+		code := CodeOf(strings.ToUpper(l))
 		if code == "M112" || (emergencyCodes[code] && s.caps["EMERGENCY_PARSER"]) {
 			s.sendEmergency(l, code)
 			if s.port == nil {

@@ -86,7 +86,7 @@ func (s *session) queuedWireLength(text string) int {
 func (s *session) writeNumbered(q queued, fireEvents bool) {
 	text := ToASCII(q.text)
 	code := CodeOf(text)
-	if code == "M110" {
+	if CodeOf(strings.ToUpper(text)) == "M110" {
 		// M110 sets the line number of the line that carries it, so the
 		// reset goes out as N<k> M110 N<k> and the next line is k+1.
 		k := 0
