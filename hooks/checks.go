@@ -25,7 +25,7 @@ func (l *loader) checkEvents(sub *Subscription, nodes []*yaml.Node, ref entryRef
 		}
 		seen[name] = true
 		if def, ok := bridge.LookupEvent(name); ok {
-			if what, notYet := strings.CutPrefix(def.FiredBy, "not fired yet: "); notYet {
+			if what, notYet := bridge.NotFiredYet(def); notYet {
 				l.report(SeverityWarning, node, ref, path+".event",
 					"printbridge does not fire %s yet (missing: %s), so this hook only runs for %s events that another program publishes", name, what, name)
 			}

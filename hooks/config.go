@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
+
+// ErrInvalidYAML is a config file that is not valid YAML; the returned
+// error wraps it and names the file and, when yaml.v3 reports it, the line.
+var ErrInvalidYAML = errors.New("invalid YAML")
 
 // HookType is a subscription's type key.
 type HookType string
@@ -163,7 +168,7 @@ func ParseConfig(file string, data []byte) (*Config, []Problem, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, fmt.Errorf("parse OctoPrint config %s: %w (fix the YAML syntax)", file, err)
+		return nil, nil, yamlError(file, err)
 	}
 	l := &loader{file: file, cfg: &Config{Path: file, Settings: DefaultSettings(), byEvent: map[string][]*Subscription{}}}
 	l.load(&doc)
@@ -175,6 +180,19 @@ func ParseConfig(file string, data []byte) (*Config, []Problem, error) {
 		return a.Column < b.Column
 	})
 	return l.cfg, l.problems, nil
+}
+
+// yamlLine matches the position yaml.v3 puts into a syntax error.
+var yamlLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+
+// yamlError words a YAML syntax error as FILE:LINE: like every other
+// problem. yaml.v3 reports the line where the enclosing block starts
+// when it has that position, so the mistake can be on a later line.
+func yamlError(file string, err error) error {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("%s:%s: %w: %s; fix the syntax on this line or further down in its block", file, m[1], ErrInvalidYAML, m[2])
+	}
+	return fmt.Errorf("%s: %w: %s; fix the syntax", file, ErrInvalidYAML, strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
 type loader struct {
@@ -228,13 +246,15 @@ func (l *loader) load(doc *yaml.Node) {
 	l.loadEvents(events)
 }
 
-// reportNoEvents warns about a config without events:, naming a top-level
-// key that looks like a misspelling of it.
+// reportNoEvents reports a config without events:, and a top-level key
+// that looks like a misspelling of it as an error.
 func (l *loader) reportNoEvents(topKeys []yamlPair) {
 	for _, p := range topKeys {
 		k := p.key.Value
 		if k != "events" && (strings.EqualFold(k, "events") || levenshtein(strings.ToLower(k), "events") <= 2) {
-			l.report(SeverityWarning, p.key, entryRef{}, k,
+			// An error, though OctoPrint just runs no hooks: the file was
+			// meant to have hooks, and check-config should fail on it.
+			l.report(SeverityError, p.key, entryRef{}, k,
 				"top-level key %q is not read by OctoPrint, so the file has no events: section and no hooks are loaded; did you mean \"events\"?", k)
 			return
 		}

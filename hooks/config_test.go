@@ -179,7 +179,7 @@ func TestLoadPushbulletMissingType(t *testing.T) {
 func TestLoadWebhookTypoEventKey(t *testing.T) {
 	cfg, problems := loadTestdata(t, "readme-snippet_webhook_typo-event-key.yaml")
 	checkProblems(t, problems, []wantProblem{
-		{1, SeverityWarning, 0, `top-level key "event" is not read by OctoPrint`},
+		{1, SeverityError, 0, `top-level key "event" is not read by OctoPrint`},
 	})
 	if !strings.Contains(problems[0].Message, `did you mean "events"?`) {
 		t.Errorf("message without suggestion: %s", problems[0].Message)

@@ -46,7 +46,14 @@
 // enabled: "false" enables the hook; an event listed twice runs the hook
 // twice; command lists stop at the first failing command.
 //
+// OctoPrint reads its hooks once, at start. Worker.Reload swaps in a new
+// Config while the worker runs. Each event runs all of its hooks with the
+// config in force when the worker received it. The settings that the bus
+// subscriptions were made from keep their running values until a restart. Metrics (NewMetrics, WithMetrics) count hook runs by result,
+// their durations, and the events received, redelivered, invalid and
+// dropped.
+//
 // Concurrency: Worker owns its goroutines and Run waits for all of them
 // before it returns; Worker documents the ordering of hooks. Config and
-// Subscription are read-only once loaded and safe to share.
+// Subscription are read-only once given to a Worker and safe to share.
 package hooks

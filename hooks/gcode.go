@@ -41,10 +41,12 @@ func renderGcode(sub *Subscription, event string, params map[string]string) ([]s
 type replyWaiter struct {
 	mu      sync.Mutex // guards pending
 	pending map[string]chan bridge.Reply
+	// onInvalid counts a reply that is not JSON.
+	onInvalid func()
 }
 
-func newReplyWaiter() *replyWaiter {
-	return &replyWaiter{pending: map[string]chan bridge.Reply{}}
+func newReplyWaiter(onInvalid func()) *replyWaiter {
+	return &replyWaiter{pending: map[string]chan bridge.Reply{}, onInvalid: onInvalid}
 }
 
 // register must be called before the command is published, so that a fast
@@ -67,7 +69,13 @@ func (r *replyWaiter) forget(id string) {
 // because each waiting channel has room for its one final reply.
 func (r *replyWaiter) deliver(data []byte) {
 	var reply bridge.Reply
-	if err := json.Unmarshal(data, &reply); err != nil || reply.ID == "" || !reply.Final() {
+	if err := json.Unmarshal(data, &reply); err != nil {
+		if r.onInvalid != nil {
+			r.onInvalid()
+		}
+		return
+	}
+	if reply.ID == "" || !reply.Final() {
 		return
 	}
 	r.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -33,12 +34,17 @@ type Settings struct {
 	// LogFormat is text or json; LogLevel debug, info, warn or error.
 	LogFormat string
 	LogLevel  string
+	// MetricsListen is the address of the Prometheus /metrics endpoint,
+	// "" to disable it.
+	MetricsListen string
 }
 
-// Defaults of Settings.
+// Defaults of Settings. The metrics port is one above the edge's 9464, so
+// an edge and a worker on one host do not collide.
 const (
 	DefaultHookTimeout        = 60 * time.Second
 	DefaultMaxConcurrentHooks = 4
+	DefaultMetricsListen      = "127.0.0.1:9465"
 )
 
 // DefaultSettings returns the settings of an empty printbridge: section.
@@ -49,10 +55,11 @@ func DefaultSettings() Settings {
 		BaseTopic:          bridge.DefaultBase,
 		LogFormat:          "text",
 		LogLevel:           "info",
+		MetricsListen:      DefaultMetricsListen,
 	}
 }
 
-var settingsKeys = []string{"mqtt", "nats", "printers", "group", "hook_timeout", "max_concurrent_hooks", "base_topic", "log_format", "log_level"}
+var settingsKeys = []string{"mqtt", "nats", "printers", "group", "hook_timeout", "max_concurrent_hooks", "base_topic", "log_format", "log_level", "metrics_listen"}
 
 func (l *loader) loadSettings(n *yaml.Node) {
 	v := resolve(n)
@@ -92,6 +99,8 @@ func (l *loader) loadSettings(n *yaml.Node) {
 			err = setValue(&s.LogFormat, val, func(v pyValue) (string, error) { return settingChoice(v, "text", "json") })
 		case "log_level":
 			err = setValue(&s.LogLevel, val, func(v pyValue) (string, error) { return settingChoice(v, "debug", "info", "warn", "error") })
+		case "metrics_listen":
+			err = setValue(&s.MetricsListen, val, settingListenAddress)
 		default:
 			hint := ""
 			for _, k := range settingsKeys {
@@ -137,6 +146,19 @@ func settingChoice(v pyValue, choices ...string) (string, error) {
 		return s, nil
 	}
 	return "", fmt.Errorf("%q is not one of %s", s, strings.Join(choices, ", "))
+}
+
+// settingListenAddress accepts host:port, or null or "" to disable the
+// endpoint.
+func settingListenAddress(v pyValue) (string, error) {
+	s, err := settingString(v)
+	if err != nil || s == "" {
+		return s, err
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return "", fmt.Errorf("%q is not a listen address such as 127.0.0.1:9465 (or \"\" to disable): %w", s, err)
+	}
+	return s, nil
 }
 
 func settingPositiveInt(v pyValue) (int, error) {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/printbridge/printbridge/bridge"
 )
 
@@ -41,6 +43,10 @@ func WithOutputLimit(n int) Option { return func(w *Worker) { w.outputLimit = n 
 // WithSeenEvents sets how many recent event ids are remembered.
 func WithSeenEvents(n int) Option { return func(w *Worker) { w.seen = newIDSet(n) } }
 
+// WithMetrics makes the worker update m. Without it the worker keeps its
+// metrics on a registry of its own that nothing exports.
+func WithMetrics(m *Metrics) Option { return func(w *Worker) { w.metrics = m } }
+
 // Worker runs the hooks of a Config for events from a Bus.
 //
 // Ordering: the events of one printer are dispatched one at a time, in
@@ -53,28 +59,54 @@ func WithSeenEvents(n int) Option { return func(w *Worker) { w.seen = newIDSet(n
 // subscriptions and events, as OctoPrint's threads do; their results can
 // finish in any order. G-code replies are awaited in the background and
 // take no slot. Printers are independent of each other.
+//
+// Reload swaps the config between events. Each event runs every one of
+// its hooks with the config that was in force when the worker received
+// it, so no event is handled half with the old and half with the new
+// config.
 type Worker struct {
-	cfg         *Config
+	// cfg is the config in force; Reload replaces it as a whole.
+	cfg         atomic.Pointer[Config]
 	bus         bridge.Bus
 	log         *slog.Logger
 	onResult    func(Result)
 	now         func() time.Time
 	queueSize   int
 	outputLimit int
+	metrics     *Metrics
+	logLevel    *slog.LevelVar
 
-	slots   chan struct{}
+	// printers and group are fixed when the worker is built, because the
+	// bus subscriptions made from them last until the bus is closed.
+	printers []string
+	group    string
+
+	slots   *limiter
 	seen    *idSet
 	replies *replyWaiter
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex // guards ctx, queues and stopped
 	ctx     context.Context
-	queues  map[string]chan *bridge.Envelope
+	queues  map[string]chan queuedEvent
 	stopped bool
+
+	// reloadMu serialises Run's subscriptions with Reload, so a reload
+	// that adds the first gcode hook subscribes to command replies once.
+	reloadMu          sync.Mutex
+	runCtx            context.Context // guarded by reloadMu; nil until Run subscribes
+	repliesSubscribed bool            // guarded by reloadMu
 
 	malformed  atomic.Int64
 	duplicates atomic.Int64
 	dropped    atomic.Int64
+}
+
+// queuedEvent is an event waiting for dispatch, with the config that was
+// in force when it arrived.
+type queuedEvent struct {
+	env *bridge.Envelope
+	cfg *Config
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -83,14 +115,14 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
-		cfg:         cfg,
 		bus:         bus,
 		log:         log.With("component", "worker"),
 		now:         time.Now,
 		queueSize:   DefaultQueueSize,
 		outputLimit: DefaultOutputLimit,
-		replies:     newReplyWaiter(),
-		queues:      map[string]chan *bridge.Envelope{},
+		printers:    cfg.Settings.Printers,
+		group:       cfg.Settings.Group,
+		queues:      map[string]chan queuedEvent{},
 	}
 	for _, opt := range opts {
 		opt(w)
@@ -101,13 +133,25 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 	if w.queueSize <= 0 {
 		w.queueSize = DefaultQueueSize
 	}
-	slots := cfg.Settings.MaxConcurrentHooks
-	if slots <= 0 {
-		slots = DefaultMaxConcurrentHooks
+	if w.metrics == nil {
+		w.metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	w.slots = make(chan struct{}, slots)
+	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
+	w.slots = newLimiter(concurrency(cfg.Settings))
+	w.cfg.Store(cfg)
+	w.metrics.subscriptions.Set(float64(len(cfg.Subscriptions)))
 	return w
 }
+
+func concurrency(s Settings) int {
+	if s.MaxConcurrentHooks <= 0 {
+		return DefaultMaxConcurrentHooks
+	}
+	return s.MaxConcurrentHooks
+}
+
+// Config returns the config in force.
+func (w *Worker) Config() *Config { return w.cfg.Load() }
 
 // Run subscribes to the events (and, for gcode hooks, the command replies)
 // of the configured printers and runs hooks until ctx ends. It then kills
@@ -125,31 +169,62 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.stop()
 	}()
 
-	printers := w.cfg.Settings.Printers
-	if len(printers) == 0 {
-		printers = []string{""}
+	if err := w.subscribe(ctx); err != nil {
+		return err
 	}
-	if w.hasGcodeHooks() {
-		for _, p := range printers {
-			if err := w.bus.SubscribeReplies(ctx, p, w.replies.deliver); err != nil {
-				return fmt.Errorf("subscribe to command replies of %s: %w", printerLabel(p), err)
-			}
+	<-ctx.Done()
+	return nil
+}
+
+// subscribe makes the bus subscriptions of Run and logs the start.
+func (w *Worker) subscribe(ctx context.Context) error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	cfg := w.cfg.Load()
+	if hasGcodeHooks(cfg) {
+		if err := w.subscribeReplies(ctx); err != nil {
+			return err
 		}
 	}
-	for _, p := range printers {
-		if err := w.bus.SubscribeEvents(ctx, p, w.cfg.Settings.Group, w.handleEvent); err != nil {
+	for _, p := range w.subscribedPrinters() {
+		if err := w.bus.SubscribeEvents(ctx, p, w.group, w.handleEvent); err != nil {
 			return fmt.Errorf("subscribe to events of %s on %s: %w", printerLabel(p), w.bus.Name(), err)
 		}
 	}
-	w.log.Info("worker started", "bus", w.bus.Name(), "printers", strings.Join(w.cfg.Settings.Printers, ","),
-		"group", w.cfg.Settings.Group, "subscriptions", len(w.cfg.Subscriptions), "events_enabled", w.cfg.EventsEnabled,
-		"hook_timeout", w.cfg.Settings.HookTimeout, "max_concurrent_hooks", cap(w.slots))
-	<-ctx.Done()
+	w.runCtx = ctx
+	limit, _ := w.slots.current()
+	w.log.Info("worker started", "bus", w.bus.Name(), "printers", strings.Join(w.printers, ","),
+		"group", w.group, "config", cfg.Path, "subscriptions", len(cfg.Subscriptions), "events_enabled", cfg.EventsEnabled,
+		"hook_timeout", cfg.Settings.HookTimeout, "max_concurrent_hooks", limit)
+	return nil
+}
+
+// subscribedPrinters lists the printer of each bus subscription, "" for
+// all printers.
+func (w *Worker) subscribedPrinters() []string {
+	if len(w.printers) == 0 {
+		return []string{""}
+	}
+	return w.printers
+}
+
+// subscribeReplies subscribes to the command replies that gcode hooks
+// wait for. The caller holds reloadMu.
+func (w *Worker) subscribeReplies(ctx context.Context) error {
+	for _, p := range w.subscribedPrinters() {
+		if err := w.bus.SubscribeReplies(ctx, p, w.replies.deliver); err != nil {
+			return fmt.Errorf("subscribe to command replies of %s: %w", printerLabel(p), err)
+		}
+	}
+	w.repliesSubscribed = true
 	return nil
 }
 
 // stop ends dispatch and waits for every goroutine the worker started.
 func (w *Worker) stop() {
+	w.reloadMu.Lock()
+	w.runCtx = nil
+	w.reloadMu.Unlock()
 	w.mu.Lock()
 	w.stopped = true
 	for _, q := range w.queues {
@@ -168,8 +243,8 @@ func printerLabel(p string) string {
 	return "printer " + p
 }
 
-func (w *Worker) hasGcodeHooks() bool {
-	for _, s := range w.cfg.Subscriptions {
+func hasGcodeHooks(cfg *Config) bool {
+	for _, s := range cfg.Subscriptions {
 		if s.Type == TypeGcode {
 			return true
 		}
@@ -178,10 +253,10 @@ func (w *Worker) hasGcodeHooks() bool {
 }
 
 func (w *Worker) servesPrinter(id string) bool {
-	if len(w.cfg.Settings.Printers) == 0 {
+	if len(w.printers) == 0 {
 		return true
 	}
-	return containsString(w.cfg.Settings.Printers, id)
+	return containsString(w.printers, id)
 }
 
 // handleEvent runs on the bus's delivery goroutine. It decodes, drops
@@ -194,6 +269,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	}
 	if err != nil {
 		n := w.malformed.Add(1)
+		w.metrics.invalid.Inc()
 		w.log.Warn("malformed event envelope ignored", "source", msg.Source, "error", err, "malformed_total", n)
 		return
 	}
@@ -201,12 +277,17 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	if !w.servesPrinter(env.Printer) {
 		return
 	}
+	w.metrics.observeReceived(env.Event)
 	if !w.seen.add(env.ID) {
 		w.duplicates.Add(1)
+		w.metrics.duplicates.Inc()
 		w.log.Debug("duplicate event ignored", "printer", env.Printer, "event", env.Event, "event_id", env.ID)
 		return
 	}
-	if len(w.cfg.Match(env.Event)) == 0 {
+	// The config is taken once here, so every hook of this event runs
+	// with it even when a reload happens while the event waits.
+	cfg := w.cfg.Load()
+	if len(cfg.Match(env.Event)) == 0 {
 		return
 	}
 
@@ -218,16 +299,18 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	}
 	q := w.queues[env.Printer]
 	if q == nil {
-		q = make(chan *bridge.Envelope, w.queueSize)
+		q = make(chan queuedEvent, w.queueSize)
 		w.queues[env.Printer] = q
 		w.wg.Add(1)
 		go w.serve(w.ctx, q)
 	}
 	select {
-	case q <- env:
+	case q <- queuedEvent{env: env, cfg: cfg}:
+		w.metrics.queueDepth.Inc()
 	default:
 		w.seen.remove(env.ID)
 		n := w.dropped.Add(1)
+		w.metrics.dropped.Inc()
 		w.log.Warn("event dropped: the printer's hook queue is full", "printer", env.Printer, "event", env.Event,
 			"event_id", env.ID, "queue_capacity", cap(q), "dropped_total", n)
 	}
@@ -235,58 +318,58 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 
 // serve dispatches the events of one printer in order until its queue is
 // closed; after ctx ends it only drains the queue.
-func (w *Worker) serve(ctx context.Context, q <-chan *bridge.Envelope) {
+func (w *Worker) serve(ctx context.Context, q <-chan queuedEvent) {
 	defer w.wg.Done()
-	for env := range q {
+	for item := range q {
+		w.metrics.queueDepth.Dec()
 		if ctx.Err() == nil {
-			w.dispatch(ctx, env)
+			w.dispatch(ctx, item.cfg, item.env)
 		}
 	}
 }
 
-func (w *Worker) dispatch(ctx context.Context, env *bridge.Envelope) {
+func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope) {
 	params := Placeholders(env, w.now())
-	for _, sub := range w.cfg.Match(env.Event) {
+	for _, sub := range cfg.Match(env.Event) {
 		if ctx.Err() != nil {
 			return
 		}
 		res := Result{Hook: sub.HookName(env.Event), Event: env.Event, EventID: env.ID, Printer: env.Printer,
 			Type: sub.Type, ExitCode: -1}
+		timeout := hookTimeout(cfg, sub)
 		switch sub.Type {
 		case TypeSystem:
-			w.startSystem(ctx, sub, params, res)
+			w.startSystem(ctx, sub, timeout, params, res)
 		case TypeGcode:
-			w.startGcode(ctx, sub, params, res)
+			w.startGcode(ctx, sub, timeout, params, res)
 		}
 	}
 }
 
-func (w *Worker) timeout(sub *Subscription) time.Duration {
+func hookTimeout(cfg *Config, sub *Subscription) time.Duration {
 	if sub.TimeoutSet {
 		return sub.Timeout
 	}
-	return w.cfg.Settings.HookTimeout
+	return cfg.Settings.HookTimeout
 }
 
-func (w *Worker) startSystem(ctx context.Context, sub *Subscription, params map[string]string, res Result) {
+func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result) {
 	commands, err := renderSystem(sub, params)
 	if err != nil {
 		res.Err = err
 		w.finish(ctx, res)
 		return
 	}
-	select {
-	case w.slots <- struct{}{}:
-	case <-ctx.Done():
+	if !w.slots.acquire(ctx) {
 		return
 	}
 	w.logStart(sub, res, commands)
 	run := systemRun{cwd: sub.Cwd, env: hookEnv(res.Event, res.EventID, res.Printer),
-		timeout: w.timeout(sub), outputLimit: w.outputLimit}
+		timeout: timeout, outputLimit: w.outputLimit}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		defer func() { <-w.slots }()
+		defer w.slots.release()
 		start := w.now()
 		res.Commands, res.OutputTail, res.Err = run.run(ctx, commands)
 		res.Duration = w.now().Sub(start)
@@ -317,7 +400,7 @@ func (w *Worker) logStart(sub *Subscription, res Result, commands []preparedComm
 	w.log.Info("hook started", append(attrs, "commands", rendered)...)
 }
 
-func (w *Worker) startGcode(ctx context.Context, sub *Subscription, params map[string]string, res Result) {
+func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result) {
 	lines, err := renderGcode(sub, res.Event, params)
 	if err != nil {
 		res.Err = err
@@ -356,7 +439,7 @@ func (w *Worker) startGcode(ctx context.Context, sub *Subscription, params map[s
 		return
 	}
 	w.wg.Add(1)
-	go w.awaitReply(ctx, reply, w.timeout(sub), start, res)
+	go w.awaitReply(ctx, reply, timeout, start, res)
 }
 
 // awaitReply waits for the final reply to the command of a gcode hook and
@@ -415,17 +498,20 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 	default:
 		w.log.Warn("hook failed", append(attrs, "error", res.Err, "output_tail", res.OutputTail)...)
 	}
+	w.metrics.observeResult(res)
 	if w.onResult != nil {
 		w.onResult(res)
 	}
 	data, err := json.Marshal(res)
 	if err != nil {
+		w.metrics.errors.WithLabelValues(opEncodeResult).Inc()
 		w.log.Error("encode hook result failed", "hook", res.Hook, "event_id", res.EventID, "error", err)
 		return
 	}
 	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
 	if err := w.bus.PublishHook(pubCtx, res.Printer, data); err != nil {
+		w.metrics.errors.WithLabelValues(opPublishResult).Inc()
 		w.log.Warn("publish hook result failed", "hook", res.Hook, "event_id", res.EventID, "printer", res.Printer, "error", err)
 	}
 }

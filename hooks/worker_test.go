@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ type harness struct {
 	edge      *natsbus.Bus
 	results   chan Result
 	published chan []byte
+	worker    *Worker
 
 	mu       sync.Mutex // guards commands
 	commands []bridge.Command
@@ -42,6 +44,12 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, configYAML string, opts ...Option) *harness {
+	t.Helper()
+	return newHarnessLog(t, configYAML, brokertest.Logger(), opts...)
+}
+
+// newHarnessLog is newHarness with the worker logging to log.
+func newHarnessLog(t *testing.T, configYAML string, log *slog.Logger, opts ...Option) *harness {
 	t.Helper()
 	srv := brokertest.StartNATS(t, false, false)
 	h := &harness{t: t, natsURL: srv.NATSURL(), results: make(chan Result, 100), published: make(chan []byte, 100), done: make(chan error, 1)}
@@ -79,7 +87,8 @@ func newHarness(t *testing.T, configYAML string, opts ...Option) *harness {
 	}
 	t.Cleanup(func() { _ = workerBus.Close() })
 	bus := &subscribedBus{Bus: workerBus, subscribed: make(chan struct{}, 10)}
-	w := NewWorker(cfg, bus, brokertest.Logger(), append(opts, OnResult(func(r Result) { h.results <- r }))...)
+	w := NewWorker(cfg, bus, log, append(opts, OnResult(func(r Result) { h.results <- r }))...)
+	h.worker = w
 
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel

@@ -55,7 +55,9 @@ type Config struct {
 	ClientID string
 	Username string
 	Password string
-	Topics   bridge.Topics
+	// TLS configures the connection of an ssl:// URL; see TLSOptions.
+	TLS    TLSOptions
+	Topics bridge.Topics
 	// Printer, when set, makes the bus the availability owner of that
 	// printer: the last will is "offline" (retained, QoS 1) on its
 	// availability topic, "online" is published after every connect, and
@@ -141,6 +143,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		broker.User = nil
 	}
 	brokerURL := broker.String()
+	tlsConfig, err := cfg.TLS.tlsConfig(broker, log)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Printer != "" {
 		if err := bridge.ValidatePrinterID(cfg.Printer); err != nil {
 			return nil, fmt.Errorf("MQTT config: %w", err)
@@ -190,6 +196,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		SetConnectionAttemptHandler(b.onConnectionAttempt).
 		SetStore(b.store).
 		SetDefaultPublishHandler(b.onUnrouted)
+	if tlsConfig != nil {
+		opts.SetTLSConfig(tlsConfig)
+	}
 	if cfg.Printer != "" {
 		opts.SetWill(cfg.Topics.MQTTAvailability(cfg.Printer), availabilityOffline, qos, true)
 	}

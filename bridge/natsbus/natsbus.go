@@ -69,7 +69,14 @@ type Config struct {
 	User     string
 	Password string
 	Token    string
-	Topics   bridge.Topics
+	// NKeySeedFile is a file with the user's NKey seed, and CredsFile a
+	// .creds file (user JWT and seed) for servers in operator mode. At
+	// most one of User, Token, NKeySeedFile and CredsFile may be set.
+	NKeySeedFile string
+	CredsFile    string
+	// TLS configures TLS; see TLSOptions.
+	TLS    TLSOptions
+	Topics bridge.Topics
 	// JetStream publishes events to a stream, deduplicated by event id,
 	// and makes SubscribeEvents consume with a durable consumer.
 	JetStream bool
@@ -123,7 +130,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b.nc = nc
-	b.log.Info("connected to NATS server", "server_url", nc.ConnectedUrlRedacted())
+	b.log.Info("connected to NATS server", "server_url", redactURLs(nc.ConnectedUrl()))
 
 	if cfg.JetStream {
 		if err := b.setupJetStream(ctx); err != nil {
@@ -155,7 +162,7 @@ func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			b.log.Info("reconnected to NATS server", "server_url", nc.ConnectedUrlRedacted(), "reconnects", nc.Stats().Reconnects)
+			b.log.Info("reconnected to NATS server", "server_url", redactURLs(nc.ConnectedUrl()), "reconnects", nc.Stats().Reconnects)
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Debug("reconnect to NATS server failed", "error", err)
@@ -178,12 +185,11 @@ func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
 			b.log.Error("NATS asynchronous error", "subject", subject, "error", err)
 		}),
 	}
-	if b.cfg.User != "" {
-		opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password))
+	authOpts, err := b.cfg.authOptions()
+	if err != nil {
+		return nil, err
 	}
-	if b.cfg.Token != "" {
-		opts = append(opts, nats.Token(b.cfg.Token))
-	}
+	opts = append(opts, authOpts...)
 
 	type result struct {
 		nc  *nats.Conn

@@ -1,0 +1,150 @@
+package hooks
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// Values of the result label of printbridge_hook_runs_total.
+const (
+	ResultOK        = "ok"
+	ResultFailed    = "failed"
+	ResultTimeout   = "timeout"
+	ResultLoopGuard = "loop_guard"
+	ResultSkipped   = "skipped"
+)
+
+// otherEvent is the event label of names that are neither in the
+// catalogue nor one of OctoPrint's generated names, so a publisher that
+// sends random names cannot grow the label set without bound.
+const otherEvent = "other"
+
+// Metrics are the worker's Prometheus metrics. One Metrics belongs to one
+// Worker; register it on a private registry.
+type Metrics struct {
+	hookRuns       *prometheus.CounterVec
+	hookDuration   *prometheus.HistogramVec
+	eventsReceived *prometheus.CounterVec
+	duplicates     prometheus.Counter
+	invalid        prometheus.Counter
+	queueDepth     prometheus.Gauge
+	dropped        prometheus.Counter
+	errors         *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	reloadOK       prometheus.Gauge
+	subscriptions  prometheus.Gauge
+}
+
+// Values of the operation label of printbridge_worker_errors_total.
+const (
+	opPublishResult = "publish_result"
+	opEncodeResult  = "encode_result"
+	opInvalidReply  = "invalid_reply"
+)
+
+// NewMetrics creates the worker's metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		hookRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "printbridge_hook_runs_total",
+			Help: "Hook runs by subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped).",
+		}, []string{"hook", "event", "type", "result"}),
+		hookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "printbridge_hook_duration_seconds",
+			Help:    "Run time of hooks that ran: all commands of a system hook, or a G-code hook from publishing to the edge's final reply.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"type"}),
+		eventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "printbridge_worker_events_received_total",
+			Help: "Valid event envelopes received for the served printers, redeliveries included; names outside the catalogue count as event=\"other\".",
+		}, []string{"event"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "printbridge_worker_events_duplicate_total",
+			Help: "Received events whose event id was already handled, so their hooks did not run again.",
+		}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "printbridge_worker_events_invalid_total",
+			Help: "Received messages that are not a valid event envelope.",
+		}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "printbridge_worker_queue_depth",
+			Help: "Events waiting in the printers' hook queues.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "printbridge_worker_events_dropped_total",
+			Help: "Events dropped because their printer's hook queue was full.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "printbridge_worker_errors_total",
+			Help: "Errors the worker logged and went on after, by operation (publish_result, encode_result, invalid_reply).",
+		}, []string{"operation"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "printbridge_worker_config_reloads_total",
+			Help: "Config reloads by result (ok, failed); a failed reload keeps the running config.",
+		}, []string{"result"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "printbridge_worker_config_last_reload_successful",
+			Help: "1 when the last config reload succeeded or none was tried, 0 when it failed.",
+		}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "printbridge_worker_subscriptions",
+			Help: "Subscriptions of the running config that loaded and are enabled.",
+		}),
+	}
+	m.reloadOK.Set(1)
+	for _, op := range []string{opPublishResult, opEncodeResult, opInvalidReply} {
+		m.errors.WithLabelValues(op)
+	}
+	for _, result := range []string{"ok", "failed"} {
+		m.reloads.WithLabelValues(result)
+	}
+	reg.MustRegister(m.hookRuns, m.hookDuration, m.eventsReceived, m.duplicates, m.invalid, m.queueDepth, m.dropped,
+		m.errors, m.reloads, m.reloadOK, m.subscriptions)
+	return m
+}
+
+// resultLabel classifies a finished run for printbridge_hook_runs_total.
+func resultLabel(res Result) string {
+	var fe *FormatError
+	switch {
+	case res.Err == nil:
+		return ResultOK
+	case errors.Is(res.Err, ErrTimeout):
+		return ResultTimeout
+	case errors.Is(res.Err, ErrLoopGuard):
+		return ResultLoopGuard
+	case errors.As(res.Err, &fe):
+		return ResultSkipped
+	default:
+		return ResultFailed
+	}
+}
+
+func (m *Metrics) observeResult(res Result) {
+	result := resultLabel(res)
+	m.hookRuns.WithLabelValues(res.Hook, res.Event, string(res.Type), result).Inc()
+	ran := len(res.Commands) > 0 || res.CommandID != ""
+	if ran && result != ResultSkipped && result != ResultLoopGuard {
+		m.hookDuration.WithLabelValues(string(res.Type)).Observe(res.Duration.Seconds())
+	}
+}
+
+func (m *Metrics) observeReceived(event string) {
+	if _, ok := bridge.LookupEvent(event); !ok && !bridge.IsDynamicEvent(event) {
+		event = otherEvent
+	}
+	m.eventsReceived.WithLabelValues(event).Inc()
+}
+
+func (m *Metrics) observeReload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+		m.reloadOK.Set(1)
+		return
+	}
+	m.reloads.WithLabelValues("failed").Inc()
+	m.reloadOK.Set(0)
+}
