@@ -188,8 +188,10 @@ func fieldNames(def *bridge.EventDef) string {
 
 var gcodeCommaList = regexp.MustCompile(`,\s*[GMTgmt][0-9]`)
 
-// checkHook warns about the traps of each hook type.
-func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entry *yaml.Node, ref entryRef, path string) {
+// checkHook warns about the traps of each hook type. It returns false for
+// an entry that must not load.
+func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entry *yaml.Node, ref entryRef, path string) bool {
+	compiled := true
 	if sub.Type == TypeGcode {
 		for i, c := range sub.Commands {
 			node := &yaml.Node{Line: c.Line, Column: c.Column}
@@ -204,7 +206,7 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 				}
 			}
 		}
-		return
+		return compiled
 	}
 	if !sub.ShellSet {
 		l.report(SeverityWarning, entry, ref, path+".shell",
@@ -214,8 +216,12 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 		node := &yaml.Node{Line: c.Line, Column: c.Column}
 		if sub.Shell {
 			if field := quotedPlaceholder(c.Template); field != "" {
-				l.report(SeverityWarning, node, ref, path+".command",
-					"placeholder %s in command #%d is inside shell quotes; with shell: true every value is already quoted, so a value with a space shows literal quote marks: write the placeholder without quotes", field, i+1)
+				// printbridge refuses what OctoPrint 1.11.3 runs: the
+				// value's own quoting is undone by the user's quotes, so a
+				// file name with ;, $(...) or backticks runs as shell code.
+				l.report(SeverityError, node, ref, path+".command",
+					"placeholder %s in command #%d is inside shell quotes, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; write the placeholder without quotes (with shell: true every value is already quoted as one word)", field, i+1)
+				compiled = false
 			}
 			continue
 		}
@@ -225,6 +231,7 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 				"command #%d contains shell syntax %q, but runs without a shell, so the program gets it as a plain argument; set shell: true if it needs a shell", i+1, syntax)
 		}
 	}
+	return compiled
 }
 
 // fieldMask marks the runes that belong to a replacement field, so that

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -57,7 +58,9 @@ func (l *loader) loadEntry(index int, n *yaml.Node) *Subscription {
 	if !l.compileCommands(sub, ref, path) {
 		return nil
 	}
-	l.checkHook(sub, fields, node, ref, path)
+	if !l.checkHook(sub, fields, node, ref, path) {
+		return nil
+	}
 	return sub
 }
 
@@ -208,6 +211,13 @@ func (l *loader) entryOptions(sub *Subscription, fields map[string]*yaml.Node, r
 	if n, present := fields["shell"]; present {
 		v := resolve(n)
 		sub.Shell, sub.ShellSet = v.truth, true
+		if v.kind == pyStr && sub.Shell {
+			// OctoPrint tests shell by Python truthiness, so the string
+			// "false" turns the shell on; printbridge does the same, but
+			// it is the key that decides about injection, so say so.
+			l.report(SeverityWarning, v.node, ref, path+".shell",
+				"shell is the string %q, which OctoPrint (and printbridge) take as true, so the command runs under /bin/sh; write shell: false or shell: true without quotes", v.text)
+		}
 		if sub.Type == TypeGcode {
 			l.report(SeverityWarning, v.node, ref, path+".shell", "shell has no effect on gcode hooks")
 		}
@@ -218,6 +228,9 @@ func (l *loader) entryOptions(sub *Subscription, fields map[string]*yaml.Node, r
 		case pyNull:
 		case pyStr:
 			sub.Cwd = v.text
+			if st, err := os.Stat(v.text); sub.Type == TypeSystem && (err != nil || !st.IsDir()) {
+				l.report(SeverityWarning, v.node, ref, path+".cwd", "cwd %q is not an existing directory here; the hook fails to start until it is", v.text)
+			}
 			if sub.Type == TypeGcode {
 				l.report(SeverityWarning, v.node, ref, path+".cwd", "cwd has no effect on gcode hooks")
 			}

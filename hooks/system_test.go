@@ -54,7 +54,6 @@ func TestRenderShellQuotesValues(t *testing.T) {
 		{"test123 {a}", "a;b", "test123 'a;b'"},
 		{"test123 {a}", "a", "test123 a"},
 		{"test123 {a}", "test.gcode;rm -rf /;#.gcode", "test123 'test.gcode;rm -rf /;#.gcode'"},
-		{"echo \"{a}\"", "my part.gcode", "echo \"'my part.gcode'\""},
 		{"echo {a}", "it's", `echo 'it'"'"'s'`},
 		// The spec pads the already quoted value, as in OctoPrint.
 		{"echo {a:>8}", "x y", "echo    'x y'"},
@@ -135,17 +134,29 @@ func TestInjectionWithShell(t *testing.T) {
 	}
 }
 
-func TestQuotedPlaceholderShowsQuotes(t *testing.T) {
-	rec := newRecorder(t)
-	// OctoPrint 1.11.3+ behaves the same: the value is quoted inside the
-	// user's own quotes, so the quotes become part of the argument.
-	sub := testSub(t, `{event: PrintDone, type: system, shell: true, command: 'record "{name}"'}`)
-	if _, _, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "name", Value: "my part.gcode"}}), time.Minute); err != nil {
-		t.Fatalf("hook failed: %v", err)
-	}
-	calls := rec.calls(t)
-	if len(calls) != 1 || len(calls[0].Args) != 1 || calls[0].Args[0] != "'my part.gcode'" {
-		t.Errorf("calls = %+v, want one argument 'my part.gcode' with its quotes", calls)
+func TestQuotedPlaceholderRefused(t *testing.T) {
+	// OctoPrint 1.11.3+ runs these, and a file name such as
+	// "$(touch x).gcode" inside the user's double quotes, or "a; b" inside
+	// single quotes, runs as shell code. printbridge refuses the entry.
+	for _, command := range []string{`record "{name}"`, `record '{name}'`, `record "Event {__eventname} ({name})"`} {
+		_, problems, err := ParseConfig("config.yaml", []byte(fmt.Sprintf(
+			"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: true, command: %q}\n", command)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !HasErrors(problems) {
+			t.Errorf("%s: no error, want the entry refused", command)
+			continue
+		}
+		found := false
+		for _, p := range problems {
+			if p.Severity == SeverityError && strings.Contains(p.Message, "inside shell quotes") && strings.Contains(p.Message, "shell commands") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: problems %v lack the injection error", command, problems)
+		}
 	}
 }
 
