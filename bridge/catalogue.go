@@ -83,6 +83,8 @@ const (
 	EventToolChange          = "ToolChange"
 	EventCommandSuppressed   = "CommandSuppressed"
 	EventInvalidToolReported = "InvalidToolReported"
+	EventUpload              = "Upload"
+	EventFileRemovedName     = "FileRemoved"
 )
 
 var jobFields = []FieldDef{
@@ -115,11 +117,13 @@ var storageFields = []FieldDef{
 }
 
 const (
-	byEdgeSerial = "edge: serial activity"
-	byEdgeJob    = "edge: print job"
-	byEdgeGcode  = "edge: G-code sent to the printer"
-	byEdge       = "edge"
-	notYet       = "not fired yet: "
+	byEdgeSerial   = "edge: serial activity"
+	byEdgeJob      = "edge: print job"
+	byEdgeGcode    = "edge: G-code sent to the printer"
+	byEdge         = "edge"
+	byEdgeFiles    = "edge: files directory (changes from outside and command/file)"
+	byEdgeAnalysis = "edge: G-code analysis of each new file, and print statistics"
+	notYet         = "not fired yet: "
 )
 
 var catalogue = []EventDef{
@@ -164,27 +168,27 @@ var catalogue = []EventDef{
 	{Name: "Upload", Group: "file handling", Doc: "A file has been uploaded.",
 		Fields: []FieldDef{{Name: "name", Type: TypeString}, {Name: "path", Type: TypeString}, {Name: "target", Type: TypeString},
 			{Name: "select", Type: TypeBool}, {Name: "print", Type: TypeBool}, {Name: "effective_select", Type: TypeBool},
-			{Name: "effective_print", Type: TypeBool}, {Name: "userdata", Type: TypeAny, Optional: true}}, FiredBy: notYet + "the file command"},
+			{Name: "effective_print", Type: TypeBool}, {Name: "userdata", Type: TypeAny, Optional: true}}, FiredBy: byEdgeFiles},
 	{Name: "FileAdded", Group: "file handling", Doc: "A file has been added to a storage.",
-		Fields: append(append([]FieldDef{}, storageFields...), FieldDef{Name: "type", Type: TypeArray}, FieldDef{Name: "operation", Type: TypeString}), FiredBy: notYet + "file storage watching"},
+		Fields: append(append([]FieldDef{}, storageFields...), FieldDef{Name: "type", Type: TypeArray}, FieldDef{Name: "operation", Type: TypeString}), FiredBy: byEdgeFiles},
 	{Name: "FileRemoved", Group: "file handling", Doc: "A file has been removed from a storage.",
-		Fields: append(append([]FieldDef{}, storageFields...), FieldDef{Name: "type", Type: TypeArray}, FieldDef{Name: "operation", Type: TypeString}), FiredBy: notYet + "file storage watching"},
+		Fields: append(append([]FieldDef{}, storageFields...), FieldDef{Name: "type", Type: TypeArray}, FieldDef{Name: "operation", Type: TypeString}), FiredBy: byEdgeFiles},
 	{Name: "FileMoved", Group: "file handling", Doc: "A file has been moved.",
 		Fields: []FieldDef{{Name: "storage", Type: TypeString}, {Name: "source_path", Type: TypeString}, {Name: "source_name", Type: TypeString},
 			{Name: "source_type", Type: TypeArray}, {Name: "destination_path", Type: TypeString}, {Name: "destination_name", Type: TypeString},
-			{Name: "destination_type", Type: TypeArray}}, FiredBy: notYet + "file storage watching"},
-	{Name: "FolderAdded", Group: "file handling", Doc: "A folder has been added to a storage.", Fields: storageFields, FiredBy: notYet + "file storage watching"},
-	{Name: "FolderRemoved", Group: "file handling", Doc: "A folder has been removed from a storage.", Fields: storageFields, FiredBy: notYet + "file storage watching"},
+			{Name: "destination_type", Type: TypeArray}}, FiredBy: byEdgeFiles},
+	{Name: "FolderAdded", Group: "file handling", Doc: "A folder has been added to a storage.", Fields: storageFields, FiredBy: byEdgeFiles},
+	{Name: "FolderRemoved", Group: "file handling", Doc: "A folder has been removed from a storage.", Fields: storageFields, FiredBy: byEdgeFiles},
 	{Name: "FolderMoved", Group: "file handling", Doc: "A folder has been moved.",
 		Fields: []FieldDef{{Name: "storage", Type: TypeString}, {Name: "source_path", Type: TypeString}, {Name: "source_name", Type: TypeString},
-			{Name: "destination_path", Type: TypeString}, {Name: "destination_name", Type: TypeString}}, FiredBy: notYet + "file storage watching"},
+			{Name: "destination_path", Type: TypeString}, {Name: "destination_name", Type: TypeString}}, FiredBy: byEdgeFiles},
 	{Name: "UpdatedFiles", Group: "file handling", Doc: "A file list was modified.",
-		Fields: []FieldDef{{Name: "type", Type: TypeString}}, FiredBy: notYet + "file storage watching"},
-	{Name: "MetadataAnalysisStarted", Group: "file handling", Doc: "The metadata analysis of a file has started.", Fields: fileFields, FiredBy: notYet + "G-code analysis"},
+		Fields: []FieldDef{{Name: "type", Type: TypeString}}, FiredBy: byEdgeFiles},
+	{Name: "MetadataAnalysisStarted", Group: "file handling", Doc: "The metadata analysis of a file has started.", Fields: fileFields, FiredBy: byEdgeAnalysis},
 	{Name: "MetadataAnalysisFinished", Group: "file handling", Doc: "The metadata analysis of a file has finished.",
-		Fields: append(append([]FieldDef{}, fileFields...), FieldDef{Name: "result", Type: TypeObject}), FiredBy: notYet + "G-code analysis"},
+		Fields: append(append([]FieldDef{}, fileFields...), FieldDef{Name: "result", Type: TypeObject}), FiredBy: byEdgeAnalysis},
 	{Name: "MetadataStatisticsUpdated", Group: "file handling", Doc: "The metadata of a file has been updated after a print.",
-		Fields: []FieldDef{{Name: "storage", Type: TypeString}, {Name: "path", Type: TypeString}}, FiredBy: notYet + "G-code analysis"},
+		Fields: []FieldDef{{Name: "storage", Type: TypeString}, {Name: "path", Type: TypeString}}, FiredBy: byEdgeAnalysis},
 	{Name: EventFileSelected, Group: "file handling", Doc: "A file has been selected for printing.", Fields: fileFields, FiredBy: byEdgeJob},
 	{Name: EventFileDeselected, Group: "file handling", Doc: "No file is selected any more.", FiredBy: byEdgeJob},
 	{Name: "TransferStarted", Group: "file handling", Doc: "A file transfer to the printer's SD has started.",

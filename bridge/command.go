@@ -24,6 +24,16 @@ const (
 	ActionDisconnect = "disconnect"
 )
 
+// File actions of command/file.
+const (
+	FileAdd    = "add"
+	FileMove   = "move"
+	FileCopy   = "copy"
+	FileRemove = "remove"
+	FileMkdir  = "mkdir"
+	FileList   = "list"
+)
+
 // Command is a message on command/<kind>.
 type Command struct {
 	ID string `json:"id"`
@@ -39,6 +49,15 @@ type Command struct {
 	ReplyTo string `json:"reply_to,omitempty"`
 	// Expires drops the command with a rejected reply once passed.
 	Expires *time.Time `json:"expires,omitempty"`
+	// Destination is the target of a file move or copy.
+	Destination string `json:"destination,omitempty"`
+	// Data is the content of a file added inline; From names a file on
+	// the edge's host to add instead (only inside its import folder).
+	Data *string `json:"data,omitempty"`
+	From string  `json:"from,omitempty"`
+	// Select and Print select, or start printing, a file once it is added.
+	Select bool `json:"select,omitempty"`
+	Print  bool `json:"print,omitempty"`
 	// Force lets a G-code command past the policy rules that guard a
 	// running print (a heater off or G28 mid-print).
 	Force bool `json:"force,omitempty"`
@@ -87,6 +106,7 @@ var commandKeys = map[string][]string{
 	CommandJob:        {"action", "path"},
 	CommandConnection: {"action"},
 	CommandEvent:      {"event", "payload"},
+	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print"},
 }
 
 var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
@@ -116,7 +136,7 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 	}
 	allowed, known := commandKeys[kind]
 	if !known {
-		return fail("unknown command kind %q: use gcode, job, connection or event", kind)
+		return fail("unknown command kind %q: use gcode, job, connection, event or file", kind)
 	}
 	allowed = append(append([]string{}, commonCommandKeys...), allowed...)
 	for key := range fields {
@@ -130,7 +150,8 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 			return fail("unknown key %q on command/%s%s; valid keys: %s", key, kind, hint, strings.Join(allowed, ", "))
 		}
 	}
-	for key, dst := range map[string]*string{"source": &cmd.Source, "reply_to": &cmd.ReplyTo, "action": &cmd.Action, "path": &cmd.Path, "event": &cmd.Event} {
+	for key, dst := range map[string]*string{"reply_to": &cmd.ReplyTo, "action": &cmd.Action, "path": &cmd.Path, "event": &cmd.Event,
+		"destination": &cmd.Destination, "from": &cmd.From} {
 		if raw, ok := fields[key]; ok {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return fail("%q must be a string", key)
@@ -147,6 +168,25 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 			return fail(`"expires" must be an RFC 3339 time, such as 2026-12-03T21:00:00Z, not %q`, text)
 		}
 		cmd.Expires = &t
+	}
+	if raw, ok := fields["source"]; ok {
+		if err := json.Unmarshal(raw, &cmd.Source); err != nil {
+			return fail(`"source" must be a string`)
+		}
+	}
+	if raw, ok := fields["data"]; ok {
+		var data string
+		if err := json.Unmarshal(raw, &data); err != nil {
+			return fail(`"data" must be a string with the file's G-code`)
+		}
+		cmd.Data = &data
+	}
+	for key, dst := range map[string]*bool{"select": &cmd.Select, "print": &cmd.Print} {
+		if raw, ok := fields[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fail("%q must be true or false", key)
+			}
+		}
 	}
 	if raw, ok := fields["force"]; ok {
 		if err := json.Unmarshal(raw, &cmd.Force); err != nil {
@@ -250,6 +290,25 @@ func validateCommand(kind string, cmd *Command) error {
 		}
 		if err := ValidatePayload(cmd.Event, cmd.Payload); err != nil {
 			return err
+		}
+	case CommandFile:
+		if cmd.Path == "" && cmd.Action != FileList {
+			return errors.New(`missing "path": name the file or folder inside the edge's files directory`)
+		}
+		switch cmd.Action {
+		case FileAdd:
+			if (cmd.Data == nil) == (cmd.From == "") {
+				return errors.New(`file add needs exactly one of "data" (the G-code) and "from" (a file in the edge's import folder)`)
+			}
+		case FileMove, FileCopy:
+			if cmd.Destination == "" {
+				return fmt.Errorf(`file %s needs "destination"`, cmd.Action)
+			}
+		case FileRemove, FileMkdir, FileList:
+		case "":
+			return errors.New(`missing "action": use add, move, copy, remove, mkdir or list`)
+		default:
+			return fmt.Errorf("unknown file action %q: use add, move, copy, remove, mkdir or list", cmd.Action)
 		}
 	case CommandConnection:
 		switch cmd.Action {

@@ -17,10 +17,13 @@ const (
 	// (sequence number, context, delivery), for tools and companion
 	// programs.
 	CommandEvent = "event"
+	// CommandFile manages the edge's files directory: add, move, copy,
+	// remove, mkdir, list.
+	CommandFile = "file"
 )
 
 // CommandKinds lists the kinds the edge subscribes to.
-var CommandKinds = []string{CommandGcode, CommandJob, CommandConnection, CommandEvent}
+var CommandKinds = []string{CommandGcode, CommandJob, CommandConnection, CommandEvent, CommandFile}
 
 // Topics builds the MQTT topics and NATS subjects of one base. MQTT levels
 // are joined with '/', NATS tokens with '.'; the printer id is validated

@@ -86,6 +86,10 @@ func (s *session) resolvePath(path string) (string, error) {
 		if part == ".." {
 			return "", fmt.Errorf("invalid file path %q: '..' is not allowed; paths are relative to the files directory", path)
 		}
+		// Dot names are the storage's own (.printbridge/metadata.json).
+		if strings.HasPrefix(part, ".") && part != "." {
+			return "", fmt.Errorf("invalid file path %q: names starting with '.' are hidden and cannot be printed", path)
+		}
 	}
 	full := filepath.Join(s.p.cfg.FilesDir, clean)
 	// A symlink inside the folder must not lead out of it.

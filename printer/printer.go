@@ -209,6 +209,7 @@ const (
 	reqConnect    = bridge.ActionConnect
 	reqDisconnect = bridge.ActionDisconnect
 	reqEvent      = "event"
+	reqDeselect   = "deselect"
 )
 
 // ErrStopped is returned for requests after Run has ended.
@@ -253,6 +254,29 @@ func (p *Printer) Job(ctx context.Context, action, path string, done DoneFunc) e
 // own events. The caller validates name and payload.
 func (p *Printer) FireEvent(ctx context.Context, name string, payload bridge.Payload) error {
 	return p.submit(ctx, request{kind: reqEvent, path: name, payload: payload})
+}
+
+// Deselect drops the selection of path (after the file was removed or
+// moved away) and fires FileDeselected, unless a print of it is running.
+func (p *Printer) Deselect(ctx context.Context, path string) error {
+	return p.submit(ctx, request{kind: reqDeselect, path: path})
+}
+
+// Context returns the event context of the latest snapshot, for events
+// that other components fire (file storage).
+func (p *Printer) Context() bridge.Context {
+	snap := p.Snapshot()
+	c := bridge.Context{State: snap.State}
+	if snap.CurrentZ != nil {
+		z := *snap.CurrentZ
+		c.CurrentZ = &z
+	}
+	if j := snap.Job; j != nil {
+		c.File = &bridge.FileRef{Name: j.Name, Path: j.Path, Origin: j.Origin}
+		prog := j.Progress
+		c.Progress = &prog
+	}
+	return c
 }
 
 // Connection connects or disconnects the serial port.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/printbridge/printbridge/bridge"
 )
 
 func (s *session) handleRequest(r request) error {
@@ -32,6 +34,17 @@ func (s *session) handleRequest(r request) error {
 		return s.cancelJob(r.done, "")
 	case reqEvent:
 		s.emit(r.path, r.payload)
+		return nil
+	case reqDeselect:
+		if s.selected == nil || s.selected.path != r.path {
+			return nil
+		}
+		if s.job != nil {
+			return fmt.Errorf("%s is printing; cancel the print first", r.path)
+		}
+		s.selected = nil
+		s.printerZ = nil
+		s.emit(bridge.EventFileDeselected, nil)
 		return nil
 	case reqConnect:
 		if s.port != nil {

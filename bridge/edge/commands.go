@@ -171,6 +171,11 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		if err = p.FireEvent(pctx, cmd.Event, cmd.Payload); err == nil {
 			done(nil, nil)
 		}
+	case bridge.CommandFile:
+		var lines []string
+		if lines, err = c.handleFile(pctx, cmd); err == nil {
+			done(lines, nil)
+		}
 	}
 	if err != nil {
 		c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()

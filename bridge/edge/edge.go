@@ -3,9 +3,16 @@
 // events in order, keeps the retained state and availability topics up to
 // date, and executes command messages, answering each with replies.
 //
-// Events are queued in memory between the printer's owner goroutine and
-// one publisher goroutine, so a slow broker never stalls the serial
-// stream.
+// Emit appends each event to an on-disk outbox (package outbox) on the
+// printer's owner goroutine, and one publisher goroutine publishes from
+// the oldest unacknowledged event, acknowledging it in the outbox only
+// after the broker has taken it. So a slow or absent broker never stalls
+// the serial stream, and events survive broker outages and edge restarts.
+// Without a data directory, or for an event the outbox failed to store,
+// events wait in a bounded memory queue instead.
+//
+// The bus may be handed over later with SetBus: events fired before the
+// first broker connection wait in the outbox.
 package edge
 
 import (
@@ -14,22 +21,46 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/outbox"
 	"github.com/printbridge/printbridge/printer"
+	"github.com/printbridge/printbridge/printer/storage"
 )
 
 // Version is the printbridge version reported in bridge/info.
 var Version = "0.1.0-dev"
 
+const (
+	// shutdownDrainTimeout bounds the publishing of what is left at stop.
+	shutdownDrainTimeout = 5 * time.Second
+	// gaugeInterval is how often the outbox depth and age gauges are
+	// refreshed while the publisher waits.
+	gaugeInterval = time.Second
+	// errorLogInterval is the shortest time between two log lines about
+	// repeated outbox errors.
+	errorLogInterval = time.Minute
+)
+
 // Config sets up an edge.
 type Config struct {
+	// Files is the files directory that command/file manages; nil
+	// rejects file commands. ImportDir is the only folder that a file add
+	// may copy "from" ("" disables adding from a path).
+	Files     *storage.Storage
+	ImportDir string
 	PrinterID string
-	DataDir   string
-	// QueueSize bounds the events held while the broker is unreachable;
-	// 10000 when zero. When full, the oldest event is dropped and counted.
+	// DataDir holds the seq file and the outbox (DataDir/<printer>.outbox).
+	// Without it, events are held in memory only and seq restarts at 1.
+	DataDir string
+	// Outbox sets the outbox limits and fsync policy.
+	Outbox outbox.Options
+	// QueueSize bounds the events held in memory when there is no outbox
+	// or the outbox failed to store them; 10000 when zero. When full, the
+	// oldest event is dropped and counted.
 	QueueSize int
 	// PublishTimeout bounds one publish attempt; 10s when zero.
 	PublishTimeout time.Duration
@@ -43,31 +74,48 @@ type Config struct {
 
 // Edge publishes one printer's events and executes its commands.
 type Edge struct {
-	cfg     Config
-	log     *slog.Logger
-	bus     bridge.Bus
-	printer *printer.Printer
-	seq     *seqStore
-	metrics *Metrics
+	cfg Config
+	log *slog.Logger
+	// printerMu guards printer, which Attach sets after the broker
+	// callbacks may already run.
+	printerMu sync.Mutex
+	printer   *printer.Printer
+	seq       *seqStore
+	outbox    *outbox.Outbox // nil without DataDir
+	metrics   *Metrics
 
-	// mu guards queue and closed.
-	mu     sync.Mutex
-	queue  []queuedEvent
-	closed bool
-	wake   chan struct{}
+	// bus is set once by SetBus, before busReady is closed. Run and the
+	// goroutines it starts read it without busMu after busReady.
+	bus      bridge.Bus
+	busMu    sync.Mutex // guards bus for RepublishRetained
+	busOnce  sync.Once
+	busReady chan struct{}
+
+	// emitMu orders seq numbering with the append, so records enter the
+	// outbox in seq order even when Emit runs on two goroutines.
+	emitMu       sync.Mutex
+	writeErrors  int
+	lastWriteLog time.Time
+
+	// mu guards queue.
+	mu    sync.Mutex
+	queue []pendingEvent
+	wake  chan struct{}
 
 	commands *commandRunner
 	wg       sync.WaitGroup
 }
 
-type queuedEvent struct {
-	env  *bridge.Envelope
-	data []byte
+// pendingEvent is one event to publish, from the outbox or from memory.
+type pendingEvent struct {
+	env        *bridge.Envelope
+	data       []byte
+	fromOutbox bool
 }
 
 // New builds an edge for a printer whose events must be routed to
 // (*Edge).Emit: create the printer with edge.Emit as its EventFunc, then
-// call Attach.
+// call Attach. bus may be nil and handed over later with SetBus.
 func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge, error) {
 	if err := bridge.ValidatePrinterID(cfg.PrinterID); err != nil {
 		return nil, err
@@ -81,33 +129,89 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 	if cfg.StateInterval == 0 {
 		cfg.StateInterval = 500 * time.Millisecond
 	}
-	seq, err := openSeqStore(cfg.DataDir, cfg.PrinterID)
-	if err != nil {
-		return nil, err
-	}
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	log = log.With("printer", cfg.PrinterID)
 	e := &Edge{
-		cfg:     cfg,
-		log:     log.With("printer", cfg.PrinterID),
-		bus:     bus,
-		seq:     seq,
-		metrics: metrics,
-		wake:    make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      log,
+		metrics:  metrics,
+		wake:     make(chan struct{}, 1),
+		busReady: make(chan struct{}),
 	}
+	var floor uint64
+	if cfg.DataDir != "" {
+		opts := cfg.Outbox
+		userDrop := opts.OnDrop
+		opts.OnDrop = func(n int, reason string) {
+			metrics.OutboxDropped.WithLabelValues(reason).Add(float64(n))
+			if userDrop != nil {
+				userDrop(n, reason)
+			}
+		}
+		ob, err := outbox.Open(filepath.Join(cfg.DataDir, cfg.PrinterID+".outbox"), opts, log)
+		if err != nil {
+			return nil, fmt.Errorf("open the event outbox of printer %s: %w (check that --data-dir is writable)", cfg.PrinterID, err)
+		}
+		e.outbox = ob
+		floor = ob.LastSeq()
+	}
+	seq, err := openSeqStore(cfg.DataDir, cfg.PrinterID, floor)
+	if err != nil {
+		if e.outbox != nil {
+			_ = e.outbox.Close()
+		}
+		return nil, err
+	}
+	e.seq = seq
 	e.commands = newCommandRunner(e)
+	e.observeOutbox()
+	if bus != nil {
+		e.SetBus(bus)
+	}
 	// Startup is queued before the printer exists, so it is the first
-	// event, as in OctoPrint.
+	// event of this run, as in OctoPrint. Events a previous run left in
+	// the outbox go out before it.
 	e.Emit(bridge.EventStartup, nil, bridge.Context{})
 	return e, nil
 }
 
 // Attach sets the printer whose commands the edge executes.
-func (e *Edge) Attach(p *printer.Printer) { e.printer = p }
+func (e *Edge) Attach(p *printer.Printer) {
+	e.printerMu.Lock()
+	defer e.printerMu.Unlock()
+	e.printer = p
+}
 
-// Emit is the printer's EventFunc: it builds the envelope and queues it.
-// It never blocks.
+// attached returns the printer set by Attach, or nil. The MQTT adapter's
+// on-connect callback reads it from its own goroutine.
+func (e *Edge) attached() *printer.Printer {
+	e.printerMu.Lock()
+	defer e.printerMu.Unlock()
+	return e.printer
+}
+
+// SetBus hands the edge its broker connection, once it is up. Only the
+// first call has an effect.
+func (e *Edge) SetBus(bus bridge.Bus) {
+	e.busOnce.Do(func() {
+		e.busMu.Lock()
+		e.bus = bus
+		e.busMu.Unlock()
+		close(e.busReady)
+	})
+}
+
+func (e *Edge) currentBus() bridge.Bus {
+	e.busMu.Lock()
+	defer e.busMu.Unlock()
+	return e.bus
+}
+
+// Emit is the printer's EventFunc: it builds the envelope and stores it
+// in the outbox. It does not wait for the broker, only for the outbox's
+// disk write (and fsync under the "every" fsync policy).
 func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 	now := time.Now().UTC()
 	env := &bridge.Envelope{
@@ -119,11 +223,9 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 		Payload: payload,
 		Context: ctx,
 	}
-	seq, err := e.seq.Next()
-	if err != nil {
-		e.log.Error("persisting the event sequence failed; numbering continues in memory", "error", err)
-	}
-	env.Seq = seq
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	env.Seq = e.seq.Next()
 	data, err := json.Marshal(env)
 	if err != nil {
 		e.log.Error("encoding event failed; event dropped", "event", name, "event_id", env.ID, "error", err)
@@ -133,8 +235,47 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 	if e.cfg.OnEnvelope != nil {
 		e.cfg.OnEnvelope(env)
 	}
-	e.log.Debug("event", "event", name, "event_id", env.ID, "seq", seq)
+	e.log.Debug("event", "event", name, "event_id", env.ID, "seq", env.Seq)
+	if e.outbox == nil {
+		e.enqueue(pendingEvent{env: env, data: data})
+	} else if !e.storeLocked(env, data) {
+		return
+	}
+	e.signal()
+}
+
+// storeLocked appends to the outbox, or queues in memory when that fails.
+// It returns false when the event is lost because the edge has stopped.
+func (e *Edge) storeLocked(env *bridge.Envelope, data []byte) bool {
+	err := e.outbox.Append(data, outbox.Meta{Seq: env.Seq, ID: env.ID, Event: env.Event, Time: env.Time})
+	if err == nil {
+		e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
+		return true
+	}
+	if errors.Is(err, outbox.ErrClosed) {
+		e.metrics.EventsDropped.WithLabelValues("stopped").Inc()
+		e.log.Warn("event fired after the edge stopped; dropped", "event", env.Event, "event_id", env.ID, "seq", env.Seq)
+		return false
+	}
+	e.metrics.OutboxWriteErrors.Inc()
+	e.writeErrors++
+	if now := time.Now(); e.writeErrors == 1 || now.Sub(e.lastWriteLog) >= errorLogInterval {
+		e.lastWriteLog = now
+		e.log.Error("storing event in the outbox failed; it is held in memory until published, and lost if the edge stops first",
+			"event", env.Event, "event_id", env.ID, "seq", env.Seq, "failures", e.writeErrors, "error", err)
+	}
+	// The outbox does not have this seq, so the seq file must, or a
+	// restart could hand it out again.
+	if perr := e.seq.Persist(env.Seq); perr != nil {
+		e.log.Error("persisting the event sequence failed; a restart may reuse seq numbers", "seq", env.Seq, "error", perr)
+	}
+	e.enqueue(pendingEvent{env: env, data: data})
+	return true
+}
+
+func (e *Edge) enqueue(ev pendingEvent) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if len(e.queue) >= e.cfg.QueueSize {
 		dropped := e.queue[0]
 		e.queue = e.queue[1:]
@@ -142,25 +283,38 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 		e.log.Warn("event queue full, oldest event dropped", "event", dropped.env.Event, "event_id", dropped.env.ID,
 			"seq", dropped.env.Seq, "queue_size", e.cfg.QueueSize)
 	}
-	e.queue = append(e.queue, queuedEvent{env: env, data: data})
+	e.queue = append(e.queue, ev)
 	e.metrics.QueueDepth.Set(float64(len(e.queue)))
-	e.mu.Unlock()
+}
+
+func (e *Edge) signal() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Run publishes events, state and replies until ctx ends, then publishes
-// Shutdown and offline and drains what it can within a few seconds.
+// Run waits for the bus, then publishes events, state and replies until
+// ctx ends. It then publishes Shutdown and offline, and drains what it can
+// within a few seconds. What is left stays in the outbox for the next
+// start. When ctx ends before SetBus, Shutdown is only stored.
 func (e *Edge) Run(ctx context.Context) error {
 	if e.printer == nil {
 		return errors.New("edge has no printer attached")
 	}
+	select {
+	case <-e.busReady:
+	case <-ctx.Done():
+		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
+		e.log.Warn("edge stopped before a broker connection was up; events stay in the outbox for the next start",
+			"count", e.pendingCount())
+		return e.close()
+	}
 	e.publishInfo(ctx)
 	e.publishAvailability(ctx, true)
 	if err := e.bus.SubscribeCommands(ctx, e.cfg.PrinterID, e.commands.receive); err != nil {
-		return fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, err)
+		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
+		return errors.Join(fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, err), e.close())
 	}
 	e.wg.Add(2)
 	go func() {
@@ -174,61 +328,174 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.publishEvents(ctx)
 	e.wg.Wait()
 
-	// Shutdown goes out after everything queued before it.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Shutdown goes out after everything stored before it.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownDrainTimeout)
 	defer cancel()
 	e.Emit(bridge.EventShutdown, nil, bridge.Context{})
 	e.drain(shutdownCtx)
 	e.publishAvailability(shutdownCtx, false)
-	e.mu.Lock()
-	e.closed = true
-	left := len(e.queue)
-	e.mu.Unlock()
-	if left > 0 {
-		e.log.Warn("edge stopped with events not delivered", "count", left)
-	}
-	return e.seq.Close()
+	return e.close()
 }
 
+// close logs what was not delivered and closes the outbox and seq file.
+func (e *Edge) close() error {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	e.mu.Lock()
+	inMemory := len(e.queue)
+	e.mu.Unlock()
+	if inMemory > 0 {
+		e.log.Warn("edge stopped with events held in memory; they are lost", "count", inMemory)
+	}
+	var errs []error
+	if e.outbox != nil {
+		if n := e.outbox.Len(); n > 0 {
+			e.log.Info("edge stopped with undelivered events in the outbox; the next start publishes them", "count", n)
+		}
+		errs = append(errs, e.outbox.Close())
+	}
+	errs = append(errs, e.seq.Close())
+	return errors.Join(errs...)
+}
+
+func (e *Edge) pendingCount() int {
+	e.mu.Lock()
+	n := len(e.queue)
+	e.mu.Unlock()
+	if e.outbox != nil {
+		n += e.outbox.Len()
+	}
+	return n
+}
+
+// next returns the pending event with the lowest seq: the outbox's oldest
+// or the memory queue's oldest.
+func (e *Edge) next() (pendingEvent, bool, error) {
+	var disk *outbox.Record
+	if e.outbox != nil {
+		recs, err := e.outbox.Peek(1)
+		if err != nil {
+			return pendingEvent{}, false, err
+		}
+		if len(recs) > 0 {
+			disk = &recs[0]
+		}
+	}
+	e.mu.Lock()
+	var mem *pendingEvent
+	if len(e.queue) > 0 {
+		mem = &e.queue[0]
+	}
+	e.mu.Unlock()
+	switch {
+	case disk != nil && (mem == nil || disk.Seq < mem.env.Seq):
+		// The bus needs only the routing fields and the id; the envelope
+		// itself travels as stored.
+		env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: disk.ID, Seq: disk.Seq, Printer: e.cfg.PrinterID,
+			Event: disk.Event, Time: disk.Time}
+		return pendingEvent{env: env, data: disk.Data, fromOutbox: true}, true, nil
+	case mem != nil:
+		return *mem, true, nil
+	}
+	return pendingEvent{}, false, nil
+}
+
+// delivered removes a published event from where it waited.
+func (e *Edge) delivered(ev pendingEvent) {
+	if ev.fromOutbox {
+		if err := e.outbox.Ack(ev.env.Seq); err != nil {
+			e.log.Error("acknowledging an event in the outbox failed; it may be published again", "event_id", ev.env.ID,
+				"seq", ev.env.Seq, "error", err)
+		}
+		e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) > 0 && e.queue[0].env.ID == ev.env.ID {
+		e.queue = e.queue[1:]
+	}
+	e.metrics.QueueDepth.Set(float64(len(e.queue)))
+}
+
+// observeOutbox refreshes the outbox gauges.
+func (e *Edge) observeOutbox() {
+	if e.outbox == nil {
+		return
+	}
+	e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
+	e.metrics.OutboxOldestAge.Set(e.outbox.OldestAge().Seconds())
+}
+
+// publishEvents runs on the publisher goroutine: one event at a time, in
+// seq order, retried with capped backoff until the broker takes it.
+// NOTE: an event that the broker always rejects (larger than its maximum
+// payload, say) holds up every later event until MaxAge drops it.
 func (e *Edge) publishEvents(ctx context.Context) {
+	gauges := time.NewTicker(gaugeInterval)
+	defer gauges.Stop()
 	attempt := 0
 	for {
-		e.mu.Lock()
-		var next *queuedEvent
-		if len(e.queue) > 0 {
-			next = &e.queue[0]
+		ev, ok, err := e.next()
+		if err != nil {
+			attempt++
+			if attempt == 1 || attempt%20 == 0 {
+				e.log.Error("reading the outbox failed, retrying", "attempt", attempt, "error", err)
+			}
+			if !e.sleep(ctx, backoff(attempt), gauges) {
+				return
+			}
+			continue
 		}
-		e.mu.Unlock()
-		if next == nil {
+		if !ok {
 			select {
 			case <-ctx.Done():
 				return
 			case <-e.wake:
-				continue
+			case <-gauges.C:
+				e.observeOutbox()
 			}
+			continue
 		}
-		if err := e.publishOne(ctx, next); err != nil {
+		if err := e.publishOne(ev); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := min(time.Duration(1<<min(attempt, 5))*200*time.Millisecond, 10*time.Second)
 			attempt++
 			if attempt == 1 || attempt%20 == 0 {
-				e.log.Warn("publishing event failed, retrying", "event", next.env.Event, "event_id", next.env.ID,
-					"attempt", attempt, "error", err)
+				e.log.Warn("publishing event failed, retrying", "event", ev.env.Event, "event_id", ev.env.ID,
+					"seq", ev.env.Seq, "attempt", attempt, "error", err)
 			}
-			select {
-			case <-ctx.Done():
+			if !e.sleep(ctx, backoff(attempt), gauges) {
 				return
-			case <-time.After(wait):
 			}
 			continue
 		}
 		if attempt > 0 {
-			e.log.Info("event publishing recovered", "attempts", attempt)
+			e.log.Info("event publishing recovered", "attempts", attempt, "pending", e.pendingCount())
 		}
 		attempt = 0
-		e.pop(next.env.ID)
+		e.delivered(ev)
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	return min(time.Duration(1<<min(attempt-1, 5))*200*time.Millisecond, 10*time.Second)
+}
+
+// sleep waits d, refreshing the gauges meanwhile; false when ctx ended.
+func (e *Edge) sleep(ctx context.Context, d time.Duration, gauges *time.Ticker) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-gauges.C:
+			e.observeOutbox()
+		}
 	}
 }
 
@@ -236,42 +503,32 @@ func (e *Edge) publishEvents(ctx context.Context) {
 // PublishTimeout but not cancelled by ctx: a publish cut short by shutdown
 // may still reach the broker, and publishing it again from drain would
 // deliver it twice.
-func (e *Edge) publishOne(_ context.Context, q *queuedEvent) error {
+func (e *Edge) publishOne(ev pendingEvent) error {
 	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
 	defer cancel()
-	if err := e.bus.PublishEvent(pctx, q.env, q.data); err != nil {
+	if err := e.bus.PublishEvent(pctx, ev.env, ev.data); err != nil {
 		e.metrics.PublishErrors.Inc()
 		return err
 	}
-	e.metrics.EventsPublished.WithLabelValues(q.env.Event).Inc()
+	e.metrics.EventsPublished.WithLabelValues(ev.env.Event).Inc()
 	return nil
 }
 
-func (e *Edge) pop(id string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.queue) > 0 && e.queue[0].env.ID == id {
-		e.queue = e.queue[1:]
-	}
-	e.metrics.QueueDepth.Set(float64(len(e.queue)))
-}
-
 func (e *Edge) drain(ctx context.Context) {
-	for {
-		e.mu.Lock()
-		var next *queuedEvent
-		if len(e.queue) > 0 {
-			next = &e.queue[0]
-		}
-		e.mu.Unlock()
-		if next == nil {
+	for ctx.Err() == nil {
+		ev, ok, err := e.next()
+		if err != nil {
+			e.log.Warn("reading the outbox at shutdown failed", "error", err)
 			return
 		}
-		if err := e.publishOne(ctx, next); err != nil {
-			e.log.Warn("publishing event at shutdown failed", "event", next.env.Event, "event_id", next.env.ID, "error", err)
+		if !ok {
 			return
 		}
-		e.pop(next.env.ID)
+		if err := e.publishOne(ev); err != nil {
+			e.log.Warn("publishing event at shutdown failed", "event", ev.env.Event, "event_id", ev.env.ID, "error", err)
+			return
+		}
+		e.delivered(ev)
 	}
 }
 
@@ -321,23 +578,28 @@ func (e *Edge) publishState(ctx context.Context) {
 }
 
 // RepublishRetained publishes state and availability again; the MQTT
-// adapter calls it after a reconnect so retained topics are current.
+// adapter calls it after a reconnect so retained topics are current. It
+// does nothing before SetBus.
 func (e *Edge) RepublishRetained(ctx context.Context) {
-	e.publishAvailability(ctx, true)
-	if e.printer == nil {
+	if e.currentBus() == nil {
 		return
 	}
-	snap := e.printer.Snapshot()
+	e.publishAvailability(ctx, true)
+	p := e.attached()
+	if p == nil {
+		return
+	}
+	snap := p.Snapshot()
 	data, err := json.Marshal(statePayload{Snapshot: snap, Printer: e.cfg.PrinterID, LastSeen: time.Now().UTC()})
 	if err == nil {
-		_ = e.bus.PublishState(ctx, e.cfg.PrinterID, data)
+		_ = e.currentBus().PublishState(ctx, e.cfg.PrinterID, data)
 	}
 }
 
 func (e *Edge) publishAvailability(ctx context.Context, online bool) {
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if err := e.bus.PublishAvailability(pctx, e.cfg.PrinterID, online); err != nil {
+	if err := e.currentBus().PublishAvailability(pctx, e.cfg.PrinterID, online); err != nil {
 		e.log.Warn("publishing availability failed", "online", online, "error", err)
 	}
 }

@@ -13,21 +13,27 @@ type Metrics struct {
 	EventsDropped   *prometheus.CounterVec
 	PublishErrors   prometheus.Counter
 	QueueDepth      prometheus.Gauge
-	Commands        *prometheus.CounterVec
-	CommandResults  *prometheus.CounterVec
-	LinesSent       prometheus.Counter
-	LinesReceived   prometheus.Counter
-	Resends         prometheus.Counter
-	ChecksumErrors  prometheus.Counter
-	Timeouts        prometheus.Counter
-	Garbage         prometheus.Counter
-	OKLatency       prometheus.Histogram
-	Temperature     *prometheus.GaugeVec
-	TargetTemp      *prometheus.GaugeVec
-	Progress        prometheus.Gauge
-	State           *prometheus.GaugeVec
-	printerID       string
-	lastState       string
+	// Outbox metrics; depth and age are refreshed by the publisher at
+	// least once a second.
+	OutboxDropped     *prometheus.CounterVec
+	OutboxDepth       prometheus.Gauge
+	OutboxOldestAge   prometheus.Gauge
+	OutboxWriteErrors prometheus.Counter
+	Commands          *prometheus.CounterVec
+	CommandResults    *prometheus.CounterVec
+	LinesSent         prometheus.Counter
+	LinesReceived     prometheus.Counter
+	Resends           prometheus.Counter
+	ChecksumErrors    prometheus.Counter
+	Timeouts          prometheus.Counter
+	Garbage           prometheus.Counter
+	OKLatency         prometheus.Histogram
+	Temperature       *prometheus.GaugeVec
+	TargetTemp        *prometheus.GaugeVec
+	Progress          prometheus.Gauge
+	State             *prometheus.GaugeVec
+	printerID         string
+	lastState         string
 }
 
 // NewMetrics registers the edge metrics on reg (a private registry when
@@ -37,11 +43,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_published_total",
 			Help: "Events acknowledged by the broker, by event name."}, []string{"event"}),
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_dropped_total",
-			Help: "Events dropped before delivery, by reason (queue_full, encode)."}, []string{"reason"}),
+			Help: "Events dropped before delivery outside the outbox, by reason (queue_full, encode, stopped)."}, []string{"reason"}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_event_publish_errors_total",
 			Help: "Failed event publish attempts; each is retried."}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_event_queue_depth",
-			Help: "Events waiting for the broker."}),
+			Help: "Events waiting for the broker in memory, because there is no data directory or the outbox write failed."}),
+		OutboxDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_outbox_dropped_total",
+			Help: "Undelivered events dropped from the outbox, by reason (max_bytes, max_age, corrupt)."}, []string{"reason"}),
+		OutboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_outbox_depth",
+			Help: "Events in the on-disk outbox not yet acknowledged by the broker."}),
+		OutboxOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_outbox_oldest_age_seconds",
+			Help: "Age of the oldest unacknowledged event in the outbox; 0 when it is empty."}),
+		OutboxWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_outbox_write_errors_total",
+			Help: "Events the outbox failed to store, which were then held in memory."}),
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_commands_total",
 			Help: "Command messages received, by kind and first outcome (accepted, rejected, retained, expired, dropped)."}, []string{"kind", "outcome"}),
 		CommandResults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_command_results_total",
@@ -74,6 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg = prometheus.NewRegistry()
 	}
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
+		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
 		m.Progress, m.State)
 	return m

@@ -10,25 +10,26 @@ import (
 	"sync"
 )
 
-// seqBlock is how many sequence numbers are reserved per disk write. A
-// restart skips the unused rest of a block, which consumers see as a gap;
-// seq never goes back.
-const seqBlock = 1000
-
 // seqStore hands out strictly increasing sequence numbers that survive a
-// restart, by persisting the upper end of the reserved block.
+// restart. The outbox stores the seq of every event it takes, so the seq
+// file only needs to be exact when an event bypasses the outbox (a disk
+// error) and at a clean stop. On open, numbering continues after the
+// larger of the file's value and the outbox's last seq, so a killed edge
+// neither reuses a seq nor leaves a gap. A power loss can still take
+// back the records of the last fsync interval, and with them their seqs.
 type seqStore struct {
-	// mu guards next, reserved and the file.
-	mu       sync.Mutex
-	path     string
-	next     uint64
-	reserved uint64
+	// mu guards next and the file.
+	mu   sync.Mutex
+	path string
+	next uint64
 }
 
-func openSeqStore(dataDir, printerID string) (*seqStore, error) {
-	s := &seqStore{next: 1}
+// openSeqStore opens the seq file of printerID in dataDir; floor is the
+// highest seq known elsewhere (the outbox). Without dataDir, numbers live
+// in memory only.
+func openSeqStore(dataDir, printerID string, floor uint64) (*seqStore, error) {
+	s := &seqStore{next: floor + 1}
 	if dataDir == "" {
-		s.reserved = ^uint64(0)
 		return s, nil
 	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
@@ -43,26 +44,28 @@ func openSeqStore(dataDir, printerID string) (*seqStore, error) {
 	default:
 		v, perr := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
 		if perr != nil {
-			return nil, fmt.Errorf("sequence file %s is corrupt (%q): fix or delete it; deleting restarts seq at 1", s.path, strings.TrimSpace(string(data)))
+			return nil, fmt.Errorf("sequence file %s is corrupt (%q): fix or delete it; deleting restarts seq after the outbox's last event", s.path, strings.TrimSpace(string(data)))
 		}
-		s.next = v + 1
+		s.next = max(s.next, v+1)
 	}
-	s.reserved = s.next - 1
 	return s, nil
 }
 
-// Next returns the next sequence number. On a write error it still
-// returns a number (in-memory) together with the error.
-func (s *seqStore) Next() (uint64, error) {
+// Next returns the next sequence number. It does no I/O.
+func (s *seqStore) Next() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.next
 	s.next++
-	if n <= s.reserved {
-		return n, nil
-	}
-	s.reserved = n + seqBlock - 1
-	return n, s.writeLocked(s.reserved)
+	return n
+}
+
+// Persist writes n to the seq file, for an event the outbox did not
+// store.
+func (s *seqStore) Persist(n uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeLocked(n)
 }
 
 func (s *seqStore) writeLocked(v uint64) error {
@@ -79,8 +82,7 @@ func (s *seqStore) writeLocked(v uint64) error {
 	return nil
 }
 
-// Close persists the exact last number used, so a clean restart leaves
-// no gap.
+// Close persists the last number used.
 func (s *seqStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

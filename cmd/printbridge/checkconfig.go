@@ -26,7 +26,8 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: printbridge check-config FILE")
-		fmt.Fprintln(stderr, "Checks an OctoPrint config.yaml as the worker loads it; exits 1 when an entry has an error.")
+		fmt.Fprintln(stderr, "Checks an OctoPrint config.yaml as the worker loads it.")
+		fmt.Fprintln(stderr, "Exit status: 0 without errors (warnings allowed), 1 when the file has an error or cannot be read, 2 for a usage error.")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -57,7 +58,7 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "%s: %s loaded, %s, %s\n", file, count(len(cfg.Subscriptions), "hook"),
 		count(errorCount, "error"), count(warningCount, "warning"))
 	if errorCount > 0 {
-		return fmt.Errorf("%s: %w (%s); the entries with errors are skipped", file, errConfigInvalid, count(errorCount, "error"))
+		return fmt.Errorf("%s: %w (%s, listed above); the worker skips entries with errors", file, errConfigInvalid, count(errorCount, "error"))
 	}
 	return nil
 }

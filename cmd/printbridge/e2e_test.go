@@ -314,6 +314,22 @@ func runPrint(t *testing.T, c *chain) {
 		t.Errorf("system hook wrote %q, want %q", got, want)
 	}
 
+	// Files added through command/file fire OctoPrint's file events and
+	// get analysed.
+	c.command("file", `{"id": "f-1", "action": "add", "path": "sub/hello.gcode", "data": "G28\nG1 Z0.2 F300\nG1 X10 Y10 E1 F1200\n"}`)
+	waitFor(t, "rejection of f-1 (no folder yet)", 10*time.Second, func() bool { _, ok := c.col.reply("f-1", bridge.ReplyRejected); return ok })
+	c.command("file", `{"id": "f-2", "action": "mkdir", "path": "sub"}`)
+	c.command("file", `{"id": "f-3", "action": "add", "path": "sub/hello.gcode", "data": "G28\nG1 Z0.2 F300\nG1 X10 Y10 E1 F1200\n"}`)
+	waitFor(t, "Upload", 10*time.Second, func() bool { return c.col.has(bridge.EventUpload) })
+	waitFor(t, "analysis of the upload", 20*time.Second, func() bool { return c.col.has("MetadataAnalysisFinished") })
+	for _, want := range []string{"FolderAdded", "FileAdded", "UpdatedFiles"} {
+		if !c.col.has(want) {
+			t.Errorf("%s did not fire for the file command", want)
+		}
+	}
+	c.command("file", `{"id": "f-4", "action": "add", "path": "x.gcode", "from": "/etc/passwd"}`)
+	waitFor(t, "rejection of f-4", 10*time.Second, func() bool { _, ok := c.col.reply("f-4", bridge.ReplyRejected); return ok })
+
 	// A companion program's custom event goes through the edge's normal
 	// path; a payload that does not match the catalogue is rejected.
 	c.command("event", `{"id": "ev-1", "event": "plugin_acme_hello", "payload": {"n": 1}}`)

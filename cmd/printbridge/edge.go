@@ -14,14 +14,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/edge"
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/bridge/outbox"
 	"github.com/printbridge/printbridge/printer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func init() {
@@ -43,6 +44,8 @@ type busOptions struct {
 	// printer sets the MQTT last will on its availability topic.
 	printer   string
 	onConnect func()
+	// secrets are the credential files and TLS flags (secrets.go).
+	secrets secretOptions
 }
 
 func (o *busOptions) register(fs *flag.FlagSet) {
@@ -55,6 +58,7 @@ func (o *busOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.natsToken, "nats-token", "", "NATS token (prefer PRINTBRIDGE_NATS_TOKEN)")
 	fs.BoolVar(&o.jetStream, "jetstream", false, "store events in a NATS JetStream stream (the server must have JetStream enabled)")
 	fs.StringVar(&o.baseTopic, "base-topic", bridge.DefaultBase, "first level of every MQTT topic and NATS subject")
+	o.secrets.register(fs)
 }
 
 // connectBus connects to every configured broker, retrying with backoff
@@ -63,7 +67,16 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 	if o.mqttURL == "" && o.natsURL == "" {
 		return nil, errors.New("no broker configured: give --mqtt URL, --nats URL or both")
 	}
+	if err := validateBrokerURLs(o); err != nil {
+		return nil, err
+	}
+	if err := o.resolveSecrets(log); err != nil {
+		return nil, err
+	}
 	topics := bridge.Topics{Base: o.baseTopic}
+	if err := topics.Validate(); err != nil {
+		return nil, fmt.Errorf("--base-topic: %w", err)
+	}
 	var buses []bridge.Bus
 	connect := func(name string, dial func() (bridge.Bus, error)) error {
 		for attempt := 0; ; attempt++ {
@@ -84,7 +97,7 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 	if o.mqttURL != "" {
 		err := connect("mqtt", func() (bridge.Bus, error) {
 			return mqtt.New(ctx, mqtt.Config{
-				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword,
+				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword, TLS: o.secrets.mqttTLS(),
 				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second, OnConnect: o.onConnect,
 			}, log.With("bus", "mqtt"))
 		})
@@ -96,6 +109,7 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 		err := connect("nats", func() (bridge.Bus, error) {
 			return natsbus.New(ctx, natsbus.Config{
 				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
+				NKeySeedFile: o.secrets.natsNKeyFile, CredsFile: o.secrets.natsCredsFile, TLS: o.secrets.natsTLS(),
 				Topics: topics, JetStream: o.jetStream,
 			}, log.With("bus", "nats"))
 		})
@@ -120,11 +134,21 @@ type edgeOptions struct {
 	filesDir      string
 	dataDir       string
 	maxLineLength int
+	flow          string
+	rxBuffer      int
+	importDir     string
+	watchInterval time.Duration
 	autoConnect   bool
 	metricsListen string
 	logFormat     string
 	logLevel      string
 	bus           busOptions
+	integrations  integrationOptions
+
+	outboxMaxMiB        int
+	outboxMaxAge        time.Duration
+	outboxFsync         string
+	outboxFsyncInterval time.Duration
 }
 
 func (o *edgeOptions) register(fs *flag.FlagSet) {
@@ -132,13 +156,42 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.baud, "baud", 115200, "serial baud rate")
 	fs.StringVar(&o.printerID, "printer", "printer1", "printer id used in topics: letters, digits, '-' and '_'")
 	fs.StringVar(&o.filesDir, "files", "", "folder of G-code files that job commands name (default DATA-DIR/files)")
-	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "folder for the edge's state (event sequence)")
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "folder for the edge's state (event sequence and outbox)")
 	fs.IntVar(&o.maxLineLength, "max-line-length", 96, "firmware MAX_CMD_SIZE: longest line in bytes, line number and checksum included")
+	fs.StringVar(&o.flow, "flow", printer.FlowAuto, "flow control: auto (windowed for Marlin), ping-pong (one line in flight) or window")
+	fs.StringVar(&o.importDir, "import-dir", "", "folder that command/file may add files \"from\" by path; empty allows only inline data")
+	fs.DurationVar(&o.watchInterval, "watch-interval", 2*time.Second, "how often the files directory is scanned for changes made from outside")
+	fs.IntVar(&o.rxBuffer, "rx-buffer", 128, "firmware serial RX buffer in bytes; windowed sending never has more unacknowledged bytes in flight")
 	fs.BoolVar(&o.autoConnect, "auto-connect", true, "connect at start and reconnect when the port is lost")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint; empty disables it")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.bus.register(fs)
+	o.integrations.register(fs)
+	fs.IntVar(&o.outboxMaxMiB, "outbox-max-mib", 64, "maximum size of the on-disk event outbox in MiB; when full, the oldest undelivered events are dropped")
+	fs.DurationVar(&o.outboxMaxAge, "outbox-max-age", outbox.DefaultMaxAge, "undelivered events older than this are dropped from the outbox; 0 keeps events of any age")
+	fs.StringVar(&o.outboxFsync, "outbox-fsync", "batch", "when the outbox fsyncs appended events: batch (every --outbox-fsync-interval) or every (each event)")
+	fs.DurationVar(&o.outboxFsyncInterval, "outbox-fsync-interval", outbox.DefaultFsyncInterval, "fsync interval of --outbox-fsync batch")
+}
+
+// outboxOptions converts the outbox flags; zero values take the defaults,
+// except a zero max age, which keeps events of any age.
+func (o *edgeOptions) outboxOptions() (outbox.Options, error) {
+	policy, err := outbox.ParseFsyncPolicy(o.outboxFsync)
+	if err != nil {
+		return outbox.Options{}, fmt.Errorf("invalid --outbox-fsync: %w", err)
+	}
+	if o.outboxMaxMiB < 0 {
+		return outbox.Options{}, fmt.Errorf("invalid --outbox-max-mib %d: give 1 or more", o.outboxMaxMiB)
+	}
+	if o.outboxMaxAge < 0 || o.outboxFsyncInterval < 0 {
+		return outbox.Options{}, errors.New("invalid --outbox-max-age or --outbox-fsync-interval: durations must not be negative")
+	}
+	opts := outbox.Options{MaxBytes: int64(o.outboxMaxMiB) << 20, MaxAge: o.outboxMaxAge, Fsync: policy, FsyncInterval: o.outboxFsyncInterval}
+	if opts.MaxAge == 0 {
+		opts.MaxAge = -1
+	}
+	return opts, nil
 }
 
 func defaultDataDir() string {
@@ -167,6 +220,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelope func(*bridge.Envelope)) error {
 	if err := bridge.ValidatePrinterID(o.printerID); err != nil {
 		return err
+	}
+	if err := printer.ValidateFlow(o.flow); err != nil {
+		return fmt.Errorf("--flow: %w", err)
 	}
 	if o.filesDir == "" {
 		o.filesDir = filepath.Join(o.dataDir, "files")
@@ -205,23 +261,70 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		}
 	}
 	log.Info("edge starting", "printer", o.printerID, "port", o.port, "baud", o.baud, "files", o.filesDir)
-	bus, err := connectBus(ctx, o.bus, log)
+	if o.bus.mqttURL == "" && o.bus.natsURL == "" {
+		return errors.New("no broker configured: give --mqtt URL, --nats URL or both")
+	}
+	// connectBus runs in the background, where an error would go unseen.
+	if err := o.bus.resolveSecrets(log); err != nil {
+		return err
+	}
+	outboxOpts, err := o.outboxOptions()
 	if err != nil {
 		return err
 	}
-	defer bus.Close()
-
-	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, DataDir: o.dataDir, OnEnvelope: onEnvelope}, bus, log, metrics)
+	var p *printer.Printer
+	files, err := newFileStorage(o, log, func() *edge.Edge { edgeMu.Lock(); defer edgeMu.Unlock(); return e }, func() *printer.Printer { return p })
+	if err != nil {
+		return err
+	}
+	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, DataDir: o.dataDir, Outbox: outboxOpts, OnEnvelope: onEnvelope,
+		Files: files, ImportDir: o.importDir},
+		nil, log, metrics)
 	if err != nil {
 		return err
 	}
 	edgeMu.Lock()
 	e = newEdge
 	edgeMu.Unlock()
-	p := printer.New(printer.Config{
+	// The broker connection comes up in the background, so the printer
+	// starts at once and its events wait in the outbox until a broker
+	// accepts the connection.
+	connectCtx, cancelConnect := context.WithCancel(ctx)
+	busDone := make(chan bridge.Bus, 1)
+	busFailed := make(chan error, 1)
+	go func() {
+		bus, err := connectBus(connectCtx, o.bus, log)
+		if err != nil {
+			// connectBus retries connection failures until ctx ends, so
+			// an error before that is a configuration error.
+			if connectCtx.Err() == nil {
+				busFailed <- err
+			}
+			busDone <- nil
+			return
+		}
+		e.SetBus(bus)
+		busDone <- bus
+	}()
+	defer func() {
+		cancelConnect()
+		if bus := <-busDone; bus != nil {
+			_ = bus.Close()
+		}
+	}()
+	p = printer.New(printer.Config{
 		Port: o.port, Baud: o.baud, FilesDir: o.filesDir, MaxLineLength: o.maxLineLength, AutoConnect: o.autoConnect,
-	}, log.With("printer", o.printerID, "port", o.port), e.Emit, metrics.PrinterMetrics())
+		Flow: o.flow, RXBufferSize: o.rxBuffer,
+	}, log.With("printer", o.printerID, "port", o.port), printStatistics(e.Emit, files, log), metrics.PrinterMetrics())
 	e.Attach(p)
+	stopIntegrations, err := startIntegrations(o, e, log)
+	if err != nil {
+		return err
+	}
+	defer stopIntegrations()
+	storageCtx, stopStorage := context.WithCancel(context.Background())
+	storageDone := make(chan error, 1)
+	go func() { storageDone <- files.Run(storageCtx) }()
 
 	printerCtx, stopPrinter := context.WithCancel(context.Background())
 	printerDone := make(chan error, 1)
@@ -231,16 +334,25 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	edgeDone := make(chan error, 1)
 	go func() { edgeDone <- e.Run(edgeCtx) }()
 
-	<-ctx.Done()
+	var busErr error
+	select {
+	case <-ctx.Done():
+	case busErr = <-busFailed:
+		log.Error("broker setup failed; stopping the edge", "error", busErr)
+	}
 	log.Info("edge stopping", "printer", o.printerID)
 	// The printer stops first so its last events (Disconnected) are
 	// queued before the edge publishes Shutdown.
 	stopPrinter()
 	perr := <-printerDone
+	stopStorage()
+	if err := <-storageDone; err != nil {
+		log.Warn("file storage stopped with an error", "error", err)
+	}
 	stopEdge()
 	eerr := <-edgeDone
 	log.Info("edge stopped", "printer", o.printerID)
-	return errors.Join(perr, eerr)
+	return errors.Join(busErr, perr, eerr)
 }
 
 // serveMetrics starts the Prometheus endpoint; the returned func stops it.
@@ -261,6 +373,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 		}
 	}()
 	log.Info("metrics endpoint listening", "address", ln.Addr().String())
+	warnIfNotLoopback(log, "metrics", ln.Addr())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

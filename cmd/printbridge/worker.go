@@ -8,8 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/hooks"
@@ -30,6 +36,20 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
+// optionalString is a string flag that records whether it was given, so
+// that an empty value can mean "disabled" instead of "not given".
+type optionalString struct {
+	value string
+	set   bool
+}
+
+func (s *optionalString) String() string { return s.value }
+
+func (s *optionalString) Set(v string) error {
+	s.value, s.set = v, true
+	return nil
+}
+
 // workerOptions are the worker's flags. Empty values leave the setting of
 // the config file's printbridge: section in place.
 type workerOptions struct {
@@ -38,17 +58,19 @@ type workerOptions struct {
 	group              string
 	hookTimeout        string
 	maxConcurrentHooks int
+	metricsListen      optionalString
 	logFormat          string
 	logLevel           string
 	bus                busOptions
 }
 
 func (o *workerOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks to run (required); its printbridge: section holds the worker's settings")
+	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks to run (required; or PRINTBRIDGE_CONFIG); its printbridge: section holds the worker's settings, and SIGHUP reloads it")
 	fs.Var(&o.printers, "printer", "printer id to serve, repeatable or comma-separated (default: the config's printbridge.printers, else all printers)")
 	fs.StringVar(&o.group, "group", "", "NATS queue group or MQTT shared subscription that workers share the load by (default: printbridge.group, else none)")
 	fs.StringVar(&o.hookTimeout, "hook-timeout", "", "maximum run time of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
 	fs.IntVar(&o.maxConcurrentHooks, "max-concurrent-hooks", 0, "system hooks running at once (default: printbridge.max_concurrent_hooks, else 4)")
+	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
 	o.bus.register(fs)
@@ -96,6 +118,9 @@ func (o *workerOptions) apply(s *hooks.Settings) error {
 	if o.maxConcurrentHooks > 0 {
 		s.MaxConcurrentHooks = o.maxConcurrentHooks
 	}
+	if o.metricsListen.set {
+		s.MetricsListen = o.metricsListen.value
+	}
 	if o.logFormat != "" {
 		s.LogFormat = o.logFormat
 	}
@@ -103,6 +128,51 @@ func (o *workerOptions) apply(s *hooks.Settings) error {
 		s.LogLevel = o.logLevel
 	}
 	return nil
+}
+
+// overridingFlag returns the flag that replaces the printbridge: setting
+// key, or "" when none was given.
+func (o *workerOptions) overridingFlag(key string) string {
+	flagGiven := map[string]bool{
+		"printbridge.mqtt":                 o.bus.mqttURL != "",
+		"printbridge.nats":                 o.bus.natsURL != "",
+		"printbridge.base_topic":           o.bus.baseTopic != "",
+		"printbridge.printers":             len(o.printers) > 0,
+		"printbridge.group":                o.group != "",
+		"printbridge.hook_timeout":         o.hookTimeout != "",
+		"printbridge.max_concurrent_hooks": o.maxConcurrentHooks > 0,
+		"printbridge.metrics_listen":       o.metricsListen.set,
+		"printbridge.log_format":           o.logFormat != "",
+		"printbridge.log_level":            o.logLevel != "",
+	}
+	if !flagGiven[key] {
+		return ""
+	}
+	return strings.ReplaceAll(strings.TrimPrefix(key, "printbridge."), "_", "-")
+}
+
+// load reads the config file and applies the flags. An error in a
+// printbridge: setting that a flag replaces becomes a warning, because
+// the worker does not use the file's value.
+func (o *workerOptions) load() (*hooks.Config, []hooks.Problem, error) {
+	cfg, problems, err := hooks.LoadConfig(o.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := o.apply(&cfg.Settings); err != nil {
+		return nil, nil, err
+	}
+	for i := range problems {
+		p := &problems[i]
+		if p.Severity != hooks.SeverityError {
+			continue
+		}
+		if name := o.overridingFlag(p.Key); name != "" {
+			p.Severity = hooks.SeverityWarning
+			p.Message += fmt.Sprintf("; --%s replaces it", name)
+		}
+	}
+	return cfg, problems, nil
 }
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -114,28 +184,46 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if o.config == "" {
+		o.config = os.Getenv("PRINTBRIDGE_CONFIG")
+	}
+	if o.config == "" {
 		fmt.Fprintln(stderr, "missing --config: give the OctoPrint config.yaml whose events: hooks the worker runs")
 		fs.Usage()
 		return errUsage
 	}
-	cfg, problems, err := hooks.LoadConfig(o.config)
+	// SIGHUP is caught from here on, because its default action would
+	// end the process during the broker connection.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	cfg, problems, err := o.load()
 	if err != nil {
 		return err
 	}
-	if err := o.apply(&cfg.Settings); err != nil {
-		return err
-	}
-	log, err := newLogger(stderr, cfg.Settings.LogFormat, cfg.Settings.LogLevel)
+	level := new(slog.LevelVar)
+	log, err := newWorkerLogger(stderr, cfg.Settings.LogFormat, cfg.Settings.LogLevel, level)
 	if err != nil {
 		return err
 	}
-	if err := logProblems(ctx, log, problems); err != nil {
-		return fmt.Errorf("config %s: %w", o.config, err)
+	warnIfRoot(log, os.Geteuid())
+	hooks.LogProblems(ctx, log, problems)
+	if n := settingsErrors(problems); n > 0 {
+		return fmt.Errorf("config %s: %s in the printbridge: section (logged above); fix them, or give the flags that replace them", o.config, count(n, "error"))
 	}
 
 	if cfg.Settings.MQTT == "" && cfg.Settings.NATS == "" {
 		return fmt.Errorf("no broker configured: give --mqtt URL or --nats URL, or set printbridge.mqtt or printbridge.nats in %s", o.config)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := hooks.NewMetrics(reg)
+	stopMetrics, err := serveMetrics(cfg.Settings.MetricsListen, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
 	busOpts := o.bus
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
@@ -151,29 +239,83 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("closing the broker connection failed", "error", err)
 		}
 	}()
-	return hooks.NewWorker(cfg, bus, log).Run(ctx)
-}
 
-// logProblems logs every config problem and fails when the printbridge:
-// section has an error, because the worker would run with settings the
-// user did not ask for. Entries with errors are only skipped, as in
-// OctoPrint.
-func logProblems(ctx context.Context, log *slog.Logger, problems []hooks.Problem) error {
-	var settingsErrors int
-	for _, p := range problems {
-		level := slog.LevelWarn
-		if p.Severity == hooks.SeverityError {
-			level = slog.LevelError
-			if strings.HasPrefix(p.Key, "printbridge") {
-				settingsErrors++
+	w := hooks.NewWorker(cfg, bus, log, hooks.WithMetrics(metrics), hooks.WithLogLevel(level))
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				reloadWorker(runCtx, &o, w, log)
 			}
 		}
-		log.Log(ctx, level, "config problem", "problem", p.String())
+	}()
+	err = w.Run(runCtx)
+	stop()
+	wg.Wait()
+	return err
+}
+
+// reloadWorker reloads the config file on SIGHUP. Unlike at start, a new
+// config with any error is rejected as a whole, because the running
+// config is there to fall back to and skipping a broken entry would
+// silently drop a hook that was running.
+func reloadWorker(ctx context.Context, o *workerOptions, w *hooks.Worker, log *slog.Logger) {
+	log.Info("SIGHUP received: reloading the config", "config", o.config)
+	_ = w.ReloadFrom(func() (*hooks.Config, error) {
+		cfg, problems, err := o.load()
+		if err != nil {
+			return nil, err
+		}
+		hooks.LogProblems(ctx, log, problems)
+		var errorCount int
+		for _, p := range problems {
+			if p.Severity == hooks.SeverityError {
+				errorCount++
+			}
+		}
+		if errorCount > 0 {
+			return nil, fmt.Errorf("%s has %s (logged above); fix them and send SIGHUP again", o.config, count(errorCount, "error"))
+		}
+		return cfg, nil
+	})
+}
+
+// settingsErrors counts the errors in the printbridge: section. They stop
+// the worker from starting, because it would run with settings the user
+// did not ask for. Entries with errors are only skipped, as in OctoPrint.
+func settingsErrors(problems []hooks.Problem) int {
+	var n int
+	for _, p := range problems {
+		if p.Severity == hooks.SeverityError && (p.Key == "printbridge" || strings.HasPrefix(p.Key, "printbridge.")) {
+			n++
+		}
 	}
-	if settingsErrors > 0 {
-		return fmt.Errorf("%d errors in the printbridge: section (logged above); fix them or override them with flags", settingsErrors)
+	return n
+}
+
+// newWorkerLogger is newLogger with a level that a config reload can
+// change.
+func newWorkerLogger(w io.Writer, format, level string, levelVar *slog.LevelVar) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid log level %q: use debug, info, warn or error", level)
 	}
-	return nil
+	levelVar.Set(lvl)
+	opts := &slog.HandlerOptions{Level: levelVar}
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("invalid log format %q: use text or json", format)
+	}
 }
 
 // workerClientID is unique per process, because an MQTT broker

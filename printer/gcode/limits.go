@@ -72,11 +72,11 @@ type Limits struct {
 }
 
 // MarlinDefaults returns the settings of a Marlin 2.1 build with its
-// example Configuration.h values: max feed rates 300/300/5/25 mm/s,
-// max accelerations 3000/3000/100/10000 mm/s², print, retract and
-// travel accelerations 3000 mm/s², jerk 10/10/0.3/5 mm/s, homing at
-// 50/50/4 mm/s with bumps of 5/5/2 mm, and firmware retraction of 3 mm
-// at 45 mm/s, recovered at 8 mm/s.
+// example Configuration.h values. Max feed rates are 300/300/5/25 mm/s
+// and max accelerations 3000/3000/100/10000 mm/s² (X/Y/Z/E). Print,
+// retract and travel accelerations are 3000 mm/s², jerk 10/10/0.3/5 mm/s.
+// Homing runs at 50/50/4 mm/s with bumps of 5/5/2 mm, and firmware
+// retraction takes 3 mm at 45 mm/s and recovers at 8 mm/s.
 func MarlinDefaults() Limits {
 	return Limits{
 		MaxFeedrate:          [4]float64{300, 300, 5, 25},
@@ -97,7 +97,7 @@ func MarlinDefaults() Limits {
 }
 
 // sanitize replaces unusable values (zero, negative, NaN) by the Marlin
-// defaults, so that no division in the planner sees a zero.
+// defaults, so that the planner never divides by zero.
 func (l *Limits) sanitize() {
 	d := MarlinDefaults()
 	fix := func(v *float64, def float64) {
@@ -105,6 +105,7 @@ func (l *Limits) sanitize() {
 			*v = def
 		}
 	}
+
 	for i := range 4 {
 		fix(&l.MaxFeedrate[i], d.MaxFeedrate[i])
 		fix(&l.MaxAcceleration[i], d.MaxAcceleration[i])
@@ -118,6 +119,7 @@ func (l *Limits) sanitize() {
 			l.HomingBump[i] = d.HomingBump[i]
 		}
 	}
+
 	fix(&l.PrintAcceleration, d.PrintAcceleration)
 	fix(&l.RetractAcceleration, d.RetractAcceleration)
 	fix(&l.TravelAcceleration, d.TravelAcceleration)
@@ -128,6 +130,7 @@ func (l *Limits) sanitize() {
 	if !(l.RetractLength >= 0) || math.IsInf(l.RetractLength, 0) {
 		l.RetractLength = d.RetractLength
 	}
+
 	if !(l.MinPrintFeedrate >= 0) || math.IsInf(l.MinPrintFeedrate, 0) {
 		l.MinPrintFeedrate = 0
 	}
@@ -160,6 +163,8 @@ func (l *Limits) applySettings(c *command) bool {
 			}
 		}
 	case 203:
+		// NOTE: RepRapFirmware's M203 is in mm/min but is read as
+		// Marlin's mm/s.
 		for i, a := range axisLetters {
 			if v, ok := c.param(a); ok && v > 0 {
 				l.MaxFeedrate[i] = v

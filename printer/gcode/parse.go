@@ -34,10 +34,6 @@ func (c *command) reset() {
 	c.extended, c.args = nil, nil
 }
 
-func (c *command) is(letter byte, code int) bool {
-	return c.letter == letter && c.code == code
-}
-
 // param returns the value of a parameter letter and whether it is
 // present.
 func (c *command) param(letter byte) (float64, bool) {
@@ -54,6 +50,9 @@ func (c *command) present(letter byte) bool {
 
 // splitComment separates the code part of a line from its ';' comment.
 // The comment is returned without the ';', and nil when there is none.
+//
+// NOTE: CNC-style "(...)" comments are not removed, so letters inside
+// one would be read as parameters; FDM slicers write ';' comments.
 func splitComment(line []byte) (code, comment []byte) {
 	i := bytes.IndexByte(line, ';')
 	if i < 0 {
@@ -82,6 +81,7 @@ func parseCommand(code []byte, c *command) bool {
 	if i >= len(code) {
 		return false
 	}
+
 	if isExtendedWord(code[i:]) {
 		end := i
 		for end < len(code) && !isSpace(code[end]) {
@@ -91,6 +91,7 @@ func parseCommand(code []byte, c *command) bool {
 		c.args = code[end:]
 		return true
 	}
+
 	letter := upper(code[i])
 	if letter != 'G' && letter != 'M' && letter != 'T' {
 		return false
@@ -109,6 +110,7 @@ func parseCommand(code []byte, c *command) bool {
 			j = after
 		}
 	}
+
 	if letter == 'M' && takesText(n) {
 		return true
 	}
@@ -129,6 +131,15 @@ func takesText(code int) bool {
 func parseParams(b []byte, c *command) {
 	i := 0
 	for i < len(b) {
+		if b[i] == '"' {
+			// A quoted string (M862.3 P "MK4S") holds no parameters.
+			end := bytes.IndexByte(b[i+1:], '"')
+			if end < 0 {
+				return
+			}
+			i += end + 2
+			continue
+		}
 		ch := upper(b[i])
 		if ch < 'A' || ch > 'Z' {
 			i++
@@ -208,6 +219,7 @@ func parseNumber(b []byte) (float64, int, bool) {
 		neg = b[i] == '-'
 		i++
 	}
+
 	var mant uint64
 	digits, scale := 0, 0
 	start := i
@@ -238,6 +250,7 @@ func parseNumber(b []byte) (float64, int, bool) {
 	if i == start || (i == start+1 && b[start] == '.') {
 		return 0, 0, false
 	}
+
 	v := float64(mant)
 	switch {
 	case mant == 0:

@@ -2,12 +2,15 @@ package gcode
 
 import "math"
 
-// lookahead is how many moves the planner holds before it commits the
-// oldest one. Marlin holds 16 (8-bit boards) to 64 moves and plans each
-// buffer to a stop at its end; 64 makes the plan of the committed move
-// the same as with an endless buffer in all but long runs of very short
+// DefaultPlannerBlocks is how many moves the planner holds before it
+// commits the oldest one. Marlin holds 16 (8-bit boards) to 64 moves and
+// plans each buffer to a stop at its end. With 64, the committed move is
+// planned as with an endless buffer, except in long runs of very short
 // segments.
-const lookahead = 64
+const DefaultPlannerBlocks = 64
+
+// maxPlannerBlocks bounds Options.PlannerBlocks.
+const maxPlannerBlocks = 4096
 
 // moveKind selects the acceleration of a move, as Marlin does.
 type moveKind int
@@ -38,11 +41,15 @@ type block struct {
 // speed profile per move and Marlin-style look-ahead.
 type planner struct {
 	limits *Limits
-	ring   [lookahead]block
+	ring   []block
 	head   int // index of the oldest block
 	count  int
 	// entry is the committed entry speed of the oldest block.
 	entry float64
+	// stopped is set while the machine is at rest (at the start and after
+	// a flush), when a block may start at its corner limit. Otherwise an
+	// empty buffer continues at the last exit speed.
+	stopped bool
 	// seconds is the time of all committed blocks.
 	seconds float64
 
@@ -105,12 +112,17 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	p.hasPrev = true
 	p.prevUnit, p.prevNominal, p.prevLength, p.prevAccel = b.unit, b.nominal, b.length, b.accel
 
-	if p.count == lookahead {
+	if p.count == len(p.ring) {
 		p.commit()
 	}
-	idx := (p.head + p.count) % lookahead
+	idx := (p.head + p.count) % len(p.ring)
 	if p.count == 0 {
-		p.entry = b.maxEntry
+		if p.stopped {
+			p.entry = b.maxEntry
+		} else {
+			p.entry = min(p.entry, b.maxEntry)
+		}
+		p.stopped = false
 	}
 	b.reverse = min(b.maxEntry, math.Sqrt(2*b.accel*b.length))
 	p.ring[idx] = b
@@ -123,8 +135,8 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 // is already at its corner limit, because bounds before it cannot change.
 func (p *planner) reversePass() {
 	for k := p.count - 2; k >= 0; k-- {
-		cur := &p.ring[(p.head+k)%lookahead]
-		next := &p.ring[(p.head+k+1)%lookahead]
+		cur := &p.ring[(p.head+k)%len(p.ring)]
+		next := &p.ring[(p.head+k+1)%len(p.ring)]
 		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+2*cur.accel*cur.length))
 		if v <= cur.reverse {
 			return
@@ -142,11 +154,11 @@ func (p *planner) commit() {
 	entry := min(p.entry, b.reverse)
 	exit := 0.0
 	if p.count > 1 {
-		exit = min(math.Sqrt(entry*entry+2*b.accel*b.length), p.ring[(p.head+1)%lookahead].reverse)
+		exit = min(math.Sqrt(entry*entry+2*b.accel*b.length), p.ring[(p.head+1)%len(p.ring)].reverse)
 	}
 	p.seconds += trapezoidTime(b.length, entry, exit, b.nominal, b.accel)
 	p.entry = exit
-	p.head = (p.head + 1) % lookahead
+	p.head = (p.head + 1) % len(p.ring)
 	p.count--
 }
 
@@ -159,6 +171,7 @@ func (p *planner) flush() {
 	p.hasPrev = false
 	p.prevSafe = 0
 	p.entry = 0
+	p.stopped = true
 }
 
 // cornerSpeed returns the highest speed at which b may start after the
@@ -174,10 +187,10 @@ func (p *planner) cornerSpeed(b *block) float64 {
 	}
 }
 
-// jerkCorner is Marlin 2's classic jerk: the move may start from rest at
-// its safe speed, where no axis jumps by more than its jerk, and a corner
-// is taken at the highest common speed that keeps every axis's change
-// within its jerk.
+// jerkCorner is Marlin 2's classic jerk. A move may start from rest at
+// its safe speed, where no axis jumps by more than its jerk. A corner is
+// taken at the highest common speed that keeps each axis's change within
+// its jerk.
 func (p *planner) jerkCorner(b *block) float64 {
 	jerk := &p.limits.Jerk
 	safe := b.nominal

@@ -54,7 +54,7 @@ func init() {
 		"M110": (*session).setLineNumber,
 		"M112": (*session).emergencyStop,
 		"M113": (*session).setKeepalive,
-		"M114": func(s *session, g *gcode) bool { s.send(s.machine.positionReport()); return true },
+		"M114": func(s *session, g *gcode) bool { s.send(s.positionReport()); return true },
 		"M115": (*session).reportFirmware,
 		"M117": (*session).setStatus,
 		"M118": (*session).echoText,
@@ -93,6 +93,10 @@ func (s *session) dispatch(g *gcode) bool {
 }
 
 func (s *session) unknown(g *gcode) bool {
+	if s.cfg.repetier() {
+		s.send("Unknown command:" + g.text)
+		return true
+	}
 	s.send(`echo:Unknown command: "` + g.text + `"`)
 	return true
 }
@@ -144,6 +148,7 @@ func (s *session) setHotend(g *gcode) bool {
 		}
 	}
 	s.p.thermal.setTarget(e, temp)
+	s.announceTarget(e, temp)
 	if g.code == 109 {
 		s.waitForHeater(e, e, hasS)
 	}
@@ -160,6 +165,7 @@ func (s *session) setBed(g *gcode) bool {
 		}
 	}
 	s.p.thermal.setTarget(bedHeater, temp)
+	s.announceTarget(bedHeater, temp)
 	if g.code == 190 {
 		s.waitForHeater(bedHeater, s.machine.tool(), hasS)
 	}
@@ -183,7 +189,7 @@ func (s *session) waitForHeater(e, reportTool int, noWaitForCooling bool) {
 	for {
 		actual, target := s.p.thermal.reading(e)
 		if now := time.Now(); !now.Before(nextStatus) {
-			s.send(s.p.thermal.report(reportTool) + " W:?")
+			s.send(s.heatingStatus(e, reportTool))
 			nextStatus = now.Add(interval)
 		}
 		wantsToCool := target < actual
@@ -209,7 +215,7 @@ func (s *session) reportTemperatures(g *gcode) bool {
 	if !ok {
 		return true
 	}
-	report := s.p.thermal.report(e)
+	report := s.heaterReport(e)
 	if s.okSent {
 		s.send(strings.TrimLeft(report, " "))
 		return false
@@ -247,6 +253,7 @@ func (s *session) setKeepalive(g *gcode) bool {
 func (s *session) setLineNumber(g *gcode) bool {
 	if _, ok := g.params['N']; ok {
 		s.lastN = strtol([]byte(g.params['N']))
+		s.m110Line = s.lastN
 	}
 	return true
 }
@@ -285,7 +292,7 @@ func (s *session) restart(g *gcode) bool {
 	}
 	s.queue = nil
 	s.flushed = true
-	s.send(msgResend + strconv.FormatInt(s.lastN+1, 10))
+	s.send(s.resendText(s.lastN + 1))
 	s.send("ok")
 	s.okSent = true
 	return false
@@ -358,15 +365,24 @@ func (s *session) setColdExtrusion(g *gcode) bool {
 	return true
 }
 
-// listFiles executes M20 on an empty SD card.
+// listFiles executes M20. The simulated SD card is empty, except on a
+// Prusa, whose one file shows its lower-case names.
 func (s *session) listFiles(g *gcode) bool {
 	s.send("Begin file list")
+	if s.cfg.prusa() {
+		s.send(prusaSDFile + " " + strconv.Itoa(prusaSDFileSize))
+	}
 	s.send("End file list")
 	return true
 }
 
-// selectFile executes M23; the simulated SD card has no files.
+// selectFile executes M23 for the files that listFiles shows.
 func (s *session) selectFile(g *gcode) bool {
+	if s.cfg.prusa() && strings.EqualFold(g.args, prusaSDFile) {
+		s.send("File opened: " + prusaSDFile + " Size: " + strconv.Itoa(prusaSDFileSize))
+		s.send("File selected")
+		return true
+	}
 	s.send("open failed, File: " + g.args + ".")
 	return true
 }

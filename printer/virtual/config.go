@@ -3,6 +3,7 @@ package virtual
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Resend styles: which Marlin version's reply follows a rejected line.
@@ -17,6 +18,39 @@ const (
 	ResendStyle21 = "2.1"
 )
 
+// Dialects: the firmware family whose wire format the printer speaks.
+const (
+	// DialectMarlin is Marlin 2.1, the default.
+	DialectMarlin = "marlin"
+	// DialectRepetier is Repetier-Firmware 0.92 to 1.0 with its default
+	// ACK_WITH_LINENUMBER: `ok <n>` as soon as a line is queued, so before
+	// the command's output; `Error:Wrong checksum` or `Error:expected line
+	// <n> got <m>`, then an empty line, `Resend:<n>` and ok; `skip <n>` and
+	// ok for the lines that follow a rejected one; the request repeated
+	// every 200 ms until the line comes; `wait` when idle; `:` ends a line;
+	// the first `*` starts the checksum; M110 is answered but not queued;
+	// lines without G, M or T are format errors; temperatures as `T:22.00
+	// /0 B:22.00 /0 B@:0 @:0`; `TargetExtr0:` and `TargetBed:` when a
+	// target is set; `busy:processing` as keep-alive.
+	DialectRepetier = "repetier"
+	// DialectPrusa is Prusa-Firmware 3.x for the MK2 and MK3: Prusa's M115
+	// with Cap:AUTOREPORT_POSITION (not AUTOREPORT_POS), temperatures with
+	// T0:, P: and A: fields, M109 and M190 status lines in the Marlin 1.x
+	// form, lower-case SD names, the first `*` starts the checksum, an
+	// unnumbered line with a `*` gets `No Line Number with checksum`, and
+	// received bytes above 0x7f are ignored. Resend lines come without an
+	// ok, as in 3.1.x, unless ResendStyle says otherwise.
+	DialectPrusa = "prusa"
+)
+
+// Fault kinds recorded by Printer.Faults.
+const (
+	// FaultRewind is a firmware-initiated rewind (Config.RewindEvery).
+	FaultRewind = "rewind"
+	// FaultReset is a simulated firmware reset (Config.ResetAfterLines).
+	FaultReset = "reset"
+)
+
 // Defaults of the Marlin build that the simulator models (Marlin
 // Configuration.h and Configuration_adv.h of the 2.1 series).
 const (
@@ -27,14 +61,22 @@ const (
 	DefaultPlannerSize  = 16  // BLOCK_BUFFER_SIZE
 	DefaultMaxCmdSize   = 96  // MAX_CMD_SIZE
 	DefaultRXBufferSize = 128 // RX_BUFFER_SIZE of the AVR and LPC HALs when unset
+	DefaultRewindLines  = 8   // lines a Prusa MK3 rewinds on filament runout
 	maxExtruders        = 8   // EXTRUDERS upper bound in Marlin
+
+	// repetierFirmwareName and prusaFirmwareName are the FIRMWARE_NAME
+	// values of the dialects when Config.FirmwareName is empty.
+	repetierFirmwareName = "Repetier_0.92.9"
+	prusaFirmwareName    = "Prusa-Firmware 3.12.2 based on Marlin"
 )
 
 // Config selects the simulated machine and its quirks. The zero value is
-// valid. New replaces a zero Extruders, BufSize, PlannerSize, MaxCmdSize
-// or RXBufferSize and empty strings with the defaults above. A zero Speed
-// means no waiting, and booleans are taken as they are, so start from
-// DefaultConfig to get a heated bed.
+// valid. New replaces a zero Extruders, BufSize, PlannerSize, MaxCmdSize,
+// RXBufferSize or RewindLines and empty strings with the defaults above;
+// FirmwareName and ResendStyle default per Dialect. A zero Speed means no
+// waiting, and booleans are taken as they are, so start from
+// DefaultConfig to get a heated bed. A dialect switches on the quirks it
+// always has (see the Dialect constants) whatever their fields say.
 type Config struct {
 	// LinkPath, if set, is a symlink created to the pty slave device. An
 	// existing symlink is replaced; any other existing file is an error.
@@ -114,16 +156,95 @@ type Config struct {
 	Baud int
 	// NoM117Echo stops M117 from echoing its message as `echo:<text>`.
 	NoM117Echo bool
+
+	// Dialect is DialectMarlin (default), DialectRepetier or DialectPrusa.
+	Dialect string
+	// GluedOKs is the percentage (0-100) of oks written right after the
+	// previous output line without its line feed, as in `File
+	// deleted:x.gok` or an auto-report ending in `B@:0ok`. Only lines sent
+	// while a command runs can get an ok glued to them: with GluedOKs on,
+	// their line feed is held back until the next output, so they reach
+	// the host up to one report interval late.
+	GluedOKs int
+	// DuplicateResend answers a line rejected for its checksum (or, in
+	// Marlin, a missing one) twice, the second time with a line-number
+	// error, Resend and (per ResendStyle) ok, as the line that a host had
+	// pipelined behind a corrupted one causes. Repetier repeats its resend
+	// request block instead. Line-number errors are answered once, since
+	// their echoes come from the host's own extra lines.
+	DuplicateResend bool
+	// DroppedOKs is the percentage (0-100) of command oks that are never
+	// sent, as if line noise had eaten them, so the host has to recover by
+	// its timeout. The oks after Resend lines and `ok T:` replies are
+	// always sent.
+	DroppedOKs int
+	// RewindEvery, if positive, makes the firmware ask for earlier lines
+	// again each time it has accepted that many numbered lines since the
+	// connection or the previous rewind, as Prusa's filament sensor does:
+	// it drops the commands it has queued but not run, answers the next
+	// numbered line n with `Resend: <n-RewindLines>` (or the first line it
+	// has not run, if that is earlier) and runs the lines from there again.
+	// Faults records each rewind.
+	RewindEvery int
+	// RewindLines is how many lines a rewind goes back (default 8); it must
+	// be smaller than RewindEvery so that printing progresses.
+	RewindLines int
+	// AutoreportMidline is the percentage (0-100) of output lines in front
+	// of which a temperature report is inserted out of turn while the M155
+	// auto-report is on: half of the time as a line of its own (which can
+	// land between Error: and Resend: or between Resend: and ok), half of
+	// the time without a line feed, so that the line continues the report
+	// (`... B@:0ok`).
+	AutoreportMidline int
+	// ColonSplits makes `:` end a line outside a comment, as old Marlin
+	// 1.0 builds (stock Creality firmware) and Repetier do, so `M117 ETA:
+	// 5 min` arrives as `M117 ETA` and ` 5 min`. After a rejected line the
+	// firmware also drops the rest of it, up to its line feed.
+	ColonSplits bool
+	// FirstStarChecksum takes the first `*` of a numbered line as the start
+	// of the checksum, as Repetier and Prusa do, instead of the last one as
+	// Marlin 2 does, so a `*` in M117 text fails every attempt.
+	FirstStarChecksum bool
+	// ResetNUL prefixes the `start` of a simulated reset (ResetAfterLines)
+	// with one to three NUL bytes, as a board whose UART glitches while it
+	// resets sends them.
+	ResetNUL bool
+	// ResetMidLine makes a simulated reset cut off a temperature report
+	// that the firmware is writing at a random byte, so `start` follows
+	// the partial report on the same line.
+	ResetMidLine bool
+	// RXByteErrors is the probability (0 to 1) that a received byte of a
+	// numbered line is replaced by another byte, as line noise does. The
+	// leading N, the `*` and the line end are spared and no byte becomes
+	// one of them, NUL or `:`, so the checksum detects every such error (a
+	// changed byte always changes the XOR). Unnumbered lines are left
+	// intact, because no firmware could detect errors in them.
+	RXByteErrors float64
+	// TXByteErrors is the probability (0 to 1) that a sent byte, line
+	// feeds included, is replaced by another byte.
+	TXByteErrors float64
+	// ProcessingTime is the wall-clock time the firmware spends on each
+	// command before executing it, like the parser of an 8-bit board; it
+	// does not scale with Speed.
+	ProcessingTime time.Duration
+	// Seed seeds the random choices of GluedOKs, AutoreportMidline,
+	// ResetNUL, ResetMidLine and the byte errors. Zero takes a seed from
+	// the clock, which Run logs.
+	Seed int64
 }
 
 // DefaultConfig returns the configuration of a stock single-extruder
-// printer with a heated bed, running in real time.
+// printer with a heated bed, running in real time. FirmwareName and
+// ResendStyle stay empty, so that New picks them for the Dialect.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Speed:     1,
 		Extruders: 1,
 		HeatedBed: true,
 	}.withDefaults()
+	c.FirmwareName = ""
+	c.ResendStyle = ""
+	return c
 }
 
 func (c Config) withDefaults() Config {
@@ -142,8 +263,31 @@ func (c Config) withDefaults() Config {
 	if c.RXBufferSize == 0 {
 		c.RXBufferSize = DefaultRXBufferSize
 	}
+	if c.Dialect == "" {
+		c.Dialect = DialectMarlin
+	}
+	switch c.Dialect {
+	case DialectRepetier:
+		c.ColonSplits = true
+		c.FirstStarChecksum = true
+		c.WaitWhenIdle = true
+		if c.FirmwareName == "" {
+			c.FirmwareName = repetierFirmwareName
+		}
+	case DialectPrusa:
+		c.FirstStarChecksum = true
+		if c.FirmwareName == "" {
+			c.FirmwareName = prusaFirmwareName
+		}
+		if c.ResendStyle == "" {
+			c.ResendStyle = ResendStyle20
+		}
+	}
 	if c.FirmwareName == "" {
 		c.FirmwareName = DefaultFirmwareName
+	}
+	if c.RewindLines == 0 {
+		c.RewindLines = DefaultRewindLines
 	}
 	if c.MachineType == "" {
 		c.MachineType = DefaultMachineType
@@ -185,10 +329,47 @@ func (c Config) Validate() error {
 	case strings.ContainsAny(c.FirmwareName+c.MachineType+c.UUID, "\r\n"):
 		return fmt.Errorf("invalid firmware name, machine type or UUID: they must fit on one line")
 	}
+	if err := c.validateQuirks(); err != nil {
+		return err
+	}
 	switch c.ResendStyle {
 	case ResendStyle11, ResendStyle20, ResendStyle21:
 	default:
 		return fmt.Errorf("invalid resend style %q: use %s, %s or %s", c.ResendStyle, ResendStyle11, ResendStyle20, ResendStyle21)
+	}
+	return nil
+}
+
+// validateQuirks checks the fault and dialect fields of a Config with
+// defaults applied.
+func (c Config) validateQuirks() error {
+	percents := []struct {
+		name  string
+		value int
+	}{{"glued-ok", c.GluedOKs}, {"dropped-ok", c.DroppedOKs}, {"autoreport-midline", c.AutoreportMidline}}
+	for _, p := range percents {
+		if p.value < 0 || p.value > 100 {
+			return fmt.Errorf("invalid %s rate %d: use a percentage from 0 to 100", p.name, p.value)
+		}
+	}
+	switch {
+	case c.RewindEvery < 0:
+		return fmt.Errorf("invalid rewind interval %d: use 0 (off) or a positive line count", c.RewindEvery)
+	case c.RewindLines < 1:
+		return fmt.Errorf("invalid rewind depth %d: use a positive line count", c.RewindLines)
+	case c.RewindEvery > 0 && c.RewindLines >= c.RewindEvery:
+		return fmt.Errorf("invalid rewind depth %d for a rewind every %d lines: the depth must be smaller, or printing never gets past the rewinds", c.RewindLines, c.RewindEvery)
+	case c.RXByteErrors < 0 || c.RXByteErrors > 1 || c.TXByteErrors < 0 || c.TXByteErrors > 1:
+		return fmt.Errorf("invalid byte error rate (rx %g, tx %g): use a probability per byte from 0 to 1", c.RXByteErrors, c.TXByteErrors)
+	case c.ProcessingTime < 0:
+		return fmt.Errorf("invalid processing time %v: use 0 or a positive duration", c.ProcessingTime)
+	case (c.ResetNUL || c.ResetMidLine) && c.ResetAfterLines == 0:
+		return fmt.Errorf("reset-nul and reset-mid-line change the simulated reset: set reset-after-lines too")
+	}
+	switch c.Dialect {
+	case DialectMarlin, DialectRepetier, DialectPrusa:
+	default:
+		return fmt.Errorf("invalid dialect %q: use %s, %s or %s", c.Dialect, DialectMarlin, DialectRepetier, DialectPrusa)
 	}
 	return nil
 }
@@ -205,3 +386,6 @@ func (c Config) bannerVersion() string {
 	name, _, _ := strings.Cut(c.FirmwareName, " (")
 	return name
 }
+
+func (c Config) repetier() bool { return c.Dialect == DialectRepetier }
+func (c Config) prusa() bool    { return c.Dialect == DialectPrusa }

@@ -1,7 +1,6 @@
 package virtual
 
 import (
-	"bytes"
 	"context"
 	"math"
 	"strconv"
@@ -15,11 +14,13 @@ const (
 	errLineNumber  = "Line Number is not Last Line Number+1, Last Line: "
 	errChecksum    = "checksum mismatch, Last Line: "
 	errNoChecksum  = "No Checksum with line number, Last Line: "
+	errNoLineNum   = "No Line Number with checksum, Last Line: "
 	msgResend      = "Resend: "
 	msgKilled      = "Error:Printer halted. kill() called!"
 	msgEmergency   = "echo:EMERGENCY SHUTDOWN DETECTED. KILLED."
 	msgRunaway     = "Error:Thermal Runaway, system stopped! Heater_ID: 0"
 	msgBusy        = "echo:busy: processing"
+	msgBusyRep     = "busy:processing" // Repetier's keep-alive
 	msgColdExtrude = "echo: cold extrusion prevented"
 	msgWait        = "wait"
 )
@@ -78,6 +79,16 @@ type session struct {
 	resetDone        bool
 	fatalDone        bool
 	lastWait         time.Time
+	okCount          int       // command oks so far, for DroppedOKs
+	sinceRewind      int       // numbered lines accepted since the last rewind
+	m110Line         int64     // line number set by the last M110
+	lastExecutedN    int64     // line number of the last numbered command run
+	lastInput        time.Time // when the last byte was taken from the receive buffer
+	// Repetier's GCode::waitingForResend: after a resend request, how many
+	// more out-of-sequence lines are skipped silently; -1 when none is
+	// pending.
+	waitingForResend int
+	formatErrors     int // consecutive Repetier format errors
 }
 
 func newSession(ctx context.Context, p *Printer, rx *rxBuffer) *session {
@@ -133,10 +144,16 @@ func (s *session) resetFirmware() {
 	} else {
 		s.machine.reset()
 	}
-	s.asm = newLineAssembler(s.cfg.MaxCmdSize)
+	s.asm = newLineAssembler(s.cfg)
 	s.queue = nil
 	s.flushed = true
 	s.lastN = 0
+	s.m110Line = 0
+	s.lastExecutedN = 0
+	s.sinceRewind = 0
+	s.waitingForResend = -1
+	s.formatErrors = 0
+	s.lastInput = time.Now()
 	s.killed = false
 	s.halted.Store(false)
 	s.killRequest.Store(false)
@@ -148,18 +165,12 @@ func (s *session) resetFirmware() {
 	s.p.thermal.allOff()
 }
 
-// send writes one output line to the host.
-func (s *session) send(line string) {
-	s.p.log.Debug("send", "line", line)
-	s.p.link.writeLine(s.ctx, line)
-}
-
 // run is the firmware main loop (Marlin's loop()): take complete lines
 // from the receive buffer into the command queue, execute the front
 // command, and otherwise idle. Like Marlin it does not read the receive
 // buffer while a command executes.
 func (s *session) run() {
-	s.banner()
+	s.banner(false)
 	for s.ctx.Err() == nil {
 		s.serviceEmergency()
 		s.fillQueue()
@@ -171,29 +182,58 @@ func (s *session) run() {
 	}
 }
 
-func (s *session) banner() {
-	s.send("start")
+// banner prints the boot messages; afterReset selects the start of a
+// simulated reset (see resetStart).
+func (s *session) banner(afterReset bool) {
+	start := []outLine{{text: "start"}}
+	if afterReset {
+		start = s.resetStart()
+	}
+	s.p.link.writeLines(s.ctx, start...)
+	if s.cfg.repetier() {
+		s.send("Info:External Reset")
+		s.send("Free RAM:3004")
+		s.send("SD card ok")
+		return
+	}
 	s.send("echo:" + s.cfg.bannerVersion())
 	s.send("echo: Last Updated: 2023-07-14 | Author: (printbridge virtual printer)")
 	s.send("echo: Compiled: Jul 14 2023")
 	s.send("echo: Free Memory: 2619  PlannerBufferBytes: " + strconv.Itoa(s.cfg.PlannerSize*72))
 	s.send("echo:SD card ok")
 	if s.cfg.GarbageOnOpen {
-		s.p.link.write(s.ctx, []byte{0x80, '\n'})
+		s.p.link.writeLines(s.ctx, outLine{text: "\x80"})
 	}
 }
 
-// idle waits for input, an emergency command or the next `wait` line.
+// idle waits for input, an emergency command, the next `wait` line or
+// Repetier's repeated resend request.
 func (s *session) idle() {
-	var tick <-chan time.Time
+	var next time.Time
 	if s.cfg.WaitWhenIdle && !s.killed {
 		// NO_TIMEOUTS: `wait` once a second while nothing is queued or received.
-		next := s.lastWait.Add(time.Second)
+		next = s.lastWait.Add(time.Second)
 		if s.rx.empty() && !time.Now().Before(next) {
 			s.send(msgWait)
 			s.lastWait = time.Now()
 			next = s.lastWait.Add(time.Second)
 		}
+	}
+	if s.cfg.repetier() && !s.killed && (s.waitingForResend >= 0 || s.asm.partial()) {
+		// A started line that is not continued, or a requested line that
+		// does not come, makes Repetier ask again.
+		again := s.lastInput.Add(repetierResendAfter)
+		if s.rx.empty() && !time.Now().Before(again) {
+			s.requestResend(false)
+			s.lastInput = time.Now()
+			again = s.lastInput.Add(repetierResendAfter)
+		}
+		if next.IsZero() || again.Before(next) {
+			next = again
+		}
+	}
+	var tick <-chan time.Time
+	if !next.IsZero() {
 		timer := time.NewTimer(time.Until(next))
 		defer timer.Stop()
 		tick = timer.C
@@ -218,137 +258,15 @@ func (s *session) fillQueue() {
 		if !ok {
 			return
 		}
+		s.lastInput = time.Now()
+		if s.cfg.prusa() && c >= 0x80 {
+			// Prusa's get_command skips bytes with the high bit set.
+			continue
+		}
+		c = s.corruptRX(c)
 		if line, done := s.asm.feed(c); done {
 			s.acceptLine(line)
 		}
-	}
-}
-
-// acceptLine checks one received line as Marlin 2.x does and queues its
-// command.
-func (s *session) acceptLine(raw []byte) {
-	line := bytes.TrimLeft(cString(raw), " ")
-	if len(line) == 0 {
-		return
-	}
-	if s.killed {
-		// NOTE: real Marlin ignores everything after kill() until a reset;
-		// the simulator also accepts M999 so tests can go on.
-		if g := parseGcode(normalize(line)); g.name() == "M999" {
-			s.execute(queuedCommand{gcode: g})
-		}
-		return
-	}
-
-	numbered := line[0] == 'N'
-	var n int64
-	if numbered {
-		var ok bool
-		if n, ok = s.checkNumbered(line); !ok {
-			return
-		}
-	}
-	g := parseGcode(normalize(line))
-	g.line, g.hasLine = n, numbered
-	cmd := queuedCommand{gcode: g}
-	if numbered {
-		cmd.after = s.countNumbered()
-	}
-	if !s.cfg.EmergencyParser {
-		s.processCritical(line)
-		if s.killed {
-			return
-		}
-	}
-	s.queue = append(s.queue, cmd)
-}
-
-// checkNumbered validates the line number and checksum of a line that
-// starts with N and returns its number. The number of a line containing
-// M110 is taken from an N after the first four bytes (M110 N<n>), else
-// from the prefix, and is not checked against the last line.
-func (s *session) checkNumbered(line []byte) (int64, bool) {
-	npos := line
-	isM110 := bytes.Contains(line, []byte("M110"))
-	if isM110 && len(line) > 4 {
-		if i := bytes.IndexByte(line[4:], 'N'); i >= 0 {
-			npos = line[4+i:]
-		}
-	}
-	n := strtol(npos[1:])
-	if n != s.lastN+1 && !isM110 {
-		s.lineError(errLineNumber, n)
-		return 0, false
-	}
-	star := bytes.LastIndexByte(line, '*')
-	if star < 0 {
-		s.lineError(errNoChecksum, n)
-		return 0, false
-	}
-	if strtol(line[star+1:]) != int64(checksum(line[:star])) || s.injectResend(n, isM110) {
-		s.lineError(errChecksum, n)
-		return 0, false
-	}
-	s.lastN = n
-	return n, true
-}
-
-// injectResend decides whether Config.ResendRatio rejects line n.
-func (s *session) injectResend(n int64, isM110 bool) bool {
-	ratio := s.cfg.ResendRatio
-	if ratio == 0 || isM110 || n == s.lastInjected {
-		return false
-	}
-	s.ratioCount++
-	if s.ratioCount*ratio/100 == (s.ratioCount-1)*ratio/100 {
-		return false
-	}
-	s.lastInjected = n
-	return true
-}
-
-// lineError rejects a line as Marlin's gcode_line_error does: report the
-// error, discard all pipelined input and request the line after the last
-// accepted one.
-func (s *session) lineError(msg string, got int64) {
-	s.p.log.Debug("rejected line", "reason", msg, "line", got, "last_line", s.lastN)
-	s.send("Error:" + msg + strconv.FormatInt(s.lastN, 10))
-	s.rx.drain()
-	s.asm.reset()
-	s.send(msgResend + strconv.FormatInt(s.lastN+1, 10))
-	if s.cfg.okAfterResend() {
-		s.send("ok")
-	}
-}
-
-// countNumbered counts an accepted numbered line and returns what the
-// reset-after-lines and fatal-after-lines faults do after it.
-func (s *session) countNumbered() afterAction {
-	s.acceptedNumbered++
-	switch {
-	case s.cfg.FatalAfterLines > 0 && !s.fatalDone && s.acceptedNumbered >= s.cfg.FatalAfterLines:
-		s.fatalDone = true
-		return afterFatal
-	case s.cfg.ResetAfterLines > 0 && !s.resetDone && s.acceptedNumbered >= s.cfg.ResetAfterLines:
-		s.resetDone = true
-		return afterReset
-	}
-	return afterNothing
-}
-
-// processCritical acts on M108, M112 and M410 as soon as their line is
-// taken into the queue, as Marlin does without EMERGENCY_PARSER. Like
-// Marlin it only looks at lines that start with the command, so numbered
-// lines wait for their turn in the queue.
-func (s *session) processCritical(line []byte) {
-	switch {
-	case bytes.HasPrefix(line, []byte("M108")):
-		s.breakWait.Store(true)
-	case bytes.HasPrefix(line, []byte("M112")):
-		s.p.record(normalize(line))
-		s.kill(true)
-	case bytes.HasPrefix(line, []byte("M410")):
-		s.planner.clear()
 	}
 }
 
@@ -403,23 +321,31 @@ func (s *session) executeFront() {
 	}
 }
 
-// execute records and runs one command and sends its ok.
+// execute records and runs one command and sends its ok. Repetier sent
+// the ok when it queued the line.
 func (s *session) execute(cmd queuedCommand) {
 	g := cmd.gcode
+	if g.hasLine {
+		s.lastExecutedN = g.line
+	}
+	s.okSent = s.cfg.repetier()
 	if g.text == "" {
 		// A numbered line without a command only advances the line number.
-		s.okSent = false
-		s.ok(g)
+		if !s.okSent {
+			s.ok(g)
+		}
 		return
 	}
 	s.p.record(g.text)
 	s.busy.Store(true)
 	defer s.busy.Store(false)
 
-	s.okSent = false
 	name := g.name()
-	if s.cfg.OKBeforeOutput && name != "M112" && name != "M999" {
+	if s.cfg.OKBeforeOutput && !s.okSent && name != "M112" && name != "M999" {
 		s.ok(g)
+	}
+	if s.cfg.ProcessingTime > 0 && !s.sleep(s.cfg.ProcessingTime) {
+		return
 	}
 	ack := s.dispatch(g)
 	s.serviceEmergency()
@@ -432,6 +358,7 @@ func (s *session) execute(cmd queuedCommand) {
 	switch cmd.after {
 	case afterReset:
 		s.p.log.Info("simulating firmware reset", "accepted_lines", s.acceptedNumbered)
+		s.p.recordFault(FaultReset, 0)
 		s.reboot()
 	case afterFatal:
 		s.p.log.Info("simulating thermal runaway", "accepted_lines", s.acceptedNumbered)
@@ -440,9 +367,22 @@ func (s *session) execute(cmd queuedCommand) {
 	}
 }
 
-// ok acknowledges g, with ADVANCED_OK's N, P and B fields if configured.
+// ok acknowledges g: `ok <n>` in Repetier, else with ADVANCED_OK's N, P
+// and B fields if configured. DroppedOKs may swallow it.
 func (s *session) ok(g *gcode) {
 	s.okSent = true
+	if s.dropOK() {
+		s.p.log.Debug("dropped ok", "line", g.line, "numbered", g.hasLine)
+		return
+	}
+	if s.cfg.repetier() {
+		n := s.lastN
+		if g.hasLine {
+			n = g.line
+		}
+		s.send("ok " + strconv.FormatInt(n, 10))
+		return
+	}
 	if !s.cfg.AdvancedOK {
 		s.send("ok")
 		return
@@ -460,7 +400,7 @@ func (s *session) ok(g *gcode) {
 func (s *session) reboot() {
 	s.rx.drain()
 	s.resetFirmware()
-	s.banner()
+	s.banner(true)
 }
 
 // stopWaiting reports whether a blocking command must end now.

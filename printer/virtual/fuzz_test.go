@@ -20,6 +20,7 @@ func offlineSession(ctx context.Context, cfg Config) *session {
 		log:     slog.New(slog.DiscardHandler),
 		link:    &serialLink{},
 		thermal: newThermal(cfg.Extruders, cfg.HeatedBed, cfg.Speed),
+		rand:    newRandomSource(1),
 	}
 	s := newSession(ctx, p, newRXBuffer(cfg.RXBufferSize, cfg.EmergencyParser))
 	go s.planner.run(s.ctx)

@@ -12,15 +12,29 @@ import (
 // lineAssembler collects received bytes into lines as Marlin's
 // process_stream_char does. CR and LF end a line. A `;` starts a comment
 // that is dropped up to the end of the line, and so are the bytes beyond
-// MAX_CMD_SIZE-1.
+// MAX_CMD_SIZE-1. With colonEnds (Config.ColonSplits) a `:` outside a
+// comment ends the line too, and with nulEnds (Repetier) a NUL does.
 type lineAssembler struct {
-	buf    []byte
-	max    int  // bytes kept per line: MAX_CMD_SIZE-1
-	skipTo bool // in a comment or past the size limit
+	buf       []byte
+	max       int  // bytes kept per line: MAX_CMD_SIZE-1
+	skipTo    bool // in a comment or past the size limit
+	colonEnds bool
+	nulEnds   bool
+	// splitOpen is set when the last line returned ended at a `:` or NUL,
+	// so the rest of the received line is still to come.
+	splitOpen bool
+	// discard drops everything up to the next CR or LF, the rest of a
+	// line whose first part was rejected.
+	discard bool
 }
 
-func newLineAssembler(maxCmdSize int) *lineAssembler {
-	return &lineAssembler{buf: make([]byte, 0, maxCmdSize), max: maxCmdSize - 1}
+func newLineAssembler(cfg Config) *lineAssembler {
+	return &lineAssembler{
+		buf:       make([]byte, 0, cfg.MaxCmdSize),
+		max:       cfg.MaxCmdSize - 1,
+		colonEnds: cfg.ColonSplits,
+		nulEnds:   cfg.repetier(),
+	}
 }
 
 // feed adds one byte and returns the finished line when c ends one. The
@@ -30,6 +44,20 @@ func (a *lineAssembler) feed(c byte) ([]byte, bool) {
 		line := a.buf
 		a.buf = a.buf[:0]
 		a.skipTo = false
+		a.splitOpen = false
+		if a.discard {
+			a.discard = false
+			return nil, false
+		}
+		return line, true
+	}
+	if a.discard {
+		return nil, false
+	}
+	if !a.skipTo && (a.colonEnds && c == ':' || a.nulEnds && c == 0) {
+		line := a.buf
+		a.buf = a.buf[:0]
+		a.splitOpen = true
 		return line, true
 	}
 	if a.skipTo {
@@ -50,6 +78,23 @@ func (a *lineAssembler) reset() {
 	a.buf = a.buf[:0]
 	a.skipTo = false
 }
+
+// rejected resets the assembler after a rejected line. If that line was
+// the first part of a line split at `:` and the rest has not arrived yet
+// (restInBuffer is false), the rest is dropped when it comes.
+func (a *lineAssembler) rejected(restInBuffer bool) {
+	a.reset()
+	a.discard = a.splitOpen && !restInBuffer
+	a.splitOpen = false
+}
+
+// numbered reports whether the line being received starts with N.
+func (a *lineAssembler) numbered() bool {
+	return len(a.buf) > 0 && a.buf[0] == 'N'
+}
+
+// partial reports whether part of a line has been received.
+func (a *lineAssembler) partial() bool { return len(a.buf) > 0 }
 
 // checksum is the Marlin line checksum: the XOR of all bytes.
 func checksum(b []byte) byte {

@@ -42,16 +42,19 @@ type serialLink struct {
 	log      *slog.Logger
 	byteTime time.Duration // time of one byte on the line; 0 = no pacing
 	rxSize   int
-	ep       bool // EMERGENCY_PARSER on new receive buffers
+	ep       bool          // EMERGENCY_PARSER on new receive buffers
+	txErrors float64       // Config.TXByteErrors
+	rand     *randomSource // for txErrors
 
 	connected atomic.Bool   // output goes to the host; set by connect
 	gen       atomic.Uint64 // changed by every host open and close
 
-	// writeMu serializes output lines and guards nextWrite. Changes of
-	// connected and gen take it too, so no line lands between the flush
-	// of stale output and the change.
+	// writeMu serializes output lines and guards nextWrite and held.
+	// Changes of connected and gen take it too, so no line lands between
+	// the flush of stale output and the change.
 	writeMu   sync.Mutex
 	nextWrite time.Time
+	held      bool // the last line's line feed is not written yet (see outLine)
 
 	opens chan connection // a new host open, for Run to take over
 
@@ -62,7 +65,7 @@ type serialLink struct {
 	buf       []byte
 }
 
-func newSerialLink(fd int, slavePath string, cfg Config, log *slog.Logger) (*serialLink, error) {
+func newSerialLink(fd int, slavePath string, cfg Config, rs *randomSource, log *slog.Logger) (*serialLink, error) {
 	notify, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("create inotify instance to detect host opens: %w", err)
@@ -72,13 +75,15 @@ func newSerialLink(fd int, slavePath string, cfg Config, log *slog.Logger) (*ser
 		return nil, fmt.Errorf("watch %s with inotify to detect host opens: %w", slavePath, err)
 	}
 	l := &serialLink{
-		fd:     fd,
-		notify: notify,
-		log:    log,
-		rxSize: cfg.RXBufferSize,
-		ep:     cfg.EmergencyParser,
-		opens:  make(chan connection),
-		buf:    make([]byte, 512),
+		fd:       fd,
+		notify:   notify,
+		log:      log,
+		rxSize:   cfg.RXBufferSize,
+		ep:       cfg.EmergencyParser,
+		txErrors: cfg.TXByteErrors,
+		rand:     rs,
+		opens:    make(chan connection),
+		buf:      make([]byte, 512),
 	}
 	if cfg.Baud > 0 {
 		l.byteTime = time.Second * 10 / time.Duration(cfg.Baud)
@@ -265,26 +270,72 @@ func (l *serialLink) connect(gen uint64) bool {
 // to the next one. The caller holds writeMu.
 func (l *serialLink) setConnectedLocked(connected bool) {
 	l.connected.Store(connected)
+	l.held = false
 	if err := unix.IoctlSetInt(l.fd, unix.TCFLSH, unix.TCOFLUSH); err != nil {
 		l.log.Warn("flush stale pty output failed", "error", err)
 	}
+}
+
+// outLine is one line of output and how it joins the output around it.
+type outLine struct {
+	text string
+	// glue continues a line whose line feed is held back, instead of
+	// ending that line first.
+	glue bool
+	// hold leaves the line open: its line feed goes out with the next
+	// output, or never if that output is glued to it.
+	hold bool
 }
 
 // writeLine sends line and a newline to the host. It blocks while the host
 // does not read (as Marlin blocks on a full TX buffer) and drops the line
 // when no host has the port open or ctx is done.
 func (l *serialLink) writeLine(ctx context.Context, line string) {
-	data := make([]byte, 0, len(line)+1)
-	data = append(data, line...)
-	data = append(data, '\n')
-	l.write(ctx, data)
+	l.writeLines(ctx, outLine{text: line})
 }
 
-func (l *serialLink) write(ctx context.Context, data []byte) {
+// writeLines sends lines as one write, so no other output lands between
+// them.
+func (l *serialLink) writeLines(ctx context.Context, lines ...outLine) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
+	var data []byte
+	for _, o := range lines {
+		if l.held && !o.glue {
+			data = append(data, '\n')
+		}
+		data = append(data, o.text...)
+		l.held = o.hold
+		if !o.hold {
+			data = append(data, '\n')
+		}
+	}
+	l.writeLocked(ctx, data)
+}
+
+// flushHeld ends a held line, so it does not wait for the next output.
+func (l *serialLink) flushHeld(ctx context.Context) {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if l.held {
+		l.held = false
+		l.writeLocked(ctx, []byte{'\n'})
+	}
+}
+
+// writeLocked applies TXByteErrors to data and writes it. The caller
+// holds writeMu.
+func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 	if !l.connected.Load() || ctx.Err() != nil {
+		l.held = false
 		return
+	}
+	if l.txErrors > 0 {
+		for i, c := range data {
+			if l.rand.chance(l.txErrors) {
+				data[i] = l.rand.otherByte(c, "")
+			}
+		}
 	}
 	for len(data) > 0 {
 		chunk := data

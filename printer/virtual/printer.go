@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,9 +22,12 @@ type Printer struct {
 	path    string
 	link    *serialLink
 	thermal *thermal // outlives sessions: a reset turns heaters off but does not cool them
+	seed    int64
+	rand    *randomSource
 
-	recordMu   sync.Mutex // guards executed and recordFile
+	recordMu   sync.Mutex // guards executed, faults and recordFile
 	executed   []string
+	faults     []Fault
 	recordFile *os.File
 
 	mu        sync.Mutex // guards running, closed and stopRun
@@ -52,7 +56,12 @@ func New(cfg Config, log *slog.Logger) (*Printer, error) {
 	}
 
 	log = log.With("component", "virtual_printer", "port", path)
-	link, err := newSerialLink(master, path, cfg, log)
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	rs := newRandomSource(seed)
+	link, err := newSerialLink(master, path, cfg, rs, log)
 	if err != nil {
 		unix.Close(master)
 		return nil, err
@@ -63,6 +72,8 @@ func New(cfg Config, log *slog.Logger) (*Printer, error) {
 		path:    path,
 		link:    link,
 		thermal: newThermal(cfg.Extruders, cfg.HeatedBed, cfg.Speed),
+		seed:    seed,
+		rand:    rs,
 	}
 
 	if cfg.RecordPath != "" {
@@ -109,7 +120,7 @@ func (p *Printer) Run(ctx context.Context) error {
 	defer close(p.runDone)
 	defer cancel()
 
-	p.log.Info("virtual printer started", "speed", p.cfg.Speed, "extruders", p.cfg.Extruders)
+	p.log.Info("virtual printer started", "speed", p.cfg.Speed, "extruders", p.cfg.Extruders, "dialect", p.cfg.Dialect, "seed", p.seed)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

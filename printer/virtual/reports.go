@@ -25,15 +25,20 @@ func (s *session) reportLoop() {
 		case <-s.ctx.Done():
 			return
 		}
+		if !s.busy.Load() {
+			// GluedOKs holds line feeds back while a command runs; a line
+			// held when the command ended gets its line feed now.
+			s.p.link.flushHeld(s.ctx)
+		}
 		if s.halted.Load() {
 			continue
 		}
 		now := time.Now()
 		if temp.due(now) {
-			s.send(s.p.thermal.report(s.machine.tool()))
+			s.sendReport(s.autoReportText())
 		}
 		if pos.due(now) {
-			s.send(s.machine.positionReport())
+			s.sendReport(s.positionReport())
 		}
 
 		// host_keepalive(): the first busy line comes one interval after
@@ -45,7 +50,7 @@ func (s *session) reportLoop() {
 		case nextBusy.IsZero():
 			nextBusy = now.Add(keepalive)
 		case !now.Before(nextBusy):
-			s.send(msgBusy)
+			s.send(s.busyLine())
 			nextBusy = now.Add(keepalive)
 		}
 	}
@@ -75,10 +80,10 @@ func (p *periodic) due(now time.Time) bool {
 	return true
 }
 
-// reportFirmware executes M115: the firmware line, then Marlin 2.1's
-// extended capability report in Marlin's order, with the values of the
-// simulated build.
-func (s *session) reportFirmware(g *gcode) bool {
+// reportMarlinFirmware is Marlin's M115: the firmware line, then Marlin
+// 2.1's extended capability report in Marlin's order, with the values of
+// the simulated build.
+func (s *session) reportMarlinFirmware() {
 	s.send("FIRMWARE_NAME:" + s.cfg.FirmwareName +
 		" SOURCE_CODE_URL:github.com/MarlinFirmware/Marlin" +
 		" PROTOCOL_VERSION:1.0" +
@@ -92,7 +97,6 @@ func (s *session) reportFirmware(g *gcode) bool {
 		}
 		s.send("Cap:" + c.name + ":" + v)
 	}
-	return true
 }
 
 type capability struct {

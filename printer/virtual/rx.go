@@ -84,14 +84,19 @@ func (r *rxBuffer) readByte() (byte, bool) {
 }
 
 // drain discards everything received so far, as Marlin does after a
-// rejected line, and returns how many bytes it dropped.
-func (r *rxBuffer) drain() int {
+// rejected line, and reports whether the dropped bytes ended a line.
+func (r *rxBuffer) drain() (lineEnd bool) {
 	r.mu.Lock()
-	n := r.n
+	for i := range r.n {
+		if c := r.buf[(r.head+i)%len(r.buf)]; c == '\n' || c == '\r' {
+			lineEnd = true
+			break
+		}
+	}
 	r.head, r.n = 0, 0
 	r.mu.Unlock()
 	signal(r.space)
-	return n
+	return lineEnd
 }
 
 func (r *rxBuffer) empty() bool {

@@ -1,0 +1,158 @@
+package gcode
+
+import "math"
+
+// arcSegment is the chord length in mm that arcs are cut into for the
+// planner, Marlin 2.1's MAX_ARC_SEGMENT_MM. maxArcSegments caps the work
+// per line: a longer arc gets longer chords, at most 5.6° of a full
+// circle each, which shortens its path by under 0.05% and keeps its
+// corners gentle enough not to slow the planner.
+const (
+	arcSegment     = 1.0
+	maxArcSegments = 64
+)
+
+// planeAxes returns the two axes of the arc plane, the linear axis (for
+// helical moves) and the letters of the centre offsets along the first
+// two: G17 is XY with I J, G18 is ZX with K I, G19 is YZ with J K.
+func planeAxes(plane int) (p, q, linear int, offP, offQ byte) {
+	switch plane {
+	case 18:
+		return AxisZ, AxisX, AxisY, 'K', 'I'
+	case 19:
+		return AxisY, AxisZ, AxisX, 'J', 'K'
+	default:
+		return AxisX, AxisY, AxisZ, 'I', 'J'
+	}
+}
+
+// arc handles G2 (clockwise) and G3 with a centre offset (I J K) or a
+// radius (R, negative for more than half a circle), as Marlin does. An
+// arc whose end equals its start is a full circle.
+func (a *analyzer) arc(c *command, clockwise bool) {
+	p, q, lin, offP, offQ := planeAxes(a.plane)
+	t := a.target(c)
+	if !finite(t) {
+		return
+	}
+	from := a.pos
+	cp, cq, ok := a.arcCentre(c, from, t, p, q, offP, offQ, clockwise)
+	if !ok {
+		a.note(noteBadArc)
+		return
+	}
+	radius := math.Hypot(cp, cq)
+	centre := [2]float64{from[p] + cp, from[q] + cq}
+	startAngle := math.Atan2(-cq, -cp)
+	sweep := arcSweep(-cp, -cq, t[p]-centre[0], t[q]-centre[1], clockwise)
+
+	linDelta := t[lin] - from[lin]
+	length := math.Hypot(sweep*radius, linDelta)
+	dFil := a.filament(t[3] - from[3])
+	a.pos = t
+	a.arcs++
+	if !(length < 1e12) {
+		return
+	}
+	kind := kindTravel
+	if dFil != 0 {
+		kind = kindPrint
+	}
+	n := int(math.Ceil(length / arcSegment))
+	n = min(max(n, 1), maxArcSegments)
+	prev := [3]float64{from[0], from[1], from[2]}
+	for k := 1; k <= n; k++ {
+		var pt [3]float64
+		if k == n {
+			pt = [3]float64{t[0], t[1], t[2]}
+		} else {
+			f := float64(k) / float64(n)
+			angle := startAngle + sweep*f
+			pt[p] = centre[0] + radius*math.Cos(angle)
+			pt[q] = centre[1] + radius*math.Sin(angle)
+			pt[lin] = from[lin] + linDelta*f
+		}
+		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], dFil / float64(n)}
+		a.plan.add(delta, a.feed*a.speedFactor, kind)
+		prev = pt
+	}
+
+	end := [3]float64{t[0], t[1], t[2]}
+	a.travel.add([3]float64{from[0], from[1], from[2]})
+	a.travel.add(end)
+	a.addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
+	if dFil > 0 {
+		a.printed.add([3]float64{from[0], from[1], from[2]})
+		a.printed.add(end)
+		a.addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
+		a.layer(t[2])
+	}
+}
+
+// arcCentre returns the centre's offset from the start in the arc plane.
+func (a *analyzer) arcCentre(c *command, from, t [4]float64, p, q int, offP, offQ byte, clockwise bool) (float64, float64, bool) {
+	if r, ok := c.param('R'); ok {
+		r = a.length(r)
+		dp, dq := t[p]-from[p], t[q]-from[q]
+		d := math.Hypot(dp, dq)
+		if d == 0 || r == 0 {
+			return 0, 0, false
+		}
+		h := 0.0
+		if h2 := (r - d/2) * (r + d/2); h2 > 0 {
+			h = math.Sqrt(h2)
+		}
+		side := 1.0
+		if clockwise != (r < 0) {
+			side = -1
+		}
+		return dp/2 - side*h*dq/d, dq/2 + side*h*dp/d, true
+	}
+	i, iok := c.param(offP)
+	j, jok := c.param(offQ)
+	if (!iok && !jok) || (i == 0 && j == 0) {
+		return 0, 0, false
+	}
+	return a.length(i), a.length(j), true
+}
+
+// arcSweep returns the signed angle in radians from the start vector
+// (sp, sq) to the end vector (ep, eq) around the centre: positive
+// (counter-clockwise) in (0, 2π], negative for clockwise in [-2π, 0).
+func arcSweep(sp, sq, ep, eq float64, clockwise bool) float64 {
+	angle := math.Atan2(sp*eq-sq*ep, sp*ep+sq*eq)
+	if angle < 0 {
+		angle += 2 * math.Pi
+	}
+	if clockwise {
+		angle -= 2 * math.Pi
+	}
+	// A start equal to the end is a full circle.
+	if math.Abs(angle) < 1e-9 {
+		angle = 2 * math.Pi
+	}
+	return angle
+}
+
+// addArcExtremes widens b by the points of the circle at 0°, 90°, 180°
+// and 270° that the arc passes through.
+func (a *analyzer) addArcExtremes(b *box, centre [2]float64, radius, start, sweep float64, p, q int) {
+	for k, axis := range [4]int{p, q, p, q} {
+		angle := float64(k) * math.Pi / 2
+		if !inSweep(start, sweep, angle) {
+			continue
+		}
+		sign := 1.0
+		if k >= 2 {
+			sign = -1
+		}
+		b.addAxis(axis, centre[k%2]+sign*radius)
+	}
+}
+
+func inSweep(start, sweep, angle float64) bool {
+	if sweep > 0 {
+		return math.Mod(math.Mod(angle-start, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= sweep
+	}
+	return math.Mod(math.Mod(start-angle, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= -sweep
+}
