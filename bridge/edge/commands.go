@@ -105,6 +105,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			"command_id", peekID(m.Data), "size", len(m.Data))
 		return
 	}
+	if pol := c.e.cfg.Policy; pol != nil {
+		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
+			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+			log.Warn("command rejected by policy", "command_id", peekID(m.Data), "error", err)
+			c.reply(m.Reply, bridge.Reply{ID: peekID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+			return
+		}
+	}
 	cmd, err := bridge.DecodeCommand(m.Kind, m.Data)
 	if err != nil {
 		var cerr *bridge.CommandError
@@ -162,7 +170,12 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	p := c.e.printer
 	switch m.Kind {
 	case bridge.CommandGcode:
-		err = p.SendGcode(pctx, cmd.Commands, cmd.Source, done)
+		if pol := c.e.cfg.Policy; pol != nil {
+			err = pol.CheckCommand(cmd.Source, cmd.Commands, p.Snapshot().Flags.Printing, cmd.Force)
+		}
+		if err == nil {
+			err = p.SendGcode(pctx, cmd.Commands, cmd.Source, done)
+		}
 	case bridge.CommandJob:
 		err = p.Job(pctx, cmd.Action, cmd.Path, done)
 	case bridge.CommandConnection:

@@ -27,6 +27,7 @@ import (
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/outbox"
+	"github.com/printbridge/printbridge/bridge/policy"
 	"github.com/printbridge/printbridge/printer"
 	"github.com/printbridge/printbridge/printer/storage"
 )
@@ -52,6 +53,8 @@ type Config struct {
 	// may copy "from" ("" disables adding from a path).
 	Files     *storage.Storage
 	ImportDir string
+	// Policy decides which G-code commands may run; nil allows all.
+	Policy    *policy.Policy
 	PrinterID string
 	// DataDir holds the seq file and the outbox (DataDir/<printer>.outbox).
 	// Without it, events are held in memory only and seq restarts at 1.

@@ -72,9 +72,9 @@ func TestCheckConfigEventKeyTypo(t *testing.T) {
 func TestCheckConfigRealConfigs(t *testing.T) {
 	for name, want := range map[string]string{
 		"octoprint-config_alveo3d-fan_event-lists_4space.yaml":   "3 hooks loaded, 0 errors, 3 warnings",
-		"octoprint-config_box3d-industrial-3b_io-led-hooks.yaml": "7 hooks loaded, 0 errors, 15 warnings",
+		"octoprint-config_box3d-industrial-3b_io-led-hooks.yaml": "7 hooks loaded, 0 errors, 14 warnings",
 		"octoprint-config_yota9_system-and-gcode-hooks.yaml":     "7 hooks loaded, 0 errors, 6 warnings",
-		"octoprint-docs_events-example_v1.11.3_shell-name.yaml":  "4 hooks loaded, 0 errors, 3 warnings",
+		"octoprint-docs_events-example_v1.11.3_shell-name.yaml":  "3 hooks loaded, 1 error, 2 warnings",
 		"readme-snippet_pushbullet_last-hook-missing-type.yaml":  "3 hooks loaded, 1 error, 8 warnings",
 		"readme-snippet_webhook_typo-event-key.yaml":             "0 hooks loaded, 1 error, 0 warnings",
 	} {

@@ -19,6 +19,7 @@ import (
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 	"github.com/printbridge/printbridge/bridge/outbox"
+	"github.com/printbridge/printbridge/bridge/policy"
 	"github.com/printbridge/printbridge/printer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -137,6 +138,7 @@ type edgeOptions struct {
 	flow          string
 	rxBuffer      int
 	importDir     string
+	commandPolicy string
 	watchInterval time.Duration
 	autoConnect   bool
 	metricsListen string
@@ -159,6 +161,7 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "folder for the edge's state (event sequence and outbox)")
 	fs.IntVar(&o.maxLineLength, "max-line-length", 96, "firmware MAX_CMD_SIZE: longest line in bytes, line number and checksum included")
 	fs.StringVar(&o.flow, "flow", printer.FlowAuto, "flow control: auto (windowed for Marlin), ping-pong (one line in flight) or window")
+	fs.StringVar(&o.commandPolicy, "command-policy", "", "YAML file with the G-code command policy (docs/security.md); empty uses the defaults, which block M0/M1 and guard a running print")
 	fs.StringVar(&o.importDir, "import-dir", "", "folder that command/file may add files \"from\" by path; empty allows only inline data")
 	fs.DurationVar(&o.watchInterval, "watch-interval", 2*time.Second, "how often the files directory is scanned for changes made from outside")
 	fs.IntVar(&o.rxBuffer, "rx-buffer", 128, "firmware serial RX buffer in bytes; windowed sending never has more unacknowledged bytes in flight")
@@ -272,13 +275,19 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err != nil {
 		return err
 	}
+	pol := policy.Default()
+	if o.commandPolicy != "" {
+		if pol, err = policy.LoadFile(o.commandPolicy, o.printerID); err != nil {
+			return fmt.Errorf("--command-policy: %w", err)
+		}
+	}
 	var p *printer.Printer
 	files, err := newFileStorage(o, log, func() *edge.Edge { edgeMu.Lock(); defer edgeMu.Unlock(); return e }, func() *printer.Printer { return p })
 	if err != nil {
 		return err
 	}
 	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, DataDir: o.dataDir, Outbox: outboxOpts, OnEnvelope: onEnvelope,
-		Files: files, ImportDir: o.importDir},
+		Files: files, ImportDir: o.importDir, Policy: pol},
 		nil, log, metrics)
 	if err != nil {
 		return err
