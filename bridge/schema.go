@@ -94,7 +94,7 @@ func EventsMarkdown() string {
 	b.WriteString("Generated from the event catalogue by `printbridge events --markdown`; do not edit by hand.\n\n")
 	b.WriteString("Every event uses OctoPrint's name and payload keys. \"Fired by\" says which activity fires it in\n")
 	b.WriteString("printbridge, or which subsystem printbridge does not have yet (those events can still be\n")
-	b.WriteString("published with `printbridge publish` and hooks on them load without a warning).\n")
+	b.WriteString("published with `printbridge publish`, and hooks on them load, with a warning that says so).\n")
 	b.WriteString("OctoPrint's documentation lists `Dwell`; the event that fires is `Dwelling`, and a hook on\n")
 	b.WriteString("`Dwell` gets a warning that suggests it.\n\n")
 	group := ""
