@@ -1,22 +1,24 @@
 # The test target installs what the tests need when it is missing
-# (Debian's mosquitto and printcore packages), then runs every test with
-# the race detector.
+# (Debian's mosquitto, printcore, nats-server and prometheus packages),
+# then runs every test with the race detector.
 
 GO ?= go
-APT_PACKAGES := mosquitto printcore
+APT_PACKAGES := mosquitto printcore prometheus
 FUZZTIME ?= 10s
 
-.PHONY: test test-deps build fuzz-short vet
+.PHONY: test test-deps build fuzz-short vet faults
 
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz-short
 
 test-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v printcore >/dev/null 2>&1 || missing="$$missing printcore"; \
+	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test dependencies:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -37,3 +39,22 @@ fuzz-short:
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+# The full fault suite (docs/delivery.md): real mosquitto, nats-server,
+# edge, worker and virtual printer processes, with 20 broker restarts, 5
+# worker and 3 edge kills and one unplug during real prints. `make test`
+# runs a small version of it.
+faults: test-deps
+	@command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || { \
+		echo "installing test dependency: nats-server"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server; \
+	}
+	FAULT_SCALE=full $(GO) test -race -count=1 -timeout 60m -v -run '^(TestFaultSuite|TestEdgeBroker)' ./cmd/printbridge/
+
+# Every benchmark of package bench (a few minutes on two cores), with the
+# tables written into docs/benchmarks.md. Nothing here fails on a slow
+# number: the tables say which targets were met.
+.PHONY: bench
+bench: test-deps
+	$(GO) run ./bench/cmd/pbbench -out docs/benchmarks.md -v

@@ -102,6 +102,10 @@ func (s *session) queueGcode(r request) error {
 		if code == "M112" || (emergencyCodes[code] && s.caps["EMERGENCY_PARSER"]) {
 			s.sendEmergency(l, code)
 			if s.port == nil {
+				// M112 closed the connection; the command is done, since
+				// the stop went out.
+				req.addReply("emergency stop sent; the firmware is halted until it is reset")
+				req.finish(nil)
 				return nil
 			}
 			continue
