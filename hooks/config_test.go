@@ -84,9 +84,6 @@ func TestLoadBox3dShellChains(t *testing.T) {
 	for i, line := range []int{12, 16, 20, 24, 28, 32, 35} {
 		want = append(want, wantProblem{line, SeverityWarning, i + 1, "shell is not set"})
 		want = append(want, wantProblem{line, SeverityWarning, i + 1, `shell syntax ";"`})
-		if line == 20 {
-			want = append(want, wantProblem{22, SeverityWarning, 3, "printbridge does not fire Upload yet"})
-		}
 	}
 	checkProblems(t, problems, want)
 	if len(cfg.Subscriptions) != 7 {

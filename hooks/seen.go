@@ -2,6 +2,11 @@ package hooks
 
 import (
 	"container/list"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -50,4 +55,96 @@ func (s *idSet) remove(id string) {
 		s.order.Remove(e)
 		delete(s.index, id)
 	}
+}
+
+// seenLog makes an idSet survive a restart of the worker: every added id
+// is appended to a file before its hooks run, and removals are written
+// as "-<id>". A plain write reaches the kernel before the hooks start, so
+// a worker killed with SIGKILL still knows the id when it starts again;
+// only a power loss can lose the last ids (no fsync per event).
+type seenLog struct {
+	mu    sync.Mutex // guards f and lines
+	path  string
+	f     *os.File
+	lines int
+}
+
+// WithSeenFile keeps the recent event ids in path, so a redelivery after a
+// restart of the worker (a lost JetStream ack, an MQTT session replay)
+// does not run hooks again.
+func WithSeenFile(path string) Option {
+	return func(w *Worker) { w.seenPath = path }
+}
+
+// openSeenLog loads the ids of path into set and opens it for appending.
+func openSeenLog(path string, set *idSet) (*seenLog, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create the folder of the seen-events file: %w", err)
+	}
+	l := &seenLog{path: path}
+	if data, err := os.ReadFile(path); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			switch {
+			case line == "":
+			case strings.HasPrefix(line, "-"):
+				set.remove(line[1:])
+			default:
+				set.add(line)
+			}
+			l.lines++
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read seen-events file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open seen-events file: %w", err)
+	}
+	l.f = f
+	return l, nil
+}
+
+func (l *seenLog) write(line string, set *idSet) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.WriteString(line + "\n"); err != nil {
+		return fmt.Errorf("write seen-events file %s: %w", l.path, err)
+	}
+	l.lines++
+	// Rewrite the file with the ids still remembered once it holds twice
+	// as many lines, so it stays bounded.
+	if l.lines > 2*set.max {
+		return l.compactLocked(set)
+	}
+	return nil
+}
+
+func (l *seenLog) compactLocked(set *idSet) error {
+	set.mu.Lock()
+	ids := make([]string, 0, set.order.Len())
+	for e := set.order.Back(); e != nil; e = e.Prev() {
+		ids = append(ids, e.Value.(string))
+	}
+	set.mu.Unlock()
+	tmp := l.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(ids, "\n")+"\n"), 0o640); err != nil {
+		return fmt.Errorf("compact seen-events file: %w", err)
+	}
+	if err := os.Rename(tmp, l.path); err != nil {
+		return fmt.Errorf("compact seen-events file: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("reopen seen-events file: %w", err)
+	}
+	_ = l.f.Close()
+	l.f = f
+	l.lines = len(ids)
+	return nil
+}
+
+func (l *seenLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
 }

@@ -81,10 +81,14 @@ type Worker struct {
 	printers []string
 	group    string
 
-	slots   *limiter
-	seen    *idSet
-	replies *replyWaiter
-	wg      sync.WaitGroup
+	slots *limiter
+	seen  *idSet
+	// seenPath, if set, persists seen in a file (WithSeenFile); seenLog is
+	// that file while Run runs.
+	seenPath string
+	seenLog  *seenLog
+	replies  *replyWaiter
+	wg       sync.WaitGroup
 
 	mu      sync.Mutex // guards ctx, queues and stopped
 	ctx     context.Context
@@ -158,6 +162,14 @@ func (w *Worker) Config() *Config { return w.cfg.Load() }
 // the hooks still running and waits for their results to be published.
 // It returns an error only when a subscription fails.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.seenPath != "" {
+		l, err := openSeenLog(w.seenPath, w.seen)
+		if err != nil {
+			return err
+		}
+		w.seenLog = l
+		defer func() { _ = l.close() }()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	w.mu.Lock()
 	w.ctx = ctx
@@ -284,6 +296,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		w.log.Debug("duplicate event ignored", "printer", env.Printer, "event", env.Event, "event_id", env.ID)
 		return
 	}
+	w.persistSeen(env.ID)
 	// The config is taken once here, so every hook of this event runs
 	// with it even when a reload happens while the event waits.
 	cfg := w.cfg.Load()
@@ -295,6 +308,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	defer w.mu.Unlock()
 	if w.stopped || w.ctx == nil {
 		w.seen.remove(env.ID)
+		w.persistSeen("-" + env.ID)
 		return
 	}
 	q := w.queues[env.Printer]
@@ -309,6 +323,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		w.metrics.queueDepth.Inc()
 	default:
 		w.seen.remove(env.ID)
+		w.persistSeen("-" + env.ID)
 		n := w.dropped.Add(1)
 		w.metrics.dropped.Inc()
 		w.log.Warn("event dropped: the printer's hook queue is full", "printer", env.Printer, "event", env.Event,
@@ -513,5 +528,18 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 	if err := w.bus.PublishHook(pubCtx, res.Printer, data); err != nil {
 		w.metrics.errors.WithLabelValues(opPublishResult).Inc()
 		w.log.Warn("publish hook result failed", "hook", res.Hook, "event_id", res.EventID, "printer", res.Printer, "error", err)
+	}
+}
+
+// persistSeen appends an id (or a "-id" removal) to the seen-events file.
+// A write error is logged and counted; the event still runs, because
+// losing a hook is worse than a rare duplicate after a restart.
+func (w *Worker) persistSeen(line string) {
+	if w.seenLog == nil {
+		return
+	}
+	if err := w.seenLog.write(line, w.seen); err != nil {
+		w.metrics.errors.WithLabelValues("seen_file").Inc()
+		w.log.Warn("recording the event id failed; a redelivery after a restart may run its hooks again", "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -21,4 +22,18 @@ func buildPrintbridge(t testing.TB) string {
 		t.Fatalf("go build of printbridge failed: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// TestMain points the default data directories (os.UserConfigDir) at a
+// fresh folder, so tests never read or leave state in the user's home:
+// the worker remembers event ids there, and tests reuse fixed ids.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "printbridge-test-home-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +62,7 @@ type workerOptions struct {
 	metricsListen      optionalString
 	logFormat          string
 	logLevel           string
+	dataDir            string
 	bus                busOptions
 }
 
@@ -73,6 +75,7 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
+	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids, so a redelivery after a restart runs no hook twice; empty keeps them in memory only")
 	o.bus.register(fs)
 	// An empty base topic means "not given", so the config file's
 	// printbridge.base_topic can apply.
@@ -240,7 +243,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}()
 
-	w := hooks.NewWorker(cfg, bus, log, hooks.WithMetrics(metrics), hooks.WithLogLevel(level))
+	workerOpts := []hooks.Option{hooks.WithMetrics(metrics), hooks.WithLogLevel(level)}
+	if o.dataDir != "" {
+		workerOpts = append(workerOpts, hooks.WithSeenFile(filepath.Join(o.dataDir, "seen-events")))
+	}
+	w := hooks.NewWorker(cfg, bus, log, workerOpts...)
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
