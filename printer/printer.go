@@ -308,6 +308,7 @@ func (p *Printer) Run(ctx context.Context) error {
 			}
 			s.wantConnected = false
 			s.disconnect("edge is shutting down", false)
+			s.publishSnapshot()
 			p.drainRequests()
 			return nil
 		case r := <-p.requests:

@@ -336,8 +336,25 @@ func (e *Edge) Run(ctx context.Context) error {
 	defer cancel()
 	e.Emit(bridge.EventShutdown, nil, bridge.Context{})
 	e.drain(shutdownCtx)
+	// The last state (Offline after the printer stopped) replaces the
+	// retained one, so it does not go on saying Printing.
+	e.publishFinalState(shutdownCtx)
 	e.publishAvailability(shutdownCtx, false)
 	return e.close()
+}
+
+func (e *Edge) publishFinalState(ctx context.Context) {
+	bus, p := e.currentBus(), e.attached()
+	if bus == nil || p == nil {
+		return
+	}
+	data, err := json.Marshal(statePayload{Snapshot: p.Snapshot(), Printer: e.cfg.PrinterID, LastSeen: time.Now().UTC()})
+	if err != nil {
+		return
+	}
+	if err := bus.PublishState(ctx, e.cfg.PrinterID, data); err != nil {
+		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
+	}
 }
 
 // close logs what was not delivered and closes the outbox and seq file.

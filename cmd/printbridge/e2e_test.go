@@ -464,6 +464,30 @@ func TestChainOverMosquitto(t *testing.T) {
 	if n := strings.Count(c.edgeLog.String(), "unreadable bytes from the printer"); n != 1 {
 		t.Errorf("edge logged the garbage line %d times, want once", n)
 	}
+
+	// The retained state left behind by the stopped edge says so.
+	late := newBus(t, "late").(*mqtt.Bus)
+	defer late.Close()
+	states := make(chan []byte, 1)
+	if err := late.SubscribeRaw(context.Background(), bridge.Topics{}.MQTTState("e2e"), func(m mqtt.RawMessage) {
+		select {
+		case states <- m.Payload:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case data := <-states:
+		var st struct {
+			State string `json:"state_id"`
+		}
+		if err := json.Unmarshal(data, &st); err != nil || st.State != "CLOSED" {
+			t.Errorf("retained state after the edge stopped = %s, want state_id CLOSED", data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no retained state after the edge stopped")
+	}
 }
 
 func TestChainOverNATS(t *testing.T) {
