@@ -105,6 +105,12 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
+		// One unacknowledged event at a time keeps the order of a
+		// redelivery: without it, events after one whose ack was lost
+		// (a killed worker) run first and the lost one comes back after
+		// AckWait. NOTE: this serialises every worker sharing the
+		// consumer; a consumer per printer keeps printers apart.
+		MaxAckPending: 1,
 	})
 	if err != nil {
 		return fmt.Errorf("create or update JetStream consumer %s on stream %s failed: %w", durable, b.stream, err)

@@ -139,7 +139,8 @@ func newFaultRig(t *testing.T, bin string, broker faultBroker, dir string, scale
 	cfg := writeFaultWorkerConfig(t, dir, r.hookFile)
 	// Debug logs show every duplicate the worker ignored.
 	r.worker = newProc(t, dir, "worker", bin, append([]string{"worker", "--config", cfg, "--printer", r.printer,
-		"--max-concurrent-hooks", "1", "--log-level", "debug", "--metrics-listen", ""}, broker.WorkerArgs()...)...)
+		"--max-concurrent-hooks", "1", "--log-level", "debug", "--metrics-listen", "",
+		"--data-dir", filepath.Join(dir, "worker-data")}, broker.WorkerArgs()...)...)
 	r.worker.readyLog = "worker started"
 	return r
 }

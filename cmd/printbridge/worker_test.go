@@ -58,6 +58,9 @@ func startWorker(t *testing.T, args ...string) *workerRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &workerRun{t: t, log: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	// Each worker gets its own data folder: tests reuse event ids, and a
+	// shared seen-events file would make one test's worker skip another's.
+	args = append([]string{"--data-dir", t.TempDir()}, args...)
 	go func() { w.done <- runWorker(ctx, args, io.Discard, w.log) }()
 	t.Cleanup(func() {
 		w.stop()
@@ -470,7 +473,7 @@ func TestWorkerReloadsOnSIGHUP(t *testing.T) {
 	sender := newEventSender(t, emb.NATSURL(), "hup1")
 
 	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "worker", "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "", "--printer", "hup1")
+	cmd := exec.Command(bin, "worker", "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "", "--printer", "hup1", "--data-dir", t.TempDir())
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
