@@ -216,6 +216,14 @@ func (s *session) handleResend(n int) {
 		s.resendAt = now
 		return
 	}
+	if n <= 1 && s.nextLine > 2 && s.job != nil {
+		// A request for line 1 in the middle of a job means the firmware
+		// counts from 0 again: it reset without a banner the edge could
+		// read.
+		s.log.Warn("firmware requested line 1 in the middle of a print; it has reset", "next_line", s.nextLine)
+		s.handleFirmwareReset()
+		return
+	}
 	if f := s.p.metrics.Resend; f != nil {
 		f()
 	}
@@ -239,6 +247,9 @@ func (s *session) handleResend(n int) {
 	}
 	if n == s.resendLast {
 		s.resendRepeats++
+		if s.resendRepeats == 2 {
+			s.sanitizeRejected(n)
+		}
 		if s.resendRepeats >= 10 {
 			s.fail("resend_loop", "printer keeps requesting line "+strconv.Itoa(n)+" ("+strconv.Itoa(s.resendRepeats)+
 				" times); the firmware rejects that line every time", "disconnect", false)
@@ -344,4 +355,34 @@ func (s *session) probeResendStyle() {
 			s.fail("connection", "write to serial port "+s.p.cfg.Port+" failed: "+err.Error(), "disconnect", false)
 		}
 	}})
+}
+
+// displayCodes carry free text that old firmwares misparse: Creality's
+// splits a command at each ':' and some take the first '*' as the start
+// of the checksum, so the same line is rejected every time.
+var displayCodes = map[string]bool{"M117": true, "M118": true}
+
+// sanitizeRejected rewrites a display line that the firmware rejected
+// twice in a row: its text loses ':', '*' and ';', and the next resend
+// sends that form under the same line number, so the stream goes on. A
+// motion line is left alone and ends in the resend loop error.
+func (s *session) sanitizeRejected(n int) {
+	h, ok := s.history[n]
+	if !ok || !displayCodes[CodeOf(h.text)] {
+		return
+	}
+	clean := strings.Map(func(r rune) rune {
+		switch r {
+		case ':', '*', ';':
+			return ' '
+		}
+		return r
+	}, h.text)
+	clean = strings.Join(strings.Fields(clean), " ")
+	if clean == h.text {
+		return
+	}
+	s.log.Warn("firmware rejects a display line every time; sending it without ':', '*' and ';'", "line_number", n, "line", h.text, "sent", clean)
+	h.text = clean
+	s.history[n] = h
 }

@@ -16,6 +16,8 @@ import (
 type LineReader struct {
 	r   *bufio.Reader
 	max int
+	// pending holds the rest of a line that NUL bytes split.
+	pending []string
 }
 
 // NewLineReader reads lines of at most max bytes; longer lines are cut
@@ -28,23 +30,51 @@ func NewLineReader(r io.Reader, max int) *LineReader {
 }
 
 // ReadLine returns the next line without its terminator. A last line
-// without LF is returned before io.EOF.
+// without LF is returned before io.EOF. NUL bytes split a line: no
+// firmware sends them in text, but a board that resets mid-line does,
+// right before its `start` banner.
 func (lr *LineReader) ReadLine() (string, error) {
+	if len(lr.pending) > 0 {
+		line := lr.pending[0]
+		lr.pending = lr.pending[1:]
+		return line, nil
+	}
+	raw, err := lr.readRaw()
+	if err != nil {
+		return "", err
+	}
+	if bytes.IndexByte(raw, 0) < 0 {
+		return CleanLine(raw), nil
+	}
+	var parts []string
+	for _, part := range bytes.Split(raw, []byte{0}) {
+		if line := CleanLine(part); strings.TrimSpace(line) != "" {
+			parts = append(parts, line)
+		}
+	}
+	if len(parts) == 0 {
+		return "", nil
+	}
+	lr.pending = parts[1:]
+	return parts[0], nil
+}
+
+func (lr *LineReader) readRaw() ([]byte, error) {
 	var buf []byte
 	for {
 		chunk, err := lr.r.ReadSlice('\n')
 		buf = append(buf, chunk...)
 		switch {
 		case err == nil:
-			return CleanLine(buf), nil
+			return buf, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			if len(buf) >= lr.max {
-				return CleanLine(buf), nil
+				return buf, nil
 			}
 		case errors.Is(err, io.EOF) && len(buf) > 0:
-			return CleanLine(buf), nil
+			return buf, nil
 		default:
-			return "", err
+			return nil, err
 		}
 	}
 }

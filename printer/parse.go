@@ -167,7 +167,10 @@ func ClassifyError(line string) ErrorClass {
 	case strings.Contains(l, "no line number with checksum"), strings.Contains(l, "missing linenumber"):
 		return ErrorRecoverable
 	case strings.Contains(l, "line number"), strings.Contains(l, "linenumber"), strings.Contains(l, "checksum"),
-		strings.Contains(l, "format error"), strings.Contains(l, "expected line"):
+		strings.Contains(l, "format error"), strings.Contains(l, "expected line"),
+		// Every Marlin line error ends with "Last Line: <n>"; the field
+		// still identifies one when line noise garbled the words before it.
+		strings.Contains(l, "last line:"):
 		return ErrorResendFollows
 	case strings.Contains(l, "volume.init"), strings.Contains(l, "openroot"), strings.Contains(l, "workdir"),
 		strings.Contains(l, "error writing to file"), strings.Contains(l, "cannot open"), strings.Contains(l, "open failed"),

@@ -225,3 +225,30 @@ func FuzzParsers(f *testing.F) {
 		CodeOf(line)
 	})
 }
+
+func TestSplitGluedLines(t *testing.T) {
+	cases := map[string][]string{
+		"T:22.00 /0.00 B:35.00 /35.00 @:0 B@:17 W:?ok": {"T:22.00 /0.00 B:35.00 /35.00 @:0 B@:17 W:?", "ok"},
+		"Cap:CONFIG_EXPORT:0ok":                        {"Cap:CONFIG_EXPORT:0", "ok"},
+		"T:22.00 /0.00 B:22start":                      {"T:22.00 /0.00 B:22", "start"},
+		"T:1 /0 B:0 /0 @:0 B@:0Error:Line Number is not Last Line Number+1, Last Line: 2": {"T:1 /0 B:0 /0 @:0 B@:0", "Error:Line Number is not Last Line Number+1, Last Line: 2"},
+		"X:1.00 Y:2.00 Z:3.00 E:0.00 Count X:80ok N12 P15 B3":                             {"X:1.00 Y:2.00 Z:3.00 E:0.00 Count X:80", "ok N12 P15 B3"},
+		"ok":                                    nil,
+		"ok T:21.0 /0.0":                        nil,
+		"echo:Now fresh file: book":             nil,
+		"start":                                 nil,
+		"Error:checksum mismatch, Last Line: 9": nil,
+	}
+	for line, want := range cases {
+		got := splitGlued(line)
+		if len(got) != len(want) {
+			t.Errorf("splitGlued(%q) = %q, want %q", line, got, want)
+			continue
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("splitGlued(%q)[%d] = %q, want %q", line, i, got[i], want[i])
+			}
+		}
+	}
+}

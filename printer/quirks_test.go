@@ -78,9 +78,8 @@ func TestQuirksLoseNothing(t *testing.T) {
 	cases := []struct {
 		name string
 		flow string
-		// commTimeout is the edge's CommTimeout; zero keeps the 30 s
-		// default, so the print only finishes in time if the edge never
-		// waits for a timeout.
+		// commTimeout is the edge's CommTimeout. Zero keeps the 30 s
+		// default, which a print that waits for a timeout cannot afford.
 		commTimeout time.Duration
 		knob        func(*virtual.Config)
 	}{
@@ -158,9 +157,9 @@ func TestQuirkRewindRepeatsLines(t *testing.T) {
 }
 
 // assertResetFailedJob checks what a user must see when the firmware
-// resets in the middle of a print: PrinterReset while printing, the job
-// failed once and never reported done, a new handshake, and no move of
-// the job sent to the restarted firmware.
+// resets in the middle of a print. PrinterReset fires while printing, the
+// job fails once and is never reported done, and a new handshake
+// follows. No move of the job reaches the restarted firmware.
 func assertResetFailedJob(t *testing.T, r *rig) {
 	t.Helper()
 	if printEnded(t, r, quirkPrintTimeout) {
@@ -191,27 +190,28 @@ func assertResetFailedJob(t *testing.T, r *rig) {
 	}
 }
 
-func TestQuirkResetWithNULFailsJob(t *testing.T) {
-	vcfg := fastConfig()
-	vcfg.Seed = quirkSeed
-	vcfg.ResetAfterLines = 60
-	vcfg.ResetNUL = true
-	r := startRig(t, vcfg, printer.Config{})
-	r.waitState("OPERATIONAL", 10*time.Second)
-	r.job(bridge.ActionStart, testFile)
-	assertResetFailedJob(t, r)
-}
-
-func TestQuirkResetMidLineFailsJob(t *testing.T) {
-	vcfg := fastConfig()
-	vcfg.Seed = quirkSeed
-	vcfg.ResetAfterLines = 60
-	vcfg.ResetMidLine = true
-	vcfg.ResetNUL = true
-	r := startRig(t, vcfg, printer.Config{})
-	r.waitState("OPERATIONAL", 10*time.Second)
-	r.job(bridge.ActionStart, testFile)
-	assertResetFailedJob(t, r)
+func TestQuirkResetFailsJob(t *testing.T) {
+	cases := []struct {
+		name         string
+		nul, midLine bool
+	}{
+		{"nul-prefix", true, false},
+		{"mid-line-nul", true, true},
+		{"mid-line", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			vcfg := fastConfig()
+			vcfg.Seed = quirkSeed
+			vcfg.ResetAfterLines = 60
+			vcfg.ResetNUL = c.nul
+			vcfg.ResetMidLine = c.midLine
+			r := startRig(t, vcfg, printer.Config{})
+			r.waitState("OPERATIONAL", 10*time.Second)
+			r.job(bridge.ActionStart, testFile)
+			assertResetFailedJob(t, r)
+		})
+	}
 }
 
 // writeJobFile writes a G-code file into the rig's files folder.
@@ -223,9 +223,9 @@ func writeJobFile(t *testing.T, r *rig, name string, lines []string) {
 }
 
 // assertM117Tolerated checks the outcome that a firmware which breaks on
-// M117 text calls for: every other command of the job ran once, in order,
-// and each M117 was either left out or sent in a form the firmware
-// accepts, so no part of its text ran as a command of its own.
+// M117 text calls for. Every other command of the job ran once, in order.
+// Each M117 was left out or sent in a form the firmware accepts, so no
+// part of its text ran as a command of its own.
 func assertM117Tolerated(t *testing.T, executed, job []string, forbidden string) {
 	t.Helper()
 	start := slices.Index(executed, job[0])

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -75,6 +76,13 @@ var longRunningCodes = map[string]bool{
 	"G4": true, "G28": true, "G29": true, "G30": true, "G32": true, "M400": true, "M226": true,
 	"M600": true, "M109": true, "M190": true, "M191": true, "M116": true, "M0": true, "M1": true,
 }
+
+// userWaitCodes wait for the user and may block for hours.
+var userWaitCodes = map[string]bool{"M0": true, "M1": true, "M226": true, "M600": true}
+
+// heatingCodes are the blocking heat-ups, which print status lines while
+// they wait.
+var heatingCodes = map[string]bool{"M109": true, "M190": true, "M191": true, "M116": true}
 
 // gcodeEvents maps a G-code to the event OctoPrint fires when it is
 // queued for sending.
@@ -576,7 +584,40 @@ func gluedOK(line string) bool {
 	return strings.HasPrefix(line, "File deleted") && strings.HasSuffix(line, "ok")
 }
 
+// gluedTailPattern finds an ok or a reset banner that lost its line feed
+// and stuck to the end of the previous output (`...B@:17ok`,
+// `Cap:CONFIG_EXPORT:0ok`, `T:22.00 /0.00 B:22start`). Only a tail after a
+// digit, ':' or '?' counts, so words that end in "ok" stay whole.
+var gluedTailPattern = regexp.MustCompile(`^(.*[0-9:?])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`)
+
+// gluedHeadTokens start a message of their own when they appear inside
+// another line.
+var gluedHeadTokens = []string{"Error:", "Resend:", "echo:busy:"}
+
+// splitGlued splits a line that holds two messages because a line feed
+// was lost; it returns nil when the line is whole.
+func splitGlued(line string) []string {
+	for _, tok := range gluedHeadTokens {
+		if i := strings.Index(line, tok); i > 0 {
+			return []string{line[:i], line[i:]}
+		}
+	}
+	if strings.HasPrefix(line, "ok") || strings.HasPrefix(line, "Resend") || line == "start" {
+		return nil
+	}
+	if m := gluedTailPattern.FindStringSubmatch(line); m != nil {
+		return []string{m[1], m[2]}
+	}
+	return nil
+}
+
 func (s *session) handleLine(raw string) {
+	if parts := splitGlued(strings.TrimSpace(raw)); parts != nil {
+		for _, part := range parts {
+			s.handleLine(part)
+		}
+		return
+	}
 	if f := s.p.metrics.LineReceived; f != nil {
 		f()
 	}
@@ -730,13 +771,14 @@ func (s *session) checkTimeouts(now time.Time) {
 	limit := s.p.cfg.CommTimeout
 	since := now.Sub(maxTime(s.lastProgress, head.sentAt))
 	if head.longRun {
-		// Long-running commands may take as long as they need, but a
-		// link that has gone completely silent (no temperature report,
-		// no busy line) for much longer is dead.
-		if !s.autoReport || now.Sub(s.lastRx) < 4*limit {
+		// User waits (M0, M600) may last hours. Other long-running
+		// commands get ten times the limit since the last sign of
+		// progress (busy lines, or the status lines of a heating wait),
+		// so a lost ok cannot stall a print for good.
+		if userWaitCodes[CodeOf(head.text)] {
 			return
 		}
-		since = now.Sub(s.lastRx)
+		limit *= 10
 	}
 	if since < limit {
 		return
@@ -793,6 +835,12 @@ func (s *session) parseReport(line string) {
 	}
 	if IsTemperatureLine(body) {
 		s.onTemperatures(ParseTemperatures(body))
+		if len(s.inflight) > 0 && heatingCodes[CodeOf(s.inflight[0].text)] && strings.Contains(body, "W:") {
+			// A heating wait reports once a second with its W: (wait)
+			// field; that is its progress. Auto-reports have no W: and
+			// keep coming after a lost ok, so they do not count.
+			s.lastProgress = time.Now()
+		}
 		return
 	}
 	if name, enabled, ok := ParseCapability(body); ok {

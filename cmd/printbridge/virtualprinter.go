@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/printbridge/printbridge/printer/virtual"
 )
@@ -41,11 +42,19 @@ func (v switchValue) Set(s string) error {
 func (v switchValue) IsBoolFlag() bool { return true }
 
 // virtualPrinterFlags binds the simulator's configuration to fs. Switches
-// whose Marlin default is on are stored inverted in virtual.Config.
+// whose Marlin default is on are stored inverted in virtual.Config, and
+// the dialect, byte error and processing time flags are converted after
+// parsing (see apply).
 type virtualPrinterFlags struct {
 	cfg           virtual.Config
 	busyKeepalive bool
 	m117Echo      bool
+	repetier      bool
+	prusa         bool
+	byteErrors    float64
+	rxByteErrors  float64 // negative: take byteErrors
+	txByteErrors  float64 // negative: take byteErrors
+	processingUS  int
 	logFormat     string
 	logLevel      string
 }
@@ -61,10 +70,10 @@ func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.PlannerSize, "planner-size", virtual.DefaultPlannerSize, "Marlin BLOCK_BUFFER_SIZE: planner ring slots (one stays empty)")
 	fs.IntVar(&c.MaxCmdSize, "max-cmd-size", virtual.DefaultMaxCmdSize, "Marlin MAX_CMD_SIZE in bytes, line number and checksum included")
 	fs.IntVar(&c.RXBufferSize, "rx-buffer", virtual.DefaultRXBufferSize, "serial receive buffer in bytes")
-	fs.StringVar(&c.FirmwareName, "firmware-name", virtual.DefaultFirmwareName, "FIRMWARE_NAME reported by M115")
+	fs.StringVar(&c.FirmwareName, "firmware-name", "", "FIRMWARE_NAME reported by M115 (default \""+virtual.DefaultFirmwareName+"\", or the dialect's)")
 	fs.StringVar(&c.MachineType, "machine-type", virtual.DefaultMachineType, "MACHINE_TYPE reported by M115")
 
-	fs.StringVar(&c.ResendStyle, "resend-style", virtual.ResendStyle21, "reply to a rejected line: 1.1 and 2.1 send Resend then ok, 2.0 only Resend (quote it in YAML: \"2.0\")")
+	fs.StringVar(&c.ResendStyle, "resend-style", "", "reply to a rejected line: 1.1 and 2.1 send Resend then ok, 2.0 only Resend (quote it in YAML: \"2.0\"); default 2.1, with --prusa 2.0")
 	fs.Var(switchValue{&c.AdvancedOK}, "advanced-ok", "ADVANCED_OK: ok N<line> P<free planner blocks> B<free command slots>")
 	fs.Var(switchValue{&c.OKBeforeOutput}, "ok-before-output", "send each ok before the command's output, as Repetier firmware does")
 	fs.IntVar(&c.ResendRatio, "resend-ratio", 0, "percentage (0-100) of numbered lines rejected with a checksum error")
@@ -76,9 +85,53 @@ func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 	fs.Var(switchValue{&c.WaitWhenIdle}, "wait-when-idle", "NO_TIMEOUTS: send wait every second while idle")
 	fs.IntVar(&c.Baud, "baud", 0, "pace the serial line at baud/10 bytes per second in each direction; 0 is unpaced")
 	fs.Var(switchValue{&o.m117Echo}, "m117-echo", "echo M117 messages as echo:<text>")
+	fs.IntVar(&o.processingUS, "processing-time-us", 0, "time in microseconds the firmware spends on each command before executing it (not scaled by --speed)")
+
+	fs.Var(switchValue{&o.repetier}, "repetier", "speak Repetier-Firmware's dialect: ok <n> on receipt, Error:Wrong checksum, Resend:<n>, wait, TargetExtr0:")
+	fs.Var(switchValue{&o.prusa}, "prusa", "speak Prusa-Firmware 3.x's dialect: Prusa M115 and reports, Cap:AUTOREPORT_POSITION, Resend without ok")
+	fs.IntVar(&c.GluedOKs, "glued-oks", 0, "percentage (0-100) of oks written without a line feed after the previous output line")
+	fs.Var(switchValue{&c.DuplicateResend}, "duplicate-resend", "answer each rejected line twice, as a pipelined line behind it causes")
+	fs.IntVar(&c.DroppedOKs, "dropped-oks", 0, "percentage (0-100) of command oks never sent, as line noise loses them")
+	fs.IntVar(&c.RewindEvery, "rewind", 0, "ask for earlier lines again every this many accepted numbered lines, as Prusa's filament sensor does; 0 is off")
+	fs.IntVar(&c.RewindLines, "rewind-lines", virtual.DefaultRewindLines, "how many lines a rewind goes back")
+	fs.IntVar(&c.AutoreportMidline, "autoreport-midline", 0, "percentage (0-100) of output lines that get a temperature report in front of them while M155 is on, half of them glued to it")
+	fs.Var(switchValue{&c.ColonSplits}, "colon-splits", "end a line at each ':' outside comments, as old Creality (Marlin 1.0) firmware does")
+	fs.Var(switchValue{&c.FirstStarChecksum}, "first-star-checksum", "take the first '*' of a line as the start of its checksum, as Repetier and Prusa do")
+	fs.Var(switchValue{&c.ResetNUL}, "reset-nul", "prefix the start line of a simulated reset (--reset-after-lines) with NUL bytes")
+	fs.Var(switchValue{&c.ResetMidLine}, "reset-mid-line", "let a simulated reset cut off a temperature report, so start follows it on the same line")
+	fs.Float64Var(&o.byteErrors, "byte-errors", 0, "probability (0-1) per byte of corruption in both directions")
+	fs.Float64Var(&o.rxByteErrors, "rx-byte-errors", -1, "probability (0-1) per byte of corruption of numbered lines from the host; negative takes --byte-errors")
+	fs.Float64Var(&o.txByteErrors, "tx-byte-errors", -1, "probability (0-1) per byte of corruption of output to the host; negative takes --byte-errors")
+	fs.Int64Var(&c.Seed, "seed", 0, "seed of the random quirks, to repeat a run; 0 takes one from the clock (logged at start)")
 
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// apply converts the flags that virtual.Config holds in another form.
+func (o *virtualPrinterFlags) apply() error {
+	o.cfg.NoBusyKeepalive = !o.busyKeepalive
+	o.cfg.NoM117Echo = !o.m117Echo
+	switch {
+	case o.repetier && o.prusa:
+		return errors.New("--repetier and --prusa exclude each other: choose one dialect")
+	case o.repetier:
+		o.cfg.Dialect = virtual.DialectRepetier
+	case o.prusa:
+		o.cfg.Dialect = virtual.DialectPrusa
+	}
+	o.cfg.RXByteErrors, o.cfg.TXByteErrors = o.byteErrors, o.byteErrors
+	if o.rxByteErrors >= 0 {
+		o.cfg.RXByteErrors = o.rxByteErrors
+	}
+	if o.txByteErrors >= 0 {
+		o.cfg.TXByteErrors = o.txByteErrors
+	}
+	if o.processingUS < 0 {
+		return fmt.Errorf("invalid --processing-time-us %d: use 0 or a positive number of microseconds", o.processingUS)
+	}
+	o.cfg.ProcessingTime = time.Duration(o.processingUS) * time.Microsecond
+	return nil
 }
 
 func runVirtualPrinter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -97,8 +150,9 @@ func runVirtualPrinter(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := parseFlags(fs, args, stderr, true); err != nil {
 		return err
 	}
-	o.cfg.NoBusyKeepalive = !o.busyKeepalive
-	o.cfg.NoM117Echo = !o.m117Echo
+	if err := o.apply(); err != nil {
+		return err
+	}
 
 	log, err := newLogger(stderr, o.logFormat, o.logLevel)
 	if err != nil {

@@ -22,24 +22,29 @@ const (
 const (
 	// DialectMarlin is Marlin 2.1, the default.
 	DialectMarlin = "marlin"
-	// DialectRepetier is Repetier-Firmware 0.92 to 1.0 with its default
+	// DialectRepetier is Repetier-Firmware 0.92 to 1.0 built with
 	// ACK_WITH_LINENUMBER: `ok <n>` as soon as a line is queued, so before
 	// the command's output; `Error:Wrong checksum` or `Error:expected line
-	// <n> got <m>`, then an empty line, `Resend:<n>` and ok; `skip <n>` and
-	// ok for the lines that follow a rejected one; the request repeated
-	// every 200 ms until the line comes; `wait` when idle; `:` ends a line;
-	// the first `*` starts the checksum; M110 is answered but not queued;
-	// lines without G, M or T are format errors; temperatures as `T:22.00
-	// /0 B:22.00 /0 B@:0 @:0`; `TargetExtr0:` and `TargetBed:` when a
-	// target is set; `busy:processing` as keep-alive.
+	// <n> got <m>`, then an empty line, `Resend:<n>` and ok regardless of
+	// ResendStyle; `skip <n>` and ok for the lines that follow a
+	// rejected one; the request repeated every 200 ms until the line
+	// comes; `wait` when idle; `:` ends a line; the first `*` starts the
+	// checksum and a line without one passes; M110 gets its ok but is not
+	// queued; lines without G, M or T are format errors; temperatures as
+	// `T:22.00 /0 B:22.00 /0 B@:0 @:0`; `TargetExtr0:` and `TargetBed:`
+	// when a target is set; `busy:processing` as keep-alive.
+	//
+	// NOTE: the boot banner and the Unknown command line are approximate.
+	// The other strings follow Repetier-Firmware's Communication.cpp,
+	// gcode.cpp and Commands.cpp.
 	DialectRepetier = "repetier"
-	// DialectPrusa is Prusa-Firmware 3.x for the MK2 and MK3: Prusa's M115
-	// with Cap:AUTOREPORT_POSITION (not AUTOREPORT_POS), temperatures with
-	// T0:, P: and A: fields, M109 and M190 status lines in the Marlin 1.x
-	// form, lower-case SD names, the first `*` starts the checksum, an
-	// unnumbered line with a `*` gets `No Line Number with checksum`, and
-	// received bytes above 0x7f are ignored. Resend lines come without an
-	// ok, as in 3.1.x, unless ResendStyle says otherwise.
+	// DialectPrusa is Prusa-Firmware 3.x for the MK2 and MK3. It has
+	// Prusa's M115 with Cap:AUTOREPORT_POSITION (not AUTOREPORT_POS),
+	// temperatures with T0:, P: and A: fields, M109 and M190 status lines
+	// in the Marlin 1.x form and lower-case SD names. The first `*` starts
+	// the checksum, an unnumbered line with a `*` gets `No Line Number
+	// with checksum`, and received bytes above 0x7f are ignored. Resend
+	// lines come without an ok, as in 3.1.x, unless ResendStyle is set.
 	DialectPrusa = "prusa"
 )
 
@@ -76,7 +81,7 @@ const (
 // FirmwareName and ResendStyle default per Dialect. A zero Speed means no
 // waiting, and booleans are taken as they are, so start from
 // DefaultConfig to get a heated bed. A dialect switches on the quirks it
-// always has (see the Dialect constants) whatever their fields say.
+// always has (see the Dialect constants), regardless of their fields.
 type Config struct {
 	// LinkPath, if set, is a symlink created to the pty slave device. An
 	// existing symlink is replaced; any other existing file is an error.
@@ -166,34 +171,34 @@ type Config struct {
 	// their line feed is held back until the next output, so they reach
 	// the host up to one report interval late.
 	GluedOKs int
-	// DuplicateResend answers a line rejected for its checksum (or, in
-	// Marlin, a missing one) twice, the second time with a line-number
-	// error, Resend and (per ResendStyle) ok, as the line that a host had
-	// pipelined behind a corrupted one causes. Repetier repeats its resend
-	// request block instead. Line-number errors are answered once, since
-	// their echoes come from the host's own extra lines.
+	// DuplicateResend rejects a line with a bad (or, in Marlin, missing)
+	// checksum twice, the second time with a line-number error, Resend
+	// and (per ResendStyle) ok, as the line that a host had pipelined
+	// behind a corrupted one causes. Repetier repeats its resend request
+	// block instead. Line-number errors are sent once, because their
+	// echoes come from the host's own extra lines.
 	DuplicateResend bool
 	// DroppedOKs is the percentage (0-100) of command oks that are never
 	// sent, as if line noise had eaten them, so the host has to recover by
 	// its timeout. The oks after Resend lines and `ok T:` replies are
 	// always sent.
 	DroppedOKs int
-	// RewindEvery, if positive, makes the firmware ask for earlier lines
+	// RewindEvery, if positive, makes the firmware request earlier lines
 	// again each time it has accepted that many numbered lines since the
-	// connection or the previous rewind, as Prusa's filament sensor does:
-	// it drops the commands it has queued but not run, answers the next
-	// numbered line n with `Resend: <n-RewindLines>` (or the first line it
-	// has not run, if that is earlier) and runs the lines from there again.
-	// Faults records each rewind.
+	// connection or the previous rewind, as Prusa's filament sensor does.
+	// It drops the commands it has queued but not run and replies to the
+	// next numbered line n with `Resend: <n-RewindLines>`, or with the
+	// first line it has not run if that is earlier. Then it runs the lines
+	// from there again. Faults records each rewind.
 	RewindEvery int
 	// RewindLines is how many lines a rewind goes back (default 8); it must
 	// be smaller than RewindEvery so that printing progresses.
 	RewindLines int
 	// AutoreportMidline is the percentage (0-100) of output lines in front
 	// of which a temperature report is inserted out of turn while the M155
-	// auto-report is on: half of the time as a line of its own (which can
-	// land between Error: and Resend: or between Resend: and ok), half of
-	// the time without a line feed, so that the line continues the report
+	// auto-report is on. Half of the reports are lines of their own, which
+	// can land between Error: and Resend: or between Resend: and ok. The
+	// other half have no line feed, so the line continues the report
 	// (`... B@:0ok`).
 	AutoreportMidline int
 	// ColonSplits makes `:` end a line outside a comment, as old Marlin
@@ -224,7 +229,7 @@ type Config struct {
 	// feeds included, is replaced by another byte.
 	TXByteErrors float64
 	// ProcessingTime is the wall-clock time the firmware spends on each
-	// command before executing it, like the parser of an 8-bit board; it
+	// command before executing it, like the parser of an 8-bit board. It
 	// does not scale with Speed.
 	ProcessingTime time.Duration
 	// Seed seeds the random choices of GluedOKs, AutoreportMidline,
@@ -263,6 +268,7 @@ func (c Config) withDefaults() Config {
 	if c.RXBufferSize == 0 {
 		c.RXBufferSize = DefaultRXBufferSize
 	}
+
 	if c.Dialect == "" {
 		c.Dialect = DialectMarlin
 	}
@@ -286,6 +292,7 @@ func (c Config) withDefaults() Config {
 	if c.FirmwareName == "" {
 		c.FirmwareName = DefaultFirmwareName
 	}
+
 	if c.RewindLines == 0 {
 		c.RewindLines = DefaultRewindLines
 	}

@@ -27,9 +27,9 @@ func (s *session) busyLine() string {
 	return msgBusy
 }
 
-// heaterReport returns the M105 text after its ok: Marlin's and Prusa's
-// start with a space, so "ok" + report is the reply, Repetier's stands on
-// its own line after the ok.
+// heaterReport returns the M105 text after its ok. Marlin's and Prusa's
+// start with a space, so "ok" + report is the reply. Repetier's is a line
+// of its own after the ok.
 func (s *session) heaterReport(active int) string {
 	switch s.cfg.Dialect {
 	case DialectRepetier:

@@ -49,12 +49,12 @@ type serialLink struct {
 	connected atomic.Bool   // output goes to the host; set by connect
 	gen       atomic.Uint64 // changed by every host open and close
 
-	// writeMu serializes output lines and guards nextWrite and held.
+	// writeMu serializes output lines and guards nextWrite and lineFeedHeld.
 	// Changes of connected and gen take it too, so no line lands between
 	// the flush of stale output and the change.
-	writeMu   sync.Mutex
-	nextWrite time.Time
-	held      bool // the last line's line feed is not written yet (see outLine)
+	writeMu      sync.Mutex
+	nextWrite    time.Time
+	lineFeedHeld bool // the last line's line feed is not written yet (see outLine)
 
 	opens chan connection // a new host open, for Run to take over
 
@@ -270,7 +270,7 @@ func (l *serialLink) connect(gen uint64) bool {
 // to the next one. The caller holds writeMu.
 func (l *serialLink) setConnectedLocked(connected bool) {
 	l.connected.Store(connected)
-	l.held = false
+	l.lineFeedHeld = false
 	if err := unix.IoctlSetInt(l.fd, unix.TCFLSH, unix.TCOFLUSH); err != nil {
 		l.log.Warn("flush stale pty output failed", "error", err)
 	}
@@ -301,11 +301,11 @@ func (l *serialLink) writeLines(ctx context.Context, lines ...outLine) {
 	defer l.writeMu.Unlock()
 	var data []byte
 	for _, o := range lines {
-		if l.held && !o.glue {
+		if l.lineFeedHeld && !o.glue {
 			data = append(data, '\n')
 		}
 		data = append(data, o.text...)
-		l.held = o.hold
+		l.lineFeedHeld = o.hold
 		if !o.hold {
 			data = append(data, '\n')
 		}
@@ -317,8 +317,8 @@ func (l *serialLink) writeLines(ctx context.Context, lines ...outLine) {
 func (l *serialLink) flushHeld(ctx context.Context) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
-	if l.held {
-		l.held = false
+	if l.lineFeedHeld {
+		l.lineFeedHeld = false
 		l.writeLocked(ctx, []byte{'\n'})
 	}
 }
@@ -327,7 +327,7 @@ func (l *serialLink) flushHeld(ctx context.Context) {
 // holds writeMu.
 func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 	if !l.connected.Load() || ctx.Err() != nil {
-		l.held = false
+		l.lineFeedHeld = false
 		return
 	}
 	if l.txErrors > 0 {

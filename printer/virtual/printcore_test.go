@@ -131,14 +131,14 @@ func assertJobExecuted(t *testing.T, executed []string) {
 	}
 }
 
-// TestPrintcoreKnobs prints the job with printcore through every knob
-// that real Marlin builds also show and printcore survives. printcore has
-// no limit on these: it waits for each ok without a timeout, so it hangs
-// on GluedOKs and on the glued half of AutoreportMidline (`...B@:0ok` does
-// not start with ok), and its reader thread ends on the first byte from
-// the printer that is not UTF-8 (printcore.py _readline catches
-// UnicodeDecodeError and returns None, which ends _listen), so
-// TXByteErrors stalls it too.
+// TestPrintcoreKnobs prints the job with printcore through the knobs that
+// real Marlin builds also show and that printcore survives. The printcore
+// of Printrun 2.0.0rc8 (Debian's package) hangs on the others. It waits
+// for each ok without a timeout and counts only lines that start with
+// ok, so GluedOKs and the glued half of AutoreportMidline (`...B@:0ok`)
+// stop it. Its reader thread ends at the first byte from the printer that
+// is not UTF-8 (_readline returns None on UnicodeDecodeError, which ends
+// _listen), so TXByteErrors stops it too.
 func TestPrintcoreKnobs(t *testing.T) {
 	cases := []struct {
 		name string

@@ -165,16 +165,16 @@ func (s *session) corruptRX(c byte) byte {
 	return bad
 }
 
-// rewindDue counts an accepted numbered line and reports whether the
-// next one is answered with a rewind (Config.RewindEvery).
+// countForRewind counts an accepted numbered line toward the next rewind
+// (Config.RewindEvery).
 func (s *session) countForRewind() {
 	if s.cfg.RewindEvery > 0 {
 		s.sinceRewind++
 	}
 }
 
-// rewindDue reports whether numbered line n is answered with a rewind
-// instead of being queued. The rewind never reaches back to the line of
+// rewindDue reports whether numbered line n gets a rewind instead of
+// being queued. The rewind never reaches back to the line of
 // the last M110 or before it.
 func (s *session) rewindDue(n int64) bool {
 	if s.cfg.RewindEvery == 0 || s.sinceRewind < s.cfg.RewindEvery {
@@ -183,8 +183,9 @@ func (s *session) rewindDue(n int64) bool {
 	return s.rewindTarget(n) > s.m110Line
 }
 
-// rewindTarget returns the first line a rewind at line n asks for: k lines
-// back, or the oldest line still queued, whose command is dropped.
+// rewindTarget returns the first line that a rewind at line n requests:
+// RewindLines back, or the oldest line still queued, whose command is
+// dropped.
 func (s *session) rewindTarget(n int64) int64 {
 	target := n - int64(s.cfg.RewindLines)
 	if len(s.queue) > 0 {
@@ -193,7 +194,7 @@ func (s *session) rewindTarget(n int64) int64 {
 	return target
 }
 
-// rewind answers line n the way Prusa's filament sensor checkpoint does:
+// rewind replies to line n the way Prusa's filament sensor checkpoint does:
 // the queued commands are dropped, the line number goes back and the host
 // is asked for the lines from the target on, which the firmware then runs
 // again.
@@ -229,8 +230,8 @@ func (s *session) repetierOrOKAfterResend() bool {
 }
 
 // repetierResendAfter is how long Repetier waits for the rest of a
-// started line, or for the line it asked for, before it asks again
-// (GCode::readFromSerial).
+// started line, or for the line it requested, before it requests the
+// line again (GCode::readFromSerial).
 const repetierResendAfter = 200 * time.Millisecond
 
 // resetStart returns the output that begins the banner of a simulated

@@ -202,7 +202,7 @@ func TestRepetierRepeatsResend(t *testing.T) {
 	h.untilLine("SD card ok")
 	h.send("N1 G90*0")
 	h.untilLine("Resend:1")
-	// The line never comes, so Repetier asks again after 200 ms.
+	// The line never comes, so Repetier requests it again after 200 ms.
 	h.untilLine("Resend:1")
 }
 
@@ -434,6 +434,7 @@ func TestTXByteErrorsCorruptOutput(t *testing.T) {
 	if err := port.SetReadTimeout(50 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
+
 	clean := []byte("start\necho:Marlin 2.1.2.1\n")
 	var got []byte
 	deadline := time.Now().Add(waitTimeout)
@@ -445,6 +446,7 @@ func TestTXByteErrorsCorruptOutput(t *testing.T) {
 		}
 		got = append(got, buf[:n]...)
 	}
+
 	if len(got) < len(clean) {
 		t.Fatalf("received %d bytes of the banner within %v, want %d", len(got), waitTimeout, len(clean))
 	}

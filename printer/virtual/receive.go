@@ -136,36 +136,20 @@ func (s *session) sendRejection(msg string) {
 }
 
 // acceptRepetierLine checks and queues a line as Repetier's
-// GCode::parseAscii and checkAndPushCommand do: first the checksum from
-// the first `*` (a line without one passes), then the format, M110, the
-// line number, and finally the line is queued and acknowledged at once.
+// GCode::parseAscii and checkAndPushCommand do. After the checksum and
+// format checks come M110 and the line number. The line is then queued
+// and acknowledged at once.
 func (s *session) acceptRepetierLine(line []byte) {
 	numbered := line[0] == 'N'
 	n := s.lastN
 	if numbered {
 		n = strtol(line[1:])
 	}
-	if star := bytes.IndexByte(line, '*'); star >= 0 {
-		isM110 := bytes.Contains(line, []byte("M110"))
-		if strtol(line[star+1:]) != int64(checksum(line[:star])) || numbered && s.injectResend(n, isM110) {
-			s.send("Error:Wrong checksum")
-			s.requestResend(s.cfg.DuplicateResend)
-			return
-		}
+	g, ok := s.parseRepetierLine(line, numbered, n)
+	if !ok {
+		return
 	}
-	g := parseGcode(normalize(line))
-	if !strings.ContainsAny(g.text, "GMT") {
-		// Repetier takes a line without G, M or T for noise, up to three
-		// in a row.
-		s.formatErrors++
-		if s.formatErrors < 3 {
-			s.send("Error:Format error")
-			s.requestResend(false)
-			return
-		}
-	} else {
-		s.formatErrors = 0
-	}
+
 	if g.name() == "M110" {
 		if v, ok := g.int('N'); ok && !numbered {
 			n = int64(v)
@@ -194,6 +178,7 @@ func (s *session) acceptRepetierLine(line []byte) {
 			return
 		}
 	}
+
 	g.line, g.hasLine = n, numbered
 	cmd := queuedCommand{gcode: g}
 	if numbered {
@@ -209,6 +194,34 @@ func (s *session) acceptRepetierLine(line []byte) {
 	s.queue = append(s.queue, cmd)
 	s.waitingForResend = -1
 	s.ok(g)
+}
+
+// parseRepetierLine checks the checksum from the first `*` (a line
+// without one passes) and the format of a line numbered n, requests a
+// resend if either is wrong and returns the parsed command otherwise.
+func (s *session) parseRepetierLine(line []byte, numbered bool, n int64) (*gcode, bool) {
+	if star := bytes.IndexByte(line, '*'); star >= 0 {
+		isM110 := bytes.Contains(line, []byte("M110"))
+		if strtol(line[star+1:]) != int64(checksum(line[:star])) || numbered && s.injectResend(n, isM110) {
+			s.send("Error:Wrong checksum")
+			s.requestResend(s.cfg.DuplicateResend)
+			return nil, false
+		}
+	}
+	g := parseGcode(normalize(line))
+	if strings.ContainsAny(g.text, "GMT") {
+		s.formatErrors = 0
+		return g, true
+	}
+	// Repetier takes a line without G, M or T for noise, up to three in a
+	// row.
+	s.formatErrors++
+	if s.formatErrors < 3 {
+		s.send("Error:Format error")
+		s.requestResend(false)
+		return nil, false
+	}
+	return g, true
 }
 
 // requestResend is Repetier's GCode::requestResend: an empty line,
