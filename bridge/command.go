@@ -74,7 +74,7 @@ const (
 	ReplyFailed   = "failed"
 )
 
-// Reply answers a command; every command gets accepted or rejected, and
+// Reply is the edge's response to a command. Every command gets accepted or rejected, and
 // an accepted one later gets done or failed.
 type Reply struct {
 	ID      string    `json:"id"`
