@@ -42,6 +42,9 @@ type busOptions struct {
 	jetStream    bool
 	baseTopic    string
 	clientID     string
+	// persistentSession asks the MQTT broker to keep the subscriptions and
+	// queue QoS 1 messages while the client is away (needs a fixed id).
+	persistentSession bool
 	// printer sets the MQTT last will on its availability topic.
 	printer   string
 	onConnect func()
@@ -100,6 +103,7 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 			return mqtt.New(ctx, mqtt.Config{
 				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword, TLS: o.secrets.mqttTLS(),
 				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second, OnConnect: o.onConnect,
+				PersistentSession: o.persistentSession,
 			}, log.With("bus", "mqtt"))
 		})
 		if err != nil {

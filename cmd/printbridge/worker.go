@@ -63,6 +63,8 @@ type workerOptions struct {
 	logFormat          string
 	logLevel           string
 	dataDir            string
+	mqttClientID       string
+	mqttPersistent     bool
 	bus                busOptions
 }
 
@@ -75,6 +77,8 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
+	fs.StringVar(&o.mqttClientID, "mqtt-client-id", "", "MQTT client id (default: one per process; with --mqtt-persistent-session, printbridge-worker-HOST-GROUP)")
+	fs.BoolVar(&o.mqttPersistent, "mqtt-persistent-session", false, "keep the MQTT session across restarts, so the broker queues events while the worker is away (docs/delivery.md); every worker needs its own --mqtt-client-id")
 	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids, so a redelivery after a restart runs no hook twice; empty keeps them in memory only")
 	o.bus.register(fs)
 	// An empty base topic means "not given", so the config file's
@@ -230,6 +234,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	busOpts := o.bus
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
+	if o.mqttClientID != "" || o.mqttPersistent {
+		// A persistent session is only found again under the same id, so
+		// it needs an id that survives a restart.
+		busOpts.clientID = o.mqttClientID
+		if busOpts.clientID == "" {
+			busOpts.clientID = stableWorkerClientID(o.group)
+		}
+		busOpts.persistentSession = o.mqttPersistent
+	}
 	bus, err := connectBus(ctx, busOpts, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -327,6 +340,19 @@ func newWorkerLogger(w io.Writer, format, level string, levelVar *slog.LevelVar)
 
 // workerClientID is unique per process, because an MQTT broker
 // disconnects the older of two clients with the same id.
+// stableWorkerClientID is the client id of a persistent session: the same
+// after a restart, and different per host and group.
+func stableWorkerClientID(group string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	if group == "" {
+		group = "all"
+	}
+	return "printbridge-worker-" + host + "-" + group
+}
+
 func workerClientID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {

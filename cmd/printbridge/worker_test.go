@@ -24,6 +24,7 @@ import (
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
 
@@ -560,4 +561,43 @@ func TestWorkerReloadsOnSIGHUP(t *testing.T) {
 	if !strings.Contains(logs.String(), "worker stopped") {
 		t.Error("log has no worker stopped line")
 	}
+}
+
+func TestWorkerPersistentSessionCatchesUp(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "ran.txt")
+	cfg := writeWorkerConfig(t, dir, fmt.Sprintf(`events:
+  subscriptions:
+  - event: PrintDone
+    type: system
+    shell: false
+    command: /bin/sh -c 'echo "$0" >> %s' {name}
+`, out))
+	dataDir := t.TempDir()
+	args := []string{"--config", cfg, "--mqtt", url, "--metrics-listen", "", "--mqtt-persistent-session",
+		"--mqtt-client-id", "catch-up-worker", "--data-dir", dataDir}
+	first := startWorker(t, args...)
+	first.stop()
+
+	// Published while no worker runs: the broker keeps it for the session.
+	pub, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "catch-up-publisher", Topics: bridge.Topics{}},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	env := &bridge.Envelope{Schema: 1, ID: bridge.NewEventID(time.Now()), Seq: 1, Printer: "p1", Event: bridge.EventPrintDone,
+		Time: time.Now().UTC(), Payload: bridge.Payload{{Key: "name", Value: "away.gcode"}, {Key: "path", Value: "away.gcode"},
+			{Key: "origin", Value: "local"}, {Key: "size", Value: 1}, {Key: "time", Value: 1.5}}}
+	data, _ := json.Marshal(env)
+	if err := pub.PublishEvent(context.Background(), env, data); err != nil {
+		t.Fatal(err)
+	}
+
+	startWorker(t, args...)
+	waitFor(t, "the hook of the event published while the worker was away", workerWait, func() bool {
+		got, _ := os.ReadFile(out)
+		return string(got) == "away.gcode\n"
+	})
 }
