@@ -130,14 +130,20 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		replyTo = m.Reply
 	}
 	log = log.With("command_id", cmd.ID, "source", cmd.Source)
-	digest := sha256.Sum256(append([]byte(m.Kind+"\x00"), m.Data...))
+	// The digest is of the decoded command, so a client that serialises
+	// the same command with other whitespace or key order is still a
+	// redelivery.
+	canonical, _ := json.Marshal(cmd)
+	digest := sha256.Sum256(append([]byte(m.Kind+"\x00"), canonical...))
 	if el, ok := c.seen[cmd.ID]; ok {
 		prev := el.Value.(*seenEntry)
 		if prev.digest != digest {
 			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
 			log.Warn("command id reused for a different command, rejected")
-			c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
-				Reason: fmt.Sprintf("id %q was already used for a different command; give every command a new id", cmd.ID)})
+			// Published without touching the remembered reply, so a later
+			// redelivery of the first command still gets its own reply.
+			c.publishUnremembered(ctx, replyOut{replyTo: replyTo, reply: bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
+				Reason: fmt.Sprintf("id %q was already used for a different command; give every command a new id", cmd.ID)}})
 			return
 		}
 		log.Info("duplicate command id, answering again without executing", "status", prev.last.Status)
@@ -227,12 +233,20 @@ func (c *commandRunner) sendReply(replyTo string, r bridge.Reply) {
 }
 
 func (c *commandRunner) publish(ctx context.Context, r replyOut) {
+	if el, ok := c.seen[r.reply.ID]; ok {
+		reply := r.reply
+		reply.Printer = c.e.cfg.PrinterID
+		el.Value.(*seenEntry).last = reply
+	}
+	c.publishUnremembered(ctx, r)
+}
+
+// publishUnremembered publishes a reply without recording it as the
+// command's last reply.
+func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	r.reply.Printer = c.e.cfg.PrinterID
 	if r.reply.Time.IsZero() {
 		r.reply.Time = time.Now().UTC()
-	}
-	if el, ok := c.seen[r.reply.ID]; ok {
-		el.Value.(*seenEntry).last = r.reply
 	}
 	if r.reply.Final() {
 		c.e.metrics.CommandResults.WithLabelValues(r.reply.Kind, r.reply.Status).Inc()

@@ -433,6 +433,11 @@ func (s *Storage) writeTemp(data io.Reader) (string, error) {
 // returns the copy's path.
 func (s *Storage) copyToTemp(src string, folder bool) (string, error) {
 	if !folder {
+		// A copy must not follow a link out of the files folder, or it
+		// would pull any file the edge can read into the storage.
+		if info, err := os.Lstat(src); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+			return "", fmt.Errorf("%s is a symbolic link; copy the file it points to instead", filepath.Base(src))
+		}
 		f, err := os.Open(src)
 		if err != nil {
 			return "", err
@@ -456,6 +461,9 @@ func (s *Storage) copyToTemp(src string, folder bool) (string, error) {
 			if d.IsDir() {
 				return fs.SkipDir
 			}
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
 			return nil
 		}
 		target := filepath.Join(tmp, rel)
