@@ -431,3 +431,24 @@ func TestValidPathsAccepted(t *testing.T) {
 		t.Errorf("ValidateFilePath(folder/) = %v, want ErrInvalidPath", err)
 	}
 }
+
+func TestCopyRefusesLinkOutOfFolder(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "secret.gcode")
+	if err := os.WriteFile(outside, []byte("G28\n; secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "link.gcode")); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestStorage(t, dir, newRecorder(t))
+	if err := s.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Copy("link.gcode", "copied.gcode"); err == nil {
+		t.Fatal("copy through a link out of the folder succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "copied.gcode")); !os.IsNotExist(err) {
+		t.Errorf("copied.gcode exists after a refused copy: %v", err)
+	}
+}
