@@ -17,8 +17,8 @@
 //   - <base>/temperature/<heater>: {"actual", "target", "_timestamp"} for
 //     tool0, bed, chamber, ..., when the actual value moved by at least the
 //     threshold (0.1) or the target changed. Retained.
-//   - <base>/mqtt: "connected" after each connect and "disconnected" as the
-//     last will and at a clean stop, retained at QoS 1.
+//   - <base>/mqtt: "connected" after each connect (retained, QoS 0) and
+//     "disconnected" as the last will and at a clean stop (retained, QoS 1).
 //
 // Messages other than the last will go out at QoS 0, as the plugin sends
 // them. The plugin's PausedForUser event (from "echo:busy: paused for
@@ -245,7 +245,11 @@ func (m *Mirror) stop() {
 func (m *Mirror) onConnect(c paho.Client) {
 	n := m.connects.Add(1)
 	m.log.Info("OctoPrint-MQTT mirror connected", "base_topic", m.cfg.BaseTopic, "connects", n)
-	m.publish(m.topic("mqtt"), 1, true, []byte(lwtConnected))
+	// QoS 0: paho 1.5.1 races when a QoS 1 message is published while
+	// its reconnect resends the stored ones (paho issue 703), and this
+	// callback runs right then. Retained, the marker still reaches every
+	// later subscriber.
+	m.publish(m.topic("mqtt"), 0, true, []byte(lwtConnected))
 	filters := map[string]byte{
 		m.cfg.Topics.MQTTAllEvents(m.cfg.PrinterID): 1,
 		m.cfg.Topics.MQTTState(m.cfg.PrinterID):     1,
