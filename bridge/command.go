@@ -116,11 +116,11 @@ var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
 // "id"), and every error names the field and the expected form.
 func DecodeCommand(kind string, data []byte) (*Command, error) {
 	if len(data) > MaxCommandSize {
-		return nil, &CommandError{ID: peekID(data), Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes", len(data), MaxCommandSize)}
+		return nil, &CommandError{ID: PeekCommandID(data), Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes", len(data), MaxCommandSize)}
 	}
 	fields, err := decodeObject(data)
 	if err != nil {
-		return nil, &CommandError{ID: peekID(data), Reason: err.Error()}
+		return nil, &CommandError{ID: PeekCommandID(data), Reason: err.Error()}
 	}
 	cmd := &Command{}
 	if raw, ok := fields["id"]; ok {
@@ -324,9 +324,9 @@ func validateCommand(kind string, cmd *Command) error {
 	return nil
 }
 
-// peekID extracts "id" from a message that failed strict decoding, so the
-// rejection can still carry it.
-func peekID(data []byte) string {
+// PeekCommandID returns the "id" of a message that may fail to decode, so
+// that its rejection can still name it; "" when there is none.
+func PeekCommandID(data []byte) string {
 	var probe struct {
 		ID any `json:"id"`
 	}

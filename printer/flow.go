@@ -109,7 +109,7 @@ func (s *session) handleOK(line string, now time.Time) {
 		s.freeSlots, _ = strconv.Atoi(m[3])
 		s.sentSinceOK = 0
 		if m[1] != "" {
-			// The line number says which line was processed, so oks lost
+			// The line number names the line that was processed, so oks lost
 			// on the wire cannot shift the accounting.
 			n, _ := strconv.Atoi(m[1])
 			acked = 0
@@ -210,7 +210,7 @@ func (s *session) handleResend(n int) {
 	now := time.Now()
 	s.lastProgress = now
 	if s.probing && n == s.nextLine {
-		// The answer to the probe: whether an ok follows tells the style.
+		// The reply to the probe: whether an ok follows shows the style.
 		s.probing = false
 		s.expectResendOK = true
 		s.resendAt = now
@@ -340,7 +340,7 @@ func (s *session) requeueInflightAsCommands() {
 
 // probeResendStyle learns whether the firmware sends an ok after a Resend
 // line, before any line is pipelined: Marlin 1.1 and 2.1 do, Marlin 2.0.x
-// and Prusa 3.1 do not, and in a window the two cannot be told apart from
+// and Prusa 3.1 do not, and in a window the two cannot be distinguished from
 // the oks of the lines queued before the rejected one. It writes one line
 // with a skipped line number, which the firmware rejects without
 // executing, and times the answer while nothing else is in flight.

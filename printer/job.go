@@ -201,7 +201,8 @@ func (s *session) nextJobLine() bool {
 		j.pending = cmd
 	}
 	cmd := j.pending
-	if l := wireLength(s.nextLine, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
+	l := wireLength(s.nextLine, ToASCII(cmd))
+	if l > s.p.cfg.MaxLineLength {
 		s.abortJob(fmt.Sprintf("line %q of %s is %d bytes with line number and checksum, over the firmware's maximum of %d",
 			truncateText(cmd, 40), s.selected.path, l, s.p.cfg.MaxLineLength))
 		return false
@@ -212,7 +213,7 @@ func (s *session) nextJobLine() bool {
 		s.sendEmergency(cmd, code)
 		return false
 	}
-	if !s.canSend(wireLength(s.nextLine, ToASCII(cmd)) + 1) {
+	if !s.canSend(l + 1) {
 		return false
 	}
 	j.pending = ""

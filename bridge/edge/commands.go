@@ -62,7 +62,7 @@ func (c *commandRunner) receive(m bridge.CommandMessage) {
 	default:
 		c.e.metrics.Commands.WithLabelValues(m.Kind, "dropped").Inc()
 		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind)
-		c.sendReply(m.Reply, bridge.Reply{ID: peekID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected,
+		c.sendReply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected,
 			Reason: "edge command queue is full; retry later"})
 	}
 }
@@ -102,14 +102,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		// connect later, so the edge sees it here after its own restart.
 		c.e.metrics.Commands.WithLabelValues(m.Kind, "retained").Inc()
 		log.Warn("retained command ignored; publish commands without the retain flag, and clear this one with an empty retained message on its topic",
-			"command_id", peekID(m.Data), "size", len(m.Data))
+			"command_id", bridge.PeekCommandID(m.Data), "size", len(m.Data))
 		return
 	}
 	if pol := c.e.cfg.Policy; pol != nil {
 		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
 			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
-			log.Warn("command rejected by policy", "command_id", peekID(m.Data), "error", err)
-			c.reply(m.Reply, bridge.Reply{ID: peekID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+			log.Warn("command rejected by policy", "command_id", bridge.PeekCommandID(m.Data), "error", err)
+			c.reply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 			return
 		}
 	}
@@ -146,7 +146,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 				Reason: fmt.Sprintf("id %q was already used for a different command; give every command a new id", cmd.ID)}})
 			return
 		}
-		log.Info("duplicate command id, answering again without executing", "status", prev.last.Status)
+		log.Info("duplicate command id, repeating its last reply without executing", "status", prev.last.Status)
 		c.publish(ctx, replyOut{replyTo: replyTo, reply: prev.last})
 		return
 	}
@@ -261,12 +261,4 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	if err := c.e.bus.PublishReply(pctx, c.e.cfg.PrinterID, r.replyTo, data); err != nil {
 		c.e.log.Warn("publishing reply failed", "command_id", r.reply.ID, "status", r.reply.Status, "error", err)
 	}
-}
-
-func peekID(data []byte) string {
-	var probe struct {
-		ID string `json:"id"`
-	}
-	_ = json.Unmarshal(data, &probe)
-	return probe.ID
 }

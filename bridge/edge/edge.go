@@ -338,23 +338,25 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.drain(shutdownCtx)
 	// The last state (Offline after the printer stopped) replaces the
 	// retained one, so it does not go on saying Printing.
-	e.publishFinalState(shutdownCtx)
+	if err := e.publishCurrentState(shutdownCtx); err != nil {
+		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
+	}
 	e.publishAvailability(shutdownCtx, false)
 	return e.close()
 }
 
-func (e *Edge) publishFinalState(ctx context.Context) {
+// publishCurrentState publishes the printer's current snapshot as the
+// retained state, outside publishState's rate limit.
+func (e *Edge) publishCurrentState(ctx context.Context) error {
 	bus, p := e.currentBus(), e.attached()
 	if bus == nil || p == nil {
-		return
+		return nil
 	}
 	data, err := json.Marshal(statePayload{Snapshot: p.Snapshot(), Printer: e.cfg.PrinterID, LastSeen: time.Now().UTC()})
 	if err != nil {
-		return
+		return err
 	}
-	if err := bus.PublishState(ctx, e.cfg.PrinterID, data); err != nil {
-		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
-	}
+	return bus.PublishState(ctx, e.cfg.PrinterID, data)
 }
 
 // close logs what was not delivered and closes the outbox and seq file.
@@ -605,14 +607,8 @@ func (e *Edge) RepublishRetained(ctx context.Context) {
 		return
 	}
 	e.publishAvailability(ctx, true)
-	p := e.attached()
-	if p == nil {
-		return
-	}
-	snap := p.Snapshot()
-	data, err := json.Marshal(statePayload{Snapshot: snap, Printer: e.cfg.PrinterID, LastSeen: time.Now().UTC()})
-	if err == nil {
-		_ = e.currentBus().PublishState(ctx, e.cfg.PrinterID, data)
+	if err := e.publishCurrentState(ctx); err != nil {
+		e.log.Warn("republishing the state after a reconnect failed; the next change publishes it", "error", err)
 	}
 }
 
