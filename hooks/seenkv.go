@@ -158,9 +158,9 @@ type claim struct {
 	key     string
 	eventID string
 	value   claimValue
-	mu    sync.Mutex // guards rev and ended
-	rev   uint64
-	ended bool
+	mu      sync.Mutex // guards rev and ended
+	rev     uint64
+	ended   bool
 }
 
 // claimStore runs the claim protocol on a key-value bucket:

@@ -93,8 +93,8 @@ type Worker struct {
 	seenKV     jetstream.KeyValue
 	claimLease time.Duration
 	claims     *claimStore
-	replies  *replyWaiter
-	wg       sync.WaitGroup
+	replies    *replyWaiter
+	wg         sync.WaitGroup
 
 	mu      sync.Mutex // guards ctx, queues and stopped
 	ctx     context.Context
