@@ -35,7 +35,7 @@ const (
 	// kvOpTimeout bounds one request to the bucket.
 	kvOpTimeout = 5 * time.Second
 	// claimRetryMax is the longest pause between attempts to claim while
-	// the bucket does not answer.
+	// the bucket does not respond.
 	claimRetryMax = 5 * time.Second
 	// claimRetryLogEvery rate-limits the warnings of a claim that keeps
 	// failing.
@@ -218,7 +218,7 @@ func claimKey(eventID string) string {
 
 // acquire claims env. It returns the claim when this worker is to run the
 // event's hooks, and nil when another worker ran them or is running them.
-// It retries while the bucket does not answer, and returns nil only
+// It retries while the bucket does not respond, and returns nil only
 // when ctx ends first.
 func (s *claimStore) acquire(ctx context.Context, env *bridge.Envelope) *claim {
 	c := &claim{key: claimKey(env.ID), eventID: env.ID, value: claimValue{State: claimRunning, Worker: s.instance,
@@ -254,7 +254,7 @@ func (s *claimStore) acquire(ctx context.Context, env *bridge.Envelope) *claim {
 }
 
 // tryAcquire makes one attempt of acquire. An error means the bucket
-// did not answer or answered with something unexpected.
+// did not respond or returned an unexpected error.
 func (s *claimStore) tryAcquire(ctx context.Context, c *claim, attrs []any) (*claim, error) {
 	for {
 		c.value.Time = time.Now().UTC()
@@ -592,7 +592,7 @@ func (r *eventRun) dispatched(stopped bool) {
 
 // settleLocked completes or releases the claim once dispatch is over and
 // no hook runs. It does so on a goroutine of its own, because complete
-// retries while the bucket does not answer.
+// retries while the bucket does not respond.
 func (r *eventRun) settleLocked() {
 	if !r.allQueued || r.running > 0 || r.settled {
 		return

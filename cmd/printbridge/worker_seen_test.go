@@ -49,7 +49,7 @@ func TestWorkerKilledMidHookRunsOnce(t *testing.T) {
 	ran := filepath.Join(dir, "ran.txt")
 	gate := filepath.Join(dir, "gate")
 	// The first run records its pid and blocks, so the test can kill the
-	// worker mid-hook; later runs find the gate file and end at once.
+	// worker mid-hook. Later runs find the gate file and end at once.
 	cfg := writeWorkerConfig(t, dir, fmt.Sprintf(`events:
   subscriptions:
   - name: note
