@@ -1,0 +1,167 @@
+package printer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Profile is a printer profile with the keys of OctoPrint's printer
+// profiles that printbridge uses. The YAML keys are OctoPrint's, so a
+// profile exported from OctoPrint's settings reads the same.
+type Profile struct {
+	ID            string          `yaml:"id"`
+	Name          string          `yaml:"name"`
+	Model         string          `yaml:"model"`
+	Volume        ProfileVolume   `yaml:"volume"`
+	HeatedBed     bool            `yaml:"heatedBed"`
+	HeatedChamber bool            `yaml:"heatedChamber"`
+	Extruder      ProfileExtruder `yaml:"extruder"`
+}
+
+// ProfileVolume is the build volume in millimetres.
+type ProfileVolume struct {
+	Width      float64 `yaml:"width"`
+	Depth      float64 `yaml:"depth"`
+	Height     float64 `yaml:"height"`
+	FormFactor string  `yaml:"formFactor"`
+	Origin     string  `yaml:"origin"`
+}
+
+// ProfileExtruder describes the tool heads.
+type ProfileExtruder struct {
+	Count          int     `yaml:"count"`
+	NozzleDiameter float64 `yaml:"nozzleDiameter"`
+	SharedNozzle   bool    `yaml:"sharedNozzle"`
+}
+
+// DefaultProfile returns OctoPrint's built-in default profile (id
+// "_default"): a 200 x 200 x 200 mm rectangular bed with its origin at the
+// lower left, one extruder with a 0.4 mm nozzle, a heated bed and no
+// heated chamber.
+func DefaultProfile() Profile {
+	return Profile{
+		ID: "_default", Name: "Default", Model: "Generic RepRap Printer",
+		Volume:    ProfileVolume{Width: 200, Depth: 200, Height: 200, FormFactor: "rectangular", Origin: "lowerleft"},
+		HeatedBed: true,
+		Extruder:  ProfileExtruder{Count: 1, NozzleDiameter: 0.4},
+	}
+}
+
+// maxProfileExtruders bounds extruder.count; OctoPrint's profile editor
+// offers up to 10 extruders.
+const maxProfileExtruders = 10
+
+// ParseProfile reads a profile from YAML. Keys left out keep the values
+// of DefaultProfile; unknown keys are rejected, so a typo such as
+// heatedbed does not silently keep the default.
+func ParseProfile(data []byte) (Profile, error) {
+	p := DefaultProfile()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil && !errors.Is(err, io.EOF) {
+		return Profile{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Profile{}, err
+	}
+	return p, nil
+}
+
+// Validate checks the values that the edge relies on.
+func (p Profile) Validate() error {
+	if p.ID == "" {
+		return errors.New(`missing "id": give the profile an identifier, such as _default`)
+	}
+	if p.Extruder.Count < 1 || p.Extruder.Count > maxProfileExtruders {
+		return fmt.Errorf("invalid extruder.count %d: give 1 to %d", p.Extruder.Count, maxProfileExtruders)
+	}
+	for name, v := range map[string]float64{"volume.width": p.Volume.Width, "volume.depth": p.Volume.Depth, "volume.height": p.Volume.Height} {
+		if v <= 0 {
+			return fmt.Errorf("invalid %s %g: give the build volume in millimetres, above 0", name, v)
+		}
+	}
+	switch p.Volume.FormFactor {
+	case "rectangular", "circular":
+	default:
+		return fmt.Errorf("invalid volume.formFactor %q: give rectangular or circular", p.Volume.FormFactor)
+	}
+	switch p.Volume.Origin {
+	case "lowerleft", "center":
+	default:
+		return fmt.Errorf("invalid volume.origin %q: give lowerleft or center", p.Volume.Origin)
+	}
+	return nil
+}
+
+// LoadProfile reads a profile file; an empty path returns DefaultProfile.
+func LoadProfile(path string) (Profile, error) {
+	if path == "" {
+		return DefaultProfile(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Profile{}, fmt.Errorf("read printer profile: %w", err)
+	}
+	p, err := ParseProfile(data)
+	if err != nil {
+		return Profile{}, fmt.Errorf("printer profile %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// WatchProfile polls the profile file every interval and calls onChange
+// with the new profile when its content changed and is valid. A file that
+// is invalid or missing is reported to onError once per distinct content,
+// and the previous profile stays in use. It returns when ctx ends.
+func WatchProfile(ctx context.Context, path string, interval time.Duration, log *slog.Logger, onChange func(Profile), onError func(error)) {
+	if path == "" || interval <= 0 {
+		return
+	}
+	last := profileDigest(path)
+	var lastFailed *[sha256.Size]byte
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		digest := profileDigest(path)
+		if digest == last {
+			continue
+		}
+		p, err := LoadProfile(path)
+		if err != nil {
+			if lastFailed == nil || digest != *lastFailed {
+				lastFailed = &digest
+				onError(err)
+			}
+			continue
+		}
+		last = digest
+		lastFailed = nil
+		log.Info("printer profile changed on disk", "path", path, "profile", p.ID)
+		onChange(p)
+	}
+}
+
+// profileDigest hashes the file's content, or returns the zero digest when
+// it cannot be read. Content rather than the modification time is
+// compared, so an editor that rewrites the same bytes fires nothing.
+func profileDigest(path string) [sha256.Size]byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return [sha256.Size]byte{}
+	}
+	return sha256.Sum256(data)
+}
