@@ -118,17 +118,32 @@ func LoadProfile(path string) (Profile, error) {
 	return p, nil
 }
 
-// WatchProfile polls the profile file every interval and calls onChange
-// with the new profile when its content changed and is valid. A file that
-// is invalid or missing is reported to onError once per distinct content,
-// and the previous profile stays in use. It returns when ctx ends.
-func WatchProfile(ctx context.Context, path string, interval time.Duration, log *slog.Logger, onChange func(Profile), onError func(error)) {
-	if path == "" || interval <= 0 {
+// ProfileWatcher polls a profile file for changes. The content at
+// NewProfileWatcher is the baseline, so a change made after it returns is
+// reported even before Run starts.
+type ProfileWatcher struct {
+	path     string
+	interval time.Duration
+	log      *slog.Logger
+	last     [sha256.Size]byte
+}
+
+// NewProfileWatcher records the file's current content as the baseline.
+func NewProfileWatcher(path string, interval time.Duration, log *slog.Logger) *ProfileWatcher {
+	return &ProfileWatcher{path: path, interval: interval, log: log, last: profileDigest(path)}
+}
+
+// Run polls every interval until ctx ends and calls onChange with the new
+// profile when the content changed and is valid. A file that is invalid
+// or missing is reported to onError once per distinct content, and the
+// previous profile stays in use. An empty path or a zero interval returns
+// at once.
+func (w *ProfileWatcher) Run(ctx context.Context, onChange func(Profile), onError func(error)) {
+	if w.path == "" || w.interval <= 0 {
 		return
 	}
-	last := profileDigest(path)
 	var lastFailed *[sha256.Size]byte
-	tick := time.NewTicker(interval)
+	tick := time.NewTicker(w.interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -136,11 +151,11 @@ func WatchProfile(ctx context.Context, path string, interval time.Duration, log 
 			return
 		case <-tick.C:
 		}
-		digest := profileDigest(path)
-		if digest == last {
+		digest := profileDigest(w.path)
+		if digest == w.last {
 			continue
 		}
-		p, err := LoadProfile(path)
+		p, err := LoadProfile(w.path)
 		if err != nil {
 			if lastFailed == nil || digest != *lastFailed {
 				lastFailed = &digest
@@ -148,9 +163,9 @@ func WatchProfile(ctx context.Context, path string, interval time.Duration, log 
 			}
 			continue
 		}
-		last = digest
+		w.last = digest
 		lastFailed = nil
-		log.Info("printer profile changed on disk", "path", path, "profile", p.ID)
+		w.log.Info("printer profile changed on disk", "path", w.path, "profile", p.ID)
 		onChange(p)
 	}
 }
