@@ -204,7 +204,7 @@ type request struct {
 	payload bridge.Payload
 	// settings is the new configuration of a reqSettings request.
 	settings *Settings
-	done    DoneFunc
+	done     DoneFunc
 	// result receives nil when accepted or the rejection.
 	result chan error
 }

@@ -189,10 +189,10 @@ type session struct {
 	toolBefore int
 	// invalidTools are the tools the firmware reported invalid on this
 	// connection.
-	invalidTools   map[int]bool
-	feedrate       *float64
-	commZ          *float64
-	printerZ       *float64
+	invalidTools map[int]bool
+	feedrate     *float64
+	commZ        *float64
+	printerZ     *float64
 
 	// job
 	selected *selectedFile
@@ -216,12 +216,12 @@ type pendingDisconnect struct {
 
 func newSession(p *Printer) *session {
 	return &session{
-		p:       p,
-		log:     p.log,
-		lineCh:  make(chan readerMsg, 256),
-		state:   StateOffline,
-		history: map[int]sentLine{},
-		temps:   map[string]TemperatureSnapshot{},
+		p:        p,
+		log:      p.log,
+		lineCh:   make(chan readerMsg, 256),
+		state:    StateOffline,
+		history:  map[int]sentLine{},
+		temps:    map[string]TemperatureSnapshot{},
 		caps:     map[string]bool{},
 		settings: p.cfg.Settings,
 	}

@@ -108,10 +108,10 @@ func TestProfileParse(t *testing.T) {
 		t.Errorf("profile %+v does not keep the defaults of keys left out", p)
 	}
 	for src, mention := range map[string]string{
-		"extruder:\n  count: 0\n": "extruder.count 0",
-		"heatedbed: false\n":      "heatedbed",
+		"extruder:\n  count: 0\n":  "extruder.count 0",
+		"heatedbed: false\n":       "heatedbed",
 		"volume:\n  origin: top\n": "volume.origin",
-		"id: ''\n":                "id",
+		"id: ''\n":                 "id",
 	} {
 		if _, err := printer.ParseProfile([]byte(src)); err == nil || !strings.Contains(err.Error(), mention) {
 			t.Errorf("profile %q: error %v, want one naming %s", src, err, mention)
