@@ -15,8 +15,9 @@ import (
 )
 
 // Profile is a printer profile with the keys of OctoPrint's printer
-// profiles that printbridge uses. The YAML keys are OctoPrint's, so a
-// profile exported from OctoPrint's settings reads the same.
+// profiles that printbridge uses, spelled as OctoPrint spells them.
+// NOTE: other OctoPrint profile keys (axes, color, extruder.offsets) are
+// rejected as unknown, so an OctoPrint .profile file must be trimmed.
 type Profile struct {
 	ID            string          `yaml:"id"`
 	Name          string          `yaml:"name"`
@@ -56,8 +57,8 @@ func DefaultProfile() Profile {
 	}
 }
 
-// maxProfileExtruders bounds extruder.count; OctoPrint's profile editor
-// offers up to 10 extruders.
+// maxProfileExtruders is printbridge's bound on extruder.count, well above
+// the 8 extruders Marlin supports.
 const maxProfileExtruders = 10
 
 // ParseProfile reads a profile from YAML. Keys left out keep the values
