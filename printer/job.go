@@ -173,7 +173,11 @@ func (s *session) startJob(path string, done DoneFunc) error {
 	s.setState(StateStarting)
 	s.log.Info("print started", "file", s.selected.path, "size", s.selected.size)
 	s.chartMark("print", "Start")
-	s.emit(bridge.EventPrintStarted, s.jobPayload())
+	started := s.jobPayload()
+	s.emit(bridge.EventPrintStarted, started)
+	// The script's lines are queued ahead of the marker, and file lines
+	// wait for PRINTING, so they go out before the first line of the file.
+	s.runScript(ScriptBeforePrintStarted, started, nil)
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
@@ -213,12 +217,35 @@ func (s *session) nextJobLine() bool {
 		s.sendEmergency(cmd, code)
 		return false
 	}
+	// OctoPrint's pausingCommands: M0, M1 and M25 in the file pause the
+	// print; M0 and M1 are also blocked by default, so they pause without
+	// reaching the firmware.
+	pauses := pausingCodes[code]
+	if s.suppress(cmd) {
+		j.pending = ""
+		j.lines++
+		if pauses {
+			_ = s.pauseJob(nil)
+		}
+		return true
+	}
+	if code == "T" {
+		if before, after, ok := s.toolChangeLines(cmd); ok {
+			j.pending = ""
+			j.lines++
+			s.queue = append(wrapToolChange(before, after, queued{text: cmd}), s.queue...)
+			return true
+		}
+	}
 	if !s.canSend(l + 1) {
 		return false
 	}
 	j.pending = ""
 	j.lines++
 	s.writeNumbered(queued{text: cmd}, true)
+	if pauses {
+		_ = s.pauseJob(nil)
+	}
 	return true
 }
 
@@ -272,7 +299,9 @@ func (s *session) finishJob() {
 		s.selected.done = true
 		s.log.Info("print done", "file", s.selected.path, "print_time_seconds", math.Round(t*10)/10)
 		s.chartMark("done", "Done")
-		s.emit(bridge.EventPrintDone, s.jobPayload(bridge.Field{Key: "time", Value: t}))
+		done := s.jobPayload(bridge.Field{Key: "time", Value: t})
+		s.emit(bridge.EventPrintDone, done)
+		s.runScript(ScriptAfterPrintDone, done, nil)
 		s.setState(StateOperational)
 	}})
 }
@@ -352,14 +381,23 @@ func (s *session) pauseJob(done DoneFunc) error {
 			return
 		}
 		s.chartMark("pause", "Pause")
-		s.emit(bridge.EventPrintPaused, s.jobPayload(
+		paused := s.jobPayload(
 			bridge.Field{Key: "position", Value: s.positionPayload()},
 			bridge.Field{Key: "fileposition", Value: s.selected.pos},
-			bridge.Field{Key: "progress", Value: int(s.selected.progress())}))
-		s.setState(StatePaused)
-		if done != nil {
-			done(nil, nil)
-		}
+			bridge.Field{Key: "progress", Value: int(s.selected.progress())})
+		s.emit(bridge.EventPrintPaused, paused)
+		s.pausePosition = payloadVars(s.positionPayload())
+		s.pauseTemperatures = s.temperatureVars()
+		s.runScript(ScriptAfterPrintPaused, paused, s.pauseVars())
+		s.enqueue(queued{marker: func() {
+			if s.job == nil {
+				return
+			}
+			s.setState(StatePaused)
+			if done != nil {
+				done(nil, nil)
+			}
+		}})
 	}})
 	s.pump()
 	return nil
@@ -377,11 +415,18 @@ func (s *session) resumeJob(done DoneFunc) error {
 			return
 		}
 		s.chartMark("resume", "Resume")
-		s.emit(bridge.EventPrintResumed, s.jobPayload())
-		s.setState(StatePrinting)
-		if done != nil {
-			done(nil, nil)
-		}
+		resumed := s.jobPayload()
+		s.emit(bridge.EventPrintResumed, resumed)
+		s.runScript(ScriptBeforePrintResumed, resumed, s.pauseVars())
+		s.enqueue(queued{marker: func() {
+			if s.job == nil {
+				return
+			}
+			s.setState(StatePrinting)
+			if done != nil {
+				done(nil, nil)
+			}
+		}})
 	}})
 	s.pump()
 	return nil
@@ -421,6 +466,10 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 		s.log.Info("print cancelled", "file", s.selected.path)
 		s.emit(bridge.EventPrintCancelled, cancelled)
 		s.chartMark("cancel", "Cancel")
+		s.runScript(ScriptAfterPrintCancelled, cancelled, map[string]any{
+			"cancel_position":    payloadVars(s.positionPayload()),
+			"cancel_temperature": s.temperatureVars(),
+		})
 		s.emit(bridge.EventPrintFailed, cancelled.Clone().Set("reason", "cancelled"))
 		s.setState(StateOperational)
 		if done != nil {
@@ -513,4 +562,16 @@ func (s *session) checkJobFile() error {
 		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", s.selected.path, gcodes, commands)
 	}
 	return nil
+}
+
+// pauseVars are the variables of the afterPrintPaused and
+// beforePrintResumed scripts: the position and temperatures recorded when
+// the print paused.
+func (s *session) pauseVars() map[string]any {
+	vars := map[string]any{}
+	if s.pausePosition != nil {
+		vars["pause_position"] = s.pausePosition
+		vars["pause_temperature"] = s.pauseTemperatures
+	}
+	return vars
 }

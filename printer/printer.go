@@ -60,6 +60,9 @@ type Config struct {
 	// windowed sending never overfills; 128 (Marlin's AVR default) when
 	// zero.
 	RXBufferSize int
+	// Settings are the profile, scripts and command filters, which
+	// ApplySettings may change later.
+	Settings Settings
 	// Open opens the port; go.bug.st/serial when nil.
 	Open func(port string, baud int) (io.ReadWriteCloser, error)
 }
@@ -107,6 +110,7 @@ func (c *Config) setDefaults() {
 	if c.Open == nil {
 		c.Open = openSerial
 	}
+	c.Settings = c.Settings.withDefaults()
 }
 
 func openSerial(port string, baud int) (io.ReadWriteCloser, error) {
@@ -141,6 +145,11 @@ type Metrics struct {
 	// Garbage counts received lines with bytes that are not printable
 	// ASCII.
 	Garbage func()
+	// Suppressed counts lines not sent because of CommandSuppressed.
+	Suppressed func()
+	// ScriptError counts GCODE scripts not sent because they failed to
+	// load or render.
+	ScriptError func()
 }
 
 // Printer is one serial connection to a Marlin-style firmware and the
@@ -193,7 +202,9 @@ type request struct {
 	source string
 	// payload is the payload of a reqEvent request.
 	payload bridge.Payload
-	done    DoneFunc
+	// settings is the new configuration of a reqSettings request.
+	settings *Settings
+	done     DoneFunc
 	// result receives nil when accepted or the rejection.
 	result chan error
 }
@@ -210,6 +221,7 @@ const (
 	reqDisconnect = bridge.ActionDisconnect
 	reqEvent      = "event"
 	reqDeselect   = "deselect"
+	reqSettings   = "settings"
 )
 
 // ErrStopped is returned for requests after Run has ended.

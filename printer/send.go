@@ -41,6 +41,17 @@ func (s *session) pump() {
 				q.marker()
 				continue
 			}
+			if s.suppress(q.text) {
+				s.queue = s.queue[1:]
+				s.dropQueuedLine(q)
+				continue
+			}
+			if !q.toolScripts && CodeOf(q.text) == "T" {
+				if before, after, ok := s.toolChangeLines(q.text); ok {
+					s.queue = append(wrapToolChange(before, after, q), s.queue[1:]...)
+					continue
+				}
+			}
 			if !s.canSend(s.queuedWireLength(q.text) + 1) {
 				return
 			}
@@ -166,6 +177,7 @@ func (s *session) sentPhase(text, code string) {
 		n, err := strconv.Atoi(strings.TrimPrefix(strings.Fields(text)[0], "T"))
 		if err == nil {
 			old := s.tool
+			s.toolBefore = old
 			s.tool = n
 			s.emit(bridge.EventToolChange, bridge.Payload{{Key: "old", Value: old}, {Key: "new", Value: n}})
 		}
@@ -180,6 +192,35 @@ func (s *session) sentPhase(text, code string) {
 			s.autoReport = v > 0 && s.caps["AUTOREPORT_TEMP"]
 		}
 	}
+}
+
+// dropQueuedLine accounts a suppressed line of a command as done, so the
+// command still gets its reply.
+func (s *session) dropQueuedLine(q queued) {
+	o := q.owner
+	if o == nil {
+		return
+	}
+	o.addReply("suppressed: " + q.text)
+	o.pending--
+	if o.pending == 0 {
+		o.finish(nil)
+	}
+}
+
+// wrapToolChange returns the queue entries of a T<n> between the lines
+// of the tool change scripts. The T<n> keeps its command's owner.
+func wrapToolChange(before, after []string, q queued) []queued {
+	out := make([]queued, 0, len(before)+len(after)+1)
+	for _, l := range before {
+		out = append(out, queued{text: l, toolScripts: true})
+	}
+	q.toolScripts = true
+	out = append(out, q)
+	for _, l := range after {
+		out = append(out, queued{text: l, toolScripts: true})
+	}
+	return out
 }
 
 func (s *session) toolParam(text string) int {

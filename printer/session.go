@@ -37,6 +37,9 @@ type queued struct {
 	text   string
 	owner  *gcodeRequest
 	marker func()
+	// toolScripts marks a T<n> line already wrapped in the tool change
+	// scripts, so it is not wrapped again.
+	toolScripts bool
 }
 
 // gcodeRequest tracks the lines of one SendGcode call.
@@ -181,24 +184,46 @@ type session struct {
 	position       *Position
 	positionReason string
 	tool           int
-	feedrate       *float64
-	commZ          *float64
-	printerZ       *float64
+	// toolBefore is the tool selected before the last T<n>, the fallback
+	// when the firmware reports the new one invalid.
+	toolBefore int
+	// invalidTools are the tools the firmware reported invalid on this
+	// connection.
+	invalidTools map[int]bool
+	feedrate     *float64
+	commZ        *float64
+	printerZ     *float64
 
 	// job
 	selected *selectedFile
 	job      *job
+	// pausePosition and pauseTemperatures are recorded when a print
+	// pauses, for the afterPrintPaused and beforePrintResumed scripts.
+	pausePosition     map[string]any
+	pauseTemperatures map[string]any
+
+	// settings are the profile, scripts folder and command filters.
+	settings Settings
+	// pendingDisconnect is a requested disconnect that waits for the
+	// beforePrinterDisconnected script to be sent.
+	pendingDisconnect *pendingDisconnect
+}
+
+type pendingDisconnect struct {
+	done     DoneFunc
+	deadline time.Time
 }
 
 func newSession(p *Printer) *session {
 	return &session{
-		p:       p,
-		log:     p.log,
-		lineCh:  make(chan readerMsg, 256),
-		state:   StateOffline,
-		history: map[int]sentLine{},
-		temps:   map[string]TemperatureSnapshot{},
-		caps:    map[string]bool{},
+		p:        p,
+		log:      p.log,
+		lineCh:   make(chan readerMsg, 256),
+		state:    StateOffline,
+		history:  map[int]sentLine{},
+		temps:    map[string]TemperatureSnapshot{},
+		caps:     map[string]bool{},
+		settings: p.cfg.Settings,
 	}
 }
 
@@ -275,6 +300,11 @@ func (s *session) onTick(now time.Time) {
 			s.applyCapabilities()
 			s.pump()
 		}
+		if d := s.pendingDisconnect; d != nil && now.After(d.deadline) {
+			s.log.Warn("beforePrinterDisconnected script not sent in time; disconnecting anyway", "wait", beforeDisconnectWait)
+			s.finishDisconnect()
+			return
+		}
 		if s.probing && now.Sub(s.probeAt) > s.p.cfg.HelloTimeout {
 			s.probing = false
 			s.noWindow = true
@@ -311,6 +341,8 @@ func (s *session) open(now time.Time) {
 		}
 		return
 	}
+	// NOTE: invalid tools are forgotten on a new connection, because a
+	// firmware update may have added the tool.
 	s.port = port
 	s.setState(StateOpenSerial)
 	s.gen++
@@ -328,6 +360,7 @@ func (s *session) open(now time.Time) {
 	s.resendWithoutOK = false
 	s.caps = map[string]bool{}
 	s.autoReport = false
+	s.invalidTools = nil
 	s.setState(StateConnecting)
 	s.helloSent = 0
 	s.sendHello()
@@ -406,6 +439,7 @@ func (s *session) onConnected() {
 	s.emit(bridge.EventConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}})
 	s.enqueue(queued{text: "M115"})
 	s.enqueue(queued{marker: s.m115Answered})
+	s.runScript(ScriptAfterPrinterConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}}, nil)
 	s.finishConnectWaiters(nil)
 	s.pump()
 }
@@ -486,6 +520,12 @@ func (s *session) disconnect(reason string, withError bool) {
 	}
 	s.log.Info("serial port closed", "reason", reason)
 	s.emit(bridge.EventDisconnected, nil)
+	if d := s.pendingDisconnect; d != nil {
+		s.pendingDisconnect = nil
+		if d.done != nil {
+			d.done(nil, nil)
+		}
+	}
 	if s.wantConnected {
 		wait := backoff(s.attempts, s.p.cfg.ReconnectMin, s.p.cfg.ReconnectMax)
 		s.attempts++
@@ -853,6 +893,9 @@ func (s *session) parseReport(line string) {
 	if strings.Contains(body, "FIRMWARE_NAME:") || strings.HasPrefix(body, "NAME:") || strings.HasPrefix(body, "NAME.") {
 		s.onFirmwareLine(body)
 		return
+	}
+	if strings.Contains(strings.ToLower(body), "invalid extruder") {
+		s.onInvalidTool(body)
 	}
 }
 
