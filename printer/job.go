@@ -174,6 +174,10 @@ func (s *session) startJob(path string, done DoneFunc) error {
 	s.log.Info("print started", "file", s.selected.path, "size", s.selected.size)
 	s.chartMark("print", "Start")
 	s.emit(bridge.EventPrintStarted, s.jobPayload())
+	// Every print starts its own numbering, as OctoPrint's does: the job's
+	// lines count from 1, and a firmware rewind cannot reach lines sent
+	// before the print. The file lines wait for the M110's ok.
+	s.enqueue(queued{text: "M110 N0"})
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return

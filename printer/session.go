@@ -21,11 +21,23 @@ type readerMsg struct {
 
 // sentLine is a numbered line waiting for its ok.
 type sentLine struct {
-	n       int
-	text    string
-	owner   *gcodeRequest
-	sentAt  time.Time
-	longRun bool
+	// n is the line's number in the firmware's count, the history key.
+	n int
+	// wire is the number in the line's N prefix. It differs from n only
+	// for an M110, whose prefix carries the number it sets.
+	wire int
+	// reset marks an M110: the numbering switches to wire+1 only at its
+	// ok, because a rejected M110 leaves the firmware in the old count.
+	reset bool
+	// answersRequest marks a copy sent after the firmware requested its
+	// line (a resend, or the line after the resend style probe), so a
+	// repeat of that request that arrives while the copy is in flight
+	// can be recognised.
+	answersRequest bool
+	text           string
+	owner          *gcodeRequest
+	sentAt         time.Time
+	longRun        bool
 	// size is the line's wire length with its line feed.
 	size int
 }
@@ -147,14 +159,20 @@ type session struct {
 	// capBlockOpen is set while Cap lines arrive; capBlockEnded once a
 	// line after them did. capsApplied is set when applyCapabilities ran,
 	// and capsDeadline is when it runs at the latest.
-	capBlockOpen   bool
-	capBlockEnded  bool
-	capsApplied    bool
-	capsDeadline   time.Time
-	queue          []queued
-	resend         []int
-	resendLast     int
-	resendRepeats  int
+	capBlockOpen  bool
+	capBlockEnded bool
+	capsApplied   bool
+	capsDeadline  time.Time
+	queue         []queued
+	resend        []int
+	resendLast    int
+	resendRepeats int
+	// lineError is the last error line that announced a resend request,
+	// until that request arrives.
+	lineError string
+	// requestedLine is the line of the last resend request that was
+	// answered, -1 when none.
+	requestedLine  int
 	expectResendOK bool
 	resendAt       time.Time
 	lastProgress   time.Time
@@ -376,6 +394,8 @@ func (s *session) resetProtocol() {
 	s.resend = nil
 	s.resendRepeats = 0
 	s.resendLast = -1
+	s.lineError = ""
+	s.requestedLine = -1
 	s.expectResendOK = false
 	s.timeouts = 0
 	s.pollQueued = false
@@ -389,8 +409,13 @@ func (s *session) sendHello() {
 	s.helloAt = time.Now()
 	// The hello resets the firmware's line number, so it is written
 	// directly instead of through the queue: N0 M110 N0, next line N1.
-	s.nextLine = 0
-	s.writeNumbered(queued{text: "M110 N0"}, false)
+	// Its numbering applies at once, because the firmware's count is
+	// unknown before the handshake and no earlier line can be resent.
+	s.nextLine = 1
+	s.history = map[int]sentLine{}
+	s.historyOrder = nil
+	s.resend = nil
+	s.writeLine(sentLine{n: 0, wire: 0, text: "M110 N0"})
 	s.inflight = nil
 	s.inflightBytes = 0
 }
@@ -752,6 +777,7 @@ func (s *session) classifyErrorLine(line string) {
 		if f := s.p.metrics.ChecksumErr; f != nil {
 			f()
 		}
+		s.lineError = line
 		s.log.Warn("firmware rejected a line", "line", line)
 	case ErrorIgnored:
 		s.log.Info("firmware reported a recoverable error", "line", line)
