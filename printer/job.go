@@ -316,6 +316,7 @@ func (s *session) failJob(msg string) {
 // dropJobQueue removes queued markers, which all belong to the job; hook
 // and user commands stay queued.
 func (s *session) dropJobQueue() {
+	s.positionWait = time.Time{}
 	kept := s.queue[:0]
 	for _, q := range s.queue {
 		if q.marker == nil {
@@ -350,7 +351,7 @@ func (s *session) pauseJob(done DoneFunc) error {
 	s.position = nil
 	s.enqueue(queued{text: "M400"})
 	s.enqueue(queued{marker: func() { s.positionReason = "pause" }})
-	s.enqueue(queued{text: "M114"})
+	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
@@ -409,7 +410,7 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 	}
 	s.position = nil
 	s.positionReason = "cancel"
-	s.enqueue(queued{text: "M114"})
+	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return

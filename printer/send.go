@@ -33,6 +33,12 @@ func (s *session) pump() {
 		}
 		if len(s.queue) > 0 {
 			q := s.queue[0]
+			if q.awaitPosition {
+				if len(s.inflight) == 0 {
+					s.startPositionWait(time.Now())
+				}
+				return
+			}
 			if q.marker != nil {
 				if len(s.inflight) > 0 {
 					return
@@ -215,6 +221,14 @@ func (s *session) sentPhase(text, code string) {
 	case "M155":
 		if v, ok := Param(text, 'S'); ok {
 			s.autoReport = v > 0 && s.caps["AUTOREPORT_TEMP"]
+		}
+	case "M154":
+		if v, ok := Param(text, 'S'); ok {
+			s.posAutoReport = v > 0 && s.caps["AUTOREPORT_POS"]
+		}
+	case "M27":
+		if v, ok := Param(text, 'S'); ok {
+			s.sdAutoReport = v > 0 && s.caps["AUTOREPORT_SD_STATUS"]
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,11 @@ type queued struct {
 	text   string
 	owner  *gcodeRequest
 	marker func()
+	// awaitPosition holds the queue, once every line before it is
+	// acknowledged, until the next auto-reported position arrives (see
+	// requestPosition). Such an entry also has a marker, so dropJobQueue
+	// removes it with the job's other markers.
+	awaitPosition bool
 }
 
 // gcodeRequest tracks the lines of one SendGcode call.
@@ -193,6 +199,13 @@ type session struct {
 	autoReport   bool
 	nextPoll     time.Time
 	pollQueued   bool
+	// posAutoReport and sdAutoReport are set while M154 and M27 S
+	// auto-reports are on.
+	posAutoReport bool
+	sdAutoReport  bool
+	// positionWait is when an awaitPosition entry at the head of the
+	// queue gives up waiting and sends M114; zero while none waits.
+	positionWait time.Time
 
 	// tracked printer state
 	temps          map[string]TemperatureSnapshot
@@ -293,6 +306,9 @@ func (s *session) onTick(now time.Time) {
 			s.applyCapabilities()
 			s.pump()
 		}
+		if !s.positionWait.IsZero() && now.After(s.positionWait) {
+			s.endPositionWait(true)
+		}
 		if s.probing && now.Sub(s.probeAt) > s.p.cfg.HelloTimeout {
 			s.probing = false
 			s.noWindow = true
@@ -346,6 +362,8 @@ func (s *session) open(now time.Time) {
 	s.resendWithoutOK = false
 	s.caps = map[string]bool{}
 	s.autoReport = false
+	s.posAutoReport = false
+	s.sdAutoReport = false
 	s.setState(StateConnecting)
 	s.helloSent = 0
 	s.sendHello()
@@ -391,6 +409,7 @@ func (s *session) resetProtocol() {
 	s.recovering = false
 	s.pendingError = ""
 	s.queue = nil
+	s.positionWait = time.Time{}
 	s.resend = nil
 	s.resendRepeats = 0
 	s.resendLast = -1
@@ -472,8 +491,9 @@ func (s *session) endCapBlock() {
 }
 
 // applyCapabilities switches on the temperature auto-report when the
-// firmware has it, else polls M105, and probes the resend style before
-// windowed sending starts.
+// firmware has it, else polls M105, switches on the position auto-report
+// when the firmware has it, and probes the resend style before windowed
+// sending starts.
 func (s *session) applyCapabilities() {
 	s.capsApplied = true
 	s.capsDeadline = time.Time{}
@@ -484,9 +504,86 @@ func (s *session) applyCapabilities() {
 	} else {
 		s.nextPoll = time.Now()
 	}
+	if s.caps["AUTOREPORT_POS"] {
+		// Marlin's AUTO_REPORT_POSITION. Prusa's firmware reports
+		// AUTOREPORT_POSITION instead and is left alone, as OctoPrint
+		// does, because its M154 is not known to behave the same.
+		sec := s.positionReportSeconds()
+		s.enqueue(queued{text: "M154 S" + strconv.Itoa(sec)})
+		s.log.Info("position auto-report enabled", "interval_seconds", sec)
+	}
 	if s.windowed() && !s.resendWithOK && !s.resendWithoutOK {
 		s.probeResendStyle()
 	}
+}
+
+// positionReportSeconds returns Config.PositionReportInterval in whole
+// seconds, at least 1, as M154 takes it.
+func (s *session) positionReportSeconds() int {
+	return max(1, int(s.p.cfg.PositionReportInterval.Round(time.Second)/time.Second))
+}
+
+// enableSDAutoReport switches the firmware's SD print status report
+// (M27 S<seconds>) on or off, for an SD print that starts or ends. It
+// returns false, and sends nothing, when the firmware lacks
+// Cap:AUTOREPORT_SD_STATUS, so the caller has to poll M27 itself.
+func (s *session) enableSDAutoReport(on bool) bool {
+	if !s.caps["AUTOREPORT_SD_STATUS"] {
+		return false
+	}
+	sec := 0
+	if on {
+		sec = sdReportSeconds
+	}
+	s.enqueue(queued{text: "M27 S" + strconv.Itoa(sec)})
+	s.log.Info("SD status auto-report switched", "on", on, "interval_seconds", sec)
+	s.pump()
+	return true
+}
+
+// sdReportSeconds is the M27 S interval while an SD print runs, as
+// OctoPrint's sdStatusAutoreport default.
+const sdReportSeconds = 1
+
+// requestPosition queues what records the position once the lines before
+// it are done: with the position auto-report on, a wait for its next
+// report; without it, M114.
+func (s *session) requestPosition() {
+	if !s.posAutoReport {
+		s.enqueue(queued{text: "M114"})
+		return
+	}
+	s.enqueue(queued{awaitPosition: true, marker: func() {}})
+}
+
+// positionWaitGrace is how much longer than its interval an awaited
+// position auto-report may take before M114 is sent instead.
+const positionWaitGrace = 2 * time.Second
+
+// startPositionWait runs when an awaitPosition entry reaches the head of
+// the queue with nothing in flight.
+func (s *session) startPositionWait(now time.Time) {
+	if s.positionWait.IsZero() {
+		s.positionWait = now.Add(s.p.cfg.PositionReportInterval + positionWaitGrace)
+	}
+}
+
+// endPositionWait removes the awaitPosition entry at the head of the
+// queue, either because a report arrived or, with timedOut, in favour of
+// an M114.
+func (s *session) endPositionWait(timedOut bool) {
+	s.positionWait = time.Time{}
+	if len(s.queue) == 0 || !s.queue[0].awaitPosition {
+		return
+	}
+	if timedOut {
+		s.log.Warn("no position auto-report arrived in time; requesting the position with M114",
+			"waited", s.p.cfg.PositionReportInterval+positionWaitGrace)
+		s.queue[0] = queued{text: "M114"}
+	} else {
+		s.queue = s.queue[1:]
+	}
+	s.pump()
 }
 
 // disconnect closes the port. userRequested keeps it closed; otherwise
@@ -504,6 +601,8 @@ func (s *session) disconnect(reason string, withError bool) {
 	s.gen++
 	s.printerZ = nil
 	s.autoReport = false
+	s.posAutoReport = false
+	s.sdAutoReport = false
 	if withError {
 		s.setState(StateClosedWithError)
 	} else {
@@ -923,6 +1022,9 @@ func (s *session) onPosition(pos Position) {
 		{Key: "reason", Value: reason}, {Key: "x", Value: pos.X}, {Key: "y", Value: pos.Y},
 		{Key: "z", Value: pos.Z}, {Key: "e", Value: pos.E}, {Key: "t", Value: s.tool}, {Key: "f", Value: f},
 	})
+	if !s.positionWait.IsZero() {
+		s.endPositionWait(false)
+	}
 }
 
 func (s *session) onFirmwareLine(line string) {
