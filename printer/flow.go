@@ -252,7 +252,7 @@ func (s *session) handleResend(n int) {
 	rejection := s.lineError
 	s.lineError = ""
 	if s.repeatedRequest(n, rejection) {
-		// The firmware asks again for a line whose new copy is already
+		// The firmware requests a line again whose new copy is already
 		// on the wire: a pipelined line behind the rejected one failed
 		// the sequence check, or the firmware repeats its requests, as
 		// Repetier does. Sending n again would make the firmware reject

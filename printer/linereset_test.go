@@ -58,7 +58,7 @@ func TestRepetierM110RejectedAtJobStart(t *testing.T) {
 	assertEachLineOnce(t, r.vp.LineStats())
 }
 
-// repetierC04Firmware answers as the Repetier firmware of the transcript
+// repetierRejectsM110Firmware replies as the Repetier firmware of the transcript
 // below: `ok <n>` acks, a temperature report and `wait` lines after
 // M105, and a checksum error with an empty line and `Resend:11`, but no
 // ok, for the M110 that follows line 10.
@@ -74,7 +74,7 @@ func TestRepetierM110RejectedAtJobStart(t *testing.T) {
 //	< Error:Wrong checksum
 //	<
 //	< Resend:11
-func repetierC04Firmware(t *testing.T) (*scriptedFirmware, *int) {
+func repetierRejectsM110Firmware(t *testing.T) (*scriptedFirmware, *int) {
 	var mu sync.Mutex
 	rejected := 0
 	fw := newScriptedFirmware(t, []string{"start", "Info:External Reset", "SD card ok"}, scriptFuncs{
@@ -102,7 +102,7 @@ func repetierC04Firmware(t *testing.T) (*scriptedFirmware, *int) {
 }
 
 func TestReplayRejectedM110(t *testing.T) {
-	fw, rejected := repetierC04Firmware(t)
+	fw, rejected := repetierRejectsM110Firmware(t)
 	files := t.TempDir()
 	job := []string{"G90", "G1 X10 Y10 F3000", "G1 X20 Y10", "G1 X20 Y20", "G1 X10 Y20"}
 	if err := os.WriteFile(filepath.Join(files, "job.gcode"), []byte(strings.Join(job, "\n")+"\n"), 0o600); err != nil {

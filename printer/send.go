@@ -93,7 +93,7 @@ func (s *session) queuedWireLength(text string) int {
 // An M110 goes out as N<k> M110 N<k> but keeps the old count: it takes
 // the next number of the current numbering as its place in the history,
 // because until its ok the firmware still counts the old way, and if it
-// rejects the M110 it asks for that number. commitLineReset switches to
+// rejects the M110 it requests that number. commitLineReset switches to
 // k+1 when the M110 is acknowledged.
 func (s *session) writeNumbered(q queued, fireEvents bool) {
 	text := ToASCII(q.text)

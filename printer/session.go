@@ -545,9 +545,9 @@ func (s *session) enableSDAutoReport(on bool) bool {
 // OctoPrint's sdStatusAutoreport default.
 const sdReportSeconds = 1
 
-// requestPosition queues what records the position once the lines before
-// it are done: with the position auto-report on, a wait for its next
-// report; without it, M114.
+// requestPosition queues the step that records the position once the
+// lines before it are done. With the position auto-report on, that is a
+// wait for its next report, else an M114.
 func (s *session) requestPosition() {
 	if !s.posAutoReport {
 		s.enqueue(queued{text: "M114"})

@@ -189,8 +189,8 @@ type Config struct {
 	DuplicateResend bool
 	// RejectM110 is how many numbered M110 lines per connection are
 	// rejected with a checksum error, as line noise would do, before one
-	// is accepted. The firmware then keeps its old line number and asks
-	// for the line after it. Only an M110 that changes the line number
+	// is accepted. The firmware then keeps its old line number and requests
+	// the line after it. Only an M110 that changes the line number
 	// counts, so a handshake's M110 N0 right after the boot passes and
 	// the first M110 that a host sends at the start of a print is hit.
 	RejectM110 int
