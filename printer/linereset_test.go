@@ -109,6 +109,10 @@ func TestReplayRejectedM110(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, rec := startScripted(t, fw, printer.Config{FilesDir: files})
+	// The capabilities apply a second after the M115 reply, since this
+	// firmware sends no Cap lines, and start with one M105 poll. Waiting
+	// for it keeps it out of the transcript's lines.
+	waitFor(t, "the first M105 poll", 10*time.Second, func() bool { return slices.Contains(fw.commands(), "M105") })
 
 	// Bring the firmware's count to 8, so the transcript's lines get
 	// its numbers whatever the handshake sent.
