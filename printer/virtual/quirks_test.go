@@ -305,7 +305,8 @@ func TestRepetierColonSplitsM117(t *testing.T) {
 	h.untilLine("ok 1")
 	h.untilLine("Error:Wrong checksum")
 	h.untilLine("Resend:2")
-	if got := p.Executed(); !slices.Equal(got, []string{"M117 ETA"}) {
+	// Repetier acknowledges a line before it executes it.
+	if got := waitExecuted(t, p, 1); !slices.Equal(got, []string{"M117 ETA"}) {
 		t.Errorf("executed = %q, want the text up to the colon", got)
 	}
 }
