@@ -175,6 +175,10 @@ func (s *session) startJob(path string, done DoneFunc) error {
 	s.chartMark("print", "Start")
 	started := s.jobPayload()
 	s.emit(bridge.EventPrintStarted, started)
+	// Every print starts its own numbering, as OctoPrint's does: the job's
+	// lines count from 1, and a firmware rewind cannot reach lines sent
+	// before the print. The file lines wait for the M110's ok.
+	s.enqueue(queued{text: "M110 N0"})
 	// The script's lines are queued ahead of the marker, and file lines
 	// wait for PRINTING, so they go out before the first line of the file.
 	s.runScript(ScriptBeforePrintStarted, started, nil)
@@ -341,6 +345,7 @@ func (s *session) failJob(msg string) {
 // dropJobQueue removes queued markers, which all belong to the job; hook
 // and user commands stay queued.
 func (s *session) dropJobQueue() {
+	s.positionWait = time.Time{}
 	kept := s.queue[:0]
 	for _, q := range s.queue {
 		if q.marker == nil {
@@ -375,7 +380,7 @@ func (s *session) pauseJob(done DoneFunc) error {
 	s.position = nil
 	s.enqueue(queued{text: "M400"})
 	s.enqueue(queued{marker: func() { s.positionReason = "pause" }})
-	s.enqueue(queued{text: "M114"})
+	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
@@ -450,7 +455,7 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 	}
 	s.position = nil
 	s.positionReason = "cancel"
-	s.enqueue(queued{text: "M114"})
+	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return

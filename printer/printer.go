@@ -49,6 +49,10 @@ type Config struct {
 	// PollInterval is the M105 period when the firmware has no
 	// temperature auto-report; 5s when zero.
 	PollInterval time.Duration
+	// PositionReportInterval is the period requested with M154 when the
+	// firmware reports Cap:AUTOREPORT_POS, in whole seconds (at least
+	// 1); 5s when zero, as OctoPrint's default.
+	PositionReportInterval time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between reopen
 	// attempts after the port is lost; 1s and 30s when zero.
 	ReconnectMin, ReconnectMax time.Duration
@@ -94,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 5 * time.Second
+	}
+	if c.PositionReportInterval == 0 {
+		c.PositionReportInterval = 5 * time.Second
 	}
 	if c.ReconnectMin == 0 {
 		c.ReconnectMin = time.Second
