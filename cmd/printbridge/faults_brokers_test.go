@@ -138,7 +138,11 @@ func (m *mosquittoBroker) Running() bool { return m.p.Running() }
 
 func (m *mosquittoBroker) EdgeArgs() []string { return []string{"--mqtt", m.url()} }
 
-func (m *mosquittoBroker) WorkerArgs() []string { return []string{"--mqtt", m.url()} }
+// WorkerArgs gives the worker a persistent session under a fixed client
+// id, so that Mosquitto queues the events fired while it is down.
+func (m *mosquittoBroker) WorkerArgs() []string {
+	return []string{"--mqtt", m.url(), "--mqtt-persistent-session", "--mqtt-client-id", "fault-worker"}
+}
 
 func (m *mosquittoBroker) Log() string { return m.p.Log() }
 
