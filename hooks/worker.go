@@ -494,8 +494,12 @@ func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout tim
 		if n := len(res.Commands); n > 0 {
 			res.ExitCode = res.Commands[n-1].ExitCode
 		}
-		w.finish(ctx, res)
+		// The run learns of the end first, so the event is recorded as
+		// handled before the result is published, which waits up to 10s
+		// while the broker is down. A worker killed in that wait would
+		// otherwise run the hook again on the redelivery.
 		run.hookEnded(res)
+		w.finish(ctx, res)
 	}()
 }
 
@@ -591,8 +595,8 @@ func (w *Worker) awaitReply(ctx context.Context, reply <-chan bridge.Reply, time
 		}
 	}
 	res.Duration = w.now().Sub(start)
-	w.finish(ctx, res)
 	run.hookEnded(res)
+	w.finish(ctx, res)
 }
 
 func tailString(s string, limit int) string {
