@@ -18,7 +18,9 @@ type eventRun struct {
 	w     *Worker
 	ctx   context.Context
 	env   *bridge.Envelope
-	claim *claim // nil without a seen-events bucket
+	// claim is nil without a seen-events bucket. serve sets it before
+	// dispatch starts the hooks.
+	claim *claim
 
 	mu        sync.Mutex // guards the fields below
 	acks      []bridge.AckFunc
@@ -32,8 +34,8 @@ type eventRun struct {
 	handled bool
 }
 
-func (w *Worker) newEventRun(ctx context.Context, env *bridge.Envelope, c *claim, ack bridge.AckFunc) *eventRun {
-	return &eventRun{w: w, ctx: ctx, env: env, claim: c, acks: []bridge.AckFunc{ack}}
+func (w *Worker) newEventRun(ctx context.Context, env *bridge.Envelope, ack bridge.AckFunc) *eventRun {
+	return &eventRun{w: w, ctx: ctx, env: env, acks: []bridge.AckFunc{ack}}
 }
 
 // addAck adds the acknowledgement of another delivery of the same event.
@@ -103,6 +105,15 @@ func (r *eventRun) abandon() {
 	r.allQueued, r.cut, r.settled = true, true, true
 	r.mu.Unlock()
 	r.finish(false)
+}
+
+// skip ends a run whose hooks another worker ran or runs, acknowledging
+// the event, on the caller's goroutine.
+func (r *eventRun) skip() {
+	r.mu.Lock()
+	r.allQueued, r.settled = true, true
+	r.mu.Unlock()
+	r.finish(true)
 }
 
 // finish records the outcome and calls the acks. Forgetting the id comes

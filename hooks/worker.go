@@ -343,19 +343,14 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		ack(true)
 		return
 	}
-	c, ok, stopping := w.claimEvent(env)
-	if !ok {
-		ack(!stopping)
-		return
-	}
 
 	w.mu.Lock()
 	if w.stopped || w.ctx == nil {
 		w.mu.Unlock()
-		w.newEventRun(context.Background(), env, c, ack).abandon()
+		w.newEventRun(context.Background(), env, ack).abandon()
 		return
 	}
-	run := w.newEventRun(w.ctx, env, c, ack)
+	run := w.newEventRun(w.ctx, env, ack)
 	q := w.queues[env.Printer]
 	if q == nil {
 		q = make(chan queuedEvent, w.queueSize)
@@ -400,41 +395,27 @@ func (w *Worker) ackDuplicate(id string, ack bridge.AckFunc) {
 	run.addAck(ack)
 }
 
-// claimEvent claims env in the seen-events bucket, when there is one,
-// before its hooks run. ok is false when the hooks are not to run here:
-// another worker ran them or is running them, or, with stopping set, the
-// worker is stopping.
-func (w *Worker) claimEvent(env *bridge.Envelope) (c *claim, ok, stopping bool) {
-	if w.claims == nil {
-		return nil, true, false
-	}
-	w.mu.Lock()
-	ctx := w.ctx
-	w.mu.Unlock()
-	if ctx == nil {
-		w.seen.remove(env.ID)
-		return nil, false, true
-	}
-	c = w.claims.acquire(ctx, env)
-	if c != nil {
-		return c, true, false
-	}
-	if ctx.Err() != nil {
-		w.seen.remove(env.ID)
-		return nil, false, true
-	}
-	w.duplicates.Add(1)
-	w.metrics.duplicates.Inc()
-	return nil, false, false
-}
-
 // serve dispatches the events of one printer in order until its queue is
 // closed; after ctx ends it only drains the queue, returning each event
 // to the bus unacknowledged.
+//
+// With a seen-events bucket it claims each event here, just before its
+// hooks start. A claim may wait one lease for a dead owner, and waiting
+// here holds up only this printer's later events, not the bus's delivery.
 func (w *Worker) serve(ctx context.Context, q <-chan queuedEvent) {
 	defer w.wg.Done()
 	for item := range q {
 		w.metrics.queueDepth.Dec()
+		if ctx.Err() == nil && w.claims != nil {
+			item.run.claim = w.claims.acquire(ctx, item.env)
+			if item.run.claim == nil && ctx.Err() == nil {
+				// Another worker ran the hooks or is running them.
+				w.duplicates.Add(1)
+				w.metrics.duplicates.Inc()
+				item.run.skip()
+				continue
+			}
+		}
 		if ctx.Err() == nil {
 			w.dispatch(ctx, item.cfg, item.env, item.run)
 		} else {
