@@ -15,9 +15,9 @@ import (
 // claim, forgets the id and returns the event to the bus unacknowledged,
 // so that a redelivery runs its hooks in full.
 type eventRun struct {
-	w     *Worker
-	ctx   context.Context
-	env   *bridge.Envelope
+	w   *Worker
+	ctx context.Context
+	env *bridge.Envelope
 	// claim is nil without a seen-events bucket. serve sets it before
 	// dispatch starts the hooks.
 	claim *claim
