@@ -18,7 +18,23 @@ type EventMessage struct {
 	Data []byte
 	// Source names the bus and topic it arrived on, for logs.
 	Source string
+	// Defer, when not nil, takes the acknowledgement of the message over
+	// from the bus. Without a call, the bus acknowledges the message when
+	// the handler returns. After a call, it does not, and the handler must
+	// call the returned AckFunc exactly once, from any goroutine, once it
+	// is finished with the event. Defer must be called before the handler
+	// returns. It is nil where the broker has no acknowledgements (core
+	// NATS).
+	Defer func() AckFunc
 }
+
+// AckFunc ends a deferred event message. handled true acknowledges it,
+// so the broker does not deliver it again. handled false means the event
+// was not handled and is to be delivered again: JetStream gets a Nak, and
+// an MQTT message stays unacknowledged, so the broker sends it again on
+// the next connection of a persistent session. An AckFunc may block while
+// the broker does not respond, for at most a few seconds.
+type AckFunc func(handled bool)
 
 // Bus is one broker connection. MQTT and NATS implement it; Multi fans out
 // to several. Publish methods block until the broker has taken the message

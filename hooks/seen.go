@@ -57,11 +57,13 @@ func (s *idSet) remove(id string) {
 	}
 }
 
-// seenLog makes an idSet survive a restart of the worker: every added id
-// is appended to a file before its hooks run, and removals are written
-// as "-<id>". A plain write reaches the kernel before the hooks start, so
-// a worker killed with SIGKILL still knows the id when it starts again;
-// only a power loss can lose the last ids (no fsync per event).
+// seenLog makes an idSet survive a restart of the worker: the id of every
+// handled event is appended to a file after its last hook ended and
+// before the event is acknowledged to the bus. A worker killed with
+// SIGKILL before that write runs the hooks again when the event is
+// delivered again. One killed after it drops the redelivery. Only a power
+// loss can lose the last ids (no fsync per event). Lines "-<id>", written
+// by earlier versions, remove an id.
 type seenLog struct {
 	mu    sync.Mutex // guards f and lines
 	path  string

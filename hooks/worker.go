@@ -96,10 +96,13 @@ type Worker struct {
 	replies    *replyWaiter
 	wg         sync.WaitGroup
 
-	mu      sync.Mutex // guards ctx, queues and stopped
-	ctx     context.Context
-	queues  map[string]chan queuedEvent
-	stopped bool
+	mu     sync.Mutex // guards ctx, queues, inflight and stopped
+	ctx    context.Context
+	queues map[string]chan queuedEvent
+	// inflight holds the queued or running events by id, until they are
+	// acknowledged to the bus.
+	inflight map[string]*eventRun
+	stopped  bool
 
 	// reloadMu serialises Run's subscriptions with Reload, so a reload
 	// that adds the first gcode hook subscribes to command replies once.
@@ -115,9 +118,9 @@ type Worker struct {
 // queuedEvent is an event waiting for dispatch, with the config that was
 // in force when it arrived.
 type queuedEvent struct {
-	env   *bridge.Envelope
-	cfg   *Config
-	claim *claim // nil without a seen-events bucket
+	env *bridge.Envelope
+	cfg *Config
+	run *eventRun
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -134,6 +137,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 		printers:    cfg.Settings.Printers,
 		group:       cfg.Settings.Group,
 		queues:      map[string]chan queuedEvent{},
+		inflight:    map[string]*eventRun{},
 	}
 	for _, opt := range opts {
 		opt(w)
@@ -291,7 +295,16 @@ func (w *Worker) servesPrinter(id string) bool {
 // handleEvent runs on the bus's delivery goroutine. It decodes, drops
 // duplicates and queues without waiting for a hook: when the printer's
 // queue is full, the event is dropped.
+//
+// An event with hooks to run is acknowledged to the bus after its last
+// hook has ended (see eventRun), every other event at once. An event whose
+// hooks will not run here because the worker stops or the queue is full
+// is returned to the bus unacknowledged, so that it is delivered again.
 func (w *Worker) handleEvent(msg bridge.EventMessage) {
+	ack := bridge.AckFunc(func(bool) {})
+	if msg.Defer != nil {
+		ack = msg.Defer()
+	}
 	env, err := bridge.DecodeEnvelope(msg.Data)
 	if err == nil {
 		err = bridge.ValidatePrinterID(env.Printer)
@@ -300,10 +313,18 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		n := w.malformed.Add(1)
 		w.metrics.invalid.Inc()
 		w.log.Warn("malformed event envelope ignored", "source", msg.Source, "error", err, "malformed_total", n)
+		ack(true)
 		return
 	}
 
 	if !w.servesPrinter(env.Printer) {
+		ack(true)
+		return
+	}
+	if w.isStopping() {
+		w.log.Debug("event returned to the bus unacknowledged: the worker is stopping", "printer", env.Printer,
+			"event", env.Event, "event_id", env.ID)
+		ack(false)
 		return
 	}
 	w.metrics.observeReceived(env.Event)
@@ -311,26 +332,25 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		w.duplicates.Add(1)
 		w.metrics.duplicates.Inc()
 		w.log.Debug("duplicate event ignored", "printer", env.Printer, "event", env.Event, "event_id", env.ID)
+		w.ackDuplicate(env.ID, ack)
 		return
 	}
-	w.persistSeen(env.ID)
 	// The config is taken once here, so every hook of this event runs
 	// with it even when a reload happens while the event waits.
 	cfg := w.cfg.Load()
 	if len(cfg.Match(env.Event)) == 0 {
-		return
-	}
-	c, ok := w.claimEvent(env)
-	if !ok {
+		w.persistSeen(env.ID)
+		ack(true)
 		return
 	}
 
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.stopped || w.ctx == nil {
-		w.forget(env, c)
+		w.mu.Unlock()
+		w.newEventRun(context.Background(), env, ack).abandon()
 		return
 	}
+	run := w.newEventRun(w.ctx, env, ack)
 	q := w.queues[env.Printer]
 	if q == nil {
 		q = make(chan queuedEvent, w.queueSize)
@@ -339,10 +359,13 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		go w.serve(w.ctx, q)
 	}
 	select {
-	case q <- queuedEvent{env: env, cfg: cfg, claim: c}:
+	case q <- queuedEvent{env: env, cfg: cfg, run: run}:
+		w.inflight[env.ID] = run
 		w.metrics.queueDepth.Inc()
+		w.mu.Unlock()
 	default:
-		w.forget(env, c)
+		w.mu.Unlock()
+		run.abandon()
 		n := w.dropped.Add(1)
 		w.metrics.dropped.Inc()
 		w.log.Warn("event dropped: the printer's hook queue is full", "printer", env.Printer, "event", env.Event,
@@ -350,54 +373,53 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	}
 }
 
-// claimEvent claims env in the seen-events bucket, when there is one,
-// before the bus acks the event. ok is false when the hooks are not to
-// run here: another worker ran them or is running them, or the worker is
-// stopping.
-func (w *Worker) claimEvent(env *bridge.Envelope) (c *claim, ok bool) {
-	if w.claims == nil {
-		return nil, true
-	}
+// isStopping reports whether Run has not started or its context ended.
+func (w *Worker) isStopping() bool {
 	w.mu.Lock()
-	ctx := w.ctx
-	w.mu.Unlock()
-	if ctx == nil {
-		w.forget(env, nil)
-		return nil, false
-	}
-	c = w.claims.acquire(ctx, env)
-	if c != nil {
-		return c, true
-	}
-	if ctx.Err() != nil {
-		w.forget(env, nil)
-		return nil, false
-	}
-	w.duplicates.Add(1)
-	w.metrics.duplicates.Inc()
-	return nil, false
+	defer w.mu.Unlock()
+	return w.stopped || w.ctx == nil || w.ctx.Err() != nil
 }
 
-// forget undoes the record of an event whose hooks will not run, so that
-// a redelivery runs them.
-func (w *Worker) forget(env *bridge.Envelope, c *claim) {
-	w.seen.remove(env.ID)
-	w.persistSeen("-" + env.ID)
-	if c != nil {
-		w.claims.release(context.Background(), c)
+// ackDuplicate ends the delivery of an event whose id the worker has seen.
+// While the first delivery's hooks run, the copy is acknowledged with it,
+// because acknowledging the copy at once could end a redelivery that the
+// first one still needs (an MQTT message sent again after a reconnect).
+func (w *Worker) ackDuplicate(id string, ack bridge.AckFunc) {
+	w.mu.Lock()
+	run := w.inflight[id]
+	w.mu.Unlock()
+	if run == nil {
+		ack(true)
+		return
 	}
+	run.addAck(ack)
 }
 
 // serve dispatches the events of one printer in order until its queue is
-// closed; after ctx ends it only drains the queue.
+// closed; after ctx ends it only drains the queue, returning each event
+// to the bus unacknowledged.
+//
+// With a seen-events bucket it claims each event here, just before its
+// hooks start. A claim may wait one lease for a dead owner, and waiting
+// here holds up only this printer's later events, not the bus's delivery.
 func (w *Worker) serve(ctx context.Context, q <-chan queuedEvent) {
 	defer w.wg.Done()
 	for item := range q {
 		w.metrics.queueDepth.Dec()
+		if ctx.Err() == nil && w.claims != nil {
+			item.run.claim = w.claims.acquire(ctx, item.env)
+			if item.run.claim == nil && ctx.Err() == nil {
+				// Another worker ran the hooks or is running them.
+				w.duplicates.Add(1)
+				w.metrics.duplicates.Inc()
+				item.run.skip()
+				continue
+			}
+		}
 		if ctx.Err() == nil {
-			w.dispatch(ctx, item.cfg, item.env, w.newEventRun(ctx, item.claim))
-		} else if item.claim != nil {
-			w.claims.release(ctx, item.claim)
+			w.dispatch(ctx, item.cfg, item.env, item.run)
+		} else {
+			item.run.dispatched(true)
 		}
 	}
 }
@@ -453,8 +475,12 @@ func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout tim
 		if n := len(res.Commands); n > 0 {
 			res.ExitCode = res.Commands[n-1].ExitCode
 		}
-		w.finish(ctx, res)
+		// The run learns of the end first, so the event is recorded as
+		// handled before the result is published, which waits up to 10s
+		// while the broker is down. A worker killed in that wait would
+		// otherwise run the hook again on the redelivery.
 		run.hookEnded(res)
+		w.finish(ctx, res)
 	}()
 }
 
@@ -550,8 +576,8 @@ func (w *Worker) awaitReply(ctx context.Context, reply <-chan bridge.Reply, time
 		}
 	}
 	res.Duration = w.now().Sub(start)
-	w.finish(ctx, res)
 	run.hookEnded(res)
+	w.finish(ctx, res)
 }
 
 func tailString(s string, limit int) string {
@@ -596,9 +622,9 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 	}
 }
 
-// persistSeen appends an id (or a "-id" removal) to the seen-events file.
-// A write error is logged and counted; the event still runs, because
-// losing a hook is worse than a rare duplicate after a restart.
+// persistSeen appends the id of a handled event to the seen-events file.
+// A write error is logged and counted, and the event is still
+// acknowledged, because its hooks did run.
 func (w *Worker) persistSeen(line string) {
 	if w.seenLog == nil {
 		return

@@ -190,6 +190,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		SetPassword(cfg.Password).
 		SetCleanSession(!cfg.PersistentSession).
 		SetOrderMatters(true).
+		// The bus acknowledges each message after its handler, so that an
+		// event is acknowledged after its hooks ran (see SubscribeEvents).
+		SetAutoAckDisabled(true).
 		SetKeepAlive(keepAlive).
 		SetConnectTimeout(timeout).
 		SetAutoReconnect(true).
@@ -384,6 +387,7 @@ func (b *Bus) onUnrouted(_ paho.Client, msg paho.Message) {
 	}
 	b.mu.Unlock()
 	if !keep {
+		msg.Ack()
 		b.log.Warn("dropped MQTT message that matches no subscription", "topic", msg.Topic())
 	}
 }

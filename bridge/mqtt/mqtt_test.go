@@ -190,9 +190,10 @@ func TestSlowHandlerLosesNothing(t *testing.T) {
 	edge := newBus(t, mqtt.Config{URL: url})
 	ctx := context.Background()
 
-	// The handler blocks until every event is published, so the delivery
-	// queue fills and paho's router waits. Mosquitto queues the rest, up
-	// to its default max_queued_messages of 1000.
+	// The handler blocks until every event is published. The bus sends
+	// a PUBACK only after the handler returns, so Mosquitto sends its
+	// default max_inflight_messages of 20 and queues the rest, up to its
+	// default max_queued_messages of 1000 (Mosquitto 2.0.11).
 	release := make(chan struct{})
 	got := newCollector[bridge.EventMessage]()
 	if err := worker.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
@@ -201,7 +202,7 @@ func TestSlowHandlerLosesNothing(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
-	const n = 1500
+	const n = 1000
 	for seq := uint64(1); seq <= n; seq++ {
 		env, data := event(t, "p1", seq)
 		if err := edge.PublishEvent(ctx, env, data); err != nil {
@@ -531,5 +532,77 @@ func TestNewFailsWithoutBroker(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") {
 		t.Errorf("error %q contains the password", err)
+	}
+}
+
+// TestDeferredAckRedelivery defers the PUBACKs of a persistent session.
+// Later events arrive while the first is unacknowledged. After a
+// reconnect, the broker sends again the events that were not acked, and
+// not the one that was.
+func TestDeferredAckRedelivery(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	ctx := context.Background()
+	cfg := mqtt.Config{URL: url, ClientID: "worker-deferred", PersistentSession: true}
+
+	first := newBus(t, cfg)
+	var mu sync.Mutex
+	var acks []bridge.AckFunc
+	got := newCollector[bridge.EventMessage]()
+	err := first.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
+		if m.Defer == nil {
+			t.Error("an MQTT event message has no Defer")
+			return
+		}
+		mu.Lock()
+		acks = append(acks, m.Defer())
+		mu.Unlock()
+		got.add(m)
+	})
+	if err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	edge := newBus(t, mqtt.Config{URL: url})
+	for seq := uint64(1); seq <= 3; seq++ {
+		env, data := event(t, "p1", seq)
+		if err := edge.PublishEvent(ctx, env, data); err != nil {
+			t.Fatalf("PublishEvent: %v", err)
+		}
+	}
+	if s := decodeSeqs(t, got.waitFor(t, "three unacked events", atLeast[bridge.EventMessage](3))); !slices.Equal(s, []uint64{1, 2, 3}) {
+		t.Fatalf("seqs before any PUBACK = %v, want 1, 2, 3", s)
+	}
+	mu.Lock()
+	acks[1](true)
+	acks[0](false)
+	mu.Unlock()
+	// Seq 4 arrives while seq 1 and 3 are unacknowledged. paho writes
+	// the PUBACKs of seq 2 and 4 before the DISCONNECT of Close.
+	env, data := event(t, "p1", 4)
+	if err := edge.PublishEvent(ctx, env, data); err != nil {
+		t.Fatalf("PublishEvent: %v", err)
+	}
+	got.waitFor(t, "seq 4", atLeast[bridge.EventMessage](4))
+	mu.Lock()
+	acks[3](true)
+	mu.Unlock()
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	second := newBus(t, cfg)
+	again := newCollector[bridge.EventMessage]()
+	if err := second.SubscribeEvents(ctx, "p1", "", again.add); err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	env, data = event(t, "p1", 5)
+	if err := edge.PublishEvent(ctx, env, data); err != nil {
+		t.Fatalf("PublishEvent: %v", err)
+	}
+	msgs := again.waitFor(t, "the unacked events and seq 5", func(v []bridge.EventMessage) bool {
+		s := decodeSeqs(t, v)
+		return len(s) > 0 && s[len(s)-1] == 5
+	})
+	if s := decodeSeqs(t, msgs); !slices.Equal(s, []uint64{1, 3, 5}) {
+		t.Errorf("seqs after the reconnect = %v, want 1 and 3 (not acked) and the new 5", s)
 	}
 }

@@ -37,8 +37,9 @@ func (b *Bus) SubscribeRaw(ctx context.Context, filter string, h func(RawMessage
 	if filter == "" {
 		return fmt.Errorf("invalid MQTT topic filter: it is empty")
 	}
-	return b.subscribe(ctx, filter, func(msg paho.Message) {
+	return b.subscribe(ctx, filter, func(msg paho.Message) bool {
 		h(RawMessage{Topic: msg.Topic(), Payload: msg.Payload(), Retained: msg.Retained()})
+		return false
 	})
 }
 

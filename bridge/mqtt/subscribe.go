@@ -24,20 +24,24 @@ const subackFailure = 0x80
 
 // subscription is one topic filter with its queue and delivery goroutine.
 //
-// paho's router calls onMessage for every message in arrival order, and
-// acknowledges a QoS 1 message when onMessage returns. onMessage only
-// queues, and one goroutine per subscription hands the queue to the
-// handler, so the order within a subscription is kept. When the queue is
+// paho's router calls onMessage for every message in arrival order.
+// onMessage only queues, and one goroutine per subscription hands the
+// queue to the handler, so the order within a subscription is kept. The
+// bus sends the PUBACK of a QoS 1 message itself (paho's auto-ack is
+// off): when the handler returns, or, for an event whose handler called
+// EventMessage.Defer, when the handler calls the AckFunc. When the queue is
 // full, onMessage blocks paho's router until there is room: no message is
 // dropped, and the broker holds back further messages for the client.
 // A router held for longer than the keepalive also holds back the
 // PINGRESP, and paho then drops the connection and reconnects.
 type subscription struct {
-	filter    string // as sent in SUBSCRIBE, with $share/<group>/ when shared
-	route     string // as paho's router matches it, without $share/<group>/
-	queue     chan paho.Message
-	stop      chan struct{}
-	deliver   func(paho.Message)
+	filter string // as sent in SUBSCRIBE, with $share/<group>/ when shared
+	route  string // as paho's router matches it, without $share/<group>/
+	queue  chan paho.Message
+	stop   chan struct{}
+	// deliver hands a message to the handler and reports whether the
+	// handler deferred its acknowledgement.
+	deliver   func(paho.Message) (deferred bool)
 	onMessage paho.MessageHandler
 	lastWarn  atomic.Int64 // unix nanoseconds of the last full-queue warning
 	// connection is the connect count when the subscription was last
@@ -50,12 +54,13 @@ type subscription struct {
 // can skip them.
 func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
 	topics := b.cfg.Topics
-	return b.subscribe(ctx, topics.MQTTCommand(printer, "+"), func(msg paho.Message) {
+	return b.subscribe(ctx, topics.MQTTCommand(printer, "+"), func(msg paho.Message) bool {
 		p, section, kind, ok := topics.ParseMQTT(msg.Topic())
 		if !ok || section != "command" {
-			return
+			return false
 		}
 		h(bridge.CommandMessage{Printer: p, Kind: kind, Data: msg.Payload(), Retained: msg.Retained()})
+		return false
 	})
 }
 
@@ -69,6 +74,15 @@ func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(brid
 // subscriptions. It accepts $share/... as a plain topic filter that matches
 // nothing printbridge publishes, so the subscriber receives no events and
 // gets no error. Use a NATS queue group there instead.
+//
+// A handler that calls EventMessage.Defer acknowledges the event when it
+// calls the AckFunc. paho sends that PUBACK without holding up the
+// delivery of later messages, so the events after it keep coming until
+// the broker's limit of unacknowledged messages per client
+// (max_inflight_messages, 20 by default in Mosquitto 2.0.11) is reached.
+// An AckFunc called after the connection dropped sends nothing, and the
+// broker sends the message again on the next connection of a persistent
+// session.
 func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func(bridge.EventMessage)) error {
 	if printer == "" {
 		printer = "+"
@@ -80,8 +94,18 @@ func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func
 		}
 		filter = "$share/" + group + "/" + filter
 	}
-	return b.subscribe(ctx, filter, func(msg paho.Message) {
-		h(bridge.EventMessage{Data: msg.Payload(), Source: "mqtt:" + msg.Topic()})
+	return b.subscribe(ctx, filter, func(msg paho.Message) bool {
+		deferred := false
+		h(bridge.EventMessage{Data: msg.Payload(), Source: "mqtt:" + msg.Topic(), Defer: func() bridge.AckFunc {
+			deferred = true
+			return func(handled bool) {
+				// paho's Ack sends one PUBACK however often it is called.
+				if handled {
+					msg.Ack()
+				}
+			}
+		}})
+		return deferred
 	})
 }
 
@@ -91,15 +115,16 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 	if printer == "" {
 		printer = "+"
 	}
-	return b.subscribe(ctx, b.cfg.Topics.MQTTReply(printer), func(msg paho.Message) {
+	return b.subscribe(ctx, b.cfg.Topics.MQTTReply(printer), func(msg paho.Message) bool {
 		h(msg.Payload())
+		return false
 	})
 }
 
 // subscribe records the filter, so that it is subscribed again after every
 // reconnect, and subscribes now when connected. ctx bounds only the wait
 // for the SUBACK, and the subscription lasts until Close.
-func (b *Bus) subscribe(ctx context.Context, filter string, deliver func(paho.Message)) error {
+func (b *Bus) subscribe(ctx context.Context, filter string, deliver func(paho.Message) bool) error {
 	sub := &subscription{
 		filter:  filter,
 		route:   routeOf(filter),
@@ -234,26 +259,35 @@ func (b *Bus) enqueue(sub *subscription, msg paho.Message) {
 }
 
 // drain hands queued messages to the handler until the subscription is
-// removed or the bus is closed. At Close it first delivers what is queued,
-// because paho has already acknowledged those messages to the broker.
+// removed or the bus is closed. At Close it first delivers what is queued.
+// Their PUBACKs are not sent any more, so with a persistent session the
+// broker sends them again on the next connection.
 func (b *Bus) drain(sub *subscription) {
 	defer b.wg.Done()
 	for {
 		select {
 		case msg := <-sub.queue:
-			sub.deliver(msg)
+			b.deliver(sub, msg)
 		case <-sub.stop:
 			return
 		case <-b.done:
 			for {
 				select {
 				case msg := <-sub.queue:
-					sub.deliver(msg)
+					b.deliver(sub, msg)
 				default:
 					return
 				}
 			}
 		}
+	}
+}
+
+// deliver hands msg to the handler and acknowledges it unless the handler
+// deferred that.
+func (b *Bus) deliver(sub *subscription, msg paho.Message) {
+	if !sub.deliver(msg) {
+		msg.Ack()
 	}
 }
 

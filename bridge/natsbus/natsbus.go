@@ -47,6 +47,10 @@ const (
 	// ackWait is how long JetStream waits for an ack before delivering a
 	// message again.
 	ackWait = 30 * time.Second
+	// inProgressEvery is how often a deferred event that is not yet acked
+	// tells JetStream it is still being worked on, which restarts its
+	// ack wait.
+	inProgressEvery = ackWait / 3
 
 	// NOTE: the stream limits are guesses for a few printers. Events older
 	// than streamMaxAge are gone for a worker that was away longer, and an
@@ -89,6 +93,10 @@ type Config struct {
 	// goroutine and must not block.
 	OnDisconnect func(error)
 	OnReconnect  func()
+	// MaxAckPending is how many events a JetStream consumer of
+	// SubscribeEvents hands out before it waits for an ack, 1 when zero.
+	// Workers that share a consumer share this limit.
+	MaxAckPending int
 }
 
 var _ bridge.Bus = (*Bus)(nil)
@@ -279,7 +287,7 @@ func (b *Bus) Stream(ctx context.Context) (jetstream.Stream, error) {
 	return b.js.Stream(ctx, b.stream)
 }
 
-// Close stops the JetStream consumers, drains the core subscriptions so
+// Close drains the JetStream consumers and the core subscriptions, so
 // that their handlers finish the messages already received, and closes the
 // connection.
 func (b *Bus) Close() error {
@@ -292,10 +300,13 @@ func (b *Bus) Close() error {
 	consumers := b.consumers
 	b.mu.Unlock()
 
-	// Messages a stopped consumer had buffered are not acked, so JetStream
-	// delivers them again later.
+	// Drain hands the messages a consumer has buffered to the handler
+	// before it stops. A handler that does not handle them any more (a
+	// stopped worker) naks them, and JetStream delivers them at once to
+	// the next worker that pulls. Stop would drop them, and JetStream
+	// would deliver them again only after the ack wait.
 	for _, cc := range consumers {
-		cc.Stop()
+		cc.Drain()
 	}
 	timer := time.NewTimer(drainTimeout + time.Second)
 	defer timer.Stop()

@@ -524,3 +524,50 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestDeferredAckAndNak defers the acks of a JetStream consumer with
+// MaxAckPending 3. All three events arrive while none is acked, a Nak
+// delivers the first one again, and the acks move the ack floor.
+func TestDeferredAckAndNak(t *testing.T) {
+	srv := startServer(t, natsbus.EmbeddedOptions{})
+	edge := newBus(t, natsbus.Config{URL: srv.NATSURL(), JetStream: true})
+	worker := newBus(t, natsbus.Config{URL: srv.NATSURL(), JetStream: true, MaxAckPending: 3})
+	ctx := context.Background()
+
+	var mu sync.Mutex
+	var acks []bridge.AckFunc
+	got := newCollector[bridge.EventMessage]()
+	err := worker.SubscribeEvents(ctx, "", "", func(m bridge.EventMessage) {
+		if m.Defer == nil {
+			t.Error("a JetStream event message has no Defer")
+			return
+		}
+		mu.Lock()
+		acks = append(acks, m.Defer())
+		mu.Unlock()
+		got.add(m)
+	})
+	if err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	publishEvents(t, edge, "p1", 1, 3)
+	if s := seqs(t, got.waitFor(t, "three unacked events", atLeast[bridge.EventMessage](3))); !slices.Equal(s, seqRange(1, 3)) {
+		t.Fatalf("seqs before any ack = %v, want 1..3", s)
+	}
+
+	mu.Lock()
+	acks[0](false)
+	mu.Unlock()
+	if s := seqs(t, got.waitFor(t, "the nakked event again", atLeast[bridge.EventMessage](4))); s[3] != 1 {
+		t.Errorf("seq after the Nak = %d, want 1", s[3])
+	}
+	mu.Lock()
+	for _, ack := range acks[1:] {
+		ack(true)
+	}
+	mu.Unlock()
+	ackedUpTo(t, edge, natsbus.DefaultDurable, 3)
+	if s := seqs(t, got.snapshot()); len(s) != 4 {
+		t.Errorf("seqs = %v, want 1, 2, 3 and the redelivered 1", s)
+	}
+}

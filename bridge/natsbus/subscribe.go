@@ -3,7 +3,10 @@ package natsbus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,11 +41,16 @@ func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(brid
 // With JetStream it consumes from a durable pull consumer named after
 // group (DefaultDurable when group is ""), with "_<printer>" appended
 // when printer is set, so that workers of one group share the consumer and
-// it resumes where it stopped. The handler runs synchronously and the
-// message is acked when it returns, so a handler that only enqueues keeps
-// the consumer fast. A message whose ack is lost is delivered again after
-// the ack wait of 30s, and several workers on one consumer see one
-// printer's events interleaved, so workers must deduplicate by event id.
+// it resumes where it stopped. The handler runs synchronously, one message
+// at a time. The message is acked when the handler returns, unless the
+// handler called EventMessage.Defer: then it is acked or nakked when the
+// handler calls the AckFunc, and until then the bus tells JetStream every
+// 10s that the message is in progress, so it is not delivered again while
+// its hooks run. The consumer hands out up to Config.MaxAckPending
+// messages before it waits for an ack. A message whose ack is lost is
+// delivered again after the ack wait of 30s, and several workers on one
+// consumer see one printer's events interleaved, so workers must
+// deduplicate by event id.
 func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func(bridge.EventMessage)) error {
 	token := printer
 	if token == "" {
@@ -98,6 +106,10 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 	if b.isClosed() {
 		return fmt.Errorf("consume NATS subject %q: %w", subject, ErrClosed)
 	}
+	maxAckPending := b.cfg.MaxAckPending
+	if maxAckPending <= 0 {
+		maxAckPending = 1
+	}
 	consumer, err := b.js.CreateOrUpdateConsumer(ctx, b.stream, jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "printbridge worker",
@@ -105,26 +117,23 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
-		// One unacknowledged event at a time keeps the order of a
-		// redelivery: without it, events after one whose ack was lost
-		// (a killed worker) run first and the lost one comes back after
-		// AckWait. NOTE: this serialises every worker sharing the
-		// consumer; a consumer per printer keeps printers apart.
-		MaxAckPending: 1,
+		// With more than one unacknowledged event, the events after one
+		// whose ack never comes (a killed worker) are delivered first, and
+		// the unacknowledged one comes back after AckWait, out of order.
+		// One at a time keeps the order, but serialises every worker
+		// sharing the consumer; a consumer per printer keeps printers
+		// apart.
+		MaxAckPending: maxAckPending,
 	})
 	if err != nil {
 		return fmt.Errorf("create or update JetStream consumer %s on stream %s failed: %w", durable, b.stream, err)
 	}
 	log := b.log.With("consumer", durable)
 	cc, err := consumer.Consume(func(msg jetstream.Msg) {
-		h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject()})
-		ackCtx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-		defer cancel()
-		// DoubleAck waits for the server's confirmation, so that an event
-		// handled just before Close is not delivered again.
-		if err := msg.DoubleAck(ackCtx); err != nil {
-			log.Warn("acking a JetStream event failed; it is delivered again after the ack wait",
-				"subject", msg.Subject(), "error", err)
+		d := &deferredAck{msg: msg, log: log}
+		h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject(), Defer: d.take})
+		if !d.taken {
+			d.ack(true)
 		}
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		log.Warn("JetStream consumer error", "error", err)
@@ -161,4 +170,69 @@ func durableName(group, printer string) string {
 		}
 		return r
 	}, name)
+}
+
+// deferredAck acks one JetStream event message, when the handler returns
+// or, after take, when the handler calls the AckFunc.
+type deferredAck struct {
+	msg jetstream.Msg
+	log *slog.Logger
+	// taken is set by take on the consumer's goroutine, which reads it
+	// after the handler returns.
+	taken bool
+
+	once  sync.Once
+	mu    sync.Mutex // guards timer and ended
+	timer *time.Timer
+	ended bool
+}
+
+// take is EventMessage.Defer. It starts the in-progress timer.
+func (d *deferredAck) take() bridge.AckFunc {
+	d.taken = true
+	d.mu.Lock()
+	d.timer = time.AfterFunc(inProgressEvery, d.inProgress)
+	d.mu.Unlock()
+	return func(handled bool) { d.once.Do(func() { d.ack(handled) }) }
+}
+
+// inProgress restarts the message's ack wait and schedules the next call.
+// An error is only logged: the next call, or the redelivery and the
+// worker's event id memory, cover it.
+func (d *deferredAck) inProgress() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended {
+		return
+	}
+	if err := d.msg.InProgress(); err != nil {
+		d.log.Debug("telling JetStream that an event is in progress failed", "subject", d.msg.Subject(), "error", err)
+	}
+	d.timer.Reset(inProgressEvery)
+}
+
+func (d *deferredAck) ack(handled bool) {
+	d.mu.Lock()
+	d.ended = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.mu.Unlock()
+	if !handled {
+		// A Nak makes JetStream deliver the event again at once, ahead
+		// of newer ones, to whichever worker pulls next.
+		if err := d.msg.Nak(); err != nil {
+			d.log.Warn("nakking a JetStream event failed; it is delivered again after the ack wait",
+				"subject", d.msg.Subject(), "error", err)
+		}
+		return
+	}
+	ackCtx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	// DoubleAck waits for the server's confirmation, so that an event
+	// handled just before Close is not delivered again.
+	if err := d.msg.DoubleAck(ackCtx); err != nil {
+		d.log.Warn("acking a JetStream event failed; it is delivered again after the ack wait",
+			"subject", d.msg.Subject(), "error", err)
+	}
 }

@@ -41,6 +41,9 @@ type busOptions struct {
 	jetStream    bool
 	baseTopic    string
 	clientID     string
+	// maxAckPending is the MaxAckPending of the worker's JetStream
+	// consumers; 0 leaves the bus default.
+	maxAckPending int
 	// persistentSession asks the MQTT broker to keep the subscriptions and
 	// queue QoS 1 messages while the client is away (needs a fixed id).
 	persistentSession bool
@@ -130,7 +133,7 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 			return natsbus.New(ctx, natsbus.Config{
 				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
 				NKeySeedFile: o.secrets.natsNKeyFile, CredsFile: o.secrets.natsCredsFile, TLS: o.secrets.natsTLS(),
-				Topics: topics, JetStream: o.jetStream,
+				Topics: topics, JetStream: o.jetStream, MaxAckPending: o.maxAckPending,
 				OnDisconnect: func(error) { busUp("nats", false) },
 				OnReconnect:  func() { busUp("nats", true) },
 			}, log.With("bus", "nats"))

@@ -138,7 +138,11 @@ func (m *mosquittoBroker) Running() bool { return m.p.Running() }
 
 func (m *mosquittoBroker) EdgeArgs() []string { return []string{"--mqtt", m.url()} }
 
-func (m *mosquittoBroker) WorkerArgs() []string { return []string{"--mqtt", m.url()} }
+// WorkerArgs gives the worker a persistent session under a fixed client
+// id, so that Mosquitto queues the events fired while it is down.
+func (m *mosquittoBroker) WorkerArgs() []string {
+	return []string{"--mqtt", m.url(), "--mqtt-persistent-session", "--mqtt-client-id", "fault-worker"}
+}
 
 func (m *mosquittoBroker) Log() string { return m.p.Log() }
 
@@ -209,7 +213,12 @@ func (n *natsBroker) Running() bool { return n.p.Running() }
 
 func (n *natsBroker) EdgeArgs() []string { return []string{"--nats", n.url(), "--jetstream"} }
 
-func (n *natsBroker) WorkerArgs() []string { return []string{"--nats", n.url(), "--jetstream"} }
+// WorkerArgs keeps one unacknowledged event at a time, the setting that
+// keeps a printer's order when the worker is killed (docs/delivery.md),
+// because the suite checks that hooks start in seq order.
+func (n *natsBroker) WorkerArgs() []string {
+	return []string{"--nats", n.url(), "--jetstream", "--max-in-flight", "1"}
+}
 
 func (n *natsBroker) Log() string { return n.p.Log() }
 

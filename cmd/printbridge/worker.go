@@ -61,6 +61,7 @@ type workerOptions struct {
 	group              string
 	hookTimeout        string
 	maxConcurrentHooks int
+	maxInFlight        int
 	metricsListen      optionalString
 	logFormat          string
 	logLevel           string
@@ -72,6 +73,11 @@ type workerOptions struct {
 	seenTTL            time.Duration
 	bus                busOptions
 }
+
+// defaultMaxInFlight is the default of --max-in-flight. It lets a few
+// printers' hooks run at once while a slow hook holds events, and keeps
+// the number of events that a killed worker leaves to redeliver small.
+const defaultMaxInFlight = 32
 
 // Values of --seen-store.
 const (
@@ -86,6 +92,7 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.group, "group", "", "NATS queue group or MQTT shared subscription that workers share the load by (default: printbridge.group, else none)")
 	fs.StringVar(&o.hookTimeout, "hook-timeout", "", "maximum run time of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
 	fs.IntVar(&o.maxConcurrentHooks, "max-concurrent-hooks", 0, "system hooks running at once (default: printbridge.max_concurrent_hooks, else 4)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", defaultMaxInFlight, "events handed to the worker before their hooks have ended and they are acknowledged: the MaxAckPending of a JetStream consumer, shared by the workers of a group; 1 keeps each printer's order also after a worker is killed (docs/delivery.md). On MQTT the broker's max_inflight_messages sets this limit")
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
@@ -136,6 +143,9 @@ func (o *workerOptions) apply(s *hooks.Settings) error {
 	}
 	if o.maxConcurrentHooks < 0 {
 		return fmt.Errorf("invalid --max-concurrent-hooks %d: give 1 or more", o.maxConcurrentHooks)
+	}
+	if o.maxInFlight < 1 || o.maxInFlight > hooks.DefaultQueueSize {
+		return fmt.Errorf("invalid --max-in-flight %d: give 1 to %d", o.maxInFlight, hooks.DefaultQueueSize)
 	}
 	if o.maxConcurrentHooks > 0 {
 		s.MaxConcurrentHooks = o.maxConcurrentHooks
@@ -249,6 +259,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	busOpts := o.bus
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
+	busOpts.maxAckPending = o.maxInFlight
 	if o.mqttClientID != "" || o.mqttPersistent {
 		// A persistent session is only found again under the same id, so
 		// it needs an id that survives a restart.

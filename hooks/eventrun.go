@@ -1,0 +1,150 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// eventRun follows the hooks of one event from its queueing to the end of
+// its last hook. Then it records the event as handled (the claim done, or
+// the id in the seen-events file) and acknowledges it to the bus. When
+// the worker stopped before the hooks all ran to the end, it releases the
+// claim, forgets the id and returns the event to the bus unacknowledged,
+// so that a redelivery runs its hooks in full.
+type eventRun struct {
+	w   *Worker
+	ctx context.Context
+	env *bridge.Envelope
+	// claim is nil without a seen-events bucket. serve sets it before
+	// dispatch starts the hooks.
+	claim *claim
+
+	mu        sync.Mutex // guards the fields below
+	acks      []bridge.AckFunc
+	running   int
+	allQueued bool
+	cut       bool
+	settled   bool
+	// ended is set once the acks were called, with handled as their
+	// argument.
+	ended   bool
+	handled bool
+}
+
+func (w *Worker) newEventRun(ctx context.Context, env *bridge.Envelope, ack bridge.AckFunc) *eventRun {
+	return &eventRun{w: w, ctx: ctx, env: env, acks: []bridge.AckFunc{ack}}
+}
+
+// addAck adds the acknowledgement of another delivery of the same event.
+// When the run has already ended, ack is called at once with its outcome.
+func (r *eventRun) addAck(ack bridge.AckFunc) {
+	r.mu.Lock()
+	if !r.ended {
+		r.acks = append(r.acks, ack)
+		r.mu.Unlock()
+		return
+	}
+	handled := r.handled
+	r.mu.Unlock()
+	ack(handled)
+}
+
+// hookStarted counts a hook that ends in the background.
+func (r *eventRun) hookStarted() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running++
+}
+
+// hookEnded records the end of a hook counted by hookStarted.
+func (r *eventRun) hookEnded(res Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	if errors.Is(res.Err, ErrStopped) {
+		r.cut = true
+	}
+	r.settleLocked()
+}
+
+// dispatched records that dispatch has started every hook it was going
+// to; stopped means the worker stopped before it started them all.
+func (r *eventRun) dispatched(stopped bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.allQueued = true
+	r.cut = r.cut || stopped
+	r.settleLocked()
+}
+
+// settleLocked ends the run once dispatch is over and no hook runs. It
+// does so on a goroutine of its own, because completing a claim retries
+// while the bucket does not respond, and an ack may wait for the broker.
+func (r *eventRun) settleLocked() {
+	if !r.allQueued || r.running > 0 || r.settled {
+		return
+	}
+	r.settled = true
+	cut := r.cut
+	// The caller runs on a goroutine that w.wg counts, so this Add
+	// cannot race with stop's Wait reaching zero.
+	r.w.wg.Add(1)
+	go func() {
+		defer r.w.wg.Done()
+		r.finish(!cut)
+	}()
+}
+
+// abandon ends a run whose event was never queued, on the caller's
+// goroutine.
+func (r *eventRun) abandon() {
+	r.mu.Lock()
+	r.allQueued, r.cut, r.settled = true, true, true
+	r.mu.Unlock()
+	r.finish(false)
+}
+
+// skip ends a run whose hooks another worker ran or runs, acknowledging
+// the event, on the caller's goroutine.
+func (r *eventRun) skip() {
+	r.mu.Lock()
+	r.allQueued, r.settled = true, true
+	r.mu.Unlock()
+	r.finish(true)
+}
+
+// finish records the outcome and calls the acks. Forgetting the id comes
+// before the run leaves inflight, so a copy arriving in between is never
+// taken for an event that was handled.
+func (r *eventRun) finish(handled bool) {
+	w := r.w
+	if handled {
+		if r.claim != nil {
+			w.claims.complete(r.ctx, r.claim)
+		} else {
+			w.persistSeen(r.env.ID)
+		}
+	} else {
+		if r.claim != nil {
+			w.claims.release(r.ctx, r.claim)
+		}
+		w.seen.remove(r.env.ID)
+	}
+	w.mu.Lock()
+	if w.inflight[r.env.ID] == r {
+		delete(w.inflight, r.env.ID)
+	}
+	w.mu.Unlock()
+
+	r.mu.Lock()
+	r.ended, r.handled = true, handled
+	acks := r.acks
+	r.acks = nil
+	r.mu.Unlock()
+	for _, ack := range acks {
+		ack(handled)
+	}
+}
