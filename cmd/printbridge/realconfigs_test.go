@@ -231,6 +231,18 @@ func (l *resultLog) summaries() []string {
 	return out
 }
 
+func (l *resultLog) count(event string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.results {
+		if r.Event == event {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *resultLog) has(event string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -383,6 +395,16 @@ func runRealConfig(t *testing.T, url, printerID string, gcode []byte, s *standin
 	}()
 
 	waitFor(t, "Connected", workerWait, func() bool { return col.has(bridge.EventConnected) })
+	// A Connected hook's G-code (a G28, say) goes through the command
+	// topic; started before it arrives, the job would make the edge's
+	// command policy reject it.
+	connectedHooks := 0
+	for _, r := range c.results {
+		if f := strings.Fields(r); len(f) > 1 && f[1] == bridge.EventConnected {
+			connectedHooks++
+		}
+	}
+	waitFor(t, "the Connected hooks", workerWait, func() bool { return results.count(bridge.EventConnected) >= connectedHooks })
 	command(fmt.Sprintf(`{"id": "job-1", "action": "start", "path": %q}`, e2eFile))
 	if c.pause {
 		waitFor(t, "PrintStarted", workerWait, func() bool { return col.has(bridge.EventPrintStarted) })
