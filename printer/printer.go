@@ -193,7 +193,9 @@ type request struct {
 	source string
 	// payload is the payload of a reqEvent request.
 	payload bridge.Payload
-	done    DoneFunc
+	// sd holds the details of the SD card requests.
+	sd   *sdRequest
+	done DoneFunc
 	// result receives nil when accepted or the rejection.
 	result chan error
 }

@@ -51,6 +51,18 @@ func (s *session) pump() {
 			s.writeNumbered(q, true)
 			continue
 		}
+		if s.sd.transfer != nil {
+			if !s.sd.transfer.streaming || s.sd.transfer.eof || !s.capsApplied {
+				return
+			}
+			if !s.nextTransferLine() {
+				if len(s.queue) > 0 || len(s.resend) > 0 {
+					continue
+				}
+				return
+			}
+			continue
+		}
 		// Job lines wait until the connection setup (M115, capabilities,
 		// auto-report, resend style probe) is done, so the setup lines
 		// never land between the lines of a file.

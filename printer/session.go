@@ -188,6 +188,7 @@ type session struct {
 	// job
 	selected *selectedFile
 	job      *job
+	sd       sdState
 }
 
 func newSession(p *Printer) *session {
@@ -215,7 +216,7 @@ func (s *session) context() bridge.Context {
 		c.CurrentZ = &z
 	}
 	if s.selected != nil {
-		c.File = &bridge.FileRef{Name: s.selected.name, Path: s.selected.path, Origin: "local"}
+		c.File = &bridge.FileRef{Name: s.selected.name, Path: s.selected.path, Origin: s.selected.originName()}
 		prog := s.selected.progress()
 		c.Progress = &prog
 	}
@@ -230,6 +231,7 @@ func (s *session) setState(st State) {
 	s.state = st
 	s.log.Info("printer state changed", "from", string(prev), "to", string(st))
 	id, text := st.EventID()
+	text = s.sdStateText(st, text)
 	prevID, _ := prev.EventID()
 	if id == prevID {
 		return
@@ -282,6 +284,7 @@ func (s *session) onTick(now time.Time) {
 			s.pump()
 		}
 		s.maybePoll(now)
+		s.sdTick(now)
 	}
 }
 
@@ -462,6 +465,7 @@ func (s *session) applyCapabilities() {
 	if s.windowed() && !s.resendWithOK && !s.resendWithoutOK {
 		s.probeResendStyle()
 	}
+	s.sdOnCapabilities()
 }
 
 // disconnect closes the port. userRequested keeps it closed; otherwise
@@ -473,6 +477,7 @@ func (s *session) disconnect(reason string, withError bool) {
 	if s.job != nil {
 		s.failJob(reason)
 	}
+	s.sdConnectionLost("printer disconnected: " + reason)
 	s.failPending(errors.New("printer disconnected: " + reason))
 	_ = s.port.Close()
 	s.port = nil
@@ -632,6 +637,9 @@ func (s *session) handleLine(raw string) {
 	if hasGarbage(line) {
 		s.reportGarbage(line, now)
 	}
+	if s.sdListLine(line) {
+		return
+	}
 	if s.capBlockOpen {
 		if _, _, isCap := ParseCapability(line); !isCap {
 			s.endCapBlock()
@@ -718,6 +726,7 @@ func (s *session) handleFirmwareReset() {
 	if s.job != nil {
 		s.failJob("printer reset while printing (firmware sent start)")
 	}
+	s.sdConnectionLost("printer reset (firmware sent start)")
 	s.failPending(errors.New("printer reset"))
 	s.resetProtocol()
 	s.commZ = nil
@@ -758,6 +767,7 @@ func (s *session) classifyErrorLine(line string) {
 		if len(s.inflight) > 0 && s.inflight[0].owner != nil {
 			s.inflight[0].owner.addReply(line)
 		}
+		s.sdErrorLine(line)
 	case ErrorFatal:
 		s.fail("firmware", strings.TrimSpace(line), "disconnect", true)
 	}
@@ -832,6 +842,9 @@ func (s *session) parseReport(line string) {
 			s.onPosition(pos)
 			return
 		}
+	}
+	if s.sdReport(body) {
+		return
 	}
 	if IsTemperatureLine(body) {
 		s.onTemperatures(ParseTemperatures(body))
