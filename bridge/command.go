@@ -54,7 +54,7 @@ type Command struct {
 	// Path is the job file, relative to the edge's files directory, or
 	// with Origin sdcard a file name of the printer's SD card.
 	Path string `json:"path,omitempty"`
-	// Origin is where Path is: local (the default) or sdcard.
+	// Origin is the storage of Path: local (the default) or sdcard.
 	Origin string `json:"origin,omitempty"`
 	// Source names the sender, such as "hook:Connected", for logs.
 	Source string `json:"source,omitempty"`

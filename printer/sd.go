@@ -96,7 +96,7 @@ func (p *Printer) SDJob(ctx context.Context, action, path string, done DoneFunc)
 	return fmt.Errorf("job action %q takes no origin: it acts on the running print whatever its origin", action)
 }
 
-// SDList asks the printer for its SD card's files (M20); done gets the
+// SDList requests the SD card's file list (M20); done gets the
 // listing once it has arrived.
 func (p *Printer) SDList(ctx context.Context, done func([]SDFile, error)) error {
 	return p.submit(ctx, request{kind: reqSDList, sd: &sdRequest{listDone: done}})
@@ -249,6 +249,34 @@ func (s *session) sdListLine(line string) bool {
 	return true
 }
 
+// gluedSDMessages are SD replies after which an ok can lose its line
+// feed; they end in letters or "ok", which splitGlued's digit rule misses.
+var gluedSDMessages = []string{
+	"echo:SD card ok", "SD card ok", "echo:SD init fail", "echo:No media", "echo:SD card released",
+	"Begin file list", "End file list", "File selected", "Done saving file.", "Done printing file", "Not SD printing",
+}
+
+// splitGluedSD splits an SD reply with an ok glued to its end, such as
+// `End file listok`; it returns nil for any other line.
+func splitGluedSD(line string) []string {
+	rest, found := strings.CutSuffix(line, "ok")
+	if !found {
+		return nil
+	}
+	for _, m := range gluedSDMessages {
+		if rest == m {
+			return []string{rest, "ok"}
+		}
+	}
+	switch {
+	case strings.HasPrefix(rest, "Writing to file: ") && machineCode(rest):
+		return []string{rest, "ok"}
+	case (strings.HasPrefix(rest, "open failed") || strings.HasPrefix(rest, "Deletion failed")) && strings.HasSuffix(rest, "."):
+		return []string{rest, "ok"}
+	}
+	return nil
+}
+
 // machineCode reports OctoPrint's machine-code file extensions.
 func machineCode(name string) bool {
 	switch strings.ToLower(strings.TrimPrefix(filepath.Ext(name), ".")) {
@@ -261,17 +289,13 @@ func machineCode(name string) bool {
 // ---- capabilities and reports ----
 
 // sdOnCapabilities initialises the card (M21) unless the firmware reported
-// no SD support, and switches the SD status auto-report on when it has
-// one.
+// no SD support.
 func (s *session) sdOnCapabilities() {
 	if on, reported := s.caps["SDCARD"]; reported && !on {
 		s.log.Info("firmware has no SD card support")
 		return
 	}
 	s.enqueue(queued{text: "M21"})
-	if s.caps["AUTOREPORT_SD_STATUS"] {
-		s.sdSetAutoReport(true)
-	}
 }
 
 // sdSetAutoReport switches the firmware's M27 auto-report on (every
@@ -303,7 +327,11 @@ func (s *session) sdReport(line string) bool {
 		if !s.sd.ready {
 			s.sd.ready = true
 			s.log.Info("SD card ready")
-			s.sdRefresh(nil)
+			// As OctoPrint, the card is listed only while the printer is
+			// idle, so that M20 never lands between the lines of a print.
+			if s.job == nil && s.sd.transfer == nil {
+				s.sdRefresh(nil)
+			}
 		}
 		return true
 	case strings.Contains(lower, "sd init fail"), strings.Contains(lower, "volume.init failed"), strings.Contains(lower, "no media"),
@@ -359,8 +387,13 @@ func (s *session) onSDPrintDone() {
 	s.pump()
 }
 
-// sdTick polls M27 while an SD print runs without auto-report.
+// sdTick polls M27 while an SD print runs without auto-report, and
+// switches the auto-report off after the print.
 func (s *session) sdTick(now time.Time) {
+	if s.sd.autoReport && !s.sdJobRunning() && s.state == StateOperational {
+		s.sdSetAutoReport(false)
+		s.pump()
+	}
 	if !s.sdJobRunning() || s.state != StatePrinting || s.sd.autoReport || s.sd.pollQueued || now.Before(s.sd.nextPoll) {
 		return
 	}
@@ -484,6 +517,12 @@ func (s *session) beginSDPrint(done DoneFunc) error {
 	s.log.Info("SD print started", "file", s.selected.path, "size", s.selected.size)
 	s.chartMark("print", "Start")
 	s.emit(bridge.EventPrintStarted, s.jobPayload())
+	// Unlike OctoPrint, which switches it on at connect, the auto-report
+	// runs only during SD prints, so its lines never mix into the
+	// resend handling of host-streamed prints.
+	if s.caps["AUTOREPORT_SD_STATUS"] && !s.sd.autoReport {
+		s.sdSetAutoReport(true)
+	}
 	s.enqueue(queued{text: "M24"})
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {

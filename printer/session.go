@@ -602,6 +602,9 @@ var gluedHeadTokens = []string{"Error:", "Resend:", "echo:busy:"}
 // splitGlued splits a line that holds two messages because a line feed
 // was lost; it returns nil when the line is whole.
 func splitGlued(line string) []string {
+	if parts := splitGluedSD(line); parts != nil {
+		return parts
+	}
 	for _, tok := range gluedHeadTokens {
 		if i := strings.Index(line, tok); i > 0 {
 			return []string{line[:i], line[i:]}

@@ -24,7 +24,7 @@ type sdEntry struct {
 }
 
 // handleSDFile runs a command/file message with origin sdcard. The
-// printer answers later, so the reply goes out through done.
+// printer replies later, so the result goes out through done.
 func (c *commandRunner) handleSDFile(ctx context.Context, cmd *bridge.Command, done printer.DoneFunc) error {
 	p := c.e.printer
 	switch cmd.Action {
