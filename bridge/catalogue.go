@@ -46,49 +46,51 @@ type EventDef struct {
 // Event names, spelled once. They are OctoPrint's names and are case
 // sensitive.
 const (
-	EventStartup             = "Startup"
-	EventShutdown            = "Shutdown"
-	EventConnectivityChanged = "ConnectivityChanged"
-	EventConnecting          = "Connecting"
-	EventConnected           = "Connected"
-	EventDisconnecting       = "Disconnecting"
-	EventDisconnected        = "Disconnected"
-	EventError               = "Error"
-	EventPrinterStateChanged = "PrinterStateChanged"
-	EventPrinterReset        = "PrinterReset"
-	EventFileSelected        = "FileSelected"
-	EventFileDeselected      = "FileDeselected"
-	EventPrintStarted        = "PrintStarted"
-	EventPrintDone           = "PrintDone"
-	EventPrintFailed         = "PrintFailed"
-	EventPrintCancelling     = "PrintCancelling"
-	EventPrintCancelled      = "PrintCancelled"
-	EventPrintPaused         = "PrintPaused"
-	EventPrintResumed        = "PrintResumed"
-	EventChartMarked         = "ChartMarked"
-	EventPowerOn             = "PowerOn"
-	EventPowerOff            = "PowerOff"
-	EventHome                = "Home"
-	EventZChange             = "ZChange"
-	EventWaiting             = "Waiting"
-	EventDwelling            = "Dwelling"
-	EventCooling             = "Cooling"
-	EventAlert               = "Alert"
-	EventConveyor            = "Conveyor"
-	EventEject               = "Eject"
-	EventEStop               = "EStop"
-	EventFilamentChange      = "FilamentChange"
-	EventPositionUpdate      = "PositionUpdate"
-	EventFirmwareData        = "FirmwareData"
-	EventToolChange          = "ToolChange"
-	EventCommandSuppressed   = "CommandSuppressed"
-	EventInvalidToolReported = "InvalidToolReported"
-	EventUpload              = "Upload"
-	EventFileRemovedName     = "FileRemoved"
-	EventUpdatedFiles        = "UpdatedFiles"
-	EventTransferStarted     = "TransferStarted"
-	EventTransferDone        = "TransferDone"
-	EventTransferFailed      = "TransferFailed"
+	EventStartup                = "Startup"
+	EventShutdown               = "Shutdown"
+	EventConnectivityChanged    = "ConnectivityChanged"
+	EventConnecting             = "Connecting"
+	EventConnected              = "Connected"
+	EventDisconnecting          = "Disconnecting"
+	EventDisconnected           = "Disconnected"
+	EventError                  = "Error"
+	EventPrinterStateChanged    = "PrinterStateChanged"
+	EventPrinterReset           = "PrinterReset"
+	EventFileSelected           = "FileSelected"
+	EventFileDeselected         = "FileDeselected"
+	EventPrintStarted           = "PrintStarted"
+	EventPrintDone              = "PrintDone"
+	EventPrintFailed            = "PrintFailed"
+	EventPrintCancelling        = "PrintCancelling"
+	EventPrintCancelled         = "PrintCancelled"
+	EventPrintPaused            = "PrintPaused"
+	EventPrintResumed           = "PrintResumed"
+	EventChartMarked            = "ChartMarked"
+	EventPowerOn                = "PowerOn"
+	EventPowerOff               = "PowerOff"
+	EventHome                   = "Home"
+	EventZChange                = "ZChange"
+	EventWaiting                = "Waiting"
+	EventDwelling               = "Dwelling"
+	EventCooling                = "Cooling"
+	EventAlert                  = "Alert"
+	EventConveyor               = "Conveyor"
+	EventEject                  = "Eject"
+	EventEStop                  = "EStop"
+	EventFilamentChange         = "FilamentChange"
+	EventPositionUpdate         = "PositionUpdate"
+	EventFirmwareData           = "FirmwareData"
+	EventToolChange             = "ToolChange"
+	EventCommandSuppressed      = "CommandSuppressed"
+	EventInvalidToolReported    = "InvalidToolReported"
+	EventUpload                 = "Upload"
+	EventSettingsUpdated        = "SettingsUpdated"
+	EventPrinterProfileModified = "PrinterProfileModified"
+	EventFileRemovedName        = "FileRemoved"
+	EventUpdatedFiles           = "UpdatedFiles"
+	EventTransferStarted        = "TransferStarted"
+	EventTransferDone           = "TransferDone"
+	EventTransferFailed         = "TransferFailed"
 )
 
 var jobFields = []FieldDef{
@@ -127,6 +129,8 @@ const (
 	byEdge         = "edge"
 	byEdgeFiles    = "edge: files directory (changes from outside and command/file)"
 	byEdgeAnalysis = "edge: G-code analysis of each new file, and print statistics"
+	byEdgeBus      = "edge: broker connection (every configured MQTT and NATS connection up, or one of them lost); fired while the broker is away, it is published from the outbox after the reconnect"
+	byEdgeReload   = "edge: configuration reload on SIGHUP, once the reloadable settings are in force (docs/scripts.md)"
 	byEdgeSDUpload = "edge: upload to the printer's SD card (command/file upload with origin sdcard)"
 	notYet         = "not fired yet: "
 )
@@ -147,7 +151,7 @@ var catalogue = []EventDef{
 	{Name: "UserLoggedOut", Group: "server", Doc: "A user logged out.",
 		Fields: []FieldDef{{Name: "username", Type: TypeString}}, FiredBy: notYet + "users"},
 	{Name: EventConnectivityChanged, Group: "server", Doc: "The edge's broker connectivity changed.",
-		Fields: []FieldDef{{Name: "old", Type: TypeBool}, {Name: "new", Type: TypeBool}}, FiredBy: notYet + "broker connectivity tracking"},
+		Fields: []FieldDef{{Name: "old", Type: TypeBool}, {Name: "new", Type: TypeBool}}, FiredBy: byEdgeBus},
 
 	{Name: EventConnecting, Group: "printer communication", Doc: "The edge is attempting to connect to the printer.", FiredBy: byEdgeSerial},
 	{Name: EventConnected, Group: "printer communication", Doc: "The edge has connected to the printer.",
@@ -254,9 +258,11 @@ var catalogue = []EventDef{
 	{Name: "RegisteredMessageReceived", Group: "gcode", Doc: "A registered feedback message was received.",
 		Fields: []FieldDef{{Name: "key", Type: TypeString}, {Name: "matched", Type: TypeString}, {Name: "outputs", Type: TypeAny}}, FiredBy: notYet + "feedback controls"},
 	{Name: EventCommandSuppressed, Group: "gcode", Doc: "A command was suppressed and not sent to the printer.",
-		Fields: []FieldDef{{Name: "command", Type: TypeString}, {Name: "message", Type: TypeString}, {Name: "severity", Type: TypeString}}, FiredBy: notYet + "command suppression"},
+		Fields:  []FieldDef{{Name: "command", Type: TypeString}, {Name: "message", Type: TypeString}, {Name: "severity", Type: TypeString, Doc: "warn or info"}},
+		FiredBy: "edge: a line not sent because of the blocked or ignored commands, the printer profile (no heated bed or chamber, no such tool) or a tool the firmware reported invalid"},
 	{Name: EventInvalidToolReported, Group: "gcode", Doc: "The firmware reported a tool as invalid.",
-		Fields: []FieldDef{{Name: "tool", Type: TypeInt}, {Name: "fallback", Type: TypeInt}}, FiredBy: notYet + "tool sanity checking"},
+		Fields:  []FieldDef{{Name: "tool", Type: TypeInt}, {Name: "fallback", Type: TypeInt}},
+		FiredBy: "edge: the firmware answered a T<n> with Invalid extruder; later T<n> for that tool are suppressed and T<fallback> is sent"},
 
 	{Name: "CaptureStart", Group: "timelapse", Fields: []FieldDef{{Name: "file", Type: TypeString}}, Doc: "A timelapse frame capture has started.", FiredBy: notYet + "timelapse"},
 	{Name: "CaptureDone", Group: "timelapse", Fields: []FieldDef{{Name: "file", Type: TypeString}}, Doc: "A timelapse frame has been captured.", FiredBy: notYet + "timelapse"},
@@ -279,10 +285,11 @@ var catalogue = []EventDef{
 	{Name: "SlicingProfileModified", Group: "slicing", Doc: "A slicing profile was modified.", Fields: []FieldDef{{Name: "slicer", Type: TypeString}, {Name: "profile", Type: TypeString}}, FiredBy: notYet + "slicing"},
 	{Name: "SlicingProfileDeleted", Group: "slicing", Doc: "A slicing profile was deleted.", Fields: []FieldDef{{Name: "slicer", Type: TypeString}, {Name: "profile", Type: TypeString}}, FiredBy: notYet + "slicing"},
 
-	{Name: "SettingsUpdated", Group: "settings", Doc: "The settings were updated.", FiredBy: notYet + "config reload"},
-	{Name: "PrinterProfileAdded", Group: "printer profile", Doc: "A printer profile was added.", Fields: []FieldDef{{Name: "identifier", Type: TypeString}}, FiredBy: notYet + "printer profiles"},
-	{Name: "PrinterProfileModified", Group: "printer profile", Doc: "A printer profile was modified.", Fields: []FieldDef{{Name: "identifier", Type: TypeString}}, FiredBy: notYet + "printer profiles"},
-	{Name: "PrinterProfileDeleted", Group: "printer profile", Doc: "A printer profile was deleted.", Fields: []FieldDef{{Name: "identifier", Type: TypeString}}, FiredBy: notYet + "printer profiles"},
+	{Name: EventSettingsUpdated, Group: "settings", Doc: "The settings were updated.", FiredBy: byEdgeReload},
+	{Name: "PrinterProfileAdded", Group: "printer profile", Doc: "A printer profile was added.", Fields: []FieldDef{{Name: "identifier", Type: TypeString}}, FiredBy: notYet + "printer profile management (the edge has one profile file)"},
+	{Name: EventPrinterProfileModified, Group: "printer profile", Doc: "A printer profile was modified.", Fields: []FieldDef{{Name: "identifier", Type: TypeString}},
+		FiredBy: "edge: the --printer-profile file changed on disk, or a reload changed the profile"},
+	{Name: "PrinterProfileDeleted", Group: "printer profile", Doc: "A printer profile was deleted.", Fields: []FieldDef{{Name: "identifier", Type: TypeString}}, FiredBy: notYet + "printer profile management (the edge has one profile file)"},
 }
 
 func slicingFields(extra ...FieldDef) []FieldDef {

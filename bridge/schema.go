@@ -97,6 +97,11 @@ func EventsMarkdown() string {
 	b.WriteString("published with `printbridge publish`, and hooks on them load, with a warning that says so).\n")
 	b.WriteString("OctoPrint's documentation lists `Dwell`; the event that fires is `Dwelling`, and a hook on\n")
 	b.WriteString("`Dwell` gets a warning that suggests it.\n\n")
+	b.WriteString("The print GCODE scripts (beforePrintStarted, afterPrintPaused, beforePrintResumed, afterPrintDone,\n")
+	b.WriteString("afterPrintCancelled) fire `GcodeScript<Name>Running` before and `GcodeScript<Name>Finished` after their\n")
+	b.WriteString("lines are queued, with the print job payload, also when the script file does not exist, as in OctoPrint.\n")
+	b.WriteString("The connection and tool change scripts fire nothing. See [GCODE scripts](scripts.md) for the scripts,\n")
+	b.WriteString("the printer profile and the blocked and ignored commands.\n\n")
 	group := ""
 	for _, d := range catalogue {
 		if d.Group != group {

@@ -36,6 +36,8 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
 	subscriptions  prometheus.Gauge
+	claims         *prometheus.CounterVec
+	claimsOpen     prometheus.Gauge
 }
 
 // Values of the operation label of printbridge_worker_errors_total.
@@ -43,6 +45,8 @@ const (
 	opPublishResult = "publish_result"
 	opEncodeResult  = "encode_result"
 	opInvalidReply  = "invalid_reply"
+	opSeenFile      = "seen_file"
+	opSeenStore     = "seen_store"
 )
 
 // NewMetrics creates the worker's metrics and registers them on reg.
@@ -79,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_worker_errors_total",
-			Help: "Errors the worker logged and went on after, by operation (publish_result, encode_result, invalid_reply).",
+			Help: "Errors the worker logged and went on after, by operation (publish_result, encode_result, invalid_reply, seen_file, seen_store).",
 		}, []string{"operation"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_worker_config_reloads_total",
@@ -93,16 +97,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "printbridge_worker_subscriptions",
 			Help: "Subscriptions of the running config that loaded and are enabled.",
 		}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "printbridge_worker_seen_claims_total",
+			Help: "Claims on events in the JetStream seen-events bucket by result: claimed, done (another worker ran the hooks), running_elsewhere, taken_over (from a worker that stopped refreshing), lost (taken over from this worker) and released.",
+		}, []string{"result"}),
+		claimsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "printbridge_worker_seen_claims_open",
+			Help: "Events this worker claimed in the seen-events bucket whose hooks have not finished.",
+		}),
 	}
 	m.reloadOK.Set(1)
-	for _, op := range []string{opPublishResult, opEncodeResult, opInvalidReply} {
+	for _, op := range []string{opPublishResult, opEncodeResult, opInvalidReply, opSeenFile, opSeenStore} {
 		m.errors.WithLabelValues(op)
+	}
+	for _, result := range claimResults {
+		m.claims.WithLabelValues(result)
 	}
 	for _, result := range []string{"ok", "failed"} {
 		m.reloads.WithLabelValues(result)
 	}
 	reg.MustRegister(m.hookRuns, m.hookDuration, m.eventsReceived, m.duplicates, m.invalid, m.queueDepth, m.dropped,
-		m.errors, m.reloads, m.reloadOK, m.subscriptions)
+		m.errors, m.reloads, m.reloadOK, m.subscriptions, m.claims, m.claimsOpen)
 	return m
 }
 

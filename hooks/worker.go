@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -87,8 +88,13 @@ type Worker struct {
 	// that file while Run runs.
 	seenPath string
 	seenLog  *seenLog
-	replies  *replyWaiter
-	wg       sync.WaitGroup
+	// seenKV, if set, is the shared claim bucket (WithSeenBucket), and
+	// claims runs the claim protocol on it.
+	seenKV     jetstream.KeyValue
+	claimLease time.Duration
+	claims     *claimStore
+	replies    *replyWaiter
+	wg         sync.WaitGroup
 
 	mu      sync.Mutex // guards ctx, queues and stopped
 	ctx     context.Context
@@ -109,8 +115,9 @@ type Worker struct {
 // queuedEvent is an event waiting for dispatch, with the config that was
 // in force when it arrived.
 type queuedEvent struct {
-	env *bridge.Envelope
-	cfg *Config
+	env   *bridge.Envelope
+	cfg   *Config
+	claim *claim // nil without a seen-events bucket
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -140,6 +147,9 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 	if w.metrics == nil {
 		w.metrics = NewMetrics(prometheus.NewRegistry())
 	}
+	if w.seenKV != nil {
+		w.claims = newClaimStore(w.seenKV, w.claimLease, w.log, w.metrics)
+	}
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))
 	w.cfg.Store(cfg)
@@ -162,7 +172,7 @@ func (w *Worker) Config() *Config { return w.cfg.Load() }
 // the hooks still running and waits for their results to be published.
 // It returns an error only when a subscription fails.
 func (w *Worker) Run(ctx context.Context) error {
-	if w.seenPath != "" {
+	if w.seenPath != "" && w.claims == nil {
 		l, err := openSeenLog(w.seenPath, w.seen)
 		if err != nil {
 			return err
@@ -181,6 +191,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.stop()
 	}()
 
+	if w.claims != nil {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.claims.refreshLoop(ctx)
+		}()
+	}
 	if err := w.subscribe(ctx); err != nil {
 		return err
 	}
@@ -303,12 +320,15 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	if len(cfg.Match(env.Event)) == 0 {
 		return
 	}
+	c, ok := w.claimEvent(env)
+	if !ok {
+		return
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped || w.ctx == nil {
-		w.seen.remove(env.ID)
-		w.persistSeen("-" + env.ID)
+		w.forget(env, c)
 		return
 	}
 	q := w.queues[env.Printer]
@@ -319,15 +339,52 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		go w.serve(w.ctx, q)
 	}
 	select {
-	case q <- queuedEvent{env: env, cfg: cfg}:
+	case q <- queuedEvent{env: env, cfg: cfg, claim: c}:
 		w.metrics.queueDepth.Inc()
 	default:
-		w.seen.remove(env.ID)
-		w.persistSeen("-" + env.ID)
+		w.forget(env, c)
 		n := w.dropped.Add(1)
 		w.metrics.dropped.Inc()
 		w.log.Warn("event dropped: the printer's hook queue is full", "printer", env.Printer, "event", env.Event,
 			"event_id", env.ID, "queue_capacity", cap(q), "dropped_total", n)
+	}
+}
+
+// claimEvent claims env in the seen-events bucket, when there is one,
+// before the bus acks the event. ok is false when the hooks are not to
+// run here: another worker ran them or is running them, or the worker is
+// stopping.
+func (w *Worker) claimEvent(env *bridge.Envelope) (c *claim, ok bool) {
+	if w.claims == nil {
+		return nil, true
+	}
+	w.mu.Lock()
+	ctx := w.ctx
+	w.mu.Unlock()
+	if ctx == nil {
+		w.forget(env, nil)
+		return nil, false
+	}
+	c = w.claims.acquire(ctx, env)
+	if c != nil {
+		return c, true
+	}
+	if ctx.Err() != nil {
+		w.forget(env, nil)
+		return nil, false
+	}
+	w.duplicates.Add(1)
+	w.metrics.duplicates.Inc()
+	return nil, false
+}
+
+// forget undoes the record of an event whose hooks will not run, so that
+// a redelivery runs them.
+func (w *Worker) forget(env *bridge.Envelope, c *claim) {
+	w.seen.remove(env.ID)
+	w.persistSeen("-" + env.ID)
+	if c != nil {
+		w.claims.release(context.Background(), c)
 	}
 }
 
@@ -338,12 +395,16 @@ func (w *Worker) serve(ctx context.Context, q <-chan queuedEvent) {
 	for item := range q {
 		w.metrics.queueDepth.Dec()
 		if ctx.Err() == nil {
-			w.dispatch(ctx, item.cfg, item.env)
+			w.dispatch(ctx, item.cfg, item.env, w.newEventRun(ctx, item.claim))
+		} else if item.claim != nil {
+			w.claims.release(ctx, item.claim)
 		}
 	}
 }
 
-func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope) {
+func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope, run *eventRun) {
+	// Deferred, so an early return for a stop marks the run cut short.
+	defer func() { run.dispatched(ctx.Err() != nil) }()
 	params := Placeholders(env, w.now())
 	for _, sub := range cfg.Match(env.Event) {
 		if ctx.Err() != nil {
@@ -354,9 +415,9 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 		timeout := hookTimeout(cfg, sub)
 		switch sub.Type {
 		case TypeSystem:
-			w.startSystem(ctx, sub, timeout, params, res)
+			w.startSystem(ctx, sub, timeout, params, res, run)
 		case TypeGcode:
-			w.startGcode(ctx, sub, timeout, params, res)
+			w.startGcode(ctx, sub, timeout, params, res, run)
 		}
 	}
 }
@@ -368,7 +429,7 @@ func hookTimeout(cfg *Config, sub *Subscription) time.Duration {
 	return cfg.Settings.HookTimeout
 }
 
-func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result) {
+func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result, run *eventRun) {
 	commands, err := renderSystem(sub, params)
 	if err != nil {
 		res.Err = err
@@ -379,19 +440,21 @@ func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout tim
 		return
 	}
 	w.logStart(sub, res, commands)
-	run := systemRun{cwd: sub.Cwd, env: hookEnv(res.Event, res.EventID, res.Printer),
+	sys := systemRun{cwd: sub.Cwd, env: hookEnv(res.Event, res.EventID, res.Printer),
 		timeout: timeout, outputLimit: w.outputLimit}
+	run.hookStarted()
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		defer w.slots.release()
 		start := w.now()
-		res.Commands, res.OutputTail, res.Err = run.run(ctx, commands)
+		res.Commands, res.OutputTail, res.Err = sys.run(ctx, commands)
 		res.Duration = w.now().Sub(start)
 		if n := len(res.Commands); n > 0 {
 			res.ExitCode = res.Commands[n-1].ExitCode
 		}
 		w.finish(ctx, res)
+		run.hookEnded(res)
 	}()
 }
 
@@ -415,7 +478,7 @@ func (w *Worker) logStart(sub *Subscription, res Result, commands []preparedComm
 	w.log.Info("hook started", append(attrs, "commands", rendered)...)
 }
 
-func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result) {
+func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result, run *eventRun) {
 	lines, err := renderGcode(sub, res.Event, params)
 	if err != nil {
 		res.Err = err
@@ -453,13 +516,14 @@ func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time
 		w.finish(ctx, res)
 		return
 	}
+	run.hookStarted()
 	w.wg.Add(1)
-	go w.awaitReply(ctx, reply, timeout, start, res)
+	go w.awaitReply(ctx, reply, timeout, start, res, run)
 }
 
 // awaitReply waits for the final reply to the command of a gcode hook and
 // finishes its result.
-func (w *Worker) awaitReply(ctx context.Context, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result) {
+func (w *Worker) awaitReply(ctx context.Context, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun) {
 	defer w.wg.Done()
 	waitCtx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -487,6 +551,7 @@ func (w *Worker) awaitReply(ctx context.Context, reply <-chan bridge.Reply, time
 	}
 	res.Duration = w.now().Sub(start)
 	w.finish(ctx, res)
+	run.hookEnded(res)
 }
 
 func tailString(s string, limit int) string {
@@ -539,7 +604,7 @@ func (w *Worker) persistSeen(line string) {
 		return
 	}
 	if err := w.seenLog.write(line, w.seen); err != nil {
-		w.metrics.errors.WithLabelValues("seen_file").Inc()
+		w.metrics.errors.WithLabelValues(opSeenFile).Inc()
 		w.log.Warn("recording the event id failed; a redelivery after a restart may run its hooks again", "error", err)
 	}
 }

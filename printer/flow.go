@@ -3,6 +3,7 @@ package printer
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +73,10 @@ func (s *session) canSend(wireLen int) bool {
 	}
 	// Long-running commands block the firmware's queue; lines behind them
 	// would only wait in its buffer, and an emergency line could not
-	// overtake them there.
+	// overtake them there. Nothing follows an M110 before its ok either:
+	// the next line's number depends on whether the firmware took it.
 	for _, f := range s.inflight {
-		if f.longRun {
+		if f.longRun || f.reset {
 			return false
 		}
 	}
@@ -112,12 +114,7 @@ func (s *session) handleOK(line string, now time.Time) {
 			// The line number names the line that was processed, so oks lost
 			// on the wire cannot shift the accounting.
 			n, _ := strconv.Atoi(m[1])
-			acked = 0
-			for _, f := range s.inflight {
-				if f.n <= n {
-					acked++
-				}
-			}
+			acked = s.ackedByNumber(n)
 			if acked == 0 {
 				s.log.Debug("ok for a line no longer in flight ignored", "line", line)
 				s.pump()
@@ -138,6 +135,27 @@ func (s *session) handleOK(line string, now time.Time) {
 	s.pump()
 }
 
+// ackedByNumber returns how many lines in flight an ADVANCED_OK `ok N<n>`
+// acknowledges: the line whose N prefix is n and every line before it.
+// The prefix is compared, not the count, because an M110 carries the
+// number it sets (N0 M110 N0 behind N57). An n not in flight acknowledges
+// the lines with lower numbers that were sent before any M110.
+func (s *session) ackedByNumber(n int) int {
+	for i, f := range s.inflight {
+		if f.wire == n {
+			return i + 1
+		}
+	}
+	acked := 0
+	for _, f := range s.inflight {
+		if f.reset || f.wire > n {
+			break
+		}
+		acked++
+	}
+	return acked
+}
+
 // ackHead completes the oldest line in flight. withReport attaches the ok
 // line's own report (`ok T:...`) to it.
 func (s *session) ackHead(line string, now time.Time, withReport bool) {
@@ -155,6 +173,9 @@ func (s *session) ackHead(line string, now time.Time, withReport bool) {
 			head.owner.addReply(line)
 		}
 		s.parseReport(line)
+	}
+	if head.reset {
+		s.commitLineReset(head)
 	}
 	if o := head.owner; o != nil && !o.acked[head.n] {
 		if o.acked == nil {
@@ -214,9 +235,10 @@ func (s *session) handleResend(n int) {
 		s.probing = false
 		s.expectResendOK = true
 		s.resendAt = now
+		s.requestedLine = n
 		return
 	}
-	if n <= 1 && s.nextLine > 2 && s.job != nil {
+	if n <= 1 && s.nextLine > 2 && s.job != nil && !s.pendingLine(n) {
 		// A request for line 1 in the middle of a job means the firmware
 		// counts from 0 again: it reset without a banner the edge could
 		// read.
@@ -226,6 +248,19 @@ func (s *session) handleResend(n int) {
 	}
 	if f := s.p.metrics.Resend; f != nil {
 		f()
+	}
+	rejection := s.lineError
+	s.lineError = ""
+	if s.repeatedRequest(n, rejection) {
+		// The firmware requests a line again whose new copy is already
+		// on the wire: a pipelined line behind the rejected one failed
+		// the sequence check, or the firmware repeats its requests, as
+		// Repetier does. Sending n again would make the firmware reject
+		// one of the copies and ask once more. The ok that comes with
+		// the request belongs to it, not to the copy.
+		s.log.Debug("repeated resend request for a line already sent again ignored", "line_number", n, "error", rejection)
+		s.expectOKAfterResend(now)
+		return
 	}
 	if n == s.nextLine {
 		// Everything up to n-1 arrived and n was not sent yet; nothing to
@@ -241,6 +276,7 @@ func (s *session) handleResend(n int) {
 		// discard what it has received.
 		s.settleUntil = now.Add(resendSettle)
 		s.log.Debug("echoed resend request from a pipelined line", "line_number", n)
+		s.requestedLine = n
 		s.requeueFrom(n)
 		s.expectOKAfterResend(now)
 		return
@@ -274,6 +310,7 @@ func (s *session) handleResend(n int) {
 		return
 	}
 	s.log.Warn("printer requested resend", "line_number", n, "next_line", s.nextLine)
+	s.requestedLine = n
 	dropped := s.requeueFrom(n)
 	if dropped > 1 || s.windowed() {
 		// Resend one line at a time until n is acknowledged, after the
@@ -283,6 +320,47 @@ func (s *session) handleResend(n int) {
 		s.settleUntil = now.Add(resendSettle)
 	}
 	s.expectOKAfterResend(now)
+}
+
+// pendingLine reports whether line n is in flight or waiting to be sent
+// again.
+func (s *session) pendingLine(n int) bool {
+	for _, f := range s.inflight {
+		if f.n == n {
+			return true
+		}
+	}
+	return slices.Contains(s.resend, n)
+}
+
+// repeatedRequest reports whether a request for line n repeats one that
+// was already answered: a copy of n sent after an earlier request for it
+// is in flight, not yet acknowledged, and the request came with a
+// line-number error or with no error line at all. A checksum or format error means
+// the firmware received that copy damaged, so it is a new rejection.
+//
+// NOTE: a copy whose N digits were damaged on the wire is also answered
+// with a line-number error; it is taken for a repeat, and the line goes
+// out again at the communication timeout.
+func (s *session) repeatedRequest(n int, rejection string) bool {
+	if rejection != "" && !isLineNumberError(rejection) {
+		return false
+	}
+	for _, f := range s.inflight {
+		if f.n == n {
+			return f.answersRequest
+		}
+	}
+	return false
+}
+
+// isLineNumberError reports whether an error line rejects a line for
+// its number rather than its content: Marlin's `Line Number is not Last
+// Line Number+1` and Repetier's `expected line <n> got <m>`. Marlin's `No
+// Checksum with line number` rejects the content.
+func isLineNumberError(line string) bool {
+	lower := strings.ToLower(line)
+	return strings.Contains(lower, "line number is not") || strings.Contains(lower, "expected line")
 }
 
 // resendSettle is how long no further echo of a resend request must

@@ -190,7 +190,15 @@ func (s *session) startJob(path string, done DoneFunc) error {
 	s.setState(StateStarting)
 	s.log.Info("print started", "file", s.selected.path, "size", s.selected.size)
 	s.chartMark("print", "Start")
-	s.emit(bridge.EventPrintStarted, s.jobPayload())
+	started := s.jobPayload()
+	s.emit(bridge.EventPrintStarted, started)
+	// Every print starts its own numbering, as OctoPrint's does: the job's
+	// lines count from 1, and a firmware rewind cannot reach lines sent
+	// before the print. The file lines wait for the M110's ok.
+	s.enqueue(queued{text: "M110 N0"})
+	// The script's lines are queued ahead of the marker, and file lines
+	// wait for PRINTING, so they go out before the first line of the file.
+	s.runScript(ScriptBeforePrintStarted, started, nil)
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
@@ -233,12 +241,35 @@ func (s *session) nextJobLine() bool {
 		s.sendEmergency(cmd, code)
 		return false
 	}
+	// OctoPrint's pausingCommands: M0, M1 and M25 in the file pause the
+	// print; M0 and M1 are also blocked by default, so they pause without
+	// reaching the firmware.
+	pauses := pausingCodes[code]
+	if s.suppress(cmd) {
+		j.pending = ""
+		j.lines++
+		if pauses {
+			_ = s.pauseJob(nil)
+		}
+		return true
+	}
+	if code == "T" {
+		if before, after, ok := s.toolChangeLines(cmd); ok {
+			j.pending = ""
+			j.lines++
+			s.queue = append(wrapToolChange(before, after, queued{text: cmd}), s.queue...)
+			return true
+		}
+	}
 	if !s.canSend(l + 1) {
 		return false
 	}
 	j.pending = ""
 	j.lines++
 	s.writeNumbered(queued{text: cmd}, true)
+	if pauses {
+		_ = s.pauseJob(nil)
+	}
 	return true
 }
 
@@ -292,7 +323,9 @@ func (s *session) finishJob() {
 		s.selected.done = true
 		s.log.Info("print done", "file", s.selected.path, "print_time_seconds", math.Round(t*10)/10)
 		s.chartMark("done", "Done")
-		s.emit(bridge.EventPrintDone, s.jobPayload(bridge.Field{Key: "time", Value: t}))
+		done := s.jobPayload(bridge.Field{Key: "time", Value: t})
+		s.emit(bridge.EventPrintDone, done)
+		s.runScript(ScriptAfterPrintDone, done, nil)
 		s.setState(StateOperational)
 	}})
 }
@@ -334,6 +367,7 @@ func (s *session) failJob(msg string) {
 // dropJobQueue removes queued markers, which all belong to the job; hook
 // and user commands stay queued.
 func (s *session) dropJobQueue() {
+	s.positionWait = time.Time{}
 	kept := s.queue[:0]
 	for _, q := range s.queue {
 		if q.marker == nil {
@@ -371,20 +405,29 @@ func (s *session) pauseJob(done DoneFunc) error {
 	}
 	s.enqueue(queued{text: "M400"})
 	s.enqueue(queued{marker: func() { s.positionReason = "pause" }})
-	s.enqueue(queued{text: "M114"})
+	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
 		}
 		s.chartMark("pause", "Pause")
-		s.emit(bridge.EventPrintPaused, s.jobPayload(
+		paused := s.jobPayload(
 			bridge.Field{Key: "position", Value: s.positionPayload()},
 			bridge.Field{Key: "fileposition", Value: s.selected.pos},
-			bridge.Field{Key: "progress", Value: int(s.selected.progress())}))
-		s.setState(StatePaused)
-		if done != nil {
-			done(nil, nil)
-		}
+			bridge.Field{Key: "progress", Value: int(s.selected.progress())})
+		s.emit(bridge.EventPrintPaused, paused)
+		s.pausePosition = payloadVars(s.positionPayload())
+		s.pauseTemperatures = s.temperatureVars()
+		s.runScript(ScriptAfterPrintPaused, paused, s.pauseVars())
+		s.enqueue(queued{marker: func() {
+			if s.job == nil {
+				return
+			}
+			s.setState(StatePaused)
+			if done != nil {
+				done(nil, nil)
+			}
+		}})
 	}})
 	s.pump()
 	return nil
@@ -407,11 +450,18 @@ func (s *session) resumeJob(done DoneFunc) error {
 			return
 		}
 		s.chartMark("resume", "Resume")
-		s.emit(bridge.EventPrintResumed, s.jobPayload())
-		s.setState(StatePrinting)
-		if done != nil {
-			done(nil, nil)
-		}
+		resumed := s.jobPayload()
+		s.emit(bridge.EventPrintResumed, resumed)
+		s.runScript(ScriptBeforePrintResumed, resumed, s.pauseVars())
+		s.enqueue(queued{marker: func() {
+			if s.job == nil {
+				return
+			}
+			s.setState(StatePrinting)
+			if done != nil {
+				done(nil, nil)
+			}
+		}})
 	}})
 	s.pump()
 	return nil
@@ -441,7 +491,7 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 	}
 	s.position = nil
 	s.positionReason = "cancel"
-	s.enqueue(queued{text: "M114"})
+	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
@@ -457,6 +507,10 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 		s.log.Info("print cancelled", "file", s.selected.path)
 		s.emit(bridge.EventPrintCancelled, cancelled)
 		s.chartMark("cancel", "Cancel")
+		s.runScript(ScriptAfterPrintCancelled, cancelled, map[string]any{
+			"cancel_position":    payloadVars(s.positionPayload()),
+			"cancel_temperature": s.temperatureVars(),
+		})
 		s.emit(bridge.EventPrintFailed, cancelled.Clone().Set("reason", "cancelled"))
 		s.setState(StateOperational)
 		if done != nil {
@@ -554,4 +608,16 @@ func (s *session) checkGcodeFile(full, path string) error {
 		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", path, gcodes, commands)
 	}
 	return nil
+}
+
+// pauseVars are the variables of the afterPrintPaused and
+// beforePrintResumed scripts: the position and temperatures recorded when
+// the print paused.
+func (s *session) pauseVars() map[string]any {
+	vars := map[string]any{}
+	if s.pausePosition != nil {
+		vars["pause_position"] = s.pausePosition
+		vars["pause_temperature"] = s.pauseTemperatures
+	}
+	return vars
 }

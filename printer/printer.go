@@ -49,6 +49,10 @@ type Config struct {
 	// PollInterval is the M105 period when the firmware has no
 	// temperature auto-report; 5s when zero.
 	PollInterval time.Duration
+	// PositionReportInterval is the period requested with M154 when the
+	// firmware reports Cap:AUTOREPORT_POS, in whole seconds (at least
+	// 1); 5s when zero, as OctoPrint's default.
+	PositionReportInterval time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between reopen
 	// attempts after the port is lost; 1s and 30s when zero.
 	ReconnectMin, ReconnectMax time.Duration
@@ -60,6 +64,9 @@ type Config struct {
 	// windowed sending never overfills; 128 (Marlin's AVR default) when
 	// zero.
 	RXBufferSize int
+	// Settings are the profile, scripts and command filters, which
+	// ApplySettings may change later.
+	Settings Settings
 	// Open opens the port; go.bug.st/serial when nil.
 	Open func(port string, baud int) (io.ReadWriteCloser, error)
 }
@@ -92,6 +99,9 @@ func (c *Config) setDefaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = 5 * time.Second
 	}
+	if c.PositionReportInterval == 0 {
+		c.PositionReportInterval = 5 * time.Second
+	}
 	if c.ReconnectMin == 0 {
 		c.ReconnectMin = time.Second
 	}
@@ -107,6 +117,7 @@ func (c *Config) setDefaults() {
 	if c.Open == nil {
 		c.Open = openSerial
 	}
+	c.Settings = c.Settings.withDefaults()
 }
 
 func openSerial(port string, baud int) (io.ReadWriteCloser, error) {
@@ -141,6 +152,11 @@ type Metrics struct {
 	// Garbage counts received lines with bytes that are not printable
 	// ASCII.
 	Garbage func()
+	// Suppressed counts lines not sent because of CommandSuppressed.
+	Suppressed func()
+	// ScriptError counts GCODE scripts not sent because they failed to
+	// load or render.
+	ScriptError func()
 }
 
 // Printer is one serial connection to a Marlin-style firmware and the
@@ -193,9 +209,10 @@ type request struct {
 	source string
 	// payload is the payload of a reqEvent request.
 	payload bridge.Payload
-	// sd holds the details of the SD card requests.
-	sd   *sdRequest
-	done DoneFunc
+	// settings is the new configuration of a reqSettings request.
+	settings *Settings
+	done     DoneFunc
+	sd       *sdRequest
 	// result receives nil when accepted or the rejection.
 	result chan error
 }
@@ -212,6 +229,7 @@ const (
 	reqDisconnect = bridge.ActionDisconnect
 	reqEvent      = "event"
 	reqDeselect   = "deselect"
+	reqSettings   = "settings"
 )
 
 // ErrStopped is returned for requests after Run has ended.

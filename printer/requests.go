@@ -41,6 +41,9 @@ func (s *session) handleRequest(r request) error {
 	case reqEvent:
 		s.emit(r.path, r.payload)
 		return nil
+	case reqSettings:
+		s.applySettings(*r.settings)
+		return nil
 	case reqDeselect:
 		if s.selected == nil || s.selected.origin != "" || s.selected.path != r.path {
 			return nil
@@ -66,12 +69,27 @@ func (s *session) handleRequest(r request) error {
 		if s.port == nil && !s.wantConnected {
 			return fmt.Errorf("not connected (state %s)", s.state)
 		}
+		if s.pendingDisconnect != nil {
+			return errors.New("already disconnecting: waiting for the beforePrinterDisconnected script to be sent")
+		}
 		s.wantConnected = false
+		s.finishConnectWaiters(errors.New("disconnect requested"))
 		if s.port != nil {
 			s.emit("Disconnecting", nil)
+			if s.state.Operational() && s.state != StateConnecting {
+				// OctoPrint sends beforePrinterDisconnected on a clean
+				// close and waits for its queues to drain.
+				queuedBefore := len(s.queue)
+				s.runScript(ScriptBeforePrinterDisconnected, nil, nil)
+				if len(s.queue) > queuedBefore {
+					s.pendingDisconnect = &pendingDisconnect{done: r.done, deadline: time.Now().Add(beforeDisconnectWait)}
+					s.enqueue(queued{marker: s.finishDisconnect})
+					s.pump()
+					return nil
+				}
+			}
 			s.disconnect("disconnect requested", false)
 		}
-		s.finishConnectWaiters(errors.New("disconnect requested"))
 		if r.done != nil {
 			r.done(nil, nil)
 		}
@@ -124,4 +142,18 @@ func (s *session) queueGcode(r request) error {
 	}
 	s.pump()
 	return nil
+}
+
+// finishDisconnect closes the port once the beforePrinterDisconnected
+// script has been acknowledged, or its wait has timed out.
+func (s *session) finishDisconnect() {
+	d := s.pendingDisconnect
+	if d == nil {
+		return
+	}
+	s.pendingDisconnect = nil
+	s.disconnect("disconnect requested", false)
+	if d.done != nil {
+		d.done(nil, nil)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,11 @@ func startScripted(t *testing.T, fw *scriptedFirmware, cfg printer.Config) (*pri
 		cfg.PollInterval = time.Hour
 	}
 	cfg.ReconnectMin, cfg.ReconnectMax = time.Hour, time.Hour
-	p := printer.New(cfg, slog.New(slog.DiscardHandler), rec.emit, printer.Metrics{})
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("PRINTBRIDGE_TEST_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	p := printer.New(cfg, log, rec.emit, printer.Metrics{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -24,15 +24,21 @@ func (s *session) pump() {
 				s.resend = s.resend[1:]
 				continue
 			}
-			if !s.canSend(wireLength(h.n, h.text) + 1) {
+			if !s.canSend(wireLength(h.wire, h.text) + 1) {
 				return
 			}
 			s.resend = s.resend[1:]
-			s.writeLine(h.n, h.text, h.owner)
+			s.writeLine(h)
 			continue
 		}
 		if len(s.queue) > 0 {
 			q := s.queue[0]
+			if q.awaitPosition {
+				if len(s.inflight) == 0 {
+					s.startPositionWait(time.Now())
+				}
+				return
+			}
 			if q.marker != nil {
 				if len(s.inflight) > 0 {
 					return
@@ -40,6 +46,17 @@ func (s *session) pump() {
 				s.queue = s.queue[1:]
 				q.marker()
 				continue
+			}
+			if s.suppress(q.text) {
+				s.queue = s.queue[1:]
+				s.dropQueuedLine(q)
+				continue
+			}
+			if !q.toolScripts && CodeOf(q.text) == "T" {
+				if before, after, ok := s.toolChangeLines(q.text); ok {
+					s.queue = append(wrapToolChange(before, after, q), s.queue[1:]...)
+					continue
+				}
 			}
 			if !s.canSend(s.queuedWireLength(q.text) + 1) {
 				return
@@ -95,35 +112,72 @@ func (s *session) queuedWireLength(text string) int {
 
 // writeNumbered numbers a new line and sends it. fireEvents is false
 // only for the handshake.
+//
+// An M110 goes out as N<k> M110 N<k> but keeps the old count: it takes
+// the next number of the current numbering as its place in the history,
+// because until its ok the firmware still counts the old way, and if it
+// rejects the M110 it requests that number. commitLineReset switches to
+// k+1 when the M110 is acknowledged.
 func (s *session) writeNumbered(q queued, fireEvents bool) {
 	text := ToASCII(q.text)
 	code := CodeOf(text)
-	if CodeOf(strings.ToUpper(text)) == "M110" {
-		// M110 sets the line number of the line that carries it, so the
-		// reset goes out as N<k> M110 N<k> and the next line is k+1.
-		k := 0
-		if v, ok := Param(strings.TrimPrefix(text, "M110"), 'N'); ok {
-			k = int(v)
-		}
-		s.nextLine = k
-		s.history = map[int]sentLine{}
-		s.historyOrder = nil
-		s.resend = nil
-	}
 	if fireEvents {
 		s.queuingPhase(text, code)
 	}
 	n := s.nextLine
 	s.nextLine++
-	s.writeLine(n, text, q.owner)
+	entry := sentLine{n: n, wire: n, text: text, owner: q.owner}
+	if CodeOf(strings.ToUpper(text)) == "M110" {
+		entry.wire = m110Target(text)
+		entry.reset = true
+	}
+	s.writeLine(entry)
 	if fireEvents {
 		s.sentPhase(text, code)
 	}
 }
 
-func (s *session) writeLine(n int, text string, owner *gcodeRequest) {
-	wire := FormatNumbered(n, text)
-	entry := sentLine{n: n, text: text, owner: owner, sentAt: time.Now(), longRun: longRunningCodes[CodeOf(text)], size: len(wire) + 1}
+// m110Target returns the line number an M110 sets: its N parameter, or
+// 0 without one.
+func m110Target(text string) int {
+	if v, ok := Param(strings.TrimPrefix(strings.ToUpper(text), "M110"), 'N'); ok {
+		return int(v)
+	}
+	return 0
+}
+
+// commitLineReset switches to the numbering of an acknowledged M110: the
+// next line is its number plus one, and the lines before it can no
+// longer be requested.
+func (s *session) commitLineReset(m sentLine) {
+	if len(s.inflight) > 0 {
+		// canSend keeps lines behind an M110 until its ok; a line found
+		// here was numbered in the old count and would be rejected.
+		s.log.Warn("lines in flight behind an acknowledged M110 are sent again in the new numbering", "lines", len(s.inflight))
+		s.requeueInflightAsCommands()
+	}
+	s.log.Debug("line numbers reset", "next_line", m.wire+1)
+	s.nextLine = m.wire + 1
+	m.n = m.wire
+	s.history = map[int]sentLine{m.n: m}
+	s.historyOrder = []int{m.n}
+	s.resend = nil
+	s.resendLast = -1
+	s.resendRepeats = 0
+	s.requestedLine = -1
+	s.recovering = false
+}
+
+// writeLine sends h with the number of its N prefix and records it in
+// the history under its number in the firmware's count.
+func (s *session) writeLine(h sentLine) {
+	n := h.n
+	wire := FormatNumbered(h.wire, h.text)
+	h.sentAt = time.Now()
+	h.longRun = longRunningCodes[CodeOf(h.text)]
+	h.answersRequest = n == s.requestedLine
+	h.size = len(wire) + 1
+	entry := h
 	if _, ok := s.history[n]; !ok {
 		s.historyOrder = append(s.historyOrder, n)
 		if len(s.historyOrder) > s.p.cfg.HistorySize {
@@ -178,6 +232,7 @@ func (s *session) sentPhase(text, code string) {
 		n, err := strconv.Atoi(strings.TrimPrefix(strings.Fields(text)[0], "T"))
 		if err == nil {
 			old := s.tool
+			s.toolBefore = old
 			s.tool = n
 			s.emit(bridge.EventToolChange, bridge.Payload{{Key: "old", Value: old}, {Key: "new", Value: n}})
 		}
@@ -191,7 +246,44 @@ func (s *session) sentPhase(text, code string) {
 		if v, ok := Param(text, 'S'); ok {
 			s.autoReport = v > 0 && s.caps["AUTOREPORT_TEMP"]
 		}
+	case "M154":
+		if v, ok := Param(text, 'S'); ok {
+			s.posAutoReport = v > 0 && s.caps["AUTOREPORT_POS"]
+		}
+	case "M27":
+		if v, ok := Param(text, 'S'); ok {
+			s.sdAutoReport = v > 0 && s.caps["AUTOREPORT_SD_STATUS"]
+		}
 	}
+}
+
+// dropQueuedLine accounts a suppressed line of a command as done, so the
+// command still gets its reply.
+func (s *session) dropQueuedLine(q queued) {
+	o := q.owner
+	if o == nil {
+		return
+	}
+	o.addReply("suppressed: " + q.text)
+	o.pending--
+	if o.pending == 0 {
+		o.finish(nil)
+	}
+}
+
+// wrapToolChange returns the queue entries of a T<n> between the lines
+// of the tool change scripts. The T<n> keeps its command's owner.
+func wrapToolChange(before, after []string, q queued) []queued {
+	out := make([]queued, 0, len(before)+len(after)+1)
+	for _, l := range before {
+		out = append(out, queued{text: l, toolScripts: true})
+	}
+	q.toolScripts = true
+	out = append(out, q)
+	for _, l := range after {
+		out = append(out, queued{text: l, toolScripts: true})
+	}
+	return out
 }
 
 func (s *session) toolParam(text string) int {

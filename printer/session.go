@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,11 +22,23 @@ type readerMsg struct {
 
 // sentLine is a numbered line waiting for its ok.
 type sentLine struct {
-	n       int
-	text    string
-	owner   *gcodeRequest
-	sentAt  time.Time
-	longRun bool
+	// n is the line's number in the firmware's count, the history key.
+	n int
+	// wire is the number in the line's N prefix. It differs from n only
+	// for an M110, whose prefix carries the number it sets.
+	wire int
+	// reset marks an M110: the numbering switches to wire+1 only at its
+	// ok, because a rejected M110 leaves the firmware in the old count.
+	reset bool
+	// answersRequest marks a copy sent after the firmware requested its
+	// line (a resend, or the line after the resend style probe), so a
+	// repeat of that request that arrives while the copy is in flight
+	// can be recognised.
+	answersRequest bool
+	text           string
+	owner          *gcodeRequest
+	sentAt         time.Time
+	longRun        bool
 	// size is the line's wire length with its line feed.
 	size int
 }
@@ -37,6 +50,14 @@ type queued struct {
 	text   string
 	owner  *gcodeRequest
 	marker func()
+	// toolScripts marks a T<n> line already wrapped in the tool change
+	// scripts, so it is not wrapped again.
+	toolScripts bool
+	// awaitPosition holds the queue, once every line before it is
+	// acknowledged, until the next auto-reported position arrives (see
+	// requestPosition). Such an entry also has a marker, so dropJobQueue
+	// removes it with the job's other markers.
+	awaitPosition bool
 }
 
 // gcodeRequest tracks the lines of one SendGcode call.
@@ -147,14 +168,20 @@ type session struct {
 	// capBlockOpen is set while Cap lines arrive; capBlockEnded once a
 	// line after them did. capsApplied is set when applyCapabilities ran,
 	// and capsDeadline is when it runs at the latest.
-	capBlockOpen   bool
-	capBlockEnded  bool
-	capsApplied    bool
-	capsDeadline   time.Time
-	queue          []queued
-	resend         []int
-	resendLast     int
-	resendRepeats  int
+	capBlockOpen  bool
+	capBlockEnded bool
+	capsApplied   bool
+	capsDeadline  time.Time
+	queue         []queued
+	resend        []int
+	resendLast    int
+	resendRepeats int
+	// lineError is the last error line that announced a resend request,
+	// until that request arrives.
+	lineError string
+	// requestedLine is the line of the last resend request that was
+	// answered, -1 when none.
+	requestedLine  int
 	expectResendOK bool
 	resendAt       time.Time
 	lastProgress   time.Time
@@ -175,31 +202,60 @@ type session struct {
 	autoReport   bool
 	nextPoll     time.Time
 	pollQueued   bool
+	// posAutoReport and sdAutoReport are set while M154 and M27 S
+	// auto-reports are on.
+	posAutoReport bool
+	sdAutoReport  bool
+	// positionWait is when an awaitPosition entry at the head of the
+	// queue gives up waiting and sends M114; zero while none waits.
+	positionWait time.Time
 
 	// tracked printer state
 	temps          map[string]TemperatureSnapshot
 	position       *Position
 	positionReason string
 	tool           int
-	feedrate       *float64
-	commZ          *float64
-	printerZ       *float64
+	// toolBefore is the tool selected before the last T<n>, the fallback
+	// when the firmware reports the new one invalid.
+	toolBefore int
+	// invalidTools are the tools the firmware reported invalid on this
+	// connection.
+	invalidTools map[int]bool
+	feedrate     *float64
+	commZ        *float64
+	printerZ     *float64
 
 	// job
 	selected *selectedFile
 	job      *job
 	sd       sdState
+	// pausePosition and pauseTemperatures are recorded when a print
+	// pauses, for the afterPrintPaused and beforePrintResumed scripts.
+	pausePosition     map[string]any
+	pauseTemperatures map[string]any
+
+	// settings are the profile, scripts folder and command filters.
+	settings Settings
+	// pendingDisconnect is a requested disconnect that waits for the
+	// beforePrinterDisconnected script to be sent.
+	pendingDisconnect *pendingDisconnect
+}
+
+type pendingDisconnect struct {
+	done     DoneFunc
+	deadline time.Time
 }
 
 func newSession(p *Printer) *session {
 	return &session{
-		p:       p,
-		log:     p.log,
-		lineCh:  make(chan readerMsg, 256),
-		state:   StateOffline,
-		history: map[int]sentLine{},
-		temps:   map[string]TemperatureSnapshot{},
-		caps:    map[string]bool{},
+		p:        p,
+		log:      p.log,
+		lineCh:   make(chan readerMsg, 256),
+		state:    StateOffline,
+		history:  map[int]sentLine{},
+		temps:    map[string]TemperatureSnapshot{},
+		caps:     map[string]bool{},
+		settings: p.cfg.Settings,
 	}
 }
 
@@ -277,6 +333,14 @@ func (s *session) onTick(now time.Time) {
 			s.applyCapabilities()
 			s.pump()
 		}
+		if d := s.pendingDisconnect; d != nil && now.After(d.deadline) {
+			s.log.Warn("beforePrinterDisconnected script not sent in time; disconnecting anyway", "wait", beforeDisconnectWait)
+			s.finishDisconnect()
+			return
+		}
+		if !s.positionWait.IsZero() && now.After(s.positionWait) {
+			s.endPositionWait(true)
+		}
 		if s.probing && now.Sub(s.probeAt) > s.p.cfg.HelloTimeout {
 			s.probing = false
 			s.noWindow = true
@@ -314,6 +378,8 @@ func (s *session) open(now time.Time) {
 		}
 		return
 	}
+	// NOTE: invalid tools are forgotten on a new connection, because a
+	// firmware update may have added the tool.
 	s.port = port
 	s.setState(StateOpenSerial)
 	s.gen++
@@ -331,6 +397,9 @@ func (s *session) open(now time.Time) {
 	s.resendWithoutOK = false
 	s.caps = map[string]bool{}
 	s.autoReport = false
+	s.invalidTools = nil
+	s.posAutoReport = false
+	s.sdAutoReport = false
 	s.setState(StateConnecting)
 	s.helloSent = 0
 	s.sendHello()
@@ -376,9 +445,12 @@ func (s *session) resetProtocol() {
 	s.recovering = false
 	s.pendingError = ""
 	s.queue = nil
+	s.positionWait = time.Time{}
 	s.resend = nil
 	s.resendRepeats = 0
 	s.resendLast = -1
+	s.lineError = ""
+	s.requestedLine = -1
 	s.expectResendOK = false
 	s.timeouts = 0
 	s.pollQueued = false
@@ -392,8 +464,13 @@ func (s *session) sendHello() {
 	s.helloAt = time.Now()
 	// The hello resets the firmware's line number, so it is written
 	// directly instead of through the queue: N0 M110 N0, next line N1.
-	s.nextLine = 0
-	s.writeNumbered(queued{text: "M110 N0"}, false)
+	// Its numbering applies at once, because the firmware's count is
+	// unknown before the handshake and no earlier line can be resent.
+	s.nextLine = 1
+	s.history = map[int]sentLine{}
+	s.historyOrder = nil
+	s.resend = nil
+	s.writeLine(sentLine{n: 0, wire: 0, text: "M110 N0"})
 	s.inflight = nil
 	s.inflightBytes = 0
 }
@@ -409,6 +486,7 @@ func (s *session) onConnected() {
 	s.emit(bridge.EventConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}})
 	s.enqueue(queued{text: "M115"})
 	s.enqueue(queued{marker: s.m115Answered})
+	s.runScript(ScriptAfterPrinterConnected, bridge.Payload{{Key: "port", Value: s.p.cfg.Port}, {Key: "baudrate", Value: s.p.cfg.Baud}}, nil)
 	s.finishConnectWaiters(nil)
 	s.pump()
 }
@@ -450,8 +528,9 @@ func (s *session) endCapBlock() {
 }
 
 // applyCapabilities switches on the temperature auto-report when the
-// firmware has it, else polls M105, and probes the resend style before
-// windowed sending starts.
+// firmware has it, else polls M105, switches on the position auto-report
+// when the firmware has it, and probes the resend style before windowed
+// sending starts.
 func (s *session) applyCapabilities() {
 	s.capsApplied = true
 	s.capsDeadline = time.Time{}
@@ -462,10 +541,87 @@ func (s *session) applyCapabilities() {
 	} else {
 		s.nextPoll = time.Now()
 	}
+	if s.caps["AUTOREPORT_POS"] {
+		// Marlin's AUTO_REPORT_POSITION. Prusa's firmware reports
+		// AUTOREPORT_POSITION instead and is left alone, as OctoPrint
+		// does, because its M154 is not known to behave the same.
+		sec := s.positionReportSeconds()
+		s.enqueue(queued{text: "M154 S" + strconv.Itoa(sec)})
+		s.log.Info("position auto-report enabled", "interval_seconds", sec)
+	}
 	if s.windowed() && !s.resendWithOK && !s.resendWithoutOK {
 		s.probeResendStyle()
 	}
 	s.sdOnCapabilities()
+}
+
+// positionReportSeconds returns Config.PositionReportInterval in whole
+// seconds, at least 1, as M154 takes it.
+func (s *session) positionReportSeconds() int {
+	return max(1, int(s.p.cfg.PositionReportInterval.Round(time.Second)/time.Second))
+}
+
+// enableSDAutoReport switches the firmware's SD print status report
+// (M27 S<seconds>) on or off, for an SD print that starts or ends. It
+// returns false, and sends nothing, when the firmware lacks
+// Cap:AUTOREPORT_SD_STATUS, so the caller has to poll M27 itself.
+func (s *session) enableSDAutoReport(on bool) bool {
+	if !s.caps["AUTOREPORT_SD_STATUS"] {
+		return false
+	}
+	sec := 0
+	if on {
+		sec = sdReportSeconds
+	}
+	s.enqueue(queued{text: "M27 S" + strconv.Itoa(sec)})
+	s.log.Info("SD status auto-report switched", "on", on, "interval_seconds", sec)
+	s.pump()
+	return true
+}
+
+// sdReportSeconds is the M27 S interval while an SD print runs, as
+// OctoPrint's sdStatusAutoreport default.
+const sdReportSeconds = 1
+
+// requestPosition queues the step that records the position once the
+// lines before it are done. With the position auto-report on, that is a
+// wait for its next report, else an M114.
+func (s *session) requestPosition() {
+	if !s.posAutoReport {
+		s.enqueue(queued{text: "M114"})
+		return
+	}
+	s.enqueue(queued{awaitPosition: true, marker: func() {}})
+}
+
+// positionWaitGrace is how much longer than its interval an awaited
+// position auto-report may take before M114 is sent instead.
+const positionWaitGrace = 2 * time.Second
+
+// startPositionWait runs when an awaitPosition entry reaches the head of
+// the queue with nothing in flight.
+func (s *session) startPositionWait(now time.Time) {
+	if s.positionWait.IsZero() {
+		s.positionWait = now.Add(s.p.cfg.PositionReportInterval + positionWaitGrace)
+	}
+}
+
+// endPositionWait removes the awaitPosition entry at the head of the
+// queue, either because a report arrived or, with timedOut, in favour of
+// an M114.
+func (s *session) endPositionWait(timedOut bool) {
+	s.positionWait = time.Time{}
+	if len(s.queue) == 0 || !s.queue[0].awaitPosition {
+		return
+	}
+	if timedOut {
+		s.log.Warn("no position auto-report arrived in time; requesting the position with M114",
+			"waited", s.p.cfg.PositionReportInterval+positionWaitGrace)
+		s.queue[0] = queued{text: "M114"}
+	} else {
+		s.queue = s.queue[1:]
+	}
+	s.pump()
 }
 
 // disconnect closes the port. userRequested keeps it closed; otherwise
@@ -484,6 +640,8 @@ func (s *session) disconnect(reason string, withError bool) {
 	s.gen++
 	s.printerZ = nil
 	s.autoReport = false
+	s.posAutoReport = false
+	s.sdAutoReport = false
 	if withError {
 		s.setState(StateClosedWithError)
 	} else {
@@ -491,6 +649,12 @@ func (s *session) disconnect(reason string, withError bool) {
 	}
 	s.log.Info("serial port closed", "reason", reason)
 	s.emit(bridge.EventDisconnected, nil)
+	if d := s.pendingDisconnect; d != nil {
+		s.pendingDisconnect = nil
+		if d.done != nil {
+			d.done(nil, nil)
+		}
+	}
 	if s.wantConnected {
 		wait := backoff(s.attempts, s.p.cfg.ReconnectMin, s.p.cfg.ReconnectMax)
 		s.attempts++
@@ -764,6 +928,7 @@ func (s *session) classifyErrorLine(line string) {
 		if f := s.p.metrics.ChecksumErr; f != nil {
 			f()
 		}
+		s.lineError = line
 		s.log.Warn("firmware rejected a line", "line", line)
 	case ErrorIgnored:
 		s.log.Info("firmware reported a recoverable error", "line", line)
@@ -870,6 +1035,9 @@ func (s *session) parseReport(line string) {
 		s.onFirmwareLine(body)
 		return
 	}
+	if strings.Contains(strings.ToLower(body), "invalid extruder") {
+		s.onInvalidTool(body)
+	}
 }
 
 func (s *session) onTemperatures(temps map[string]Temperature) {
@@ -913,6 +1081,9 @@ func (s *session) onPosition(pos Position) {
 		{Key: "reason", Value: reason}, {Key: "x", Value: pos.X}, {Key: "y", Value: pos.Y},
 		{Key: "z", Value: pos.Z}, {Key: "e", Value: pos.E}, {Key: "t", Value: s.tool}, {Key: "f", Value: f},
 	})
+	if !s.positionWait.IsZero() {
+		s.endPositionWait(false)
+	}
 }
 
 func (s *session) onFirmwareLine(line string) {

@@ -105,7 +105,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			"command_id", bridge.PeekCommandID(m.Data), "size", len(m.Data))
 		return
 	}
-	if pol := c.e.cfg.Policy; pol != nil {
+	if pol := c.e.currentPolicy(); pol != nil {
 		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
 			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
 			log.Warn("command rejected by policy", "command_id", bridge.PeekCommandID(m.Data), "error", err)
@@ -176,7 +176,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	p := c.e.printer
 	switch m.Kind {
 	case bridge.CommandGcode:
-		if pol := c.e.cfg.Policy; pol != nil {
+		if pol := c.e.currentPolicy(); pol != nil {
 			err = pol.CheckCommand(cmd.Source, cmd.Commands, p.Snapshot().Flags.Printing, cmd.Force)
 		}
 		if err == nil {

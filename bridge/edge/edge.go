@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -107,6 +108,8 @@ type Edge struct {
 
 	commands *commandRunner
 	wg       sync.WaitGroup
+	// policy is the command policy in force; SetPolicy replaces it.
+	policy atomic.Pointer[policy.Policy]
 }
 
 // pendingEvent is one event to publish, from the outbox or from memory.
@@ -168,6 +171,7 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 		return nil, err
 	}
 	e.seq = seq
+	e.policy.Store(cfg.Policy)
 	e.commands = newCommandRunner(e)
 	e.observeOutbox()
 	if bus != nil {
@@ -178,6 +182,16 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 	// the outbox go out before it.
 	e.Emit(bridge.EventStartup, nil, bridge.Context{})
 	return e, nil
+}
+
+// SetPolicy replaces the command policy, for a configuration reload; nil
+// allows all commands. Commands already checked keep the old verdict.
+func (e *Edge) SetPolicy(p *policy.Policy) {
+	e.policy.Store(p)
+}
+
+func (e *Edge) currentPolicy() *policy.Policy {
+	return e.policy.Load()
 }
 
 // Attach sets the printer whose commands the edge executes.

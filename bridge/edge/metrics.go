@@ -32,8 +32,12 @@ type Metrics struct {
 	TargetTemp        *prometheus.GaugeVec
 	Progress          prometheus.Gauge
 	State             *prometheus.GaugeVec
-	printerID         string
-	lastState         string
+	// Suppressed counts lines not sent (CommandSuppressed), and
+	// ScriptErrors GCODE scripts that failed to load or render.
+	Suppressed   prometheus.Counter
+	ScriptErrors prometheus.Counter
+	printerID    string
+	lastState    string
 }
 
 // NewMetrics registers the edge metrics on reg (a private registry when
@@ -83,6 +87,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Progress of the selected file, 0 to 1."}),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_printer_state",
 			Help: "1 for the current OctoPrint state id, 0 for the others seen."}, []string{"state"}),
+		Suppressed: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_commands_suppressed_total",
+			Help: "G-code lines not sent to the printer because they were blocked, ignored or did not fit the printer profile (CommandSuppressed)."}),
+		ScriptErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_gcode_script_errors_total",
+			Help: "GCODE scripts not sent because they failed to load or render."}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -90,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
-		m.Progress, m.State)
+		m.Progress, m.State, m.Suppressed, m.ScriptErrors)
 	return m
 }
 
@@ -104,6 +112,8 @@ func (m *Metrics) PrinterMetrics() printer.Metrics {
 		ChecksumErr:  m.ChecksumErrors.Inc,
 		OKLatency:    func(d time.Duration) { m.OKLatency.Observe(d.Seconds()) },
 		Garbage:      m.Garbage.Inc,
+		Suppressed:   m.Suppressed.Inc,
+		ScriptError:  m.ScriptErrors.Inc,
 	}
 }
 

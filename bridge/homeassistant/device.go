@@ -66,6 +66,11 @@ type Config struct {
 	Republish func(ctx context.Context)
 	// PublishTimeout bounds each publish; 10s when zero.
 	PublishTimeout time.Duration
+	// RetainedWait is how long the first announcement waits for the
+	// broker's retained discovery payload of an earlier run; 2s when zero.
+	// MQTT has no marker for "no retained message", so without a wait the
+	// first payload would leave out the heaters of a printer that is off.
+	RetainedWait time.Duration
 }
 
 // Device announces one printer and executes its button presses.
@@ -88,6 +93,10 @@ type Device struct {
 	firmware      string
 	announced     map[string]string
 	onBroker      map[string]string
+	// ready is set once the retained discovery payload arrived or
+	// RetainedWait passed; announcements wait for it.
+	ready         bool
+	deferAnnounce bool
 }
 
 // inbox holds what the subscription handlers hand to the run loop; only
@@ -122,6 +131,9 @@ func New(cfg Config, client Client, log *slog.Logger) (*Device, error) {
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.RetainedWait <= 0 {
+		cfg.RetainedWait = 2 * time.Second
 	}
 	if log == nil {
 		log = slog.Default()
@@ -209,11 +221,18 @@ func (d *Device) Run(ctx context.Context) error {
 	}
 	d.log.Info("Home Assistant discovery started", "discovery_topic", d.discoveryTopic, "button_topic", d.topics.button)
 	d.Reannounce()
+	grace := time.NewTimer(d.cfg.RetainedWait)
+	defer grace.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.wake:
+		case <-grace.C:
+			if !d.ready {
+				d.log.Debug("no retained Home Assistant discovery payload arrived; announcing without one", "topic", d.discoveryTopic)
+				d.ready = true
+			}
 		}
 		d.process(ctx)
 	}
@@ -277,6 +296,16 @@ func (d *Device) process(ctx context.Context) {
 		announce = true
 	}
 	if in.state != nil && d.learnState(in.state) {
+		announce = true
+	}
+	if in.hasBrokerConf {
+		d.ready = true
+	}
+	if announce && !d.ready {
+		d.deferAnnounce = true
+		announce = false
+	} else if d.ready && d.deferAnnounce {
+		d.deferAnnounce = false
 		announce = true
 	}
 	if announce {

@@ -71,6 +71,10 @@ type Config struct {
 	// state again. It runs on its own goroutine and may publish. The first
 	// call, for the connection New makes, can come before New returns.
 	OnConnect func()
+	// OnConnectionLost is called when an established connection drops,
+	// before paho reconnects. It runs on paho's goroutine and must not
+	// block.
+	OnConnectionLost func(error)
 	// PersistentSession connects with CleanSession false, so the broker
 	// keeps the subscriptions and queues QoS 1 messages while this client
 	// is away. It needs a fixed ClientID that no other client uses.
@@ -345,6 +349,9 @@ func (b *Bus) publishOffline() error {
 
 func (b *Bus) onConnectionLost(_ paho.Client, err error) {
 	b.log.Warn("lost connection to MQTT broker; reconnecting", "error", err)
+	if b.cfg.OnConnectionLost != nil {
+		b.cfg.OnConnectionLost(err)
+	}
 }
 
 // onConnectionAttempt runs on paho's connect goroutine before each dial.

@@ -84,6 +84,11 @@ type Config struct {
 	Stream string
 	// ConnectTimeout bounds the first connection, 10s when zero.
 	ConnectTimeout time.Duration
+	// OnDisconnect and OnReconnect are called when the connection drops
+	// and when nats.go has made it again. They run on nats.go's callback
+	// goroutine and must not block.
+	OnDisconnect func(error)
+	OnReconnect  func()
 }
 
 var _ bridge.Bus = (*Bus)(nil)
@@ -160,9 +165,15 @@ func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
 			if err != nil {
 				b.log.Warn("disconnected from NATS server; reconnecting", "error", err)
 			}
+			if b.cfg.OnDisconnect != nil {
+				b.cfg.OnDisconnect(err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info("reconnected to NATS server", "server_url", redactURLs(nc.ConnectedUrl()), "reconnects", nc.Stats().Reconnects)
+			if b.cfg.OnReconnect != nil {
+				b.cfg.OnReconnect()
+			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Debug("reconnect to NATS server failed", "error", err)

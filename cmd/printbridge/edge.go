@@ -19,7 +19,6 @@ import (
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 	"github.com/printbridge/printbridge/bridge/outbox"
-	"github.com/printbridge/printbridge/bridge/policy"
 	"github.com/printbridge/printbridge/printer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,6 +47,9 @@ type busOptions struct {
 	// printer sets the MQTT last will on its availability topic.
 	printer   string
 	onConnect func()
+	// onConnectivity, if set, hears each broker connection come up
+	// (true) or drop (false), by bus name (mqtt, nats).
+	onConnectivity func(bus string, up bool)
 	// secrets are the credential files and TLS flags (secrets.go).
 	secrets secretOptions
 }
@@ -82,11 +84,17 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 		return nil, fmt.Errorf("--base-topic: %w", err)
 	}
 	var buses []bridge.Bus
+	busUp := func(name string, up bool) {
+		if o.onConnectivity != nil {
+			o.onConnectivity(name, up)
+		}
+	}
 	connect := func(name string, dial func() (bridge.Bus, error)) error {
 		for attempt := 0; ; attempt++ {
 			b, err := dial()
 			if err == nil {
 				buses = append(buses, b)
+				busUp(name, true)
 				return nil
 			}
 			wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
@@ -102,7 +110,14 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 		err := connect("mqtt", func() (bridge.Bus, error) {
 			return mqtt.New(ctx, mqtt.Config{
 				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword, TLS: o.secrets.mqttTLS(),
-				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second, OnConnect: o.onConnect,
+				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second,
+				OnConnect: func() {
+					busUp("mqtt", true)
+					if o.onConnect != nil {
+						o.onConnect()
+					}
+				},
+				OnConnectionLost:  func(error) { busUp("mqtt", false) },
 				PersistentSession: o.persistentSession,
 			}, log.With("bus", "mqtt"))
 		})
@@ -116,6 +131,8 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
 				NKeySeedFile: o.secrets.natsNKeyFile, CredsFile: o.secrets.natsCredsFile, TLS: o.secrets.natsTLS(),
 				Topics: topics, JetStream: o.jetStream,
+				OnDisconnect: func(error) { busUp("nats", false) },
+				OnReconnect:  func() { busUp("nats", true) },
 			}, log.With("bus", "nats"))
 		})
 		if err != nil {
@@ -150,6 +167,11 @@ type edgeOptions struct {
 	logLevel      string
 	bus           busOptions
 	integrations  integrationOptions
+	settings      settingsOptions
+	// reparse reads the configuration again for a reload, and flags are
+	// the flag values at start; runEdge sets both.
+	reparse func() (edgeOptions, map[string]string, error)
+	flags   map[string]string
 
 	outboxMaxMiB        int
 	outboxMaxAge        time.Duration
@@ -175,6 +197,7 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.bus.register(fs)
 	o.integrations.register(fs)
+	o.settings.register(fs)
 	fs.IntVar(&o.outboxMaxMiB, "outbox-max-mib", 64, "maximum size of the on-disk event outbox in MiB; when full, the oldest undelivered events are dropped")
 	fs.DurationVar(&o.outboxMaxAge, "outbox-max-age", outbox.DefaultMaxAge, "undelivered events older than this are dropped from the outbox; 0 keeps events of any age")
 	fs.StringVar(&o.outboxFsync, "outbox-fsync", "batch", "when the outbox fsyncs appended events: batch (every --outbox-fsync-interval) or every (each event)")
@@ -219,6 +242,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	o.flags = flagValues(fs)
+	o.reparse = reparseEdgeFlags(args)
 	return runEdgeWith(ctx, o, log, nil)
 }
 
@@ -279,12 +304,21 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err != nil {
 		return err
 	}
-	pol := policy.Default()
-	if o.commandPolicy != "" {
-		if pol, err = policy.LoadFile(o.commandPolicy, o.printerID); err != nil {
-			return fmt.Errorf("--command-policy: %w", err)
+	pol, err := commandPolicy(o)
+	if err != nil {
+		return err
+	}
+	settings, err := printerSettings(o, log)
+	if err != nil {
+		return err
+	}
+	if o.settings.scriptsDir == "" {
+		if err := os.MkdirAll(settings.ScriptsDir, 0o750); err != nil {
+			return fmt.Errorf("create GCODE scripts folder: %w", err)
 		}
 	}
+	conn := newConnectivity(o.bus)
+	o.bus.onConnectivity = conn.set
 	var p *printer.Printer
 	files, err := newFileStorage(o, log, func() *edge.Edge { edgeMu.Lock(); defer edgeMu.Unlock(); return e }, func() *printer.Printer { return p })
 	if err != nil {
@@ -299,6 +333,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	edgeMu.Lock()
 	e = newEdge
 	edgeMu.Unlock()
+	conn.setEmitter(e.Emit)
 	// The broker connection comes up in the background, so the printer
 	// starts at once and its events wait in the outbox until a broker
 	// accepts the connection.
@@ -327,7 +362,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	}()
 	p = printer.New(printer.Config{
 		Port: o.port, Baud: o.baud, FilesDir: o.filesDir, MaxLineLength: o.maxLineLength, AutoConnect: o.autoConnect,
-		Flow: o.flow, RXBufferSize: o.rxBuffer,
+		Flow: o.flow, RXBufferSize: o.rxBuffer, Settings: settings,
 	}, log.With("printer", o.printerID, "port", o.port), printStatistics(e.Emit, files, log), metrics.PrinterMetrics())
 	e.Attach(p)
 	stopIntegrations, err := startIntegrations(o, e, log)
@@ -335,6 +370,13 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		return err
 	}
 	defer stopIntegrations()
+	reloader := newSettingsReloader(o, settings, p, e, reg, log)
+	reloadCtx, stopReload := context.WithCancel(context.Background())
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		reloader.run(reloadCtx)
+	}()
 	storageCtx, stopStorage := context.WithCancel(context.Background())
 	storageDone := make(chan error, 1)
 	go func() { storageDone <- files.Run(storageCtx) }()
@@ -354,6 +396,10 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		log.Error("broker setup failed; stopping the edge", "error", busErr)
 	}
 	log.Info("edge stopping", "printer", o.printerID)
+	// The reloader stops before the printer, so no reload waits on a
+	// printer that no longer takes requests.
+	stopReload()
+	<-reloadDone
 	// The printer stops first so its last events (Disconnected) are
 	// queued before the edge publishes Shutdown.
 	stopPrinter()

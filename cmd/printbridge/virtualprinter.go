@@ -49,6 +49,7 @@ type virtualPrinterFlags struct {
 	cfg           virtual.Config
 	busyKeepalive bool
 	m117Echo      bool
+	autoreportPos bool
 	sdCard        bool
 	sdSupport     bool
 	repetier      bool
@@ -87,12 +88,14 @@ func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 	fs.Var(switchValue{&c.WaitWhenIdle}, "wait-when-idle", "NO_TIMEOUTS: send wait every second while idle")
 	fs.IntVar(&c.Baud, "baud", 0, "pace the serial line at baud/10 bytes per second in each direction; 0 is unpaced")
 	fs.Var(switchValue{&o.m117Echo}, "m117-echo", "echo M117 messages as echo:<text>")
+	fs.Var(switchValue{&o.autoreportPos}, "autoreport-pos", "AUTO_REPORT_POSITION: report Cap:AUTOREPORT_POS:1 and send the position every M154 S<seconds>")
 	fs.IntVar(&o.processingUS, "processing-time-us", 0, "time in microseconds the firmware spends on each command before executing it (not scaled by --speed)")
 
 	fs.Var(switchValue{&o.repetier}, "repetier", "speak Repetier-Firmware's dialect: ok <n> on receipt, Error:Wrong checksum, Resend:<n>, wait, TargetExtr0:")
 	fs.Var(switchValue{&o.prusa}, "prusa", "speak Prusa-Firmware 3.x's dialect: Prusa M115 and reports, Cap:AUTOREPORT_POSITION, Resend without ok")
 	fs.IntVar(&c.GluedOKs, "glued-oks", 0, "percentage (0-100) of oks written without a line feed after the previous output line")
-	fs.Var(switchValue{&c.DuplicateResend}, "duplicate-resend", "answer each rejected line twice, as a pipelined line behind it causes")
+	fs.Var(switchValue{&c.DuplicateResend}, "duplicate-resend", "send every resend request twice (after checksum and line-number errors and rewinds), as a pipelined line behind a rejected one causes")
+	fs.IntVar(&c.RejectM110, "reject-m110", 0, "reject this many numbered M110 lines per connection with a checksum error; an M110 that keeps the line number (the handshake's) passes")
 	fs.IntVar(&c.DroppedOKs, "dropped-oks", 0, "percentage (0-100) of command oks never sent, as line noise loses them")
 	fs.IntVar(&c.RewindEvery, "rewind", 0, "ask for earlier lines again every this many accepted numbered lines, as Prusa's filament sensor does; 0 is off")
 	fs.IntVar(&c.RewindLines, "rewind-lines", virtual.DefaultRewindLines, "how many lines a rewind goes back")
@@ -118,6 +121,7 @@ func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 func (o *virtualPrinterFlags) apply() error {
 	o.cfg.NoBusyKeepalive = !o.busyKeepalive
 	o.cfg.NoM117Echo = !o.m117Echo
+	o.cfg.NoAutoreportPos = !o.autoreportPos
 	o.cfg.NoSDCard = !o.sdCard
 	o.cfg.NoSDSupport = !o.sdSupport
 	switch {
@@ -144,7 +148,7 @@ func (o *virtualPrinterFlags) apply() error {
 
 func runVirtualPrinter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("virtual-printer", flag.ContinueOnError)
-	o := &virtualPrinterFlags{cfg: virtual.DefaultConfig(), busyKeepalive: true, m117Echo: true, sdCard: true, sdSupport: true}
+	o := &virtualPrinterFlags{cfg: virtual.DefaultConfig(), busyKeepalive: true, m117Echo: true, autoreportPos: true, sdCard: true, sdSupport: true}
 	o.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: printbridge virtual-printer [flags]")

@@ -15,10 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/natsbus"
 	"github.com/printbridge/printbridge/hooks"
 )
 
@@ -65,8 +67,18 @@ type workerOptions struct {
 	dataDir            string
 	mqttClientID       string
 	mqttPersistent     bool
+	seenStore          string
+	seenBucket         string
+	seenTTL            time.Duration
 	bus                busOptions
 }
+
+// Values of --seen-store.
+const (
+	seenStoreAuto = "auto"
+	seenStoreFile = "file"
+	seenStoreKV   = "kv"
+)
 
 func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks to run (required; or PRINTBRIDGE_CONFIG); its printbridge: section holds the worker's settings, and SIGHUP reloads it")
@@ -80,6 +92,9 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.mqttClientID, "mqtt-client-id", "", "MQTT client id (default: one per process; with --mqtt-persistent-session, printbridge-worker-HOST-GROUP)")
 	fs.BoolVar(&o.mqttPersistent, "mqtt-persistent-session", false, "keep the MQTT session across restarts, so the broker queues events while the worker is away (docs/delivery.md); every worker needs its own --mqtt-client-id")
 	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids, so a redelivery after a restart runs no hook twice; empty keeps them in memory only")
+	fs.StringVar(&o.seenStore, "seen-store", seenStoreAuto, "where the worker keeps the ids of handled events: kv (a JetStream key-value bucket that workers share, so two workers never both run an event's hooks; needs --nats and --jetstream), file (the --data-dir of this worker), or auto (kv with --jetstream, else file)")
+	fs.StringVar(&o.seenBucket, "seen-bucket", hooks.DefaultSeenBucket, "JetStream key-value `bucket` of --seen-store kv; workers that share it run each event's hooks once between them. Created at start when missing")
+	fs.DurationVar(&o.seenTTL, "seen-ttl", hooks.DefaultSeenTTL, "how long the --seen-store kv bucket keeps an event id after its last write, such as 24h; applies only when the worker creates the bucket")
 	o.bus.register(fs)
 	// An empty base topic means "not given", so the config file's
 	// printbridge.base_topic can apply.
@@ -243,7 +258,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		busOpts.persistentSession = o.mqttPersistent
 	}
-	bus, err := connectBus(ctx, busOpts, log)
+	store, err := o.resolveSeenStore(busOpts.natsURL != "" && busOpts.jetStream)
+	if err != nil {
+		return err
+	}
+	bus, natsBus, err := connectWorkerBus(ctx, busOpts, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil
@@ -257,8 +276,20 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}()
 
 	workerOpts := []hooks.Option{hooks.WithMetrics(metrics), hooks.WithLogLevel(level)}
-	if o.dataDir != "" {
-		workerOpts = append(workerOpts, hooks.WithSeenFile(filepath.Join(o.dataDir, "seen-events")))
+	switch {
+	case store == seenStoreKV:
+		kv, err := openSeenBucket(ctx, natsBus, o.seenBucket, o.seenTTL, log)
+		if err != nil {
+			return err
+		}
+		workerOpts = append(workerOpts, hooks.WithSeenBucket(kv))
+		log.Info("keeping handled event ids in a JetStream key-value bucket", "seen_store", store, "bucket", o.seenBucket)
+	case o.dataDir != "":
+		path := filepath.Join(o.dataDir, "seen-events")
+		workerOpts = append(workerOpts, hooks.WithSeenFile(path))
+		log.Info("keeping handled event ids in a file", "seen_store", store, "path", path)
+	default:
+		log.Info("keeping handled event ids in memory only, because --data-dir is empty", "seen_store", store)
 	}
 	w := hooks.NewWorker(cfg, bus, log, workerOpts...)
 	runCtx, stop := context.WithCancel(ctx)
@@ -279,6 +310,92 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stop()
 	wg.Wait()
 	return err
+}
+
+// resolveSeenStore checks --seen-store against the brokers and returns
+// seenStoreKV or seenStoreFile. jetStream is whether the worker consumes
+// from NATS with JetStream.
+func (o *workerOptions) resolveSeenStore(jetStream bool) (string, error) {
+	switch o.seenStore {
+	case seenStoreAuto:
+		if jetStream {
+			return seenStoreKV, nil
+		}
+		return seenStoreFile, nil
+	case seenStoreKV:
+		if !jetStream {
+			return "", errors.New("--seen-store kv needs NATS with JetStream: give --nats URL and --jetstream, or use --seen-store file")
+		}
+		return seenStoreKV, nil
+	case seenStoreFile:
+		if o.dataDir == "" {
+			return "", errors.New("--seen-store file needs a --data-dir to keep the file in")
+		}
+		return seenStoreFile, nil
+	default:
+		return "", fmt.Errorf("invalid --seen-store %q: use auto, file or kv", o.seenStore)
+	}
+}
+
+// connectWorkerBus connects like connectBus, one broker at a time, so
+// that the worker keeps the NATS bus for its seen-events bucket. natsBus
+// is nil without --nats.
+func connectWorkerBus(ctx context.Context, o busOptions, log *slog.Logger) (bus bridge.Bus, natsBus *natsbus.Bus, err error) {
+	if err := o.resolveSecrets(log); err != nil {
+		return nil, nil, err
+	}
+	var buses []bridge.Bus
+	if o.mqttURL != "" {
+		mqttOnly := o
+		mqttOnly.natsURL = ""
+		b, err := connectBus(ctx, mqttOnly, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		buses = append(buses, b)
+	}
+	if o.natsURL != "" {
+		natsOnly := o
+		natsOnly.mqttURL = ""
+		b, err := connectBus(ctx, natsOnly, log)
+		if err != nil {
+			for _, other := range buses {
+				_ = other.Close()
+			}
+			return nil, nil, err
+		}
+		natsBus, _ = b.(*natsbus.Bus)
+		buses = append(buses, b)
+	}
+	switch len(buses) {
+	case 0:
+		return nil, nil, errors.New("no broker configured: give --mqtt URL, --nats URL or both")
+	case 1:
+		return buses[0], natsBus, nil
+	default:
+		return bridge.NewMulti(buses...), natsBus, nil
+	}
+}
+
+// openSeenBucket opens the --seen-bucket on the worker's NATS connection.
+func openSeenBucket(ctx context.Context, natsBus *natsbus.Bus, bucket string, ttl time.Duration, log *slog.Logger) (jetstream.KeyValue, error) {
+	if natsBus == nil {
+		return nil, errors.New("--seen-store kv needs a NATS connection: give --nats URL and --jetstream")
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("invalid --seen-ttl %s: give a positive duration such as 24h", ttl)
+	}
+	js, err := jetstream.New(natsBus.Conn())
+	if err != nil {
+		return nil, fmt.Errorf("set up JetStream for the seen-events bucket: %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kv, err := hooks.OpenSeenBucket(openCtx, js, hooks.SeenBucketConfig{Bucket: bucket, TTL: ttl}, log)
+	if err != nil {
+		return nil, fmt.Errorf("--seen-bucket %s: %w", bucket, err)
+	}
+	return kv, nil
 }
 
 // reloadWorker reloads the config file on SIGHUP. Unlike at start, a new

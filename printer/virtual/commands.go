@@ -67,7 +67,7 @@ func init() {
 		"M117": (*session).setStatus,
 		"M118": (*session).echoText,
 		"M140": (*session).setBed,
-		"M154": func(s *session, g *gcode) bool { return s.setInterval(g, &s.posInterval) },
+		"M154": (*session).setPositionInterval,
 		"M155": func(s *session, g *gcode) bool { return s.setInterval(g, &s.tempInterval) },
 		"M190": (*session).setBed,
 		"M220": (*session).setFeedPercent,
@@ -250,6 +250,15 @@ func (s *session) setInterval(g *gcode, interval *atomic.Int64) bool {
 		interval.Store(int64(time.Duration(sec) * time.Second))
 	}
 	return true
+}
+
+// setPositionInterval executes M154, which only builds with
+// AUTO_REPORT_POSITION have.
+func (s *session) setPositionInterval(g *gcode) bool {
+	if s.cfg.NoAutoreportPos && s.cfg.Dialect == DialectMarlin {
+		return s.unknown(g)
+	}
+	return s.setInterval(g, &s.posInterval)
 }
 
 // setKeepalive executes M113: S sets the busy keep-alive interval in

@@ -54,6 +54,9 @@ const (
 	FaultRewind = "rewind"
 	// FaultReset is a simulated firmware reset (Config.ResetAfterLines).
 	FaultReset = "reset"
+	// FaultM110Rejected is an M110 line rejected with a checksum error
+	// (Config.RejectM110).
+	FaultM110Rejected = "m110-rejected"
 )
 
 // Defaults of the Marlin build that the simulator models (Marlin
@@ -161,6 +164,9 @@ type Config struct {
 	Baud int
 	// NoM117Echo stops M117 from echoing its message as `echo:<text>`.
 	NoM117Echo bool
+	// NoAutoreportPos builds Marlin without AUTO_REPORT_POSITION: M115
+	// reports Cap:AUTOREPORT_POS:0 and M154 is an unknown command.
+	NoAutoreportPos bool
 
 	// Dialect is DialectMarlin (default), DialectRepetier or DialectPrusa.
 	Dialect string
@@ -171,13 +177,23 @@ type Config struct {
 	// their line feed is held back until the next output, so they reach
 	// the host up to one report interval late.
 	GluedOKs int
-	// DuplicateResend rejects a line with a bad (or, in Marlin, missing)
-	// checksum twice, the second time with a line-number error, Resend
-	// and (per ResendStyle) ok, as the line that a host had pipelined
-	// behind a corrupted one causes. Repetier repeats its resend request
-	// block instead. Line-number errors are sent once, because their
-	// echoes come from the host's own extra lines.
+	// DuplicateResend sends every resend request twice: after a rejected
+	// line, whatever the error (checksum, missing checksum or line
+	// number), a second line-number error, Resend and (per ResendStyle)
+	// ok follow, as a line that a host had pipelined behind the rejected
+	// one causes. Repetier repeats its resend request block instead, and
+	// a rewind (RewindEvery) repeats its Resend and ok. The second request
+	// is on the wire before the firmware reads the host's answer to the
+	// first, so a host that answers both sends the line twice
+	// (LineStats.Repeated).
 	DuplicateResend bool
+	// RejectM110 is how many numbered M110 lines per connection are
+	// rejected with a checksum error, as line noise would do, before one
+	// is accepted. The firmware then keeps its old line number and requests
+	// the line after it. Only an M110 that changes the line number
+	// counts, so a handshake's M110 N0 right after the boot passes and
+	// the first M110 that a host sends at the start of a print is hit.
+	RejectM110 int
 	// DroppedOKs is the percentage (0-100) of command oks that are never
 	// sent, as if line noise had eaten them, so the host has to recover by
 	// its timeout. The oks after Resend lines and `ok T:` replies are
@@ -377,6 +393,8 @@ func (c Config) validateQuirks() error {
 		}
 	}
 	switch {
+	case c.RejectM110 < 0:
+		return fmt.Errorf("invalid M110 rejection count %d: use 0 (off) or a positive count", c.RejectM110)
 	case c.RewindEvery < 0:
 		return fmt.Errorf("invalid rewind interval %d: use 0 (off) or a positive line count", c.RewindEvery)
 	case c.RewindLines < 1:

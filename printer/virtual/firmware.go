@@ -90,6 +90,7 @@ type session struct {
 	acceptedNumbered int
 	ratioCount       int
 	lastInjected     int64
+	m110Rejected     int // M110 lines rejected for RejectM110 so far
 	resetDone        bool
 	fatalDone        bool
 	lastWait         time.Time

@@ -285,3 +285,21 @@ func TestNoHeatedBed(t *testing.T) {
 		t.Errorf("M140 = %q, want unknown command", got)
 	}
 }
+
+func TestNoAutoreportPos(t *testing.T) {
+	cfg := fastConfig()
+	cfg.NoAutoreportPos = true
+	p := startPrinter(t, cfg)
+	h := connect(t, p)
+	if got := h.command("M115"); !slices.Contains(got, "Cap:AUTOREPORT_POS:0") {
+		t.Errorf("M115 = %q, want Cap:AUTOREPORT_POS:0", got)
+	}
+	if got := h.command("M154 S1"); got[0] != `echo:Unknown command: "M154 S1"` {
+		t.Errorf("M154 = %q, want unknown command", got)
+	}
+	// No position report follows within two of the requested intervals.
+	time.Sleep(2 * time.Second)
+	if got := h.command("M105"); len(got) != 1 {
+		t.Errorf("lines before the M105 reply = %q, want no position report", got)
+	}
+}

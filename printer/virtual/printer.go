@@ -26,9 +26,10 @@ type Printer struct {
 	seed    int64
 	rand    *randomSource
 
-	recordMu   sync.Mutex // guards executed, faults and recordFile
+	recordMu   sync.Mutex // guards executed, faults, lines and recordFile
 	executed   []string
 	faults     []Fault
+	lines      LineStats
 	recordFile *os.File
 
 	mu        sync.Mutex // guards running, closed and stopRun

@@ -62,7 +62,7 @@ func (rs *randomSource) otherByte(b byte, avoid string) byte {
 // Fault is a simulated fault and its place in the record of executed
 // commands.
 type Fault struct {
-	// Kind is FaultRewind or FaultReset.
+	// Kind is FaultRewind, FaultReset or FaultM110Rejected.
 	Kind string
 	// At is the number of commands executed before the fault.
 	At int
@@ -73,7 +73,8 @@ type Fault struct {
 	Lines int
 }
 
-// Faults returns the simulated rewinds and resets so far, in order.
+// Faults returns the simulated rewinds, resets and M110 rejections so
+// far, in order.
 func (p *Printer) Faults() []Fault {
 	p.recordMu.Lock()
 	defer p.recordMu.Unlock()
@@ -209,9 +210,14 @@ func (s *session) rewind(n int64) {
 	s.lastN = target - 1
 	s.rx.drain()
 	s.asm.reset()
-	s.send(s.resendText(target))
-	if s.repetierOrOKAfterResend() {
-		s.send("ok")
+	for range 1 + boolInt(s.cfg.DuplicateResend) {
+		s.send(s.resendText(target))
+		if s.repetierOrOKAfterResend() {
+			s.send("ok")
+		}
+	}
+	if s.cfg.DuplicateResend {
+		s.p.countDuplicateRequest()
 	}
 }
 

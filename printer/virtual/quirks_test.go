@@ -66,6 +66,95 @@ func TestDuplicateResend(t *testing.T) {
 	}
 }
 
+func TestDuplicateResendAfterLineNumberError(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DuplicateResend = true
+	p := startPrinter(t, cfg)
+	h := connect(t, p)
+	h.sendNumbered(2, "G90")
+	want := []string{"Error:Line Number is not Last Line Number+1, Last Line: 0", "Resend: 1", "ok"}
+	for i := range 2 {
+		if got := h.until("resend request", func(l string) bool { return l == "ok" }); !slices.Equal(got, want) {
+			t.Errorf("reply %d = %q, want %q", i+1, got, want)
+		}
+	}
+	if got := p.LineStats().DuplicateRequests; got != 1 {
+		t.Errorf("DuplicateRequests = %d, want 1", got)
+	}
+}
+
+func TestLineStatsCountRepeats(t *testing.T) {
+	p := startPrinter(t, fastConfig())
+	h := connect(t, p)
+	h.sendNumbered(0, "M110 N0")
+	h.untilLine("ok")
+	h.sendNumbered(1, "G90")
+	h.untilLine("ok")
+	// The same line again fails the sequence check, but it arrived
+	// intact, so the host sent it twice.
+	h.sendNumbered(1, "G90")
+	h.untilLine("Resend: 2")
+	h.untilLine("ok")
+	h.sendNumbered(2, "G91")
+	h.untilLine("ok")
+	st := p.LineStats()
+	if st.Received[1] != 2 || st.Received[2] != 1 {
+		t.Errorf("Received = %v, want line 1 twice and line 2 once", st.Received)
+	}
+	if st.Accepted[1] != 1 || st.Accepted[2] != 1 {
+		t.Errorf("Accepted = %v, want lines 1 and 2 once", st.Accepted)
+	}
+	if st.Repeated != 1 {
+		t.Errorf("Repeated = %d, want 1", st.Repeated)
+	}
+	h.sendNumbered(0, "M110 N0")
+	h.untilLine("ok")
+	if st := p.LineStats(); len(st.Received) != 0 || st.Repeated != 0 {
+		t.Errorf("line stats after M110 = %+v, want them cleared", st)
+	}
+}
+
+func TestRejectM110(t *testing.T) {
+	for _, dialect := range []string{DialectMarlin, DialectRepetier} {
+		t.Run(dialect, func(t *testing.T) {
+			cfg := fastConfig()
+			cfg.Dialect = dialect
+			cfg.RejectM110 = 1
+			p := startPrinter(t, cfg)
+			h := openHost(t, p.Path())
+			h.until("banner", func(l string) bool { return strings.HasSuffix(l, "SD card ok") })
+			// The handshake's M110 N0 leaves the number at 0 and passes.
+			h.sendNumbered(0, "M110 N0")
+			h.until("ok for the handshake", isOK)
+			h.sendNumbered(1, "G90")
+			h.until("ok for line 1", isOK)
+			h.sendNumbered(0, "M110 N0")
+			got := h.until("resend request", func(l string) bool { return strings.HasPrefix(l, "Resend") })
+			wantError := "Error:checksum mismatch, Last Line: 1"
+			wantResend := "Resend: 2"
+			if dialect == DialectRepetier {
+				wantError, wantResend = "Error:Wrong checksum", "Resend:2"
+			}
+			if !slices.Contains(got, wantError) || got[len(got)-1] != wantResend {
+				t.Errorf("reply to the M110 = %q, want %q and %q", got, wantError, wantResend)
+			}
+			h.until("ok after the resend request", isOK)
+			// The rejection is used up: the same M110 passes now and
+			// resets the number.
+			h.sendNumbered(0, "M110 N0")
+			h.until("ok for the second M110", isOK)
+			h.sendNumbered(1, "G91")
+			if got := h.until("ok for line 1 after the reset", isOK); len(got) != 1 {
+				t.Errorf("reply to line 1 after the reset = %q, want only its ok", got)
+			}
+			faults := p.Faults()
+			if len(faults) != 1 || faults[0].Kind != FaultM110Rejected {
+				t.Errorf("faults = %+v, want one M110 rejection", faults)
+			}
+		})
+	}
+}
+
 func TestDroppedOKs(t *testing.T) {
 	cfg := fastConfig()
 	cfg.DroppedOKs = 50
@@ -216,7 +305,8 @@ func TestRepetierColonSplitsM117(t *testing.T) {
 	h.untilLine("ok 1")
 	h.untilLine("Error:Wrong checksum")
 	h.untilLine("Resend:2")
-	if got := p.Executed(); !slices.Equal(got, []string{"M117 ETA"}) {
+	// Repetier acknowledges a line before it executes it.
+	if got := waitExecuted(t, p, 1); !slices.Equal(got, []string{"M117 ETA"}) {
 		t.Errorf("executed = %q, want the text up to the colon", got)
 	}
 }

@@ -74,27 +74,47 @@ func (s *session) checkNumbered(line []byte) (int64, bool) {
 		}
 	}
 	n := strtol(npos[1:])
-	if n != s.lastN+1 && !isM110 {
-		s.lineError(errLineNumber, n)
-		return 0, false
-	}
 	star := bytes.LastIndexByte(line, '*')
 	if s.cfg.FirstStarChecksum {
 		star = bytes.IndexByte(line, '*')
+	}
+	intact := star >= 0 && strtol(line[star+1:]) == int64(checksum(line[:star]))
+	if intact && !isM110 {
+		s.p.countReceived(n, s.lastN)
+	}
+	if n != s.lastN+1 && !isM110 {
+		s.lineError(errLineNumber, n)
+		return 0, false
 	}
 	if star < 0 {
 		s.lineError(errNoChecksum, n)
 		return 0, false
 	}
-	if strtol(line[star+1:]) != int64(checksum(line[:star])) || s.injectResend(n, isM110) {
+	if !intact || s.injectResend(n, isM110) || isM110 && s.rejectM110(n) {
 		s.lineError(errChecksum, n)
 		return 0, false
 	}
 	s.lastN = n
 	if isM110 {
 		s.m110Line = n
+		s.p.resetLineStats()
+	} else {
+		s.p.countAccepted(n)
 	}
 	return n, true
+}
+
+// rejectM110 decides whether Config.RejectM110 rejects an M110 line that
+// sets the line number to target. An M110 that leaves the number as it
+// is, such as a handshake's M110 N0 right after the boot, always passes.
+func (s *session) rejectM110(target int64) bool {
+	if s.m110Rejected >= s.cfg.RejectM110 || target == s.lastN {
+		return false
+	}
+	s.m110Rejected++
+	s.p.recordFault(FaultM110Rejected, 0)
+	s.p.log.Info("rejecting an M110 line with a checksum error", "line_number", target, "last_line", s.lastN, "rejected", s.m110Rejected)
+	return true
 }
 
 // injectResend decides whether Config.ResendRatio rejects line n.
@@ -119,9 +139,10 @@ func (s *session) lineError(msg string, got int64) {
 	s.p.log.Debug("rejected line", "reason", msg, "line", got, "last_line", s.lastN)
 	s.asm.rejected(s.rx.drain())
 	s.sendRejection(msg)
-	if s.cfg.DuplicateResend && msg != errLineNumber {
-		// The line that the host had pipelined behind the corrupted one
-		// fails the sequence check and repeats the request.
+	if s.cfg.DuplicateResend {
+		// A line that the host had pipelined behind the rejected one fails
+		// the sequence check and repeats the request.
+		s.p.countDuplicateRequest()
 		s.sendRejection(errLineNumber)
 	}
 }
@@ -155,6 +176,7 @@ func (s *session) acceptRepetierLine(line []byte) {
 			n = int64(v)
 		}
 		s.lastN, s.m110Line = n, n
+		s.p.resetLineStats()
 		s.waitingForResend = -1
 		s.send("ok")
 		return
@@ -168,11 +190,12 @@ func (s *session) acceptRepetierLine(line []byte) {
 			return
 		}
 		s.send("Error:expected line " + strconv.FormatInt(s.lastN+1, 10) + " got " + strconv.FormatInt(n, 10))
-		s.requestResend(false)
+		s.requestResend(s.cfg.DuplicateResend)
 		return
 	}
 	if numbered {
 		s.lastN = n
+		s.p.countAccepted(n)
 		if s.rewindDue(n) {
 			s.rewind(n)
 			return
@@ -202,7 +225,11 @@ func (s *session) acceptRepetierLine(line []byte) {
 func (s *session) parseRepetierLine(line []byte, numbered bool, n int64) (*gcode, bool) {
 	if star := bytes.IndexByte(line, '*'); star >= 0 {
 		isM110 := bytes.Contains(line, []byte("M110"))
-		if strtol(line[star+1:]) != int64(checksum(line[:star])) || numbered && s.injectResend(n, isM110) {
+		intact := strtol(line[star+1:]) == int64(checksum(line[:star]))
+		if intact && numbered && !isM110 {
+			s.p.countReceived(n, s.lastN)
+		}
+		if !intact || numbered && (s.injectResend(n, isM110) || isM110 && s.rejectM110(n)) {
 			s.send("Error:Wrong checksum")
 			s.requestResend(s.cfg.DuplicateResend)
 			return nil, false
@@ -218,19 +245,22 @@ func (s *session) parseRepetierLine(line []byte, numbered bool, n int64) (*gcode
 	s.formatErrors++
 	if s.formatErrors < 3 {
 		s.send("Error:Format error")
-		s.requestResend(false)
+		s.requestResend(s.cfg.DuplicateResend)
 		return nil, false
 	}
 	return g, true
 }
 
 // requestResend is Repetier's GCode::requestResend: an empty line,
-// `Resend:<n>` and ok, twice if repeat is set (DuplicateResend after a
-// corrupted line). Unlike Marlin it keeps the received input, and the
-// lines in it that are out of sequence get `skip <n>`.
+// `Resend:<n>` and ok, twice if repeat is set (DuplicateResend). Unlike
+// Marlin it keeps the received input, and the lines in it that are out of
+// sequence get `skip <n>`.
 func (s *session) requestResend(repeat bool) {
 	s.asm.reset()
 	s.waitingForResend = 14
+	if repeat {
+		s.p.countDuplicateRequest()
+	}
 	for range 1 + boolInt(repeat) {
 		s.send("")
 		s.send(s.resendText(s.lastN + 1))

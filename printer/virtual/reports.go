@@ -114,7 +114,7 @@ func (s *session) capabilities() []capability {
 		{"BINARY_FILE_TRANSFER", false},
 		{"EEPROM", true},
 		{"VOLUMETRIC", true},
-		{"AUTOREPORT_POS", true},
+		{"AUTOREPORT_POS", !s.cfg.NoAutoreportPos},
 		{"AUTOREPORT_TEMP", true},
 		{"PROGRESS", false},
 		{"PRINT_JOB", true},

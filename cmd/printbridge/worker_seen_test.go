@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/natsbus"
+)
+
+// storeAgain stores env in the event stream once more under a new
+// message id, so a worker receives the same envelope again, as after a
+// lost ack or an outbox replay past the stream's duplicate window.
+func storeAgain(t *testing.T, js jetstream.JetStream, env *bridge.Envelope) {
+	t.Helper()
+	data, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg(bridge.Topics{}.NATSEvent(env.Printer, env.Event))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, env.ID+"-again-"+bridge.NewEventID(time.Now()))
+	if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatalf("store %s again: %v", env.ID, err)
+	}
+}
+
+// TestWorkerKilledMidHookRunsOnce runs worker processes that share a
+// seen-events bucket. The first is killed with SIGKILL while the hook of
+// an event runs, so its claim stays without completion. The same event
+// delivered again to a second worker must run the hook there, after one
+// lease, and a third worker that receives it later must not run it.
+func TestWorkerKilledMidHookRunsOnce(t *testing.T) {
+	bin := buildPrintbridge(t)
+	srv := brokertest.StartNATS(t, true, false)
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran.txt")
+	gate := filepath.Join(dir, "gate")
+	// The first run records its pid and blocks, so the test can kill the
+	// worker mid-hook. Later runs find the gate file and end at once.
+	cfg := writeWorkerConfig(t, dir, fmt.Sprintf(`events:
+  subscriptions:
+  - name: note
+    event: PrintDone
+    type: system
+    shell: true
+    timeout: 0
+    command: 'echo "start $PRINTBRIDGE_EVENT_ID $$" >> %[1]s; if [ ! -e %[2]s ]; then touch %[2]s; sleep 60; fi; echo "end $PRINTBRIDGE_EVENT_ID" >> %[1]s'
+`, ran, gate))
+	newWorkerProc := func(name, group string) *proc {
+		p := newProc(t, dir, name, bin, "worker", "--config", cfg, "--nats", srv.NATSURL(), "--jetstream",
+			"--group", group, "--seen-store", "kv", "--seen-bucket", "shared_seen", "--metrics-listen", "",
+			"--data-dir", filepath.Join(dir, name+"-data"))
+		p.readyLog = "worker started"
+		return p
+	}
+	readRan := func() []string {
+		data, _ := os.ReadFile(ran)
+		return strings.Fields(strings.ReplaceAll(string(data), "\n", " | "))
+	}
+
+	sender, err := natsbus.New(context.Background(), natsbus.Config{URL: srv.NATSURL(), Name: "test-edge", JetStream: true},
+		brokertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	js, err := jetstream.New(sender.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first := newWorkerProc("worker-first", "hosts")
+	first.Start()
+	env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: bridge.NewEventID(time.Now()), Seq: 1, Printer: "p1",
+		Event: bridge.EventPrintDone, Time: time.Now().UTC(), Payload: bridge.Payload{{Key: "name", Value: "cube.gcode"},
+			{Key: "path", Value: "cube.gcode"}, {Key: "origin", Value: "local"}, {Key: "size", Value: 1}, {Key: "time", Value: 1.5}}}
+	data, _ := json.Marshal(env)
+	if err := sender.PublishEvent(context.Background(), env, data); err != nil {
+		t.Fatal(err)
+	}
+	var hookPid int
+	waitFor(t, "the first worker's hook to start", workerWait, func() bool {
+		data, _ := os.ReadFile(ran)
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "start" && f[1] == env.ID {
+				hookPid, _ = strconv.Atoi(f[2])
+				return true
+			}
+		}
+		return false
+	})
+	first.Kill()
+	// The hook runs in a process group of its own, which SIGKILL of the
+	// worker leaves behind.
+	if hookPid > 0 {
+		_ = syscall.Kill(-hookPid, syscall.SIGKILL)
+	}
+
+	second := newWorkerProc("worker-second", "hosts")
+	second.Start()
+	storeAgain(t, js, env)
+	waitFor(t, "the second worker to run the hook of the killed worker's event", workerWait, func() bool {
+		return strings.Count(strings.Join(readRan(), " "), "end "+env.ID) == 1
+	})
+	if !strings.Contains(second.Log(), "took over the claim") {
+		t.Errorf("second worker did not log the takeover:\n%s", second.Tail(20))
+	}
+
+	// A third host, on a consumer of its own, receives every copy of the
+	// event from the stream: the first and the redelivery.
+	third := newWorkerProc("worker-third", "other-hosts")
+	third.Start()
+	waitFor(t, "the third worker to skip both copies of the event", workerWait, func() bool {
+		c, err := js.Consumer(context.Background(), natsbus.DefaultStream, "other-hosts")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	got := strings.Join(readRan(), " ")
+	if n := strings.Count(got, "start "+env.ID); n != 2 {
+		t.Errorf("hook started %d times, want 2 (cut short by the kill, then run by the second worker): %s", n, got)
+	}
+	if n := strings.Count(got, "end "+env.ID); n != 1 {
+		t.Errorf("hook ended %d times, want 1: %s", n, got)
+	}
+	for _, p := range []*proc{second, third} {
+		if err := p.Stop(); err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", p.name, err)
+		}
+	}
+}

@@ -1,0 +1,613 @@
+package hooks
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+const (
+	// DefaultSeenBucket is the JetStream key-value bucket of event claims.
+	DefaultSeenBucket = "printbridge_seen"
+	// DefaultSeenTTL is how long the bucket keeps a claim after its last
+	// write. It matches the event stream's maximum age of 24h, beyond
+	// which JetStream has no copy of the event to deliver again.
+	DefaultSeenTTL = 24 * time.Hour
+	// DefaultClaimLease is how long a claim may go without a refresh
+	// before another worker takes it over. It is below the JetStream ack
+	// wait of 30s, so a redelivery that waits out a lease is still acked
+	// before JetStream delivers the event once more.
+	DefaultClaimLease = 10 * time.Second
+
+	// kvOpTimeout bounds one request to the bucket.
+	kvOpTimeout = 5 * time.Second
+	// claimRetryMax is the longest pause between attempts to claim while
+	// the bucket does not respond.
+	claimRetryMax = 5 * time.Second
+	// claimRetryLogEvery rate-limits the warnings of a claim that keeps
+	// failing.
+	claimRetryLogEvery = 30 * time.Second
+)
+
+// Values of the state field of a claim.
+const (
+	claimRunning = "running"
+	claimDone    = "done"
+)
+
+// Values of the result label of printbridge_worker_seen_claims_total.
+const (
+	claimResultClaimed   = "claimed"
+	claimResultDone      = "done"
+	claimResultRunning   = "running_elsewhere"
+	claimResultTakenOver = "taken_over"
+	claimResultLost      = "lost"
+	claimResultReleased  = "released"
+)
+
+// claimResults lists the labels of printbridge_worker_seen_claims_total,
+// so every series exists from the start.
+var claimResults = []string{claimResultClaimed, claimResultDone, claimResultRunning, claimResultTakenOver,
+	claimResultLost, claimResultReleased}
+
+var (
+	bucketNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+	// plainKeyPattern is an event id that is used as its key unchanged.
+	// It has no '=', so it never equals a hashed key.
+	plainKeyPattern = regexp.MustCompile(`^[-_a-zA-Z0-9]{1,128}$`)
+)
+
+// SeenBucketConfig configures the JetStream key-value bucket that workers
+// share their event claims in.
+type SeenBucketConfig struct {
+	// Bucket is the bucket name, DefaultSeenBucket when empty.
+	Bucket string
+	// TTL is how long a claim is kept after its last write, DefaultSeenTTL
+	// when zero.
+	TTL time.Duration
+}
+
+// OpenSeenBucket checks that the claim bucket exists and creates it when
+// it does not. An existing bucket is used as it is: when its TTL or
+// history differs from cfg, a warning names both values, because other
+// workers may rely on the bucket's settings.
+func OpenSeenBucket(ctx context.Context, js jetstream.JetStream, cfg SeenBucketConfig, log *slog.Logger) (jetstream.KeyValue, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultSeenBucket
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultSeenTTL
+	}
+	if !bucketNamePattern.MatchString(cfg.Bucket) {
+		return nil, fmt.Errorf("invalid seen-events bucket name %q: use letters, digits, '-' and '_' only", cfg.Bucket)
+	}
+	if cfg.TTL < 0 {
+		return nil, fmt.Errorf("invalid seen-events TTL %s: give a positive duration such as 24h", cfg.TTL)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "printbridge worker claims on event ids, so workers sharing it run each event's hooks once",
+			History:     1,
+			TTL:         cfg.TTL,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			// Another worker created it first.
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		} else if err == nil {
+			log.Info("created the seen-events bucket", "bucket", cfg.Bucket, "ttl", cfg.TTL)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open JetStream key-value bucket %s for seen events: %w; check that JetStream is enabled and the user may use $KV.%s.>", cfg.Bucket, err, cfg.Bucket)
+	}
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the status of key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	if status.TTL() != cfg.TTL || status.History() != 1 {
+		log.Warn("the seen-events bucket exists with other settings; using them as they are",
+			"bucket", cfg.Bucket, "ttl", status.TTL(), "requested_ttl", cfg.TTL, "history", status.History(), "requested_history", 1)
+	}
+	return kv, nil
+}
+
+// WithSeenBucket makes the worker claim each event in kv before it runs
+// the event's hooks, so that workers sharing kv run them once between
+// them (see claimStore). It replaces WithSeenFile.
+func WithSeenBucket(kv jetstream.KeyValue) Option {
+	return func(w *Worker) { w.seenKV = kv }
+}
+
+// WithClaimLease sets how long a claim may go without a refresh before
+// another worker takes it over, DefaultClaimLease when not set.
+func WithClaimLease(d time.Duration) Option {
+	return func(w *Worker) { w.claimLease = d }
+}
+
+// claimValue is the JSON value of a claim key.
+type claimValue struct {
+	State   string    `json:"state"`
+	Worker  string    `json:"worker"`
+	Printer string    `json:"printer"`
+	Event   string    `json:"event"`
+	Seq     uint64    `json:"seq,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// claim is an event this worker claimed and has not completed.
+type claim struct {
+	key     string
+	eventID string
+	value   claimValue
+	mu      sync.Mutex // guards rev and ended
+	rev     uint64
+	ended   bool
+}
+
+// claimStore runs the claim protocol on a key-value bucket:
+//
+//   - A worker claims an event by creating its key, which succeeds for
+//     one worker only. It then runs the hooks and writes state "done".
+//   - While it runs them, it rewrites the key every lease/3, so the
+//     key's revision keeps changing.
+//   - A worker that finds the key with state "done" drops the event. One
+//     that finds it running watches it for one lease: if the revision
+//     changes or the state becomes "done", the owner is alive and the
+//     event is dropped. If nothing changes, the owner is taken to be dead,
+//     and the worker takes the claim over with a compare-and-set on the
+//     revision it watched, so of several waiting workers one wins.
+type claimStore struct {
+	kv       jetstream.KeyValue
+	lease    time.Duration
+	instance string
+	log      *slog.Logger
+	metrics  *Metrics
+
+	mu   sync.Mutex // guards open
+	open map[string]*claim
+}
+
+func newClaimStore(kv jetstream.KeyValue, lease time.Duration, log *slog.Logger, m *Metrics) *claimStore {
+	if lease <= 0 {
+		lease = DefaultClaimLease
+	}
+	return &claimStore{kv: kv, lease: lease, instance: workerInstanceID(), log: log, metrics: m,
+		open: map[string]*claim{}}
+}
+
+// workerInstanceID names this worker process in its claims: host, pid
+// and a random part, because a pid is reused after a restart.
+func workerInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// claimKey maps an event id to a key. Ids outside the key alphabet of
+// JetStream (or longer than 128 bytes) are hashed.
+func claimKey(eventID string) string {
+	if plainKeyPattern.MatchString(eventID) {
+		return eventID
+	}
+	sum := sha256.Sum256([]byte(eventID))
+	return "h=" + hex.EncodeToString(sum[:])
+}
+
+// acquire claims env. It returns the claim when this worker is to run the
+// event's hooks, and nil when another worker ran them or is running them.
+// It retries while the bucket does not respond, and returns nil only
+// when ctx ends first.
+func (s *claimStore) acquire(ctx context.Context, env *bridge.Envelope) *claim {
+	c := &claim{key: claimKey(env.ID), eventID: env.ID, value: claimValue{State: claimRunning, Worker: s.instance,
+		Printer: env.Printer, Event: env.Event, Seq: env.Seq}}
+	attrs := []any{"printer", env.Printer, "event", env.Event, "event_id", env.ID, "bucket", s.kv.Bucket(), "key", c.key}
+	wait := 250 * time.Millisecond
+	var failingSince time.Time
+	var lastLog time.Time
+	for {
+		got, err := s.tryAcquire(ctx, c, attrs)
+		if err == nil {
+			if !failingSince.IsZero() {
+				s.log.Info("claiming the event succeeded after retries", append(attrs, "failing_for", time.Since(failingSince).Round(time.Millisecond))...)
+			}
+			return got
+		}
+		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if time.Since(lastLog) >= claimRetryLogEvery {
+			lastLog = time.Now()
+			s.log.Warn("claiming the event in the seen-events bucket failed; retrying, and its hooks wait",
+				append(attrs, "error", err, "retry_in", wait)...)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, claimRetryMax)
+	}
+}
+
+// tryAcquire makes one attempt of acquire. An error means the bucket
+// did not respond or returned an unexpected error.
+func (s *claimStore) tryAcquire(ctx context.Context, c *claim, attrs []any) (*claim, error) {
+	for {
+		c.value.Time = time.Now().UTC()
+		data, err := json.Marshal(c.value)
+		if err != nil {
+			return nil, fmt.Errorf("encode claim: %w", err)
+		}
+		opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+		rev, err := s.kv.Create(opCtx, c.key, data)
+		cancel()
+		if err == nil {
+			c.rev = rev
+			s.track(c)
+			s.metrics.claims.WithLabelValues(claimResultClaimed).Inc()
+			return c, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("create key %s: %w", c.key, err)
+		}
+		entry, value, err := s.get(ctx, c.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired or released in between
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case value.State == claimDone:
+			s.metrics.claims.WithLabelValues(claimResultDone).Inc()
+			s.log.Debug("event already handled by a worker sharing the bucket; hooks not run again",
+				append(attrs, "owner", value.Worker)...)
+			return nil, nil
+		case value.Worker == s.instance && s.isOpen(c.key):
+			s.metrics.claims.WithLabelValues(claimResultRunning).Inc()
+			return nil, nil
+		case value.Worker == s.instance:
+			// An earlier Create of this process was stored, but its
+			// response was lost.
+			c.rev = entry.Revision()
+			s.track(c)
+			s.metrics.claims.WithLabelValues(claimResultClaimed).Inc()
+			return c, nil
+		}
+		got, retry, err := s.watchOwner(ctx, c, entry, value, attrs)
+		if err != nil || !retry {
+			return got, err
+		}
+	}
+}
+
+// watchOwner watches the claim of another worker for one lease and takes
+// it over when the owner did not refresh it. retry means the key went
+// away while watching, so acquire starts again.
+func (s *claimStore) watchOwner(ctx context.Context, c *claim, seen jetstream.KeyValueEntry, owner claimValue, attrs []any) (*claim, bool, error) {
+	attrs = append(attrs, "owner", owner.Worker)
+	s.log.Info("event claimed by another worker; waiting one lease to see whether it is alive",
+		append(attrs, "lease", s.lease)...)
+	deadline := time.Now().Add(s.lease)
+	poll := max(s.lease/10, 10*time.Millisecond)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, false, nil
+		case <-time.After(poll):
+		}
+		entry, value, err := s.get(ctx, c.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if value.State == claimDone {
+			s.metrics.claims.WithLabelValues(claimResultDone).Inc()
+			s.log.Debug("event handled by another worker while waiting; hooks not run again", attrs...)
+			return nil, false, nil
+		}
+		if entry.Revision() != seen.Revision() {
+			s.metrics.claims.WithLabelValues(claimResultRunning).Inc()
+			s.log.Info("event is being handled by another worker that is alive; hooks not run here", attrs...)
+			return nil, false, nil
+		}
+		if time.Now().Before(deadline) {
+			continue
+		}
+		c.value.Time = time.Now().UTC()
+		data, err := json.Marshal(c.value)
+		if err != nil {
+			return nil, false, fmt.Errorf("encode claim: %w", err)
+		}
+		opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+		rev, err := s.kv.Update(opCtx, c.key, data, seen.Revision())
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			// Another worker wrote first; look again.
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("take over key %s: %w", c.key, err)
+		}
+		c.rev = rev
+		s.track(c)
+		s.metrics.claims.WithLabelValues(claimResultTakenOver).Inc()
+		s.log.Warn("took over the claim of a worker that stopped refreshing it; running the event's hooks, which may have run in part before",
+			append(attrs, "claimed_at", owner.Time)...)
+		return c, false, nil
+	}
+}
+
+func (s *claimStore) get(ctx context.Context, key string) (jetstream.KeyValueEntry, claimValue, error) {
+	opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+	defer cancel()
+	entry, err := s.kv.Get(opCtx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, claimValue{}, err
+		}
+		return nil, claimValue{}, fmt.Errorf("get key %s: %w", key, err)
+	}
+	var v claimValue
+	if err := json.Unmarshal(entry.Value(), &v); err != nil {
+		// A value this code did not write: treat it as a claim whose
+		// owner may be alive, so the lease decides.
+		v = claimValue{State: claimRunning, Worker: "unknown"}
+	}
+	return entry, v, nil
+}
+
+func (s *claimStore) isOpen(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[key] != nil
+}
+
+func (s *claimStore) track(c *claim) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open[c.key] = c
+	s.metrics.claimsOpen.Set(float64(len(s.open)))
+}
+
+func (s *claimStore) untrack(c *claim) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.open, c.key)
+	s.metrics.claimsOpen.Set(float64(len(s.open)))
+}
+
+// refreshLoop rewrites every open claim each lease/3 until ctx ends, so
+// that workers watching a claim see its owner alive.
+func (s *claimStore) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(max(s.lease/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		open := make([]*claim, 0, len(s.open))
+		for _, c := range s.open {
+			open = append(open, c)
+		}
+		s.mu.Unlock()
+		for _, c := range open {
+			s.refresh(ctx, c)
+		}
+	}
+}
+
+func (s *claimStore) refresh(ctx context.Context, c *claim) {
+	// A claim that complete or release holds needs no refresh, and
+	// waiting for it would delay the refresh of the other claims.
+	if !c.mu.TryLock() {
+		return
+	}
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	data, err := json.Marshal(c.value)
+	if err != nil {
+		return
+	}
+	opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+	rev, err := s.kv.Update(opCtx, c.key, data, c.rev)
+	cancel()
+	switch {
+	case err == nil:
+		c.rev = rev
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound):
+		c.ended = true
+		s.untrack(c)
+		s.metrics.claims.WithLabelValues(claimResultLost).Inc()
+		s.log.Warn("lost the claim on an event to another worker; its hooks may run twice",
+			"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key, "error", err)
+	case ctx.Err() == nil:
+		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		s.log.Debug("refreshing a claim failed; retrying at the next refresh", "event_id", c.eventID, "key", c.key, "error", err)
+	}
+}
+
+// complete writes state "done". It retries while the bucket does not
+// answer, until ctx ends, because a claim left running is taken over
+// and its hooks run again.
+func (s *claimStore) complete(ctx context.Context, c *claim) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	defer s.untrack(c)
+	attrs := []any{"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key}
+	done := c.value
+	done.State = claimDone
+	done.Time = time.Now().UTC()
+	data, err := json.Marshal(done)
+	if err != nil {
+		return
+	}
+	wait := 250 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		// The attempt itself outlives ctx, so hooks that ended just as
+		// the worker stops still get recorded.
+		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kvOpTimeout)
+		rev, err := s.kv.Update(opCtx, c.key, data, c.rev)
+		cancel()
+		if err == nil {
+			c.rev = rev
+			return
+		}
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.metrics.claims.WithLabelValues(claimResultLost).Inc()
+			s.log.Warn("the claim was taken over while the hooks ran; they may have run twice", append(attrs, "error", err)...)
+			return
+		}
+		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		if attempt == 0 {
+			s.log.Warn("recording the event as done failed; retrying", append(attrs, "error", err)...)
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("the worker stopped before it could record the event as done; a redelivery runs its hooks again",
+				append(attrs, "error", err)...)
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, claimRetryMax)
+	}
+}
+
+// release deletes a claim whose hooks did not run to the end (dropped
+// from a full queue, or cut short by a stop), so a redelivery runs them
+// at once instead of after a lease.
+func (s *claimStore) release(ctx context.Context, c *claim) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	defer s.untrack(c)
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kvOpTimeout)
+	defer cancel()
+	if err := s.kv.Delete(opCtx, c.key, jetstream.LastRevision(c.rev)); err != nil {
+		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		s.log.Warn("releasing the claim failed; a redelivery waits one lease before it runs the hooks",
+			"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key, "error", err)
+		return
+	}
+	s.metrics.claims.WithLabelValues(claimResultReleased).Inc()
+}
+
+// eventRun follows the hooks of one claimed event, to record the claim
+// done when the last of them ends, or to release it when the worker
+// stopped before they all ran to the end. A nil *eventRun (no claim)
+// does nothing.
+type eventRun struct {
+	w     *Worker
+	ctx   context.Context
+	claim *claim
+
+	mu        sync.Mutex // guards the fields below
+	running   int
+	allQueued bool
+	cut       bool
+	settled   bool
+}
+
+func (w *Worker) newEventRun(ctx context.Context, c *claim) *eventRun {
+	if c == nil {
+		return nil
+	}
+	return &eventRun{w: w, ctx: ctx, claim: c}
+}
+
+// hookStarted counts a hook that ends in the background.
+func (r *eventRun) hookStarted() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running++
+}
+
+// hookEnded records the end of a hook counted by hookStarted.
+func (r *eventRun) hookEnded(res Result) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	if errors.Is(res.Err, ErrStopped) {
+		r.cut = true
+	}
+	r.settleLocked()
+}
+
+// dispatched records that dispatch has started every hook it was going
+// to; stopped means the worker stopped before it started them all.
+func (r *eventRun) dispatched(stopped bool) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.allQueued = true
+	r.cut = r.cut || stopped
+	r.settleLocked()
+}
+
+// settleLocked completes or releases the claim once dispatch is over and
+// no hook runs. It does so on a goroutine of its own, because complete
+// retries while the bucket does not respond.
+func (r *eventRun) settleLocked() {
+	if !r.allQueued || r.running > 0 || r.settled {
+		return
+	}
+	r.settled = true
+	cut := r.cut
+	// The caller runs on a goroutine that w.wg counts, so this Add
+	// cannot race with stop's Wait reaching zero.
+	r.w.wg.Add(1)
+	go func() {
+		defer r.w.wg.Done()
+		if cut {
+			r.w.claims.release(r.ctx, r.claim)
+		} else {
+			r.w.claims.complete(r.ctx, r.claim)
+		}
+	}()
+}

@@ -1,0 +1,439 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/natsbus"
+)
+
+// testLease keeps the lease short, so a takeover test waits one second.
+const testLease = time.Second
+
+// kvHarness is an embedded NATS server with JetStream, a publisher in
+// the edge's place, and workers that share one seen-events bucket.
+type kvHarness struct {
+	t      *testing.T
+	url    string
+	edge   *natsbus.Bus
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	ranLog string // every hook run appends "<event id> <worker>" here
+}
+
+func newKVHarness(t *testing.T) *kvHarness {
+	t.Helper()
+	srv := brokertest.StartNATS(t, true, false)
+	h := &kvHarness{t: t, url: srv.NATSURL(), ranLog: filepath.Join(t.TempDir(), "ran.txt")}
+	ctx := context.Background()
+	edge, err := natsbus.New(ctx, natsbus.Config{URL: h.url, Name: "test-edge", JetStream: true}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("connect test edge: %v", err)
+	}
+	t.Cleanup(func() { _ = edge.Close() })
+	h.edge = edge
+	h.js, err = jetstream.New(edge.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.kv, err = OpenSeenBucket(ctx, h.js, SeenBucketConfig{Bucket: "test_seen"}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("open seen bucket: %v", err)
+	}
+	return h
+}
+
+// kvWorker is one worker of a kvHarness.
+type kvWorker struct {
+	bus     *natsbus.Bus
+	w       *Worker
+	metrics *Metrics
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startWorker starts a worker on a connection of its own, which stop
+// closes as `printbridge worker` does. Workers with
+// different groups consume from different durable consumers, so each of
+// them receives every event, as two hosts would after a redelivery.
+func (h *kvHarness) startWorker(name, group, command string) *kvWorker {
+	h.t.Helper()
+	ctx := context.Background()
+	bus, err := natsbus.New(ctx, natsbus.Config{URL: h.url, Name: name, JetStream: true}, brokertest.Logger())
+	if err != nil {
+		h.t.Fatalf("connect worker %s: %v", name, err)
+	}
+	h.t.Cleanup(func() { _ = bus.Close() })
+	js, err := jetstream.New(bus.Conn())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	kv, err := OpenSeenBucket(ctx, js, SeenBucketConfig{Bucket: "test_seen"}, brokertest.Logger())
+	if err != nil {
+		h.t.Fatalf("open seen bucket for %s: %v", name, err)
+	}
+	if command == "" {
+		command = fmt.Sprintf(`echo "$PRINTBRIDGE_EVENT_ID %s" >> %s`, name, h.ranLog)
+	}
+	cfg, problems := parseTestConfig(h.t, fmt.Sprintf(`printbridge:
+  group: %s
+events:
+  subscriptions:
+  - {name: note, event: PrintDone, type: system, shell: true, timeout: 0, command: %q}
+`, group, command))
+	if HasErrors(problems) {
+		h.t.Fatalf("test config has errors: %v", problems)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	sub := &subscribedBus{Bus: bus, subscribed: make(chan struct{}, 1)}
+	w := NewWorker(cfg, sub, brokertest.Logger().With("worker", name), WithMetrics(m), WithSeenBucket(kv), WithClaimLease(testLease))
+	runCtx, cancel := context.WithCancel(ctx)
+	kw := &kvWorker{bus: bus, w: w, metrics: m, cancel: cancel, done: make(chan error, 1)}
+	go func() { kw.done <- w.Run(runCtx) }()
+	h.t.Cleanup(func() { kw.stop(h.t) })
+	select {
+	case <-sub.subscribed:
+	case err := <-kw.done:
+		h.t.Fatalf("worker %s returned before subscribing: %v", name, err)
+	case <-time.After(waitTimeout):
+		h.t.Fatalf("worker %s did not subscribe", name)
+	}
+	return kw
+}
+
+func (kw *kvWorker) stop(t *testing.T) {
+	if kw.cancel == nil {
+		return
+	}
+	kw.cancel()
+	kw.cancel = nil
+	select {
+	case err := <-kw.done:
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Errorf("Run did not return after its context ended")
+	}
+	if err := kw.bus.Close(); err != nil {
+		t.Errorf("close the worker's bus: %v", err)
+	}
+}
+
+func (kw *kvWorker) claims(result string) float64 {
+	return metricValue(kw.metrics.claims.WithLabelValues(result))
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(m prometheus.Metric) float64 {
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		return -1
+	}
+	if c := out.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return out.GetGauge().GetValue()
+}
+
+func doneEnvelope(id string) *bridge.Envelope {
+	return &bridge.Envelope{Schema: bridge.SchemaVersion, ID: id, Printer: testPrinter, Event: bridge.EventPrintDone,
+		Time: time.Now(), Payload: bridge.Payload{{Key: "name", Value: "cube.gcode"}}}
+}
+
+// publish sends env through the edge's path, deduplicated by event id.
+func (h *kvHarness) publish(env *bridge.Envelope) {
+	h.t.Helper()
+	data, err := json.Marshal(env)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.edge.PublishEvent(context.Background(), env, data); err != nil {
+		h.t.Fatalf("publish %s: %v", env.ID, err)
+	}
+}
+
+// redeliver stores env in the stream once more under a new message id.
+// The worker then receives the same envelope a second time, which is what
+// it sees after a lost ack or an outbox replay past the stream's
+// duplicate window.
+func (h *kvHarness) redeliver(env *bridge.Envelope) {
+	h.t.Helper()
+	data, err := json.Marshal(env)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	msg := nats.NewMsg(bridge.Topics{}.NATSEvent(env.Printer, env.Event))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, env.ID+"-again-"+bridge.NewEventID(time.Now()))
+	if _, err := h.js.PublishMsg(context.Background(), msg); err != nil {
+		h.t.Fatalf("store %s again: %v", env.ID, err)
+	}
+}
+
+// ran returns how often each event id's hook ran, and by which workers.
+func (h *kvHarness) ran() map[string][]string {
+	data, err := os.ReadFile(h.ranLog)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		h.t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if id, worker, ok := strings.Cut(line, " "); ok {
+			out[id] = append(out[id], worker)
+		}
+	}
+	return out
+}
+
+// waitDrained waits until every durable consumer of the event stream has
+// acked every message, so each worker has decided on each event.
+func (h *kvHarness) waitDrained(durables ...string) {
+	h.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(waitTimeout)
+	for _, d := range durables {
+		for {
+			c, err := h.js.Consumer(ctx, natsbus.DefaultStream, d)
+			if err == nil {
+				info, err := c.Info(ctx)
+				if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				h.t.Fatalf("consumer %s did not ack every event within %s", d, waitTimeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// waitKey waits until the claim of id has state want.
+func (h *kvHarness) waitKey(id, want string) {
+	h.t.Helper()
+	var got string
+	waitUntil(h.t, fmt.Sprintf("claim of %s in state %s", id, want), func() bool {
+		entry, err := h.kv.Get(context.Background(), claimKey(id))
+		if err != nil {
+			got = err.Error()
+			return false
+		}
+		var v claimValue
+		_ = json.Unmarshal(entry.Value(), &v)
+		got = v.State
+		return got == want
+	}, func() string { return got })
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool, last func() string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last seen: %s", what, last())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSeenBucketTwoWorkersRunOnce(t *testing.T) {
+	h := newKVHarness(t)
+	a := h.startWorker("a", "host-a", "")
+	b := h.startWorker("b", "host-b", "")
+	const events = 12
+	var ids []string
+	for i := 0; i < events; i++ {
+		env := doneEnvelope(fmt.Sprintf("two-%02d", i))
+		ids = append(ids, env.ID)
+		h.publish(env)
+	}
+	h.waitDrained("host-a", "host-b")
+	for _, id := range ids {
+		h.waitKey(id, claimDone)
+	}
+	ran := h.ran()
+	for _, id := range ids {
+		if len(ran[id]) != 1 {
+			t.Errorf("hook of %s ran %d times (by %v), want once", id, len(ran[id]), ran[id])
+		}
+	}
+	if got := a.claims(claimResultClaimed) + b.claims(claimResultClaimed); got != events {
+		t.Errorf("claimed = %v over both workers, want %d", got, events)
+	}
+	if got := a.claims(claimResultDone) + b.claims(claimResultDone) + a.claims(claimResultRunning) + b.claims(claimResultRunning); got != events {
+		t.Errorf("done + running_elsewhere = %v over both workers, want %d (one per event for the worker that lost)", got, events)
+	}
+	for name, kw := range map[string]*kvWorker{"a": a, "b": b} {
+		if got := metricValue(kw.metrics.claimsOpen); got != 0 {
+			t.Errorf("worker %s has %v open claims after all hooks ended, want 0", name, got)
+		}
+	}
+
+	// A redelivery of handled events runs nothing, on either worker.
+	for _, id := range ids[:3] {
+		h.redeliver(doneEnvelope(id))
+	}
+	h.waitDrained("host-a", "host-b")
+	ran = h.ran()
+	for _, id := range ids[:3] {
+		if len(ran[id]) != 1 {
+			t.Errorf("after a redelivery the hook of %s ran %d times (by %v), want once", id, len(ran[id]), ran[id])
+		}
+	}
+}
+
+func TestSeenBucketRestartedWorkerSkipsDone(t *testing.T) {
+	h := newKVHarness(t)
+	first := h.startWorker("first", "host-a", "")
+	env := doneEnvelope("restart-1")
+	h.publish(env)
+	h.waitDrained("host-a")
+	h.waitKey(env.ID, claimDone)
+	first.stop(t)
+
+	// A new process has an empty memory; only the bucket knows the event.
+	second := h.startWorker("second", "host-a", "")
+	h.redeliver(env)
+	h.waitDrained("host-a")
+	if got := h.ran()[env.ID]; len(got) != 1 {
+		t.Errorf("hook ran %d times (by %v), want once", len(got), got)
+	}
+	if got := second.claims(claimResultDone); got != 1 {
+		t.Errorf("second worker's done claims = %v, want 1", got)
+	}
+}
+
+func TestSeenBucketTakesOverDeadClaim(t *testing.T) {
+	h := newKVHarness(t)
+	env := doneEnvelope("dead-owner-1")
+	// The claim a worker killed between claim and completion leaves.
+	dead := claimValue{State: claimRunning, Worker: "killed-worker", Printer: env.Printer, Event: env.Event, Time: time.Now()}
+	data, _ := json.Marshal(dead)
+	if _, err := h.kv.Create(context.Background(), claimKey(env.ID), data); err != nil {
+		t.Fatal(err)
+	}
+	w := h.startWorker("heir", "host-a", "")
+	h.publish(env)
+	h.waitKey(env.ID, claimDone)
+	h.waitDrained("host-a")
+	if got := h.ran()[env.ID]; len(got) != 1 {
+		t.Errorf("hook ran %d times (by %v), want once, by the worker that took over", len(got), got)
+	}
+	if got := w.claims(claimResultTakenOver); got != 1 {
+		t.Errorf("taken_over = %v, want 1", got)
+	}
+}
+
+func TestSeenBucketLeavesLiveClaim(t *testing.T) {
+	h := newKVHarness(t)
+	env := doneEnvelope("live-owner-1")
+	live := claimValue{State: claimRunning, Worker: "live-worker", Printer: env.Printer, Event: env.Event, Time: time.Now()}
+	data, _ := json.Marshal(live)
+	rev, err := h.kv.Create(context.Background(), claimKey(env.ID), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A live owner rewrites its claim more often than once a lease.
+	ctx, stopRefresh := context.WithCancel(context.Background())
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		for ctx.Err() == nil {
+			time.Sleep(testLease / 4)
+			if r, err := h.kv.Update(context.Background(), claimKey(env.ID), data, rev); err == nil {
+				rev = r
+			}
+		}
+	}()
+	defer func() { stopRefresh(); <-refreshed }()
+
+	w := h.startWorker("other", "host-a", "")
+	h.publish(env)
+	h.waitDrained("host-a")
+	if got := h.ran()[env.ID]; len(got) != 0 {
+		t.Errorf("hook ran %d times (by %v) while another worker held a live claim, want 0", len(got), got)
+	}
+	if got := w.claims(claimResultRunning); got != 1 {
+		t.Errorf("running_elsewhere = %v, want 1", got)
+	}
+	if got := w.claims(claimResultTakenOver); got != 0 {
+		t.Errorf("taken_over = %v, want 0", got)
+	}
+}
+
+func TestSeenBucketStopReleasesClaim(t *testing.T) {
+	h := newKVHarness(t)
+	marker := filepath.Join(t.TempDir(), "started")
+	slow := h.startWorker("slow", "host-a", fmt.Sprintf(`touch %s; sleep 100`, marker))
+	env := doneEnvelope("stopped-1")
+	h.publish(env)
+	waitUntil(t, "the slow hook to start", func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	}, func() string { return "no marker file" })
+	slow.stop(t)
+	if _, err := h.kv.Get(context.Background(), claimKey(env.ID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("claim after a stop that killed the hook: err = %v, want ErrKeyNotFound", err)
+	}
+	if got := slow.claims(claimResultReleased); got != 1 {
+		t.Errorf("released = %v, want 1", got)
+	}
+
+	// Without a claim left behind, a redelivery runs at once, without
+	// waiting out a lease.
+	next := h.startWorker("next", "host-a", "")
+	h.redeliver(env)
+	h.waitKey(env.ID, claimDone)
+	if got := h.ran()[env.ID]; len(got) != 1 || got[0] != "next" {
+		t.Errorf("hook runs after the redelivery = %v, want one by next", got)
+	}
+	if got := next.claims(claimResultClaimed); got != 1 {
+		t.Errorf("claimed = %v, want 1", got)
+	}
+}
+
+func TestClaimKeyHashesForeignIDs(t *testing.T) {
+	for _, id := range []string{"0190f3c2-7b1e-7c3a-9d4e-1234567890ab", "e1", "a_b-C"} {
+		if got := claimKey(id); got != id {
+			t.Errorf("claimKey(%q) = %q, want the id unchanged", id, got)
+		}
+	}
+	for _, id := range []string{"has.dot", "has space", "a>b", strings.Repeat("x", 129), "h=abc"} {
+		got := claimKey(id)
+		if !strings.HasPrefix(got, "h=") || len(got) != 2+64 {
+			t.Errorf("claimKey(%q) = %q, want h= and a SHA-256 in hex", id, got)
+		}
+	}
+}
+
+func TestOpenSeenBucketRejectsBadName(t *testing.T) {
+	srv := brokertest.StartNATS(t, true, false)
+	nc, err := nats.Connect(srv.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenSeenBucket(context.Background(), js, SeenBucketConfig{Bucket: "bad.name"}, nil)
+	if err == nil || !strings.Contains(err.Error(), `"bad.name"`) {
+		t.Errorf("OpenSeenBucket(bad.name) = %v, want an error naming the value", err)
+	}
+}

@@ -1,0 +1,136 @@
+package printer_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/printer"
+	"github.com/printbridge/printbridge/printer/virtual"
+)
+
+// movesJob returns a job of n moves that take about 0.1 s each in real
+// time, so a pause lands while it runs.
+func movesJob(n int) []string {
+	job := []string{"G90", "G1 X0 Y0 F6000"}
+	for i := 1; i <= n; i++ {
+		job = append(job, fmt.Sprintf("G1 X%d Y%d", 10*(i%2), i))
+	}
+	return job
+}
+
+// positionUpdates returns the reason of every PositionUpdate so far.
+func positionUpdates(r *rig) []any {
+	r.rec.mu.Lock()
+	defer r.rec.mu.Unlock()
+	var reasons []any
+	for _, e := range r.rec.events {
+		if e.name == bridge.EventPositionUpdate {
+			reason, _ := e.payload.Get("reason")
+			reasons = append(reasons, reason)
+		}
+	}
+	return reasons
+}
+
+func countCode(cmds []string, code string) int {
+	n := 0
+	for _, c := range cmds {
+		if c == code || strings.HasPrefix(c, code+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// pauseAndCancel pauses a running print of movesJob, then cancels it,
+// and returns the PrintPaused and PrintCancelled positions.
+func pauseAndCancel(t *testing.T, r *rig) (paused, cancelled bridge.Payload) {
+	t.Helper()
+	writeJobFile(t, r, "moves.gcode", movesJob(60))
+	r.waitState("OPERATIONAL", 10*time.Second)
+	r.job(bridge.ActionStart, "moves.gcode")
+	r.waitState("PRINTING", 10*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	r.job(bridge.ActionPause, "")
+	waitFor(t, "PrintPaused", 15*time.Second, func() bool { return r.rec.count(bridge.EventPrintPaused) == 1 })
+	r.job(bridge.ActionCancel, "")
+	waitFor(t, "PrintCancelled", 15*time.Second, func() bool { return r.rec.count(bridge.EventPrintCancelled) == 1 })
+	p, _ := r.rec.last(bridge.EventPrintPaused)
+	c, _ := r.rec.last(bridge.EventPrintCancelled)
+	pausedPos, _ := p.payload.Get("position")
+	cancelledPos, _ := c.payload.Get("position")
+	return pausedPos.(bridge.Payload), cancelledPos.(bridge.Payload)
+}
+
+func assertPositionKnown(t *testing.T, event string, pos bridge.Payload) {
+	t.Helper()
+	for _, axis := range []string{"x", "y", "z", "e"} {
+		if v, _ := pos.Get(axis); v == nil {
+			t.Errorf("%s position has no %s: %v", event, axis, pos)
+		}
+	}
+}
+
+func TestPositionAutoReportReplacesM114(t *testing.T) {
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 1
+	r := startRig(t, vcfg, printer.Config{PositionReportInterval: time.Second})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	waitFor(t, "auto-reported positions", 10*time.Second, func() bool { return len(positionUpdates(r)) >= 2 })
+	if got := countCode(r.vp.Executed(), "M154"); got != 1 {
+		t.Errorf("M154 executed %d times, want once", got)
+	}
+	if !slices.Contains(r.vp.Executed(), "M154 S1") {
+		t.Errorf("no M154 S1 among %q", r.vp.Executed())
+	}
+	if snap := r.p.Snapshot(); snap.Position == nil {
+		t.Error("snapshot has no position after auto-reports")
+	}
+
+	paused, cancelled := pauseAndCancel(t, r)
+	assertPositionKnown(t, "PrintPaused", paused)
+	assertPositionKnown(t, "PrintCancelled", cancelled)
+	reasons := positionUpdates(r)
+	for _, want := range []string{"pause", "cancel"} {
+		if !slices.Contains(reasons, any(want)) {
+			t.Errorf("no PositionUpdate with reason %s among %v", want, reasons)
+		}
+	}
+	if got := countCode(r.vp.Executed(), "M114"); got != 0 {
+		t.Errorf("M114 executed %d times while the firmware auto-reports positions", got)
+	}
+}
+
+func TestPositionPolledWithoutAutoReport(t *testing.T) {
+	cases := []struct {
+		name string
+		knob func(*virtual.Config)
+	}{
+		// A Marlin build without AUTO_REPORT_POSITION.
+		{"cap-off", func(c *virtual.Config) { c.NoAutoreportPos = true }},
+		// Prusa reports Cap:AUTOREPORT_POSITION, which is not Marlin's cap.
+		{"prusa", func(c *virtual.Config) { c.Dialect = virtual.DialectPrusa }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			vcfg := virtual.DefaultConfig()
+			vcfg.Speed = 1
+			c.knob(&vcfg)
+			r := startRig(t, vcfg, printer.Config{PositionReportInterval: time.Second})
+			paused, cancelled := pauseAndCancel(t, r)
+			assertPositionKnown(t, "PrintPaused", paused)
+			assertPositionKnown(t, "PrintCancelled", cancelled)
+			executed := r.vp.Executed()
+			if got := countCode(executed, "M154"); got != 0 {
+				t.Errorf("M154 executed %d times without Cap:AUTOREPORT_POS:1", got)
+			}
+			if got := countCode(executed, "M114"); got != 2 {
+				t.Errorf("M114 executed %d times, want one for the pause and one for the cancel", got)
+			}
+		})
+	}
+}
