@@ -185,8 +185,11 @@ func (s *session) writeLine(h sentLine) {
 			s.historyOrder = s.historyOrder[1:]
 		}
 	}
+	// Only the copy in flight is a timeout retry; a later resend of n
+	// from the history is not, unless another timeout marks it again.
+	entry.retry = false
 	s.history[n] = entry
-	s.inflight = append(s.inflight, entry)
+	s.inflight = append(s.inflight, h)
 	s.inflightBytes += entry.size
 	s.sentSinceOK++
 	s.remember("Send: " + wire)

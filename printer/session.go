@@ -35,10 +35,13 @@ type sentLine struct {
 	// repeat of that request that arrives while the copy is in flight
 	// can be recognised.
 	answersRequest bool
-	text           string
-	owner          *gcodeRequest
-	sentAt         time.Time
-	longRun        bool
+	// retry marks a copy sent again after a communication timeout, which
+	// took the original's ok for lost.
+	retry   bool
+	text    string
+	owner   *gcodeRequest
+	sentAt  time.Time
+	longRun bool
 	// size is the line's wire length with its line feed.
 	size int
 }
