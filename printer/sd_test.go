@@ -271,7 +271,11 @@ func TestSDPrintEventsAndPayloads(t *testing.T) {
 
 func TestSDPauseResumeCancel(t *testing.T) {
 	vcfg, _ := sdConfig(t)
-	vcfg.Speed = 1
+	// The pause lands in the file's start G-code, so the resumed print
+	// first waits in M109 for the hotend to reach 170 °C: 30 s in real
+	// time, longer than the wait below. Ten times faster it takes 3 s,
+	// and the print still runs long enough to be cancelled.
+	vcfg.Speed = 10
 	r := startRig(t, vcfg, printer.Config{})
 	r.waitSDReady()
 	if err := await(t, "SD start", 20*time.Second, func(done printer.DoneFunc) error {
