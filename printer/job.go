@@ -335,6 +335,11 @@ func (s *session) closeJob() {
 		if s.job.file != nil {
 			_ = s.job.file.Close()
 		}
+		if s.job.sd && s.sdAutoReport {
+			// sdTick sends the M27 S0, because closeJob runs inside
+			// markers, where pumping again would run later markers early.
+			s.sd.stopAutoReport = true
+		}
 		if s.job.onStarted != nil {
 			s.job.onStarted(nil, errors.New("print ended before it started"))
 		}

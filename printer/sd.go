@@ -55,11 +55,13 @@ type sdState struct {
 	listOpen bool
 	listing  []SDFile
 	listSeq  int
-	// autoReport is set once M27 S1 was sent to a firmware with
-	// AUTOREPORT_SD_STATUS; otherwise M27 is polled during SD prints.
-	autoReport bool
+	// nextPoll and pollQueued schedule the M27 polls of an SD print on a
+	// firmware without AUTOREPORT_SD_STATUS (session.sdAutoReport off).
 	nextPoll   time.Time
 	pollQueued bool
+	// stopAutoReport is set when an SD print ended with the auto-report
+	// on, until sdTick switches it off.
+	stopAutoReport bool
 	// notPrinting counts `Not SD printing` replies during an SD print.
 	notPrinting int
 	// starting is set while the M23 of a print start is on its way.
@@ -298,18 +300,6 @@ func (s *session) sdOnCapabilities() {
 	s.enqueue(queued{text: "M21"})
 }
 
-// sdSetAutoReport switches the firmware's M27 auto-report on (every
-// second, as OctoPrint's M27 S1) or off.
-func (s *session) sdSetAutoReport(on bool) {
-	if on {
-		s.enqueue(queued{text: "M27 S1"})
-	} else {
-		s.enqueue(queued{text: "M27 S0"})
-	}
-	s.sd.autoReport = on
-	s.log.Info("SD status auto-report switched", "on", on)
-}
-
 // sdReport handles the SD lines of parseReport and reports whether line
 // was one.
 func (s *session) sdReport(line string) bool {
@@ -388,13 +378,13 @@ func (s *session) onSDPrintDone() {
 }
 
 // sdTick polls M27 while an SD print runs without auto-report, and
-// switches the auto-report off after the print.
+// switches the auto-report off after an SD print.
 func (s *session) sdTick(now time.Time) {
-	if s.sd.autoReport && !s.sdJobRunning() && s.state == StateOperational {
-		s.sdSetAutoReport(false)
-		s.pump()
+	if s.sd.stopAutoReport && s.port != nil {
+		s.sd.stopAutoReport = false
+		s.enableSDAutoReport(false)
 	}
-	if !s.sdJobRunning() || s.state != StatePrinting || s.sd.autoReport || s.sd.pollQueued || now.Before(s.sd.nextPoll) {
+	if !s.sdJobRunning() || s.state != StatePrinting || s.sdAutoReport || s.sd.pollQueued || now.Before(s.sd.nextPoll) {
 		return
 	}
 	s.sd.nextPoll = now.Add(sdPollInterval)
@@ -519,9 +509,11 @@ func (s *session) beginSDPrint(done DoneFunc) error {
 	s.emit(bridge.EventPrintStarted, s.jobPayload())
 	// Unlike OctoPrint, which switches it on at connect, the auto-report
 	// runs only during SD prints, so its lines never mix into the
-	// resend handling of host-streamed prints.
-	if s.caps["AUTOREPORT_SD_STATUS"] && !s.sd.autoReport {
-		s.sdSetAutoReport(true)
+	// resend handling of host-streamed prints. closeJob switches it off.
+	// Without the capability sdTick polls M27 instead.
+	s.sd.stopAutoReport = false
+	if !s.sdAutoReport {
+		s.enableSDAutoReport(true)
 	}
 	s.enqueue(queued{text: "M24"})
 	s.enqueue(queued{marker: func() {

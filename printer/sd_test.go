@@ -245,6 +245,18 @@ func TestSDPrintEventsAndPayloads(t *testing.T) {
 	if n := r.rec.count(bridge.EventPrintDone); n != 1 {
 		t.Errorf("PrintDone fired %d times, want once", n)
 	}
+	// The SD status auto-report runs during the print only.
+	all := r.vp.Executed()
+	reportOn, printStart, reportOff := slices.Index(all, "M27 S1"), slices.Index(all, "M24"), slices.Index(all, "M27 S0")
+	if reportOn < 0 || reportOn > printStart {
+		t.Errorf("M27 S1 at command %d, want it before the M24 at %d", reportOn, printStart)
+	}
+	if reportOff < printStart {
+		t.Errorf("M27 S0 at command %d, want it after the M24 at %d and the print", reportOff, printStart)
+	}
+	if slices.Contains(all, "M27") {
+		t.Error("the edge polled M27 although the firmware auto-reports the SD status")
+	}
 	if n := r.rec.count(bridge.EventPrintFailed); n != 0 {
 		t.Errorf("PrintFailed fired %d times for a good print", n)
 	}
@@ -266,6 +278,38 @@ func TestSDPrintEventsAndPayloads(t *testing.T) {
 	states := stateIDs(r)
 	if !slices.Contains(states, "PRINTING") || !slices.Contains(states, "FINISHING") {
 		t.Errorf("states %v lack PRINTING or FINISHING", states)
+	}
+}
+
+func TestSDPrintPollsWithoutAutoReport(t *testing.T) {
+	vcfg, _ := sdConfig(t)
+	vcfg.Speed = 20
+	vcfg.NoSDAutoReport = true
+	r := startRig(t, vcfg, printer.Config{})
+	r.waitSDReady()
+	if err := await(t, "SD start", 20*time.Second, func(done printer.DoneFunc) error {
+		return r.p.SDJob(context.Background(), bridge.ActionStart, sdLongName, done)
+	}); err != nil {
+		t.Fatalf("SD start failed: %v", err)
+	}
+	waitFor(t, "progress from polled M27", 60*time.Second, func() bool {
+		j := r.p.Snapshot().Job
+		return j != nil && j.FilePosition > 0 && j.Progress > 0
+	})
+	waitFor(t, "PrintDone", 300*time.Second, func() bool { return r.rec.count(bridge.EventPrintDone) == 1 })
+	r.waitState("OPERATIONAL", 10*time.Second)
+
+	all := r.vp.Executed()
+	if !slices.Contains(all, "M27") {
+		t.Error("the edge never polled M27 on a firmware without AUTOREPORT_SD_STATUS")
+	}
+	for _, cmd := range []string{"M27 S1", "M27 S0"} {
+		if slices.Contains(all, cmd) {
+			t.Errorf("the edge sent %s to a firmware without AUTOREPORT_SD_STATUS", cmd)
+		}
+	}
+	if n := r.rec.count(bridge.EventPrintFailed); n != 0 {
+		t.Errorf("PrintFailed fired %d times for a good print", n)
 	}
 }
 

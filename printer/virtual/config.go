@@ -259,6 +259,10 @@ type Config struct {
 	// NoSDSupport builds the firmware without SDSUPPORT: Cap:SDCARD:0, and
 	// M20 to M30 are unknown commands.
 	NoSDSupport bool
+	// NoSDAutoReport builds the firmware without AUTO_REPORT_SD_STATUS:
+	// Cap:AUTOREPORT_SD_STATUS:0, and M27 S<n> prints the status once like
+	// a bare M27, as Marlin does then.
+	NoSDAutoReport bool
 	// SDWriteFailAfter, if positive, makes an M28 upload fail after that
 	// many lines: each further line gets `Error:error writing to file`
 	// (and its ok, as in Marlin) and is not stored.

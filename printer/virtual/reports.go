@@ -133,7 +133,7 @@ func (s *session) capabilities() []capability {
 		{"MULTI_VOLUME", false},
 		{"REPEAT", false},
 		{"SD_WRITE", !s.cfg.NoSDSupport},
-		{"AUTOREPORT_SD_STATUS", !s.cfg.NoSDSupport},
+		{"AUTOREPORT_SD_STATUS", !s.cfg.NoSDSupport && !s.cfg.NoSDAutoReport},
 		{"LONG_FILENAME", !s.cfg.NoSDSupport},
 		{"LFN_WRITE", false},
 		{"CUSTOM_FIRMWARE_UPLOAD", false},

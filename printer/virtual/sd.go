@@ -346,7 +346,7 @@ func (s *session) setSDPosition(g *gcode) bool {
 // interval (AUTOREPORT_SD_STATUS, 0 stops it), C prints the open file's
 // name, and a bare M27 prints the status.
 func (s *session) reportSDStatus(g *gcode) bool {
-	if sec, ok := g.int('S'); ok {
+	if sec, ok := g.int('S'); ok && !s.cfg.NoSDAutoReport {
 		sec = min(max(sec, 0), 60)
 		s.sdInterval.Store(int64(time.Duration(sec) * time.Second))
 		return true
