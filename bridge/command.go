@@ -364,8 +364,11 @@ func validateOrigin(origin string) error {
 // list, upload (path in the files directory, destination the optional SD
 // name) and remove (path the SD name).
 func validateSDFileCommand(cmd *Command) error {
-	if cmd.Data != nil || cmd.From != "" || cmd.Select || cmd.Print {
-		return errors.New(`"data", "from", "select" and "print" are not valid with origin sdcard`)
+	if cmd.Data != nil || cmd.From != "" {
+		return errors.New(`"data" and "from" are not valid with origin sdcard: upload a file of the edge's files directory`)
+	}
+	if (cmd.Select || cmd.Print) && cmd.Action != FileUpload {
+		return fmt.Errorf(`"select" and "print" are only valid with upload, not with %s, on origin sdcard`, cmd.Action)
 	}
 	switch cmd.Action {
 	case FileList:

@@ -42,6 +42,9 @@ const maxNotSDPrinting = 2
 type sdRequest struct {
 	remote   string
 	listDone func([]SDFile, error)
+	// selectAfter and printAfter select or start an uploaded file once
+	// the printer has saved it.
+	selectAfter, printAfter bool
 }
 
 // sdState is the session's view of the printer's SD card.
@@ -83,6 +86,9 @@ type sdTransfer struct {
 	first     bool
 	lines     int
 	done      DoneFunc
+	// selectAfter and printAfter are the upload's select and print
+	// requests, run by transferDone.
+	selectAfter, printAfter bool
 }
 
 // SDJob runs select or start on a file of the printer's SD card; path is
@@ -108,7 +114,27 @@ func (p *Printer) SDList(ctx context.Context, done func([]SDFile, error)) error 
 // as remote, or as an 8.3 name made from local when remote is empty. done
 // is called when the printer has saved the file or the transfer failed.
 func (p *Printer) SDUpload(ctx context.Context, local, remote string, done DoneFunc) error {
-	return p.submit(ctx, request{kind: reqSDUpload, path: local, sd: &sdRequest{remote: remote}, done: done})
+	return p.SDUploadThen(ctx, SDUploadRequest{Local: local, Remote: remote}, done)
+}
+
+// SDUploadRequest is an upload to the SD card with what to do once the
+// printer has saved the file.
+type SDUploadRequest struct {
+	// Local is the file's path relative to the files directory, and
+	// Remote its SD name, or empty for an 8.3 name made from Local.
+	Local, Remote string
+	// Select selects the SD file after the upload, and Print starts
+	// printing it (OctoPrint's upload with select or print).
+	Select, Print bool
+}
+
+// SDUploadThen runs up like SDUpload and fires Upload with target sdcard
+// once the transfer has started. done is called when the printer has
+// saved the file or the transfer failed, before the select or print,
+// whose failure is logged.
+func (p *Printer) SDUploadThen(ctx context.Context, up SDUploadRequest, done DoneFunc) error {
+	sd := &sdRequest{remote: up.Remote, selectAfter: up.Select, printAfter: up.Print}
+	return p.submit(ctx, request{kind: reqSDUpload, path: up.Local, sd: sd, done: done})
 }
 
 // SDRemove deletes a file from the SD card (M30).
@@ -145,7 +171,7 @@ func (s *session) handleSDRequest(r request) error {
 	case reqSDStart:
 		return s.sdStart(r.path, r.done)
 	case reqSDUpload:
-		return s.sdUpload(r.path, r.sd.remote, r.done)
+		return s.sdUpload(r.path, r.sd, r.done)
 	case reqSDRemove:
 		return s.sdRemove(r.path, r.done)
 	}
@@ -573,7 +599,8 @@ func (s *session) sdRemove(path string, done DoneFunc) error {
 
 // ---- upload ----
 
-func (s *session) sdUpload(local, remote string, done DoneFunc) error {
+func (s *session) sdUpload(local string, up *sdRequest, done DoneFunc) error {
+	remote := up.remote
 	if err := s.sdCheckIdle("upload to the SD card"); err != nil {
 		return err
 	}
@@ -607,12 +634,21 @@ func (s *session) sdUpload(local, remote string, done DoneFunc) error {
 	if err != nil {
 		return fmt.Errorf("open %q: %w", rel, err)
 	}
-	t := &sdTransfer{local: rel, remote: remote, file: f, r: bufio.NewReaderSize(f, 32*1024), started: time.Now(), first: true, done: done}
+	t := &sdTransfer{local: rel, remote: remote, file: f, r: bufio.NewReaderSize(f, 32*1024), started: time.Now(), first: true, done: done,
+		selectAfter: up.selectAfter, printAfter: up.printAfter}
 	s.sd.transfer = t
 	s.printerZ = nil
 	s.setState(StateTransferringFile)
 	s.log.Info("SD upload started", "local", rel, "remote", remote, "size", st.Size())
 	s.emit(bridge.EventTransferStarted, bridge.Payload{{Key: "local", Value: rel}, {Key: "remote", Value: remote}})
+	// As OctoPrint's upload API, which fires Upload once the transfer to
+	// the card has started. The select or print is granted, because the
+	// upload itself needs an idle printer.
+	s.emit(bridge.EventUpload, bridge.Payload{
+		{Key: "name", Value: remote}, {Key: "path", Value: remote}, {Key: "target", Value: OriginSDCard},
+		{Key: "select", Value: up.selectAfter}, {Key: "print", Value: up.printAfter},
+		{Key: "effective_select", Value: up.selectAfter || up.printAfter}, {Key: "effective_print", Value: up.printAfter},
+	})
 	// As OctoPrint: line numbers restart, then M28 opens the file; the
 	// lines follow once the firmware confirmed it. The empty marker holds
 	// M28 back until M110's ok, because Marlin sets the line number again
@@ -739,7 +775,31 @@ func (s *session) transferDone() {
 		t.done([]string{"stored on the SD card as " + t.remote}, nil)
 	}
 	s.sdRefresh(nil)
+	s.runAfterUpload(t)
 	s.pump()
+}
+
+// runAfterUpload selects or starts the uploaded file, as OctoPrint does
+// when the transfer of an upload with select or print has succeeded.
+func (s *session) runAfterUpload(t *sdTransfer) {
+	var err error
+	switch {
+	case t.printAfter:
+		err = s.sdStart(t.remote, func(_ []string, err error) {
+			if err != nil {
+				s.log.Error("SD print after the upload failed", "file", t.remote, "error", err)
+			}
+		})
+	case t.selectAfter:
+		s.sdSelect(t.remote, false, func(err error) {
+			if err != nil {
+				s.log.Error("SD file select after the upload failed", "file", t.remote, "error", err)
+			}
+		})
+	}
+	if err != nil {
+		s.log.Error("SD print after the upload failed", "file", t.remote, "error", err)
+	}
 }
 
 // failTransfer ends the transfer with TransferFailed. cleanup (when the

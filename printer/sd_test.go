@@ -3,6 +3,7 @@ package printer_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,6 +199,78 @@ func stateIDs(r *rig) []string {
 		}
 	}
 	return out
+}
+
+func TestSDUploadThenPrint(t *testing.T) {
+	vcfg, _ := sdConfig(t)
+	r := startRig(t, vcfg, printer.Config{})
+	r.waitSDReady()
+	err := await(t, "upload", 60*time.Second, func(done printer.DoneFunc) error {
+		return r.p.SDUploadThen(context.Background(), printer.SDUploadRequest{Local: testFile, Remote: "ring.gco", Print: true}, done)
+	})
+	if err != nil {
+		t.Fatalf("upload failed: %v", err)
+	}
+	waitFor(t, "PrintStarted of the uploaded file", 20*time.Second, func() bool { return r.rec.count(bridge.EventPrintStarted) == 1 })
+
+	upload, ok := r.rec.last(bridge.EventUpload)
+	if !ok {
+		t.Fatalf("no Upload event; events %v", r.rec.names())
+	}
+	want := map[string]any{"name": "ring.gco", "path": "ring.gco", "target": "sdcard", "select": false, "print": true,
+		"effective_select": true, "effective_print": true}
+	for k, v := range want {
+		if got, _ := upload.payload.Get(k); got != v {
+			t.Errorf("Upload %s = %v, want %v", k, got, v)
+		}
+	}
+	if err := bridge.ValidatePayload(bridge.EventUpload, upload.payload); err != nil {
+		t.Errorf("Upload payload does not match the catalogue: %v", err)
+	}
+	names := r.rec.names()
+	if i, j := slices.Index(names, bridge.EventTransferStarted), slices.Index(names, bridge.EventUpload); i < 0 || j < i {
+		t.Errorf("Upload at %d, want it after TransferStarted at %d: %v", j, i, names)
+	}
+	if i, j := slices.Index(names, bridge.EventTransferDone), slices.Index(names, bridge.EventPrintStarted); j < i {
+		t.Errorf("PrintStarted at %d, want it after TransferDone at %d: %v", j, i, names)
+	}
+	started, _ := r.rec.last(bridge.EventPrintStarted)
+	if v, _ := started.payload.Get("origin"); v != "sdcard" {
+		t.Errorf("PrintStarted origin = %v, want sdcard", v)
+	}
+	if v, _ := started.payload.Get("path"); !strings.EqualFold(fmt.Sprint(v), "ring.gco") {
+		t.Errorf("PrintStarted path = %v, want ring.gco", v)
+	}
+}
+
+func TestSDUploadThenSelect(t *testing.T) {
+	vcfg, _ := sdConfig(t)
+	r := startRig(t, vcfg, printer.Config{})
+	r.waitSDReady()
+	err := await(t, "upload", 60*time.Second, func(done printer.DoneFunc) error {
+		return r.p.SDUploadThen(context.Background(), printer.SDUploadRequest{Local: testFile, Select: true}, done)
+	})
+	if err != nil {
+		t.Fatalf("upload failed: %v", err)
+	}
+	waitFor(t, "FileSelected of the uploaded file", 20*time.Second, func() bool { return r.rec.count(bridge.EventFileSelected) == 1 })
+	selected, _ := r.rec.last(bridge.EventFileSelected)
+	if v, _ := selected.payload.Get("origin"); v != "sdcard" {
+		t.Errorf("FileSelected origin = %v, want sdcard", v)
+	}
+	if v, _ := selected.payload.Get("path"); !strings.EqualFold(fmt.Sprint(v), "bambus~1.gco") {
+		t.Errorf("FileSelected path = %v, want bambus~1.gco", v)
+	}
+	upload, _ := r.rec.last(bridge.EventUpload)
+	for k, v := range map[string]any{"select": true, "print": false, "effective_select": true, "effective_print": false} {
+		if got, _ := upload.payload.Get(k); got != v {
+			t.Errorf("Upload %s = %v, want %v", k, got, v)
+		}
+	}
+	// A print would have started in the same step as the FileSelected.
+	if n := r.rec.count(bridge.EventPrintStarted); n != 0 {
+		t.Errorf("PrintStarted fired %d times after an upload with select only", n)
+	}
 }
 
 func TestSDPrintEventsAndPayloads(t *testing.T) {

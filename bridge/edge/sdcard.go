@@ -54,7 +54,7 @@ func (c *commandRunner) handleSDFile(ctx context.Context, cmd *bridge.Command, d
 			done(lines, nil)
 		})
 	case bridge.FileUpload:
-		return p.SDUpload(ctx, cmd.Path, cmd.Destination, done)
+		return p.SDUploadThen(ctx, printer.SDUploadRequest{Local: cmd.Path, Remote: cmd.Destination, Select: cmd.Select, Print: cmd.Print}, done)
 	case bridge.FileRemove:
 		return p.SDRemove(ctx, cmd.Path, done)
 	}
