@@ -87,6 +87,10 @@ const (
 	EventSettingsUpdated        = "SettingsUpdated"
 	EventPrinterProfileModified = "PrinterProfileModified"
 	EventFileRemovedName        = "FileRemoved"
+	EventUpdatedFiles           = "UpdatedFiles"
+	EventTransferStarted        = "TransferStarted"
+	EventTransferDone           = "TransferDone"
+	EventTransferFailed         = "TransferFailed"
 )
 
 var jobFields = []FieldDef{
@@ -127,6 +131,7 @@ const (
 	byEdgeAnalysis = "edge: G-code analysis of each new file, and print statistics"
 	byEdgeBus      = "edge: broker connection (every configured MQTT and NATS connection up, or one of them lost); fired while the broker is away, it is published from the outbox after the reconnect"
 	byEdgeReload   = "edge: configuration reload on SIGHUP, once the reloadable settings are in force (docs/scripts.md)"
+	byEdgeSDUpload = "edge: upload to the printer's SD card (command/file upload with origin sdcard)"
 	notYet         = "not fired yet: "
 )
 
@@ -186,8 +191,9 @@ var catalogue = []EventDef{
 	{Name: "FolderMoved", Group: "file handling", Doc: "A folder has been moved.",
 		Fields: []FieldDef{{Name: "storage", Type: TypeString}, {Name: "source_path", Type: TypeString}, {Name: "source_name", Type: TypeString},
 			{Name: "destination_path", Type: TypeString}, {Name: "destination_name", Type: TypeString}}, FiredBy: byEdgeFiles},
-	{Name: "UpdatedFiles", Group: "file handling", Doc: "A file list was modified.",
-		Fields: []FieldDef{{Name: "type", Type: TypeString}}, FiredBy: byEdgeFiles},
+	{Name: EventUpdatedFiles, Group: "file handling", Doc: "A file list was modified.",
+		Fields:  []FieldDef{{Name: "type", Type: TypeString}},
+		FiredBy: byEdgeFiles + ", and every SD card file list the printer sends (M20), as OctoPrint fires it"},
 	{Name: "MetadataAnalysisStarted", Group: "file handling", Doc: "The metadata analysis of a file has started.", Fields: fileFields, FiredBy: byEdgeAnalysis},
 	{Name: "MetadataAnalysisFinished", Group: "file handling", Doc: "The metadata analysis of a file has finished.",
 		Fields: append(append([]FieldDef{}, fileFields...), FieldDef{Name: "result", Type: TypeObject}), FiredBy: byEdgeAnalysis},
@@ -195,12 +201,15 @@ var catalogue = []EventDef{
 		Fields: []FieldDef{{Name: "storage", Type: TypeString}, {Name: "path", Type: TypeString}}, FiredBy: byEdgeAnalysis},
 	{Name: EventFileSelected, Group: "file handling", Doc: "A file has been selected for printing.", Fields: fileFields, FiredBy: byEdgeJob},
 	{Name: EventFileDeselected, Group: "file handling", Doc: "No file is selected any more.", FiredBy: byEdgeJob},
-	{Name: "TransferStarted", Group: "file handling", Doc: "A file transfer to the printer's SD has started.",
-		Fields: []FieldDef{{Name: "local", Type: TypeString}, {Name: "remote", Type: TypeString}}, FiredBy: notYet + "SD card upload"},
-	{Name: "TransferDone", Group: "file handling", Doc: "A file transfer to the printer's SD has finished.",
-		Fields: []FieldDef{{Name: "time", Type: TypeFloat}, {Name: "local", Type: TypeString}, {Name: "remote", Type: TypeString}}, FiredBy: notYet + "SD card upload"},
-	{Name: "TransferFailed", Group: "file handling", Doc: "A file transfer to the printer's SD has failed.",
-		Fields: []FieldDef{{Name: "local", Type: TypeString}, {Name: "remote", Type: TypeString}}, FiredBy: notYet + "SD card upload"},
+	{Name: EventTransferStarted, Group: "file handling", Doc: "A file transfer to the printer's SD has started.",
+		Fields: []FieldDef{{Name: "local", Type: TypeString, Doc: "the file's path in the files directory"},
+			{Name: "remote", Type: TypeString, Doc: "the file's name on the SD card"}}, FiredBy: byEdgeSDUpload},
+	{Name: EventTransferDone, Group: "file handling", Doc: "A file transfer to the printer's SD has finished.",
+		Fields: []FieldDef{{Name: "time", Type: TypeFloat, Doc: "seconds the transfer took"}, {Name: "local", Type: TypeString},
+			{Name: "remote", Type: TypeString}}, FiredBy: byEdgeSDUpload},
+	{Name: EventTransferFailed, Group: "file handling", Doc: "A file transfer to the printer's SD has failed.",
+		Fields: []FieldDef{{Name: "local", Type: TypeString}, {Name: "remote", Type: TypeString},
+			{Name: "time", Type: TypeFloat, Doc: "seconds until the transfer failed (OctoPrint 1.11 sends it too, undocumented)"}}, FiredBy: byEdgeSDUpload},
 
 	{Name: EventPrintStarted, Group: "printing", Doc: "A print has started.", Fields: withJob(), FiredBy: byEdgeJob},
 	{Name: EventPrintDone, Group: "printing", Doc: "A print completed successfully.",

@@ -32,6 +32,16 @@ const (
 	FileRemove = "remove"
 	FileMkdir  = "mkdir"
 	FileList   = "list"
+	// FileUpload copies a file of the files directory to the printer's SD
+	// card; it needs origin sdcard.
+	FileUpload = "upload"
+)
+
+// File origins, OctoPrint's storage names: the edge's files directory
+// and the printer's SD card.
+const (
+	OriginLocal  = "local"
+	OriginSDCard = "sdcard"
 )
 
 // Command is a message on command/<kind>.
@@ -41,8 +51,11 @@ type Command struct {
 	Commands []string `json:"commands,omitempty"`
 	// Action is the job or connection action.
 	Action string `json:"action,omitempty"`
-	// Path is the job file, relative to the edge's files directory.
+	// Path is the job file, relative to the edge's files directory, or
+	// with Origin sdcard a file name of the printer's SD card.
 	Path string `json:"path,omitempty"`
+	// Origin is the storage of Path: local (the default) or sdcard.
+	Origin string `json:"origin,omitempty"`
 	// Source names the sender, such as "hook:Connected", for logs.
 	Source string `json:"source,omitempty"`
 	// ReplyTo overrides the reply topic or subject.
@@ -103,10 +116,10 @@ func (e *CommandError) Error() string { return e.Reason }
 // commandKeys lists the keys each kind accepts besides the common ones.
 var commandKeys = map[string][]string{
 	CommandGcode:      {"commands", "force"},
-	CommandJob:        {"action", "path"},
+	CommandJob:        {"action", "path", "origin"},
 	CommandConnection: {"action"},
 	CommandEvent:      {"event", "payload"},
-	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print"},
+	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print", "origin"},
 }
 
 var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
@@ -151,7 +164,7 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 		}
 	}
 	for key, dst := range map[string]*string{"reply_to": &cmd.ReplyTo, "action": &cmd.Action, "path": &cmd.Path, "event": &cmd.Event,
-		"destination": &cmd.Destination, "from": &cmd.From} {
+		"destination": &cmd.Destination, "from": &cmd.From, "origin": &cmd.Origin} {
 		if raw, ok := fields[key]; ok {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return fail("%q must be a string", key)
@@ -270,11 +283,17 @@ func validateCommand(kind string, cmd *Command) error {
 			return errors.New(`"commands" has only blank lines; nothing would be sent`)
 		}
 	case CommandJob:
+		if err := validateOrigin(cmd.Origin); err != nil {
+			return err
+		}
 		switch cmd.Action {
 		case ActionSelect, ActionStart:
 		case ActionPause, ActionResume, ActionCancel:
 			if cmd.Path != "" {
 				return fmt.Errorf(`"path" is only valid with select and start, not %q`, cmd.Action)
+			}
+			if cmd.Origin != "" {
+				return fmt.Errorf(`"origin" is only valid with select and start, not %q: %s acts on the running print wherever its file is`, cmd.Action, cmd.Action)
 			}
 		case "":
 			return errors.New(`missing "action": use select, start, pause, resume or cancel`)
@@ -292,6 +311,15 @@ func validateCommand(kind string, cmd *Command) error {
 			return err
 		}
 	case CommandFile:
+		if err := validateOrigin(cmd.Origin); err != nil {
+			return err
+		}
+		if cmd.Origin == OriginSDCard {
+			return validateSDFileCommand(cmd)
+		}
+		if cmd.Action == FileUpload {
+			return errors.New(`file upload copies a file to the printer's SD card: add "origin": "sdcard"`)
+		}
 		if cmd.Path == "" && cmd.Action != FileList {
 			return errors.New(`missing "path": name the file or folder inside the edge's files directory`)
 		}
@@ -306,9 +334,9 @@ func validateCommand(kind string, cmd *Command) error {
 			}
 		case FileRemove, FileMkdir, FileList:
 		case "":
-			return errors.New(`missing "action": use add, move, copy, remove, mkdir or list`)
+			return errors.New(`missing "action": use add, move, copy, remove, mkdir, list or upload`)
 		default:
-			return fmt.Errorf("unknown file action %q: use add, move, copy, remove, mkdir or list", cmd.Action)
+			return fmt.Errorf("unknown file action %q: use add, move, copy, remove, mkdir, list or upload", cmd.Action)
 		}
 	case CommandConnection:
 		switch cmd.Action {
@@ -320,6 +348,48 @@ func validateCommand(kind string, cmd *Command) error {
 		}
 	default:
 		return fmt.Errorf("unknown command kind %q: use gcode, job, connection or event", kind)
+	}
+	return nil
+}
+
+func validateOrigin(origin string) error {
+	switch origin {
+	case "", OriginLocal, OriginSDCard:
+		return nil
+	}
+	return fmt.Errorf("unknown origin %q: use local (the edge's files directory) or sdcard (the printer's SD card)", origin)
+}
+
+// validateSDFileCommand checks a command/file message for the SD card:
+// list, upload (path in the files directory, destination the optional SD
+// name) and remove (path the SD name).
+func validateSDFileCommand(cmd *Command) error {
+	if cmd.Data != nil || cmd.From != "" {
+		return errors.New(`"data" and "from" are not valid with origin sdcard: upload a file of the edge's files directory`)
+	}
+	if (cmd.Select || cmd.Print) && cmd.Action != FileUpload {
+		return fmt.Errorf(`"select" and "print" are only valid with upload, not with %s, on origin sdcard`, cmd.Action)
+	}
+	switch cmd.Action {
+	case FileList:
+		if cmd.Path != "" || cmd.Destination != "" {
+			return errors.New(`file list with origin sdcard lists the whole card: leave out "path" and "destination"`)
+		}
+	case FileUpload:
+		if cmd.Path == "" {
+			return errors.New(`missing "path": name the file in the edge's files directory to copy to the SD card`)
+		}
+	case FileRemove:
+		if cmd.Path == "" {
+			return errors.New(`missing "path": name the SD card file as the file list shows it`)
+		}
+		if cmd.Destination != "" {
+			return errors.New(`"destination" is only valid with upload`)
+		}
+	case "":
+		return errors.New(`missing "action": use list, upload or remove with origin sdcard`)
+	default:
+		return fmt.Errorf("file action %q is not available on the SD card: use list, upload or remove with origin sdcard", cmd.Action)
 	}
 	return nil
 }

@@ -25,6 +25,11 @@ func FuzzDecodeCommand(f *testing.F) {
 		{CommandGcode, `null`},
 		{CommandGcode, `{"id": "c-6", "commands": ["G28"]} {"id": "c-7"}`},
 		{CommandGcode, "\xff\xfe"},
+		{CommandJob, `{"id": "j-3", "action": "start", "path": "CUBE.GCO", "origin": "sdcard"}`},
+		{CommandFile, `{"id": "f-1", "action": "upload", "path": "a.gcode", "destination": "a.gco", "origin": "sdcard"}`},
+		{CommandFile, `{"id": "f-2", "action": "list", "origin": "sdcard"}`},
+		{CommandFile, `{"id": "f-3", "action": "copy", "path": "a", "destination": "b", "origin": "sdcard"}`},
+		{CommandFile, `{"id": "f-4", "action": "add", "path": "a.gcode", "data": "G28"}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.kind, []byte(s.data))
@@ -68,6 +73,16 @@ func FuzzDecodeCommand(f *testing.F) {
 		case CommandEvent:
 			if cmd.Event == "" {
 				t.Fatalf("event command %q without event accepted", data)
+			}
+		case CommandFile:
+			if cmd.Action == "" {
+				t.Fatalf("file command %q without action accepted", data)
+			}
+			if cmd.Origin == OriginSDCard && cmd.Action != FileList && cmd.Action != FileUpload && cmd.Action != FileRemove {
+				t.Fatalf("SD file command %q with action %q accepted", data, cmd.Action)
+			}
+			if cmd.Action == FileUpload && cmd.Origin != OriginSDCard {
+				t.Fatalf("upload %q without origin sdcard accepted", data)
 			}
 		default:
 			t.Fatalf("command of unknown kind %q accepted", kind)

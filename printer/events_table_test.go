@@ -58,9 +58,9 @@ var eventTable = map[string]eventRow{
 	"MetadataStatisticsUpdated": {coveredBy: "printer/storage/metadata_test.go:TestStatisticsAfterPrint"},
 	bridge.EventFileSelected:    {driven: true, want: map[string]any{"path": "short.gcode", "origin": "local"}},
 	bridge.EventFileDeselected:  {driven: true},
-	// The SD card helper's branch fires these; its tests are in
-	// printer/sd_test.go.
-	"TransferStarted": {notYet: "SD card"}, "TransferDone": {notYet: "SD card"}, "TransferFailed": {notYet: "SD card"},
+	bridge.EventTransferStarted: {coveredBy: "printer/sd_test.go:TestSDUploadCopiesCommands"},
+	bridge.EventTransferDone:    {coveredBy: "printer/sd_test.go:TestSDUploadCopiesCommands"},
+	bridge.EventTransferFailed:  {coveredBy: "printer/sd_test.go:TestSDUploadWriteFailure"},
 
 	bridge.EventPrintStarted:    {driven: true, want: map[string]any{"origin": "local"}},
 	bridge.EventPrintDone:       {driven: true, want: map[string]any{"path": "short.gcode"}},

@@ -177,11 +177,17 @@ func (s *session) ackHead(line string, now time.Time, withReport bool) {
 	if head.reset {
 		s.commitLineReset(head)
 	}
-	if o := head.owner; o != nil && !o.acked[head.n] {
+	s.completeOwnerLine(head)
+}
+
+// completeOwnerLine counts an acknowledged line toward its request, once
+// per line number however many copies went out.
+func (s *session) completeOwnerLine(f sentLine) {
+	if o := f.owner; o != nil && !o.acked[f.n] {
 		if o.acked == nil {
 			o.acked = map[int]bool{}
 		}
-		o.acked[head.n] = true
+		o.acked[f.n] = true
 		o.pending--
 		if o.pending == 0 {
 			o.finish(nil)
@@ -200,10 +206,16 @@ func (s *session) handleWait(now time.Time) {
 	}
 }
 
+// requeueInflight schedules every line in flight to be sent again, after
+// a communication timeout or a wait line took their oks for lost.
 func (s *session) requeueInflight() {
 	var ns []int
 	for _, f := range s.inflight {
 		ns = append(ns, f.n)
+		if h, ok := s.history[f.n]; ok {
+			h.retry = true
+			s.history[f.n] = h
+		}
 	}
 	s.resend = append(ns, s.resend...)
 	s.inflight = nil
@@ -251,6 +263,7 @@ func (s *session) handleResend(n int) {
 	}
 	rejection := s.lineError
 	s.lineError = ""
+	received := s.dropReceivedRetries(n, rejection)
 	if s.repeatedRequest(n, rejection) {
 		// The firmware requests a line again whose new copy is already
 		// on the wire: a pipelined line behind the rejected one failed
@@ -266,6 +279,11 @@ func (s *session) handleResend(n int) {
 		// Everything up to n-1 arrived and n was not sent yet; nothing to
 		// repeat.
 		s.log.Debug("resend request for a line not yet sent ignored", "line_number", n)
+		if received > 0 {
+			// The ok that follows answers the rejected retry, which is
+			// no longer in flight.
+			s.expectOKAfterResend(now)
+		}
 		return
 	}
 	if s.recovering && n == s.resendLast && now.Before(s.settleUntil) {
@@ -320,6 +338,40 @@ func (s *session) handleResend(n int) {
 		s.settleUntil = now.Add(resendSettle)
 	}
 	s.expectOKAfterResend(now)
+}
+
+// dropReceivedRetries completes the timeout retries in flight numbered
+// below n and returns how many there are. A request for n with a
+// line-number error (or with no error line) shows that the firmware has
+// every line before n, so such a retry repeats a line it already took:
+// the firmware answers the copy with a rejection, never with an ok, and
+// the ok of the original was lost. Left in flight, the retry would hold
+// the window shut and go out again at every timeout, and each rejection
+// would request n once more without n being sent.
+//
+// NOTE: an original that was lost on the wire, not its ok, makes the
+// retry the accepted copy; if a later line is rejected before the
+// retry's ok arrives, that ok then acknowledges the next line early.
+func (s *session) dropReceivedRetries(n int, rejection string) int {
+	if rejection != "" && !isLineNumberError(rejection) {
+		return 0
+	}
+	kept := s.inflight[:0]
+	var received []sentLine
+	for _, f := range s.inflight {
+		if f.retry && !f.reset && f.n < n {
+			received = append(received, f)
+			continue
+		}
+		kept = append(kept, f)
+	}
+	s.inflight = kept
+	for _, f := range received {
+		s.inflightBytes -= f.size
+		s.log.Debug("retry of a line the firmware already has completed; its ok was lost", "line_number", f.n, "requested", n)
+		s.completeOwnerLine(f)
+	}
+	return len(received)
 }
 
 // pendingLine reports whether line n is in flight or waiting to be sent

@@ -26,6 +26,17 @@ type selectedFile struct {
 	pos int64
 	// done marks a finished print, whose progress stays at 100.
 	done bool
+	// origin is OriginSDCard for a file on the printer's SD card, whose
+	// full is empty; "" is a local file.
+	origin string
+}
+
+// originName returns OctoPrint's origin of the file: local or sdcard.
+func (f *selectedFile) originName() string {
+	if f.origin == "" {
+		return "local"
+	}
+	return f.origin
 }
 
 func (f *selectedFile) progress() float64 {
@@ -50,6 +61,9 @@ type job struct {
 	// pending is a command read from the file that did not fit the window
 	// yet.
 	pending string
+	// sd marks a print that the firmware runs from its SD card; file and
+	// r are nil then.
+	sd bool
 }
 
 // printTime is the job's time in seconds, paused time excluded, as
@@ -134,7 +148,7 @@ func (s *session) selectFile(path string) error {
 
 func (s *session) jobPayload(extra ...bridge.Field) bridge.Payload {
 	f := s.selected
-	p := bridge.Payload{{Key: "name", Value: f.name}, {Key: "path", Value: f.path}, {Key: "origin", Value: "local"}, {Key: "size", Value: f.size}}
+	p := bridge.Payload{{Key: "name", Value: f.name}, {Key: "path", Value: f.path}, {Key: "origin", Value: f.originName()}, {Key: "size", Value: f.size}}
 	return append(p, extra...)
 }
 
@@ -158,6 +172,9 @@ func (s *session) startJob(path string, done DoneFunc) error {
 	}
 	if s.selected == nil {
 		return errors.New(`no file selected: give "path" or select a file first`)
+	}
+	if s.selected.origin == OriginSDCard {
+		return fmt.Errorf(`%s is on the SD card: start it with "origin": "sdcard"`, s.selected.path)
 	}
 	if err := s.checkJobFile(); err != nil {
 		return err
@@ -201,6 +218,9 @@ func (s *session) startJob(path string, done DoneFunc) error {
 // window has no room for the line, which then waits as j.pending.
 func (s *session) nextJobLine() bool {
 	j := s.job
+	if j.sd {
+		return false
+	}
 	if j.pending == "" {
 		cmd, ok := s.readJobCommand()
 		if !ok {
@@ -312,7 +332,14 @@ func (s *session) finishJob() {
 
 func (s *session) closeJob() {
 	if s.job != nil {
-		_ = s.job.file.Close()
+		if s.job.file != nil {
+			_ = s.job.file.Close()
+		}
+		if s.job.sd && s.sdAutoReport {
+			// sdTick sends the M27 S0, because closeJob runs inside
+			// markers, where pumping again would run later markers early.
+			s.sd.stopAutoReport = true
+		}
 		if s.job.onStarted != nil {
 			s.job.onStarted(nil, errors.New("print ended before it started"))
 		}
@@ -378,6 +405,9 @@ func (s *session) pauseJob(done DoneFunc) error {
 	// M400 then M114: the position is recorded once the moves already
 	// sent have finished, as OctoPrint does with logPositionOnPause.
 	s.position = nil
+	if s.job.sd {
+		s.enqueue(queued{text: "M25"})
+	}
 	s.enqueue(queued{text: "M400"})
 	s.enqueue(queued{marker: func() { s.positionReason = "pause" }})
 	s.requestPosition()
@@ -415,6 +445,11 @@ func (s *session) resumeJob(done DoneFunc) error {
 	s.setState(StateResuming)
 	s.job.pausedTotal += time.Since(s.job.pausedAt)
 	s.job.pausedAt = time.Time{}
+	if s.job.sd {
+		// As OctoPrint: resume the SD print, and read its position.
+		s.enqueue(queued{text: "M24"})
+		s.enqueue(queued{text: "M27"})
+	}
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {
 			return
@@ -452,6 +487,12 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 		// Aborts a running M109/M190 wait; without the emergency parser
 		// the firmware would only read it after the wait.
 		s.sendEmergency("M108", "M108")
+	}
+	if s.job.sd {
+		// OctoPrint's SD cancel: pause, read the position, rewind.
+		s.enqueue(queued{text: "M25"})
+		s.enqueue(queued{text: "M27"})
+		s.enqueue(queued{text: "M26 S0"})
 	}
 	s.position = nil
 	s.positionReason = "cancel"
@@ -511,9 +552,14 @@ func skipRestOfLine(r *bufio.Reader) (int64, error) {
 // in the middle of the print: a command too long for the firmware,
 // control bytes (a corrupt or binary file), or no G-code at all.
 func (s *session) checkJobFile() error {
-	f, err := os.Open(s.selected.full)
+	return s.checkGcodeFile(s.selected.full, s.selected.path)
+}
+
+// checkGcodeFile is checkJobFile for the file full, named path in errors.
+func (s *session) checkGcodeFile(full, path string) error {
+	f, err := os.Open(full)
 	if err != nil {
-		return fmt.Errorf("open %q: %w", s.selected.path, err)
+		return fmt.Errorf("open %q: %w", path, err)
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, maxFileLine)
@@ -523,10 +569,10 @@ func (s *session) checkJobFile() error {
 		lineNo++
 		if errors.Is(err, bufio.ErrBufferFull) {
 			if !bytes.HasPrefix(bytes.TrimLeft(raw, " \t"), []byte(";")) {
-				return fmt.Errorf("line %d of %s is longer than %d bytes and is not a comment; no firmware accepts it", lineNo, s.selected.path, maxFileLine)
+				return fmt.Errorf("line %d of %s is longer than %d bytes and is not a comment; no firmware accepts it", lineNo, path, maxFileLine)
 			}
 			if _, err := skipRestOfLine(r); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read %s: %w", s.selected.path, err)
+				return fmt.Errorf("read %s: %w", path, err)
 			}
 			continue
 		}
@@ -534,7 +580,7 @@ func (s *session) checkJobFile() error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return fmt.Errorf("read %s: %w", s.selected.path, err)
+			return fmt.Errorf("read %s: %w", path, err)
 		}
 		if lineNo == 1 {
 			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
@@ -545,7 +591,7 @@ func (s *session) checkJobFile() error {
 		}
 		for _, c := range code {
 			if c < 0x20 && c != '\t' {
-				return fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, s.selected.path, c)
+				return fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, path, c)
 			}
 		}
 		cmd := NormalizeCommand(CleanLine(raw))
@@ -560,11 +606,11 @@ func (s *session) checkJobFile() error {
 		// numbers are estimated with a margin.
 		if l := wireLength(s.nextLine+commands+1000, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
 			return fmt.Errorf("line %d of %s (%q) is %d bytes with line number and checksum, over the firmware's maximum of %d; shorten it, or raise the edge's --max-line-length if the firmware's MAX_CMD_SIZE is larger",
-				lineNo, s.selected.path, truncateText(cmd, 40), l, s.p.cfg.MaxLineLength)
+				lineNo, path, truncateText(cmd, 40), l, s.p.cfg.MaxLineLength)
 		}
 	}
 	if commands > 0 && gcodes*2 < commands {
-		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", s.selected.path, gcodes, commands)
+		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", path, gcodes, commands)
 	}
 	return nil
 }

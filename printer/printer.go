@@ -212,6 +212,7 @@ type request struct {
 	// settings is the new configuration of a reqSettings request.
 	settings *Settings
 	done     DoneFunc
+	sd       *sdRequest
 	// result receives nil when accepted or the rejection.
 	result chan error
 }

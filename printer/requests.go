@@ -10,6 +10,9 @@ import (
 )
 
 func (s *session) handleRequest(r request) error {
+	if strings.HasPrefix(r.kind, "sd_") {
+		return s.handleSDRequest(r)
+	}
 	switch r.kind {
 	case reqGcode:
 		return s.queueGcode(r)
@@ -31,6 +34,9 @@ func (s *session) handleRequest(r request) error {
 	case reqResume:
 		return s.resumeJob(r.done)
 	case reqCancel:
+		if s.sd.transfer != nil {
+			return s.cancelTransfer(r.done)
+		}
 		return s.cancelJob(r.done, "")
 	case reqEvent:
 		s.emit(r.path, r.payload)
@@ -39,7 +45,7 @@ func (s *session) handleRequest(r request) error {
 		s.applySettings(*r.settings)
 		return nil
 	case reqDeselect:
-		if s.selected == nil || s.selected.path != r.path {
+		if s.selected == nil || s.selected.origin != "" || s.selected.path != r.path {
 			return nil
 		}
 		if s.job != nil {

@@ -137,6 +137,10 @@ func TestFirmwareRewindResendsFromHistory(t *testing.T) {
 		},
 	})
 	p, rec := startScripted(t, fw, printer.Config{Flow: printer.FlowPingPong, CommTimeout: time.Hour})
+	// The capabilities start with one M105 poll, which goes ahead of
+	// queued lines. Among the moves it would take one of the line numbers
+	// that the rewind counts back over.
+	waitFor(t, "the first M105 poll", 10*time.Second, func() bool { return slices.Contains(fw.commands(), "M105") })
 	if err := sendAll(t, p, moves(30), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

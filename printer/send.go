@@ -68,6 +68,18 @@ func (s *session) pump() {
 			s.writeNumbered(q, true)
 			continue
 		}
+		if s.sd.transfer != nil {
+			if !s.sd.transfer.streaming || s.sd.transfer.eof || !s.capsApplied {
+				return
+			}
+			if !s.nextTransferLine() {
+				if len(s.queue) > 0 || len(s.resend) > 0 {
+					continue
+				}
+				return
+			}
+			continue
+		}
 		// Job lines wait until the connection setup (M115, capabilities,
 		// auto-report, resend style probe) is done, so the setup lines
 		// never land between the lines of a file.
@@ -173,8 +185,11 @@ func (s *session) writeLine(h sentLine) {
 			s.historyOrder = s.historyOrder[1:]
 		}
 	}
+	// Only the copy in flight is a timeout retry; a later resend of n
+	// from the history is not, unless another timeout marks it again.
+	entry.retry = false
 	s.history[n] = entry
-	s.inflight = append(s.inflight, entry)
+	s.inflight = append(s.inflight, h)
 	s.inflightBytes += entry.size
 	s.sentSinceOK++
 	s.remember("Send: " + wire)

@@ -35,10 +35,13 @@ type sentLine struct {
 	// repeat of that request that arrives while the copy is in flight
 	// can be recognised.
 	answersRequest bool
-	text           string
-	owner          *gcodeRequest
-	sentAt         time.Time
-	longRun        bool
+	// retry marks a copy sent again after a communication timeout, which
+	// took the original's ok for lost.
+	retry   bool
+	text    string
+	owner   *gcodeRequest
+	sentAt  time.Time
+	longRun bool
 	// size is the line's wire length with its line feed.
 	size int
 }
@@ -228,6 +231,7 @@ type session struct {
 	// job
 	selected *selectedFile
 	job      *job
+	sd       sdState
 	// pausePosition and pauseTemperatures are recorded when a print
 	// pauses, for the afterPrintPaused and beforePrintResumed scripts.
 	pausePosition     map[string]any
@@ -271,7 +275,7 @@ func (s *session) context() bridge.Context {
 		c.CurrentZ = &z
 	}
 	if s.selected != nil {
-		c.File = &bridge.FileRef{Name: s.selected.name, Path: s.selected.path, Origin: "local"}
+		c.File = &bridge.FileRef{Name: s.selected.name, Path: s.selected.path, Origin: s.selected.originName()}
 		prog := s.selected.progress()
 		c.Progress = &prog
 	}
@@ -286,6 +290,7 @@ func (s *session) setState(st State) {
 	s.state = st
 	s.log.Info("printer state changed", "from", string(prev), "to", string(st))
 	id, text := st.EventID()
+	text = s.sdStateText(st, text)
 	prevID, _ := prev.EventID()
 	if id == prevID {
 		return
@@ -346,6 +351,7 @@ func (s *session) onTick(now time.Time) {
 			s.pump()
 		}
 		s.maybePoll(now)
+		s.sdTick(now)
 	}
 }
 
@@ -549,6 +555,7 @@ func (s *session) applyCapabilities() {
 	if s.windowed() && !s.resendWithOK && !s.resendWithoutOK {
 		s.probeResendStyle()
 	}
+	s.sdOnCapabilities()
 }
 
 // positionReportSeconds returns Config.PositionReportInterval in whole
@@ -629,6 +636,7 @@ func (s *session) disconnect(reason string, withError bool) {
 	if s.job != nil {
 		s.failJob(reason)
 	}
+	s.sdConnectionLost("printer disconnected: " + reason)
 	s.failPending(errors.New("printer disconnected: " + reason))
 	_ = s.port.Close()
 	s.port = nil
@@ -761,6 +769,9 @@ var gluedHeadTokens = []string{"Error:", "Resend:", "echo:busy:"}
 // splitGlued splits a line that holds two messages because a line feed
 // was lost; it returns nil when the line is whole.
 func splitGlued(line string) []string {
+	if parts := splitGluedSD(line); parts != nil {
+		return parts
+	}
 	for _, tok := range gluedHeadTokens {
 		if i := strings.Index(line, tok); i > 0 {
 			return []string{line[:i], line[i:]}
@@ -795,6 +806,9 @@ func (s *session) handleLine(raw string) {
 	s.log.Debug("recv", "line", line)
 	if hasGarbage(line) {
 		s.reportGarbage(line, now)
+	}
+	if s.sdListLine(line) {
+		return
 	}
 	if s.capBlockOpen {
 		if _, _, isCap := ParseCapability(line); !isCap {
@@ -882,6 +896,7 @@ func (s *session) handleFirmwareReset() {
 	if s.job != nil {
 		s.failJob("printer reset while printing (firmware sent start)")
 	}
+	s.sdConnectionLost("printer reset (firmware sent start)")
 	s.failPending(errors.New("printer reset"))
 	s.resetProtocol()
 	s.commZ = nil
@@ -923,6 +938,7 @@ func (s *session) classifyErrorLine(line string) {
 		if len(s.inflight) > 0 && s.inflight[0].owner != nil {
 			s.inflight[0].owner.addReply(line)
 		}
+		s.sdErrorLine(line)
 	case ErrorFatal:
 		s.fail("firmware", strings.TrimSpace(line), "disconnect", true)
 	}
@@ -997,6 +1013,9 @@ func (s *session) parseReport(line string) {
 			s.onPosition(pos)
 			return
 		}
+	}
+	if s.sdReport(body) {
+		return
 	}
 	if IsTemperatureLine(body) {
 		s.onTemperatures(ParseTemperatures(body))

@@ -48,6 +48,8 @@ type Flags struct {
 	Ready         bool `json:"ready"`
 	Error         bool `json:"error"`
 	ClosedOrError bool `json:"closedOrError"`
+	// SDReady is set while the printer reports an initialised SD card.
+	SDReady bool `json:"sdReady"`
 }
 
 // publishSnapshot stores a fresh snapshot when something visible changed
@@ -69,7 +71,7 @@ func (s *session) buildSnapshot() Snapshot {
 	st := s.state
 	snap := Snapshot{
 		State:        string(st),
-		StateString:  st.String(),
+		StateString:  s.sdStateText(st, st.String()),
 		Temperatures: maps.Clone(s.temps),
 		Tool:         s.tool,
 		Firmware:     s.firmwareName,
@@ -83,6 +85,7 @@ func (s *session) buildSnapshot() Snapshot {
 			Ready:         st == StateOperational,
 			Error:         st == StateError || st == StateClosedWithError,
 			ClosedOrError: !st.Operational(),
+			SDReady:       s.sd.ready,
 		},
 	}
 	if st == StateError || st == StateClosedWithError {
@@ -100,7 +103,7 @@ func (s *session) buildSnapshot() Snapshot {
 		snap.CurrentZ = &z
 	}
 	if f := s.selected; f != nil {
-		snap.Job = &JobSnapshot{Name: f.name, Path: f.path, Origin: "local", Size: f.size, Progress: f.progress(), FilePosition: f.pos}
+		snap.Job = &JobSnapshot{Name: f.name, Path: f.path, Origin: f.originName(), Size: f.size, Progress: f.progress(), FilePosition: f.pos}
 		if s.job != nil {
 			t := s.job.printTime(time.Now())
 			snap.Job.PrintTime = &t

@@ -22,6 +22,10 @@ const (
 	StateClosedWithError State = "CLOSED_WITH_ERROR"
 )
 
+// StateTransferringFile is an upload to the SD card; OctoPrint spells the
+// id with one R.
+const StateTransferringFile State = "TRANSFERING_FILE"
+
 var stateStrings = map[State]string{
 	StateOffline:         "Offline",
 	StateOpenSerial:      "Opening serial connection",
@@ -37,6 +41,8 @@ var stateStrings = map[State]string{
 	StateError:           "Error",
 	StateClosed:          "Offline",
 	StateClosedWithError: "Offline after error",
+
+	StateTransferringFile: "Transferring file to SD",
 }
 
 // String returns OctoPrint's state string, such as "Operational".
@@ -63,7 +69,7 @@ func (s State) EventID() (id, text string) {
 func (s State) Operational() bool {
 	switch s {
 	case StateOperational, StateStarting, StatePrinting, StatePaused, StatePausing,
-		StateResuming, StateFinishing, StateCancelling:
+		StateResuming, StateFinishing, StateCancelling, StateTransferringFile:
 		return true
 	}
 	return false

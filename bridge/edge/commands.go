@@ -183,7 +183,11 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			err = p.SendGcode(pctx, cmd.Commands, cmd.Source, done)
 		}
 	case bridge.CommandJob:
-		err = p.Job(pctx, cmd.Action, cmd.Path, done)
+		if cmd.Origin == bridge.OriginSDCard {
+			err = p.SDJob(pctx, cmd.Action, cmd.Path, done)
+		} else {
+			err = p.Job(pctx, cmd.Action, cmd.Path, done)
+		}
 	case bridge.CommandConnection:
 		err = p.Connection(pctx, cmd.Action, done)
 	case bridge.CommandEvent:
@@ -191,6 +195,10 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			done(nil, nil)
 		}
 	case bridge.CommandFile:
+		if cmd.Origin == bridge.OriginSDCard {
+			err = c.handleSDFile(pctx, cmd, done)
+			break
+		}
 		var lines []string
 		if lines, err = c.handleFile(pctx, cmd); err == nil {
 			done(lines, nil)

@@ -44,7 +44,7 @@ func newFileStorage(o edgeOptions, log *slog.Logger, edgeOf func() *edge.Edge, p
 				return false
 			}
 			s := p.Snapshot()
-			return s.Job != nil && s.Job.Path == path && (s.Flags.Printing || s.Flags.Paused || s.Flags.Cancelling)
+			return s.Job != nil && s.Job.Origin == "local" && s.Job.Path == path && (s.Flags.Printing || s.Flags.Paused || s.Flags.Cancelling)
 		},
 	})
 	return st, err
@@ -57,6 +57,10 @@ func printStatistics(emit printer.EventFunc, st *storage.Storage, log *slog.Logg
 	return func(name string, payload bridge.Payload, ctx bridge.Context) {
 		emit(name, payload, ctx)
 		if name != bridge.EventPrintDone && name != bridge.EventPrintFailed {
+			return
+		}
+		if origin, _ := payload.Get("origin"); origin != "local" {
+			// SD card files have no metadata in the files directory.
 			return
 		}
 		path, _ := payload.Get("path")

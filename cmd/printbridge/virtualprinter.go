@@ -50,6 +50,8 @@ type virtualPrinterFlags struct {
 	busyKeepalive bool
 	m117Echo      bool
 	autoreportPos bool
+	sdCard        bool
+	sdSupport     bool
 	repetier      bool
 	prusa         bool
 	byteErrors    float64
@@ -105,6 +107,10 @@ func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&o.byteErrors, "byte-errors", 0, "probability (0-1) per byte of corruption in both directions")
 	fs.Float64Var(&o.rxByteErrors, "rx-byte-errors", -1, "probability (0-1) per byte of corruption of numbered lines from the host; negative takes --byte-errors")
 	fs.Float64Var(&o.txByteErrors, "tx-byte-errors", -1, "probability (0-1) per byte of corruption of output to the host; negative takes --byte-errors")
+	fs.StringVar(&c.SDDir, "sd-dir", "", "back the simulated SD card with this directory (its files are on the card; uploads and deletes change it); empty keeps the card in memory")
+	fs.Var(switchValue{&o.sdCard}, "sd-card", "put a card in the SD slot; off makes M21 report SD init fail")
+	fs.Var(switchValue{&o.sdSupport}, "sd-support", "build the firmware with SDSUPPORT; off reports Cap:SDCARD:0 and makes M20-M30 unknown commands")
+	fs.IntVar(&c.SDWriteFailAfter, "sd-write-fail-after", 0, "fail an SD upload (M28) after this many lines with Marlin's write error; 0 is off")
 	fs.Int64Var(&c.Seed, "seed", 0, "seed of the random quirks, to repeat a run; 0 takes one from the clock (logged at start)")
 
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -116,6 +122,8 @@ func (o *virtualPrinterFlags) apply() error {
 	o.cfg.NoBusyKeepalive = !o.busyKeepalive
 	o.cfg.NoM117Echo = !o.m117Echo
 	o.cfg.NoAutoreportPos = !o.autoreportPos
+	o.cfg.NoSDCard = !o.sdCard
+	o.cfg.NoSDSupport = !o.sdSupport
 	switch {
 	case o.repetier && o.prusa:
 		return errors.New("--repetier and --prusa exclude each other: choose one dialect")
@@ -140,7 +148,7 @@ func (o *virtualPrinterFlags) apply() error {
 
 func runVirtualPrinter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("virtual-printer", flag.ContinueOnError)
-	o := &virtualPrinterFlags{cfg: virtual.DefaultConfig(), busyKeepalive: true, m117Echo: true, autoreportPos: true}
+	o := &virtualPrinterFlags{cfg: virtual.DefaultConfig(), busyKeepalive: true, m117Echo: true, autoreportPos: true, sdCard: true, sdSupport: true}
 	o.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: printbridge virtual-printer [flags]")

@@ -18,11 +18,11 @@ var handlers map[string]handler
 // card, EEPROM, fans, motion and PID settings) that the simulator accepts
 // with a bare ok and otherwise ignores.
 var silentCommands = []string{
-	"M17", "M18", "M22", "M24", "M25", "M26", "M28", "M29", "M30", "M31", "M32",
+	"M17", "M18", "M31", "M32",
 	"M42", "M73", "M75", "M76", "M77", "M78", "M80", "M81", "M84", "M85", "M92", "M106", "M107",
 	"M111", "M119", "M145", "M149", "M200", "M201", "M203", "M204", "M205", "M206", "M211",
 	"M221", "M226", "M280", "M300", "M301", "M303", "M304", "M412", "M413", "M420", "M428",
-	"M500", "M501", "M502", "M503", "M504", "M524", "M575", "M600", "M603", "M851", "M876",
+	"M500", "M501", "M502", "M503", "M504", "M575", "M600", "M603", "M851", "M876",
 	"M900", "M907",
 }
 
@@ -42,9 +42,17 @@ func init() {
 		"M0":   okOnly, // NOTE: no LCD or host prompt to wait for, so M0/M1 do not pause.
 		"M1":   okOnly,
 		"M20":  (*session).listFiles,
-		"M21":  func(s *session, g *gcode) bool { s.send("echo:SD card ok"); return true },
+		"M21":  (*session).initCard,
+		"M22":  (*session).releaseCard,
 		"M23":  (*session).selectFile,
-		"M27":  func(s *session, g *gcode) bool { s.send("Not SD printing"); return true },
+		"M24":  (*session).startPrint,
+		"M25":  (*session).pausePrint,
+		"M26":  (*session).setSDPosition,
+		"M27":  (*session).reportSDStatus,
+		"M28":  (*session).beginWrite,
+		"M29":  (*session).endWrite,
+		"M30":  (*session).deleteFile,
+		"M524": (*session).abortPrint,
 		"M82":  func(s *session, g *gcode) bool { s.setRelative(false, axisE); return true },
 		"M83":  func(s *session, g *gcode) bool { s.setRelative(true, axisE); return true },
 		"M104": (*session).setHotend,
@@ -75,6 +83,12 @@ func init() {
 
 func okOnly(*session, *gcode) bool { return true }
 
+// sdCommands exist only in firmware built with SDSUPPORT.
+var sdCommands = map[string]bool{
+	"M20": true, "M21": true, "M22": true, "M23": true, "M24": true, "M25": true, "M26": true,
+	"M27": true, "M28": true, "M29": true, "M30": true, "M524": true,
+}
+
 // dispatch runs the handler of g; commands without one get Marlin 2.x's
 // unknown-command echo and an ok.
 func (s *session) dispatch(g *gcode) bool {
@@ -86,6 +100,9 @@ func (s *session) dispatch(g *gcode) bool {
 			if !s.cfg.HeatedBed {
 				return s.unknown(g)
 			}
+		}
+		if s.cfg.NoSDSupport && sdCommands[g.name()] {
+			return s.unknown(g)
 		}
 		return h(s, g)
 	}
@@ -371,27 +388,5 @@ func (s *session) setColdExtrusion(g *gcode) bool {
 		s.machine.allowCold = p == 1
 		s.machine.mu.Unlock()
 	}
-	return true
-}
-
-// listFiles executes M20. The simulated SD card is empty, except on a
-// Prusa, whose one file shows its lower-case names.
-func (s *session) listFiles(g *gcode) bool {
-	s.send("Begin file list")
-	if s.cfg.prusa() {
-		s.send(prusaSDFile + " " + strconv.Itoa(prusaSDFileSize))
-	}
-	s.send("End file list")
-	return true
-}
-
-// selectFile executes M23 for the files that listFiles shows.
-func (s *session) selectFile(g *gcode) bool {
-	if s.cfg.prusa() && strings.EqualFold(g.args, prusaSDFile) {
-		s.send("File opened: " + prusaSDFile + " Size: " + strconv.Itoa(prusaSDFileSize))
-		s.send("File selected")
-		return true
-	}
-	s.send("open failed, File: " + g.args + ".")
 	return true
 }

@@ -248,6 +248,25 @@ type Config struct {
 	// command before executing it, like the parser of an 8-bit board. It
 	// does not scale with Speed.
 	ProcessingTime time.Duration
+	// SDDir, if set, backs the simulated SD card with a directory: its
+	// files are on the card at start (long name = file name, with an 8.3
+	// alias), and M28/M29 and M30 write and delete files in it. Without
+	// it the card starts empty and lives in memory.
+	SDDir string
+	// NoSDCard leaves the card slot empty: the banner and M21 print `SD
+	// init fail`, and the other SD commands `No media`.
+	NoSDCard bool
+	// NoSDSupport builds the firmware without SDSUPPORT: Cap:SDCARD:0, and
+	// M20 to M30 are unknown commands.
+	NoSDSupport bool
+	// NoSDAutoReport builds the firmware without AUTO_REPORT_SD_STATUS:
+	// Cap:AUTOREPORT_SD_STATUS:0, and M27 S<n> prints the status once like
+	// a bare M27, as Marlin does then.
+	NoSDAutoReport bool
+	// SDWriteFailAfter, if positive, makes an M28 upload fail after that
+	// many lines: each further line gets `Error:error writing to file`
+	// (and its ok, as in Marlin) and is not stored.
+	SDWriteFailAfter int
 	// Seed seeds the random choices of GluedOKs, AutoreportMidline,
 	// ResetNUL, ResetMidLine and the byte errors. Zero takes a seed from
 	// the clock, which Run logs.
@@ -347,6 +366,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid reset-after line count %d: use 0 (off) or a positive count", c.ResetAfterLines)
 	case c.FatalAfterLines < 0:
 		return fmt.Errorf("invalid fatal-after line count %d: use 0 (off) or a positive count", c.FatalAfterLines)
+	case c.SDWriteFailAfter < 0:
+		return fmt.Errorf("invalid SD write-fail line count %d: use 0 (off) or a positive count", c.SDWriteFailAfter)
 	case c.Baud < 0:
 		return fmt.Errorf("invalid baud rate %d: use 0 (no pacing) or a positive rate", c.Baud)
 	case strings.ContainsAny(c.FirmwareName+c.MachineType+c.UUID, "\r\n"):

@@ -39,7 +39,20 @@ const (
 type queuedCommand struct {
 	*gcode
 	after afterAction
+	// sd marks a command read from the SD card, which gets no ok.
+	sd sdSource
 }
+
+// sdSource tells serial commands from those of an SD print.
+type sdSource int
+
+const (
+	sdNone sdSource = iota
+	// sdLine is a line of the printing file.
+	sdLine
+	// sdEnd is the end of the printing file (Marlin's M1001).
+	sdEnd
+)
 
 // session is the firmware of one host connection: it starts when a host
 // opens the port (the board resets) and ends when the next host opens it
@@ -65,6 +78,7 @@ type session struct {
 	halted       atomic.Bool  // mirror of killed
 	tempInterval atomic.Int64 // M155 interval in nanoseconds; 0 = off
 	posInterval  atomic.Int64 // M154 interval in nanoseconds; 0 = off
+	sdInterval   atomic.Int64 // M27 S interval in nanoseconds; 0 = off
 	keepalive    atomic.Int64 // M113 interval in nanoseconds; 0 = off
 
 	asm              *lineAssembler
@@ -161,6 +175,8 @@ func (s *session) resetFirmware() {
 	s.breakWait.Store(false)
 	s.tempInterval.Store(0)
 	s.posInterval.Store(0)
+	s.sdInterval.Store(0)
+	s.p.sd.release()
 	s.keepalive.Store(int64(2 * time.Second)) // DEFAULT_KEEPALIVE_INTERVAL
 	s.lastWait = time.Now()
 	s.p.thermal.allOff()
@@ -175,6 +191,7 @@ func (s *session) run() {
 	for s.ctx.Err() == nil {
 		s.serviceEmergency()
 		s.fillQueue()
+		s.fillFromSD()
 		if len(s.queue) > 0 && !s.killed {
 			s.executeFront()
 			continue
@@ -201,7 +218,13 @@ func (s *session) banner(afterReset bool) {
 	s.send("echo: Last Updated: 2023-07-14 | Author: (printbridge virtual printer)")
 	s.send("echo: Compiled: Jul 14 2023")
 	s.send("echo: Free Memory: 2619  PlannerBufferBytes: " + strconv.Itoa(s.cfg.PlannerSize*72))
-	s.send("echo:SD card ok")
+	switch {
+	case s.cfg.NoSDSupport:
+	case s.cfg.NoSDCard:
+		s.send(msgSDInitFail)
+	default:
+		s.send(msgSDOK)
+	}
 	if s.cfg.GarbageOnOpen {
 		s.p.link.writeLines(s.ctx, outLine{text: "\x80"})
 	}
@@ -330,6 +353,18 @@ func (s *session) execute(cmd queuedCommand) {
 		s.lastExecutedN = g.line
 	}
 	s.okSent = s.cfg.repetier()
+	switch {
+	case cmd.sd == sdEnd:
+		s.finishSDPrint()
+		return
+	case cmd.sd == sdLine:
+		// Lines read from the card get no ok (Marlin queues them with
+		// the no-ok flag).
+		s.okSent = true
+	case g.text != "" && !s.cfg.NoSDSupport && s.writing(g):
+		s.writeCommand(g)
+		return
+	}
 	if g.text == "" {
 		// A numbered line without a command only advances the line number.
 		if !s.okSent {

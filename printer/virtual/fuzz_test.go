@@ -15,7 +15,12 @@ import (
 // firmware loop's steps directly. Its output is dropped.
 func offlineSession(ctx context.Context, cfg Config) *session {
 	cfg = cfg.withDefaults()
+	card, err := newSDCard(cfg)
+	if err != nil {
+		panic(err)
+	}
 	p := &Printer{
+		sd:      card,
 		cfg:     cfg,
 		log:     slog.New(slog.DiscardHandler),
 		link:    &serialLink{},

@@ -22,6 +22,7 @@ type Printer struct {
 	path    string
 	link    *serialLink
 	thermal *thermal // outlives sessions: a reset turns heaters off but does not cool them
+	sd      *sdCard  // outlives sessions: a reset closes its open file only
 	seed    int64
 	rand    *randomSource
 
@@ -51,6 +52,10 @@ func New(cfg Config, log *slog.Logger) (*Printer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	card, err := newSDCard(cfg)
+	if err != nil {
+		return nil, err
+	}
 	master, path, err := openPTY()
 	if err != nil {
 		return nil, err
@@ -73,6 +78,7 @@ func New(cfg Config, log *slog.Logger) (*Printer, error) {
 		path:    path,
 		link:    link,
 		thermal: newThermal(cfg.Extruders, cfg.HeatedBed, cfg.Speed),
+		sd:      card,
 		seed:    seed,
 		rand:    rs,
 	}

@@ -209,8 +209,8 @@ func TestM115CapabilityLines(t *testing.T) {
 		caps[parts[1]] = parts[2]
 	}
 	for name, want := range map[string]string{
-		"AUTOREPORT_TEMP": "1", "AUTOREPORT_POS": "1", "AUTOREPORT_SD_STATUS": "0",
-		"EMERGENCY_PARSER": "0", "EXTENDED_M20": "0", "PROMPT_SUPPORT": "0", "HOST_ACTION_COMMANDS": "0",
+		"AUTOREPORT_TEMP": "1", "AUTOREPORT_POS": "1", "AUTOREPORT_SD_STATUS": "1",
+		"EMERGENCY_PARSER": "0", "EXTENDED_M20": "1", "PROMPT_SUPPORT": "0", "HOST_ACTION_COMMANDS": "0",
 	} {
 		if caps[name] != want {
 			t.Errorf("Cap:%s = %q, want %q", name, caps[name], want)

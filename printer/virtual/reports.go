@@ -18,6 +18,7 @@ func (s *session) reportLoop() {
 	defer ticker.Stop()
 	temp := periodic{interval: &s.tempInterval}
 	pos := periodic{interval: &s.posInterval}
+	sd := periodic{interval: &s.sdInterval}
 	var nextBusy time.Time
 	for {
 		select {
@@ -39,6 +40,9 @@ func (s *session) reportLoop() {
 		}
 		if pos.due(now) {
 			s.sendReport(s.positionReport())
+		}
+		if sd.due(now) {
+			s.sendReport(s.p.sd.statusLine())
 		}
 
 		// host_keepalive(): the first busy line comes one interval after
@@ -125,15 +129,15 @@ func (s *session) capabilities() []capability {
 		{"EMERGENCY_PARSER", s.cfg.EmergencyParser},
 		{"HOST_ACTION_COMMANDS", false},
 		{"PROMPT_SUPPORT", false},
-		{"SDCARD", true},
+		{"SDCARD", !s.cfg.NoSDSupport},
 		{"MULTI_VOLUME", false},
 		{"REPEAT", false},
-		{"SD_WRITE", true},
-		{"AUTOREPORT_SD_STATUS", false},
-		{"LONG_FILENAME", false},
+		{"SD_WRITE", !s.cfg.NoSDSupport},
+		{"AUTOREPORT_SD_STATUS", !s.cfg.NoSDSupport && !s.cfg.NoSDAutoReport},
+		{"LONG_FILENAME", !s.cfg.NoSDSupport},
 		{"LFN_WRITE", false},
 		{"CUSTOM_FIRMWARE_UPLOAD", false},
-		{"EXTENDED_M20", false},
+		{"EXTENDED_M20", !s.cfg.NoSDSupport},
 		{"THERMAL_PROTECTION", true},
 		{"MOTION_MODES", false},
 		{"ARCS", true},
