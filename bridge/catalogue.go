@@ -177,7 +177,7 @@ var catalogue = []EventDef{
 	{Name: "Upload", Group: "file handling", Doc: "A file has been uploaded.",
 		Fields: []FieldDef{{Name: "name", Type: TypeString}, {Name: "path", Type: TypeString}, {Name: "target", Type: TypeString},
 			{Name: "select", Type: TypeBool}, {Name: "print", Type: TypeBool}, {Name: "effective_select", Type: TypeBool},
-			{Name: "effective_print", Type: TypeBool}, {Name: "userdata", Type: TypeAny, Optional: true}}, FiredBy: byEdgeFiles},
+			{Name: "effective_print", Type: TypeBool}, {Name: "userdata", Type: TypeAny, Optional: true}}, FiredBy: byEdgeFiles + "; " + byEdgeSDUpload + ", with target sdcard"},
 	{Name: "FileAdded", Group: "file handling", Doc: "A file has been added to a storage.",
 		Fields: append(append([]FieldDef{}, storageFields...), FieldDef{Name: "type", Type: TypeArray}, FieldDef{Name: "operation", Type: TypeString}), FiredBy: byEdgeFiles},
 	{Name: "FileRemoved", Group: "file handling", Doc: "A file has been removed from a storage.",
