@@ -112,12 +112,20 @@ func (l *serialLink) readLoop(ctx context.Context) {
 		readable := connected && l.rx.free() > 0
 		fds := []unix.PollFd{{Fd: int32(l.notify), Events: unix.POLLIN}}
 		timeout := ioPollTimeout
+		if connected && !readable {
+			// The buffer is full: go on as soon as the firmware takes a
+			// byte, as a UART does, and only glance at inotify meanwhile.
+			l.waitForSpace(ctx, hostConnectPoll)
+			readable = l.rx.free() > 0
+			if !readable {
+				timeout = 0
+			}
+		}
 		switch {
 		case readable:
 			fds = append(fds, unix.PollFd{Fd: int32(l.fd), Events: unix.POLLIN})
-		case connected || l.openFiles > 0:
-			// The buffer is full or Run has not taken the connection yet,
-			// so check again soon.
+		case l.openFiles > 0 && !connected:
+			// Run has not taken the connection yet, so check again soon.
 			timeout = hostConnectPoll
 		}
 		if _, err := unix.Poll(fds, int(timeout/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
@@ -142,6 +150,18 @@ func (l *serialLink) readLoop(ctx context.Context) {
 			// yet: do not spin on the master meanwhile.
 			sleepContext(ctx, hostConnectPoll)
 		}
+	}
+}
+
+// waitForSpace waits until the firmware takes bytes from the receive
+// buffer, at most d.
+func (l *serialLink) waitForSpace(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.rx.space:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
