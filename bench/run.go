@@ -261,6 +261,10 @@ func measureStreaming(ctx context.Context, opts Options, res *Results) (Table, e
 	return t, nil
 }
 
+func formatRSSKinds(k RSSKinds) string {
+	return formatMiB(k.Anon) + " + " + formatMiB(k.File)
+}
+
 func speedLabel(speed float64) string {
 	if speed == 0 {
 		return "0 (no waiting)"
@@ -269,7 +273,8 @@ func speedLabel(speed float64) string {
 }
 
 func measureMemory(ctx context.Context, opts Options, res *Results) (Table, error) {
-	t := Table{Title: "Peak memory", Columns: []string{"Process", "Workload", "RSS when idle", "Peak RSS (VmHWM)", "Target"}}
+	t := Table{Title: "Peak memory", Columns: []string{"Process", "Workload", "RSS when idle", "Peak RSS (VmHWM)",
+		"RSS at the end: anonymous + file", "Target"}}
 	edgeMem, err := MeasureEdgeMemory(ctx, opts.Binary, opts.WorkDir, opts.EdgeMemorySource, opts.EdgeMemoryBytes, opts.ComponentLog)
 	if err != nil {
 		return t, err
@@ -278,9 +283,10 @@ func measureMemory(ctx context.Context, opts Options, res *Results) (Table, erro
 	t.Rows = append(t.Rows,
 		[]string{"printbridge edge", fmt.Sprintf("prints a %.1f MB file (%d lines, layers of %s) in %s, %s lines/s, unpaced",
 			float64(edgeMem.FileBytes)/1e6, edgeMem.Lines, filepath.Base(opts.EdgeMemorySource), formatDuration(edgeMem.Elapsed),
-			formatRate(float64(edgeMem.Lines)/edgeMem.Elapsed.Seconds())), formatMiB(edgeMem.EdgeIdleRSS), formatMiB(edgeMem.EdgePeakRSS), "≤ 20 MiB"},
+			formatRate(float64(edgeMem.Lines)/edgeMem.Elapsed.Seconds())), formatMiB(edgeMem.EdgeIdleRSS), formatMiB(edgeMem.EdgePeakRSS),
+			formatRSSKinds(edgeMem.EdgeEnd), "≤ 20 MiB"},
 		[]string{"printbridge virtual-printer (not counted)", "the same print; it keeps every executed command", "",
-			formatMiB(edgeMem.VirtualPeakRSS), ""})
+			formatMiB(edgeMem.VirtualPeakRSS), "", ""})
 	for _, rate := range []int{opts.WorkerRate, 0} {
 		workerMem, err := MeasureWorkerMemory(ctx, opts.Binary, opts.WorkDir, opts.WorkerEvents, rate, opts.ComponentLog)
 		if err != nil {
@@ -296,7 +302,8 @@ func measureMemory(ctx context.Context, opts Options, res *Results) (Table, erro
 		if workerMem.Results < workerMem.Events {
 			workload += fmt.Sprintf(", %d events dropped from its full queue", workerMem.Events-workerMem.Results)
 		}
-		t.Rows = append(t.Rows, []string{"printbridge worker", workload, formatMiB(workerMem.IdleRSS), formatMiB(workerMem.PeakRSS), "≤ 15 MiB"})
+		t.Rows = append(t.Rows, []string{"printbridge worker", workload, formatMiB(workerMem.IdleRSS), formatMiB(workerMem.PeakRSS),
+			formatRSSKinds(workerMem.End), "≤ 15 MiB"})
 	}
 	return t, nil
 }
