@@ -138,11 +138,11 @@ func (b *Bus) PublishReply(ctx context.Context, printer, replyTo string, data []
 }
 
 // PublishHook publishes a hook result on the printer's hook subject. It
-// returns once nats.go has buffered the message and does not wait for a
-// flush: a result is a report, not an event with a delivery guarantee,
-// and a flush per result would cap a worker at one result per round
-// trip. nats.go's flusher goroutine sends the buffer at once, and Close
-// drains it.
+// returns once nats.go has buffered the message and waits for a flush
+// only when more than maxHookBuffered bytes are waiting: a result is a
+// report, not an event with a delivery guarantee, and a flush per result
+// would cap a worker at one result per round trip. nats.go's flusher
+// goroutine sends the buffer at once, and Close drains it.
 func (b *Bus) PublishHook(ctx context.Context, printer string, data []byte) error {
 	subject := b.cfg.Topics.NATSHook(printer)
 	if b.isClosed() {
@@ -151,8 +151,19 @@ func (b *Bus) PublishHook(ctx context.Context, printer string, data []byte) erro
 	if err := b.nc.Publish(subject, data); err != nil {
 		return fmt.Errorf("publish to NATS subject %q: %w", subject, err)
 	}
+	if n, err := b.nc.Buffered(); err == nil && n >= maxHookBuffered {
+		// The socket does not keep up: wait for it, so the buffer, and
+		// so the worker's memory, stays bounded.
+		if err := b.flush(ctx); err != nil {
+			return fmt.Errorf("publish to NATS subject %q: flush: %w", subject, err)
+		}
+	}
 	return nil
 }
+
+// maxHookBuffered is the buffered output in bytes beyond which
+// PublishHook waits for a flush.
+const maxHookBuffered = 32 << 10
 
 // PublishCommand publishes a command of the given kind. The edge replies
 // on the printer's reply subject, because the message has no reply inbox.
