@@ -63,7 +63,7 @@ type EventBatchPublisher interface {
 	// PublishEvents publishes events in order and returns how many of
 	// them, counted from the first, the broker has taken (NATS flush,
 	// JetStream ack or MQTT PUBACK). When that is fewer than all of them,
-	// err says why. Events after the first unconfirmed one may still
+	// err is the reason. Events after the first unconfirmed one may still
 	// reach the broker, so a caller that publishes them again delivers
 	// them at least once.
 	PublishEvents(ctx context.Context, events []OutgoingEvent) (int, error)

@@ -138,8 +138,8 @@ func (b *Bus) PublishReply(ctx context.Context, printer, replyTo string, data []
 }
 
 // PublishHook publishes a hook result on the printer's hook subject. It
-// returns once nats.go has buffered the message and waits for a flush
-// only when more than maxHookBuffered bytes are waiting: a result is a
+// returns once nats.go has buffered the message, and it waits for a flush
+// only when more than maxHookBuffered bytes are waiting. A result is a
 // report, not an event with a delivery guarantee, and a flush per result
 // would cap a worker at one result per round trip. nats.go's flusher
 // goroutine sends the buffer at once, and Close drains it.

@@ -68,16 +68,6 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 	})
 }
 
-// Pending limits of a core subscription: what nats.go holds for a handler
-// that falls behind before it drops messages and reports a slow consumer
-// (logged by the connection's error handler). nats.go's defaults (512k
-// messages, 64 MB) let a burst of events grow a worker by tens of MB,
-// although its own hook queue drops what it cannot run anyway.
-const (
-	maxPendingMessages = 4096
-	maxPendingBytes    = 4 << 20
-)
-
 // subscribeCore subscribes, or joins queue when it is not "", and flushes
 // so that the server has the interest before it returns. ctx bounds only
 // the flush, and the subscription lasts until Close.
@@ -96,10 +86,6 @@ func (b *Bus) subscribeCore(ctx context.Context, subject, queue string, h nats.M
 	}
 	if err != nil {
 		return fmt.Errorf("subscribe to NATS subject %q: %w", subject, err)
-	}
-	if err := sub.SetPendingLimits(maxPendingMessages, maxPendingBytes); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("subscribe to NATS subject %q: set pending limits: %w", subject, err)
 	}
 	if err := b.flush(ctx); err != nil {
 		_ = sub.Unsubscribe()

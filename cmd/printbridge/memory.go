@@ -15,7 +15,7 @@ import (
 const gcPercentDefault = 50
 
 // applyMemoryDefaults sets the GC target of a long-running command,
-// unless GOGC says otherwise. GOMEMLIMIT, when set, still applies as the
+// unless the environment sets GOGC. GOMEMLIMIT, when set, still applies as the
 // Go runtime reads it.
 func applyMemoryDefaults() {
 	if _, set := os.LookupEnv("GOGC"); set {

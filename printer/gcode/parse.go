@@ -266,7 +266,7 @@ func parseNumber(b []byte) (float64, int, bool) {
 	return v, i, true
 }
 
-// pow10Table holds the powers of ten that float64 represents exactly, so
+// pow10Table contains the powers of ten that float64 represents exactly, so
 // pow10 returns what math.Pow10 returns, without its call and range
 // checks for the scales of ordinary G-code numbers.
 var pow10Table = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
