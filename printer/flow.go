@@ -49,14 +49,10 @@ func (s *session) windowed() bool {
 }
 
 // canSend reports whether a line of wireLen bytes (line feed included)
-// may go out now. Windowed sending counts characters: the bytes of the
-// unacknowledged lines after the oldest one stay below the firmware's RX
-// buffer, so its buffer can never overflow. The oldest line is not
-// counted because it cannot still hold RX space while the buffer fills:
-// Marlin sends an ok only when a command is done, and it takes the next
-// line out of the RX buffer before it runs it, so whenever the RX buffer
-// is not being emptied, the oldest unacknowledged line is the one that
-// runs. With ADVANCED_OK the free command slots it reports bound the
+// may go out now. Windowed sending counts characters: the bytes of every
+// unacknowledged line stay below the firmware's RX buffer, so its buffer
+// can never overflow, whatever it has already moved to its command
+// queue. With ADVANCED_OK the free command slots it reports bound the
 // window too.
 func (s *session) canSend(wireLen int) bool {
 	if s.recovering && time.Now().Before(s.settleUntil) {
@@ -68,7 +64,7 @@ func (s *session) canSend(wireLen int) bool {
 	if s.recovering || !s.windowed() || len(s.inflight) >= maxWindowLines {
 		return false
 	}
-	if s.inflightBytes-s.inflight[0].size+wireLen > s.p.cfg.RXBufferSize-1 {
+	if s.inflightBytes+wireLen > s.p.cfg.RXBufferSize-1 {
 		return false
 	}
 	if s.advancedOK && s.sentSinceOK >= s.freeSlots {
