@@ -417,7 +417,7 @@ type pacer struct {
 //
 // NOTE: bytes that the host wrote during an oversleep are scheduled as
 // if they had been there when the line became free, which makes them up
-// to one oversleep early. With nanosleep that is tens of microseconds.
+// to one oversleep early.
 func (p *pacer) pace(ctx context.Context, n int, byteTime time.Duration) {
 	if byteTime == 0 {
 		return
