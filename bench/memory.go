@@ -26,6 +26,8 @@ type EdgeMemoryResult struct {
 	// EdgePeakRSS and VirtualPeakRSS are VmHWM of the two processes at
 	// the end of the print.
 	EdgePeakRSS, VirtualPeakRSS int64
+	// EdgeEnd is the edge's resident memory by kind when the print is done.
+	EdgeEnd RSSKinds
 }
 
 // busObserver records the envelopes of the bench printer as a
@@ -126,6 +128,9 @@ func MeasureEdgeMemory(ctx context.Context, bin, workDir, src string, size int64
 	started, _ := obs.rec.firstTime(bridge.EventPrintStarted)
 	done, _ := obs.rec.firstTime(bridge.EventPrintDone)
 	res.Elapsed = done.Sub(started)
+	if res.EdgeEnd, err = readRSSKinds(edgeProc.pid()); err != nil {
+		return res, err
+	}
 	if res.EdgePeakRSS, err = edgeProc.peakRSS(); err != nil {
 		return res, err
 	}
@@ -175,6 +180,8 @@ type WorkerMemoryResult struct {
 	// IdleRSS is VmRSS after the warm-up event, PeakRSS VmHWM after the
 	// burst.
 	IdleRSS, PeakRSS int64
+	// End is the worker's resident memory by kind after the last result.
+	End RSSKinds
 }
 
 // MeasureWorkerMemory runs the worker binary on an embedded NATS server,
@@ -282,6 +289,9 @@ func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate 
 	}
 	res.Results = int(results.Load())
 	res.Elapsed = time.Unix(0, lastAt.Load()).Sub(start)
+	if res.End, err = readRSSKinds(workerProc.pid()); err != nil {
+		return res, err
+	}
 	if res.PeakRSS, err = workerProc.peakRSS(); err != nil {
 		return res, err
 	}

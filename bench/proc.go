@@ -30,10 +30,14 @@ const (
 const goTool = "go"
 
 // BuildBinary builds ./cmd/printbridge of the module at repoRoot into
-// dir and returns the binary's path.
+// dir and returns the binary's path. It builds as the Dockerfile does:
+// static (CGO_ENABLED=0) and without symbol table and DWARF, so the
+// memory measured is that of the deployed binary. A cgo build also maps
+// libc and the dynamic loader, about 1.5 MiB more RSS.
 func BuildBinary(ctx context.Context, repoRoot, dir string) (string, error) {
 	out := filepath.Join(dir, "printbridge")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./cmd/printbridge")
+	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/printbridge")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = repoRoot
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build printbridge in %s: %w\n%s", repoRoot, err, msg)
@@ -166,6 +170,23 @@ func (p *process) rss() (int64, error) {
 
 func readPeakRSS(pid int) (int64, error) {
 	return readStatusKB(pid, "VmHWM:")
+}
+
+// RSSKinds splits a process's resident memory: Anon is its heap, stacks
+// and other private memory (RssAnon), File the pages of its executable
+// and other mapped files that it has touched (RssFile), which the kernel
+// can drop and read again.
+type RSSKinds struct {
+	Anon, File int64
+}
+
+func readRSSKinds(pid int) (RSSKinds, error) {
+	anon, err := readStatusKB(pid, "RssAnon:")
+	if err != nil {
+		return RSSKinds{}, err
+	}
+	file, err := readStatusKB(pid, "RssFile:")
+	return RSSKinds{Anon: anon, File: file}, err
 }
 
 // readStatusKB reads a kB field of /proc/<pid>/status, such as VmHWM:,

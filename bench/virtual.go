@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // VirtualConfig is the part of the virtual printer's flags that the
@@ -21,6 +22,9 @@ type VirtualConfig struct {
 	Baud int
 	// BufSize is Marlin's BUFSIZE; RXBufferSize the serial receive buffer.
 	BufSize, RXBufferSize int
+	// ProcessingTime is the --processing-time-us wait before each
+	// command; it does not scale with Speed.
+	ProcessingTime time.Duration
 	// Record keeps every executed command in a file, for counting.
 	Record bool
 }
@@ -45,6 +49,9 @@ func startVirtualPrinter(ctx context.Context, bin, dir string, cfg VirtualConfig
 	}
 	if cfg.RXBufferSize > 0 {
 		args = append(args, "--rx-buffer", strconv.Itoa(cfg.RXBufferSize))
+	}
+	if cfg.ProcessingTime > 0 {
+		args = append(args, "--processing-time-us", strconv.FormatInt(cfg.ProcessingTime.Microseconds(), 10))
 	}
 	if cfg.Record {
 		vp.recordPath = filepath.Join(dir, "executed.gcode")

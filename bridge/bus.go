@@ -38,7 +38,8 @@ type AckFunc func(handled bool)
 
 // Bus is one broker connection. MQTT and NATS implement it; Multi fans out
 // to several. Publish methods block until the broker has taken the message
-// (MQTT PUBACK, NATS flush or JetStream ack) or ctx ends.
+// (MQTT PUBACK, NATS flush or JetStream ack) or ctx ends, except
+// PublishHook on NATS, which returns once the message is buffered.
 //
 // Handlers run on the adapter's delivery goroutine and must not block:
 // hand work off to a queue.
@@ -64,4 +65,37 @@ type Bus interface {
 	// ("" for all printers).
 	SubscribeReplies(ctx context.Context, printer string, h func(data []byte)) error
 	Close() error
+}
+
+// OutgoingEvent is one stored event envelope handed to a bus.
+type OutgoingEvent struct {
+	Env  *Envelope
+	Data []byte
+}
+
+// EventBatchPublisher is a Bus that keeps several events in flight
+// instead of waiting for the broker after each one.
+type EventBatchPublisher interface {
+	// PublishEvents publishes events in order and returns how many of
+	// them, counted from the first, the broker has taken (NATS flush,
+	// JetStream ack or MQTT PUBACK). When that is fewer than all of them,
+	// err is the reason. Events after the first unconfirmed one may still
+	// reach the broker, so a caller that publishes them again delivers
+	// them at least once.
+	PublishEvents(ctx context.Context, events []OutgoingEvent) (int, error)
+}
+
+// PublishEvents publishes events through b's EventBatchPublisher, or one
+// at a time with PublishEvent when b has none. It returns how many events,
+// counted from the first, the broker has taken.
+func PublishEvents(ctx context.Context, b Bus, events []OutgoingEvent) (int, error) {
+	if bp, ok := b.(EventBatchPublisher); ok {
+		return bp.PublishEvents(ctx, events)
+	}
+	for i, ev := range events {
+		if err := b.PublishEvent(ctx, ev.Env, ev.Data); err != nil {
+			return i, err
+		}
+	}
+	return len(events), nil
 }

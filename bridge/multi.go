@@ -53,6 +53,19 @@ func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) er
 	return m.each(func(b Bus) error { return b.PublishEvent(ctx, env, data) })
 }
 
+// PublishEvents publishes the batch on every bus and returns the count
+// that every bus confirmed, so a retry repeats the rest on each bus,
+// including events that some of them already took.
+func (m *multi) PublishEvents(ctx context.Context, events []OutgoingEvent) (int, error) {
+	taken := len(events)
+	err := m.each(func(b Bus) error {
+		n, err := PublishEvents(ctx, b, events)
+		taken = min(taken, n)
+		return err
+	})
+	return taken, err
+}
+
 func (m *multi) PublishState(ctx context.Context, printer string, data []byte) error {
 	return m.each(func(b Bus) error { return b.PublishState(ctx, printer, data) })
 }

@@ -91,6 +91,9 @@ func (m *Mosquitto) writeConfig() {
 		fmt.Sprintf("listener %d 127.0.0.1", m.port),
 		"allow_anonymous true",
 		"persistence false",
+		// Without it mosquitto leaves Nagle's algorithm on, and a small
+		// packet such as a PUBACK waits for the peer's delayed ACK.
+		"set_tcp_nodelay true",
 		"user " + runAs,
 		"log_dest file " + m.logPath,
 		"log_type all",

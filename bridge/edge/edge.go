@@ -404,54 +404,68 @@ func (e *Edge) pendingCount() int {
 	return n
 }
 
-// next returns the pending event with the lowest seq: the outbox's oldest
-// or the memory queue's oldest.
-func (e *Edge) next() (pendingEvent, bool, error) {
-	var disk *outbox.Record
+// maxPublishBatch bounds the events that one publish keeps in flight, and
+// so the events a failed batch publishes again.
+const maxPublishBatch = 256
+
+// nextBatch returns up to max pending events in seq order, merged from the
+// outbox and the memory queue.
+func (e *Edge) nextBatch(max int) ([]pendingEvent, error) {
+	var disk []outbox.Record
 	if e.outbox != nil {
-		recs, err := e.outbox.Peek(1)
+		recs, err := e.outbox.Peek(max)
 		if err != nil {
-			return pendingEvent{}, false, err
+			return nil, err
 		}
-		if len(recs) > 0 {
-			disk = &recs[0]
-		}
+		disk = recs
 	}
 	e.mu.Lock()
-	var mem *pendingEvent
-	if len(e.queue) > 0 {
-		mem = &e.queue[0]
-	}
+	mem := append([]pendingEvent(nil), e.queue[:min(len(e.queue), max)]...)
 	e.mu.Unlock()
-	switch {
-	case disk != nil && (mem == nil || disk.Seq < mem.env.Seq):
-		// The bus needs only the routing fields and the id; the envelope
-		// itself travels as stored.
-		env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: disk.ID, Seq: disk.Seq, Printer: e.cfg.PrinterID,
-			Event: disk.Event, Time: disk.Time}
-		return pendingEvent{env: env, data: disk.Data, fromOutbox: true}, true, nil
-	case mem != nil:
-		return *mem, true, nil
+	batch := make([]pendingEvent, 0, min(max, len(disk)+len(mem)))
+	for len(batch) < max && (len(disk) > 0 || len(mem) > 0) {
+		if len(disk) > 0 && (len(mem) == 0 || disk[0].Seq < mem[0].env.Seq) {
+			// The bus needs only the routing fields and the id; the
+			// envelope itself travels as stored.
+			d := disk[0]
+			env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: d.ID, Seq: d.Seq, Printer: e.cfg.PrinterID,
+				Event: d.Event, Time: d.Time}
+			batch = append(batch, pendingEvent{env: env, data: d.Data, fromOutbox: true})
+			disk = disk[1:]
+			continue
+		}
+		batch = append(batch, mem[0])
+		mem = mem[1:]
 	}
-	return pendingEvent{}, false, nil
+	return batch, nil
 }
 
-// delivered removes a published event from where it waited.
-func (e *Edge) delivered(ev pendingEvent) {
-	if ev.fromOutbox {
-		if err := e.outbox.Ack(ev.env.Seq); err != nil {
-			e.log.Error("acknowledging an event in the outbox failed; it may be published again", "event_id", ev.env.ID,
-				"seq", ev.env.Seq, "error", err)
+// delivered removes published events, which are the oldest pending ones in
+// seq order, from where they waited. The outbox gets one ack for the last
+// of its events among them.
+func (e *Edge) delivered(events []pendingEvent) {
+	var last *pendingEvent
+	for i := range events {
+		ev := &events[i]
+		if ev.fromOutbox {
+			last = ev
+			continue
 		}
-		e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
+		e.mu.Lock()
+		if len(e.queue) > 0 && e.queue[0].env.ID == ev.env.ID {
+			e.queue = e.queue[1:]
+		}
+		e.metrics.QueueDepth.Set(float64(len(e.queue)))
+		e.mu.Unlock()
+	}
+	if last == nil {
 		return
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.queue) > 0 && e.queue[0].env.ID == ev.env.ID {
-		e.queue = e.queue[1:]
+	if err := e.outbox.Ack(last.env.Seq); err != nil {
+		e.log.Error("acknowledging events in the outbox failed; they may be published again", "event_id", last.env.ID,
+			"seq", last.env.Seq, "error", err)
 	}
-	e.metrics.QueueDepth.Set(float64(len(e.queue)))
+	e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
 }
 
 // observeOutbox refreshes the outbox gauges.
@@ -463,8 +477,10 @@ func (e *Edge) observeOutbox() {
 	e.metrics.OutboxOldestAge.Set(e.outbox.OldestAge().Seconds())
 }
 
-// publishEvents runs on the publisher goroutine: one event at a time, in
-// seq order, retried with capped backoff until the broker takes it.
+// publishEvents runs on the publisher goroutine: batches of events in
+// seq order, each retried with capped backoff from its first event that
+// the broker did not take. Events leave the outbox only once the broker
+// has taken them.
 // NOTE: an event that the broker always rejects (larger than its maximum
 // payload, say) holds up every later event until MaxAge drops it.
 func (e *Edge) publishEvents(ctx context.Context) {
@@ -472,7 +488,7 @@ func (e *Edge) publishEvents(ctx context.Context) {
 	defer gauges.Stop()
 	attempt := 0
 	for {
-		ev, ok, err := e.next()
+		batch, err := e.nextBatch(maxPublishBatch)
 		if err != nil {
 			attempt++
 			if attempt == 1 || attempt%20 == 0 {
@@ -483,7 +499,7 @@ func (e *Edge) publishEvents(ctx context.Context) {
 			}
 			continue
 		}
-		if !ok {
+		if len(batch) == 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -493,14 +509,17 @@ func (e *Edge) publishEvents(ctx context.Context) {
 			}
 			continue
 		}
-		if err := e.publishOne(ev); err != nil {
+		taken, err := e.publishBatch(batch)
+		e.delivered(batch[:taken])
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			attempt++
 			if attempt == 1 || attempt%20 == 0 {
-				e.log.Warn("publishing event failed, retrying", "event", ev.env.Event, "event_id", ev.env.ID,
-					"seq", ev.env.Seq, "attempt", attempt, "error", err)
+				ev := batch[taken].env
+				e.log.Warn("publishing event failed, retrying", "event", ev.Event, "event_id", ev.ID,
+					"seq", ev.Seq, "attempt", attempt, "error", err)
 			}
 			if !e.sleep(ctx, backoff(attempt), gauges) {
 				return
@@ -511,7 +530,6 @@ func (e *Edge) publishEvents(ctx context.Context) {
 			e.log.Info("event publishing recovered", "attempts", attempt, "pending", e.pendingCount())
 		}
 		attempt = 0
-		e.delivered(ev)
 	}
 }
 
@@ -535,36 +553,50 @@ func (e *Edge) sleep(ctx context.Context, d time.Duration, gauges *time.Ticker) 
 	}
 }
 
-// publishOne publishes one event. The attempt is bounded by
-// PublishTimeout but not cancelled by ctx: a publish cut short by shutdown
-// may still reach the broker, and publishing it again from drain would
-// deliver it twice.
-func (e *Edge) publishOne(ev pendingEvent) error {
+// publishBatch publishes events in order and returns how many, counted
+// from the first, the broker has taken. The attempt is bounded by
+// PublishTimeout but not cancelled by Run's ctx: a publish cut short by
+// shutdown may still reach the broker, and publishing it again from drain
+// would deliver it twice.
+func (e *Edge) publishBatch(events []pendingEvent) (int, error) {
 	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
 	defer cancel()
-	if err := e.bus.PublishEvent(pctx, ev.env, ev.data); err != nil {
-		e.metrics.PublishErrors.Inc()
-		return err
+	out := make([]bridge.OutgoingEvent, len(events))
+	for i, ev := range events {
+		out[i] = bridge.OutgoingEvent{Env: ev.env, Data: ev.data}
 	}
-	e.metrics.EventsPublished.WithLabelValues(ev.env.Event).Inc()
-	return nil
+	taken, err := bridge.PublishEvents(pctx, e.bus, out)
+	if err != nil && taken >= len(events) {
+		// A bus reported an error for a batch it counted as taken: publish
+		// the last event again rather than risk losing it.
+		taken = len(events) - 1
+	}
+	for _, ev := range events[:taken] {
+		e.metrics.EventsPublished.WithLabelValues(ev.env.Event).Inc()
+	}
+	if err != nil {
+		e.metrics.PublishErrors.Inc()
+	}
+	return taken, err
 }
 
 func (e *Edge) drain(ctx context.Context) {
 	for ctx.Err() == nil {
-		ev, ok, err := e.next()
+		batch, err := e.nextBatch(maxPublishBatch)
 		if err != nil {
 			e.log.Warn("reading the outbox at shutdown failed", "error", err)
 			return
 		}
-		if !ok {
+		if len(batch) == 0 {
 			return
 		}
-		if err := e.publishOne(ev); err != nil {
-			e.log.Warn("publishing event at shutdown failed", "event", ev.env.Event, "event_id", ev.env.ID, "error", err)
+		taken, err := e.publishBatch(batch)
+		e.delivered(batch[:taken])
+		if err != nil {
+			ev := batch[taken].env
+			e.log.Warn("publishing event at shutdown failed", "event", ev.Event, "event_id", ev.ID, "error", err)
 			return
 		}
-		e.delivered(ev)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/printbridge/printbridge/bridge"
 )
 
@@ -11,6 +13,51 @@ import (
 // retained.
 func (b *Bus) PublishEvent(ctx context.Context, env *bridge.Envelope, data []byte) error {
 	return b.publish(ctx, b.cfg.Topics.MQTTEvent(env.Printer, env.Event), false, data)
+}
+
+// maxEventsInFlight bounds the QoS 1 events that PublishEvents has sent
+// without their PUBACK. Mosquitto's default max_inflight_messages is 20.
+//
+// NOTE: against mosquitto with Nagle's algorithm on (its default, no
+// set_tcp_nodelay), the last PUBACKs of each batch wait for this side's
+// delayed ACK, about 40 ms per batch. package bench measured 4.7k events/s
+// there, below the 9.4k of one event at a time, and 18k with
+// set_tcp_nodelay true.
+const maxEventsInFlight = 16
+
+// PublishEvents publishes the envelopes in order with a sliding window of
+// maxEventsInFlight QoS 1 messages, and returns how many, counted from the
+// first, the broker acknowledged. Each PUBACK lets the next event out at
+// once: a broker that leaves Nagle's algorithm on (mosquitto's default)
+// holds its later PUBACKs until the client sends again, so waiting for a
+// whole window would stall for a delayed ACK each time.
+func (b *Bus) PublishEvents(ctx context.Context, events []bridge.OutgoingEvent) (int, error) {
+	if b.isClosed() {
+		return 0, fmt.Errorf("publish %d events to MQTT: %w", len(events), ErrClosed)
+	}
+	select {
+	case <-b.store.wait():
+	case <-ctx.Done():
+		return 0, fmt.Errorf("publish %d events to MQTT: not connected to %s: %w", len(events), b.brokerURL, ctx.Err())
+	case <-b.done:
+		return 0, fmt.Errorf("publish %d events to MQTT: %w", len(events), ErrClosed)
+	}
+	tokens := make([]paho.Token, 0, min(len(events), maxEventsInFlight))
+	sent := 0
+	for taken := 0; taken < len(events); taken++ {
+		for sent < len(events) && sent-taken < maxEventsInFlight {
+			ev := events[sent]
+			tokens = append(tokens, b.client.Publish(b.cfg.Topics.MQTTEvent(ev.Env.Printer, ev.Env.Event), qos, false, ev.Data))
+			sent++
+		}
+		if err := b.wait(ctx, tokens[0]); err != nil {
+			ev := events[taken]
+			return taken, fmt.Errorf("publish event %s to MQTT topic %q on %s: %w", ev.Env.ID,
+				b.cfg.Topics.MQTTEvent(ev.Env.Printer, ev.Env.Event), b.brokerURL, err)
+		}
+		tokens = tokens[1:]
+	}
+	return len(events), nil
 }
 
 // PublishState publishes the retained state snapshot.

@@ -41,6 +41,69 @@ func (b *Bus) PublishEvent(ctx context.Context, env *bridge.Envelope, data []byt
 	return nil
 }
 
+// PublishEvents publishes a batch of envelopes in order and keeps them all
+// in flight. Without JetStream it publishes every event and then flushes
+// once: a successful flush means the server has read everything published
+// before it, so the whole batch counts as taken. With JetStream each event
+// is sent with PublishAsync, bounded by the batch, and the acks are taken
+// in order, so the count stops at the first event the stream did not
+// confirm.
+func (b *Bus) PublishEvents(ctx context.Context, events []bridge.OutgoingEvent) (int, error) {
+	if b.isClosed() {
+		return 0, fmt.Errorf("publish %d events to NATS: %w", len(events), ErrClosed)
+	}
+	if b.js == nil {
+		return b.publishCoreBatch(ctx, events)
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(events))
+	var sendErr error
+	for _, ev := range events {
+		subject := b.cfg.Topics.NATSEvent(ev.Env.Printer, ev.Env.Event)
+		f, err := b.js.PublishAsync(subject, ev.Data, jetstream.WithMsgID(ev.Env.ID), jetstream.WithExpectStream(b.stream))
+		if err != nil {
+			sendErr = fmt.Errorf("publish event %s to JetStream subject %q: %w", ev.Env.ID, subject, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		ev := events[i]
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				b.log.Debug("JetStream dropped a duplicate event", "event_id", ev.Env.ID, "printer", ev.Env.Printer)
+			}
+		case err := <-f.Err():
+			return i, fmt.Errorf("publish event %s to JetStream subject %q: %w", ev.Env.ID, f.Msg().Subject, err)
+		case <-ctx.Done():
+			return i, fmt.Errorf("publish event %s to JetStream: waiting for the ack: %w", ev.Env.ID, ctx.Err())
+		}
+	}
+	return len(futures), sendErr
+}
+
+// publishCoreBatch publishes events on core NATS and flushes once. When
+// a publish fails, the events before it are still flushed and counted.
+func (b *Bus) publishCoreBatch(ctx context.Context, events []bridge.OutgoingEvent) (int, error) {
+	sent := 0
+	var sendErr error
+	for _, ev := range events {
+		subject := b.cfg.Topics.NATSEvent(ev.Env.Printer, ev.Env.Event)
+		if err := b.nc.Publish(subject, ev.Data); err != nil {
+			sendErr = fmt.Errorf("publish event %s to NATS subject %q: %w", ev.Env.ID, subject, err)
+			break
+		}
+		sent++
+	}
+	if sent == 0 {
+		return 0, sendErr
+	}
+	if err := b.flush(ctx); err != nil {
+		return 0, fmt.Errorf("publish %d events to NATS: flush: %w", sent, err)
+	}
+	return sent, sendErr
+}
+
 // PublishState publishes the state snapshot and, with JetStream, stores
 // it in the state bucket under the printer id.
 func (b *Bus) PublishState(ctx context.Context, printer string, data []byte) error {
@@ -74,10 +137,33 @@ func (b *Bus) PublishReply(ctx context.Context, printer, replyTo string, data []
 	return b.publishCore(ctx, subject, data)
 }
 
-// PublishHook publishes a hook result on the printer's hook subject.
+// PublishHook publishes a hook result on the printer's hook subject. It
+// returns once nats.go has buffered the message, and it waits for a flush
+// only when more than maxHookBuffered bytes are waiting. A result is a
+// report, not an event with a delivery guarantee, and a flush per result
+// would cap a worker at one result per round trip. nats.go's flusher
+// goroutine sends the buffer at once, and Close drains it.
 func (b *Bus) PublishHook(ctx context.Context, printer string, data []byte) error {
-	return b.publishCore(ctx, b.cfg.Topics.NATSHook(printer), data)
+	subject := b.cfg.Topics.NATSHook(printer)
+	if b.isClosed() {
+		return fmt.Errorf("publish to NATS subject %q: %w", subject, ErrClosed)
+	}
+	if err := b.nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish to NATS subject %q: %w", subject, err)
+	}
+	if n, err := b.nc.Buffered(); err == nil && n >= maxHookBuffered {
+		// The socket does not keep up: wait for it, so the buffer, and
+		// so the worker's memory, stays bounded.
+		if err := b.flush(ctx); err != nil {
+			return fmt.Errorf("publish to NATS subject %q: flush: %w", subject, err)
+		}
+	}
+	return nil
 }
+
+// maxHookBuffered is the buffered output in bytes beyond which
+// PublishHook waits for a flush.
+const maxHookBuffered = 32 << 10
 
 // PublishCommand publishes a command of the given kind. The edge replies
 // on the printer's reply subject, because the message has no reply inbox.

@@ -256,14 +256,27 @@ func parseNumber(b []byte) (float64, int, bool) {
 	case mant == 0:
 		v = 0
 	case scale > 0:
-		v *= math.Pow10(scale)
+		v *= pow10(scale)
 	case scale < 0:
-		v /= math.Pow10(-scale)
+		v /= pow10(-scale)
 	}
 	if neg {
 		v = -v
 	}
 	return v, i, true
+}
+
+// pow10Table contains the powers of ten that float64 represents exactly, so
+// pow10 returns what math.Pow10 returns, without its call and range
+// checks for the scales of ordinary G-code numbers.
+var pow10Table = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+func pow10(n int) float64 {
+	if n < len(pow10Table) {
+		return pow10Table[n]
+	}
+	return math.Pow10(n)
 }
 
 func readInt(b []byte, i int) (int, int) {

@@ -115,7 +115,7 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	if p.count == len(p.ring) {
 		p.commit()
 	}
-	idx := (p.head + p.count) % len(p.ring)
+	idx := p.wrap(p.head + p.count)
 	if p.count == 0 {
 		if p.stopped {
 			p.entry = b.maxEntry
@@ -134,15 +134,33 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 // new last block ends at a stop, and every earlier bound grows until one
 // is already at its corner limit, because bounds before it cannot change.
 func (p *planner) reversePass() {
-	for k := p.count - 2; k >= 0; k-- {
-		cur := &p.ring[(p.head+k)%len(p.ring)]
-		next := &p.ring[(p.head+k+1)%len(p.ring)]
+	if p.count < 2 {
+		return
+	}
+	ci := p.wrap(p.head + p.count - 2)
+	next := &p.ring[p.wrap(ci+1)]
+	for range p.count - 1 {
+		cur := &p.ring[ci]
 		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+2*cur.accel*cur.length))
 		if v <= cur.reverse {
 			return
 		}
 		cur.reverse = v
+		next = cur
+		if ci == 0 {
+			ci = len(p.ring)
+		}
+		ci--
 	}
+}
+
+// wrap maps an index of up to twice the ring's length into the ring. It
+// replaces a modulo, which costs a division per block on the hot path.
+func (p *planner) wrap(i int) int {
+	if i >= len(p.ring) {
+		i -= len(p.ring)
+	}
+	return i
 }
 
 // commit adds the time of the oldest block. Its exit speed is the next
@@ -154,11 +172,11 @@ func (p *planner) commit() {
 	entry := min(p.entry, b.reverse)
 	exit := 0.0
 	if p.count > 1 {
-		exit = min(math.Sqrt(entry*entry+2*b.accel*b.length), p.ring[(p.head+1)%len(p.ring)].reverse)
+		exit = min(math.Sqrt(entry*entry+2*b.accel*b.length), p.ring[p.wrap(p.head+1)].reverse)
 	}
 	p.seconds += trapezoidTime(b.length, entry, exit, b.nominal, b.accel)
 	p.entry = exit
-	p.head = (p.head + 1) % len(p.ring)
+	p.head = p.wrap(p.head + 1)
 	p.count--
 }
 

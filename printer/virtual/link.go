@@ -21,9 +21,15 @@ const (
 	// connection was taken over, or inotify has news, while it cannot
 	// read.
 	hostConnectPoll = 5 * time.Millisecond
-	// pacedChunk is the share of a second moved per read or write when the
-	// line is paced by Config.Baud.
-	pacedChunk = 10 * time.Millisecond
+	// pacedChunk is the wire time of the bytes moved per read or write when
+	// the line is paced by Config.Baud. It is short, so a line is handed
+	// to the firmware soon after its last byte has crossed the wire.
+	pacedChunk = time.Millisecond
+	// preciseSleepMax is the longest pacing sleep taken with nanosleep on
+	// the calling thread. A Go timer can end up to a millisecond late
+	// (package bench measured 1 ms for a 100 µs timer on a two-core VM),
+	// which at 250000 baud is almost the wire time of a G-code line.
+	preciseSleepMax = 20 * time.Millisecond
 )
 
 // serialLink is the pty master, the printer's side of the serial line.
@@ -49,11 +55,11 @@ type serialLink struct {
 	connected atomic.Bool   // output goes to the host; set by connect
 	gen       atomic.Uint64 // changed by every host open and close
 
-	// writeMu serializes output lines and guards nextWrite and lineFeedHeld.
+	// writeMu serializes output lines and guards txPace and lineFeedHeld.
 	// Changes of connected and gen take it too, so no line lands between
 	// the flush of stale output and the change.
 	writeMu      sync.Mutex
-	nextWrite    time.Time
+	txPace       pacer
 	lineFeedHeld bool // the last line's line feed is not written yet (see outLine)
 
 	opens chan connection // a new host open, for Run to take over
@@ -61,7 +67,7 @@ type serialLink struct {
 	// Owned by the read goroutine.
 	openFiles int       // open file descriptions of the slave
 	rx        *rxBuffer // input buffer of the current connection
-	nextRead  time.Time
+	rxPace    pacer
 	buf       []byte
 }
 
@@ -106,12 +112,20 @@ func (l *serialLink) readLoop(ctx context.Context) {
 		readable := connected && l.rx.free() > 0
 		fds := []unix.PollFd{{Fd: int32(l.notify), Events: unix.POLLIN}}
 		timeout := ioPollTimeout
+		if connected && !readable {
+			// The buffer is full: go on as soon as the firmware takes a
+			// byte, as a UART does, and only glance at inotify meanwhile.
+			l.waitForSpace(ctx, hostConnectPoll)
+			readable = l.rx.free() > 0
+			if !readable {
+				timeout = 0
+			}
+		}
 		switch {
 		case readable:
 			fds = append(fds, unix.PollFd{Fd: int32(l.fd), Events: unix.POLLIN})
-		case connected || l.openFiles > 0:
-			// The buffer is full or Run has not taken the connection yet,
-			// so check again soon.
+		case l.openFiles > 0 && !connected:
+			// Run has not taken the connection yet, so check again soon.
 			timeout = hostConnectPoll
 		}
 		if _, err := unix.Poll(fds, int(timeout/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
@@ -139,6 +153,18 @@ func (l *serialLink) readLoop(ctx context.Context) {
 	}
 }
 
+// waitForSpace waits until the firmware takes bytes from the receive
+// buffer, at most d.
+func (l *serialLink) waitForSpace(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.rx.space:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // readInput moves available bytes into the receive buffer and reports
 // whether the master is still readable.
 func (l *serialLink) readInput(ctx context.Context) bool {
@@ -155,8 +181,10 @@ func (l *serialLink) readInput(ctx context.Context) bool {
 		// its input was read.
 		return false
 	}
+	// The bytes reach the receive buffer once they have crossed the wire,
+	// so a host that waits for each ok also pays for its line's bytes.
+	l.rxPace.pace(ctx, n, l.byteTime)
 	l.rx.write(l.buf[:n])
-	l.nextRead = pace(ctx, l.nextRead, n, l.byteTime)
 	return true
 }
 
@@ -341,12 +369,23 @@ func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 		chunk := data
 		if l.byteTime > 0 {
 			chunk = data[:min(len(data), max(1, int(pacedChunk/l.byteTime)))]
+			// The host can read the bytes once they have crossed the wire.
+			// The firmware goroutine waits meanwhile, as Marlin does with
+			// its default TX_BUFFER_SIZE of 0 (blocking serial writes).
+			l.txPace.pace(ctx, len(chunk), l.byteTime)
 		}
 		n, err := unix.Write(l.fd, chunk)
 		if n > 0 {
+			if n < len(chunk) {
+				// The pty took part of the chunk, so the rest's wire time
+				// is charged again when it is written.
+				l.txPace.refund(len(chunk)-n, l.byteTime)
+			}
 			data = data[n:]
-			l.nextWrite = pace(ctx, l.nextWrite, n, l.byteTime)
 			continue
+		}
+		if l.byteTime > 0 {
+			l.txPace.refund(len(chunk), l.byteTime)
 		}
 		switch {
 		case errors.Is(err, unix.EINTR):
@@ -361,19 +400,65 @@ func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 	}
 }
 
-// pace sleeps so that n more bytes take n byte times after the previous
-// ones, and returns when the line is free again.
-func pace(ctx context.Context, next time.Time, n int, byteTime time.Duration) time.Time {
+// pacer schedules the bytes of one direction of the line against an
+// absolute timeline, so a sleep that ends late does not slow the line
+// down: the next bytes start when the previous ones ended on the
+// schedule, not when the sleeping goroutine woke up.
+type pacer struct {
+	free time.Time // when the bytes scheduled so far have crossed the wire
+	// credit is how long after free the last sleep returned. Until the
+	// caller comes back, the line counts as busy for that long, because
+	// only the oversleep, not the host or the firmware, kept it idle.
+	credit time.Duration
+}
+
+// pace waits until n more bytes, which start when the line is free, have
+// crossed it at byteTime each.
+//
+// NOTE: bytes that the host wrote during an oversleep are scheduled as
+// if they had been there when the line became free, which makes them up
+// to one oversleep early.
+func (p *pacer) pace(ctx context.Context, n int, byteTime time.Duration) {
 	if byteTime == 0 {
-		return next
+		return
 	}
 	now := time.Now()
-	if next.Before(now) {
-		next = now
+	start := p.free
+	if idle := now.Add(-p.credit); start.Before(idle) {
+		// The line was idle since the previous bytes, beyond the time the
+		// previous sleep overslept, and idle time is not made up later.
+		start = idle
 	}
-	next = next.Add(time.Duration(n) * byteTime)
-	sleepContext(ctx, time.Until(next))
-	return next
+	p.free = start.Add(time.Duration(n) * byteTime)
+	sleepPrecise(ctx, p.free.Sub(now))
+	p.credit = max(0, time.Since(p.free))
+}
+
+// refund takes n bytes that were scheduled but not moved off the
+// schedule.
+func (p *pacer) refund(n int, byteTime time.Duration) {
+	p.free = p.free.Add(-time.Duration(n) * byteTime)
+}
+
+// sleepPrecise waits for d, with nanosleep when d is short, so the wait
+// ends within microseconds of d instead of on the Go runtime's next
+// millisecond. A short wait does not end early when ctx is done.
+func sleepPrecise(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if d > preciseSleepMax {
+		sleepContext(ctx, d)
+		return
+	}
+	ts := unix.NsecToTimespec(int64(d))
+	for {
+		var rem unix.Timespec
+		if err := unix.Nanosleep(&ts, &rem); !errors.Is(err, unix.EINTR) {
+			return
+		}
+		ts = rem
+	}
 }
 
 // sleepContext waits for d or until ctx is done and reports whether the

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/printbridge/printbridge/bench"
@@ -29,7 +30,12 @@ func run() int {
 	binary := flag.String("binary", "", "printbridge binary to measure; built from this checkout when empty")
 	workDir := flag.String("work-dir", "", "directory for temporary files, kept afterwards; a removed temporary directory when empty")
 	verbose := flag.Bool("v", false, "log each measurement's progress to stderr")
+	only := flag.String("only", "", "comma-separated section titles to measure, such as \"Serial streaming\"; empty measures all. Not allowed with -out, which needs every table")
 	flag.Parse()
+	if *only != "" && *out != "" {
+		fmt.Fprintln(os.Stderr, "pbbench: -only and -out cannot be combined, because -out rewrites every table; drop one of them")
+		return 2
+	}
 
 	level := slog.LevelWarn
 	if *verbose {
@@ -47,6 +53,9 @@ func run() int {
 		return 2
 	}
 	opts.Binary, opts.WorkDir, opts.Log = *binary, *workDir, log
+	if *only != "" {
+		opts.Only = strings.Split(*only, ",")
+	}
 	// The components under test log their own errors only, so their
 	// routine lines do not drown the progress.
 	opts.ComponentLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
