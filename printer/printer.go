@@ -121,15 +121,32 @@ func (c *Config) setDefaults() {
 }
 
 func openSerial(port string, baud int) (io.ReadWriteCloser, error) {
+	release, err := lockPort(port)
+	if err != nil {
+		return nil, err
+	}
 	p, err := serial.Open(port, &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
 	if err != nil {
+		release()
 		var perr *serial.PortError
 		if errors.As(err, &perr) {
 			return nil, fmt.Errorf("open serial port %s: %s", port, perr.Error())
 		}
 		return nil, fmt.Errorf("open serial port %s: %w", port, err)
 	}
-	return p, nil
+	return &lockedPort{Port: p, release: release}, nil
+}
+
+// lockedPort releases the port's flock after closing it.
+type lockedPort struct {
+	serial.Port
+	release func()
+}
+
+func (p *lockedPort) Close() error {
+	err := p.Port.Close()
+	p.release()
+	return err
 }
 
 // EventFunc receives every event with the printer context at the moment

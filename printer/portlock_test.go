@@ -1,0 +1,57 @@
+//go:build unix
+
+package printer_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/printer"
+	"github.com/printbridge/printbridge/printer/virtual"
+)
+
+func TestSecondOpenOfPortFails(t *testing.T) {
+	vcfg := virtual.DefaultConfig()
+	vcfg.LinkPath = filepath.Join(t.TempDir(), "printer")
+	vp, err := virtual.New(vcfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- vp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(t, "the virtual printer's link", 10*time.Second, func() bool {
+		_, err := os.Stat(vcfg.LinkPath)
+		return err == nil
+	})
+
+	first, err := printer.OpenSerial(vcfg.LinkPath, 115200)
+	if err != nil {
+		t.Fatalf("first open: %v", err)
+	}
+	second, err := printer.OpenSerial(vcfg.LinkPath, 115200)
+	if err == nil {
+		second.Close()
+		t.Fatal("second open of a port in use succeeded")
+	}
+	if !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second open error = %q, want it to say the port is in use", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	again, err := printer.OpenSerial(vcfg.LinkPath, 115200)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	again.Close()
+}
