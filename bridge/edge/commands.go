@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -60,7 +61,7 @@ func (c *commandRunner) receive(m bridge.CommandMessage) {
 	select {
 	case c.queue <- m:
 	default:
-		c.e.metrics.Commands.WithLabelValues(m.Kind, "dropped").Inc()
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "dropped").Inc()
 		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind)
 		c.sendReply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected,
 			Reason: "edge command queue is full; retry later"})
@@ -100,14 +101,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		// A retained command would run again on every reconnect. The
 		// broker delivers it with the retain flag only to subscribers that
 		// connect later, so the edge sees it here after its own restart.
-		c.e.metrics.Commands.WithLabelValues(m.Kind, "retained").Inc()
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "retained").Inc()
 		log.Warn("retained command ignored; publish commands without the retain flag, and clear this one with an empty retained message on its topic",
 			"command_id", bridge.PeekCommandID(m.Data), "size", len(m.Data))
 		return
 	}
 	if pol := c.e.currentPolicy(); pol != nil {
 		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
-			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 			log.Warn("command rejected by policy", "command_id", bridge.PeekCommandID(m.Data), "error", err)
 			c.reply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 			return
@@ -120,7 +121,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		if errors.As(err, &cerr) {
 			id = cerr.ID
 		}
-		c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 		log.Warn("command rejected", "command_id", id, "error", err)
 		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
@@ -138,7 +139,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	if el, ok := c.seen[cmd.ID]; ok {
 		prev := el.Value.(*seenEntry)
 		if prev.digest != digest {
-			c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 			log.Warn("command id reused for a different command, rejected")
 			// Published without touching the remembered reply, so a later
 			// redelivery of the first command still gets its own reply.
@@ -151,7 +152,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		return
 	}
 	if cmd.Expires != nil && time.Now().After(*cmd.Expires) {
-		c.e.metrics.Commands.WithLabelValues(m.Kind, "expired").Inc()
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "expired").Inc()
 		log.Warn("expired command rejected", "expires", cmd.Expires.Format(time.RFC3339))
 		c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
 			Reason: fmt.Sprintf("command expired at %s", cmd.Expires.Format(time.RFC3339))})
@@ -205,12 +206,12 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		}
 	}
 	if err != nil {
-		c.e.metrics.Commands.WithLabelValues(m.Kind, "rejected").Inc()
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 		log.Warn("command rejected", "action", cmd.Action, "error", err)
 		c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
 	}
-	c.e.metrics.Commands.WithLabelValues(m.Kind, "accepted").Inc()
+	c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "accepted").Inc()
 	log.Info("command accepted", "action", cmd.Action, "lines", len(cmd.Commands))
 	// accepted goes out before done: done is queued on c.replies, which
 	// only this goroutine drains after handle returns.
@@ -257,7 +258,7 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 		r.reply.Time = time.Now().UTC()
 	}
 	if r.reply.Final() {
-		c.e.metrics.CommandResults.WithLabelValues(r.reply.Kind, r.reply.Status).Inc()
+		c.e.metrics.CommandResults.WithLabelValues(kindLabel(r.reply.Kind), r.reply.Status).Inc()
 	}
 	data, err := json.Marshal(r.reply)
 	if err != nil {
@@ -269,4 +270,14 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	if err := c.e.bus.PublishReply(pctx, c.e.cfg.PrinterID, r.replyTo, data); err != nil {
 		c.e.log.Warn("publishing reply failed", "command_id", r.reply.ID, "status", r.reply.Status, "error", err)
 	}
+}
+
+// kindLabel is the metrics label of a command kind. The kind comes from
+// the topic, which any publisher chooses, so kinds the edge does not know
+// share one label instead of adding a time series each.
+func kindLabel(kind string) string {
+	if slices.Contains(bridge.CommandKinds, kind) {
+		return kind
+	}
+	return "unknown"
 }

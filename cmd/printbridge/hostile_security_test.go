@@ -403,6 +403,10 @@ func TestHostileCommandsDuringPrint(t *testing.T) {
 	}
 	heapAfter := heapInUse()
 	after := commandCounts(t, metricsAddr)
+	// A topic kind is the publisher's choice, so it must not become a label.
+	if metrics := scrape(t, metricsAddr); strings.Contains(metrics, `kind="bogus"`) || !strings.Contains(metrics, `kind="unknown"`) {
+		t.Errorf("commands on command/bogus are not counted under kind=\"unknown\" only")
+	}
 	if got := replies.count() - repliesBefore; got != len(flood) {
 		t.Errorf("%d replies to %d hostile messages, want one each", got, len(flood))
 	}
