@@ -75,14 +75,14 @@ func assertPositionKnown(t *testing.T, event string, pos bridge.Payload) {
 	}
 }
 
-func TestPositionAutoReportReplacesM114(t *testing.T) {
+func TestPositionAutoReportOffAroundM114(t *testing.T) {
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 1
 	r := startRig(t, vcfg, printer.Config{PositionReportInterval: time.Second})
 	r.waitState("OPERATIONAL", 10*time.Second)
 	waitFor(t, "auto-reported positions", 10*time.Second, func() bool { return len(positionUpdates(r)) >= 2 })
 	if got := countCode(r.vp.Executed(), "M154"); got != 1 {
-		t.Errorf("M154 executed %d times, want once", got)
+		t.Errorf("M154 executed %d times before the print, want once", got)
 	}
 	if !slices.Contains(r.vp.Executed(), "M154 S1") {
 		t.Errorf("no M154 S1 among %q", r.vp.Executed())
@@ -100,8 +100,20 @@ func TestPositionAutoReportReplacesM114(t *testing.T) {
 			t.Errorf("no PositionUpdate with reason %s among %v", want, reasons)
 		}
 	}
-	if got := countCode(r.vp.Executed(), "M114"); got != 0 {
-		t.Errorf("M114 executed %d times while the firmware auto-reports positions", got)
+	// Each of the pause and the cancel switches the report off for its
+	// M114 and back on after it.
+	executed := r.vp.Executed()
+	around := 0
+	for i := 0; i+2 < len(executed); i++ {
+		if executed[i] == "M154 S0" && executed[i+1] == "M114" && executed[i+2] == "M154 S1" {
+			around++
+		}
+	}
+	if around != 2 {
+		t.Errorf("M154 S0, M114, M154 S1 executed %d times, want twice (pause and cancel): %q", around, executed)
+	}
+	if got := countCode(executed, "M114"); got != 2 {
+		t.Errorf("M114 executed %d times, want one for the pause and one for the cancel", got)
 	}
 }
 

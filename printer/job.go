@@ -372,7 +372,6 @@ func (s *session) failJob(msg string) {
 // dropJobQueue removes queued markers, which all belong to the job; hook
 // and user commands stay queued.
 func (s *session) dropJobQueue() {
-	s.positionWait = time.Time{}
 	kept := s.queue[:0]
 	for _, q := range s.queue {
 		if q.marker == nil {

@@ -33,12 +33,6 @@ func (s *session) pump() {
 		}
 		if len(s.queue) > 0 {
 			q := s.queue[0]
-			if q.awaitPosition {
-				if len(s.inflight) == 0 {
-					s.startPositionWait(time.Now())
-				}
-				return
-			}
 			if q.marker != nil {
 				if len(s.inflight) > 0 {
 					return

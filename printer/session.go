@@ -56,11 +56,6 @@ type queued struct {
 	// toolScripts marks a T<n> line already wrapped in the tool change
 	// scripts, so it is not wrapped again.
 	toolScripts bool
-	// awaitPosition holds the queue, once every line before it is
-	// acknowledged, until the next auto-reported position arrives (see
-	// requestPosition). Such an entry also has a marker, so dropJobQueue
-	// removes it with the job's other markers.
-	awaitPosition bool
 }
 
 // gcodeRequest tracks the lines of one SendGcode call.
@@ -209,9 +204,6 @@ type session struct {
 	// auto-reports are on.
 	posAutoReport bool
 	sdAutoReport  bool
-	// positionWait is when an awaitPosition entry at the head of the
-	// queue gives up waiting and sends M114; zero while none waits.
-	positionWait time.Time
 
 	// tracked printer state
 	temps          map[string]TemperatureSnapshot
@@ -341,9 +333,6 @@ func (s *session) onTick(now time.Time) {
 			s.finishDisconnect()
 			return
 		}
-		if !s.positionWait.IsZero() && now.After(s.positionWait) {
-			s.endPositionWait(true)
-		}
 		if s.probing && now.Sub(s.probeAt) > s.p.cfg.HelloTimeout {
 			s.probing = false
 			s.noWindow = true
@@ -448,7 +437,6 @@ func (s *session) resetProtocol() {
 	s.recovering = false
 	s.pendingError = ""
 	s.queue = nil
-	s.positionWait = time.Time{}
 	s.resend = nil
 	s.resendRepeats = 0
 	s.resendLast = -1
@@ -586,45 +574,18 @@ func (s *session) enableSDAutoReport(on bool) bool {
 // OctoPrint's sdStatusAutoreport default.
 const sdReportSeconds = 1
 
-// requestPosition queues the step that records the position once the
-// lines before it are done. With the position auto-report on, that is a
-// wait for its next report, else an M114.
+// requestPosition asks for the position at a pause or cancel with M114.
+// With the position auto-report on, it is switched off around the M114,
+// as OctoPrint 1.11 does, so that a report sent before the pause's M400
+// finished is not taken for the position the pause recorded.
 func (s *session) requestPosition() {
 	if !s.posAutoReport {
 		s.enqueue(queued{text: "M114"})
 		return
 	}
-	s.enqueue(queued{awaitPosition: true, marker: func() {}})
-}
-
-// positionWaitGrace is how much longer than its interval an awaited
-// position auto-report may take before M114 is sent instead.
-const positionWaitGrace = 2 * time.Second
-
-// startPositionWait runs when an awaitPosition entry reaches the head of
-// the queue with nothing in flight.
-func (s *session) startPositionWait(now time.Time) {
-	if s.positionWait.IsZero() {
-		s.positionWait = now.Add(s.p.cfg.PositionReportInterval + positionWaitGrace)
-	}
-}
-
-// endPositionWait removes the awaitPosition entry at the head of the
-// queue, either because a report arrived or, with timedOut, in favour of
-// an M114.
-func (s *session) endPositionWait(timedOut bool) {
-	s.positionWait = time.Time{}
-	if len(s.queue) == 0 || !s.queue[0].awaitPosition {
-		return
-	}
-	if timedOut {
-		s.log.Warn("no position auto-report arrived in time; requesting the position with M114",
-			"waited", s.p.cfg.PositionReportInterval+positionWaitGrace)
-		s.queue[0] = queued{text: "M114"}
-	} else {
-		s.queue = s.queue[1:]
-	}
-	s.pump()
+	s.enqueue(queued{text: "M154 S0"})
+	s.enqueue(queued{text: "M114"})
+	s.enqueue(queued{text: "M154 S" + strconv.Itoa(s.positionReportSeconds())})
 }
 
 // disconnect closes the port. userRequested keeps it closed; otherwise
@@ -1084,9 +1045,6 @@ func (s *session) onPosition(pos Position) {
 		{Key: "reason", Value: reason}, {Key: "x", Value: pos.X}, {Key: "y", Value: pos.Y},
 		{Key: "z", Value: pos.Z}, {Key: "e", Value: pos.E}, {Key: "t", Value: s.tool}, {Key: "f", Value: f},
 	})
-	if !s.positionWait.IsZero() {
-		s.endPositionWait(false)
-	}
 }
 
 func (s *session) onFirmwareLine(line string) {
