@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -48,36 +50,55 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 		if err := yaml.Unmarshal(data, &fileValues); err != nil {
 			return fmt.Errorf("parse config file %s: %w", configPath, err)
 		}
+		var unknown []string
 		for key := range fileValues {
 			if fs.Lookup(key) == nil || key == "config" {
-				return fmt.Errorf("config file %s: unknown key %q; keys are the command's flag names (see -h)", configPath, key)
+				unknown = append(unknown, strconv.Quote(key))
 			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			return fmt.Errorf("config file %s: unknown key %s; keys are the flag names of 'printbridge %s -h'", configPath, strings.Join(unknown, ", "), fs.Name())
 		}
 	}
 
-	var setErr error
+	// Every bad value is reported, not only the first, so that one run
+	// shows everything to fix in the file and the environment.
+	var problems []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if setErr != nil || explicit[f.Name] || f.Name == "config" {
+		if explicit[f.Name] || f.Name == "config" {
 			return
 		}
 		env := "PRINTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
 			if err := f.Value.Set(v); err != nil {
-				setErr = fmt.Errorf("invalid value %q in %s: %s", v, env, expectedValue(f))
+				problems = append(problems, fmt.Errorf("invalid value %q in %s: %s", v, env, valueProblem(fs, f, err)))
 			}
 			return
 		}
 		if v, ok := fileValues[f.Name]; ok {
 			if _, isList := v.([]any); isList {
-				setErr = fmt.Errorf("config file %s: %q must be a single value, not a list", configPath, f.Name)
+				problems = append(problems, fmt.Errorf("config file %s: %q must be a single value, not a list", configPath, f.Name))
 				return
 			}
 			if err := f.Value.Set(yamlScalar(v)); err != nil {
-				setErr = fmt.Errorf("config file %s: invalid value %v for %q: %s", configPath, v, f.Name, expectedValue(f))
+				problems = append(problems, fmt.Errorf("config file %s: invalid value %v for %q: %s", configPath, v, f.Name, valueProblem(fs, f, err)))
 			}
 		}
 	})
-	return setErr
+	return errors.Join(problems...)
+}
+
+// valueProblem says why a value was rejected: the flag's own message when
+// it has one (such as a blocked command that cannot be blocked), or what
+// the flag takes when the flag package only reports a parse error.
+func valueProblem(fs *flag.FlagSet, f *flag.Flag, err error) string {
+	msg := err.Error()
+	if strings.Contains(msg, "parse error") || strings.Contains(msg, "invalid syntax") ||
+		strings.Contains(msg, "strconv.") || strings.Contains(msg, "time: invalid duration") {
+		return expectedValue(fs, f)
+	}
+	return msg
 }
 
 func yamlScalar(v any) string {
@@ -96,7 +117,7 @@ func yamlScalar(v any) string {
 }
 
 // expectedValue says what a flag takes, for error messages.
-func expectedValue(f *flag.Flag) string {
+func expectedValue(fs *flag.FlagSet, f *flag.Flag) string {
 	switch f.Value.(type) {
 	case interface{ IsBoolFlag() bool }:
 		return "want true or false"
@@ -111,5 +132,5 @@ func expectedValue(f *flag.Flag) string {
 	if strings.HasSuffix(f.DefValue, "s") || strings.HasSuffix(f.DefValue, "m0s") {
 		return "want a duration such as 30s or 5m"
 	}
-	return "see 'printbridge <command> -h' for the expected form"
+	return fmt.Sprintf("see 'printbridge %s -h' for the expected form", fs.Name())
 }
