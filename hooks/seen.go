@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // DefaultSeenEvents is how many recent event ids the worker remembers to
@@ -68,6 +69,7 @@ type seenLog struct {
 	mu    sync.Mutex // guards f and lines
 	path  string
 	f     *os.File
+	lock  *os.File
 	lines int
 }
 
@@ -83,7 +85,11 @@ func openSeenLog(path string, set *idSet) (*seenLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create the folder of the seen-events file: %w", err)
 	}
-	l := &seenLog{path: path}
+	lock, err := lockSeenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	l := &seenLog{path: path, lock: lock}
 	if data, err := os.ReadFile(path); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			switch {
@@ -96,10 +102,12 @@ func openSeenLog(path string, set *idSet) (*seenLog, error) {
 			l.lines++
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
 		return nil, fmt.Errorf("read seen-events file: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("open seen-events file: %w", err)
 	}
 	l.f = f
@@ -148,5 +156,26 @@ func (l *seenLog) compactLocked(set *idSet) error {
 func (l *seenLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Close()
+	err := l.f.Close()
+	l.lock.Close()
+	return err
+}
+
+// lockSeenFile takes an exclusive flock on path.lock for the worker's
+// lifetime. Two workers appending to one file would each load and
+// compact the other's ids without knowing it, so the second one stops.
+// The lock is on a file of its own because compaction replaces path.
+func lockSeenFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open seen-events lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("seen-events file %s is in use by another worker on this host; give each worker its own --data-dir", path)
+		}
+		return nil, fmt.Errorf("lock seen-events file %s: %w", path, err)
+	}
+	return f, nil
 }

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -50,4 +51,26 @@ func TestSeenFileSurvivesRestart(t *testing.T) {
 	if l2.lines > 2*again.max+1 {
 		t.Errorf("file holds %d lines, want it compacted", l2.lines)
 	}
+}
+
+func TestSeenFileLockedByOneWorker(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seen-events")
+	first, err := openSeenLog(path, newIDSet(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := openSeenLog(path, newIDSet(3)); err == nil {
+		second.close()
+		t.Fatal("a second worker opened a seen-events file in use")
+	} else if !strings.Contains(err.Error(), "in use by another worker") {
+		t.Errorf("second open error = %q, want it to say the file is in use", err)
+	}
+	if err := first.close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := openSeenLog(path, newIDSet(3))
+	if err != nil {
+		t.Fatalf("open after the first worker stopped: %v", err)
+	}
+	again.close()
 }
