@@ -208,6 +208,14 @@ func (s *session) handleWait(now time.Time) {
 
 // requeueInflight schedules every line in flight to be sent again, after
 // a communication timeout or a wait line took their oks for lost.
+//
+// The retries go out one at a time. When only the oks were lost, the
+// firmware rejects the first copy with a line-number error and, as
+// Marlin's gcode_line_error does, empties its RX buffer. Copies
+// pipelined behind the first would be cut there at any byte, and the
+// rest of a cut line would then run as an unnumbered command. The edge
+// cannot count their bytes either: after the rejection they may be gone
+// or still on the wire, and no answer tells which.
 func (s *session) requeueInflight() {
 	var ns []int
 	for _, f := range s.inflight {
@@ -220,6 +228,10 @@ func (s *session) requeueInflight() {
 	s.resend = append(ns, s.resend...)
 	s.inflight = nil
 	s.inflightBytes = 0
+	if len(s.resend) > 0 {
+		s.recovering = true
+		s.recoverLine = slices.Max(s.resend)
+	}
 }
 
 // dropInflightFrom removes the lines numbered n and later from the
@@ -340,18 +352,15 @@ func (s *session) handleResend(n int) {
 	s.expectOKAfterResend(now)
 }
 
-// dropReceivedRetries completes the timeout retries in flight numbered
-// below n and returns how many there are. A request for n with a
-// line-number error (or with no error line) shows that the firmware has
-// every line before n, so such a retry repeats a line it already took:
-// the firmware answers the copy with a rejection, never with an ok, and
-// the ok of the original was lost. Left in flight, the retry would hold
-// the window shut and go out again at every timeout, and each rejection
-// would request n once more without n being sent.
-//
-// NOTE: an original that was lost on the wire, not its ok, makes the
-// retry the accepted copy; if a later line is rejected before the
-// retry's ok arrives, that ok then acknowledges the next line early.
+// dropReceivedRetries completes the timeout retries numbered below n, in
+// flight or still waiting to be sent, and returns how many there are. A
+// request for n with a line-number error (or with no error line) shows
+// that the firmware has every line before n, so such a retry repeats a
+// line it already took: the firmware answers the copy with a rejection,
+// never with an ok, and the ok of the original was lost. Left in
+// flight, the retry would hold the window shut and go out again at every
+// timeout, and each rejection would request n once more without n being
+// sent.
 func (s *session) dropReceivedRetries(n int, rejection string) int {
 	if rejection != "" && !isLineNumberError(rejection) {
 		return 0
@@ -366,10 +375,27 @@ func (s *session) dropReceivedRetries(n int, rejection string) int {
 		kept = append(kept, f)
 	}
 	s.inflight = kept
+
+	// The retries still waiting to be sent repeat lines the firmware has
+	// too. Sending them would only bring one more rejection each, and
+	// each rejection empties the firmware's RX buffer again.
+	waiting := s.resend[:0]
+	for _, r := range s.resend {
+		if h, ok := s.history[r]; ok && h.retry && !h.reset && r < n {
+			received = append(received, h)
+			continue
+		}
+		waiting = append(waiting, r)
+	}
+	s.resend = waiting
+
 	for _, f := range received {
-		s.inflightBytes -= f.size
 		s.log.Debug("retry of a line the firmware already has completed; its ok was lost", "line_number", f.n, "requested", n)
 		s.completeOwnerLine(f)
+	}
+	s.inflightBytes = 0
+	for _, f := range s.inflight {
+		s.inflightBytes += f.size
 	}
 	return len(received)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -256,5 +257,63 @@ func TestResendLoopFails(t *testing.T) {
 	ev, _ := rec.last(bridge.EventError)
 	if reason, _ := ev.payload.Get("reason"); reason != "resend_loop" {
 		t.Errorf("Error reason = %v, want resend_loop (%v)", reason, ev.payload)
+	}
+}
+
+func TestTimeoutRetriesOneAtATime(t *testing.T) {
+	// The oks of the last four moves are lost, so the firmware already
+	// has the lines that the communication timeout sends again and
+	// rejects each copy. Marlin discards its RX buffer at each rejection:
+	// a copy pipelined behind the first one would be cut, and the rest of
+	// it would run as an unnumbered command. The first rejection shows
+	// that the firmware has every line, so no other copy may follow it.
+	all := moves(30)
+	lostOK := map[string]bool{}
+	for _, m := range all[len(all)-4:] {
+		lostOK[m] = true
+	}
+	var copies []string // guarded by fw.mu
+	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
+		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
+			if lostOK[cmd] {
+				delete(lostOK, cmd)
+				return []string{}
+			}
+			return respondM115(fw, n, cmd)
+		},
+		onBadLine: func(fw *scriptedFirmware, raw string, expected int) []string {
+			if m := numberedLine.FindStringSubmatch(raw); m != nil {
+				if n, _ := strconv.Atoi(m[1]); n < expected {
+					copies = append(copies, raw)
+				}
+			}
+			return []string{
+				fmt.Sprintf("Error:Line Number is not Last Line Number+1, Last Line: %d", expected-1),
+				fmt.Sprintf("Resend: %d", expected),
+				"ok",
+			}
+		},
+	})
+	p, rec := startScripted(t, fw, printer.Config{Flow: printer.FlowWindow, CommTimeout: 200 * time.Millisecond})
+	if err := sendAll(t, p, all, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The firmware reads in order, so once this line's ok is back it has
+	// replied to every copy written before it.
+	if err := sendAll(t, p, []string{"M400"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := onlyMoves(fw.commands()); !slices.Equal(got, all) {
+		t.Errorf("firmware executed %q, want %q", got, all)
+	}
+	fw.mu.Lock()
+	received := slices.Clone(copies)
+	fw.mu.Unlock()
+	if len(received) != 1 {
+		t.Errorf("firmware received %d copies of lines it already had, want 1: %q", len(received), received)
+	}
+	if n := rec.count(bridge.EventError); n != 0 {
+		t.Errorf("%d Error events: %v", n, rec.names())
 	}
 }
