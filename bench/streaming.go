@@ -158,25 +158,55 @@ const python3 = "/usr/bin/python3"
 // connecting and its one-second polling for the end, which would blur
 // the time. It prints one JSON object with the seconds from startprint
 // to the end callback.
+//
+// printcore's print thread calls the end callback and only then, in its
+// finally block, creates and starts a new send thread. A disconnect()
+// that runs in between joins a thread that was created but not started,
+// and Python raises "cannot join thread before it is started" (seen with
+// Debian's printrun 2.0.0~rc8 in printcore._stop_sender). So the driver
+// waits for that finally block before it disconnects, and reports the
+// RuntimeError if it still comes.
 const printcoreDriver = `
 import json, sys, threading, time
 from printrun.printcore import printcore
 from printrun import gcoder
 port, path, baud, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 gcode = gcoder.LightGCode([line.strip() for line in open(path)])
+
+def disconnect(p):
+    if p.printer is not None:
+        # Stops a print that is still running after a timeout, as
+        # printcore's disconnect does. Then wait for the print thread's
+        # finally block: print_thread gone and the new send thread alive.
+        p.printing = False
+        deadline = time.monotonic() + 30
+        while p.print_thread is not None or p.send_thread is None or not p.send_thread.is_alive():
+            if time.monotonic() > deadline:
+                sys.exit("printcore: send thread not running 30 s after the print ended; printcore's print thread is stuck")
+            time.sleep(0.01)
+    try:
+        p.disconnect()
+    except RuntimeError as e:
+        if "before it is started" not in str(e):
+            raise
+        sys.exit("printcore: disconnect failed because its send thread was not started yet: %s" % e)
+
 p = printcore(port, baud)
 deadline = time.monotonic() + 30
 while not p.online:
     if time.monotonic() > deadline:
+        disconnect(p)
         sys.exit("printcore: printer did not come online within 30 s")
     time.sleep(0.01)
 done = threading.Event()
 p.endcb = done.set
 start = time.monotonic()
-p.startprint(gcode)
+if not p.startprint(gcode):
+    disconnect(p)
+    sys.exit("printcore: startprint refused to start the print (printing %s, online %s)" % (p.printing, p.online))
 finished = done.wait(timeout)
 elapsed = time.monotonic() - start
-p.disconnect()
+disconnect(p)
 if not finished:
     sys.exit("printcore: print did not end within %.0f s" % timeout)
 print(json.dumps({"seconds": elapsed}))

@@ -203,7 +203,7 @@ func (s *session) startJob(path string, done DoneFunc) error {
 		if s.job == nil {
 			return
 		}
-		s.setState(StatePrinting)
+		s.leaveStarting()
 		if s.job.onStarted != nil {
 			s.job.onStarted(nil, nil)
 			s.job.onStarted = nil
@@ -396,7 +396,10 @@ func (s *session) positionPayload() bridge.Payload {
 }
 
 func (s *session) pauseJob(done DoneFunc) error {
-	if s.job == nil || s.state != StatePrinting {
+	// A pause during STARTING is for the print whose start sequence
+	// (M110, beforePrintStarted) is still going out: a client that sent it
+	// on the PRINTING state of the print before cannot know better.
+	if s.job == nil || (s.state != StatePrinting && s.state != StateStarting) {
 		return fmt.Errorf("cannot pause in state %s: no print is running", s.state)
 	}
 	s.setState(StatePausing)
@@ -435,6 +438,15 @@ func (s *session) pauseJob(done DoneFunc) error {
 	}})
 	s.pump()
 	return nil
+}
+
+// leaveStarting switches a starting print to PRINTING once its start
+// sequence is sent. A pause requested during STARTING has already moved
+// the state on to PAUSING, and its own markers take it to PAUSED.
+func (s *session) leaveStarting() {
+	if s.state == StateStarting {
+		s.setState(StatePrinting)
+	}
 }
 
 func (s *session) resumeJob(done DoneFunc) error {

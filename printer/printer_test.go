@@ -340,6 +340,61 @@ func TestPauseResumeCancel(t *testing.T) {
 	}
 }
 
+func TestPauseDuringStartingPauses(t *testing.T) {
+	// The G4 dwell of beforePrintStarted keeps the print in STARTING when
+	// the pause arrives, where a client acting on the previous print's
+	// PRINTING state can send it.
+	dir := writeScripts(t, map[string]string{printer.ScriptBeforePrintStarted: "G4 S2\n"})
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 1
+	r := startRig(t, vcfg, printer.Config{Settings: printer.Settings{ScriptsDir: dir}})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	started := make(chan error, 1)
+	if err := r.p.Job(context.Background(), bridge.ActionStart, testFile, func(_ []string, err error) { started <- err }); err != nil {
+		t.Fatalf("start %s: %v", testFile, err)
+	}
+	r.job(bridge.ActionPause, "")
+	r.waitState("PAUSED", 60*time.Second)
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Errorf("start finished with %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("start did not finish although the print paused")
+	}
+
+	states := stateIDs(r)
+	i := slices.Index(states, "STARTING")
+	if i < 0 || i+2 >= len(states) || states[i+1] != "PAUSING" || states[i+2] != "PAUSED" {
+		t.Fatalf("states = %q, want STARTING, PAUSING, PAUSED with no PRINTING between", states)
+	}
+	paused, _ := r.rec.last(bridge.EventPrintPaused)
+	pos, ok := paused.payload.Get("position")
+	if !ok {
+		t.Fatalf("PrintPaused lacks position: %v", paused.payload)
+	}
+	for _, axis := range []string{"x", "y", "z", "e"} {
+		if v, _ := pos.(bridge.Payload).Get(axis); v == nil {
+			t.Errorf("PrintPaused position has no %s: %v", axis, pos)
+		}
+	}
+	if executed := r.vp.Executed(); slices.Contains(executed, fileCommands(t)[0]) {
+		t.Errorf("the first line of the file was sent before the resume: %q", executed)
+	}
+
+	r.job(bridge.ActionResume, "")
+	r.waitState("PRINTING", 10*time.Second)
+	waitFor(t, "the first file line after the resume", 30*time.Second, func() bool {
+		return slices.Contains(r.vp.Executed(), fileCommands(t)[0])
+	})
+	r.job(bridge.ActionCancel, "")
+	r.waitState("OPERATIONAL", 60*time.Second)
+	if n := r.rec.count(bridge.EventPrintPaused); n != 1 {
+		t.Errorf("PrintPaused fired %d times, want 1", n)
+	}
+}
+
 func TestUnplugFailsJobAndReconnects(t *testing.T) {
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 1

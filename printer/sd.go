@@ -546,7 +546,7 @@ func (s *session) beginSDPrint(done DoneFunc) error {
 		if s.job == nil {
 			return
 		}
-		s.setState(StatePrinting)
+		s.leaveStarting()
 		s.sd.nextPoll = time.Now()
 		if s.job.onStarted != nil {
 			s.job.onStarted(nil, nil)

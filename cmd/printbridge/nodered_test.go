@@ -215,8 +215,14 @@ func TestNodeRedExampleFlows(t *testing.T) {
 	}
 
 	// The sensor pauses a running print.
-	c.command("job", `{"id": "nodered-print-2", "action": "start", "path": "prusaslicer-2.8.1_mk4s_mini-cube.gcode"}`)
-	c.waitState("printing", func(s map[string]any) bool { return s["state_id"] == "PRINTING" })
+	const pauseFile = "prusaslicer-2.8.1_mk4s_mini-cube.gcode"
+	c.command("job", fmt.Sprintf(`{"id": "nodered-print-2", "action": "start", "path": %q}`, pauseFile))
+	// The recorder still has the PRINTING snapshots of the first print,
+	// so only a snapshot of this file counts.
+	c.waitState("printing "+pauseFile, func(s map[string]any) bool {
+		job, _ := s["job"].(map[string]any)
+		return s["state_id"] == "PRINTING" && job["path"] == pauseFile
+	})
 	jobTopic := "printbridge/" + integrationPrinter + "/command/job"
 	fromNodeRed := func() (bridge.Command, bool) {
 		for _, m := range c.rec.on(jobTopic) {
@@ -242,9 +248,35 @@ func TestNodeRedExampleFlows(t *testing.T) {
 	if pause.Action != bridge.ActionPause || !strings.HasPrefix(pause.ID, "nodered-") {
 		t.Errorf("sensor flow sent %+v, want a pause with a nodered- id", pause)
 	}
-	c.waitEvent(bridge.EventPrintPaused)
+	paused := c.waitEvent(bridge.EventPrintPaused)
+	checkNodeRedPause(t, paused, pauseFile)
+	waitFor(t, "done reply of "+pause.ID, 30*time.Second, func() bool { return c.replied(pause.ID, bridge.ReplyDone) })
 	c.command("job", `{"id": "nodered-cancel", "action": "cancel"}`)
 	c.waitEvent(bridge.EventPrintCancelled)
+}
+
+// checkNodeRedPause checks the PrintPaused envelope against OctoPrint's
+// payload: the file, and the position read after the pause.
+func checkNodeRedPause(t *testing.T, envelope, file string) {
+	t.Helper()
+	var ev struct {
+		Payload map[string]any `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(envelope), &ev); err != nil {
+		t.Fatalf("PrintPaused envelope does not parse: %v\n%s", err, envelope)
+	}
+	if ev.Payload["path"] != file {
+		t.Errorf("PrintPaused path = %v, want %s", ev.Payload["path"], file)
+	}
+	pos, ok := ev.Payload["position"].(map[string]any)
+	if !ok {
+		t.Fatalf("PrintPaused has no position: %s", envelope)
+	}
+	for _, axis := range []string{"x", "y", "z", "e"} {
+		if _, ok := pos[axis].(float64); !ok {
+			t.Errorf("PrintPaused position %s = %v, want the position read after the pause", axis, pos[axis])
+		}
+	}
 }
 
 // replied reports whether a reply with the id and status was published.
