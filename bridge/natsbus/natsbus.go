@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -243,7 +244,7 @@ func (b *Bus) setupJetStream(ctx context.Context) error {
 		return fmt.Errorf("set up JetStream on the NATS connection: %w", err)
 	}
 	subjects := b.cfg.Topics.NATSEvent("*", ">")
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        b.stream,
 		Description: "printbridge events, deduplicated by event id",
 		Subjects:    []string{subjects},
@@ -252,16 +253,24 @@ func (b *Bus) setupJetStream(ctx context.Context) error {
 		MaxAge:      streamMaxAge,
 		Duplicates:  streamDuplicates,
 		Discard:     jetstream.DiscardOld,
-	})
-	if err != nil {
-		return fmt.Errorf("create or update JetStream stream %s on %s failed: %w; check that JetStream is enabled on the server and that no other stream takes these subjects", b.stream, subjects, err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StateBucket,
-		Description: "printbridge state and availability by printer",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-	})
+	// A stream that already has this configuration is left alone: every
+	// edge and worker starts here, and nats-server 2.15.3 has a data race
+	// between a stream update and a consumer being created on it.
+	if s, err := js.Stream(ctx, b.stream); err != nil || !streamConfigured(s.CachedInfo().Config, want) {
+		if _, err := js.CreateOrUpdateStream(ctx, want); err != nil {
+			return fmt.Errorf("create or update JetStream stream %s on %s failed: %w; check that JetStream is enabled on the server and that no other stream takes these subjects", b.stream, subjects, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, StateBucket)
+	if err != nil {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      StateBucket,
+			Description: "printbridge state and availability by printer",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("create or update JetStream key-value bucket %s failed: %w", StateBucket, err)
 	}
@@ -269,6 +278,14 @@ func (b *Bus) setupJetStream(ctx context.Context) error {
 	b.kv = kv
 	b.log.Info("JetStream ready", "stream", b.stream, "subjects", subjects, "bucket", StateBucket)
 	return nil
+}
+
+// streamConfigured reports whether have has every setting of want that
+// setupJetStream sets.
+func streamConfigured(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
+		have.Duplicates == want.Duplicates && have.Discard == want.Discard
 }
 
 // Name returns "nats".
