@@ -38,6 +38,7 @@ type demoOptions struct {
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.Usage = func() { printCommandUsage(fs) }
 	var o demoOptions
 	fs.StringVar(&o.file, "file", "testdata/gcode/prusaslicer-2.8.1_mk4s_mini-cube.gcode", "G-code file to print")
 	fs.StringVar(&o.config, "config", "deploy/demo-config.yaml", "OctoPrint config.yaml whose events: hooks the worker runs")

@@ -236,6 +236,7 @@ func defaultDataDir() string {
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs.Usage = func() { printCommandUsage(fs) }
 	var o edgeOptions
 	o.register(fs)
 	if err := parseFlags(fs, args, stderr, true); err != nil {

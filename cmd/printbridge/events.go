@@ -15,6 +15,7 @@ func init() {
 
 func runEvents(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("events", flag.ContinueOnError)
+	fs.Usage = func() { printCommandUsage(fs) }
 	schema := fs.Bool("schema", false, "print the JSON Schema of the envelope and of every event's payload")
 	markdown := fs.Bool("markdown", false, "print the event reference in Markdown (docs/events.md)")
 	if err := parseFlags(fs, args, stderr, false); err != nil {

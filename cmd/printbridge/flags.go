@@ -19,20 +19,26 @@ import (
 // the command line. fs must not define "config" itself unless configFlag
 // is false, in which case the YAML source is skipped.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bool) error {
-	fs.SetOutput(stderr)
 	var configPath string
 	if configFlag {
 		fs.StringVar(&configPath, "config", "", "YAML file with flag values (keys are flag names)")
 	}
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints the whole usage after a bad value too; only
+	// -h gets it here, so the error is not scrolled away.
+	var parseOutput strings.Builder
+	fs.SetOutput(&parseOutput)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stderr, parseOutput.String())
 			return err
 		}
+		fmt.Fprintf(stderr, "printbridge %s: %v\nRun 'printbridge %s -h' for its flags.\n", fs.Name(), err, fs.Name())
 		return errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+		fmt.Fprintf(stderr, "printbridge %s: unexpected argument %q\nRun 'printbridge %s -h' for its flags.\n", fs.Name(), fs.Arg(0), fs.Name())
 		return errUsage
 	}
 	explicit := map[string]bool{}
@@ -87,6 +93,22 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 		}
 	})
 	return errors.Join(problems...)
+}
+
+// printCommandUsage writes the usage of one command: its summary and its
+// flags.
+func printCommandUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintf(w, "usage: printbridge %s [flags]\n\n", fs.Name())
+	if c, ok := subcommands[fs.Name()]; ok {
+		fmt.Fprintf(w, "%s\n\n", c.summary)
+	}
+	sources := "as PRINTBRIDGE_<FLAG>"
+	if f := fs.Lookup("config"); f != nil && strings.HasPrefix(f.Usage, "YAML file with flag values") {
+		sources = "in the --config file or " + sources
+	}
+	fmt.Fprintf(w, "flags (written -flag or --flag; each can also be set %s):\n", sources)
+	fs.PrintDefaults()
 }
 
 // valueProblem says why a value was rejected: the flag's own message when

@@ -49,3 +49,33 @@ func TestConfigFileListsUnknownKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestBadFlagValueKeepsErrorShort(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := runMain([]string{"edge", "--baud", "fast"}, &stdout, &stderr); code != 2 {
+		t.Errorf("exit code = %d, want 2", code)
+	}
+	out := stderr.String()
+	if !strings.Contains(out, `invalid value "fast" for flag -baud`) {
+		t.Errorf("output %q does not name the bad value", out)
+	}
+	if !strings.Contains(out, "Run 'printbridge edge -h'") {
+		t.Errorf("output %q does not point to -h", out)
+	}
+	if n := strings.Count(out, "\n"); n > 3 {
+		t.Errorf("output has %d lines, want the error without the usage:\n%s", n, out)
+	}
+}
+
+func TestCommandHelpHasSummary(t *testing.T) {
+	for _, name := range []string{"edge", "worker", "demo", "events", "publish"} {
+		var stdout, stderr strings.Builder
+		if code := runMain([]string{name, "-h"}, &stdout, &stderr); code != 0 {
+			t.Errorf("%s -h: exit code = %d, want 0", name, code)
+		}
+		out := stderr.String()
+		if !strings.HasPrefix(out, "usage: printbridge "+name+" [flags]\n\n"+subcommands[name].summary) {
+			t.Errorf("%s -h starts %q, want the usage line and the summary", name, out[:min(len(out), 120)])
+		}
+	}
+}

@@ -87,6 +87,7 @@ func printUsage(w io.Writer) {
 	for _, name := range names {
 		fmt.Fprintf(w, "  %-16s %s\n", name, subcommands[name].summary)
 	}
+	fmt.Fprintf(w, "  %-16s %s\n", "version", "prints the version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'printbridge <command> -h' for the flags of one command.")
 }

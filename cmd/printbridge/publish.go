@@ -22,6 +22,7 @@ func init() {
 // event takes the same path as the printer's own.
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
+	fs.Usage = func() { printCommandUsage(fs) }
 	var bus busOptions
 	bus.register(fs)
 	printerID := fs.String("printer", "", "printer id of the edge that fires the event")

@@ -209,6 +209,7 @@ func (o *workerOptions) load() (*hooks.Config, []hooks.Problem, error) {
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.Usage = func() { printCommandUsage(fs) }
 	var o workerOptions
 	o.register(fs)
 	// false: --config is the OctoPrint file, not a file of flag values.
