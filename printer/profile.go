@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -69,13 +70,40 @@ func ParseProfile(data []byte) (Profile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil && !errors.Is(err, io.EOF) {
-		return Profile{}, err
+		return Profile{}, profileDecodeError(err)
 	}
 	if err := p.Validate(); err != nil {
 		return Profile{}, err
 	}
 	return p, nil
 }
+
+// profileDecodeError rewrites yaml.v3's type errors, which name Go types
+// and span several lines, into one line in the profile's own terms.
+func profileDecodeError(err error) error {
+	var typeErr *yaml.TypeError
+	if !errors.As(err, &typeErr) {
+		return err
+	}
+	problems := make([]string, 0, len(typeErr.Errors))
+	for _, e := range typeErr.Errors {
+		e = profileTypeWords.Replace(e)
+		if line, rest, ok := strings.Cut(e, ": field "); ok {
+			if field, _, ok := strings.Cut(rest, " not found"); ok {
+				e = fmt.Sprintf("%s: unknown key %q", line, field)
+			}
+		}
+		problems = append(problems, e)
+	}
+	return fmt.Errorf("invalid printer profile: %s; see the keys and types of OctoPrint's default profile", strings.Join(problems, "; "))
+}
+
+// profileTypeWords names the Go types of Profile's fields as YAML values.
+var profileTypeWords = strings.NewReplacer(
+	"cannot unmarshal", "cannot read",
+	"into float64", "as a number", "into int", "as a whole number", "into bool", "as true or false",
+	"into string", "as text", "!!str", "text", "!!seq", "a list", "!!map", "a mapping",
+)
 
 // Validate checks the values that the edge relies on.
 func (p Profile) Validate() error {

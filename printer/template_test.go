@@ -119,6 +119,22 @@ func TestProfileParse(t *testing.T) {
 	}
 }
 
+func TestProfileTypeErrorsOneLine(t *testing.T) {
+	_, err := printer.ParseProfile([]byte("id: x\nvolume:\n  width: wide\nheatedBed: sometimes\nnozzle: 0.4\n"))
+	if err == nil {
+		t.Fatal("a profile with wrong types was accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{"line 3: cannot read text `wide` as a number", "line 4: cannot read text `sometimes` as true or false", `line 5: unknown key "nozzle"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not contain %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") || strings.Contains(msg, "printer.Profile") || strings.Contains(msg, "float64") {
+		t.Errorf("error %q spans lines or names Go types", msg)
+	}
+}
+
 func TestParseCommandList(t *testing.T) {
 	got, err := printer.ParseCommandList("m0, M1 G28.1,T")
 	if err != nil {
