@@ -46,12 +46,17 @@ func (c *commandRunner) handleFile(ctx context.Context, cmd *bridge.Command) ([]
 		return nil, st.Mkdir(cmd.Path)
 	case bridge.FileList:
 		var lines []string
+		found := cmd.Path == ""
 		for _, e := range st.List() {
-			if cmd.Path != "" && !strings.HasPrefix(e.Path, strings.TrimSuffix(cmd.Path, "/")+"/") && e.Path != cmd.Path {
+			if cmd.Path != "" && !strings.HasPrefix(e.Path, strings.TrimSuffix(cmd.Path, "/")+"/") && e.Path != strings.TrimSuffix(cmd.Path, "/") {
 				continue
 			}
+			found = true
 			data, _ := json.Marshal(e)
 			lines = append(lines, string(data))
+		}
+		if !found {
+			return nil, fmt.Errorf("%q: no such file or folder in the files folder; list without a path to see them all", cmd.Path)
 		}
 		return lines, nil
 	}

@@ -329,6 +329,13 @@ func runPrint(t *testing.T, c *chain) {
 	}
 	c.command("file", `{"id": "f-4", "action": "add", "path": "x.gcode", "from": "/etc/passwd"}`)
 	waitFor(t, "rejection of f-4", 10*time.Second, func() bool { _, ok := c.col.reply("f-4", bridge.ReplyRejected); return ok })
+	c.command("file", `{"id": "f-5", "action": "list", "path": "sub"}`)
+	c.command("file", `{"id": "f-6", "action": "list", "path": "nope"}`)
+	waitFor(t, "reply to f-5", 10*time.Second, func() bool { _, ok := c.col.reply("f-5", bridge.ReplyDone); return ok })
+	if r, _ := c.col.reply("f-5", bridge.ReplyDone); len(r.Lines) != 2 || !strings.Contains(r.Lines[1], `"path":"sub/hello.gcode"`) {
+		t.Errorf("list of sub = %q, want the folder and its file", r.Lines)
+	}
+	waitFor(t, "rejection of f-6 (no such folder)", 10*time.Second, func() bool { _, ok := c.col.reply("f-6", bridge.ReplyRejected); return ok })
 
 	// A companion program's custom event goes through the edge's normal
 	// path; a payload that does not match the catalogue is rejected.

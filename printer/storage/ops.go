@@ -344,7 +344,7 @@ func (s *Storage) requireFolderLocked(parent, target string) error {
 		return nil
 	}
 	if n, ok := s.tree[parent]; !ok || !n.folder {
-		return fmt.Errorf("%q: the folder %q %w; create it with Mkdir first", target, parent, ErrNotFound)
+		return fmt.Errorf("%q: the folder %q %w; create it with the mkdir action first", target, parent, ErrNotFound)
 	}
 	return nil
 }

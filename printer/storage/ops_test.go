@@ -329,7 +329,7 @@ func TestOperationErrors(t *testing.T) {
 		want error
 		text string
 	}{
-		{"add into missing folder", s.Add("missing/a.gcode", strings.NewReader("")), ErrNotFound, "create it with Mkdir first"},
+		{"add into missing folder", s.Add("missing/a.gcode", strings.NewReader("")), ErrNotFound, "create it with the mkdir action first"},
 		{"add over a folder", s.Add("f", strings.NewReader("")), ErrInvalidPath, "G-code"},
 		{"move missing", s.Move("nope.gcode", "x.gcode"), ErrNotFound, `"nope.gcode"`},
 		{"move onto existing", s.Move("a.gcode", "b.gcode"), ErrExists, `"b.gcode"`},
