@@ -141,6 +141,11 @@ func (l *loader) checkPlaceholders(sub *Subscription, used [][]string, ref entry
 				continue
 			}
 			done[name] = true
+			if containsString(unsetPayloadKeys, name) {
+				l.report(SeverityWarning, node, ref, path+".command",
+					"placeholder {%s} is never set by printbridge, which has no OctoPrint user accounts, so the hook is skipped every time the event fires", name)
+				continue
+			}
 			if missing, detail := missingPayloadKey(sub.Events, name); len(missing) > 0 {
 				l.report(SeverityWarning, node, ref, path+".command",
 					"placeholder {%s} is not in the payload of %s (%s) and is not a built-in, so the hook is skipped when the event fires, as in OctoPrint",
@@ -149,6 +154,10 @@ func (l *loader) checkPlaceholders(sub *Subscription, used [][]string, ref entry
 		}
 	}
 }
+
+// unsetPayloadKeys are optional payload keys of the catalogue that
+// OctoPrint fills from its logged-in user and printbridge never fills.
+var unsetPayloadKeys = []string{"owner", "user"}
 
 // missingPayloadKey returns the catalogue events that lack the payload key
 // name, and the keys they have.

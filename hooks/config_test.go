@@ -419,3 +419,11 @@ events:
 		t.Errorf("merge keys: PrintDone %d, PrintStarted %d subscriptions", len(cfg.Match("PrintDone")), len(cfg.Match("PrintStarted")))
 	}
 }
+
+func TestOwnerPlaceholderNeverSet(t *testing.T) {
+	_, problems := parseTestConfig(t, "events:\n  enabled: true\n  subscriptions:\n  - event: PrintStarted\n    type: system\n    shell: false\n    command: /bin/echo owner={owner} user={user}\n")
+	checkProblems(t, problems, []wantProblem{
+		{7, SeverityWarning, 1, "placeholder {owner} is never set by printbridge"},
+		{7, SeverityWarning, 1, "placeholder {user} is never set by printbridge"},
+	})
+}
