@@ -111,6 +111,11 @@ type Bus struct {
 
 	mu     sync.Mutex
 	closed bool
+	// connectedAt is the time of the last connect, and shortConnections
+	// counts the connections in a row that the broker closed soon after
+	// it, the sign of another client with the same client id.
+	connectedAt      time.Time
+	shortConnections int
 	// connection counts the connects. A subscription made directly on
 	// connection n is not made again by the handler of connect n.
 	connection int
@@ -305,6 +310,7 @@ func (b *Bus) onConnect(paho.Client) {
 	b.mu.Lock()
 	b.connection++
 	connection := b.connection
+	b.connectedAt = time.Now()
 	b.mu.Unlock()
 	if connection == 1 {
 		close(b.firstConnect)
@@ -350,8 +356,32 @@ func (b *Bus) publishOffline() error {
 	return nil
 }
 
+// shortConnection is the age under which a lost connection counts towards
+// takeoverConnections.
+const shortConnection = 10 * time.Second
+
+// takeoverConnections is the number of connections in a row, each lost
+// within shortConnection, that makes the bus report a probable client id
+// clash. An MQTT 3.1.1 broker closes the older connection of a client id
+// without a reason, so two clients with one id take turns without end.
+// NOTE: broker restarts in quick succession look the same and are
+// reported too.
+const takeoverConnections = 3
+
 func (b *Bus) onConnectionLost(_ paho.Client, err error) {
 	b.log.Warn("lost connection to MQTT broker; reconnecting", "error", err)
+	b.mu.Lock()
+	if time.Since(b.connectedAt) < shortConnection {
+		b.shortConnections++
+	} else {
+		b.shortConnections = 1
+	}
+	short := b.shortConnections
+	b.mu.Unlock()
+	if short%takeoverConnections == 0 {
+		b.log.Error("the MQTT broker keeps closing this connection soon after it is made; another client probably uses the same client id, such as a second edge with the same --printer: give each edge its own printer id or --mqtt-client-id",
+			"connections_lost", short, "within", shortConnection)
+	}
 	if b.cfg.OnConnectionLost != nil {
 		b.cfg.OnConnectionLost(err)
 	}
