@@ -84,7 +84,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{CommandGcode, `{"commands":["G28"]}`, "", "missing \"id\""},
 		{CommandGcode, `{"id":"c3","commands":["G28\nM112"]}`, "c3", "line break"},
 		{CommandGcode, `{"id":"c4","commands":[1]}`, "c4", "list of strings"},
-		{CommandGcode, `not json`, "", "must be a JSON object"},
+		{CommandGcode, `not json`, "", "invalid JSON"},
 		{CommandGcode, `[1,2]`, "", "must be a JSON object"},
 		{CommandGcode, `{"id":"c5","commands":["G28"],"bogus":1}`, "c5", `unknown key "bogus"`},
 		{CommandGcode, `{"id":"c6","commands":["M105"],"ID":"zz"}`, "c6", `did you mean "id"`},

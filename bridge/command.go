@@ -230,7 +230,10 @@ func decodeObject(data []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("empty message: send a JSON object such as {\"id\": \"c1\", ...}")
 	}
 	if trimmed[0] != '{' {
-		return nil, errors.New("message must be a JSON object")
+		if !json.Valid(trimmed) {
+			return nil, errors.New(`invalid JSON: send a JSON object such as {"id": "c1", ...}`)
+		}
+		return nil, errors.New("message must be a JSON object, not another JSON value")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	var fields map[string]json.RawMessage
