@@ -229,6 +229,10 @@ func TestToolChangeScriptsWrapT(t *testing.T) {
 	r := startRig(t, vcfg, printer.Config{Settings: printer.Settings{ScriptsDir: dir, Profile: profile}})
 	r.waitState("OPERATIONAL", 10*time.Second)
 	r.gcode("T1")
+	// The request ends with T1's ok; the afterToolChange line follows it.
+	waitFor(t, "the afterToolChange script", 10*time.Second, func() bool {
+		return slices.Contains(r.vp.Executed(), "M117 after 0 to 1")
+	})
 	executed := r.vp.Executed()
 	i := slices.Index(executed, "T1")
 	if i < 1 || i+1 >= len(executed) {
