@@ -163,8 +163,13 @@ func TestPauseCancelScriptsGetPositions(t *testing.T) {
 	pos, _ := paused.payload.Get("position")
 	z, _ := pos.(bridge.Payload).Get("z")
 	want := "M117 paused Z" + pythonFloat(t, z)
-	if !slices.Contains(r.vp.Executed(), want) {
-		t.Fatalf("afterPrintPaused: %q not executed; last lines %q", want, tail(r.vp.Executed(), 8))
+	// The script is queued after PrintPaused, so it may still be on its way.
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(r.vp.Executed(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("afterPrintPaused: %q not executed; last lines %q", want, tail(r.vp.Executed(), 8))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	assertBefore(t, r.rec.names(), bridge.EventPrintPaused, "GcodeScriptAfterPrintPausedRunning")
 
