@@ -2,6 +2,7 @@ package printer
 
 import (
 	"fmt"
+	"github.com/printbridge/printbridge/bridge"
 	"math"
 	"strconv"
 	"strings"
@@ -864,33 +865,4 @@ func pythonString(v any) string {
 	return fmt.Sprint(v)
 }
 
-func pythonFloat(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "nan"
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	case f == 0:
-		if math.Signbit(f) {
-			return "-0.0"
-		}
-		return "0.0"
-	}
-	sci := strconv.FormatFloat(f, 'e', -1, 64)
-	mant, expText, _ := strings.Cut(sci, "e")
-	exp, _ := strconv.Atoi(expText)
-	if exp < -4 || exp >= 16 {
-		sign := "+"
-		if exp < 0 {
-			sign, exp = "-", -exp
-		}
-		return fmt.Sprintf("%se%s%02d", mant, sign, exp)
-	}
-	s := strconv.FormatFloat(f, 'f', -1, 64)
-	if !strings.Contains(s, ".") {
-		s += ".0"
-	}
-	return s
-}
+func pythonFloat(f float64) string { return bridge.PythonFloatRepr(f) }
