@@ -443,6 +443,17 @@ func (s *claimStore) refresh(ctx context.Context, c *claim) {
 	opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
 	rev, err := s.kv.Update(opCtx, c.key, data, c.rev)
 	cancel()
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		own, _, ours, getErr := s.ownRevision(ctx, c)
+		if getErr != nil {
+			s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+			return // read again at the next refresh
+		}
+		if ours {
+			c.rev = own
+			return
+		}
+	}
 	switch {
 	case err == nil:
 		c.rev = rev
@@ -456,6 +467,28 @@ func (s *claimStore) refresh(ctx context.Context, c *claim) {
 		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
 		s.log.Debug("refreshing a claim failed; retrying at the next refresh", "event_id", c.eventID, "key", c.key, "error", err)
 	}
+}
+
+// ownRevision reads the claim's key after a write was refused for a
+// revision mismatch. When the key still holds this worker's claim, an
+// earlier write of ours was stored but its reply was lost (the server
+// stopped before it answered), and the claim is still ours at the
+// revision returned. An error means the key could not be read.
+func (s *claimStore) ownRevision(ctx context.Context, c *claim) (rev uint64, state string, ours bool, err error) {
+	entry, value, err := s.get(ctx, c.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, "", false, nil
+	}
+	if err != nil {
+		return 0, "", false, err
+	}
+	if value.Worker != s.instance {
+		return 0, "", false, nil
+	}
+	s.log.Info("a claim write whose reply was lost had been stored; the claim is still this worker's",
+		"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key,
+		"revision", entry.Revision(), "state", value.State)
+	return entry.Revision(), value.State, true, nil
 }
 
 // complete writes state "done". It retries while the bucket does not
@@ -488,7 +521,20 @@ func (s *claimStore) complete(ctx context.Context, c *claim) {
 			c.rev = rev
 			return
 		}
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		mismatch := errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if mismatch {
+			own, state, ours, getErr := s.ownRevision(context.WithoutCancel(ctx), c)
+			switch {
+			case getErr != nil:
+				err, mismatch = getErr, false // retried below
+			case ours && state == claimDone:
+				return
+			case ours:
+				c.rev = own
+				continue
+			}
+		}
+		if mismatch || errors.Is(err, jetstream.ErrKeyNotFound) {
 			s.metrics.claims.WithLabelValues(claimResultLost).Inc()
 			s.log.Warn("the claim was taken over while the hooks ran; they may have run twice", append(attrs, "error", err)...)
 			return

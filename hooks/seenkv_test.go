@@ -376,6 +376,71 @@ func TestSeenBucketLeavesLiveClaim(t *testing.T) {
 	}
 }
 
+// TestSeenBucketKeepsClaimAfterLostReply rewrites a running claim with
+// the worker's own value, which is what the key holds when the server
+// stored a refresh and stopped before its reply: the worker's next write
+// then finds another revision. The claim is still the worker's, so it
+// must go on refreshing it and record the event as done, not give it up
+// as lost and leave it running for a redelivery to run again.
+func TestSeenBucketKeepsClaimAfterLostReply(t *testing.T) {
+	h := newKVHarness(t)
+	dir := t.TempDir()
+	started, proceed := filepath.Join(dir, "started"), filepath.Join(dir, "proceed")
+	w := h.startWorker("own", "host-a", fmt.Sprintf(`touch %s; while [ ! -f %s ]; do sleep 0.02; done; echo "$PRINTBRIDGE_EVENT_ID own" >> %s`,
+		started, proceed, h.ranLog))
+	env := doneEnvelope("lost-reply-1")
+	h.publish(env)
+	waitUntil(t, "the hook to start", func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	}, func() string { return "no marker file" })
+
+	rewrite := func() uint64 {
+		t.Helper()
+		entry, err := h.kv.Get(context.Background(), claimKey(env.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v claimValue
+		if err := json.Unmarshal(entry.Value(), &v); err != nil || v.Worker != w.w.claims.instance {
+			t.Fatalf("claim %s = %s, want one of worker %s (decode error %v)", env.ID, entry.Value(), w.w.claims.instance, err)
+		}
+		rev, err := h.kv.Update(context.Background(), claimKey(env.ID), entry.Value(), entry.Revision())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	// A refresh after the rewrite must adopt it and write again.
+	stored := rewrite()
+	var last uint64
+	waitUntil(t, "a refresh after the rewrite", func() bool {
+		entry, err := h.kv.Get(context.Background(), claimKey(env.ID))
+		if err == nil {
+			last = entry.Revision()
+		}
+		return last > stored
+	}, func() string { return fmt.Sprintf("revision %d, rewritten at %d", last, stored) })
+
+	// The write of done after a rewrite must be retried on the new
+	// revision.
+	rewrite()
+	if err := os.WriteFile(proceed, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.waitKey(env.ID, claimDone)
+	h.waitDrained("host-a")
+	if got := w.claims(claimResultLost); got != 0 {
+		t.Errorf("lost claims = %v, want 0: the key held the worker's own claim", got)
+	}
+
+	h.redeliver(env)
+	h.waitDrained("host-a")
+	if got := h.ran()[env.ID]; len(got) != 1 {
+		t.Errorf("hook ran %d times (by %v), want once", len(got), got)
+	}
+}
+
 func TestSeenBucketStopReleasesClaim(t *testing.T) {
 	h := newKVHarness(t)
 	marker := filepath.Join(t.TempDir(), "started")
