@@ -446,8 +446,11 @@ func (s *claimStore) refresh(ctx context.Context, c *claim) {
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		own, _, ours, getErr := s.ownRevision(ctx, c)
 		if getErr != nil {
+			// The next refresh reads the key again.
 			s.metrics.errors.WithLabelValues(opSeenStore).Inc()
-			return // read again at the next refresh
+			s.log.Debug("reading a claim after a rejected refresh failed; retrying at the next refresh",
+				"event_id", c.eventID, "key", c.key, "error", getErr)
+			return
 		}
 		if ours {
 			c.rev = own
@@ -469,11 +472,10 @@ func (s *claimStore) refresh(ctx context.Context, c *claim) {
 	}
 }
 
-// ownRevision reads the claim's key after a write was refused for a
-// revision mismatch. When the key still holds this worker's claim, an
-// earlier write of ours was stored but its reply was lost (the server
-// stopped before it answered), and the claim is still ours at the
-// revision returned. An error means the key could not be read.
+// ownRevision reads the claim's key after a write was rejected for a
+// revision mismatch. When the key still contains this worker's claim, the
+// server stored an earlier write and stopped before it replied, so the
+// claim is still this worker's at the revision returned.
 func (s *claimStore) ownRevision(ctx context.Context, c *claim) (rev uint64, state string, ours bool, err error) {
 	entry, value, err := s.get(ctx, c.key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -485,7 +487,7 @@ func (s *claimStore) ownRevision(ctx context.Context, c *claim) (rev uint64, sta
 	if value.Worker != s.instance {
 		return 0, "", false, nil
 	}
-	s.log.Info("a claim write whose reply was lost had been stored; the claim is still this worker's",
+	s.log.Info("the server had stored a claim write whose reply was lost; the claim is still this worker's",
 		"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key,
 		"revision", entry.Revision(), "state", value.State)
 	return entry.Revision(), value.State, true, nil
