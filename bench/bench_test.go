@@ -85,6 +85,12 @@ func checkMemory(t *testing.T, res *Results) {
 			t.Errorf("worker memory result = %+v, want idle and peak RSS and hook results", m)
 		}
 	}
+	if m := res.LeanEdgeMemory; m == nil || m.EdgePeakRSS <= 0 || m.Lines == 0 {
+		t.Errorf("edge memory result of the -tags %s build = %+v, want its peak RSS and a line count", LeanBuildTag, m)
+	}
+	if m := res.LeanWorkerMemory; m == nil || m.PeakRSS <= 0 || m.Results == 0 {
+		t.Errorf("worker memory result of the -tags %s build = %+v, want its peak RSS and hook results", LeanBuildTag, m)
+	}
 }
 
 func checkEvents(t *testing.T, opts Options, res *Results) {

@@ -16,6 +16,10 @@ import (
 	"github.com/printbridge/printbridge/bridge"
 )
 
+// LeanBuildTag leaves the embedded nats-server, which only the demo
+// uses, out of the binary.
+const LeanBuildTag = "noembeddedbroker"
+
 // EdgeMemoryResult is one print of a large file by the edge binary.
 type EdgeMemoryResult struct {
 	FileBytes int64

@@ -30,13 +30,20 @@ const (
 const goTool = "go"
 
 // BuildBinary builds ./cmd/printbridge of the module at repoRoot into
-// dir and returns the binary's path. It builds as the Dockerfile does:
-// static (CGO_ENABLED=0) and without symbol table and DWARF, so the
-// memory measured is that of the deployed binary. A cgo build also maps
-// libc and the dynamic loader, about 1.5 MiB more RSS.
-func BuildBinary(ctx context.Context, repoRoot, dir string) (string, error) {
-	out := filepath.Join(dir, "printbridge")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/printbridge")
+// dir, with the build tags given, and returns the binary's path. It
+// builds as the Dockerfile does: static (CGO_ENABLED=0) and without
+// symbol table and DWARF, so the memory measured is that of the deployed
+// binary. A cgo build also maps libc and the dynamic loader, about
+// 1.5 MiB more RSS.
+func BuildBinary(ctx context.Context, repoRoot, dir string, tags ...string) (string, error) {
+	name := "printbridge"
+	args := []string{"build", "-trimpath", "-ldflags=-s -w"}
+	if len(tags) > 0 {
+		name += "-" + strings.Join(tags, "-")
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, goTool, append(args, "-o", out, "./cmd/printbridge")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = repoRoot
 	if msg, err := cmd.CombinedOutput(); err != nil {

@@ -28,6 +28,10 @@ type Options struct {
 	RepoRoot string
 	// Binary is the printbridge binary; Run builds one when empty.
 	Binary string
+	// LeanBinary is a build with the tag noembeddedbroker, whose memory
+	// the memory section measures too. Run builds one when both it and
+	// Binary are empty.
+	LeanBinary string
 	// WorkDir holds every temporary file; a new temporary directory
 	// when empty.
 	WorkDir string
@@ -134,12 +138,16 @@ type Results struct {
 	Streams      []StreamResult
 	EdgeMemory   *EdgeMemoryResult
 	WorkerMemory []WorkerMemoryResult
-	Pipelines    []PipelineResult
-	WorkerAlone  []PipelineResult
-	Latencies    []LatencyResult
-	Analyses     []AnalysisResult
-	Startups     []StartupResult
-	GoBenchmarks []GoBenchmark
+	// LeanEdgeMemory and LeanWorkerMemory are the edge and the paced
+	// worker run of the build without the embedded broker.
+	LeanEdgeMemory   *EdgeMemoryResult
+	LeanWorkerMemory *WorkerMemoryResult
+	Pipelines        []PipelineResult
+	WorkerAlone      []PipelineResult
+	Latencies        []LatencyResult
+	Analyses         []AnalysisResult
+	Startups         []StartupResult
+	GoBenchmarks     []GoBenchmark
 }
 
 // Run takes every measurement of opts in turn. A measurement that fails
@@ -164,6 +172,13 @@ func Run(ctx context.Context, opts Options) (*Report, *Results, error) {
 			return nil, nil, err
 		}
 		opts.Binary = bin
+		if opts.LeanBinary == "" {
+			lean, err := BuildBinary(ctx, opts.RepoRoot, opts.WorkDir, LeanBuildTag)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.LeanBinary = lean
+		}
 	}
 
 	var errs []error
@@ -273,28 +288,53 @@ func speedLabel(speed float64) string {
 }
 
 func measureMemory(ctx context.Context, opts Options, res *Results) (Table, error) {
-	t := Table{Title: "Peak memory", Columns: []string{"Process", "Workload", "RSS when idle", "Peak RSS (VmHWM)",
+	t := Table{Title: "Peak memory", Columns: []string{"Process", "Build", "Workload", "RSS when idle", "Peak RSS (VmHWM)",
 		"RSS at the end: anonymous + file", "Target"}}
-	edgeMem, err := MeasureEdgeMemory(ctx, opts.Binary, opts.WorkDir, opts.EdgeMemorySource, opts.EdgeMemoryBytes, opts.ComponentLog)
-	if err != nil {
-		return t, err
+	builds := []struct{ name, bin string }{{"default", opts.Binary}}
+	if opts.LeanBinary != "" {
+		builds = append(builds, struct{ name, bin string }{"-tags " + LeanBuildTag, opts.LeanBinary})
 	}
-	res.EdgeMemory = &edgeMem
-	t.Rows = append(t.Rows,
-		[]string{"printbridge edge", fmt.Sprintf("prints a %.1f MB file (%d lines, layers of %s) in %s, %s lines/s, unpaced",
-			float64(edgeMem.FileBytes)/1e6, edgeMem.Lines, filepath.Base(opts.EdgeMemorySource), formatDuration(edgeMem.Elapsed),
-			formatRate(float64(edgeMem.Lines)/edgeMem.Elapsed.Seconds())), formatMiB(edgeMem.EdgeIdleRSS), formatMiB(edgeMem.EdgePeakRSS),
-			formatRSSKinds(edgeMem.EdgeEnd), "≤ 20 MiB"},
-		[]string{"printbridge virtual-printer (not counted)", "the same print; it keeps every executed command", "",
-			formatMiB(edgeMem.VirtualPeakRSS), "", ""})
-	for _, rate := range []int{opts.WorkerRate, 0} {
-		workerMem, err := MeasureWorkerMemory(ctx, opts.Binary, opts.WorkDir, opts.WorkerEvents, rate, opts.ComponentLog)
+	for i, b := range builds {
+		edgeMem, err := MeasureEdgeMemory(ctx, b.bin, opts.WorkDir, opts.EdgeMemorySource, opts.EdgeMemoryBytes, opts.ComponentLog)
 		if err != nil {
 			return t, err
 		}
-		res.WorkerMemory = append(res.WorkerMemory, workerMem)
-		pace := fmt.Sprintf("at %d events/s", rate)
-		if rate == 0 {
+		if i == 0 {
+			res.EdgeMemory = &edgeMem
+		} else {
+			res.LeanEdgeMemory = &edgeMem
+		}
+		t.Rows = append(t.Rows,
+			[]string{"printbridge edge", b.name, fmt.Sprintf("prints a %.1f MB file (%d lines, layers of %s) in %s, %s lines/s, unpaced",
+				float64(edgeMem.FileBytes)/1e6, edgeMem.Lines, filepath.Base(opts.EdgeMemorySource), formatDuration(edgeMem.Elapsed),
+				formatRate(float64(edgeMem.Lines)/edgeMem.Elapsed.Seconds())), formatMiB(edgeMem.EdgeIdleRSS), formatMiB(edgeMem.EdgePeakRSS),
+				formatRSSKinds(edgeMem.EdgeEnd), "≤ 20 MiB"})
+		if i == 0 {
+			t.Rows = append(t.Rows, []string{"printbridge virtual-printer (not counted)", b.name, "the same print; it keeps every executed command", "",
+				formatMiB(edgeMem.VirtualPeakRSS), "", ""})
+		}
+	}
+	type workerRun struct {
+		build, bin string
+		rate       int
+		lean       bool
+	}
+	runs := []workerRun{{"default", opts.Binary, opts.WorkerRate, false}, {"default", opts.Binary, 0, false}}
+	if opts.LeanBinary != "" {
+		runs = append(runs, workerRun{"-tags " + LeanBuildTag, opts.LeanBinary, opts.WorkerRate, true})
+	}
+	for _, run := range runs {
+		workerMem, err := MeasureWorkerMemory(ctx, run.bin, opts.WorkDir, opts.WorkerEvents, run.rate, opts.ComponentLog)
+		if err != nil {
+			return t, err
+		}
+		if run.lean {
+			res.LeanWorkerMemory = &workerMem
+		} else {
+			res.WorkerMemory = append(res.WorkerMemory, workerMem)
+		}
+		pace := fmt.Sprintf("at %d events/s", run.rate)
+		if run.rate == 0 {
 			pace = "as fast as NATS takes them"
 		}
 		workload := fmt.Sprintf("%d events from %d publishers %s, every %dth a Home with a system hook; %d hook results in %s",
@@ -302,7 +342,7 @@ func measureMemory(ctx context.Context, opts Options, res *Results) (Table, erro
 		if workerMem.Results < workerMem.Events {
 			workload += fmt.Sprintf(", %d events dropped from its full queue", workerMem.Events-workerMem.Results)
 		}
-		t.Rows = append(t.Rows, []string{"printbridge worker", workload, formatMiB(workerMem.IdleRSS), formatMiB(workerMem.PeakRSS),
+		t.Rows = append(t.Rows, []string{"printbridge worker", run.build, workload, formatMiB(workerMem.IdleRSS), formatMiB(workerMem.PeakRSS),
 			formatRSSKinds(workerMem.End), "≤ 15 MiB"})
 	}
 	return t, nil

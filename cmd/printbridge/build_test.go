@@ -5,19 +5,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
 // buildPrintbridge builds the printbridge binary into a temporary
 // directory of t, so a fault test runs the real executable.
-func buildPrintbridge(t testing.TB) string {
+func buildPrintbridge(t testing.TB, tags ...string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	bin := filepath.Join(t.TempDir(), "printbridge")
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	out, err := exec.Command(goTool, append(args, ".")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build of printbridge failed: %v\n%s", err, out)
 	}

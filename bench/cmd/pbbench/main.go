@@ -28,6 +28,7 @@ func run() int {
 	profile := flag.String("profile", bench.ProfileFull, "input sizes: full (for docs/benchmarks.md, several minutes) or smoke (tiny inputs, seconds)")
 	out := flag.String("out", "", "Markdown file whose generated block (between the pbbench markers) receives the tables; empty prints them")
 	binary := flag.String("binary", "", "printbridge binary to measure; built from this checkout when empty")
+	leanBinary := flag.String("lean-binary", "", "printbridge binary built with -tags noembeddedbroker, whose memory is measured too; built from this checkout when it and -binary are empty")
 	workDir := flag.String("work-dir", "", "directory for temporary files, kept afterwards; a removed temporary directory when empty")
 	verbose := flag.Bool("v", false, "log each measurement's progress to stderr")
 	only := flag.String("only", "", "comma-separated section titles to measure, such as \"Serial streaming\"; empty measures all. Not allowed with -out, which needs every table")
@@ -52,7 +53,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "pbbench:", err)
 		return 2
 	}
-	opts.Binary, opts.WorkDir, opts.Log = *binary, *workDir, log
+	opts.Binary, opts.LeanBinary, opts.WorkDir, opts.Log = *binary, *leanBinary, *workDir, log
 	if *only != "" {
 		opts.Only = strings.Split(*only, ",")
 	}
