@@ -17,6 +17,7 @@ import (
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/deploy"
 	"github.com/printbridge/printbridge/hooks"
 	"github.com/printbridge/printbridge/printer/virtual"
 )
@@ -40,8 +41,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.Usage = func() { printCommandUsage(fs) }
 	var o demoOptions
-	fs.StringVar(&o.file, "file", "testdata/gcode/prusaslicer-2.8.1_mk4s_mini-cube.gcode", "G-code file to print")
-	fs.StringVar(&o.config, "config", "deploy/demo-config.yaml", "OctoPrint config.yaml whose events: hooks the worker runs")
+	fs.StringVar(&o.file, "file", "", "G-code file to print (default: "+deploy.DemoGcodeName+", built into the binary)")
+	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks the worker runs (default: "+deploy.DemoConfigName+", built into the binary)")
 	fs.Float64Var(&o.speed, "speed", 20, "virtual printer time factor: 1 is real time, 0 no waiting")
 	fs.BoolVar(&o.keepRunning, "keep-running", false, "keep everything running after the print and print the broker addresses")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up when the print has not finished after this long")
@@ -80,21 +81,41 @@ func (d *demoRun) printf(format string, args ...any) {
 	fmt.Fprintf(d.out, format, args...)
 }
 
+// loadDemoConfig reads the hook config at path, or the built-in demo
+// config when path is empty, and returns the name to show for it.
+func loadDemoConfig(path string) (string, *hooks.Config, []hooks.Problem, error) {
+	if path == "" {
+		cfg, problems, err := hooks.ParseConfig(deploy.DemoConfigName, deploy.DemoConfig)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("built-in hook config %s: %w", deploy.DemoConfigName, err)
+		}
+		return deploy.DemoConfigName + " (built in)", cfg, problems, nil
+	}
+	cfg, problems, err := hooks.LoadConfig(path)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("load hook config: %w (check the --config path, or leave it out to use the built-in config)", err)
+	}
+	return path, cfg, problems, nil
+}
+
 func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
 	started := time.Now()
-	cfg, problems, err := hooks.LoadConfig(o.config)
+	configName, cfg, problems, err := loadDemoConfig(o.config)
 	if err != nil {
-		return fmt.Errorf("load hook config: %w (run the demo from the repository root, or pass --config)", err)
+		return err
 	}
 	for _, p := range problems {
 		fmt.Fprintln(stdout, "config:", p.String())
 	}
 	if hooks.HasErrors(problems) {
-		return fmt.Errorf("hook config %s has errors", o.config)
+		return fmt.Errorf("hook config %s has errors", configName)
 	}
-	gcode, err := os.ReadFile(o.file)
-	if err != nil {
-		return fmt.Errorf("read G-code file: %w (run the demo from the repository root, or pass --file)", err)
+	jobName, gcode := deploy.DemoGcodeName, deploy.DemoGcode
+	if o.file != "" {
+		if gcode, err = os.ReadFile(o.file); err != nil {
+			return fmt.Errorf("read G-code file: %w (check the --file path, or leave it out to print the built-in file)", err)
+		}
+		jobName = filepath.Base(o.file)
 	}
 
 	dataDir, err := os.MkdirTemp("", "printbridge-demo-")
@@ -106,7 +127,6 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	if err := os.MkdirAll(filesDir, 0o750); err != nil {
 		return err
 	}
-	jobName := filepath.Base(o.file)
 	if err := os.WriteFile(filepath.Join(filesDir, jobName), gcode, 0o640); err != nil {
 		return err
 	}
@@ -136,7 +156,7 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	}()
 
 	fmt.Fprintf(stdout, "printbridge demo: NATS %s, MQTT %s, virtual printer %s\n", emb.NATSURL(), emb.MQTTURL(), vp.Path())
-	fmt.Fprintf(stdout, "printing %s (%d bytes) with the hooks of %s\n\n", jobName, len(gcode), o.config)
+	fmt.Fprintf(stdout, "printing %s (%d bytes) with the hooks of %s\n\n", jobName, len(gcode), configName)
 
 	run := &demoRun{out: stdout, start: started, printer: demoPrinter, counts: map[string]int{},
 		finished: make(chan string, 1), connected: make(chan struct{})}
