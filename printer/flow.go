@@ -55,6 +55,13 @@ func (s *session) windowed() bool {
 // can never overflow, whatever it has already moved to its command
 // queue. With ADVANCED_OK the free command slots it reports bound the
 // window too.
+//
+// NOTE: counting does not keep a rejected line's followers whole. On a
+// paced line, the bytes still on the wire when the firmware rejects a
+// line arrive after it emptied its RX buffer. The rest of a line cut
+// there then runs as a command of its own, because Marlin 2.0's
+// GCodeQueue::get_serial_commands checks only lines that start with N.
+// The virtual printer shows it at 250000 baud with ResendRatio 10.
 func (s *session) canSend(wireLen int) bool {
 	if s.recovering && time.Now().Before(s.settleUntil) {
 		return false

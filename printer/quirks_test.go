@@ -74,6 +74,16 @@ func assertNoErrorEvents(t *testing.T, r *rig) {
 	}
 }
 
+// benchStreaming sets the virtual printer up as the streaming benchmark
+// does: paced at 250000 baud, BUFSIZE 4, a 128-byte receive buffer and
+// 500 µs per command.
+func benchStreaming(c *virtual.Config) {
+	c.Baud = 250000
+	c.BufSize = 4
+	c.RXBufferSize = 128
+	c.ProcessingTime = 500 * time.Microsecond
+}
+
 func TestQuirksLoseNothing(t *testing.T) {
 	cases := []struct {
 		name string
@@ -102,6 +112,10 @@ func TestQuirksLoseNothing(t *testing.T) {
 		{"tx-byte-errors", printer.FlowAuto, 300 * time.Millisecond, func(c *virtual.Config) { c.TXByteErrors = 0.001 }},
 		{"byte-errors-ping-pong", printer.FlowPingPong, 300 * time.Millisecond, func(c *virtual.Config) { c.RXByteErrors = 0.002; c.TXByteErrors = 0.001 }},
 		{"baud-processing-time", printer.FlowAuto, 0, func(c *virtual.Config) { c.Baud = 115200; c.ProcessingTime = 300 * time.Microsecond }},
+		// The settings of the streaming benchmark (docs/benchmarks.md).
+		{"bench-window", printer.FlowWindow, 0, benchStreaming},
+		{"bench-ping-pong", printer.FlowPingPong, 0, benchStreaming},
+		{"bench-ping-pong-resends", printer.FlowPingPong, 0, func(c *virtual.Config) { benchStreaming(c); c.ResendRatio = 10 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

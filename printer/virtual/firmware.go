@@ -456,25 +456,37 @@ func (s *session) await(ch <-chan struct{}) bool {
 }
 
 // sleep waits for d of wall-clock time and reports false when the command
-// must end first.
+// must end first. It waits for an absolute deadline and usually ends
+// within microseconds of it (see sleepUntil), so a short wait such as
+// ProcessingTime lasts the modelled time and not until the Go runtime's
+// next millisecond. An emergency command ends the wait early, except in
+// its last preciseSleepMax.
 func (s *session) sleep(d time.Duration) bool {
 	if d <= 0 {
 		return !s.stopWaiting()
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case <-timer.C:
-			return !s.stopWaiting()
-		case <-s.interrupt:
-			if s.stopWaiting() {
+	deadline := time.Now().Add(d)
+	if coarse := d - preciseSleepMax; coarse > 0 {
+		timer := time.NewTimer(coarse)
+		defer timer.Stop()
+	wait:
+		for {
+			select {
+			case <-timer.C:
+				break wait
+			case <-s.interrupt:
+				if s.stopWaiting() {
+					return false
+				}
+			case <-s.ctx.Done():
 				return false
 			}
-		case <-s.ctx.Done():
-			return false
 		}
 	}
+	if !sleepUntil(s.ctx, deadline) {
+		return false
+	}
+	return !s.stopWaiting()
 }
 
 // scaled converts model time into wall-clock time by Config.Speed.

@@ -25,11 +25,20 @@ const (
 	// the line is paced by Config.Baud. It is short, so a line is handed
 	// to the firmware soon after its last byte has crossed the wire.
 	pacedChunk = time.Millisecond
-	// preciseSleepMax is the longest pacing sleep taken with nanosleep on
-	// the calling thread. A Go timer can end up to a millisecond late
-	// (package bench measured 1 ms for a 100 µs timer on a two-core VM),
-	// which at 250000 baud is almost the wire time of a G-code line.
+	// preciseSleepMax is the longest part of a wait taken with nanosleep
+	// on the calling thread, and a Go timer covers the rest of a longer
+	// wait. A Go timer can end up to a millisecond late (package bench
+	// measured 1 ms for a 100 µs timer on a two-core VM), which at 250000
+	// baud is almost the wire time of a G-code line.
 	preciseSleepMax = 20 * time.Millisecond
+	// spinTail is how long before its deadline a precise wait stops
+	// sleeping and polls the clock instead. nanosleep ends late by the
+	// thread's timer slack (50 µs by default on Linux) plus the
+	// scheduler's wake-up latency. For a 500 µs nanosleep that was 73 µs
+	// on average and 122 µs at the 99th percentile on the two-core VM of
+	// docs/benchmarks.md while a benchmark ran, and the polling cost 20 to
+	// 30 µs of CPU per wait there.
+	spinTail = 100 * time.Microsecond
 )
 
 // serialLink is the pty master, the printer's side of the serial line.
@@ -68,7 +77,11 @@ type serialLink struct {
 	openFiles int       // open file descriptions of the slave
 	rx        *rxBuffer // input buffer of the current connection
 	rxPace    pacer
-	buf       []byte
+	// rxBacklog is set when more input was waiting in the pty as the last
+	// paced bytes finished crossing the wire, and rxStopped when those
+	// bytes filled the receive buffer. See readInput.
+	rxBacklog, rxStopped bool
+	buf                  []byte
 }
 
 func newSerialLink(fd int, slavePath string, cfg Config, rs *randomSource, log *slog.Logger) (*serialLink, error) {
@@ -181,11 +194,38 @@ func (l *serialLink) readInput(ctx context.Context) bool {
 		// its input was read.
 		return false
 	}
+	if l.byteTime == 0 {
+		l.rx.write(l.buf[:n])
+		return true
+	}
+	// Bytes that were waiting in the pty when the previous ones had
+	// crossed the wire follow them at once, as on a UART, or as soon as
+	// the firmware made room if they had filled the receive buffer. The
+	// read goroutine's own time between two reads is not idle line time.
+	var ready time.Time
+	if l.rxBacklog {
+		ready = l.rxPace.free
+		if l.rxStopped {
+			ready = l.rx.roomSince()
+		}
+	}
 	// The bytes reach the receive buffer once they have crossed the wire,
 	// so a host that waits for each ok also pays for its line's bytes.
-	l.rxPace.pace(ctx, n, l.byteTime)
-	l.rx.write(l.buf[:n])
+	l.rxPace.pace(ctx, n, l.byteTime, ready)
+	l.rxBacklog = l.pendingInput() > 0
+	l.rxStopped = l.rx.write(l.buf[:n])
 	return true
+}
+
+// pendingInput returns the number of bytes the host has written that the
+// read goroutine has not read yet (TIOCINQ on the master), or 0 if the
+// ioctl fails.
+func (l *serialLink) pendingInput() int {
+	n, err := unix.IoctlGetInt(l.fd, unix.TIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // handleNotify applies the queued inotify events and reports false when
@@ -253,6 +293,7 @@ func (l *serialLink) setOpenFiles(ctx context.Context, n int) bool {
 	switch {
 	case was == 0 && n > 0:
 		l.rx = newRXBuffer(l.rxSize, l.ep)
+		l.rxBacklog, l.rxStopped = false, false
 		l.log.Info("host opened serial port")
 		select {
 		case l.opens <- connection{rx: l.rx, gen: l.gen.Add(1)}:
@@ -365,6 +406,10 @@ func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 			}
 		}
 	}
+	// ready is zero for the first chunk, which starts when the line is
+	// free or now. The following chunks were waiting all along, so they
+	// follow at once, unless the host stopped reading in between.
+	var ready time.Time
 	for len(data) > 0 {
 		chunk := data
 		if l.byteTime > 0 {
@@ -372,7 +417,7 @@ func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 			// The host can read the bytes once they have crossed the wire.
 			// The firmware goroutine waits meanwhile, as Marlin does with
 			// its default TX_BUFFER_SIZE of 0 (blocking serial writes).
-			l.txPace.pace(ctx, len(chunk), l.byteTime)
+			l.txPace.pace(ctx, len(chunk), l.byteTime, ready)
 		}
 		n, err := unix.Write(l.fd, chunk)
 		if n > 0 {
@@ -382,6 +427,7 @@ func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 				l.txPace.refund(len(chunk)-n, l.byteTime)
 			}
 			data = data[n:]
+			ready = l.txPace.free
 			continue
 		}
 		if l.byteTime > 0 {
@@ -390,6 +436,7 @@ func (l *serialLink) writeLocked(ctx context.Context, data []byte) {
 		switch {
 		case errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.EAGAIN):
+			ready = time.Time{}
 			if l.poll(unix.POLLOUT, ioPollTimeout)&unix.POLLHUP != 0 || ctx.Err() != nil {
 				return
 			}
@@ -412,25 +459,33 @@ type pacer struct {
 	credit time.Duration
 }
 
-// pace waits until n more bytes, which start when the line is free, have
-// crossed it at byteTime each.
+// pace waits until n more bytes have crossed the line at byteTime each.
+// They start when the line is free or at ready, whichever is later. A
+// zero ready means that the caller does not know when the bytes became
+// available, and they start no earlier than now, less the previous
+// sleep's oversleep.
 //
-// NOTE: bytes that the host wrote during an oversleep are scheduled as
-// if they had been there when the line became free, which makes them up
-// to one oversleep early.
-func (p *pacer) pace(ctx context.Context, n int, byteTime time.Duration) {
+// NOTE: bytes with a zero ready that the host wrote during an oversleep
+// are scheduled as if they had been there when the line became free,
+// which makes them up to one oversleep early.
+func (p *pacer) pace(ctx context.Context, n int, byteTime time.Duration, ready time.Time) {
 	if byteTime == 0 {
 		return
 	}
 	now := time.Now()
 	start := p.free
-	if idle := now.Add(-p.credit); start.Before(idle) {
+	switch {
+	case !ready.IsZero():
+		if start.Before(ready) {
+			start = ready
+		}
+	case start.Before(now.Add(-p.credit)):
 		// The line was idle since the previous bytes, beyond the time the
 		// previous sleep overslept, and idle time is not made up later.
-		start = idle
+		start = now.Add(-p.credit)
 	}
 	p.free = start.Add(time.Duration(n) * byteTime)
-	sleepPrecise(ctx, p.free.Sub(now))
+	sleepUntil(ctx, p.free)
 	p.credit = max(0, time.Since(p.free))
 }
 
@@ -440,25 +495,25 @@ func (p *pacer) refund(n int, byteTime time.Duration) {
 	p.free = p.free.Add(-time.Duration(n) * byteTime)
 }
 
-// sleepPrecise waits for d, with nanosleep when d is short, so the wait
-// ends within microseconds of d instead of on the Go runtime's next
-// millisecond. A short wait does not end early when ctx is done.
-func sleepPrecise(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
+// sleepUntil waits until deadline and reports false if ctx ended first.
+// A Go timer covers all but the last preciseSleepMax of the wait,
+// nanosleep all but the last spinTail, and the rest polls the clock, so
+// the wait usually ends within microseconds of deadline instead of on the
+// Go runtime's next millisecond. A thread that the kernel does not run
+// in time still ends late. The last preciseSleepMax does not end
+// early when ctx is done.
+func sleepUntil(ctx context.Context, deadline time.Time) bool {
+	if d := time.Until(deadline) - preciseSleepMax; d > 0 && !sleepContext(ctx, d) {
+		return false
 	}
-	if d > preciseSleepMax {
-		sleepContext(ctx, d)
-		return
+	for d := time.Until(deadline) - spinTail; d > 0; d = time.Until(deadline) - spinTail {
+		// After EINTR the loop sleeps for the rest.
+		ts := unix.NsecToTimespec(int64(d))
+		_ = unix.Nanosleep(&ts, nil)
 	}
-	ts := unix.NsecToTimespec(int64(d))
-	for {
-		var rem unix.Timespec
-		if err := unix.Nanosleep(&ts, &rem); !errors.Is(err, unix.EINTR) {
-			return
-		}
-		ts = rem
+	for time.Now().Before(deadline) {
 	}
+	return ctx.Err() == nil
 }
 
 // sleepContext waits for d or until ctx is done and reports whether the

@@ -1,15 +1,21 @@
 package virtual
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // rxBuffer is the serial receive ring buffer of one host connection: the
 // read goroutine fills it and the firmware goroutine takes bytes from it.
 type rxBuffer struct {
-	mu          sync.Mutex // guards buf, head, n, parser and onEmergency
+	mu          sync.Mutex // guards buf, head, n, parser, onEmergency and roomAt
 	buf         []byte
 	head, n     int
 	parser      *emergencyParser // nil unless EMERGENCY_PARSER is on
 	onEmergency func(emergencyCommand)
+	// roomAt is when the firmware last took bytes out of a full buffer,
+	// which is when a line stopped by the full buffer goes on.
+	roomAt time.Time
 
 	ready chan struct{} // signalled after bytes were added
 	space chan struct{} // signalled after bytes were taken
@@ -41,9 +47,10 @@ func (r *rxBuffer) free() int {
 	return len(r.buf) - r.n
 }
 
-// write appends p, which must fit into the free space, and feeds each byte
-// to the emergency parser as Marlin's receive interrupt does.
-func (r *rxBuffer) write(p []byte) {
+// write appends p, which must fit into the free space, feeds each byte
+// to the emergency parser as Marlin's receive interrupt does, and reports
+// whether the buffer is full afterwards.
+func (r *rxBuffer) write(p []byte) (full bool) {
 	var fired []emergencyCommand
 	r.mu.Lock()
 	for _, c := range p {
@@ -59,6 +66,7 @@ func (r *rxBuffer) write(p []byte) {
 		}
 	}
 	handler := r.onEmergency
+	full = r.n == len(r.buf)
 	r.mu.Unlock()
 	signal(r.ready)
 	if handler != nil {
@@ -66,6 +74,15 @@ func (r *rxBuffer) write(p []byte) {
 			handler(cmd)
 		}
 	}
+	return full
+}
+
+// roomSince returns when the firmware last took bytes out of a full
+// buffer, or zero if it never did.
+func (r *rxBuffer) roomSince() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.roomAt
 }
 
 // readByte takes the oldest byte, if any.
@@ -74,6 +91,9 @@ func (r *rxBuffer) readByte() (byte, bool) {
 	if r.n == 0 {
 		r.mu.Unlock()
 		return 0, false
+	}
+	if r.n == len(r.buf) {
+		r.roomAt = time.Now()
 	}
 	c := r.buf[r.head]
 	r.head = (r.head + 1) % len(r.buf)
@@ -92,6 +112,9 @@ func (r *rxBuffer) drain() (lineEnd bool) {
 			lineEnd = true
 			break
 		}
+	}
+	if r.n == len(r.buf) {
+		r.roomAt = time.Now()
 	}
 	r.head, r.n = 0, 0
 	r.mu.Unlock()
