@@ -608,7 +608,10 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 	if w.onResult != nil {
 		w.onResult(res)
 	}
-	data, err := json.Marshal(res)
+	// Each result gets its own buffer, because the MQTT adapter's paho
+	// client keeps data in its store until the PUBACK. The capacity fits
+	// the fixed fields, so the buffer rarely grows.
+	data, err := res.AppendJSON(make([]byte, 0, 256+len(res.OutputTail)+len(res.Hook)))
 	if err != nil {
 		w.metrics.errors.WithLabelValues(opEncodeResult).Inc()
 		w.log.Error("encode hook result failed", "hook", res.Hook, "event_id", res.EventID, "error", err)
