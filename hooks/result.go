@@ -56,7 +56,16 @@ type Result struct {
 // MarshalJSON writes the message published on the printer's hook topic:
 // durations in seconds, and error "" on success.
 func (r Result) MarshalJSON() ([]byte, error) {
-	return r.AppendJSON(nil)
+	return r.AppendJSON(make([]byte, 0, r.encodedSizeHint()))
+}
+
+// encodedSizeHint is a buffer capacity for AppendJSON that rarely needs to
+// grow. It counts about 180 bytes of keys, quotes and numbers, the
+// strings, and about 48 bytes per command, so only escapes and long error
+// texts exceed it.
+func (r Result) encodedSizeHint() int {
+	return 192 + len(r.Hook) + len(r.Event) + len(r.EventID) + len(r.Printer) + len(r.Type) +
+		len(r.OutputTail) + len(r.CommandID) + 48*len(r.Commands)
 }
 
 // AppendJSON appends the message of [Result.MarshalJSON] to dst without

@@ -111,3 +111,42 @@ func FuzzResultJSON(f *testing.F) {
 		checkResultJSON(t, r)
 	})
 }
+
+// referenceResult is a Result whose MarshalJSON is the old struct
+// encoder, so that json.Marshal of it costs what the worker's
+// json.Marshal(res) cost before AppendJSON.
+type referenceResult Result
+
+func (r referenceResult) MarshalJSON() ([]byte, error) { return referenceResultJSON(Result(r)) }
+
+// BenchmarkResultEncode compares the worker's old json.Marshal(res) with
+// json.Marshal over the new MarshalJSON and with AppendJSON, on the
+// result of a gcode hook, the kind the pipeline benchmark makes.
+func BenchmarkResultEncode(b *testing.B) {
+	r := Result{Hook: "bench-zchange", Event: "ZChange", EventID: "0190a4b2-7c1e-7a3b-9c2d-1e2f3a4b5c6d",
+		Printer: "bench", Type: TypeGcode, Duration: 41 * time.Microsecond}
+	b.Run("old-json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(referenceResult(r)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.AppendJSON(make([]byte, 0, 256)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

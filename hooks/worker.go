@@ -609,9 +609,8 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 		w.onResult(res)
 	}
 	// Each result gets its own buffer, because the MQTT adapter's paho
-	// client keeps data in its store until the PUBACK. The capacity fits
-	// the fixed fields, so the buffer rarely grows.
-	data, err := res.AppendJSON(make([]byte, 0, 256+len(res.OutputTail)+len(res.Hook)))
+	// client keeps data in its store until the PUBACK.
+	data, err := res.AppendJSON(make([]byte, 0, res.encodedSizeHint()))
 	if err != nil {
 		w.metrics.errors.WithLabelValues(opEncodeResult).Inc()
 		w.log.Error("encode hook result failed", "hook", res.Hook, "event_id", res.EventID, "error", err)
