@@ -172,6 +172,7 @@ func TestPayloadAndContextMarshalJSON(t *testing.T) {
 	if want := `{"new":0.4,"old":0.2}`; string(got) != want {
 		t.Errorf("Payload.MarshalJSON = %s, want %s", got, want)
 	}
+
 	got, err = Payload(nil).MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +180,7 @@ func TestPayloadAndContextMarshalJSON(t *testing.T) {
 	if string(got) != "null" {
 		t.Errorf("nil Payload.MarshalJSON = %s, want null", got)
 	}
+
 	got, err = env.Context.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +189,7 @@ func TestPayloadAndContextMarshalJSON(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("Context.MarshalJSON = %s, want %s", got, want)
 	}
+
 	got, err = Context{}.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)

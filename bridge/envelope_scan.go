@@ -28,15 +28,15 @@ const (
 	seenContext
 )
 
-// scanEnvelope decodes the form that Envelope.AppendJSON writes, with JSON
-// whitespace anywhere and the keys of Envelope, Context and FileRef in
-// any order, into the Envelope that json.Unmarshal builds. It returns
-// false for every input that it does not handle, which DecodeEnvelope
-// then hands to encoding/json: keys other than the field names (which
-// encoding/json matches case-insensitively), escaped or repeated keys of
-// those structs, invalid UTF-8, null where the edge never writes it,
-// numbers that do not fit their field, a time that time.Time rejects,
-// invalid JSON, and payloads nested deeper than maxScanDepth.
+// scanEnvelope decodes the form that Envelope.AppendJSON writes into the
+// Envelope that json.Unmarshal builds, with JSON whitespace anywhere and
+// the keys of Envelope, Context and FileRef in any order. It returns false
+// for every input it does not handle, and DecodeEnvelope then hands that
+// input to encoding/json. Such input has keys other than the field names
+// (encoding/json matches keys case-insensitively), escaped or repeated
+// keys in those structs, invalid UTF-8, null where the edge never writes
+// it, a number that does not fit its field, a time that time.Time
+// rejects, invalid JSON, or a payload nested deeper than maxScanDepth.
 func scanEnvelope(data []byte) (*Envelope, bool) {
 	s := envelopeScanner{data: data}
 	env := new(Envelope)
