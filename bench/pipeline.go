@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -361,7 +360,7 @@ func publishEnvelope(ctx context.Context, bus bridge.Bus, name string, seq uint6
 	now := time.Now().UTC()
 	env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: bridge.NewEventID(now), Seq: seq, Printer: benchPrinter,
 		Event: name, Time: now, Payload: payload}
-	data, err := json.Marshal(env)
+	data, err := env.AppendJSON(nil)
 	if err != nil {
 		return err
 	}

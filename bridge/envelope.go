@@ -53,20 +53,7 @@ type FileRef struct {
 
 // MarshalJSON writes CurrentZ and Progress as floats (10.0, not 10).
 func (c Context) MarshalJSON() ([]byte, error) {
-	type plain struct {
-		CurrentZ json.RawMessage `json:"currentZ"`
-		Progress json.RawMessage `json:"progress"`
-		File     *FileRef        `json:"file"`
-		State    string          `json:"state,omitempty"`
-	}
-	out := plain{CurrentZ: json.RawMessage("null"), Progress: json.RawMessage("null"), File: c.File, State: c.State}
-	if c.CurrentZ != nil {
-		out.CurrentZ = json.RawMessage(FormatFloat(*c.CurrentZ))
-	}
-	if c.Progress != nil {
-		out.Progress = json.RawMessage(FormatFloat(*c.Progress))
-	}
-	return json.Marshal(out)
+	return c.AppendJSON(nil), nil
 }
 
 // NewEventID returns a UUIDv7: time-ordered, so ids sort by creation, and
@@ -105,15 +92,30 @@ func ValidatePrinterID(id string) error {
 }
 
 // DecodeEnvelope parses one envelope and checks the fields every consumer
-// relies on.
+// relies on. The envelopes the edge writes take a fast path (see
+// scanEnvelope), and every other input goes through encoding/json, so the
+// result and the error message are those of json.Unmarshal either way.
 func DecodeEnvelope(data []byte) (*Envelope, error) {
+	env, ok := scanEnvelope(data)
+	if !ok {
+		return decodeEnvelopeJSON(data)
+	}
+	return requireEventFields(env)
+}
+
+// decodeEnvelopeJSON is DecodeEnvelope through encoding/json alone.
+func decodeEnvelopeJSON(data []byte) (*Envelope, error) {
 	var env Envelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("invalid event envelope: %w", err)
 	}
+	return requireEventFields(&env)
+}
+
+func requireEventFields(env *Envelope) (*Envelope, error) {
 	if env.ID == "" || env.Event == "" || env.Printer == "" {
 		return nil, fmt.Errorf("invalid event envelope: id, event and printer are required (got id=%q event=%q printer=%q)",
 			env.ID, env.Event, env.Printer)
 	}
-	return &env, nil
+	return env, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/printbridge/printbridge/internal/jsonwire"
 )
 
 // Field is one key of an event payload.
@@ -76,81 +78,127 @@ func cloneValue(v any) any {
 
 // MarshalJSON encodes the payload as a JSON object in key order.
 func (p Payload) MarshalJSON() ([]byte, error) {
-	if p == nil {
-		return []byte("null"), nil
-	}
-	var buf bytes.Buffer
-	if err := encodeValue(&buf, p); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return p.AppendJSON(nil)
 }
 
-func encodeValue(buf *bytes.Buffer, v any) error {
+// AppendJSON appends the payload as a JSON object in key order, or null
+// for a nil payload, with the bytes json.Marshal writes for each value.
+// The value types listed at [Payload] and []string, float32 and
+// json.Number are written here, any other type through json.Marshal. An
+// error names the key of the value that failed.
+func (p Payload) AppendJSON(dst []byte) ([]byte, error) {
+	if p == nil {
+		return append(dst, "null"...), nil
+	}
+	return appendObject(dst, p)
+}
+
+func appendObject(dst []byte, p Payload) ([]byte, error) {
+	var err error
+	dst = append(dst, '{')
+	for i, f := range p {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonwire.AppendString(dst, f.Key)
+		dst = append(dst, ':')
+		if dst, err = appendValue(dst, f.Value); err != nil {
+			return dst, fmt.Errorf("key %q: %w", f.Key, err)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendValue writes a nested nil Payload, []any or []string as {} or [],
+// not null, as the encoder before AppendJSON did, so that the bytes on the
+// bus stay the same.
+func appendValue(dst []byte, v any) ([]byte, error) {
+	var err error
 	switch x := v.(type) {
 	case nil:
-		buf.WriteString("null")
+		dst = append(dst, "null"...)
 	case Payload:
-		buf.WriteByte('{')
-		for i, f := range x {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			key, _ := json.Marshal(f.Key)
-			buf.Write(key)
-			buf.WriteByte(':')
-			if err := encodeValue(buf, f.Value); err != nil {
-				return fmt.Errorf("key %q: %w", f.Key, err)
-			}
-		}
-		buf.WriteByte('}')
+		return appendObject(dst, x)
 	case []any:
-		buf.WriteByte('[')
+		dst = append(dst, '[')
 		for i := range x {
 			if i > 0 {
-				buf.WriteByte(',')
+				dst = append(dst, ',')
 			}
-			if err := encodeValue(buf, x[i]); err != nil {
-				return err
+			if dst, err = appendValue(dst, x[i]); err != nil {
+				return dst, err
 			}
 		}
-		buf.WriteByte(']')
+		dst = append(dst, ']')
 	case []string:
-		buf.WriteByte('[')
+		dst = append(dst, '[')
 		for i := range x {
 			if i > 0 {
-				buf.WriteByte(',')
+				dst = append(dst, ',')
 			}
-			s, _ := json.Marshal(x[i])
-			buf.Write(s)
+			dst = jsonwire.AppendString(dst, x[i])
 		}
-		buf.WriteByte(']')
+		dst = append(dst, ']')
+	case string:
+		dst = jsonwire.AppendString(dst, x)
+	case bool:
+		dst = strconv.AppendBool(dst, x)
+	case int:
+		dst = strconv.AppendInt(dst, int64(x), 10)
+	case int64:
+		dst = strconv.AppendInt(dst, x, 10)
+	case uint64:
+		dst = strconv.AppendUint(dst, x, 10)
 	case float64:
-		buf.WriteString(FormatFloat(x))
+		dst = appendFloat(dst, x)
 	case float32:
-		buf.WriteString(FormatFloat(float64(x)))
+		dst = appendFloat(dst, float64(x))
+	case json.Number:
+		return appendNumber(dst, x)
 	default:
-		b, err := json.Marshal(x)
-		if err != nil {
-			return err
-		}
-		buf.Write(b)
+		return appendMarshaled(dst, x)
 	}
-	return nil
+	return dst, nil
+}
+
+// appendNumber writes n as json.Marshal does: "" as 0, a valid number as
+// it is, and json.Marshal's error for anything else.
+func appendNumber(dst []byte, n json.Number) ([]byte, error) {
+	if n == "" {
+		return append(dst, '0'), nil
+	}
+	if end, ok := scanNumber(n, 0); !ok || end != len(n) {
+		return appendMarshaled(dst, n)
+	}
+	return append(dst, n...), nil
+}
+
+func appendMarshaled(dst []byte, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
 }
 
 // FormatFloat formats f for JSON so that it always reads back as a float:
 // shortest round-trip digits with ".0" added to integral values. JSON has
 // no NaN or infinity, so those become null.
 func FormatFloat(f float64) string {
+	return string(appendFloat(nil, f))
+}
+
+// appendFloat appends f as [FormatFloat] formats it.
+func appendFloat(dst []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return "null"
+		return append(dst, "null"...)
 	}
-	s := strconv.FormatFloat(f, 'g', -1, 64)
-	if !bytes.ContainsAny([]byte(s), ".eE") {
-		s += ".0"
+	start := len(dst)
+	dst = strconv.AppendFloat(dst, f, 'g', -1, 64)
+	if !bytes.ContainsAny(dst[start:], ".eE") {
+		dst = append(dst, ".0"...)
 	}
-	return s
+	return dst
 }
 
 // UnmarshalJSON decodes a JSON object, keeping key order. Nested objects

@@ -1,9 +1,11 @@
 package hooks
 
 import (
-	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
+
+	"github.com/printbridge/printbridge/internal/jsonwire"
 )
 
 // Outcomes that callers and logs tell apart; returned errors wrap them.
@@ -51,38 +53,70 @@ type Result struct {
 	Err error
 }
 
-type commandJSON struct {
-	ExitCode        int     `json:"exit_code"`
-	DurationSeconds float64 `json:"duration_seconds"`
-}
-
-type resultJSON struct {
-	Hook            string        `json:"hook"`
-	Event           string        `json:"event"`
-	EventID         string        `json:"event_id"`
-	Printer         string        `json:"printer"`
-	Type            HookType      `json:"type"`
-	ExitCode        int           `json:"exit_code"`
-	DurationSeconds float64       `json:"duration_seconds"`
-	OutputTail      string        `json:"output_tail"`
-	Error           string        `json:"error"`
-	Commands        []commandJSON `json:"commands"`
-	CommandID       string        `json:"command_id,omitempty"`
-}
-
 // MarshalJSON writes the message published on the printer's hook topic:
 // durations in seconds, and error "" on success.
 func (r Result) MarshalJSON() ([]byte, error) {
-	out := resultJSON{
-		Hook: r.Hook, Event: r.Event, EventID: r.EventID, Printer: r.Printer, Type: r.Type,
-		ExitCode: r.ExitCode, DurationSeconds: r.Duration.Seconds(), OutputTail: r.OutputTail,
-		Commands: make([]commandJSON, len(r.Commands)), CommandID: r.CommandID,
+	return r.AppendJSON(make([]byte, 0, r.encodedSizeHint()))
+}
+
+// encodedSizeHint is a buffer capacity for AppendJSON that rarely needs to
+// grow. It counts about 180 bytes of keys, quotes and numbers, the
+// strings, and about 48 bytes per command, so only escapes and long error
+// texts exceed it.
+func (r Result) encodedSizeHint() int {
+	return 192 + len(r.Hook) + len(r.Event) + len(r.EventID) + len(r.Printer) + len(r.Type) +
+		len(r.OutputTail) + len(r.CommandID) + 48*len(r.Commands)
+}
+
+// AppendJSON appends the message of [Result.MarshalJSON] to dst without
+// going through json.Marshal, which re-validates the output of every
+// MarshalJSON method and which the worker would otherwise run once per
+// hook result. The bytes are those that json.Marshal wrote for the
+// struct of snake_case fields that this method replaced.
+func (r Result) AppendJSON(dst []byte) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, `{"hook":`...)
+	dst = jsonwire.AppendString(dst, r.Hook)
+	dst = append(dst, `,"event":`...)
+	dst = jsonwire.AppendString(dst, r.Event)
+	dst = append(dst, `,"event_id":`...)
+	dst = jsonwire.AppendString(dst, r.EventID)
+	dst = append(dst, `,"printer":`...)
+	dst = jsonwire.AppendString(dst, r.Printer)
+	dst = append(dst, `,"type":`...)
+	dst = jsonwire.AppendString(dst, string(r.Type))
+	dst = append(dst, `,"exit_code":`...)
+	dst = strconv.AppendInt(dst, int64(r.ExitCode), 10)
+	dst = append(dst, `,"duration_seconds":`...)
+	dst, err := jsonwire.AppendFloat(dst, r.Duration.Seconds())
+	if err != nil {
+		return dst[:start], err
 	}
+	dst = append(dst, `,"output_tail":`...)
+	dst = jsonwire.AppendString(dst, r.OutputTail)
+	dst = append(dst, `,"error":`...)
 	if r.Err != nil {
-		out.Error = r.Err.Error()
+		dst = jsonwire.AppendString(dst, r.Err.Error())
+	} else {
+		dst = append(dst, `""`...)
 	}
+	dst = append(dst, `,"commands":[`...)
 	for i, c := range r.Commands {
-		out.Commands[i] = commandJSON{ExitCode: c.ExitCode, DurationSeconds: c.Duration.Seconds()}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"exit_code":`...)
+		dst = strconv.AppendInt(dst, int64(c.ExitCode), 10)
+		dst = append(dst, `,"duration_seconds":`...)
+		if dst, err = jsonwire.AppendFloat(dst, c.Duration.Seconds()); err != nil {
+			return dst[:start], err
+		}
+		dst = append(dst, '}')
 	}
-	return json.Marshal(out)
+	dst = append(dst, ']')
+	if r.CommandID != "" {
+		dst = append(dst, `,"command_id":`...)
+		dst = jsonwire.AppendString(dst, r.CommandID)
+	}
+	return append(dst, '}'), nil
 }

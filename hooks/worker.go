@@ -608,7 +608,9 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 	if w.onResult != nil {
 		w.onResult(res)
 	}
-	data, err := json.Marshal(res)
+	// Each result gets its own buffer, because the MQTT adapter's paho
+	// client keeps data in its store until the PUBACK.
+	data, err := res.AppendJSON(make([]byte, 0, res.encodedSizeHint()))
 	if err != nil {
 		w.metrics.errors.WithLabelValues(opEncodeResult).Inc()
 		w.log.Error("encode hook result failed", "hook", res.Hook, "event_id", res.EventID, "error", err)

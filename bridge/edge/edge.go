@@ -16,6 +16,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -100,6 +101,10 @@ type Edge struct {
 	emitMu       sync.Mutex
 	writeErrors  int
 	lastWriteLog time.Time
+	// encodeBuf is the envelope encoding buffer that Emit reuses under
+	// emitMu, because the outbox copies what it appends. An event that is
+	// queued in memory gets its own copy.
+	encodeBuf []byte
 
 	// mu guards queue.
 	mu    sync.Mutex
@@ -226,6 +231,10 @@ func (e *Edge) currentBus() bridge.Bus {
 	return e.bus
 }
 
+// maxReusedEncodeBuf is the largest encoding buffer that Emit keeps for
+// the next event, so that one huge event does not pin its buffer.
+const maxReusedEncodeBuf = 64 << 10
+
 // Emit is the printer's EventFunc: it builds the envelope and stores it
 // in the outbox. It does not wait for the broker, only for the outbox's
 // disk write (and fsync under the "every" fsync policy).
@@ -243,26 +252,30 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
 	env.Seq = e.seq.Next()
-	data, err := json.Marshal(env)
+	data, err := env.AppendJSON(e.encodeBuf[:0])
 	if err != nil {
 		e.log.Error("encoding event failed; event dropped", "event", name, "event_id", env.ID, "error", err)
 		e.metrics.EventsDropped.WithLabelValues("encode").Inc()
 		return
+	}
+	if cap(data) <= maxReusedEncodeBuf {
+		e.encodeBuf = data
 	}
 	if e.cfg.OnEnvelope != nil {
 		e.cfg.OnEnvelope(env)
 	}
 	e.log.Debug("event", "event", name, "event_id", env.ID, "seq", env.Seq)
 	if e.outbox == nil {
-		e.enqueue(pendingEvent{env: env, data: data})
+		e.enqueue(pendingEvent{env: env, data: bytes.Clone(data)})
 	} else if !e.storeLocked(env, data) {
 		return
 	}
 	e.signal()
 }
 
-// storeLocked appends to the outbox, or queues in memory when that fails.
-// It returns false when the event is lost because the edge has stopped.
+// storeLocked appends to the outbox, or queues a copy of data in memory
+// when that fails. It returns false when the event is lost because the
+// edge has stopped.
 func (e *Edge) storeLocked(env *bridge.Envelope, data []byte) bool {
 	err := e.outbox.Append(data, outbox.Meta{Seq: env.Seq, ID: env.ID, Event: env.Event, Time: env.Time})
 	if err == nil {
@@ -286,7 +299,7 @@ func (e *Edge) storeLocked(env *bridge.Envelope, data []byte) bool {
 	if perr := e.seq.Persist(env.Seq); perr != nil {
 		e.log.Error("persisting the event sequence failed; a restart may reuse seq numbers", "seq", env.Seq, "error", perr)
 	}
-	e.enqueue(pendingEvent{env: env, data: data})
+	e.enqueue(pendingEvent{env: env, data: bytes.Clone(data)})
 	return true
 }
 
