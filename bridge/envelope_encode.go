@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/printbridge/printbridge/internal/jsonwire"
+	"github.com/printbridge/printbridge/bridge/jsonwire"
 )
 
 // AppendJSON appends the envelope as json.Marshal(e) writes it, byte for

@@ -8,7 +8,7 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/printbridge/printbridge/internal/jsonwire"
+	"github.com/printbridge/printbridge/bridge/jsonwire"
 )
 
 // Field is one key of an event payload.

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/printbridge/printbridge/internal/jsonwire"
+	"github.com/printbridge/printbridge/bridge/jsonwire"
 )
 
 // Outcomes that callers and logs tell apart; returned errors wrap them.
