@@ -1,10 +1,9 @@
 package bridge
 
 import (
-	"fmt"
+	"bytes"
 	"math"
 	"strconv"
-	"strings"
 )
 
 // PythonFloatRepr is Python 3's repr(float): the shortest digits that
@@ -27,19 +26,53 @@ func PythonFloatRepr(f float64) string {
 		}
 		return "0.0"
 	}
-	sci := strconv.FormatFloat(f, 'e', -1, 64)
-	mant, expText, _ := strings.Cut(sci, "e")
-	exp, _ := strconv.Atoi(expText)
+	// One shortest-digits conversion gives both layouts: the digits and
+	// the exponent of the 'e' form are those of the fixed form too.
+	var buf [32]byte
+	sci := strconv.AppendFloat(buf[:0], f, 'e', -1, 64)
+	mark := bytes.IndexByte(sci, 'e')
+	exp, _ := strconv.Atoi(string(sci[mark+1:]))
+	out := make([]byte, 0, 32)
 	if exp < -4 || exp >= 16 {
-		sign := "+"
+		out = append(out, sci[:mark]...)
+		out = append(out, 'e')
 		if exp < 0 {
-			sign, exp = "-", -exp
+			out, exp = append(out, '-'), -exp
+		} else {
+			out = append(out, '+')
 		}
-		return fmt.Sprintf("%se%s%02d", mant, sign, exp)
+		if exp < 10 {
+			out = append(out, '0')
+		}
+		return string(strconv.AppendInt(out, int64(exp), 10))
 	}
-	s := strconv.FormatFloat(f, 'f', -1, 64)
-	if !strings.Contains(s, ".") {
-		s += ".0"
+	mant := sci[:mark]
+	if mant[0] == '-' {
+		out = append(out, '-')
+		mant = mant[1:]
 	}
-	return s
+	// The digits without the point of d.ddd.
+	digits := make([]byte, 0, len(mant))
+	for _, c := range mant {
+		if c != '.' {
+			digits = append(digits, c)
+		}
+	}
+	if exp < 0 {
+		out = append(out, "0."...)
+		for range -exp - 1 {
+			out = append(out, '0')
+		}
+		return string(append(out, digits...))
+	}
+	if whole := exp + 1; whole < len(digits) {
+		out = append(out, digits[:whole]...)
+		out = append(out, '.')
+		return string(append(out, digits[whole:]...))
+	}
+	out = append(out, digits...)
+	for range exp + 1 - len(digits) {
+		out = append(out, '0')
+	}
+	return string(append(out, ".0"...))
 }

@@ -58,7 +58,27 @@ func (t Topics) mqtt(levels ...string) string {
 }
 
 func (t Topics) nats(tokens ...string) string {
-	return strings.ReplaceAll(t.base(), "/", ".") + "." + strings.Join(tokens, ".")
+	// Built in one allocation, because the worker names a subject for
+	// every hook result it publishes.
+	base := t.base()
+	n := len(base)
+	for _, tok := range tokens {
+		n += 1 + len(tok)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range len(base) {
+		c := base[i]
+		if c == '/' {
+			c = '.'
+		}
+		b.WriteByte(c)
+	}
+	for _, tok := range tokens {
+		b.WriteByte('.')
+		b.WriteString(tok)
+	}
+	return b.String()
 }
 
 // MQTTEvent is the topic of one event; name "+" subscribes to all.

@@ -51,7 +51,7 @@ func FuzzLoadConfig(f *testing.F) {
 			// number of arguments.
 			switch sub.Type {
 			case TypeSystem:
-				commands, err := renderSystem(sub, params)
+				commands, err := renderSystem(sub, mapLookup(params))
 				if err != nil {
 					continue
 				}
@@ -61,7 +61,7 @@ func FuzzLoadConfig(f *testing.F) {
 					}
 				}
 			case TypeGcode:
-				_, _ = renderGcode(sub, env.Event, params)
+				_, _ = renderGcode(sub, env.Event, mapLookup(params))
 			}
 		}
 	})

@@ -14,10 +14,10 @@ import (
 // run, so a payload value cannot inject a line of its own. Blank lines are
 // dropped, as OctoPrint's send path drops them. A line that would fire
 // event again fails the run with ErrLoopGuard.
-func renderGcode(sub *Subscription, event string, params map[string]string) ([]string, error) {
+func renderGcode(sub *Subscription, event string, params placeholderLookup) ([]string, error) {
 	var lines []string
 	for i, c := range sub.Commands {
-		line, err := Format(c.Template, params)
+		line, err := formatLookup(c.Template, params)
 		if err != nil {
 			return nil, fmt.Errorf("command #%d: %w", i+1, err)
 		}

@@ -67,6 +67,92 @@ func Placeholders(env *bridge.Envelope, now time.Time) map[string]string {
 	return params
 }
 
+// placeholderLookup returns the value of a placeholder and whether the
+// event has it.
+type placeholderLookup func(name string) (string, bool)
+
+// mapLookup looks placeholders up in params, as built by Placeholders.
+func mapLookup(params map[string]string) placeholderLookup {
+	return func(name string) (string, bool) {
+		v, ok := params[name]
+		return v, ok
+	}
+}
+
+// placeholderSet resolves the placeholders of one event as the templates
+// ask for them, with the values Placeholders would give. Building every
+// one up front cost more than the rest of a hook's dispatch at high event
+// rates, because __data, __json and __now format the whole payload or the
+// clock, and most hooks use none of them. The set is used by one goroutine.
+type placeholderSet struct {
+	env *bridge.Envelope
+	now time.Time
+
+	// Values of __data, __json and __now, once asked for.
+	data, json, nowText         string
+	haveData, haveJSON, haveNow bool
+}
+
+func newPlaceholderSet(env *bridge.Envelope, now time.Time) *placeholderSet {
+	return &placeholderSet{env: env, now: now}
+}
+
+func (p *placeholderSet) lookup(name string) (string, bool) {
+	// A payload key wins over a built-in of the same name. The last of
+	// two equal keys wins, as in the map that Placeholders builds.
+	for i := len(p.env.Payload) - 1; i >= 0; i-- {
+		if f := p.env.Payload[i]; f.Key == name {
+			return pythonStr(f.Value), true
+		}
+	}
+	ctx := p.env.Context
+	switch name {
+	case PlaceholderEventName:
+		return p.env.Event, true
+	case PlaceholderCurrentZ:
+		if ctx.CurrentZ != nil {
+			return pyFloatRepr(*ctx.CurrentZ), true
+		}
+		return "-1", true
+	case PlaceholderFilename:
+		if ctx.File != nil {
+			return ctx.File.Name, true
+		}
+		return "NO FILE", true
+	case PlaceholderFilepath:
+		if ctx.File != nil {
+			return ctx.File.Path, true
+		}
+		return "NO PATH", true
+	case PlaceholderFileorigin:
+		if ctx.File != nil {
+			return ctx.File.Origin, true
+		}
+		return "", false
+	case PlaceholderProgress:
+		if ctx.File != nil && ctx.Progress != nil {
+			return roundHalfEven(*ctx.Progress), true
+		}
+		return "0", true
+	case PlaceholderData:
+		if !p.haveData {
+			p.data, p.haveData = pythonStr(payloadValue(p.env.Payload)), true
+		}
+		return p.data, true
+	case PlaceholderJSON:
+		if !p.haveJSON {
+			p.json, p.haveJSON = payloadJSON(p.env.Payload), true
+		}
+		return p.json, true
+	case PlaceholderNow:
+		if !p.haveNow {
+			p.nowText, p.haveNow = isoNow(p.now), true
+		}
+		return p.nowText, true
+	}
+	return "", false
+}
+
 // payloadValue turns a nil Payload into a nil interface, so that an event
 // without payload renders as Python's None.
 func payloadValue(p bridge.Payload) any {

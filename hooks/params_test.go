@@ -113,18 +113,18 @@ func TestPlaceholdersPositionRepr(t *testing.T) {
 
 func TestRenderGcodeLines(t *testing.T) {
 	sub := testSub(t, `{event: ZChange, type: gcode, command: ["M117 Layer Z={new}", "  ", "M117 {name}"]}`)
-	lines, err := renderGcode(sub, "ZChange", map[string]string{"new": "0.2", "name": "ok"})
+	lines, err := renderGcode(sub, "ZChange", mapLookup(map[string]string{"new": "0.2", "name": "ok"}))
 	if err != nil {
 		t.Fatalf("renderGcode: %v", err)
 	}
 	if strings.Join(lines, "|") != "M117 Layer Z=0.2|M117 ok" {
 		t.Errorf("lines = %q", lines)
 	}
-	_, err = renderGcode(sub, "ZChange", map[string]string{"new": "0.2", "name": "x\nG28"})
+	_, err = renderGcode(sub, "ZChange", mapLookup(map[string]string{"new": "0.2", "name": "x\nG28"}))
 	if err == nil || !strings.Contains(err.Error(), "line break") {
 		t.Errorf("a value with a newline: err = %v, want a line break error", err)
 	}
-	_, err = renderGcode(sub, "ZChange", map[string]string{"new": "0.2", "name": "x\rM112"})
+	_, err = renderGcode(sub, "ZChange", mapLookup(map[string]string{"new": "0.2", "name": "x\rM112"}))
 	if err == nil {
 		t.Errorf("a value with a carriage return was sent")
 	}
@@ -147,9 +147,47 @@ func TestLoopGuardAtRunTime(t *testing.T) {
 	}
 	for _, c := range cases {
 		sub := testSub(t, `{event: `+c.event+`, type: gcode, command: "{line}"}`)
-		_, err := renderGcode(sub, c.event, map[string]string{"line": c.line})
+		_, err := renderGcode(sub, c.event, mapLookup(map[string]string{"line": c.line}))
 		if got := errors.Is(err, ErrLoopGuard); got != c.loops {
 			t.Errorf("%s sending %q: loop guard %v, want %v (err %v)", c.event, c.line, got, c.loops, err)
+		}
+	}
+}
+
+// TestPlaceholderSetMatchesMap checks that the worker's on-demand lookup
+// gives every value of the map that Placeholders builds, and nothing else.
+func TestPlaceholderSetMatchesMap(t *testing.T) {
+	envelopes := []string{
+		`{"schema":1,"id":"e1","printer":"p","event":"PrintDone","payload":{"name":"a.gcode","time":12.5,"size":3},
+			"context":{"currentZ":0.2,"progress":99.5,"file":{"name":"a.gcode","path":"d/a.gcode","origin":"local"}}}`,
+		`{"schema":1,"id":"e2","printer":"p","event":"Home","payload":null,"context":{"currentZ":null,"progress":null,"file":null}}`,
+		`{"schema":1,"id":"e3","printer":"p","event":"ZChange","payload":{},"context":{"progress":40.0}}`,
+		// Payload keys that shadow built-ins, nested values and a key
+		// given twice.
+		`{"schema":1,"id":"e4","printer":"p","event":"plugin_x","payload":{"__now":"mine","__eventname":1,"__fileorigin":null,
+			"nested":{"a":[1,2.0,"x",true,null]},"k":"first","k":"second"},"context":{"file":{"name":"n","path":"p","origin":"sdcard"}}}`,
+	}
+	now := time.Date(2026, 12, 3, 22, 1, 2, 345678912, time.Local)
+	for _, text := range envelopes {
+		env := decodeEnvelope(t, text)
+		want := Placeholders(env, now)
+		set := newPlaceholderSet(env, now)
+		for name, value := range want {
+			// Twice, so a cached value is checked too.
+			for range 2 {
+				got, ok := set.lookup(name)
+				if !ok || got != value {
+					t.Errorf("%s: lookup(%q) = %q, %v; want %q, true", env.ID, name, got, ok, value)
+				}
+			}
+		}
+		for _, name := range []string{PlaceholderFileorigin, "missing", ""} {
+			if _, inMap := want[name]; inMap {
+				continue
+			}
+			if got, ok := set.lookup(name); ok {
+				t.Errorf("%s: lookup(%q) = %q, true; want no value, as Placeholders has none", env.ID, name, got)
+			}
 		}
 	}
 }

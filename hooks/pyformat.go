@@ -46,10 +46,12 @@ func valueError(format string, args ...any) *FormatError {
 // AttributeError for every attribute, where Python would render the repr
 // of a bound str method.
 func Format(template string, params map[string]string) (string, error) {
-	f := formatter{lookup: func(name string) (string, bool) {
-		v, ok := params[name]
-		return v, ok
-	}}
+	return formatLookup(template, mapLookup(params))
+}
+
+// formatLookup is Format with the values from lookup.
+func formatLookup(template string, lookup placeholderLookup) (string, error) {
+	f := formatter{lookup: lookup}
 	return f.build([]rune(template), 2)
 }
 

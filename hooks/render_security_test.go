@@ -42,7 +42,7 @@ func TestArgvCountPropertyNoShell(t *testing.T) {
 	for i := range 5000 {
 		name, path := randomValue(r), randomValue(r)
 		env := testEnvelope(bridge.Payload{{Key: "name", Value: name}, {Key: "path", Value: path}})
-		commands, err := renderSystem(sub, Placeholders(env, time.Now()))
+		commands, err := renderSystem(sub, mapLookup(Placeholders(env, time.Now())))
 		if err != nil {
 			t.Fatalf("seed %#x, case %d: render with name %q: %v", propertySeed, i, name, err)
 		}
@@ -64,7 +64,7 @@ func TestShellQuotingPropertyRender(t *testing.T) {
 	sub := testSub(t, `{event: PrintDone, type: system, shell: true, command: 'record --file {name} done | cat; record {__eventname}'}`)
 	for i := range 5000 {
 		name := randomValue(r)
-		commands, err := renderSystem(sub, Placeholders(testEnvelope(bridge.Payload{{Key: "name", Value: name}}), time.Now()))
+		commands, err := renderSystem(sub, mapLookup(Placeholders(testEnvelope(bridge.Payload{{Key: "name", Value: name}}), time.Now())))
 		if err != nil {
 			t.Fatalf("seed %#x, case %d: render with name %q: %v", propertySeed, i, name, err)
 		}

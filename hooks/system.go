@@ -35,15 +35,18 @@ type preparedCommand struct {
 // does. With a shell, every value is shell-quoted first and then the whole
 // template is rendered. Without one, each argument of the pre-split
 // template is rendered on its own, so no value can add an argument.
-func renderSystem(sub *Subscription, params map[string]string) ([]preparedCommand, error) {
+func renderSystem(sub *Subscription, params placeholderLookup) ([]preparedCommand, error) {
 	out := make([]preparedCommand, 0, len(sub.Commands))
 	if sub.Shell {
-		quoted := make(map[string]string, len(params))
-		for k, v := range params {
-			quoted[k] = Quote(v)
+		quoted := func(name string) (string, bool) {
+			v, ok := params(name)
+			if !ok {
+				return "", false
+			}
+			return Quote(v), true
 		}
 		for i, c := range sub.Commands {
-			script, err := Format(c.Template, quoted)
+			script, err := formatLookup(c.Template, quoted)
 			if err != nil {
 				return nil, fmt.Errorf("command #%d: %w", i+1, err)
 			}
@@ -54,7 +57,7 @@ func renderSystem(sub *Subscription, params map[string]string) ([]preparedComman
 	for i, c := range sub.Commands {
 		argv := make([]string, len(c.Args))
 		for j, arg := range c.Args {
-			s, err := Format(arg, params)
+			s, err := formatLookup(arg, params)
 			if err != nil {
 				return nil, fmt.Errorf("command #%d: %w", i+1, err)
 			}

@@ -39,7 +39,7 @@ func testEnvelope(payload bridge.Payload) *bridge.Envelope {
 // runTestHook renders and runs a system hook for env with a timeout.
 func runTestHook(tb testing.TB, sub *Subscription, env *bridge.Envelope, timeout time.Duration) ([]CommandResult, string, error) {
 	tb.Helper()
-	commands, err := renderSystem(sub, Placeholders(env, time.Now()))
+	commands, err := renderSystem(sub, mapLookup(Placeholders(env, time.Now())))
 	if err != nil {
 		return nil, "", err
 	}
@@ -60,7 +60,7 @@ func TestRenderShellQuotesValues(t *testing.T) {
 	}
 	for _, c := range cases {
 		sub := testSub(t, fmt.Sprintf("{event: PrintDone, type: system, shell: true, command: %q}", c.template))
-		got, err := renderSystem(sub, map[string]string{"a": c.value})
+		got, err := renderSystem(sub, mapLookup(map[string]string{"a": c.value}))
 		if err != nil {
 			t.Errorf("render %q with %q: %v", c.template, c.value, err)
 			continue
@@ -73,7 +73,7 @@ func TestRenderShellQuotesValues(t *testing.T) {
 
 func TestRenderArgvKeepsPlaceholderInsideQuotes(t *testing.T) {
 	sub := testSub(t, `{event: PrintDone, type: system, shell: false, command: 'notify "Print {name} done" {time}'}`)
-	got, err := renderSystem(sub, map[string]string{"name": "my part; rm -rf ~", "time": "1234.5"})
+	got, err := renderSystem(sub, mapLookup(map[string]string{"name": "my part; rm -rf ~", "time": "1234.5"}))
 	if err != nil {
 		t.Fatalf("renderSystem: %v", err)
 	}

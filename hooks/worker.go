@@ -427,7 +427,7 @@ func (w *Worker) serve(ctx context.Context, q <-chan queuedEvent) {
 func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope, run *eventRun) {
 	// Deferred, so an early return for a stop marks the run cut short.
 	defer func() { run.dispatched(ctx.Err() != nil) }()
-	params := Placeholders(env, w.now())
+	params := newPlaceholderSet(env, w.now()).lookup
 	for _, sub := range cfg.Match(env.Event) {
 		if ctx.Err() != nil {
 			return
@@ -451,7 +451,7 @@ func hookTimeout(cfg *Config, sub *Subscription) time.Duration {
 	return cfg.Settings.HookTimeout
 }
 
-func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result, run *eventRun) {
+func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
 	commands, err := renderSystem(sub, params)
 	if err != nil {
 		res.Err = err
@@ -504,7 +504,7 @@ func (w *Worker) logStart(sub *Subscription, res Result, commands []preparedComm
 	w.log.Info("hook started", append(attrs, "commands", rendered)...)
 }
 
-func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time.Duration, params map[string]string, res Result, run *eventRun) {
+func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
 	lines, err := renderGcode(sub, res.Event, params)
 	if err != nil {
 		res.Err = err
