@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -23,6 +24,12 @@ const maxTools = 16
 // readBufferSize is the read buffer, and so the longest line that is
 // parsed whole: longer lines (no firmware accepts them) are cut there.
 const readBufferSize = 64 * 1024
+
+// readers recycles the read buffers between analyses. Allocating and
+// zeroing 64 KiB per call, and the garbage collections that follow, cost
+// more than analysing a file of 20 KB; a reader carries no state of the
+// analysis across calls, because Reset discards what it had buffered.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
 
 // Options tune an analysis.
 type Options struct {
@@ -149,10 +156,18 @@ func (r *Result) TotalFilamentVolume() float64 {
 func Analyze(r io.Reader, opts Options) (*Result, error) {
 	start := time.Now()
 	a := newAnalyzer(opts)
-	br := bufio.NewReaderSize(r, readBufferSize)
+	br, pooled := lineReader(r)
+	if pooled {
+		defer releaseLineReader(br)
+	}
 	for {
 		line, err := br.ReadSlice('\n')
 		a.bytes += int64(len(line))
+		if err == nil {
+			// The common case, tested first because errors.Is is a call.
+			a.line(line)
+			continue
+		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			a.note(noteLongLine)
 			a.line(line)
@@ -167,16 +182,33 @@ func Analyze(r io.Reader, opts Options) (*Result, error) {
 		if len(line) > 0 {
 			a.line(line)
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, fmt.Errorf("read G-code after %d bytes: %w", a.bytes, err)
+		if errors.Is(err, io.EOF) {
+			break
 		}
+		return nil, fmt.Errorf("read G-code after %d bytes: %w", a.bytes, err)
 	}
 	res := a.result()
 	res.AnalysisSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// lineReader returns a reader with a buffer of readBufferSize for r, and
+// whether it came from the pool. As bufio.NewReaderSize does, it reads
+// through r itself when r is a bufio.Reader with a buffer that large.
+func lineReader(r io.Reader) (br *bufio.Reader, pooled bool) {
+	if own, ok := r.(*bufio.Reader); ok && own.Size() >= readBufferSize {
+		return own, false
+	}
+	br = readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br, true
+}
+
+// releaseLineReader puts a reader from the pool back, without the
+// caller's reader, so that the pool does not keep that alive.
+func releaseLineReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
 }
 
 func skipRestOfLine(br *bufio.Reader, n *int64) error {
@@ -202,6 +234,12 @@ func (b *box) add(p [3]float64) {
 		return
 	}
 	for i := range 3 {
+		// A coordinate strictly between the bounds changes neither, and
+		// the two comparisons cost less than min and max, which must
+		// also order -0 before +0 and pass NaN on.
+		if p[i] > b.min[i] && p[i] < b.max[i] {
+			continue
+		}
 		b.min[i] = min(b.min[i], p[i])
 		b.max[i] = max(b.max[i], p[i])
 	}
