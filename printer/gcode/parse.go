@@ -212,7 +212,71 @@ func isExtendedWord(b []byte) bool {
 // of b without allocating. It returns the value, the bytes used and
 // whether a number was there. An E ends the number, as in Marlin's
 // parser, because X10E5 means X10 E5 in G-code, never 10e5.
+//
+// Numbers of up to 18 digits, which is every number a slicer writes,
+// take one pass: their digits fit in an int64, so the value is that
+// integer over a power of ten, the same two roundings as
+// parseLongNumber. Longer numbers are parsed again by parseLongNumber.
 func parseNumber(b []byte) (float64, int, bool) {
+	i := 0
+	neg := false
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg = b[0] == '-'
+		i = 1
+	}
+
+	// The digits accumulate in an int64, whose conversion to float64 is
+	// one instruction. More than 18 digits may overflow it, but such
+	// numbers are parsed again below.
+	start := i
+	var mant int64
+	for i < len(b) {
+		d := b[i] - '0'
+		if d > 9 {
+			break
+		}
+		mant = mant*10 + int64(d)
+		i++
+	}
+	digits := i - start
+	fraction := 0
+	if i < len(b) && b[i] == '.' {
+		i++
+		fractionStart := i
+		for i < len(b) {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + int64(d)
+			i++
+		}
+		fraction = i - fractionStart
+		digits += fraction
+	}
+	if digits == 0 {
+		return 0, 0, false
+	}
+	if digits > 18 {
+		return parseLongNumber(b)
+	}
+
+	// float64 of a uint64 and of an int64 round alike, and fraction is
+	// at most 18, inside the table of exact powers.
+	v := float64(mant)
+	if fraction > 0 {
+		v /= pow10Table[fraction]
+	}
+	if neg {
+		v = -v
+	}
+	return v, i, true
+}
+
+// parseLongNumber is parseNumber for any number of digits: it keeps the
+// first 18 significant digits and scales by the power of ten that the
+// dropped ones stood for.
+func parseLongNumber(b []byte) (float64, int, bool) {
 	i := 0
 	neg := false
 	if i < len(b) && (b[i] == '-' || b[i] == '+') {
