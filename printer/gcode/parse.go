@@ -261,8 +261,7 @@ func parseNumber(b []byte) (float64, int, bool) {
 		return parseLongNumber(b)
 	}
 
-	// float64 of a uint64 and of an int64 round alike, and fraction is
-	// at most 18, inside the table of exact powers.
+	// fraction is at most 18 here, so pow10Table holds its power.
 	v := float64(mant)
 	if fraction > 0 {
 		v /= pow10Table[fraction]
