@@ -68,8 +68,11 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 		} else {
 			f := float64(k) / float64(n)
 			angle := startAngle + sweep*f
-			pt[p] = centre[0] + radius*math.Cos(angle)
-			pt[q] = centre[1] + radius*math.Sin(angle)
+			// Sincos shares the range reduction of Sin and Cos and then
+			// evaluates the same polynomials, so it returns their values.
+			sin, cos := math.Sincos(angle)
+			pt[p] = centre[0] + radius*cos
+			pt[q] = centre[1] + radius*sin
 			pt[lin] = from[lin] + linDelta*f
 		}
 		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], dFil / float64(n)}
@@ -80,11 +83,12 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 	end := [3]float64{t[0], t[1], t[2]}
 	a.travel.add([3]float64{from[0], from[1], from[2]})
 	a.travel.add(end)
-	a.addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
+	passes := arcQuadrants(startAngle, sweep)
+	addArcExtremes(&a.travel, passes, centre, radius, p, q)
 	if dFil > 0 {
 		a.printed.add([3]float64{from[0], from[1], from[2]})
 		a.printed.add(end)
-		a.addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
+		addArcExtremes(&a.printed, passes, centre, radius, p, q)
 		a.layer(t[2])
 	}
 }
@@ -134,12 +138,20 @@ func arcSweep(sp, sq, ep, eq float64, clockwise bool) float64 {
 	return angle
 }
 
-// addArcExtremes widens b by the points of the circle at 0°, 90°, 180°
-// and 270° that the arc passes through.
-func (a *analyzer) addArcExtremes(b *box, centre [2]float64, radius, start, sweep float64, p, q int) {
+// arcQuadrants reports which of the circle's points at 0°, 90°, 180° and
+// 270° an arc from start through sweep (radians) passes.
+func arcQuadrants(start, sweep float64) [4]bool {
+	var passes [4]bool
+	for k := range passes {
+		passes[k] = inSweep(start, sweep, float64(k)*math.Pi/2)
+	}
+	return passes
+}
+
+// addArcExtremes widens b by the points of the circle that passes marks.
+func addArcExtremes(b *box, passes [4]bool, centre [2]float64, radius float64, p, q int) {
 	for k, axis := range [4]int{p, q, p, q} {
-		angle := float64(k) * math.Pi / 2
-		if !inSweep(start, sweep, angle) {
+		if !passes[k] {
 			continue
 		}
 		sign := 1.0
@@ -152,7 +164,26 @@ func (a *analyzer) addArcExtremes(b *box, centre [2]float64, radius, start, swee
 
 func inSweep(start, sweep, angle float64) bool {
 	if sweep > 0 {
-		return math.Mod(math.Mod(angle-start, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= sweep
+		return remainder(remainder(angle-start, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= sweep
 	}
-	return math.Mod(math.Mod(start-angle, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= -sweep
+	return remainder(remainder(start-angle, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= -sweep
+}
+
+// remainder returns math.Mod(x, y) for y > 0. math.Mod subtracts scaled
+// copies of y in a loop of Frexp and Ldexp calls. For |x| up to 2y, all
+// that inSweep passes for a start angle from Atan2, subtracting y at most
+// twice gives the same exact remainder: by Sterbenz's lemma r−y is exact
+// for y ≤ r ≤ 2y. Other x, NaN included, go to math.Mod.
+func remainder(x, y float64) float64 {
+	r := math.Abs(x)
+	if !(r <= 2*y) {
+		return math.Mod(x, y)
+	}
+	if r >= y {
+		r -= y
+	}
+	if r >= y {
+		r -= y
+	}
+	return math.Copysign(r, x)
 }
