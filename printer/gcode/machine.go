@@ -288,30 +288,31 @@ func (a *analyzer) length(v float64) float64 {
 // target returns the position a move ends at; E stays in file units.
 func (a *analyzer) target(c *command) [4]float64 {
 	t := a.pos
-	for i, letter := range axisLetters {
-		v, ok := c.param(letter)
-		if !ok {
-			continue
+	for i, letter := range [3]byte{'X', 'Y', 'Z'} {
+		if v, ok := c.param(letter); ok {
+			t[i] = moveTo(t[i], a.length(v), a.relative)
 		}
-		rel := a.relative
-		if i == AxisE {
-			rel = a.relativeE
-		} else {
+	}
+	if v, ok := c.param('E'); ok {
+		// G20 scales lengths, but not volumes in mm³.
+		if !a.volumetric {
 			v = a.length(v)
 		}
-		if i == AxisE && !a.volumetric {
-			v = a.length(v)
-		}
-		if rel {
-			t[i] += v
-		} else {
-			t[i] = v
-		}
+		t[AxisE] = moveTo(t[AxisE], v, a.relativeE)
 	}
 	if f, ok := c.param('F'); ok && f > 0 {
 		a.feed = a.length(f) / 60
 	}
 	return t
+}
+
+// moveTo returns the coordinate that a parameter v moves to from the
+// coordinate from: from+v when relative, else v.
+func moveTo(from, v float64, relative bool) float64 {
+	if relative {
+		return from + v
+	}
+	return v
 }
 
 // filament converts an E change in file units to mm of filament with
@@ -384,9 +385,12 @@ func (a *analyzer) layer(z float64) {
 	}
 }
 
+// finite reports whether every coordinate is at most 1e12 in magnitude.
+// One comparison per value also rejects NaN, which compares false, and
+// the infinities.
 func finite(v [4]float64) bool {
 	for _, x := range v {
-		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > 1e12 {
+		if !(math.Abs(x) <= 1e12) {
 			return false
 		}
 	}

@@ -82,7 +82,14 @@ func parseCommand(code []byte, c *command) bool {
 		return false
 	}
 
-	if isExtendedWord(code[i:]) {
+	// A regular command word is a letter and digits, and a Klipper-style
+	// word starts with two letters. Testing the second byte first spares
+	// nearly every line the call of isExtendedWord.
+	letter := upper(code[i])
+	if i+1 >= len(code) || !isDigit(code[i+1]) {
+		if !isExtendedWord(code[i:]) {
+			return false
+		}
 		end := i
 		for end < len(code) && !isSpace(code[end]) {
 			end++
@@ -91,18 +98,11 @@ func parseCommand(code []byte, c *command) bool {
 		c.args = code[end:]
 		return true
 	}
-
-	letter := upper(code[i])
 	if letter != 'G' && letter != 'M' && letter != 'T' {
 		return false
 	}
-	j := i + 1
-	n, next := readInt(code, j)
-	if next == j {
-		return false
-	}
+	n, j := readInt(code, i+1)
 	c.letter, c.code = letter, n
-	j = next
 	if j < len(code) && code[j] == '.' {
 		sub, after := readInt(code, j+1)
 		if after > j+1 {
@@ -131,7 +131,14 @@ func takesText(code int) bool {
 func parseParams(b []byte, c *command) {
 	i := 0
 	for i < len(b) {
-		if b[i] == '"' {
+		ch := b[i]
+		if ch == ' ' {
+			// The separator between words, tested first because it is
+			// the most frequent byte here.
+			i++
+			continue
+		}
+		if ch == '"' {
 			// A quoted string (M862.3 P "MK4S") holds no parameters.
 			end := bytes.IndexByte(b[i+1:], '"')
 			if end < 0 {
@@ -140,16 +147,15 @@ func parseParams(b []byte, c *command) {
 			i += end + 2
 			continue
 		}
-		ch := upper(b[i])
+		ch = upper(ch)
+		i++
 		if ch < 'A' || ch > 'Z' {
-			i++
 			continue
 		}
-		i++
-		v, n, ok := parseNumber(b[i:])
+		v, end := scanNumber(b, i)
 		bit := uint32(1) << (ch - 'A')
-		if ok {
-			i += n
+		if end > i {
+			i = end
 			if math.Abs(v) <= maxParam {
 				c.has |= bit
 				c.params[ch-'A'] = v
@@ -212,17 +218,25 @@ func isExtendedWord(b []byte) bool {
 // of b without allocating. It returns the value, the bytes used and
 // whether a number was there. An E ends the number, as in Marlin's
 // parser, because X10E5 means X10 E5 in G-code, never 10e5.
+func parseNumber(b []byte) (float64, int, bool) {
+	v, end := scanNumber(b, 0)
+	return v, end, end > 0
+}
+
+// scanNumber reads the number that parseNumber reads at b[i:] and
+// returns its value and the index after it, or i when none starts there.
+// Taking the index spares the parameter loop a new slice per number.
 //
 // Numbers of up to 18 digits, which is every number a slicer writes,
 // take one pass: their digits fit in an int64, so the value is that
 // integer over a power of ten, the same two roundings as
 // parseLongNumber. Longer numbers are parsed again by parseLongNumber.
-func parseNumber(b []byte) (float64, int, bool) {
-	i := 0
+func scanNumber(b []byte, i int) (float64, int) {
+	first := i
 	neg := false
-	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
-		neg = b[0] == '-'
-		i = 1
+	if i < len(b) && (b[i] == '-' || b[i] == '+') {
+		neg = b[i] == '-'
+		i++
 	}
 
 	// The digits accumulate in an int64, whose conversion to float64 is
@@ -255,10 +269,11 @@ func parseNumber(b []byte) (float64, int, bool) {
 		digits += fraction
 	}
 	if digits == 0 {
-		return 0, 0, false
+		return 0, first
 	}
 	if digits > 18 {
-		return parseLongNumber(b)
+		v, used, _ := parseLongNumber(b[first:])
+		return v, first + used
 	}
 
 	// fraction is at most 18 here, so pow10Table holds its power.
@@ -269,7 +284,7 @@ func parseNumber(b []byte) (float64, int, bool) {
 	if neg {
 		v = -v
 	}
-	return v, i, true
+	return v, i
 }
 
 // parseLongNumber is parseNumber for any number of digits: it keeps the
