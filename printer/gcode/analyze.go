@@ -229,25 +229,25 @@ type box struct {
 	set      bool
 }
 
-func (b *box) add(p [3]float64) {
+// add widens the box to contain the point (x, y, z).
+func (b *box) add(x, y, z float64) {
 	if !b.set {
-		b.min, b.max, b.set = p, p, true
+		b.min, b.max, b.set = [3]float64{x, y, z}, [3]float64{x, y, z}, true
 		return
 	}
-	for i := range 3 {
-		// A coordinate strictly between the bounds changes neither, and
-		// the two comparisons cost less than min and max, which must
-		// also order -0 before +0 and pass NaN on.
-		if p[i] > b.min[i] && p[i] < b.max[i] {
-			continue
-		}
-		b.min[i] = min(b.min[i], p[i])
-		b.max[i] = max(b.max[i], p[i])
-	}
+	b.addAxis(0, x)
+	b.addAxis(1, y)
+	b.addAxis(2, z)
 }
 
 // addAxis widens one axis only; the box must already hold a point.
 func (b *box) addAxis(axis int, v float64) {
+	// A coordinate strictly between the bounds changes neither, and the
+	// two comparisons cost less than min and max, which must also order
+	// -0 before +0 and pass NaN on.
+	if v > b.min[axis] && v < b.max[axis] {
+		return
+	}
 	b.min[axis] = min(b.min[axis], v)
 	b.max[axis] = max(b.max[axis], v)
 }

@@ -80,14 +80,13 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 		prev = pt
 	}
 
-	end := [3]float64{t[0], t[1], t[2]}
-	a.travel.add([3]float64{from[0], from[1], from[2]})
-	a.travel.add(end)
+	a.travel.add(from[0], from[1], from[2])
+	a.travel.add(t[0], t[1], t[2])
 	passes := arcQuadrants(startAngle, sweep)
 	addArcExtremes(&a.travel, passes, centre, radius, p, q)
 	if dFil > 0 {
-		a.printed.add([3]float64{from[0], from[1], from[2]})
-		a.printed.add(end)
+		a.printed.add(from[0], from[1], from[2])
+		a.printed.add(t[0], t[1], t[2])
 		addArcExtremes(&a.printed, passes, centre, radius, p, q)
 		a.layer(t[2])
 	}

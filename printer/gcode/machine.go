@@ -344,31 +344,27 @@ func (a *analyzer) linear(c *command) {
 	dFil := a.filament(t[3] - from[3])
 	a.pos = t
 	delta := [4]float64{t[0] - from[0], t[1] - from[1], t[2] - from[2], dFil}
-	if delta == [4]float64{} {
+	headMoves := delta[0] != 0 || delta[1] != 0 || delta[2] != 0
+	if !headMoves && dFil == 0 {
 		return
 	}
 	a.moves++
-	a.plan.add(delta, a.feed*a.speedFactor, moveKindOf(delta))
-	end := [3]float64{t[0], t[1], t[2]}
-	if delta[0] != 0 || delta[1] != 0 || delta[2] != 0 {
-		a.travel.add([3]float64{from[0], from[1], from[2]})
-		a.travel.add(end)
+	kind := kindRetract
+	if headMoves {
+		kind = kindTravel
+		if dFil != 0 {
+			kind = kindPrint
+		}
+	}
+	a.plan.add(delta, a.feed*a.speedFactor, kind)
+	if headMoves {
+		a.travel.add(from[0], from[1], from[2])
+		a.travel.add(t[0], t[1], t[2])
 	}
 	if dFil > 0 && (delta[0] != 0 || delta[1] != 0) {
-		a.printed.add([3]float64{from[0], from[1], from[2]})
-		a.printed.add(end)
+		a.printed.add(from[0], from[1], from[2])
+		a.printed.add(t[0], t[1], t[2])
 		a.layer(t[2])
-	}
-}
-
-func moveKindOf(delta [4]float64) moveKind {
-	switch {
-	case delta[0] == 0 && delta[1] == 0 && delta[2] == 0:
-		return kindRetract
-	case delta[3] != 0:
-		return kindPrint
-	default:
-		return kindTravel
 	}
 }
 
@@ -386,11 +382,11 @@ func (a *analyzer) layer(z float64) {
 }
 
 // finite reports whether every coordinate is at most 1e12 in magnitude.
-// One comparison per value also rejects NaN, which compares false, and
-// the infinities.
+// The comparisons also reject NaN, which compares false, and the
+// infinities.
 func finite(v [4]float64) bool {
 	for _, x := range v {
-		if !(math.Abs(x) <= 1e12) {
+		if !(x >= -1e12 && x <= 1e12) {
 			return false
 		}
 	}
