@@ -65,11 +65,12 @@ func splitComment(line []byte) (code, comment []byte) {
 // It understands line numbers (N123), checksums (*71), lower-case letters
 // and Klipper's extended commands; it reports false when the line holds
 // no command.
+//
+// A checksum ends the command. The regular path stops at the '*' where it
+// meets it, which spares every line a scan for one. parseExtended cuts
+// the line there first.
 func parseCommand(code []byte, c *command) bool {
 	c.reset()
-	if i := bytes.IndexByte(code, '*'); i >= 0 {
-		code = code[:i]
-	}
 	i := skipSpace(code, 0)
 	if i < len(code) && upper(code[i]) == 'N' && i+1 < len(code) && isDigit(code[i+1]) {
 		i++
@@ -87,16 +88,7 @@ func parseCommand(code []byte, c *command) bool {
 	// nearly every line the call of isExtendedWord.
 	letter := upper(code[i])
 	if i+1 >= len(code) || !isDigit(code[i+1]) {
-		if !isExtendedWord(code[i:]) {
-			return false
-		}
-		end := i
-		for end < len(code) && !isSpace(code[end]) {
-			end++
-		}
-		c.extended = code[i:end]
-		c.args = code[end:]
-		return true
+		return parseExtended(code, i, c)
 	}
 	if letter != 'G' && letter != 'M' && letter != 'T' {
 		return false
@@ -115,6 +107,24 @@ func parseCommand(code []byte, c *command) bool {
 		return true
 	}
 	parseParams(code[j:], c)
+	return true
+}
+
+// parseExtended reads the Klipper-style command that starts at code[i],
+// up to a checksum.
+func parseExtended(code []byte, i int, c *command) bool {
+	if k := bytes.IndexByte(code, '*'); k >= 0 {
+		code = code[:k]
+	}
+	if i >= len(code) || !isExtendedWord(code[i:]) {
+		return false
+	}
+	end := i
+	for end < len(code) && !isSpace(code[end]) {
+		end++
+	}
+	c.extended = code[i:end]
+	c.args = code[end:]
 	return true
 }
 
@@ -138,10 +148,15 @@ func parseParams(b []byte, c *command) {
 			i++
 			continue
 		}
+		if ch == '*' {
+			// The checksum ends the parameters.
+			return
+		}
 		if ch == '"' {
-			// A quoted string (M862.3 P "MK4S") holds no parameters.
+			// A quoted string (M862.3 P "MK4S") holds no parameters. It
+			// ends at its closing quote, unless a checksum comes first.
 			end := bytes.IndexByte(b[i+1:], '"')
-			if end < 0 {
+			if end < 0 || bytes.IndexByte(b[i+1:i+1+end], '*') >= 0 {
 				return
 			}
 			i += end + 2
@@ -163,7 +178,7 @@ func parseParams(b []byte, c *command) {
 			continue
 		}
 		// A letter with no number, such as the axes of G28 X Y.
-		if i >= len(b) || isSpace(b[i]) {
+		if i >= len(b) || isSpace(b[i]) || b[i] == '*' {
 			c.has |= bit
 			c.params[ch-'A'] = 0
 		}
