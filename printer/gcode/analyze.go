@@ -25,12 +25,29 @@ const maxTools = 16
 // parsed whole: longer lines (no firmware accepts them) are cut there.
 const readBufferSize = 64 * 1024
 
-// readers recycles the read buffers between analyses. Allocating and
-// zeroing 64 KiB per call, with the garbage collections that follow, took
-// a third of the time of analysing the 25 KB BambuStudio test file
-// (BenchmarkAnalyze on a 2-core AMD EPYC). A reader carries no state of
-// one analysis into the next, because Reset discards what it buffered.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+// buffers is the memory of an analysis that holds no result: the read
+// buffer and the planner ring. Allocating and zeroing them per call, with
+// the garbage collections that follow, took a third of the time of
+// analysing the 25 KB BambuStudio test file (BenchmarkAnalyze on a
+// 2-core AMD EPYC), so a pool hands them from one analysis to the next.
+// Nothing of one analysis reaches the next: Reset discards what the
+// reader buffered, and the planner writes each ring slot before it reads
+// it.
+type buffers struct {
+	reader *bufio.Reader
+	ring   []block
+}
+
+var bufferPool = sync.Pool{New: func() any { return &buffers{reader: bufio.NewReaderSize(nil, readBufferSize)} }}
+
+// ringOf returns a planner ring of n blocks from buf, growing it if
+// needed.
+func (buf *buffers) ringOf(n int) []block {
+	if cap(buf.ring) < n {
+		buf.ring = make([]block, n)
+	}
+	return buf.ring[:n]
+}
 
 // Options tune an analysis.
 type Options struct {
@@ -156,10 +173,20 @@ func (r *Result) TotalFilamentVolume() float64 {
 // lines it does not understand are skipped.
 func Analyze(r io.Reader, opts Options) (*Result, error) {
 	start := time.Now()
-	a := newAnalyzer(opts)
-	br, pooled := lineReader(r)
-	if pooled {
-		defer releaseLineReader(br)
+	buf := bufferPool.Get().(*buffers)
+	defer func() {
+		// Drop the caller's reader so that the pool does not keep it alive.
+		buf.reader.Reset(nil)
+		bufferPool.Put(buf)
+	}()
+	a := newAnalyzer(opts, buf)
+	// As bufio.NewReaderSize does, read through r itself when it is a
+	// bufio.Reader with a buffer at least as large.
+	br := buf.reader
+	if own, ok := r.(*bufio.Reader); ok && own.Size() >= readBufferSize {
+		br = own
+	} else {
+		br.Reset(r)
 	}
 	for {
 		line, err := br.ReadSlice('\n')
@@ -191,25 +218,6 @@ func Analyze(r io.Reader, opts Options) (*Result, error) {
 	res := a.result()
 	res.AnalysisSeconds = time.Since(start).Seconds()
 	return res, nil
-}
-
-// lineReader returns a reader with a buffer of readBufferSize for r, and
-// whether it came from the pool. As bufio.NewReaderSize does, it reads
-// through r itself when r is a bufio.Reader with a buffer that large.
-func lineReader(r io.Reader) (br *bufio.Reader, pooled bool) {
-	if own, ok := r.(*bufio.Reader); ok && own.Size() >= readBufferSize {
-		return own, false
-	}
-	br = readers.Get().(*bufio.Reader)
-	br.Reset(r)
-	return br, true
-}
-
-// releaseLineReader puts a reader from the pool back, without the
-// caller's reader, so that the pool does not keep that alive.
-func releaseLineReader(br *bufio.Reader) {
-	br.Reset(nil)
-	readers.Put(br)
 }
 
 func skipRestOfLine(br *bufio.Reader, n *int64) error {

@@ -68,7 +68,7 @@ type analyzer struct {
 	notes           []string
 }
 
-func newAnalyzer(opts Options) *analyzer {
+func newAnalyzer(opts Options, buf *buffers) *analyzer {
 	a := &analyzer{opts: opts, plane: 17, feed: defaultFeed, speedFactor: 1}
 	if opts.Limits != nil {
 		a.limits = *opts.Limits
@@ -83,7 +83,7 @@ func newAnalyzer(opts Options) *analyzer {
 	if blocks <= 0 {
 		blocks = DefaultPlannerBlocks
 	}
-	a.plan.ring = make([]block, min(blocks, maxPlannerBlocks))
+	a.plan.ring = buf.ringOf(min(blocks, maxPlannerBlocks))
 	for i := range a.flowFactor {
 		a.flowFactor[i] = 1
 	}
