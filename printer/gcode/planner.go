@@ -146,6 +146,13 @@ func (p *planner) reversePass() {
 	next := &p.ring[p.wrap(ci+1)]
 	for range p.count - 1 {
 		cur := &p.ring[ci]
+		if cur.reverse >= cur.maxEntry {
+			// A bound at its corner limit cannot grow: v below is at most
+			// maxEntry, because the square root of a finite sum of
+			// squares and speedGain is never NaN. Returning here spares
+			// the square root.
+			return
+		}
 		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+cur.speedGain))
 		if v <= cur.reverse {
 			return
