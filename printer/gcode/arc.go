@@ -60,6 +60,8 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 	}
 	n := int(math.Ceil(length / arcSegment))
 	n = min(max(n, 1), maxArcSegments)
+	// Every segment extrudes the same share at the same feed rate.
+	segmentFil, feed := dFil/float64(n), a.feed*a.speedFactor
 	prev := [3]float64{from[0], from[1], from[2]}
 	for k := 1; k <= n; k++ {
 		var pt [3]float64
@@ -75,8 +77,8 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 			pt[q] = centre[1] + radius*sin
 			pt[lin] = from[lin] + linDelta*f
 		}
-		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], dFil / float64(n)}
-		a.plan.add(delta, a.feed*a.speedFactor, kind)
+		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], segmentFil}
+		a.plan.add(delta, feed, kind)
 		prev = pt
 	}
 
