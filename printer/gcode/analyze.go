@@ -250,14 +250,19 @@ func (b *box) add(x, y, z float64) {
 
 // addAxis widens one axis only; the box must already hold a point.
 func (b *box) addAxis(axis int, v float64) {
-	// A coordinate strictly between the bounds changes neither, and the
-	// two comparisons cost less than min and max, which must also order
-	// -0 before +0 and pass NaN on.
-	if v > b.min[axis] && v < b.max[axis] {
+	// The two comparisons of inside cost less than min and max, which
+	// must also order -0 before +0 and pass NaN on.
+	if b.inside(axis, v) {
 		return
 	}
 	b.min[axis] = min(b.min[axis], v)
 	b.max[axis] = max(b.max[axis], v)
+}
+
+// inside reports whether v lies strictly between the bounds of axis, so
+// that adding it changes neither.
+func (b *box) inside(axis int, v float64) bool {
+	return v > b.min[axis] && v < b.max[axis]
 }
 
 func (b *box) area() (*Area, *Dimensions) {

@@ -84,12 +84,11 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 
 	a.travel.add(from[0], from[1], from[2])
 	a.travel.add(t[0], t[1], t[2])
-	passes := arcQuadrants(startAngle, sweep)
-	addArcExtremes(&a.travel, passes, centre, radius, p, q)
+	addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
 	if dFil > 0 {
 		a.printed.add(from[0], from[1], from[2])
 		a.printed.add(t[0], t[1], t[2])
-		addArcExtremes(&a.printed, passes, centre, radius, p, q)
+		addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
 		a.layer(t[2])
 	}
 }
@@ -139,27 +138,21 @@ func arcSweep(sp, sq, ep, eq float64, clockwise bool) float64 {
 	return angle
 }
 
-// arcQuadrants reports which of the circle's points at 0°, 90°, 180° and
-// 270° an arc from start through sweep (radians) passes.
-func arcQuadrants(start, sweep float64) [4]bool {
-	var passes [4]bool
-	for k := range passes {
-		passes[k] = inSweep(start, sweep, float64(k)*math.Pi/2)
-	}
-	return passes
-}
-
-// addArcExtremes widens b by the points of the circle that passes marks.
-func addArcExtremes(b *box, passes [4]bool, centre [2]float64, radius float64, p, q int) {
+// addArcExtremes widens b by the points of the circle at 0°, 90°, 180°
+// and 270° that the arc passes through. A point strictly inside b's
+// bounds on its axis would change nothing, so its sweep test, the costly
+// part, is left out.
+func addArcExtremes(b *box, centre [2]float64, radius, start, sweep float64, p, q int) {
 	for k, axis := range [4]int{p, q, p, q} {
-		if !passes[k] {
-			continue
-		}
 		sign := 1.0
 		if k >= 2 {
 			sign = -1
 		}
-		b.addAxis(axis, centre[k%2]+sign*radius)
+		v := centre[k%2] + sign*radius
+		if b.inside(axis, v) || !inSweep(start, sweep, float64(k)*math.Pi/2) {
+			continue
+		}
+		b.addAxis(axis, v)
 	}
 }
 
