@@ -53,3 +53,15 @@ func TestSincosMatchesSinCos(t *testing.T) {
 		}
 	}
 }
+
+func TestMathMaxMatchesMath(t *testing.T) {
+	values := []float64{0, math.Copysign(0, -1), 1, -1, 1e-310, math.MaxFloat64, -math.MaxFloat64,
+		math.Inf(1), math.Inf(-1), math.NaN()}
+	for _, x := range values {
+		for _, y := range values {
+			if got, want := mathMax(x, y), math.Max(x, y); !sameBits(got, want) {
+				t.Errorf("mathMax(%v, %v) = %v, math.Max = %v", x, y, got, want)
+			}
+		}
+	}
+}

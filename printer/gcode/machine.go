@@ -1,6 +1,7 @@
 package gcode
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strings"
@@ -105,9 +106,15 @@ func (a *analyzer) note(n string) {
 // line handles one raw line, newline included.
 func (a *analyzer) line(raw []byte) {
 	a.lines++
-	code, comment := splitComment(raw)
-	if comment != nil {
-		a.comment(comment)
+	// The code part ends at a ';' comment, which the slicer parser reads
+	// without the ';'.
+	//
+	// NOTE: CNC-style "(...)" comments are not removed, so letters inside
+	// one would be read as parameters; FDM slicers write ';' comments.
+	code := raw
+	if i := bytes.IndexByte(raw, ';'); i >= 0 {
+		code = raw[:i]
+		a.comment(raw[i+1:])
 	}
 	if !parseCommand(code, &a.cmd) {
 		return
@@ -160,6 +167,11 @@ func (a *analyzer) enterKlipper() {
 }
 
 func (a *analyzer) execute(c *command) {
+	if c.letter == 'G' && c.code <= 1 {
+		// G0 and G1, most lines of a file, skip the dispatch below.
+		a.linear(c)
+		return
+	}
 	if c.extended != nil {
 		if equalFoldASCII(c.extended, "SET_VELOCITY_LIMIT") {
 			a.enterKlipper()
@@ -327,8 +339,22 @@ func (a *analyzer) filament(dE float64) float64 {
 	}
 	dE *= a.flowFactor[a.tool]
 	a.net[a.tool] += dE
-	a.high[a.tool] = math.Max(a.high[a.tool], a.net[a.tool])
+	a.high[a.tool] = mathMax(a.high[a.tool], a.net[a.tool])
 	return dE
+}
+
+// mathMax returns math.Max(x, y), up to the payload bits of a NaN.
+// math.Max is an assembly function on amd64, which the compiler cannot
+// inline. The builtin max differs from it only when one argument is +Inf
+// and the other NaN, where math.Max returns +Inf.
+func mathMax(x, y float64) float64 {
+	if x > math.MaxFloat64 {
+		return x
+	}
+	if y > math.MaxFloat64 {
+		return y
+	}
+	return max(x, y)
 }
 
 func crossSection(diameter float64) float64 {
@@ -407,7 +433,7 @@ func (a *analyzer) firmwareRetract(retract bool) {
 		length, feed = -length, a.limits.RetractFeedrate
 	}
 	a.net[a.tool] += length
-	a.high[a.tool] = math.Max(a.high[a.tool], a.net[a.tool])
+	a.high[a.tool] = mathMax(a.high[a.tool], a.net[a.tool])
 	a.plan.add([4]float64{0, 0, 0, length}, feed, kindRetract)
 }
 

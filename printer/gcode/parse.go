@@ -48,19 +48,6 @@ func (c *command) present(letter byte) bool {
 	return c.has&(1<<(letter-'A')) != 0
 }
 
-// splitComment separates the code part of a line from its ';' comment.
-// The comment is returned without the ';', and nil when there is none.
-//
-// NOTE: CNC-style "(...)" comments are not removed, so letters inside
-// one would be read as parameters; FDM slicers write ';' comments.
-func splitComment(line []byte) (code, comment []byte) {
-	i := bytes.IndexByte(line, ';')
-	if i < 0 {
-		return line, nil
-	}
-	return line[:i], line[i+1:]
-}
-
 // parseCommand reads the code part of a line (comment removed) into c.
 // It understands line numbers (N123), checksums (*71), lower-case letters
 // and Klipper's extended commands; it reports false when the line holds
