@@ -60,6 +60,8 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 	}
 	n := int(math.Ceil(length / arcSegment))
 	n = min(max(n, 1), maxArcSegments)
+	// Every segment extrudes the same share at the same feed rate.
+	segmentFil, feed := dFil/float64(n), a.feed*a.speedFactor
 	prev := [3]float64{from[0], from[1], from[2]}
 	for k := 1; k <= n; k++ {
 		var pt [3]float64
@@ -68,23 +70,25 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 		} else {
 			f := float64(k) / float64(n)
 			angle := startAngle + sweep*f
-			pt[p] = centre[0] + radius*math.Cos(angle)
-			pt[q] = centre[1] + radius*math.Sin(angle)
+			// Sincos shares the range reduction of Sin and Cos and then
+			// evaluates the same polynomials, so it returns their values.
+			sin, cos := math.Sincos(angle)
+			pt[p] = centre[0] + radius*cos
+			pt[q] = centre[1] + radius*sin
 			pt[lin] = from[lin] + linDelta*f
 		}
-		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], dFil / float64(n)}
-		a.plan.add(delta, a.feed*a.speedFactor, kind)
+		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], segmentFil}
+		a.plan.add(delta, feed, kind)
 		prev = pt
 	}
 
-	end := [3]float64{t[0], t[1], t[2]}
-	a.travel.add([3]float64{from[0], from[1], from[2]})
-	a.travel.add(end)
-	a.addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
+	a.travel.add(from[0], from[1], from[2])
+	a.travel.add(t[0], t[1], t[2])
+	addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
 	if dFil > 0 {
-		a.printed.add([3]float64{from[0], from[1], from[2]})
-		a.printed.add(end)
-		a.addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
+		a.printed.add(from[0], from[1], from[2])
+		a.printed.add(t[0], t[1], t[2])
+		addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
 		a.layer(t[2])
 	}
 }
@@ -135,24 +139,45 @@ func arcSweep(sp, sq, ep, eq float64, clockwise bool) float64 {
 }
 
 // addArcExtremes widens b by the points of the circle at 0°, 90°, 180°
-// and 270° that the arc passes through.
-func (a *analyzer) addArcExtremes(b *box, centre [2]float64, radius, start, sweep float64, p, q int) {
+// and 270° that the arc passes through. A point strictly inside b's
+// bounds on its axis would change nothing, so its sweep test, the costly
+// part, is left out.
+func addArcExtremes(b *box, centre [2]float64, radius, start, sweep float64, p, q int) {
 	for k, axis := range [4]int{p, q, p, q} {
-		angle := float64(k) * math.Pi / 2
-		if !inSweep(start, sweep, angle) {
-			continue
-		}
 		sign := 1.0
 		if k >= 2 {
 			sign = -1
 		}
-		b.addAxis(axis, centre[k%2]+sign*radius)
+		v := centre[k%2] + sign*radius
+		if b.inside(axis, v) || !inSweep(start, sweep, float64(k)*math.Pi/2) {
+			continue
+		}
+		b.addAxis(axis, v)
 	}
 }
 
 func inSweep(start, sweep, angle float64) bool {
 	if sweep > 0 {
-		return math.Mod(math.Mod(angle-start, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= sweep
+		return remainder(remainder(angle-start, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= sweep
 	}
-	return math.Mod(math.Mod(start-angle, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= -sweep
+	return remainder(remainder(start-angle, 2*math.Pi)+2*math.Pi, 2*math.Pi) <= -sweep
+}
+
+// remainder returns math.Mod(x, y) for y > 0. math.Mod subtracts scaled
+// copies of y in a loop of Frexp and Ldexp calls. For |x| up to 2y, all
+// that inSweep passes for a start angle from Atan2, subtracting y at most
+// twice gives the same exact remainder: by Sterbenz's lemma r−y is exact
+// for y ≤ r ≤ 2y. Other x, NaN included, go to math.Mod.
+func remainder(x, y float64) float64 {
+	r := math.Abs(x)
+	if !(r <= 2*y) {
+		return math.Mod(x, y)
+	}
+	if r >= y {
+		r -= y
+	}
+	if r >= y {
+		r -= y
+	}
+	return math.Copysign(r, x)
 }

@@ -9,13 +9,19 @@ import (
 	"testing"
 )
 
+// BenchmarkAnalyze runs Analyze from memory on every real file, as
+// pbbench's G-code analysis section does.
 func BenchmarkAnalyze(b *testing.B) {
-	for _, name := range []string{"cura-master_marlin_dsf-unittest.gcode", "prusaslicer-2.7.4_ender3v2_arcs_screw.gcode"} {
-		data, err := os.ReadFile(filepath.Join(realDir, name))
+	files, err := filepath.Glob(filepath.Join(realDir, "*.gcode"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, path := range files {
+		data, err := os.ReadFile(path)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(filepath.Base(path), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
 			for b.Loop() {

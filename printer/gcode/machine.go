@@ -1,6 +1,7 @@
 package gcode
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strings"
@@ -68,7 +69,7 @@ type analyzer struct {
 	notes           []string
 }
 
-func newAnalyzer(opts Options) *analyzer {
+func newAnalyzer(opts Options, buf *buffers) *analyzer {
 	a := &analyzer{opts: opts, plane: 17, feed: defaultFeed, speedFactor: 1}
 	if opts.Limits != nil {
 		a.limits = *opts.Limits
@@ -83,7 +84,7 @@ func newAnalyzer(opts Options) *analyzer {
 	if blocks <= 0 {
 		blocks = DefaultPlannerBlocks
 	}
-	a.plan.ring = make([]block, min(blocks, maxPlannerBlocks))
+	a.plan.ring = buf.ringOf(min(blocks, maxPlannerBlocks))
 	for i := range a.flowFactor {
 		a.flowFactor[i] = 1
 	}
@@ -105,9 +106,15 @@ func (a *analyzer) note(n string) {
 // line handles one raw line, newline included.
 func (a *analyzer) line(raw []byte) {
 	a.lines++
-	code, comment := splitComment(raw)
-	if comment != nil {
-		a.comment(comment)
+	// The code part ends at a ';' comment, which the slicer parser reads
+	// without the ';'.
+	//
+	// NOTE: CNC-style "(...)" comments are not removed, so letters inside
+	// one would be read as parameters; FDM slicers write ';' comments.
+	code := raw
+	if i := bytes.IndexByte(raw, ';'); i >= 0 {
+		code = raw[:i]
+		a.comment(raw[i+1:])
 	}
 	if !parseCommand(code, &a.cmd) {
 		return
@@ -160,6 +167,11 @@ func (a *analyzer) enterKlipper() {
 }
 
 func (a *analyzer) execute(c *command) {
+	if c.letter == 'G' && c.code <= 1 {
+		// G0 and G1, most lines of a file, skip the dispatch below.
+		a.linear(c)
+		return
+	}
 	if c.extended != nil {
 		if equalFoldASCII(c.extended, "SET_VELOCITY_LIMIT") {
 			a.enterKlipper()
@@ -288,30 +300,31 @@ func (a *analyzer) length(v float64) float64 {
 // target returns the position a move ends at; E stays in file units.
 func (a *analyzer) target(c *command) [4]float64 {
 	t := a.pos
-	for i, letter := range axisLetters {
-		v, ok := c.param(letter)
-		if !ok {
-			continue
+	for i, letter := range [3]byte{'X', 'Y', 'Z'} {
+		if v, ok := c.param(letter); ok {
+			t[i] = moveTo(t[i], a.length(v), a.relative)
 		}
-		rel := a.relative
-		if i == AxisE {
-			rel = a.relativeE
-		} else {
+	}
+	if v, ok := c.param('E'); ok {
+		// G20 scales lengths, but not volumes in mm³.
+		if !a.volumetric {
 			v = a.length(v)
 		}
-		if i == AxisE && !a.volumetric {
-			v = a.length(v)
-		}
-		if rel {
-			t[i] += v
-		} else {
-			t[i] = v
-		}
+		t[AxisE] = moveTo(t[AxisE], v, a.relativeE)
 	}
 	if f, ok := c.param('F'); ok && f > 0 {
 		a.feed = a.length(f) / 60
 	}
 	return t
+}
+
+// moveTo returns the coordinate that a parameter v moves to from the
+// coordinate from: from+v when relative, else v.
+func moveTo(from, v float64, relative bool) float64 {
+	if relative {
+		return from + v
+	}
+	return v
 }
 
 // filament converts an E change in file units to mm of filament with
@@ -326,8 +339,22 @@ func (a *analyzer) filament(dE float64) float64 {
 	}
 	dE *= a.flowFactor[a.tool]
 	a.net[a.tool] += dE
-	a.high[a.tool] = math.Max(a.high[a.tool], a.net[a.tool])
+	a.high[a.tool] = mathMax(a.high[a.tool], a.net[a.tool])
 	return dE
+}
+
+// mathMax returns math.Max(x, y), up to the payload bits of a NaN.
+// math.Max is an assembly function on amd64, which the compiler cannot
+// inline. The builtin max differs from it only when one argument is +Inf
+// and the other NaN, where math.Max returns +Inf.
+func mathMax(x, y float64) float64 {
+	if x > math.MaxFloat64 {
+		return x
+	}
+	if y > math.MaxFloat64 {
+		return y
+	}
+	return max(x, y)
 }
 
 func crossSection(diameter float64) float64 {
@@ -343,31 +370,27 @@ func (a *analyzer) linear(c *command) {
 	dFil := a.filament(t[3] - from[3])
 	a.pos = t
 	delta := [4]float64{t[0] - from[0], t[1] - from[1], t[2] - from[2], dFil}
-	if delta == [4]float64{} {
+	headMoves := delta[0] != 0 || delta[1] != 0 || delta[2] != 0
+	if !headMoves && dFil == 0 {
 		return
 	}
 	a.moves++
-	a.plan.add(delta, a.feed*a.speedFactor, moveKindOf(delta))
-	end := [3]float64{t[0], t[1], t[2]}
-	if delta[0] != 0 || delta[1] != 0 || delta[2] != 0 {
-		a.travel.add([3]float64{from[0], from[1], from[2]})
-		a.travel.add(end)
+	kind := kindRetract
+	if headMoves {
+		kind = kindTravel
+		if dFil != 0 {
+			kind = kindPrint
+		}
+	}
+	a.plan.add(delta, a.feed*a.speedFactor, kind)
+	if headMoves {
+		a.travel.add(from[0], from[1], from[2])
+		a.travel.add(t[0], t[1], t[2])
 	}
 	if dFil > 0 && (delta[0] != 0 || delta[1] != 0) {
-		a.printed.add([3]float64{from[0], from[1], from[2]})
-		a.printed.add(end)
+		a.printed.add(from[0], from[1], from[2])
+		a.printed.add(t[0], t[1], t[2])
 		a.layer(t[2])
-	}
-}
-
-func moveKindOf(delta [4]float64) moveKind {
-	switch {
-	case delta[0] == 0 && delta[1] == 0 && delta[2] == 0:
-		return kindRetract
-	case delta[3] != 0:
-		return kindPrint
-	default:
-		return kindTravel
 	}
 }
 
@@ -384,9 +407,12 @@ func (a *analyzer) layer(z float64) {
 	}
 }
 
+// finite reports whether every coordinate is at most 1e12 in magnitude.
+// The comparisons also reject NaN, which compares false, and the
+// infinities.
 func finite(v [4]float64) bool {
 	for _, x := range v {
-		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > 1e12 {
+		if !(x >= -1e12 && x <= 1e12) {
 			return false
 		}
 	}
@@ -407,7 +433,7 @@ func (a *analyzer) firmwareRetract(retract bool) {
 		length, feed = -length, a.limits.RetractFeedrate
 	}
 	a.net[a.tool] += length
-	a.high[a.tool] = math.Max(a.high[a.tool], a.net[a.tool])
+	a.high[a.tool] = mathMax(a.high[a.tool], a.net[a.tool])
 	a.plan.add([4]float64{0, 0, 0, length}, feed, kindRetract)
 }
 

@@ -48,28 +48,16 @@ func (c *command) present(letter byte) bool {
 	return c.has&(1<<(letter-'A')) != 0
 }
 
-// splitComment separates the code part of a line from its ';' comment.
-// The comment is returned without the ';', and nil when there is none.
-//
-// NOTE: CNC-style "(...)" comments are not removed, so letters inside
-// one would be read as parameters; FDM slicers write ';' comments.
-func splitComment(line []byte) (code, comment []byte) {
-	i := bytes.IndexByte(line, ';')
-	if i < 0 {
-		return line, nil
-	}
-	return line[:i], line[i+1:]
-}
-
 // parseCommand reads the code part of a line (comment removed) into c.
 // It understands line numbers (N123), checksums (*71), lower-case letters
 // and Klipper's extended commands; it reports false when the line holds
 // no command.
+//
+// A checksum ends the command. The regular path stops at the '*' where it
+// meets it, which spares every line a scan for one. parseExtended cuts
+// the line there first.
 func parseCommand(code []byte, c *command) bool {
 	c.reset()
-	if i := bytes.IndexByte(code, '*'); i >= 0 {
-		code = code[:i]
-	}
 	i := skipSpace(code, 0)
 	if i < len(code) && upper(code[i]) == 'N' && i+1 < len(code) && isDigit(code[i+1]) {
 		i++
@@ -82,27 +70,18 @@ func parseCommand(code []byte, c *command) bool {
 		return false
 	}
 
-	if isExtendedWord(code[i:]) {
-		end := i
-		for end < len(code) && !isSpace(code[end]) {
-			end++
-		}
-		c.extended = code[i:end]
-		c.args = code[end:]
-		return true
-	}
-
+	// A regular command word is a letter and digits, and a Klipper-style
+	// word starts with two letters. Testing the second byte first spares
+	// nearly every line the call of isExtendedWord.
 	letter := upper(code[i])
+	if i+1 >= len(code) || !isDigit(code[i+1]) {
+		return parseExtended(code, i, c)
+	}
 	if letter != 'G' && letter != 'M' && letter != 'T' {
 		return false
 	}
-	j := i + 1
-	n, next := readInt(code, j)
-	if next == j {
-		return false
-	}
+	n, j := readInt(code, i+1)
 	c.letter, c.code = letter, n
-	j = next
 	if j < len(code) && code[j] == '.' {
 		sub, after := readInt(code, j+1)
 		if after > j+1 {
@@ -115,6 +94,24 @@ func parseCommand(code []byte, c *command) bool {
 		return true
 	}
 	parseParams(code[j:], c)
+	return true
+}
+
+// parseExtended reads the Klipper-style command that starts at code[i],
+// up to a checksum.
+func parseExtended(code []byte, i int, c *command) bool {
+	if k := bytes.IndexByte(code, '*'); k >= 0 {
+		code = code[:k]
+	}
+	if i >= len(code) || !isExtendedWord(code[i:]) {
+		return false
+	}
+	end := i
+	for end < len(code) && !isSpace(code[end]) {
+		end++
+	}
+	c.extended = code[i:end]
+	c.args = code[end:]
 	return true
 }
 
@@ -131,25 +128,36 @@ func takesText(code int) bool {
 func parseParams(b []byte, c *command) {
 	i := 0
 	for i < len(b) {
-		if b[i] == '"' {
-			// A quoted string (M862.3 P "MK4S") holds no parameters.
+		ch := b[i]
+		if ch == ' ' {
+			// The separator between words, tested first because it is
+			// the most frequent byte here.
+			i++
+			continue
+		}
+		if ch == '*' {
+			// The checksum ends the parameters.
+			return
+		}
+		if ch == '"' {
+			// A quoted string (M862.3 P "MK4S") holds no parameters. It
+			// ends at its closing quote, unless a checksum comes first.
 			end := bytes.IndexByte(b[i+1:], '"')
-			if end < 0 {
+			if end < 0 || bytes.IndexByte(b[i+1:i+1+end], '*') >= 0 {
 				return
 			}
 			i += end + 2
 			continue
 		}
-		ch := upper(b[i])
+		ch = upper(ch)
+		i++
 		if ch < 'A' || ch > 'Z' {
-			i++
 			continue
 		}
-		i++
-		v, n, ok := parseNumber(b[i:])
+		v, end := scanNumber(b, i)
 		bit := uint32(1) << (ch - 'A')
-		if ok {
-			i += n
+		if end > i {
+			i = end
 			if math.Abs(v) <= maxParam {
 				c.has |= bit
 				c.params[ch-'A'] = v
@@ -157,7 +165,7 @@ func parseParams(b []byte, c *command) {
 			continue
 		}
 		// A letter with no number, such as the axes of G28 X Y.
-		if i >= len(b) || isSpace(b[i]) {
+		if i >= len(b) || isSpace(b[i]) || b[i] == '*' {
 			c.has |= bit
 			c.params[ch-'A'] = 0
 		}
@@ -213,6 +221,78 @@ func isExtendedWord(b []byte) bool {
 // whether a number was there. An E ends the number, as in Marlin's
 // parser, because X10E5 means X10 E5 in G-code, never 10e5.
 func parseNumber(b []byte) (float64, int, bool) {
+	v, end := scanNumber(b, 0)
+	return v, end, end > 0
+}
+
+// scanNumber reads the number that parseNumber reads at b[i:] and
+// returns its value and the index after it, or i when none starts there.
+// Taking the index spares the parameter loop a new slice per number.
+//
+// Numbers of up to 18 digits, which is every number a slicer writes,
+// take one pass: their digits fit in an int64, so the value is that
+// integer over a power of ten, the same two roundings as
+// parseLongNumber. Longer numbers are parsed again by parseLongNumber.
+func scanNumber(b []byte, i int) (float64, int) {
+	first := i
+	neg := false
+	if i < len(b) && (b[i] == '-' || b[i] == '+') {
+		neg = b[i] == '-'
+		i++
+	}
+
+	// The digits accumulate in an int64, whose conversion to float64 is
+	// one instruction. More than 18 digits may overflow it, but such
+	// numbers are parsed again below.
+	start := i
+	var mant int64
+	for i < len(b) {
+		d := b[i] - '0'
+		if d > 9 {
+			break
+		}
+		mant = mant*10 + int64(d)
+		i++
+	}
+	digits := i - start
+	fraction := 0
+	if i < len(b) && b[i] == '.' {
+		i++
+		fractionStart := i
+		for i < len(b) {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + int64(d)
+			i++
+		}
+		fraction = i - fractionStart
+		digits += fraction
+	}
+	if digits == 0 {
+		return 0, first
+	}
+	if digits > 18 {
+		v, used, _ := parseLongNumber(b[first:])
+		return v, first + used
+	}
+
+	// fraction is at most 18 here, so pow10Table holds its power.
+	v := float64(mant)
+	if fraction > 0 {
+		v /= pow10Table[fraction]
+	}
+	if neg {
+		v = -v
+	}
+	return v, i
+}
+
+// parseLongNumber is parseNumber for any number of digits: it keeps the
+// first 18 significant digits and scales by the power of ten that the
+// dropped ones stood for.
+func parseLongNumber(b []byte) (float64, int, bool) {
 	i := 0
 	neg := false
 	if i < len(b) && (b[i] == '-' || b[i] == '+') {

@@ -35,6 +35,9 @@ type block struct {
 	// reverse is the highest entry speed from which the rest of the
 	// buffer can still slow down to a stop at its end.
 	reverse float64
+	// speedGain is 2·accel·length, the change of the squared speed over
+	// the whole block (v² = v₀² + 2·a·s), in mm²/s².
+	speedGain float64
 }
 
 // planner estimates the time of a stream of moves with a trapezoidal
@@ -74,8 +77,14 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	if length < 1e-9 || math.IsNaN(length) || math.IsInf(length, 0) {
 		return
 	}
+	// Committing first frees the ring slot that the new block is then
+	// planned in, so it is not built on the stack and copied.
+	if p.count == len(p.ring) {
+		p.commit()
+	}
+	b := &p.ring[p.wrap(p.head+p.count)]
+
 	l := p.limits
-	var b block
 	b.length = length
 	for i := range 4 {
 		b.unit[i] = delta[i] / length
@@ -104,7 +113,7 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	}
 	b.nominal, b.accel = nominal, accel
 
-	b.maxEntry = p.cornerSpeed(&b)
+	b.maxEntry = p.cornerSpeed(b)
 	if p.hasPrev {
 		b.maxEntry = min(b.maxEntry, p.prevNominal)
 	}
@@ -112,10 +121,6 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	p.hasPrev = true
 	p.prevUnit, p.prevNominal, p.prevLength, p.prevAccel = b.unit, b.nominal, b.length, b.accel
 
-	if p.count == len(p.ring) {
-		p.commit()
-	}
-	idx := p.wrap(p.head + p.count)
 	if p.count == 0 {
 		if p.stopped {
 			p.entry = b.maxEntry
@@ -124,8 +129,8 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 		}
 		p.stopped = false
 	}
-	b.reverse = min(b.maxEntry, math.Sqrt(2*b.accel*b.length))
-	p.ring[idx] = b
+	b.speedGain = 2 * b.accel * b.length
+	b.reverse = min(b.maxEntry, math.Sqrt(b.speedGain))
 	p.count++
 	p.reversePass()
 }
@@ -141,7 +146,14 @@ func (p *planner) reversePass() {
 	next := &p.ring[p.wrap(ci+1)]
 	for range p.count - 1 {
 		cur := &p.ring[ci]
-		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+2*cur.accel*cur.length))
+		if cur.reverse >= cur.maxEntry {
+			// A bound at its corner limit cannot grow: v below is at most
+			// maxEntry, because the square root of a finite sum of
+			// squares and speedGain is never NaN. Returning here spares
+			// the square root.
+			return
+		}
+		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+cur.speedGain))
 		if v <= cur.reverse {
 			return
 		}
@@ -172,7 +184,7 @@ func (p *planner) commit() {
 	entry := min(p.entry, b.reverse)
 	exit := 0.0
 	if p.count > 1 {
-		exit = min(math.Sqrt(entry*entry+2*b.accel*b.length), p.ring[p.wrap(p.head+1)].reverse)
+		exit = min(math.Sqrt(entry*entry+b.speedGain), p.ring[p.wrap(p.head+1)].reverse)
 	}
 	p.seconds += trapezoidTime(b.length, entry, exit, b.nominal, b.accel)
 	p.entry = exit
@@ -195,6 +207,11 @@ func (p *planner) flush() {
 // cornerSpeed returns the highest speed at which b may start after the
 // previous block, by the configured junction model.
 func (p *planner) cornerSpeed(b *block) float64 {
+	// Jerk, the default, is tested first, as one comparison that the
+	// compiler inlines.
+	if p.limits.Junction == JunctionJerk {
+		return p.jerkCorner(b)
+	}
 	switch p.limits.Junction {
 	case JunctionDeviation:
 		return p.deviationCorner(b)
@@ -243,21 +260,7 @@ func (p *planner) jerkCorner(b *block) float64 {
 	for i := range 4 {
 		exit := p.prevNominal * p.prevUnit[i] * prevFactor * factor
 		entry := b.nominal * b.unit[i] * curFactor * factor
-		var change float64
-		if exit > entry {
-			if entry > 0 || exit < 0 {
-				change = exit - entry
-			} else {
-				change = max(exit, -entry)
-			}
-		} else {
-			if entry < 0 || exit > 0 {
-				change = entry - exit
-			} else {
-				change = max(-exit, entry)
-			}
-		}
-		if change > jerk[i] {
+		if change := jerkChange(exit, entry); change > jerk[i] {
 			factor *= jerk[i] / change
 		}
 	}
@@ -268,6 +271,21 @@ func (p *planner) jerkCorner(b *block) float64 {
 		vmax = safe
 	}
 	return vmax
+}
+
+// jerkChange returns the speed change of one axis at a corner, from its
+// exit speed in the previous move to its entry speed in the next, as
+// classic jerk counts it. While the axis keeps its direction, that is
+// the difference. Otherwise it is the larger speed, because the axis
+// stops and starts again. One test of the sides replaces two nested
+// comparisons (first which speed is larger), whose outcome a CPU can
+// hardly predict. The result differs from theirs only in the sign of a
+// zero, which no comparison with a jerk limit (at least 0) sees.
+func jerkChange(exit, entry float64) float64 {
+	if (exit > 0 && entry > 0) || (exit < 0 && entry < 0) {
+		return math.Abs(exit - entry)
+	}
+	return max(math.Abs(exit), math.Abs(entry))
 }
 
 // xyzCos returns the cosine of the angle between the previous move's

@@ -2,6 +2,7 @@ package gcode
 
 import (
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,5 +150,37 @@ func TestLimitsSanitized(t *testing.T) {
 	def := analyzeString(t, "G1 X100 F6000\n", Options{})
 	if r.EstimatedPrintTime != def.EstimatedPrintTime {
 		t.Errorf("time with invalid limits = %v, want the Marlin default %v", r.EstimatedPrintTime, def.EstimatedPrintTime)
+	}
+}
+
+// nestedJerkChange is the speed change at a corner as jerkCorner
+// computed it before jerkChange, with nested comparisons.
+func nestedJerkChange(exit, entry float64) float64 {
+	if exit > entry {
+		if entry > 0 || exit < 0 {
+			return exit - entry
+		}
+		return max(exit, -entry)
+	}
+	if entry < 0 || exit > 0 {
+		return entry - exit
+	}
+	return max(-exit, entry)
+}
+
+func TestJerkChangeMatchesNested(t *testing.T) {
+	values := []float64{0, math.Copysign(0, -1), 1, -1, 2.5, -2.5, 1e-300, -1e-300, 300, -300}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 1000 {
+		values = append(values, rng.NormFloat64()*50)
+	}
+	for _, exit := range values {
+		for _, entry := range values {
+			// == treats -0 and +0 as equal: the sign of a zero change is
+			// never seen, because it is only compared with a jerk limit.
+			if got, want := jerkChange(exit, entry), nestedJerkChange(exit, entry); got != want {
+				t.Fatalf("jerkChange(%v, %v) = %v, the nested comparisons give %v", exit, entry, got, want)
+			}
+		}
 	}
 }

@@ -86,25 +86,77 @@ func (p *slicerParser) comment(c []byte) {
 	if p.s.Generator == "" && p.generator(c) {
 		return
 	}
-	sep := bytes.IndexAny(c, ":=,")
+	sep := indexKeySeparator(c)
 	if sep <= 0 {
 		return
 	}
 	key := bytes.TrimSpace(c[:sep])
-	value := bytes.TrimSpace(c[sep+1:])
-	if h, ok := slicerKeys[string(key)]; ok {
-		h(p, value)
-		return
+	if slicerKeyShapes.contains(key) {
+		if h, ok := slicerKeys[string(key)]; ok {
+			h(p, bytes.TrimSpace(c[sep+1:]))
+			return
+		}
 	}
 	if bytes.HasPrefix(key, []byte("Material#")) && bytes.HasSuffix(key, []byte(" Used")) {
 		// ideaMaker: ;Material#1 Used: 1328.5 (mm, tools counted from 1).
 		n, next := readInt(key, len("Material#"))
 		if next > len("Material#") && n >= 1 {
-			if v, ok := firstNumber(value); ok {
+			if v, ok := firstNumber(bytes.TrimSpace(c[sep+1:])); ok {
 				p.s.FilamentLength = setTool(p.s.FilamentLength, n-1, v)
 			}
 		}
 	}
+}
+
+// indexKeySeparator returns the index of the first ':', '=' or ',' in c,
+// or -1, as bytes.IndexAny(c, ":=,") does. IndexAny tests byte by byte.
+// Here a vectorised IndexByte finds the ':' that most comments have, and
+// only the key before it is tested byte by byte. Comments without ':',
+// such as the 80-byte lines of base64 thumbnails, get two more IndexByte
+// scans.
+func indexKeySeparator(c []byte) int {
+	colon := bytes.IndexByte(c, ':')
+	if colon < 0 {
+		equals := bytes.IndexByte(c, '=')
+		if equals >= 0 {
+			c = c[:equals]
+		}
+		if comma := bytes.IndexByte(c, ','); comma >= 0 {
+			return comma
+		}
+		return equals
+	}
+	for i, ch := range c[:colon] {
+		if ch == '=' || ch == ',' {
+			return i
+		}
+	}
+	return colon
+}
+
+// keyShapes is a set of (length, second byte) pairs. Most comments, such
+// as PrusaSlicer's ;WIDTH: and ;TYPE: every few lines, have keys whose
+// shape matches no slicerKeys entry, and the set rejects them without
+// hashing the key. The second byte separates TYPE from TIME, which the first
+// byte does not.
+type keyShapes [maxKeyLength + 1][4]uint64
+
+// maxKeyLength is at least the length of the longest slicerKeys key.
+const maxKeyLength = 63
+
+var slicerKeyShapes = func() *keyShapes {
+	var shapes keyShapes
+	for key := range slicerKeys {
+		if len(key) < 2 || len(key) > maxKeyLength {
+			panic("slicer key " + key + " does not fit keyShapes")
+		}
+		shapes[len(key)][key[1]>>6] |= 1 << (key[1] & 63)
+	}
+	return &shapes
+}()
+
+func (s *keyShapes) contains(key []byte) bool {
+	return len(key) >= 2 && len(key) <= maxKeyLength && s[len(key)][key[1]>>6]&(1<<(key[1]&63)) != 0
 }
 
 func (p *slicerParser) generator(c []byte) bool {
