@@ -89,6 +89,7 @@ type Bus struct {
 	log       *slog.Logger
 	client    paho.Client
 	store     *resumeStore
+	dialer    *connDialer
 	brokerURL string // without password, for logs
 	clientID  string
 
@@ -187,6 +188,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		subs:          make(map[string]*subscription),
 		store:         newResumeStore(),
 	}
+	b.dialer = &connDialer{log: b.log}
 
 	opts := paho.NewClientOptions().
 		AddBroker(brokerURL).
@@ -207,7 +209,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		SetReconnectingHandler(b.onReconnecting).
 		SetConnectionAttemptHandler(b.onConnectionAttempt).
 		SetStore(b.store).
-		SetDefaultPublishHandler(b.onUnrouted)
+		SetDefaultPublishHandler(b.onUnrouted).
+		// The dialer sets TCP_QUICKACK on the connection (see
+		// quickAckConn). paho does not hand it the TLS config that
+		// onConnectionAttempt returns, so it takes the one of the
+		// options, which onConnectionAttempt returns unchanged.
+		SetCustomOpenConnectionFn(b.dialer.open)
 	if tlsConfig != nil {
 		opts.SetTLSConfig(tlsConfig)
 	}
@@ -306,7 +313,8 @@ func (b *Bus) goTracked(f func()) {
 
 // onConnect runs on a paho goroutine after every successful connect.
 func (b *Bus) onConnect(paho.Client) {
-	b.log.Info("connected to MQTT broker", "attempts", b.attempts.Swap(0))
+	b.log.Info("connected to MQTT broker", "attempts", b.attempts.Swap(0),
+		"tcp_quickack", b.dialer.lastDialed().quickAck != nil)
 	b.mu.Lock()
 	b.connection++
 	connection := b.connection
