@@ -29,7 +29,8 @@ const defaultWebsocketTimeout = 10 * time.Second
 // broker with Nagle's algorithm on does not hold its PUBACKs and
 // PUBLISHes for this side's delayed ACK.
 type connDialer struct {
-	log *slog.Logger
+	log             *slog.Logger
+	disableQuickAck bool
 
 	mu   sync.Mutex
 	last dialedConn
@@ -48,7 +49,7 @@ func (d *connDialer) open(uri *url.URL, options paho.ClientOptions) (net.Conn, e
 	if dialer == nil {
 		dialer = &net.Dialer{Timeout: 30 * time.Second}
 	}
-	tcp := &quickAckDialer{dialer: dialer, log: d.log}
+	tcp := &quickAckDialer{dialer: dialer, log: d.log, disabled: d.disableQuickAck}
 	conn, err := d.openScheme(uri, options, tcp)
 	if err != nil {
 		return nil, err
@@ -156,6 +157,8 @@ func dialWebsocket(uri *url.URL, options paho.ClientOptions, tcp *quickAckDialer
 type quickAckDialer struct {
 	dialer *net.Dialer
 	log    *slog.Logger
+	// disabled makes the dialer return plain TCP connections.
+	disabled bool
 	// dialed is the last connection dialed, when it is a quickAckConn.
 	dialed *quickAckConn
 }
@@ -166,8 +169,8 @@ func (d *quickAckDialer) Dial(network, address string) (net.Conn, error) {
 
 func (d *quickAckDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	conn, err := d.dialer.DialContext(ctx, network, address)
-	if err != nil {
-		return nil, err
+	if err != nil || d.disabled {
+		return conn, err
 	}
 	conn = wrapQuickAck(conn, d.log)
 	if q, ok := conn.(*quickAckConn); ok {

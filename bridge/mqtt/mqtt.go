@@ -79,6 +79,10 @@ type Config struct {
 	// keeps the subscriptions and queues QoS 1 messages while this client
 	// is away. It needs a fixed ClientID that no other client uses.
 	PersistentSession bool
+	// DisableTCPQuickAck leaves TCP_QUICKACK unset on the connection
+	// (see quickAckConn), so that package bench can measure the
+	// difference it makes.
+	DisableTCPQuickAck bool
 }
 
 var _ bridge.Bus = (*Bus)(nil)
@@ -188,7 +192,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		subs:          make(map[string]*subscription),
 		store:         newResumeStore(),
 	}
-	b.dialer = &connDialer{log: b.log}
+	b.dialer = &connDialer{log: b.log, disableQuickAck: cfg.DisableTCPQuickAck}
 
 	opts := paho.NewClientOptions().
 		AddBroker(brokerURL).

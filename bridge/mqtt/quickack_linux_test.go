@@ -190,3 +190,18 @@ func TestQuickAckUnderWebsocket(t *testing.T) {
 		}
 	}
 }
+
+func TestQuickAckDisabledByConfig(t *testing.T) {
+	broker := brokertest.StartMosquittoWithOptions(t, brokertest.MosquittoOptions{Nagle: true})
+	edge := newBus(t, mqtt.Config{URL: broker.URL(), DisableTCPQuickAck: true})
+	worker := newBus(t, mqtt.Config{URL: broker.URL(), DisableTCPQuickAck: true})
+	exchangeEvents(t, edge, worker, "p1", 40)
+
+	conn, quickAck := mqtt.DialedConnection(edge)
+	if quickAck != nil {
+		t.Errorf("the connection sets TCP_QUICKACK with DisableTCPQuickAck set")
+	}
+	if _, ok := conn.(*net.TCPConn); !ok {
+		t.Errorf("paho got %T, want *net.TCPConn with DisableTCPQuickAck set", conn)
+	}
+}
