@@ -122,7 +122,7 @@ func (m *Mosquitto) writeConfig() {
 		lines = append(lines, "set_tcp_nodelay true")
 	}
 	config := strings.Join(lines, "\n") + "\n"
-	if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(config), 0o600); err != nil {
+	if err := os.WriteFile(m.ConfigPath(), []byte(config), 0o600); err != nil {
 		m.tb.Fatalf("write mosquitto config: %v", err)
 	}
 }
@@ -136,6 +136,9 @@ func (m *Mosquitto) Addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
 // Port returns the listener port.
 func (m *Mosquitto) Port() int { return m.port }
 
+// ConfigPath returns the path of the mosquitto.conf that the process reads.
+func (m *Mosquitto) ConfigPath() string { return filepath.Join(m.dir, "mosquitto.conf") }
+
 // Start starts mosquitto again on the same port after Stop, and returns
 // once it accepts TCP connections. It calls tb.Fatal on failure, so call
 // it from the test's goroutine only.
@@ -146,7 +149,7 @@ func (m *Mosquitto) Start() {
 	if m.cmd != nil {
 		m.tb.Fatalf("mosquitto on port %d is already running", m.port)
 	}
-	cmd := exec.Command(m.bin, "-c", filepath.Join(m.dir, "mosquitto.conf"))
+	cmd := exec.Command(m.bin, "-c", m.ConfigPath())
 	out, err := os.OpenFile(filepath.Join(m.dir, "mosquitto.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		m.tb.Fatalf("open mosquitto output file: %v", err)
