@@ -19,6 +19,12 @@ const (
 	BrokerMosquitto = "Mosquitto (default config)"
 	// BrokerMosquittoNoDelay is mosquitto with set_tcp_nodelay true.
 	BrokerMosquittoNoDelay = "Mosquitto (set_tcp_nodelay true)"
+	// BrokerMosquittoNoQuickAck is mosquitto's default config with
+	// mqtt.Config.DisableTCPQuickAck set on the edge's and the worker's
+	// connections in this process, to show what TCP_QUICKACK changes.
+	// printbridge processes started with busFlags set TCP_QUICKACK
+	// regardless.
+	BrokerMosquittoNoQuickAck = "Mosquitto (default config), client without TCP_QUICKACK"
 )
 
 // broker is one running broker and the way to connect printbridge's bus
@@ -28,6 +34,7 @@ type broker struct {
 	// natsURL or mqttURL is set, for the binaries' flags.
 	natsURL, mqttURL string
 	jetStream        bool
+	noQuickAck       bool
 	log              *slog.Logger
 	stop             func()
 }
@@ -52,12 +59,13 @@ func startBroker(ctx context.Context, name, dir string, log *slog.Logger) (*brok
 			return nil, err
 		}
 		b.natsURL, b.stop = emb.NATSURL(), emb.Shutdown
-	case BrokerMosquitto, BrokerMosquittoNoDelay:
+	case BrokerMosquitto, BrokerMosquittoNoDelay, BrokerMosquittoNoQuickAck:
 		m, err := startMosquitto(ctx, dir, name == BrokerMosquittoNoDelay)
 		if err != nil {
 			return nil, err
 		}
 		b.mqttURL = m.url
+		b.noQuickAck = name == BrokerMosquittoNoQuickAck
 		b.stop = func() { _ = m.stop() }
 	default:
 		return nil, fmt.Errorf("unknown broker %q", name)
@@ -70,8 +78,9 @@ func (b *broker) connect(ctx context.Context, client string) (bridge.Bus, error)
 	// The adapters return typed pointers, which must not reach the
 	// interface as a non-nil Bus when they fail.
 	if b.mqttURL != "" {
-		bus, err := mqtt.New(ctx, mqtt.Config{URL: b.mqttURL, ClientID: client, Topics: bridge.Topics{}, ConnectTimeout: 10 * time.Second},
-			b.log.With("bus", "mqtt", "client", client))
+		cfg := mqtt.Config{URL: b.mqttURL, ClientID: client, Topics: bridge.Topics{}, ConnectTimeout: 10 * time.Second,
+			DisableTCPQuickAck: b.noQuickAck}
+		bus, err := mqtt.New(ctx, cfg, b.log.With("bus", "mqtt", "client", client))
 		if err != nil {
 			return nil, err
 		}

@@ -89,7 +89,7 @@ func NewOptions(profile, repoRoot string) (Options, error) {
 	o := Options{
 		Profile:          profile,
 		RepoRoot:         repoRoot,
-		Brokers:          []string{BrokerNATS, BrokerJetStream, BrokerMosquitto, BrokerMosquittoNoDelay},
+		Brokers:          []string{BrokerNATS, BrokerJetStream, BrokerMosquitto, BrokerMosquittoNoDelay, BrokerMosquittoNoQuickAck},
 		EdgeMemorySource: filepath.Join(gcodeDir, "cura-master_marlin_dsf-unittest.gcode"),
 		GoBenchPackages:  []string{"./printer", "./hooks", "./bridge"},
 		Log:              slog.New(slog.DiscardHandler),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +42,23 @@ func TestMosquittoStopAndStart(t *testing.T) {
 	dial(t, m.Addr())
 	if !strings.Contains(m.LogTail(100), "mosquitto version") {
 		t.Errorf("log tail has no mosquitto start line:\n%s", m.LogTail(100))
+	}
+}
+
+func TestMosquittoNagleOption(t *testing.T) {
+	for _, c := range []struct {
+		nagle       bool
+		wantNoDelay bool
+	}{{nagle: false, wantNoDelay: true}, {nagle: true, wantNoDelay: false}} {
+		m := brokertest.StartMosquittoWithOptions(t, brokertest.MosquittoOptions{Nagle: c.nagle})
+		dial(t, m.Addr())
+		config, err := os.ReadFile(m.ConfigPath())
+		if err != nil {
+			t.Fatalf("read mosquitto config: %v", err)
+		}
+		if got := strings.Contains(string(config), "set_tcp_nodelay true"); got != c.wantNoDelay {
+			t.Errorf("Nagle %v: config sets set_tcp_nodelay true: %v, want %v\n%s", c.nagle, got, c.wantNoDelay, config)
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ type Mosquitto struct {
 	tb      testing.TB
 	bin     string
 	port    int
+	nagle   bool
 	dir     string
 	logPath string
 
@@ -49,11 +50,29 @@ func StartMosquitto(tb testing.TB) (url string) {
 // to a file whose last lines the cleanup prints when the test failed.
 func StartMosquittoProcess(tb testing.TB, port int) *Mosquitto {
 	tb.Helper()
+	return StartMosquittoWithOptions(tb, MosquittoOptions{Port: port})
+}
+
+// MosquittoOptions are the settings of StartMosquittoWithOptions.
+type MosquittoOptions struct {
+	// Port is the listener port, a free one when 0.
+	Port int
+	// Nagle leaves set_tcp_nodelay true out of the config, so mosquitto
+	// keeps Nagle's algorithm on for its client sockets, as its default
+	// config does.
+	Nagle bool
+}
+
+// StartMosquittoWithOptions is StartMosquittoProcess with the options of
+// opts.
+func StartMosquittoWithOptions(tb testing.TB, opts MosquittoOptions) *Mosquitto {
+	tb.Helper()
 	bin := findMosquitto(tb)
+	port := opts.Port
 	if port == 0 {
 		port = FreePort(tb)
 	}
-	m := &Mosquitto{tb: tb, bin: bin, port: port, dir: tb.TempDir()}
+	m := &Mosquitto{tb: tb, bin: bin, port: port, nagle: opts.Nagle, dir: tb.TempDir()}
 	m.logPath = filepath.Join(m.dir, "mosquitto.log")
 	m.writeConfig()
 	tb.Cleanup(func() {
@@ -87,20 +106,23 @@ func (m *Mosquitto) writeConfig() {
 	if u, err := user.Current(); err == nil {
 		runAs = u.Username
 	}
-	config := strings.Join([]string{
+	lines := []string{
 		fmt.Sprintf("listener %d 127.0.0.1", m.port),
 		"allow_anonymous true",
 		"persistence false",
-		// Without it mosquitto leaves Nagle's algorithm on, and a small
-		// packet such as a PUBACK waits for the peer's delayed ACK.
-		"set_tcp_nodelay true",
 		"user " + runAs,
 		"log_dest file " + m.logPath,
 		"log_type all",
 		"log_timestamp_format %H:%M:%S",
-		"",
-	}, "\n")
-	if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(config), 0o600); err != nil {
+	}
+	if !m.nagle {
+		// Without it mosquitto leaves Nagle's algorithm on, and a small
+		// packet such as a PUBACK waits for the peer's ACK, which a client
+		// without TCP_QUICKACK delays.
+		lines = append(lines, "set_tcp_nodelay true")
+	}
+	config := strings.Join(lines, "\n") + "\n"
+	if err := os.WriteFile(m.ConfigPath(), []byte(config), 0o600); err != nil {
 		m.tb.Fatalf("write mosquitto config: %v", err)
 	}
 }
@@ -114,6 +136,9 @@ func (m *Mosquitto) Addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
 // Port returns the listener port.
 func (m *Mosquitto) Port() int { return m.port }
 
+// ConfigPath returns the path of the mosquitto.conf that the process reads.
+func (m *Mosquitto) ConfigPath() string { return filepath.Join(m.dir, "mosquitto.conf") }
+
 // Start starts mosquitto again on the same port after Stop, and returns
 // once it accepts TCP connections. It calls tb.Fatal on failure, so call
 // it from the test's goroutine only.
@@ -124,7 +149,7 @@ func (m *Mosquitto) Start() {
 	if m.cmd != nil {
 		m.tb.Fatalf("mosquitto on port %d is already running", m.port)
 	}
-	cmd := exec.Command(m.bin, "-c", filepath.Join(m.dir, "mosquitto.conf"))
+	cmd := exec.Command(m.bin, "-c", m.ConfigPath())
 	out, err := os.OpenFile(filepath.Join(m.dir, "mosquitto.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		m.tb.Fatalf("open mosquitto output file: %v", err)

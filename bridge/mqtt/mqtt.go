@@ -79,6 +79,10 @@ type Config struct {
 	// keeps the subscriptions and queues QoS 1 messages while this client
 	// is away. It needs a fixed ClientID that no other client uses.
 	PersistentSession bool
+	// DisableTCPQuickAck leaves TCP_QUICKACK unset on the connection
+	// (see quickAckConn), so that package bench can measure the
+	// difference it makes.
+	DisableTCPQuickAck bool
 }
 
 var _ bridge.Bus = (*Bus)(nil)
@@ -89,6 +93,7 @@ type Bus struct {
 	log       *slog.Logger
 	client    paho.Client
 	store     *resumeStore
+	dialer    *connDialer
 	brokerURL string // without password, for logs
 	clientID  string
 
@@ -187,6 +192,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		subs:          make(map[string]*subscription),
 		store:         newResumeStore(),
 	}
+	b.dialer = &connDialer{log: b.log, disableQuickAck: cfg.DisableTCPQuickAck}
 
 	opts := paho.NewClientOptions().
 		AddBroker(brokerURL).
@@ -207,7 +213,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		SetReconnectingHandler(b.onReconnecting).
 		SetConnectionAttemptHandler(b.onConnectionAttempt).
 		SetStore(b.store).
-		SetDefaultPublishHandler(b.onUnrouted)
+		SetDefaultPublishHandler(b.onUnrouted).
+		// The dialer sets TCP_QUICKACK on the connection (see
+		// quickAckConn). paho does not hand it the TLS config that
+		// onConnectionAttempt returns, so it takes the one of the
+		// options, which onConnectionAttempt returns unchanged.
+		SetCustomOpenConnectionFn(b.dialer.open)
 	if tlsConfig != nil {
 		opts.SetTLSConfig(tlsConfig)
 	}
@@ -306,7 +317,8 @@ func (b *Bus) goTracked(f func()) {
 
 // onConnect runs on a paho goroutine after every successful connect.
 func (b *Bus) onConnect(paho.Client) {
-	b.log.Info("connected to MQTT broker", "attempts", b.attempts.Swap(0))
+	b.log.Info("connected to MQTT broker", "attempts", b.attempts.Swap(0),
+		"tcp_quickack", b.dialer.lastDialed().quickAck != nil)
 	b.mu.Lock()
 	b.connection++
 	connection := b.connection
