@@ -441,37 +441,6 @@ func TestSeenBucketKeepsClaimAfterLostReply(t *testing.T) {
 	}
 }
 
-func TestSeenBucketStopReleasesClaim(t *testing.T) {
-	h := newKVHarness(t)
-	marker := filepath.Join(t.TempDir(), "started")
-	slow := h.startWorker("slow", "host-a", fmt.Sprintf(`touch %s; sleep 100`, marker))
-	env := doneEnvelope("stopped-1")
-	h.publish(env)
-	waitUntil(t, "the slow hook to start", func() bool {
-		_, err := os.Stat(marker)
-		return err == nil
-	}, func() string { return "no marker file" })
-	slow.stop(t)
-	if _, err := h.kv.Get(context.Background(), claimKey(env.ID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatalf("claim after a stop that killed the hook: err = %v, want ErrKeyNotFound", err)
-	}
-	if got := slow.claims(claimResultReleased); got != 1 {
-		t.Errorf("released = %v, want 1", got)
-	}
-
-	// Without a claim left behind, a redelivery runs at once, without
-	// waiting out a lease.
-	next := h.startWorker("next", "host-a", "")
-	h.redeliver(env)
-	h.waitKey(env.ID, claimDone)
-	if got := h.ran()[env.ID]; len(got) != 1 || got[0] != "next" {
-		t.Errorf("hook runs after the redelivery = %v, want one by next", got)
-	}
-	if got := next.claims(claimResultClaimed); got != 1 {
-		t.Errorf("claimed = %v, want 1", got)
-	}
-}
-
 func TestClaimKeyHashesForeignIDs(t *testing.T) {
 	for _, id := range []string{"0190f3c2-7b1e-7c3a-9d4e-1234567890ab", "e1", "a_b-C"} {
 		if got := claimKey(id); got != id {
