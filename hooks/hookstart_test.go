@@ -668,7 +668,10 @@ func TestSeenFileKeepsHookStarts(t *testing.T) {
 		func() error { return l.recordStart("e3", hookStart{Hook: 0, Name: "a", Command: 1, PID: 45}, set) },
 		func() error { set.add("e3"); return l.writeDone("e3", set) },
 		// Ids that would read as another kind of line.
-		func() error { set.add(`{"event_id":"e1","done":true}`); return l.writeDone(`{"event_id":"e1","done":true}`, set) },
+		func() error {
+			set.add(`{"event_id":"e1","done":true}`)
+			return l.writeDone(`{"event_id":"e1","done":true}`, set)
+		},
 		func() error { set.add("-e2"); return l.writeDone("-e2", set) },
 	} {
 		if err := step(); err != nil {
@@ -712,5 +715,33 @@ func TestSeenFileKeepsHookStarts(t *testing.T) {
 		if err := l2.close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestOwnRunningClaimKeepsHookRecords covers a claim that this worker
+// process left running: a done write that it gave up after a lost reply.
+// A redelivery to the same process takes the claim as its own, and must
+// keep the hook start records instead of running the hook again.
+func TestOwnRunningClaimKeepsHookRecords(t *testing.T) {
+	h := newKVHarness(t)
+	w := h.startWorker("own", "host-a", "")
+	env := doneEnvelope("own-claim-1")
+	left := claimValue{State: claimRunning, Worker: w.w.instance, Printer: env.Printer, Event: env.Event, Time: time.Now(),
+		Hooks: []hookStart{{Hook: 0, Name: "note", Command: 1, PID: 1, Host: hostName, Worker: w.w.instance, Ended: true}}}
+	data, err := json.Marshal(left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.kv.Create(context.Background(), claimKey(env.ID), data); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(env)
+	h.waitKey(env.ID, claimDone)
+	h.waitDrained("host-a")
+	if got := h.ran()[env.ID]; len(got) != 0 {
+		t.Errorf("hook ran %d times (by %v), want 0: the claim recorded it as ended", len(got), got)
+	}
+	if got := claimOf(t, h.kv, env.ID).Hooks; len(got) != 1 || !got[0].Ended {
+		t.Errorf("hook records of the done claim = %+v, want the one left", got)
 	}
 }
