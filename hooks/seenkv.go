@@ -533,8 +533,9 @@ func (s *claimStore) ownRevision(ctx context.Context, c *claim) (rev uint64, sta
 }
 
 // complete writes state "done". It retries while the bucket does not
-// answer, until ctx ends, because a claim left running is taken over
-// and its hooks run again.
+// answer, until ctx ends, because another worker takes a claim left
+// running over after a lease, and logs an interrupted hook for each
+// start record not marked ended.
 func (s *claimStore) complete(ctx context.Context, c *claim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
