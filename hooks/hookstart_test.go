@@ -189,8 +189,11 @@ func (h *heldHook) killLeft() {
 
 // workerProc is a running worker process.
 type workerProc struct {
-	cmd  *exec.Cmd
-	once sync.Once
+	cmd *exec.Cmd
+	// exited is closed once Wait has reaped the process, which happens
+	// only after all its threads have exited and closed its files.
+	exited chan struct{}
+	once   sync.Once
 }
 
 func startWorkerProc(t *testing.T, spec workerProcSpec) *workerProc {
@@ -211,13 +214,13 @@ func startWorkerProc(t *testing.T, spec workerProcSpec) *workerProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start worker process: %v", err)
 	}
-	p := &workerProc{cmd: cmd}
-	t.Cleanup(p.kill)
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		close(exited)
 	}()
+	p := &workerProc{cmd: cmd, exited: exited}
+	t.Cleanup(p.kill)
 	deadline := time.After(waitTimeout)
 	for {
 		if _, err := os.Stat(spec.Ready); err == nil {
@@ -233,13 +236,14 @@ func startWorkerProc(t *testing.T, spec workerProcSpec) *workerProc {
 	}
 }
 
-// kill sends SIGKILL, as a crash or the OOM killer would.
+// kill sends SIGKILL, as a crash or the OOM killer would, and waits
+// until the process is reaped. Its main thread can show as a zombie while
+// other threads still hold its files, and with them the lock of the
+// seen-events file.
 func (p *workerProc) kill() {
 	p.once.Do(func() {
 		_ = p.cmd.Process.Kill()
-		for !processGone(p.cmd.Process.Pid) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		<-p.exited
 	})
 }
 
