@@ -199,6 +199,12 @@ func (e *gateError) Error() string { return e.err.Error() }
 // argv as the process sees it, because the script execs "$0" "$@". The
 // shell looks a bare program name up in the same PATH that exec.Command
 // used, since cmd.Env is the worker's environment.
+//
+// NOTE: a program that exec(2) rejects fails differently behind the gate:
+// a file without execute permission exits with status 126 and the shell's
+// message in the output instead of a start error, and a file without a
+// #! line or ELF header runs as a shell script instead of failing with
+// "exec format error".
 func (r systemRun) runGated(ctx, runCtx context.Context, cmd *exec.Cmd, number int, deadline time.Time) error {
 	gateRead, gateWrite, err := os.Pipe()
 	if err != nil {
