@@ -25,8 +25,10 @@ type eventRun struct {
 	// sets them before dispatch.
 	prior priorStarts
 
-	mu        sync.Mutex // guards the fields below
-	acks      []bridge.AckFunc
+	mu   sync.Mutex // guards the fields below
+	acks []bridge.AckFunc
+	// markers are the gate markers of the hooks this run started.
+	markers   []string
 	running   int
 	allQueued bool
 	cut       bool
@@ -130,6 +132,7 @@ func (r *eventRun) finish(handled bool) {
 		} else {
 			w.persistSeen(r.env.ID)
 		}
+		r.removeMarkers()
 	} else {
 		if r.claim != nil {
 			w.claims.release(r.ctx, r.claim)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,18 +38,26 @@ type hookStart struct {
 	Worker     string `json:"worker"`
 	// Deadline is when the hook's timeout ends, zero without a timeout.
 	Deadline time.Time `json:"deadline,omitzero"`
+	// Marker is the file that the gate creates when it opens, just before
+	// it execs the command; empty when the worker has no marker folder.
+	Marker string `json:"marker,omitempty"`
 	// Ended is set once the hook's last command ended; a worker writes it
 	// with its next write, so a kill may lose it.
 	Ended bool `json:"ended,omitempty"`
 }
 
 // gateScript holds a hook process until the worker has recorded its
-// start: it reads one line from fd 3 and then execs the hook's own argv,
-// which it gets as "$0" "$@", never as text of the script. When the
-// worker dies first, the pipe closes, read fails and the hook never runs.
-// exec keeps the pid and the process group, so the recorded pid is the
-// hook's, and a timeout still kills the whole group.
-const gateScript = `read _ <&3 || exit 125; exec 3<&-; exec "$0" "$@"`
+// start: it reads one line from fd 3, creates the marker file named by
+// "$0" and then execs the hook's own argv, which it gets as "$@", never as
+// text of the script. When the worker dies first, the pipe closes, read
+// fails and the hook never runs. The marker tells a later worker on this
+// host whether the gate opened. A marker that cannot be created does not
+// stop the hook. exec keeps the pid and the process group, so the
+// recorded pid is the hook's, and a timeout still kills the whole group.
+const gateScript = `read _ <&3 || exit 125; exec 3<&-; : >"$0" 2>/dev/null; exec "$@"`
+
+// noMarker is the marker argument of a gate without a marker folder.
+const noMarker = "/dev/null"
 
 // hostName is this host's name in hook start records.
 var hostName = func() string {
@@ -92,6 +101,44 @@ func (rec hookStart) stillRunning() bool {
 	}
 	ticks, zombie, err := processStartTicks(rec.PID)
 	return err == nil && !zombie && ticks == rec.StartTicks
+}
+
+// atGate reports whether the process of rec still waits at its gate: a
+// gate whose worker died exits as soon as it sees the pipe closed.
+func (rec hookStart) atGate() bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(rec.PID) + "/cmdline")
+	return err == nil && strings.HasPrefix(string(cmdline), "/bin/sh\x00-c\x00"+gateScript+"\x00")
+}
+
+// gateNeverOpened reports whether the gate of rec is known to have exited
+// without running the command: its process is gone, it ran on this host,
+// and its marker folder exists but the marker does not.
+func (rec hookStart) gateNeverOpened() bool {
+	if rec.Host != hostName || rec.Marker == "" || rec.stillRunning() {
+		return false
+	}
+	if _, err := os.Stat(filepath.Dir(rec.Marker)); err != nil {
+		return false
+	}
+	_, err := os.Stat(rec.Marker)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// gateExitWait bounds how long dispatch waits for a gate whose worker
+// died to notice the closed pipe and exit.
+const gateExitWait = 5 * time.Second
+
+// waitGateExit waits while the process of rec is still at its gate, up to
+// gateExitWait.
+func waitGateExit(ctx context.Context, rec hookStart) {
+	deadline := time.Now().Add(gateExitWait)
+	for rec.stillRunning() && rec.atGate() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // orphanPoll is how often a worker looks whether a hook process that an

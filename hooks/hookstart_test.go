@@ -39,11 +39,16 @@ type workerProcSpec struct {
 	MQTTURL  string `json:"mqtt_url,omitempty"`
 	ClientID string `json:"client_id,omitempty"`
 	SeenFile string `json:"seen_file,omitempty"`
+	// MarkerDir is the folder of gate markers with the bucket; with the
+	// file they go beside it.
+	MarkerDir string `json:"marker_dir,omitempty"`
 	// Ready is created once the worker has subscribed.
 	Ready string `json:"ready"`
 	// HoldGate, when set, is created when a hook process waits at its
-	// gate, and the worker then blocks before it records the start.
-	HoldGate string `json:"hold_gate,omitempty"`
+	// gate, and the worker then blocks before it records the start, or
+	// with HoldAfterRecord after it recorded it, before the gate opens.
+	HoldGate        string `json:"hold_gate,omitempty"`
+	HoldAfterRecord bool   `json:"hold_after_record,omitempty"`
 }
 
 // runWorkerProcess is the main function of a worker process.
@@ -64,9 +69,14 @@ func runWorkerProcess(spec string) int {
 		return 2
 	}
 	if s.HoldGate != "" {
-		beforeStartRecord = func() {
+		hold := func() {
 			_ = os.WriteFile(s.HoldGate, nil, 0o600)
 			select {}
+		}
+		if s.HoldAfterRecord {
+			afterStartRecord = hold
+		} else {
+			beforeStartRecord = hold
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -92,6 +102,9 @@ func runWorkerProcess(spec string) int {
 		}
 		bus = nb
 		opts = append(opts, WithSeenBucket(kv))
+		if s.MarkerDir != "" {
+			opts = append(opts, WithHookMarkerDir(s.MarkerDir))
+		}
 	} else {
 		mb, err := mqtt.New(ctx, mqtt.Config{URL: s.MQTTURL, ClientID: s.ClientID, PersistentSession: true}, log)
 		if err != nil {
@@ -577,7 +590,7 @@ func TestGateKeepsArgvAndExitStatus(t *testing.T) {
 	}
 	var recorded []int
 	run := systemRun{env: os.Environ(), outputLimit: DefaultOutputLimit,
-		recordStart: func(_ context.Context, command, pid int, ticks uint64, _ time.Time) error {
+		recordStart: func(_ context.Context, command, pid int, ticks uint64, _ time.Time, _ string) error {
 			if ticks == 0 {
 				t.Errorf("command #%d: start ticks 0", command)
 			}
@@ -616,7 +629,7 @@ func TestGateRecordErrorKeepsHookFromRunning(t *testing.T) {
 	}
 	var aborted []int
 	run := systemRun{env: os.Environ(), outputLimit: DefaultOutputLimit,
-		recordStart: func(context.Context, int, int, uint64, time.Time) error {
+		recordStart: func(context.Context, int, int, uint64, time.Time, string) error {
 			return errClaimLost
 		},
 		startAborted: func(command int) { aborted = append(aborted, command) }}
@@ -747,5 +760,73 @@ func TestOwnRunningClaimKeepsHookRecords(t *testing.T) {
 	}
 	if got := claimOf(t, h.kv, env.ID).Hooks; len(got) != 1 || !got[0].Ended {
 		t.Errorf("hook records of the done claim = %+v, want the one left", got)
+	}
+}
+
+func TestKilledAfterRecordRunsHookOnceKV(t *testing.T) {
+	h := newKVHarness(t)
+	hook := newHeldHook(t)
+	h.ranLog = filepath.Join(t.TempDir(), "unused.txt")
+	held := filepath.Join(t.TempDir(), "held")
+	markers := filepath.Join(t.TempDir(), "hook-starts")
+	first := startWorkerProc(t, workerProcSpec{Config: hook.config(t), NATSURL: h.url, HoldGate: held,
+		HoldAfterRecord: true, MarkerDir: markers})
+	env := doneEnvelope("killed-record-kv-1")
+	h.publish(env)
+	waitFile(t, held, "the worker to record the hook start")
+	first.kill()
+	recs := claimOf(t, h.kv, env.ID).Hooks
+	if len(recs) != 1 || recs[0].Marker == "" || filepath.Dir(recs[0].Marker) != markers {
+		t.Fatalf("hook records after a kill before the gate opened = %+v, want one with a marker in %s", recs, markers)
+	}
+
+	// The gate never opened, so its marker is missing, and the next
+	// worker on this host runs the hook.
+	next := h.startWorkerOpts("next", "host-a", hook.command(), WithHookMarkerDir(markers))
+	if err := os.WriteFile(hook.release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.redeliver(env)
+	h.waitKey(env.ID, claimDone)
+	if got := hook.count(t, "start"); got != 1 {
+		t.Errorf("hook started %d times, want once: %v", got, hook.lines(t))
+	}
+	if got := metricValue(next.metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultOK)); got != 1 {
+		t.Errorf("hook runs{result=ok} = %v, want 1", got)
+	}
+	if got := metricValue(next.metrics.interrupted.WithLabelValues(interruptedUnknown)); got != 0 {
+		t.Errorf("interrupted{unknown} = %v, want 0", got)
+	}
+	if left, _ := os.ReadDir(markers); len(left) != 0 {
+		t.Errorf("%d gate markers left after the event was done, want 0", len(left))
+	}
+}
+
+func TestKilledAfterRecordRunsHookOnceFile(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	hook := newHeldHook(t)
+	seenFile := filepath.Join(t.TempDir(), "seen-events")
+	config := hook.config(t)
+	held := filepath.Join(t.TempDir(), "held")
+	first := startWorkerProc(t, workerProcSpec{Config: config, MQTTURL: url, ClientID: "seen-file-worker",
+		SeenFile: seenFile, HoldGate: held, HoldAfterRecord: true})
+	env := doneEnvelope("killed-record-file-1")
+	publishMQTT(t, url, env)
+	waitFile(t, held, "the worker to record the hook start")
+	first.kill()
+
+	if err := os.WriteFile(hook.release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, metrics, stop := seenFileWorker(t, url, config, seenFile)
+	waitUntil(t, "the hook to run on the next worker", func() bool {
+		return metricValue(metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultOK)) == 1
+	}, func() string { return fmt.Sprint(hook.lines(t)) })
+	stop()
+	if got := hook.count(t, "start"); got != 1 {
+		t.Errorf("hook started %d times, want once: %v", got, hook.lines(t))
+	}
+	if got := metricValue(metrics.interrupted.WithLabelValues(interruptedUnknown)); got != 0 {
+		t.Errorf("interrupted{unknown} = %v, want 0", got)
 	}
 }

@@ -72,6 +72,12 @@ type kvWorker struct {
 // them receives every event, as two hosts would after a redelivery.
 func (h *kvHarness) startWorker(name, group, command string) *kvWorker {
 	h.t.Helper()
+	return h.startWorkerOpts(name, group, command)
+}
+
+// startWorkerOpts is startWorker with more worker options.
+func (h *kvHarness) startWorkerOpts(name, group, command string, opts ...Option) *kvWorker {
+	h.t.Helper()
 	ctx := context.Background()
 	bus, err := natsbus.New(ctx, natsbus.Config{URL: h.url, Name: name, JetStream: true}, brokertest.Logger())
 	if err != nil {
@@ -100,7 +106,8 @@ events:
 	}
 	m := NewMetrics(prometheus.NewRegistry())
 	sub := &subscribedBus{Bus: bus, subscribed: make(chan struct{}, 1)}
-	w := NewWorker(cfg, sub, brokertest.Logger().With("worker", name), WithMetrics(m), WithSeenBucket(kv), WithClaimLease(testLease))
+	opts = append([]Option{WithMetrics(m), WithSeenBucket(kv), WithClaimLease(testLease)}, opts...)
+	w := NewWorker(cfg, sub, brokertest.Logger().With("worker", name), opts...)
 	runCtx, cancel := context.WithCancel(ctx)
 	kw := &kvWorker{bus: bus, w: w, metrics: m, cancel: cancel, done: make(chan error, 1)}
 	go func() { kw.done <- w.Run(runCtx) }()

@@ -78,7 +78,13 @@ type systemRun struct {
 	// (from 1) of the list starts as process pid, before the process may
 	// run the command (see gateScript). An error keeps the command from
 	// running.
-	recordStart func(ctx context.Context, command int, pid int, startTicks uint64, deadline time.Time) error
+	recordStart func(ctx context.Context, command int, pid int, startTicks uint64, deadline time.Time, marker string) error
+	// newMarker returns a new path for the marker file of a gate, or ""
+	// without a marker folder.
+	newMarker func() string
+	// firstNumber is the number of commands[0] in the hook's list, 1
+	// unless a worker resumes a list that a killed worker had begun.
+	firstNumber int
 	// startAborted is called when a command whose start recordStart was
 	// asked to record did not run after all, because its gate was closed.
 	startAborted func(command int)
@@ -102,18 +108,19 @@ func (r systemRun) run(ctx context.Context, commands []preparedCommand) ([]Comma
 	var results []CommandResult
 	for i, c := range commands {
 		start := time.Now()
-		code, err := r.runOne(ctx, runCtx, c, tail, i+1, deadline)
+		number := max(r.firstNumber, 1) + i
+		code, err := r.runOne(ctx, runCtx, c, tail, number, deadline)
 		results = append(results, CommandResult{ExitCode: code, Duration: time.Since(start)})
 		if err == nil {
 			continue
 		}
 		switch {
 		case ctx.Err() != nil:
-			err = fmt.Errorf("command #%d: %w; its process group was killed", i+1, ErrStopped)
+			err = fmt.Errorf("command #%d: %w; its process group was killed", number, ErrStopped)
 		case runCtx.Err() != nil:
-			err = fmt.Errorf("command #%d: %w after %s; its process group was killed", i+1, ErrTimeout, r.timeout)
+			err = fmt.Errorf("command #%d: %w after %s; its process group was killed", number, ErrTimeout, r.timeout)
 		default:
-			err = fmt.Errorf("command #%d: %w", i+1, err)
+			err = fmt.Errorf("command #%d: %w", number, err)
 		}
 		return results, tail.String(), err
 	}
@@ -188,6 +195,10 @@ func (r systemRun) runOne(ctx, runCtx context.Context, c preparedCommand, out *t
 // worker at that moment.
 var beforeStartRecord func()
 
+// afterStartRecord, when set, is called after the start is recorded and
+// before the gate opens. Only tests set it.
+var afterStartRecord func()
+
 // gateError is a command that did not pass its start gate, so it never
 // ran.
 type gateError struct{ err error }
@@ -196,7 +207,7 @@ func (e *gateError) Error() string { return e.err.Error() }
 
 // runGated starts cmd behind gateScript, records its start with the pid
 // and only then lets it exec the command. cmd.Args stays the command's
-// argv as the process sees it, because the script execs "$0" "$@". The
+// argv as the process sees it, because the script execs "$@". The
 // shell looks a bare program name up in the same PATH that exec.Command
 // used, since cmd.Env is the worker's environment.
 //
@@ -212,8 +223,16 @@ func (r systemRun) runGated(ctx, runCtx context.Context, cmd *exec.Cmd, number i
 	}
 	defer gateWrite.Close()
 	argv := cmd.Args
+	marker := ""
+	if r.newMarker != nil {
+		marker = r.newMarker()
+	}
+	markerArg := marker
+	if markerArg == "" {
+		markerArg = noMarker
+	}
 	cmd.Path = "/bin/sh"
-	cmd.Args = append([]string{"/bin/sh", "-c", gateScript}, argv...)
+	cmd.Args = append([]string{"/bin/sh", "-c", gateScript, markerArg}, argv...)
 	cmd.ExtraFiles = []*os.File{gateRead}
 	err = cmd.Start()
 	gateRead.Close()
@@ -226,7 +245,10 @@ func (r systemRun) runGated(ctx, runCtx context.Context, cmd *exec.Cmd, number i
 	}
 	ticks, _, err := processStartTicks(pid)
 	if err == nil {
-		err = r.recordStart(ctx, number, pid, ticks, deadline)
+		err = r.recordStart(ctx, number, pid, ticks, deadline, marker)
+	}
+	if err == nil && afterStartRecord != nil {
+		afterStartRecord()
 	}
 	if err == nil && runCtx.Err() != nil {
 		err = runCtx.Err()

@@ -13,10 +13,10 @@ import (
 // and the pipe.
 func BenchmarkSystemHookStart(b *testing.B) {
 	commands := []preparedCommand{{argv: []string{"/bin/true"}}}
-	noRecord := func(context.Context, int, int, uint64, time.Time) error { return nil }
+	noRecord := func(context.Context, int, int, uint64, time.Time, string) error { return nil }
 	for _, bench := range []struct {
 		name   string
-		record func(context.Context, int, int, uint64, time.Time) error
+		record func(context.Context, int, int, uint64, time.Time, string) error
 	}{
 		{"plain", nil},
 		{"gated", noRecord},

@@ -96,8 +96,11 @@ type Worker struct {
 	// instance names this worker process in hook start records and
 	// claims (see workerInstanceID).
 	instance string
-	replies  *replyWaiter
-	wg       sync.WaitGroup
+	// markerDir is the folder of the gates' marker files (see
+	// gateScript), "" for none.
+	markerDir string
+	replies   *replyWaiter
+	wg        sync.WaitGroup
 
 	mu     sync.Mutex // guards ctx, queues, inflight and stopped
 	ctx    context.Context
@@ -188,6 +191,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.seenLog = l
 		defer func() { _ = l.close() }()
 	}
+	w.openMarkerDir()
 	ctx, cancel := context.WithCancel(ctx)
 	w.mu.Lock()
 	w.ctx = ctx
@@ -442,11 +446,17 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 		timeout := hookTimeout(cfg, sub)
 		switch sub.Type {
 		case TypeSystem:
+			first := 0
 			if prior, ok := run.prior.lookup(i, res.Hook); ok {
-				w.resumeSystem(ctx, i, prior, res, run)
-				continue
+				if prior.Ended || !w.gateNeverOpened(ctx, prior, res) {
+					w.resumeSystem(ctx, i, prior, res, run)
+					continue
+				}
+				// The commands before the recorded one ended with
+				// status 0, so the list goes on from the recorded one.
+				first = prior.Command - 1
 			}
-			w.startSystem(ctx, i, sub, timeout, params, res, run)
+			w.startSystem(ctx, i, first, sub, timeout, params, res, run)
 		case TypeGcode:
 			w.startGcode(ctx, i, sub, timeout, params, res, run)
 		}
@@ -461,26 +471,30 @@ func hookTimeout(cfg *Config, sub *Subscription) time.Duration {
 }
 
 // startSystem starts the system hook at position index of the event's
-// matching subscriptions.
-func (w *Worker) startSystem(ctx context.Context, index int, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
+// matching subscriptions, from the command at position first of its list.
+func (w *Worker) startSystem(ctx context.Context, index, first int, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
 	commands, err := renderSystem(sub, params)
 	if err != nil {
 		res.Err = err
 		w.finish(ctx, res)
 		return
 	}
+	if first > 0 && first < len(commands) {
+		commands = commands[first:]
+	}
 	if !w.slots.acquire(ctx) {
 		return
 	}
 	w.logStart(sub, res, commands)
 	sys := systemRun{cwd: sub.Cwd, env: hookEnv(res.Event, res.EventID, res.Printer),
-		timeout: timeout, outputLimit: w.outputLimit}
+		timeout: timeout, outputLimit: w.outputLimit, firstNumber: first + 1}
 	if run.recordsStarts() {
-		sys.recordStart = func(ctx context.Context, command, pid int, startTicks uint64, deadline time.Time) error {
+		sys.recordStart = func(ctx context.Context, command, pid int, startTicks uint64, deadline time.Time, marker string) error {
 			return run.recordStart(ctx, hookStart{Hook: index, Name: res.Hook, Command: command, PID: pid,
-				StartTicks: startTicks, Host: hostName, Worker: w.instance, Deadline: deadline})
+				StartTicks: startTicks, Host: hostName, Worker: w.instance, Deadline: deadline, Marker: marker})
 		}
 		sys.startAborted = func(command int) { run.abortStart(index, command) }
+		sys.newMarker = run.newMarker
 	}
 	run.hookStarted()
 	w.wg.Add(1)
