@@ -19,7 +19,7 @@ var ErrInterrupted = errors.New("the worker that started the hook stopped before
 
 // hookStart is the durable record of a system hook command that a worker
 // started. It is written before the command's process passes its start
-// gate, so a worker that finds it knows the command may have run.
+// gate, so a worker that finds it must take the command as possibly run.
 type hookStart struct {
 	// Hook is the subscription's position among the event's matching
 	// subscriptions, from 0, and Name its HookName; a record matches a

@@ -830,3 +830,34 @@ func TestKilledAfterRecordRunsHookOnceFile(t *testing.T) {
 		t.Errorf("interrupted{unknown} = %v, want 0", got)
 	}
 }
+
+func TestGateNumbersResumedCommands(t *testing.T) {
+	rec := newRecorder(t)
+	sub := testSub(t, `{event: PrintDone, type: system, shell: false, command: ["record one", "record two", "sh -c 'exit 4'"]}`)
+	commands, err := renderSystem(sub, newPlaceholderSet(testEnvelope(nil), time.Now()).lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []int
+	// A worker resumes the list at its second command, as after a kill
+	// before the gate of that command opened.
+	run := systemRun{env: os.Environ(), outputLimit: DefaultOutputLimit, firstNumber: 2,
+		recordStart: func(_ context.Context, command, _ int, _ uint64, _ time.Time, _ string) error {
+			recorded = append(recorded, command)
+			return nil
+		}}
+	results, _, err := run.run(context.Background(), commands[1:])
+	if err == nil || !strings.Contains(err.Error(), "command #3") {
+		t.Errorf("err = %v, want it to name command #3", err)
+	}
+	if len(results) != 2 {
+		t.Errorf("results = %+v, want two commands", results)
+	}
+	if fmt.Sprint(recorded) != "[2 3]" {
+		t.Errorf("recorded starts = %v, want [2 3]", recorded)
+	}
+	calls := rec.calls(t)
+	if len(calls) != 1 || fmt.Sprint(calls[0].Args) != "[two]" {
+		t.Errorf("recorder calls = %+v, want only two", calls)
+	}
+}
