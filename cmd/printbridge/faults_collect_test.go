@@ -218,6 +218,9 @@ type interruptedHooks struct {
 	waited int
 	// unknown had ended before the worker looked.
 	unknown int
+	// gateClosed were recorded as started, but their gate never opened
+	// because the worker died first, so the restarted worker ran them.
+	gateClosed int
 }
 
 func countInterrupted(workerLog string) interruptedHooks {
@@ -226,9 +229,11 @@ func countInterrupted(workerLog string) interruptedHooks {
 		unknown: strings.Count(workerLog, "hook started by a worker that was killed is not started again"),
 	}
 	r.total = r.waited + r.unknown
+	r.gateClosed = strings.Count(workerLog, "never passed its gate; starting it now")
 	return r
 }
 
 func (r interruptedHooks) String() string {
-	return fmt.Sprintf("%d waited for, %d with an unknown outcome", r.waited, r.unknown)
+	return fmt.Sprintf("%d waited for, %d with an unknown outcome; %d recorded but never past the gate, run after the restart",
+		r.waited, r.unknown, r.gateClosed)
 }
