@@ -21,9 +21,14 @@ type eventRun struct {
 	// claim is nil without a seen-events bucket. serve sets it before
 	// dispatch starts the hooks.
 	claim *claim
+	// prior are the hook start records that an earlier worker left; serve
+	// sets them before dispatch.
+	prior priorStarts
 
-	mu        sync.Mutex // guards the fields below
-	acks      []bridge.AckFunc
+	mu   sync.Mutex // guards the fields below
+	acks []bridge.AckFunc
+	// markers are the gate markers of the hooks this run started.
+	markers   []string
 	running   int
 	allQueued bool
 	cut       bool
@@ -127,6 +132,7 @@ func (r *eventRun) finish(handled bool) {
 		} else {
 			w.persistSeen(r.env.ID)
 		}
+		r.removeMarkers()
 	} else {
 		if r.claim != nil {
 			w.claims.release(r.ctx, r.claim)
@@ -147,4 +153,70 @@ func (r *eventRun) finish(handled bool) {
 	for _, ack := range acks {
 		ack(handled)
 	}
+}
+
+// loadPriorStarts takes the hook start records that an earlier worker
+// left for the event: from the claim it took over, or from the
+// seen-events file.
+func (r *eventRun) loadPriorStarts() {
+	switch {
+	case r.claim != nil:
+		r.prior = r.claim.prior
+	case r.w.seenLog != nil:
+		r.prior = newPriorStarts(r.w.seenLog.starts(r.env.ID))
+	}
+}
+
+// recordsStarts reports whether hook starts are recorded durably, in the
+// claim or in the seen-events file.
+func (r *eventRun) recordsStarts() bool {
+	return r.claim != nil || r.w.seenLog != nil
+}
+
+// recordStart durably records rec before its process may run. With the
+// bucket an error means the hook must not run. A failed write to the
+// seen-events file is logged and counted, and the hook runs anyway,
+// because the record only guards against a second run after a crash.
+func (r *eventRun) recordStart(ctx context.Context, rec hookStart) error {
+	if r.claim != nil {
+		return r.w.claims.recordHook(ctx, r.claim, rec)
+	}
+	if err := r.w.seenLog.recordStart(r.env.ID, rec, r.w.seen); err != nil {
+		r.w.metrics.errors.WithLabelValues(opSeenFile).Inc()
+		r.w.log.Warn("recording the hook start in the seen-events file failed; running the hook anyway, and a restart after a crash may run it again",
+			"printer", r.env.Printer, "event", r.env.Event, "event_id", r.env.ID, "hook", rec.Name, "error", err)
+	}
+	return nil
+}
+
+// abortStart undoes the start record of the hook at position hook whose
+// gate was closed before command number command ran.
+func (r *eventRun) abortStart(hook, command int) {
+	switch {
+	case r.claim != nil:
+		r.w.claims.abortHook(r.claim, hook, command)
+	case r.w.seenLog != nil && command <= 1:
+		r.logFileError(r.w.seenLog.forgetStart(r.env.ID, hook, r.w.seen))
+	case r.w.seenLog != nil:
+		r.logFileError(r.w.seenLog.endStart(r.env.ID, hook, r.w.seen))
+	}
+}
+
+// endStart marks the start record of the hook at position hook as ended.
+func (r *eventRun) endStart(hook int) {
+	switch {
+	case r.claim != nil:
+		r.w.claims.endHook(r.claim, hook)
+	case r.w.seenLog != nil:
+		r.logFileError(r.w.seenLog.endStart(r.env.ID, hook, r.w.seen))
+	}
+}
+
+func (r *eventRun) logFileError(err error) {
+	if err == nil {
+		return
+	}
+	r.w.metrics.errors.WithLabelValues(opSeenFile).Inc()
+	r.w.log.Warn("writing a hook record to the seen-events file failed", "printer", r.env.Printer, "event", r.env.Event,
+		"event_id", r.env.ID, "error", err)
 }

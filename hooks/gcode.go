@@ -1,8 +1,11 @@
 package hooks
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -85,4 +88,15 @@ func (r *replyWaiter) deliver(data []byte) {
 	if ok {
 		ch <- reply
 	}
+}
+
+// gcodeCommandID returns the command id of the gcode hook at position
+// index of the event's matching subscriptions. It depends only on the
+// event id and the hook, so a command that a worker sends again after a
+// crash or a takeover has the id of the first one. The edge remembers
+// its last 1024 command ids and repeats its reply to a known one instead
+// of executing the lines twice.
+func gcodeCommandID(eventID string, index int, hook string) string {
+	sum := sha256.Sum256([]byte(eventID + "\x00" + strconv.Itoa(index) + "\x00" + hook))
+	return "hook-" + hex.EncodeToString(sum[:16])
 }

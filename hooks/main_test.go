@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(recordFileEnv); path != "" && filepath.Base(os.Args[0]) == "record" {
 		os.Exit(record(path))
 	}
+	if spec := os.Getenv(workerProcEnv); spec != "" {
+		os.Exit(runWorkerProcess(spec))
+	}
 	os.Exit(m.Run())
 }
 

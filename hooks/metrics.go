@@ -15,6 +15,9 @@ const (
 	ResultTimeout   = "timeout"
 	ResultLoopGuard = "loop_guard"
 	ResultSkipped   = "skipped"
+	// ResultInterrupted is a hook that a killed worker had started; it
+	// was not started again (see ErrInterrupted).
+	ResultInterrupted = "interrupted"
 )
 
 // otherEvent is the event label of names that are neither in the
@@ -38,6 +41,7 @@ type Metrics struct {
 	subscriptions  prometheus.Gauge
 	claims         *prometheus.CounterVec
 	claimsOpen     prometheus.Gauge
+	interrupted    *prometheus.CounterVec
 }
 
 // Values of the operation label of printbridge_worker_errors_total.
@@ -54,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		hookRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_hook_runs_total",
-			Help: "Hook runs by subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped).",
+			Help: "Hook runs by subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted).",
 		}, []string{"hook", "event", "type", "result"}),
 		hookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "printbridge_hook_duration_seconds",
@@ -105,6 +109,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "printbridge_worker_seen_claims_open",
 			Help: "Events this worker claimed in the seen-events bucket whose hooks have not finished.",
 		}),
+		interrupted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "printbridge_worker_hooks_interrupted_total",
+			Help: "System hooks that a killed worker had started, found on a redelivery and not started again, by resolution: waited (its process still ran on this host and the worker waited for it) or unknown (it had ended or ran on another host).",
+		}, []string{"resolution"}),
 	}
 	m.reloadOK.Set(1)
 	for _, op := range []string{opPublishResult, opEncodeResult, opInvalidReply, opSeenFile, opSeenStore} {
@@ -116,8 +124,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, result := range []string{"ok", "failed"} {
 		m.reloads.WithLabelValues(result)
 	}
+	for _, resolution := range []string{interruptedWaited, interruptedUnknown} {
+		m.interrupted.WithLabelValues(resolution)
+	}
 	reg.MustRegister(m.hookRuns, m.hookDuration, m.eventsReceived, m.duplicates, m.invalid, m.queueDepth, m.dropped,
-		m.errors, m.reloads, m.reloadOK, m.subscriptions, m.claims, m.claimsOpen)
+		m.errors, m.reloads, m.reloadOK, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
 	return m
 }
 
@@ -127,6 +138,8 @@ func resultLabel(res Result) string {
 	switch {
 	case res.Err == nil:
 		return ResultOK
+	case errors.Is(res.Err, ErrInterrupted):
+		return ResultInterrupted
 	case errors.Is(res.Err, ErrTimeout):
 		return ResultTimeout
 	case errors.Is(res.Err, ErrLoopGuard):

@@ -2,10 +2,12 @@ package hooks
 
 import (
 	"container/list"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,16 +63,37 @@ func (s *idSet) remove(id string) {
 // seenLog makes an idSet survive a restart of the worker: the id of every
 // handled event is appended to a file after its last hook ended and
 // before the event is acknowledged to the bus. A worker killed with
-// SIGKILL before that write runs the hooks again when the event is
-// delivered again. One killed after it drops the redelivery. Only a power
-// loss can lose the last ids (no fsync per event). Lines "-<id>", written
-// by earlier versions, remove an id.
+// SIGKILL before that write sees the event as new when it is delivered
+// again. One killed after it drops the redelivery. Only a power loss can
+// lose the last lines (no fsync per event). Lines "-<id>", written by
+// earlier versions, remove an id.
+//
+// The file also holds a JSON line for each system hook command before
+// its process may run (see gateScript), and one when the hook ended. A
+// redelivery after a restart starts none of the hooks recorded there.
 type seenLog struct {
-	mu    sync.Mutex // guards f and lines
+	mu    sync.Mutex // guards f, lines, pending and pendingOrder
 	path  string
 	f     *os.File
 	lock  *os.File
 	lines int
+	// pending are the hook start records of events not yet recorded as
+	// handled, by event id, and pendingOrder their ids, oldest first.
+	// Both are bounded by the idSet's size.
+	pending      map[string][]hookStart
+	pendingOrder []string
+}
+
+// seenRecord is a JSON line of the seen-events file: a hook start record
+// of an event, or an event recorded as handled whose id a plain line
+// cannot hold.
+type seenRecord struct {
+	EventID string     `json:"event_id"`
+	Start   *hookStart `json:"hook_start,omitempty"`
+	// Forget removes the start record of the hook at this position: its
+	// gate was closed before its first command ran.
+	Forget *int `json:"forget_hook,omitempty"`
+	Done   bool `json:"done,omitempty"`
 }
 
 // WithSeenFile keeps the recent event ids in path, so a redelivery after a
@@ -80,7 +103,8 @@ func WithSeenFile(path string) Option {
 	return func(w *Worker) { w.seenPath = path }
 }
 
-// openSeenLog loads the ids of path into set and opens it for appending.
+// openSeenLog loads the ids and hook start records of path into set and
+// the log, and opens it for appending.
 func openSeenLog(path string, set *idSet) (*seenLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create the folder of the seen-events file: %w", err)
@@ -89,17 +113,10 @@ func openSeenLog(path string, set *idSet) (*seenLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &seenLog{path: path, lock: lock}
+	l := &seenLog{path: path, lock: lock, pending: map[string][]hookStart{}}
 	if data, err := os.ReadFile(path); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
-			switch {
-			case line == "":
-			case strings.HasPrefix(line, "-"):
-				set.remove(line[1:])
-			default:
-				set.add(line)
-			}
-			l.lines++
+			l.load(line, set)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		lock.Close()
@@ -114,16 +131,152 @@ func openSeenLog(path string, set *idSet) (*seenLog, error) {
 	return l, nil
 }
 
-func (l *seenLog) write(line string, set *idSet) error {
+// load applies one line of the file.
+func (l *seenLog) load(line string, set *idSet) {
+	if line == "" {
+		return
+	}
+	l.lines++
+	if strings.HasPrefix(line, "{") {
+		var rec seenRecord
+		// A line that is not such a record is an id that starts with
+		// '{', written by an earlier version.
+		if err := json.Unmarshal([]byte(line), &rec); err == nil && rec.EventID != "" {
+			switch {
+			case rec.Start != nil:
+				l.addPendingLocked(rec.EventID, *rec.Start, set.max)
+			case rec.Forget != nil:
+				if recs, ok := l.pending[rec.EventID]; ok {
+					l.pending[rec.EventID] = removeStart(recs, *rec.Forget)
+				}
+			case rec.Done:
+				set.add(rec.EventID)
+				delete(l.pending, rec.EventID)
+			}
+			return
+		}
+	}
+	if strings.HasPrefix(line, "-") {
+		set.remove(line[1:])
+		return
+	}
+	set.add(line)
+	delete(l.pending, line)
+}
+
+// doneLine is the line that records id as handled: the id itself, or a
+// JSON record when the id would read as another kind of line.
+func doneLine(id string) (string, error) {
+	if !strings.HasPrefix(id, "{") && !strings.HasPrefix(id, "-") && !strings.ContainsAny(id, "\r\n") {
+		return id, nil
+	}
+	data, err := json.Marshal(seenRecord{EventID: id, Done: true})
+	if err != nil {
+		return "", fmt.Errorf("encode seen-events record: %w", err)
+	}
+	return string(data), nil
+}
+
+// addPendingLocked adds or replaces the record of rec.Hook for id. The
+// oldest event's records go when more than limit events have some.
+func (l *seenLog) addPendingLocked(id string, rec hookStart, limit int) {
+	recs, ok := l.pending[id]
+	if !ok {
+		l.pendingOrder = append(l.pendingOrder, id)
+	}
+	l.pending[id] = upsertStart(recs, rec)
+	for len(l.pending) > limit && len(l.pendingOrder) > 0 {
+		delete(l.pending, l.pendingOrder[0])
+		l.pendingOrder = l.pendingOrder[1:]
+	}
+	// pendingOrder also keeps ids whose records are gone; trim them once
+	// they make up half of it.
+	if len(l.pendingOrder) > 2*len(l.pending)+16 {
+		kept := l.pendingOrder[:0]
+		for _, pid := range l.pendingOrder {
+			if _, ok := l.pending[pid]; ok {
+				kept = append(kept, pid)
+			}
+		}
+		l.pendingOrder = kept
+	}
+}
+
+// starts returns a copy of the hook start records of id.
+func (l *seenLog) starts(id string) []hookStart {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return append([]hookStart(nil), l.pending[id]...)
+}
+
+// recordStart appends the hook start record rec of the event id. The
+// write reaches the kernel before it returns, so it survives a SIGKILL
+// of the worker.
+func (l *seenLog) recordStart(id string, rec hookStart, set *idSet) error {
+	data, err := json.Marshal(seenRecord{EventID: id, Start: &rec})
+	if err != nil {
+		return fmt.Errorf("encode hook start record: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.addPendingLocked(id, rec, set.max)
+	return l.appendLocked(string(data), set)
+}
+
+// forgetStart removes the start record of hook of the event id, whose
+// gate was closed before its first command ran, so a redelivery after a
+// restart runs it.
+func (l *seenLog) forgetStart(id string, hook int, set *idSet) error {
+	data, err := json.Marshal(seenRecord{EventID: id, Forget: &hook})
+	if err != nil {
+		return fmt.Errorf("encode hook start record: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if recs, ok := l.pending[id]; ok {
+		l.pending[id] = removeStart(recs, hook)
+	}
+	return l.appendLocked(string(data), set)
+}
+
+// endStart appends the start record of hook of the event id again, marked
+// ended. It does nothing when there is no such record.
+func (l *seenLog) endStart(id string, hook int, set *idSet) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	recs := l.pending[id]
+	i := slices.IndexFunc(recs, func(r hookStart) bool { return r.Hook == hook })
+	if i < 0 || recs[i].Ended {
+		return nil
+	}
+	recs[i].Ended = true
+	data, err := json.Marshal(seenRecord{EventID: id, Start: &recs[i]})
+	if err != nil {
+		return fmt.Errorf("encode hook start record: %w", err)
+	}
+	return l.appendLocked(string(data), set)
+}
+
+// writeDone records id as handled and forgets its hook start records.
+func (l *seenLog) writeDone(id string, set *idSet) error {
+	line, err := doneLine(id)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.pending, id)
+	return l.appendLocked(line, set)
+}
+
+func (l *seenLog) appendLocked(line string, set *idSet) error {
 	if _, err := l.f.WriteString(line + "\n"); err != nil {
 		return fmt.Errorf("write seen-events file %s: %w", l.path, err)
 	}
 	l.lines++
-	// Rewrite the file with the ids still remembered once it holds twice
-	// as many lines, so it stays bounded.
-	if l.lines > 2*set.max {
+	// Rewrite the file with the ids and records still remembered once it
+	// holds twice as many lines, so it stays bounded.
+	if l.lines > 2*(set.max+len(l.pending)) {
 		return l.compactLocked(set)
 	}
 	return nil
@@ -136,8 +289,28 @@ func (l *seenLog) compactLocked(set *idSet) error {
 		ids = append(ids, e.Value.(string))
 	}
 	set.mu.Unlock()
+	var b strings.Builder
+	for _, id := range ids {
+		line, err := doneLine(id)
+		if err != nil {
+			return fmt.Errorf("compact seen-events file: %w", err)
+		}
+		b.WriteString(line + "\n")
+	}
+	lines := len(ids)
+	for _, id := range l.pendingOrder {
+		for _, rec := range l.pending[id] {
+			data, err := json.Marshal(seenRecord{EventID: id, Start: &rec})
+			if err != nil {
+				return fmt.Errorf("compact seen-events file: %w", err)
+			}
+			b.Write(data)
+			b.WriteString("\n")
+			lines++
+		}
+	}
 	tmp := l.path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(ids, "\n")+"\n"), 0o640); err != nil {
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o640); err != nil {
 		return fmt.Errorf("compact seen-events file: %w", err)
 	}
 	if err := os.Rename(tmp, l.path); err != nil {
@@ -149,7 +322,7 @@ func (l *seenLog) compactLocked(set *idSet) error {
 	}
 	_ = l.f.Close()
 	l.f = f
-	l.lines = len(ids)
+	l.lines = lines
 	return nil
 }
 

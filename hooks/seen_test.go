@@ -15,18 +15,22 @@ func TestSeenFileSurvivesRestart(t *testing.T) {
 	}
 	for _, id := range []string{"a", "b", "c", "d"} {
 		set.add(id)
-		if err := l.write(id, set); err != nil {
+		if err := l.writeDone(id, set); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// A removal line, as earlier versions wrote them.
 	set.remove("d")
-	if err := l.write("-d", set); err != nil {
+	l.mu.Lock()
+	err = l.appendLocked("-d", set)
+	l.mu.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	// More writes than twice the capacity compact the file.
 	for _, id := range []string{"e", "f", "g"} {
 		set.add(id)
-		if err := l.write(id, set); err != nil {
+		if err := l.writeDone(id, set); err != nil {
 			t.Fatal(err)
 		}
 	}

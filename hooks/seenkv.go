@@ -46,6 +46,11 @@ const (
 const (
 	claimRunning = "running"
 	claimDone    = "done"
+	// claimReleased is a claim given up by a worker that stopped after it
+	// had started hooks of the event. The next worker takes it over at
+	// once, keeping its hook start records, so it runs only the hooks
+	// that never started.
+	claimReleased = "released"
 )
 
 // Values of the result label of printbridge_worker_seen_claims_total.
@@ -151,6 +156,10 @@ type claimValue struct {
 	Event   string    `json:"event"`
 	Seq     uint64    `json:"seq,omitempty"`
 	Time    time.Time `json:"time"`
+	// Hooks are the start records of the event's system hooks, written
+	// before each hook's process may run. A worker that takes the claim
+	// over keeps them and starts none of these hooks again.
+	Hooks []hookStart `json:"hooks,omitempty"`
 }
 
 // claim is an event this worker claimed and has not completed.
@@ -158,9 +167,19 @@ type claim struct {
 	key     string
 	eventID string
 	value   claimValue
-	mu      sync.Mutex // guards rev and ended
-	rev     uint64
-	ended   bool
+	// prior are the hook start records that the claim had when this
+	// worker took it over.
+	prior priorStarts
+
+	mu    sync.Mutex // guards rev, ended and value.Hooks
+	rev   uint64
+	ended bool
+}
+
+// inherit makes the hook start records of a claim taken over this claim's.
+func (c *claim) inherit(from claimValue) {
+	c.value.Hooks = append([]hookStart(nil), from.Hooks...)
+	c.prior = newPriorStarts(from.Hooks)
 }
 
 // claimStore runs the claim protocol on a key-value bucket:
@@ -186,11 +205,11 @@ type claimStore struct {
 	open map[string]*claim
 }
 
-func newClaimStore(kv jetstream.KeyValue, lease time.Duration, log *slog.Logger, m *Metrics) *claimStore {
+func newClaimStore(kv jetstream.KeyValue, lease time.Duration, instance string, log *slog.Logger, m *Metrics) *claimStore {
 	if lease <= 0 {
 		lease = DefaultClaimLease
 	}
-	return &claimStore{kv: kv, lease: lease, instance: workerInstanceID(), log: log, metrics: m,
+	return &claimStore{kv: kv, lease: lease, instance: instance, log: log, metrics: m,
 		open: map[string]*claim{}}
 }
 
@@ -287,12 +306,19 @@ func (s *claimStore) tryAcquire(ctx context.Context, c *claim, attrs []any) (*cl
 			s.log.Debug("event already handled by a worker sharing the bucket; hooks not run again",
 				append(attrs, "owner", value.Worker)...)
 			return nil, nil
+		case value.State == claimReleased:
+			got, retry, err := s.takeOver(ctx, c, entry.Revision(), value, append(attrs, "owner", value.Worker))
+			if err != nil || !retry {
+				return got, err
+			}
+			continue
 		case value.Worker == s.instance && s.isOpen(c.key):
 			s.metrics.claims.WithLabelValues(claimResultRunning).Inc()
 			return nil, nil
 		case value.Worker == s.instance:
 			// An earlier Create of this process was stored, but its
 			// response was lost.
+			c.inherit(value)
 			c.rev = entry.Revision()
 			s.track(c)
 			s.metrics.claims.WithLabelValues(claimResultClaimed).Inc()
@@ -340,28 +366,41 @@ func (s *claimStore) watchOwner(ctx context.Context, c *claim, seen jetstream.Ke
 		if time.Now().Before(deadline) {
 			continue
 		}
-		c.value.Time = time.Now().UTC()
-		data, err := json.Marshal(c.value)
-		if err != nil {
-			return nil, false, fmt.Errorf("encode claim: %w", err)
-		}
-		opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
-		rev, err := s.kv.Update(opCtx, c.key, data, seen.Revision())
-		cancel()
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			// Another worker wrote first; look again.
-			return nil, true, nil
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("take over key %s: %w", c.key, err)
-		}
-		c.rev = rev
-		s.track(c)
-		s.metrics.claims.WithLabelValues(claimResultTakenOver).Inc()
-		s.log.Warn("took over the claim of a worker that stopped refreshing it; running the event's hooks, which may have run in part before",
-			append(attrs, "claimed_at", owner.Time)...)
-		return c, false, nil
+		return s.takeOver(ctx, c, seen.Revision(), value, attrs)
 	}
+}
+
+// takeOver replaces the claim of a dead or stopped owner, read at
+// revision seenRev, with a compare-and-set, and keeps the owner's hook
+// start records. retry means another worker wrote first.
+func (s *claimStore) takeOver(ctx context.Context, c *claim, seenRev uint64, owner claimValue, attrs []any) (*claim, bool, error) {
+	c.inherit(owner)
+	c.value.Time = time.Now().UTC()
+	data, err := json.Marshal(c.value)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode claim: %w", err)
+	}
+	opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+	rev, err := s.kv.Update(opCtx, c.key, data, seenRev)
+	cancel()
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		// Another worker wrote first; look again.
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("take over key %s: %w", c.key, err)
+	}
+	c.rev = rev
+	s.track(c)
+	s.metrics.claims.WithLabelValues(claimResultTakenOver).Inc()
+	attrs = append(attrs, "claimed_at", owner.Time, "owner_state", owner.State,
+		"hooks_started_before", len(owner.Hooks))
+	if owner.State == claimReleased {
+		s.log.Info("took over the claim that a stopped worker released; running the event's hooks that never started", attrs...)
+	} else {
+		s.log.Warn("took over the claim of a worker that stopped refreshing it; running the event's hooks that never started", attrs...)
+	}
+	return c, false, nil
 }
 
 func (s *claimStore) get(ctx context.Context, key string) (jetstream.KeyValueEntry, claimValue, error) {
@@ -494,8 +533,9 @@ func (s *claimStore) ownRevision(ctx context.Context, c *claim) (rev uint64, sta
 }
 
 // complete writes state "done". It retries while the bucket does not
-// answer, until ctx ends, because a claim left running is taken over
-// and its hooks run again.
+// answer, until ctx ends, because another worker takes a claim left
+// running over after a lease, and logs an interrupted hook for each
+// start record not marked ended.
 func (s *claimStore) complete(ctx context.Context, c *claim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -556,9 +596,114 @@ func (s *claimStore) complete(ctx context.Context, c *claim) {
 	}
 }
 
-// release deletes a claim whose hooks did not run to the end (dropped
+// errClaimLost is a hook start that was not recorded because another
+// worker took the claim over; the hook does not run here.
+var errClaimLost = errors.New("the claim on the event was taken over by another worker, which runs its hooks")
+
+// recordHook writes the claim with rec added to its hook start records,
+// and returns once the bucket has stored it. It retries while the bucket
+// does not respond, until ctx ends, because the hook must not run before
+// its start is recorded. On an error rec is dropped again, so the hook
+// counts as not started in every later write of this worker.
+func (s *claimStore) recordHook(ctx context.Context, c *claim, rec hookStart) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return errClaimLost
+	}
+	attrs := []any{"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key,
+		"hook", rec.Name, "command", rec.Command}
+	c.value.Hooks = upsertStart(c.value.Hooks, rec)
+	err := s.writeLocked(ctx, c, attrs)
+	if err != nil {
+		c.value.Hooks = removeStart(c.value.Hooks, rec.Hook)
+	}
+	return err
+}
+
+// writeLocked stores c.value at the claim's revision, retrying while the
+// bucket does not respond until ctx ends. The caller holds c.mu.
+func (s *claimStore) writeLocked(ctx context.Context, c *claim, attrs []any) error {
+	wait := 100 * time.Millisecond
+	var failingSince time.Time
+	for {
+		c.value.Time = time.Now().UTC()
+		data, err := json.Marshal(c.value)
+		if err != nil {
+			return fmt.Errorf("encode claim: %w", err)
+		}
+		opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+		rev, err := s.kv.Update(opCtx, c.key, data, c.rev)
+		cancel()
+		if err == nil {
+			c.rev = rev
+			if !failingSince.IsZero() {
+				s.log.Info("recording the hook start succeeded after retries",
+					append(attrs, "failing_for", time.Since(failingSince).Round(time.Millisecond))...)
+			}
+			return nil
+		}
+		mismatch := errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if mismatch {
+			own, _, ours, getErr := s.ownRevision(ctx, c)
+			switch {
+			case getErr != nil:
+				err, mismatch = getErr, false // retried below
+			case ours:
+				c.rev = own
+				continue
+			}
+		}
+		if mismatch || errors.Is(err, jetstream.ErrKeyNotFound) {
+			c.ended = true
+			s.untrack(c)
+			s.metrics.claims.WithLabelValues(claimResultLost).Inc()
+			s.log.Warn("lost the claim on an event to another worker before a hook started; the hook does not run here",
+				append(attrs, "error", err)...)
+			return errClaimLost
+		}
+		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+			s.log.Warn("recording the hook start in the seen-events bucket failed; retrying, and the hook waits",
+				append(attrs, "error", err)...)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("record the hook start: %w", ErrStopped)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, claimRetryMax)
+	}
+}
+
+// abortHook drops the start record of a hook whose gate was closed before
+// command number command ran. A hook whose earlier commands ran keeps its
+// record, marked ended, because those commands must not run again.
+func (s *claimStore) abortHook(c *claim, hook, command int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if command <= 1 {
+		c.value.Hooks = removeStart(c.value.Hooks, hook)
+		return
+	}
+	markEnded(c.value.Hooks, hook)
+}
+
+// endHook marks the start record of hook as ended. The mark is written
+// with the claim's next write (a refresh, done or release), so a worker
+// killed before that leaves the hook recorded as started.
+func (s *claimStore) endHook(c *claim, hook int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	markEnded(c.value.Hooks, hook)
+}
+
+// release gives up a claim whose hooks did not run to the end (dropped
 // from a full queue, or cut short by a stop), so a redelivery runs them
-// at once instead of after a lease.
+// at once instead of after a lease. A claim without hook start records is
+// deleted. One with records is written with state "released", so the
+// next worker keeps the records and starts none of those hooks again.
 func (s *claimStore) release(ctx context.Context, c *claim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -569,9 +714,38 @@ func (s *claimStore) release(ctx context.Context, c *claim) {
 	defer s.untrack(c)
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kvOpTimeout)
 	defer cancel()
+	if len(c.value.Hooks) > 0 {
+		s.releaseWithHooksLocked(opCtx, c)
+		return
+	}
 	if err := s.kv.Delete(opCtx, c.key, jetstream.LastRevision(c.rev)); err != nil {
 		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
 		s.log.Warn("releasing the claim failed; a redelivery waits one lease before it runs the hooks",
+			"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key, "error", err)
+		return
+	}
+	s.metrics.claims.WithLabelValues(claimResultReleased).Inc()
+}
+
+// releaseWithHooksLocked writes state "released" with the hook start
+// records. The caller holds c.mu.
+func (s *claimStore) releaseWithHooksLocked(ctx context.Context, c *claim) {
+	released := c.value
+	released.State = claimReleased
+	released.Time = time.Now().UTC()
+	data, err := json.Marshal(released)
+	if err != nil {
+		return
+	}
+	_, err = s.kv.Update(ctx, c.key, data, c.rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if own, _, ours, getErr := s.ownRevision(ctx, c); getErr == nil && ours {
+			_, err = s.kv.Update(ctx, c.key, data, own)
+		}
+	}
+	if err != nil {
+		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		s.log.Warn("releasing the claim failed; a redelivery waits one lease, then starts only the hooks recorded as not started",
 			"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key, "error", err)
 		return
 	}

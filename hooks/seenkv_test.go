@@ -72,6 +72,12 @@ type kvWorker struct {
 // them receives every event, as two hosts would after a redelivery.
 func (h *kvHarness) startWorker(name, group, command string) *kvWorker {
 	h.t.Helper()
+	return h.startWorkerOpts(name, group, command)
+}
+
+// startWorkerOpts is startWorker with more worker options.
+func (h *kvHarness) startWorkerOpts(name, group, command string, opts ...Option) *kvWorker {
+	h.t.Helper()
 	ctx := context.Background()
 	bus, err := natsbus.New(ctx, natsbus.Config{URL: h.url, Name: name, JetStream: true}, brokertest.Logger())
 	if err != nil {
@@ -100,7 +106,8 @@ events:
 	}
 	m := NewMetrics(prometheus.NewRegistry())
 	sub := &subscribedBus{Bus: bus, subscribed: make(chan struct{}, 1)}
-	w := NewWorker(cfg, sub, brokertest.Logger().With("worker", name), WithMetrics(m), WithSeenBucket(kv), WithClaimLease(testLease))
+	opts = append([]Option{WithMetrics(m), WithSeenBucket(kv), WithClaimLease(testLease)}, opts...)
+	w := NewWorker(cfg, sub, brokertest.Logger().With("worker", name), opts...)
 	runCtx, cancel := context.WithCancel(ctx)
 	kw := &kvWorker{bus: bus, w: w, metrics: m, cancel: cancel, done: make(chan error, 1)}
 	go func() { kw.done <- w.Run(runCtx) }()
@@ -438,37 +445,6 @@ func TestSeenBucketKeepsClaimAfterLostReply(t *testing.T) {
 	h.waitDrained("host-a")
 	if got := h.ran()[env.ID]; len(got) != 1 {
 		t.Errorf("hook ran %d times (by %v), want once", len(got), got)
-	}
-}
-
-func TestSeenBucketStopReleasesClaim(t *testing.T) {
-	h := newKVHarness(t)
-	marker := filepath.Join(t.TempDir(), "started")
-	slow := h.startWorker("slow", "host-a", fmt.Sprintf(`touch %s; sleep 100`, marker))
-	env := doneEnvelope("stopped-1")
-	h.publish(env)
-	waitUntil(t, "the slow hook to start", func() bool {
-		_, err := os.Stat(marker)
-		return err == nil
-	}, func() string { return "no marker file" })
-	slow.stop(t)
-	if _, err := h.kv.Get(context.Background(), claimKey(env.ID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatalf("claim after a stop that killed the hook: err = %v, want ErrKeyNotFound", err)
-	}
-	if got := slow.claims(claimResultReleased); got != 1 {
-		t.Errorf("released = %v, want 1", got)
-	}
-
-	// Without a claim left behind, a redelivery runs at once, without
-	// waiting out a lease.
-	next := h.startWorker("next", "host-a", "")
-	h.redeliver(env)
-	h.waitKey(env.ID, claimDone)
-	if got := h.ran()[env.ID]; len(got) != 1 || got[0] != "next" {
-		t.Errorf("hook runs after the redelivery = %v, want one by next", got)
-	}
-	if got := next.claims(claimResultClaimed); got != 1 {
-		t.Errorf("claimed = %v, want 1", got)
 	}
 }
 

@@ -74,6 +74,20 @@ type systemRun struct {
 	env         []string
 	timeout     time.Duration
 	outputLimit int
+	// recordStart, when set, durably records that command number command
+	// (from 1) of the list starts as process pid, before the process may
+	// run the command (see gateScript). An error keeps the command from
+	// running.
+	recordStart func(ctx context.Context, command int, pid int, startTicks uint64, deadline time.Time, marker string) error
+	// newMarker returns a new path for the marker file of a gate, or ""
+	// without a marker folder.
+	newMarker func() string
+	// firstNumber is the number of commands[0] in the hook's list, 1
+	// unless a worker resumes a list that a killed worker had begun.
+	firstNumber int
+	// startAborted is called when a command whose start recordStart was
+	// asked to record did not run after all, because its gate was closed.
+	startAborted func(command int)
 }
 
 // run executes commands in order and stops at the first one that fails.
@@ -85,39 +99,53 @@ func (r systemRun) run(ctx context.Context, commands []preparedCommand) ([]Comma
 		runCtx, cancel = context.WithTimeout(ctx, r.timeout)
 	}
 	defer cancel()
+	deadline, _ := runCtx.Deadline()
+	if r.timeout <= 0 {
+		// A deadline of ctx alone is not this hook's timeout.
+		deadline = time.Time{}
+	}
 	tail := newTailBuffer(r.outputLimit)
 	var results []CommandResult
 	for i, c := range commands {
 		start := time.Now()
-		code, err := r.runOne(runCtx, c, tail)
+		number := max(r.firstNumber, 1) + i
+		code, err := r.runOne(ctx, runCtx, c, tail, number, deadline)
 		results = append(results, CommandResult{ExitCode: code, Duration: time.Since(start)})
 		if err == nil {
 			continue
 		}
 		switch {
 		case ctx.Err() != nil:
-			err = fmt.Errorf("command #%d: %w; its process group was killed", i+1, ErrStopped)
+			err = fmt.Errorf("command #%d: %w; its process group was killed", number, ErrStopped)
 		case runCtx.Err() != nil:
-			err = fmt.Errorf("command #%d: %w after %s; its process group was killed", i+1, ErrTimeout, r.timeout)
+			err = fmt.Errorf("command #%d: %w after %s; its process group was killed", number, ErrTimeout, r.timeout)
 		default:
-			err = fmt.Errorf("command #%d: %w", i+1, err)
+			err = fmt.Errorf("command #%d: %w", number, err)
 		}
 		return results, tail.String(), err
 	}
 	return results, tail.String(), nil
 }
 
-func (r systemRun) runOne(ctx context.Context, c preparedCommand, out *tailBuffer) (int, error) {
+// runOne runs one command under runCtx, which carries the timeout. ctx
+// is the worker's context alone, which bounds the start record, so a
+// timeout cannot cut a record write that the bucket may have stored.
+func (r systemRun) runOne(ctx, runCtx context.Context, c preparedCommand, out *tailBuffer, number int, deadline time.Time) (int, error) {
 	var cmd *exec.Cmd
 	if c.shell {
-		cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.script)
+		cmd = exec.CommandContext(runCtx, "/bin/sh", "-c", c.script)
 	} else {
 		if len(c.argv) == 0 || c.argv[0] == "" {
 			return -1, errors.New("the program name is empty")
 		}
 		// A relative path with a slash is resolved against cwd, as
 		// Python's subprocess does; a bare name is looked up in PATH.
-		cmd = exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
+		cmd = exec.CommandContext(runCtx, c.argv[0], c.argv[1:]...)
+		if cmd.Err != nil {
+			// Checked here, before the gate, so a missing program fails
+			// as it does without one, with nothing started.
+			return -1, fmt.Errorf("start %q: %w", cmd.Args[0], cmd.Err)
+		}
 	}
 
 	cmd.Dir = r.cwd
@@ -136,20 +164,120 @@ func (r systemRun) runOne(ctx context.Context, c preparedCommand, out *tailBuffe
 	}
 	cmd.WaitDelay = waitDelay
 
-	err := cmd.Run()
+	name := cmd.Args[0]
+	var err error
+	if r.recordStart == nil {
+		err = cmd.Run()
+	} else {
+		err = r.runGated(ctx, runCtx, cmd, number, deadline)
+	}
+	var gateErr *gateError
+	if errors.As(err, &gateErr) {
+		return -1, gateErr.err
+	}
 	if err == nil || (errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success()) {
 		return 0, nil
 	}
 
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) {
-		return -1, fmt.Errorf("start %q: %w", cmd.Args[0], err)
+		return -1, fmt.Errorf("start %q: %w", name, err)
 	}
 	code := exitErr.ExitCode()
 	if status, ok := exitErr.Sys().(syscall.WaitStatus); ok && status.Signaled() {
-		return code, fmt.Errorf("%q was killed by signal %s", cmd.Args[0], status.Signal())
+		return code, fmt.Errorf("%q was killed by signal %s", name, status.Signal())
 	}
-	return code, fmt.Errorf("%q exited with status %d", cmd.Args[0], code)
+	return code, fmt.Errorf("%q exited with status %d", name, code)
+}
+
+// beforeStartRecord, when set, is called while a hook process waits at
+// its gate, before its start is recorded. Only tests set it, to kill the
+// worker at that moment.
+var beforeStartRecord func()
+
+// afterStartRecord, when set, is called after the start is recorded and
+// before the gate opens. Only tests set it.
+var afterStartRecord func()
+
+// gateError is a command that did not pass its start gate, so it never
+// ran.
+type gateError struct{ err error }
+
+func (e *gateError) Error() string { return e.err.Error() }
+
+// runGated starts cmd behind gateScript, records its start with the pid
+// and only then lets it exec the command. cmd.Args stays the command's
+// argv as the process sees it, because the script execs "$@". The
+// shell looks a bare program name up in the same PATH that exec.Command
+// used, since cmd.Env is the worker's environment.
+//
+// NOTE: a program that exec(2) rejects fails differently behind the gate:
+// a file without execute permission exits with status 126 and the shell's
+// message in the output instead of a start error, and a file without a
+// #! line or ELF header runs as a shell script instead of failing with
+// "exec format error".
+func (r systemRun) runGated(ctx, runCtx context.Context, cmd *exec.Cmd, number int, deadline time.Time) error {
+	gateRead, gateWrite, err := os.Pipe()
+	if err != nil {
+		return &gateError{fmt.Errorf("create the start gate of %q: %w", cmd.Args[0], err)}
+	}
+	defer gateWrite.Close()
+	argv := cmd.Args
+	marker := ""
+	if r.newMarker != nil {
+		marker = r.newMarker()
+	}
+	markerArg := marker
+	if markerArg == "" {
+		markerArg = noMarker
+	}
+	cmd.Path = "/bin/sh"
+	cmd.Args = append([]string{"/bin/sh", "-c", gateScript, markerArg}, argv...)
+	cmd.ExtraFiles = []*os.File{gateRead}
+	err = cmd.Start()
+	gateRead.Close()
+	if err != nil {
+		return &gateError{fmt.Errorf("start %q: %w", argv[0], err)}
+	}
+	pid := cmd.Process.Pid
+	if beforeStartRecord != nil {
+		beforeStartRecord()
+	}
+	ticks, _, err := processStartTicks(pid)
+	if err == nil {
+		err = r.recordStart(ctx, number, pid, ticks, deadline, marker)
+	}
+	if err == nil && afterStartRecord != nil {
+		afterStartRecord()
+	}
+	if err == nil && runCtx.Err() != nil {
+		err = runCtx.Err()
+	}
+	if err != nil {
+		// Closing the write end without a line makes the gate exit
+		// with status 125 before the command runs.
+		gateWrite.Close()
+		_ = cmd.Wait()
+		if r.startAborted != nil {
+			r.startAborted(number)
+		}
+		if runCtx.Err() != nil {
+			// run reports the timeout or the stop.
+			return runCtx.Err()
+		}
+		return &gateError{fmt.Errorf("%q not started: %w", argv[0], err)}
+	}
+	if _, err := gateWrite.Write([]byte("\n")); err != nil {
+		// The gate process is gone, killed by the timeout or by hand,
+		// so the command did not run.
+		_ = cmd.Wait()
+		if r.startAborted != nil {
+			r.startAborted(number)
+		}
+		return &gateError{fmt.Errorf("%q not started: open its start gate: %w", argv[0], err)}
+	}
+	gateWrite.Close()
+	return cmd.Wait()
 }
 
 // hookEnv is the worker's environment plus the event's identity, so a

@@ -93,8 +93,14 @@ type Worker struct {
 	seenKV     jetstream.KeyValue
 	claimLease time.Duration
 	claims     *claimStore
-	replies    *replyWaiter
-	wg         sync.WaitGroup
+	// instance names this worker process in hook start records and
+	// claims (see workerInstanceID).
+	instance string
+	// markerDir is the folder of the gates' marker files (see
+	// gateScript), "" for none.
+	markerDir string
+	replies   *replyWaiter
+	wg        sync.WaitGroup
 
 	mu     sync.Mutex // guards ctx, queues, inflight and stopped
 	ctx    context.Context
@@ -138,6 +144,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 		group:       cfg.Settings.Group,
 		queues:      map[string]chan queuedEvent{},
 		inflight:    map[string]*eventRun{},
+		instance:    workerInstanceID(),
 	}
 	for _, opt := range opts {
 		opt(w)
@@ -152,7 +159,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 		w.metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	if w.seenKV != nil {
-		w.claims = newClaimStore(w.seenKV, w.claimLease, w.log, w.metrics)
+		w.claims = newClaimStore(w.seenKV, w.claimLease, w.instance, w.log, w.metrics)
 	}
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))
@@ -184,6 +191,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.seenLog = l
 		defer func() { _ = l.close() }()
 	}
+	w.openMarkerDir()
 	ctx, cancel := context.WithCancel(ctx)
 	w.mu.Lock()
 	w.ctx = ctx
@@ -416,6 +424,7 @@ func (w *Worker) serve(ctx context.Context, q <-chan queuedEvent) {
 				continue
 			}
 		}
+		item.run.loadPriorStarts()
 		if ctx.Err() == nil {
 			w.dispatch(ctx, item.cfg, item.env, item.run)
 		} else {
@@ -428,7 +437,7 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 	// Deferred, so an early return for a stop marks the run cut short.
 	defer func() { run.dispatched(ctx.Err() != nil) }()
 	params := newPlaceholderSet(env, w.now()).lookup
-	for _, sub := range cfg.Match(env.Event) {
+	for i, sub := range cfg.Match(env.Event) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -437,9 +446,19 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 		timeout := hookTimeout(cfg, sub)
 		switch sub.Type {
 		case TypeSystem:
-			w.startSystem(ctx, sub, timeout, params, res, run)
+			first := 0
+			if prior, ok := run.prior.lookup(i, res.Hook); ok {
+				if prior.Ended || !w.gateNeverOpened(ctx, prior, res) {
+					w.resumeSystem(ctx, i, prior, res, run)
+					continue
+				}
+				// The commands before the recorded one ended with
+				// status 0, so the list goes on from the recorded one.
+				first = prior.Command - 1
+			}
+			w.startSystem(ctx, i, first, sub, timeout, params, res, run)
 		case TypeGcode:
-			w.startGcode(ctx, sub, timeout, params, res, run)
+			w.startGcode(ctx, i, sub, timeout, params, res, run)
 		}
 	}
 }
@@ -451,19 +470,32 @@ func hookTimeout(cfg *Config, sub *Subscription) time.Duration {
 	return cfg.Settings.HookTimeout
 }
 
-func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
+// startSystem starts the system hook at position index of the event's
+// matching subscriptions, from the command at position first of its list.
+func (w *Worker) startSystem(ctx context.Context, index, first int, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
 	commands, err := renderSystem(sub, params)
 	if err != nil {
 		res.Err = err
 		w.finish(ctx, res)
 		return
 	}
+	if first > 0 && first < len(commands) {
+		commands = commands[first:]
+	}
 	if !w.slots.acquire(ctx) {
 		return
 	}
 	w.logStart(sub, res, commands)
 	sys := systemRun{cwd: sub.Cwd, env: hookEnv(res.Event, res.EventID, res.Printer),
-		timeout: timeout, outputLimit: w.outputLimit}
+		timeout: timeout, outputLimit: w.outputLimit, firstNumber: first + 1}
+	if run.recordsStarts() {
+		sys.recordStart = func(ctx context.Context, command, pid int, startTicks uint64, deadline time.Time, marker string) error {
+			return run.recordStart(ctx, hookStart{Hook: index, Name: res.Hook, Command: command, PID: pid,
+				StartTicks: startTicks, Host: hostName, Worker: w.instance, Deadline: deadline, Marker: marker})
+		}
+		sys.startAborted = func(command int) { run.abortStart(index, command) }
+		sys.newMarker = run.newMarker
+	}
 	run.hookStarted()
 	w.wg.Add(1)
 	go func() {
@@ -475,6 +507,7 @@ func (w *Worker) startSystem(ctx context.Context, sub *Subscription, timeout tim
 		if n := len(res.Commands); n > 0 {
 			res.ExitCode = res.Commands[n-1].ExitCode
 		}
+		run.endStart(index)
 		// The run learns of the end first, so the event is recorded as
 		// handled before the result is published, which waits up to 10s
 		// while the broker is down. A worker killed in that wait would
@@ -504,7 +537,7 @@ func (w *Worker) logStart(sub *Subscription, res Result, commands []preparedComm
 	w.log.Info("hook started", append(attrs, "commands", rendered)...)
 }
 
-func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
+func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
 	lines, err := renderGcode(sub, res.Event, params)
 	if err != nil {
 		res.Err = err
@@ -519,7 +552,7 @@ func (w *Worker) startGcode(ctx context.Context, sub *Subscription, timeout time
 	}
 
 	start := w.now()
-	cmd := bridge.Command{ID: "hook-" + bridge.NewEventID(start), Commands: lines, Source: "hook:" + res.Hook}
+	cmd := bridge.Command{ID: gcodeCommandID(res.EventID, index, res.Hook), Commands: lines, Source: "hook:" + res.Hook}
 	res.CommandID = cmd.ID
 	data, err := json.Marshal(cmd)
 	if err != nil {
@@ -599,6 +632,8 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 		w.log.Warn("hook skipped: unknown placeholder", append(attrs, "error", res.Err)...)
 	case errors.As(res.Err, &fe):
 		w.log.Error("hook skipped: template cannot be rendered", append(attrs, "error", res.Err)...)
+	case errors.Is(res.Err, ErrInterrupted):
+		w.log.Warn("hook interrupted: a killed worker had started it", append(attrs, "error", res.Err)...)
 	case errors.Is(res.Err, ErrLoopGuard):
 		w.log.Error("G-code hook not sent: it would fire its own event again", append(attrs, "error", res.Err)...)
 	default:
@@ -631,7 +666,7 @@ func (w *Worker) persistSeen(line string) {
 	if w.seenLog == nil {
 		return
 	}
-	if err := w.seenLog.write(line, w.seen); err != nil {
+	if err := w.seenLog.writeDone(line, w.seen); err != nil {
 		w.metrics.errors.WithLabelValues(opSeenFile).Inc()
 		w.log.Warn("recording the event id failed; a redelivery after a restart may run its hooks again", "error", err)
 	}

@@ -304,6 +304,12 @@ events:
 	if commands[0].Source != "hook:lcd" || commands[0].ID != lcd.CommandID || strings.Join(commands[0].Commands, "|") != "M117 Printing bench y;.gcode|M300 S440 P10" {
 		t.Errorf("command = %+v", commands[0])
 	}
+	// lcd is the second subscription matching PrintStarted. A worker that
+	// sends it again after a crash uses the same id, so the edge repeats
+	// its reply instead of executing the lines twice.
+	if want := gcodeCommandID("e1", 1, "lcd"); commands[0].ID != want {
+		t.Errorf("command id = %s, want %s, derived from the event id and the hook", commands[0].ID, want)
+	}
 
 	published := map[string]map[string]any{}
 	for len(published) < 6 {

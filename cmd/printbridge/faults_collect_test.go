@@ -157,46 +157,22 @@ func readHookRuns(t testing.TB, path string) []hookRun {
 // hookReport is what the side-effect file shows, checked against the
 // subscriber's record.
 type hookReport struct {
-	runs  int
-	twice []string // event ids whose hook ran more than once
-	// twiceAfterKill are the event ids that ran twice because a worker
-	// was killed with SIGKILL while it ran them: their first run is among
-	// the last ones before the kill, the second after the restart. That
-	// is the documented at-least-once case, not a fault.
-	twiceAfterKill []string
-	unknown        []string // event ids the subscriber never saw
-	outOfSeq       []string // first hook starts whose event seq is below an earlier first start's
-	expected       int
-	missed         map[string]int // by event name: hooked events whose hook never ran
-	missedIDs      []string
+	runs      int
+	twice     []string // event ids whose hook ran more than once
+	unknown   []string // event ids the subscriber never saw
+	outOfSeq  []string // first hook starts whose event seq is below an earlier first start's
+	expected  int
+	missed    map[string]int // by event name: hooked events whose hook never ran
+	missedIDs []string
 }
 
-// inFlightAtKill is how many of the last hook runs before a worker kill
-// may belong to events whose end the killed worker had not recorded. The
-// fault worker runs one hook at a time, so this is the event being run
-// and the one whose done write was still on its way.
-const inFlightAtKill = 2
-
-func analyseHooks(runs []hookRun, delivery deliveryReport, hooked []string, killMarks []int) hookReport {
+func analyseHooks(runs []hookRun, delivery deliveryReport, hooked []string) hookReport {
 	r := hookReport{runs: len(runs), missed: map[string]int{}}
 	seen := map[string]int{}
-	first := map[string]int{}
 	var lastSeq uint64
-	for i, run := range runs {
+	for _, run := range runs {
 		seen[run.id]++
-		if seen[run.id] == 1 {
-			first[run.id] = i
-		}
 		if seen[run.id] == 2 {
-			if slices.ContainsFunc(killMarks, func(mark int) bool {
-				return first[run.id] < mark && first[run.id] >= mark-inFlightAtKill && i >= mark
-			}) {
-				r.twiceAfterKill = append(r.twiceAfterKill, run.id)
-			} else {
-				r.twice = append(r.twice, run.id)
-			}
-		}
-		if seen[run.id] == 3 && !slices.Contains(r.twice, run.id) {
 			r.twice = append(r.twice, run.id)
 		}
 		if seen[run.id] > 1 {
@@ -231,4 +207,33 @@ func analyseHooks(runs []hookRun, delivery deliveryReport, hooked []string, kill
 		}
 	}
 	return r
+}
+
+// interruptedHooks counts, from the worker's log, the hooks that a
+// restarted worker found recorded as started by the killed one and did
+// not start again.
+type interruptedHooks struct {
+	total int
+	// waited still ran on this host, and the worker waited for them.
+	waited int
+	// unknown had ended before the worker looked.
+	unknown int
+	// gateClosed were recorded as started, but their gate never opened
+	// because the worker died first, so the restarted worker ran them.
+	gateClosed int
+}
+
+func countInterrupted(workerLog string) interruptedHooks {
+	r := interruptedHooks{
+		waited:  strings.Count(workerLog, "hook started by a worker that was killed still runs; waiting"),
+		unknown: strings.Count(workerLog, "hook started by a worker that was killed is not started again"),
+	}
+	r.total = r.waited + r.unknown
+	r.gateClosed = strings.Count(workerLog, "never passed its gate; starting it now")
+	return r
+}
+
+func (r interruptedHooks) String() string {
+	return fmt.Sprintf("%d waited for, %d with an unknown outcome; %d recorded but never past the gate, run after the restart",
+		r.waited, r.unknown, r.gateClosed)
 }

@@ -98,7 +98,7 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
 	fs.StringVar(&o.mqttClientID, "mqtt-client-id", "", "MQTT client id (default: one per process; with --mqtt-persistent-session, printbridge-worker-HOST-GROUP)")
 	fs.BoolVar(&o.mqttPersistent, "mqtt-persistent-session", false, "keep the MQTT session across restarts, so the broker queues events while the worker is away (docs/delivery.md); every worker needs its own --mqtt-client-id")
-	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids, so a redelivery after a restart runs no hook twice; empty keeps them in memory only")
+	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids and the markers of started hooks, so a redelivery after a restart runs no hook twice; empty keeps the ids in memory only")
 	fs.StringVar(&o.seenStore, "seen-store", seenStoreAuto, "where the worker keeps the ids of handled events: kv (a JetStream key-value bucket that workers share, so two workers never both run an event's hooks; needs --nats and --jetstream), file (the --data-dir of this worker), or auto (kv with --jetstream, else file)")
 	fs.StringVar(&o.seenBucket, "seen-bucket", hooks.DefaultSeenBucket, "JetStream key-value `bucket` of --seen-store kv; workers that share it run each event's hooks once between them. Created at start when missing")
 	fs.DurationVar(&o.seenTTL, "seen-ttl", hooks.DefaultSeenTTL, "how long the --seen-store kv bucket keeps an event id after its last write, such as 24h; applies only when the worker creates the bucket")
@@ -295,6 +295,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		workerOpts = append(workerOpts, hooks.WithSeenBucket(kv))
+		if o.dataDir != "" {
+			// The gate markers tell a worker restarted on this host
+			// whether a hook recorded in the bucket as started ran.
+			workerOpts = append(workerOpts, hooks.WithHookMarkerDir(filepath.Join(o.dataDir, "hook-starts")))
+		}
 		log.Info("keeping handled event ids in a JetStream key-value bucket", "seen_store", store, "bucket", o.seenBucket)
 	case o.dataDir != "":
 		path := filepath.Join(o.dataDir, "seen-events")

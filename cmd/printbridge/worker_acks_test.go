@@ -157,11 +157,13 @@ func (b *ackBroker) waitDelivered(t *testing.T, ran string, seq uint64) {
 	waitFor(t, "the sentinel hook", redeliveryWait, func() bool { return hookLines(t, ran)["sentinel "+sentinel.ID] == 1 })
 }
 
-// TestWorkerKilledMidHookRunsAgain kills a worker process with SIGKILL
-// while the hook of an event runs. The event was not acknowledged, so the
-// broker delivers it to the restarted worker, which runs the hook again
-// to the end, once. A third worker started later does not run it again.
-func TestWorkerKilledMidHookRunsAgain(t *testing.T) {
+// TestWorkerKilledMidHookNotStartedAgain kills a worker process with
+// SIGKILL while the hook of an event runs, and then the hook's process.
+// The event was not acknowledged, so the broker delivers it to the
+// restarted worker, which finds the hook's start record and does not
+// start it again, and acknowledges the event. A third worker started
+// later does not run it either.
+func TestWorkerKilledMidHookNotStartedAgain(t *testing.T) {
 	bin := buildPrintbridge(t)
 	for _, kind := range []string{"mosquitto", "jetstream"} {
 		t.Run(kind, func(t *testing.T) {
@@ -190,8 +192,8 @@ func TestWorkerKilledMidHookRunsAgain(t *testing.T) {
 
 			second := newWorker("worker-second")
 			second.Start()
-			waitFor(t, "the restarted worker to run the hook to the end", redeliveryWait, func() bool {
-				return hookLines(t, ran)["end "+env.ID] == 1
+			waitFor(t, "the restarted worker to report the hook as interrupted", redeliveryWait, func() bool {
+				return strings.Contains(second.Log(), "hook interrupted: a killed worker had started it")
 			})
 			b.waitDelivered(t, ran, 2)
 			if err := second.Stop(); err != nil {
@@ -205,11 +207,11 @@ func TestWorkerKilledMidHookRunsAgain(t *testing.T) {
 				t.Errorf("third worker exited with %v after SIGTERM", err)
 			}
 			got := hookLines(t, ran)
-			if n := got["start "+env.ID]; n != 2 {
-				t.Errorf("hook started %d times, want 2 (cut short by the kill, then run again): %v", n, got)
+			if n := got["start "+env.ID]; n != 1 {
+				t.Errorf("hook started %d times, want 1 (cut short by the kill, then never started again): %v", n, got)
 			}
-			if n := got["end "+env.ID]; n != 1 {
-				t.Errorf("hook ended %d times, want 1: %v", n, got)
+			if n := got["end "+env.ID]; n != 0 {
+				t.Errorf("hook ended %d times, want 0, because the test killed it: %v", n, got)
 			}
 		})
 	}
@@ -218,7 +220,8 @@ func TestWorkerKilledMidHookRunsAgain(t *testing.T) {
 // TestWorkerStopReturnsQueuedEvents stops a worker with SIGTERM while the
 // hook of the first of three events runs and the other two wait for the
 // single hook slot. None of them was acknowledged, so the next worker
-// gets all three: it runs the cut hook again and the other two once.
+// gets all three: it does not start the hook that the stop killed again,
+// and runs the other two once.
 func TestWorkerStopReturnsQueuedEvents(t *testing.T) {
 	bin := buildPrintbridge(t)
 	for _, kind := range []string{"mosquitto", "jetstream"} {
@@ -253,21 +256,24 @@ func TestWorkerStopReturnsQueuedEvents(t *testing.T) {
 
 			second := newWorker("worker-second")
 			second.Start()
-			waitFor(t, "the next worker to run the three hooks", redeliveryWait, func() bool {
+			waitFor(t, "the next worker to run the two hooks that never started", redeliveryWait, func() bool {
 				got := hookLines(t, ran)
-				return got["end "+envs[0].ID] >= 1 && got["end "+envs[1].ID] >= 1 && got["end "+envs[2].ID] >= 1
+				return got["end "+envs[1].ID] >= 1 && got["end "+envs[2].ID] >= 1
 			})
 			b.waitDelivered(t, ran, 4)
 			if err := second.Stop(); err != nil {
 				t.Errorf("second worker exited with %v after SIGTERM", err)
 			}
 			got := hookLines(t, ran)
-			if n := got["start "+envs[0].ID]; n != 2 {
-				t.Errorf("first hook started %d times, want 2 (cut short by the stop, then run again): %v", n, got)
+			if n := got["start "+envs[0].ID]; n != 1 {
+				t.Errorf("first hook started %d times, want 1 (cut short by the stop, then never started again): %v", n, got)
 			}
-			for i, env := range envs {
+			if n := got["end "+envs[0].ID]; n != 0 {
+				t.Errorf("first hook ended %d times, want 0, because the stop killed it: %v", n, got)
+			}
+			for i, env := range envs[1:] {
 				if n := got["end "+env.ID]; n != 1 {
-					t.Errorf("hook of event %d ended %d times, want 1: %v", i+1, n, got)
+					t.Errorf("hook of event %d ended %d times, want 1: %v", i+2, n, got)
 				}
 			}
 			for i, env := range envs[1:] {
