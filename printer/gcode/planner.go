@@ -86,8 +86,11 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 
 	l := p.limits
 	b.length = length
-	for i := range 4 {
-		b.unit[i] = delta[i] / length
+	// The loops over the four axes are written out, because a loop costs
+	// a counter, a bounds check and a branch per axis on every move.
+	b.unit = [4]float64{
+		unitComponent(delta[0], length), unitComponent(delta[1], length),
+		unitComponent(delta[2], length), unitComponent(delta[3], length),
 	}
 
 	minFeed := l.MinTravelFeedrate
@@ -99,18 +102,10 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 		minFeed, accel = l.MinPrintFeedrate, l.RetractAcceleration
 	}
 	nominal := max(feed, minFeed, 0.01)
-	for i := range 4 {
-		u := math.Abs(b.unit[i])
-		if u < 1e-12 {
-			continue
-		}
-		if nominal*u > l.MaxFeedrate[i] {
-			nominal = l.MaxFeedrate[i] / u
-		}
-		if accel*u > l.MaxAcceleration[i] {
-			accel = l.MaxAcceleration[i] / u
-		}
-	}
+	nominal, accel = limitAxis(nominal, accel, b.unit[0], l.MaxFeedrate[0], l.MaxAcceleration[0])
+	nominal, accel = limitAxis(nominal, accel, b.unit[1], l.MaxFeedrate[1], l.MaxAcceleration[1])
+	nominal, accel = limitAxis(nominal, accel, b.unit[2], l.MaxFeedrate[2], l.MaxAcceleration[2])
+	nominal, accel = limitAxis(nominal, accel, b.unit[3], l.MaxFeedrate[3], l.MaxAcceleration[3])
 	b.nominal, b.accel = nominal, accel
 
 	b.maxEntry = p.cornerSpeed(b)
@@ -130,9 +125,35 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 		p.stopped = false
 	}
 	b.speedGain = 2 * b.accel * b.length
-	b.reverse = min(b.maxEntry, math.Sqrt(b.speedGain))
+	b.reverse = minSqrt(b.maxEntry, b.speedGain)
 	p.count++
 	p.reversePass()
+}
+
+// unitComponent returns d/length. A zero stays a zero of the same sign
+// under the division, so the axes a move leaves alone (Z on most moves,
+// E on travel) skip it.
+func unitComponent(d, length float64) float64 {
+	if d == 0 {
+		return d
+	}
+	return d / length
+}
+
+// limitAxis lowers the feed rate and the acceleration of a move so that
+// one axis, whose share of the move is unit, stays within its maxima.
+func limitAxis(nominal, accel, unit, maxFeed, maxAccel float64) (float64, float64) {
+	u := math.Abs(unit)
+	if u < 1e-12 {
+		return nominal, accel
+	}
+	if nominal*u > maxFeed {
+		nominal = maxFeed / u
+	}
+	if accel*u > maxAccel {
+		accel = maxAccel / u
+	}
+	return nominal, accel
 }
 
 // reversePass raises the reverse bounds after a block was appended: the
@@ -153,7 +174,7 @@ func (p *planner) reversePass() {
 			// the square root.
 			return
 		}
-		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+cur.speedGain))
+		v := minSqrt(cur.maxEntry, next.reverse*next.reverse+cur.speedGain)
 		if v <= cur.reverse {
 			return
 		}
@@ -164,6 +185,21 @@ func (p *planner) reversePass() {
 		}
 		ci--
 	}
+}
+
+// minSqrt returns min(m, math.Sqrt(x)) for m ≥ 0, and skips the square
+// root when m·m, rounded, is at most x. With round-to-nearest binary
+// floating point, math.Sqrt of the rounded m·m is exactly m unless the
+// product underflows or overflows, and a correctly rounded square root
+// never decreases as x grows. So math.Sqrt(x) ≥ m there, and the minimum
+// is m. The lower bound on m keeps m·m clear of underflow, an overflow
+// gives +Inf, which passes only for x = +Inf, and a NaN fails the
+// comparison.
+func minSqrt(m, x float64) float64 {
+	if m >= 0x1p-500 && m*m <= x {
+		return m
+	}
+	return min(m, math.Sqrt(x))
 }
 
 // wrap maps an index of up to twice the ring's length into the ring. It
@@ -184,7 +220,7 @@ func (p *planner) commit() {
 	entry := min(p.entry, b.reverse)
 	exit := 0.0
 	if p.count > 1 {
-		exit = min(math.Sqrt(entry*entry+b.speedGain), p.ring[p.wrap(p.head+1)].reverse)
+		exit = minSqrt(p.ring[p.wrap(p.head+1)].reverse, entry*entry+b.speedGain)
 	}
 	p.seconds += trapezoidTime(b.length, entry, exit, b.nominal, b.accel)
 	p.entry = exit
@@ -228,36 +264,31 @@ func (p *planner) cornerSpeed(b *block) float64 {
 // its jerk.
 func (p *planner) jerkCorner(b *block) float64 {
 	jerk := &p.limits.Jerk
-	safe := b.nominal
-	limited := false
-	for i := range 4 {
-		speed := math.Abs(b.nominal * b.unit[i])
-		if speed <= jerk[i] {
-			continue
-		}
-		if limited {
-			if speed*safe > b.nominal*jerk[i] {
-				safe = b.nominal * jerk[i] / speed
-			}
-		} else {
-			safe *= jerk[i] / speed
-			limited = true
-		}
-	}
+	safe, limited := b.nominal, false
+	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[0], jerk[0])
+	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[1], jerk[1])
+	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[2], jerk[2])
+	safe, _ = safeAxis(safe, limited, b.nominal, b.unit[3], jerk[3])
 	prevSafe := p.prevSafe
 	p.prevSafe = safe
 	if !p.hasPrev || p.prevNominal < 1e-6 {
 		return safe
 	}
 
-	var vmax, prevFactor, curFactor float64
+	// Consecutive moves at the same feed rate are common, and there both
+	// factors are 1, which the division would return too.
+	vmax, prevFactor, curFactor := p.prevNominal, 1.0, 1.0
 	if b.nominal < p.prevNominal {
-		vmax, prevFactor, curFactor = b.nominal, b.nominal/p.prevNominal, 1
-	} else {
-		vmax, prevFactor, curFactor = p.prevNominal, 1, p.prevNominal/b.nominal
+		vmax, prevFactor = b.nominal, b.nominal/p.prevNominal
+	} else if b.nominal != p.prevNominal {
+		curFactor = p.prevNominal / b.nominal
 	}
 	factor := 1.0
 	for i := range 4 {
+		// An axis that neither move uses changes by 0, within any jerk.
+		if p.prevUnit[i] == 0 && b.unit[i] == 0 {
+			continue
+		}
 		exit := p.prevNominal * p.prevUnit[i] * prevFactor * factor
 		entry := b.nominal * b.unit[i] * curFactor * factor
 		if change := jerkChange(exit, entry); change > jerk[i] {
@@ -271,6 +302,23 @@ func (p *planner) jerkCorner(b *block) float64 {
 		vmax = safe
 	}
 	return vmax
+}
+
+// safeAxis lowers a move's safe speed, the highest at which it may start
+// from rest, so that one axis, whose share of the move is unit, starts
+// within its jerk. limited reports whether an earlier axis lowered it.
+func safeAxis(safe float64, limited bool, nominal, unit, jerk float64) (float64, bool) {
+	speed := math.Abs(nominal * unit)
+	if speed <= jerk {
+		return safe, limited
+	}
+	if !limited {
+		return safe * (jerk / speed), true
+	}
+	if speed*safe > nominal*jerk {
+		safe = nominal * jerk / speed
+	}
+	return safe, true
 }
 
 // jerkChange returns the speed change of one axis at a corner, from its
@@ -358,10 +406,25 @@ func (p *planner) klipperCorner(b *block) float64 {
 func trapezoidTime(length, entry, exit, nominal, accel float64) float64 {
 	entry = min(entry, nominal)
 	exit = min(exit, nominal)
-	accelDist := (nominal*nominal - entry*entry) / (2 * accel)
-	decelDist := (nominal*nominal - exit*exit) / (2 * accel)
+	// A move that enters or leaves at its cruise speed has no ramp there.
+	// The divisions skipped would return +0, and adding +0 changes no sum
+	// of these non-negative terms.
+	accelDist, decelDist := 0.0, 0.0
+	if entry != nominal {
+		accelDist = (nominal*nominal - entry*entry) / (2 * accel)
+	}
+	if exit != nominal {
+		decelDist = (nominal*nominal - exit*exit) / (2 * accel)
+	}
 	if accelDist+decelDist <= length {
-		return (nominal-entry)/accel + (nominal-exit)/accel + (length-accelDist-decelDist)/nominal
+		ramps := 0.0
+		if entry != nominal {
+			ramps = (nominal - entry) / accel
+		}
+		if exit != nominal {
+			ramps += (nominal - exit) / accel
+		}
+		return ramps + (length-accelDist-decelDist)/nominal
 	}
 	peak := math.Sqrt(accel*length + (entry*entry+exit*exit)/2)
 	peak = max(peak, entry, exit)
