@@ -111,6 +111,12 @@ func (a *analyzer) line(raw []byte) {
 	//
 	// NOTE: CNC-style "(...)" comments are not removed, so letters inside
 	// one would be read as parameters; FDM slicers write ';' comments.
+	if len(raw) > 0 && raw[0] == ';' {
+		// A comment line, a third of the lines of some slicers' files, has
+		// no code to search for the ';' or to parse.
+		a.comment(raw[1:])
+		return
+	}
 	code := raw
 	if i := bytes.IndexByte(raw, ';'); i >= 0 {
 		code = raw[:i]
