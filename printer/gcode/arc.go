@@ -51,6 +51,8 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 	dFil := a.filament(t[3] - from[3])
 	a.pos = t
 	a.arcs++
+	fromInTravel, fromInPrinted := a.posInTravel, a.posInPrinted
+	a.posInTravel, a.posInPrinted = false, false
 	if !(length < 1e12) {
 		return
 	}
@@ -82,13 +84,19 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 		prev = pt
 	}
 
-	a.travel.add(from[0], from[1], from[2])
+	if !fromInTravel {
+		a.travel.add(from[0], from[1], from[2])
+	}
 	a.travel.add(t[0], t[1], t[2])
 	addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
+	a.posInTravel = true
 	if dFil > 0 {
-		a.printed.add(from[0], from[1], from[2])
+		if !fromInPrinted {
+			a.printed.add(from[0], from[1], from[2])
+		}
 		a.printed.add(t[0], t[1], t[2])
 		addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
+		a.posInPrinted = true
 		a.layer(t[2])
 	}
 }

@@ -61,6 +61,12 @@ type analyzer struct {
 	net, high [maxTools]float64
 
 	printed, travel box
+	// posInTravel and posInPrinted are set while travel or printed
+	// already contains pos, so that the next move skips adding its start
+	// point, which would change neither box. They are cleared whenever
+	// pos changes without being added, even if only the sign of a zero
+	// changed, because box.add keeps -0 apart from +0.
+	posInTravel, posInPrinted bool
 	layers          int
 	topZ            float64
 	dwell, homing   float64
@@ -377,8 +383,11 @@ func (a *analyzer) linear(c *command) {
 	a.pos = t
 	delta := [4]float64{t[0] - from[0], t[1] - from[1], t[2] - from[2], dFil}
 	headMoves := delta[0] != 0 || delta[1] != 0 || delta[2] != 0
-	if !headMoves && dFil == 0 {
-		return
+	if !headMoves {
+		a.posInTravel, a.posInPrinted = false, false
+		if dFil == 0 {
+			return
+		}
 	}
 	a.moves++
 	kind := kindRetract
@@ -390,13 +399,21 @@ func (a *analyzer) linear(c *command) {
 	}
 	a.plan.add(delta, a.feed*a.speedFactor, kind)
 	if headMoves {
-		a.travel.add(from[0], from[1], from[2])
+		if !a.posInTravel {
+			a.travel.add(from[0], from[1], from[2])
+		}
 		a.travel.add(t[0], t[1], t[2])
+		a.posInTravel = true
 	}
 	if dFil > 0 && (delta[0] != 0 || delta[1] != 0) {
-		a.printed.add(from[0], from[1], from[2])
+		if !a.posInPrinted {
+			a.printed.add(from[0], from[1], from[2])
+		}
 		a.printed.add(t[0], t[1], t[2])
+		a.posInPrinted = true
 		a.layer(t[2])
+	} else {
+		a.posInPrinted = false
 	}
 }
 
@@ -450,6 +467,7 @@ func (a *analyzer) firmwareRetract(retract bool) {
 // start of a file counts only the bumps.
 func (a *analyzer) home(c *command) {
 	a.plan.flush()
+	a.posInTravel, a.posInPrinted = false, false
 	axes := [3]bool{c.present('X'), c.present('Y'), c.present('Z')}
 	if !axes[0] && !axes[1] && !axes[2] {
 		axes = [3]bool{true, true, true}
@@ -467,6 +485,7 @@ func (a *analyzer) home(c *command) {
 // setPosition is G92: it sets the logical position without moving.
 // Marlin's G92 without parameters changes nothing.
 func (a *analyzer) setPosition(c *command) {
+	a.posInTravel, a.posInPrinted = false, false
 	for i, letter := range axisLetters {
 		v, ok := c.param(letter)
 		if !ok {
