@@ -101,7 +101,16 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	case kindRetract:
 		minFeed, accel = l.MinPrintFeedrate, l.RetractAcceleration
 	}
-	nominal := max(feed, minFeed, 0.01)
+	// Two comparisons replace the builtin max, whose handling of NaN and
+	// of signed zeros costs more. feed and minFeed are finite and at least
+	// 0, so the result is the same.
+	nominal := feed
+	if minFeed > nominal {
+		nominal = minFeed
+	}
+	if nominal < 0.01 {
+		nominal = 0.01
+	}
 	nominal, accel = limitAxis(nominal, accel, b.unit[0], l.MaxFeedrate[0], l.MaxAcceleration[0])
 	nominal, accel = limitAxis(nominal, accel, b.unit[1], l.MaxFeedrate[1], l.MaxAcceleration[1])
 	nominal, accel = limitAxis(nominal, accel, b.unit[2], l.MaxFeedrate[2], l.MaxAcceleration[2])
