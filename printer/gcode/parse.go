@@ -342,13 +342,34 @@ func scanShortNumber(b []byte, i int) (mant int64, digits, fraction, end int, ok
 	// The digits after the point end at the next non-digit. They are
 	// moved down by one byte, over the point.
 	after := bits.TrailingZeros64(nonDigits&^(0x80<<(intDigits*8&63))) >> 3
-	if after >= 8 || after > avail {
+	if after > avail {
 		return 0, 0, 0, 0, false
 	}
-	low := uint64(1)<<(intDigits*8&63) - 1
-	values = values&low | values>>8&^low
-	return parseDigitWord(values, after-1), after - 1, after - intDigits - 1, i + after, true
+	if after < 8 {
+		low := uint64(1)<<(intDigits*8&63) - 1
+		values = values&low | values>>8&^low
+		return parseDigitWord(values, after-1), after - 1, after - intDigits - 1, i + after, true
+	}
+
+	// The digits after the point run past the eight bytes, as in Cura's
+	// absolute E values (E1234.56789). They are read from the eight bytes
+	// that start after the point.
+	start := i + intDigits + 1
+	if cap(b)-start < 8 {
+		return 0, 0, 0, 0, false
+	}
+	fractionValues := binary.LittleEndian.Uint64(b[start:cap(b)]) ^ bytesOf0x30
+	fractionNonDigits := ((fractionValues&bytesOf0x7f)+bytesOf0x76 | fractionValues) & bytesOf0x80
+	fraction = bits.TrailingZeros64(fractionNonDigits) >> 3
+	if fraction >= 8 || fraction > len(b)-start {
+		return 0, 0, 0, 0, false
+	}
+	mant = parseDigitWord(values, intDigits)*pow10Int[fraction] + parseDigitWord(fractionValues, fraction)
+	return mant, intDigits + fraction, fraction, start + fraction, true
 }
+
+// pow10Int contains the powers of ten that scanShortNumber scales by.
+var pow10Int = [8]int64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000}
 
 // parseDigitWord returns the integer of the first n (at most 7) digit
 // values in the bytes of values, the first digit in the lowest byte.
