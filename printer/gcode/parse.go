@@ -307,13 +307,13 @@ const (
 	bytesOf0x80 = 0x8080808080808080
 )
 
-// scanShortNumber is scanDigits for numbers whose digits and point end
-// within the eight bytes at b[i:], such as 123.456 or .0158, the usual
-// form of numbers in slicer output. It finds the ends of the digit runs in
-// a uint64 of the eight bytes, without a branch per digit, whose
-// outcome at the end of each run a CPU mispredicts. It reports false
-// when it cannot decide: fewer than eight bytes in b's capacity, or no
-// end of the number within them and len(b).
+// scanShortNumber is scanDigits for numbers of up to seven digits before
+// the point and seven after it, such as 123.456, .0158 or 1234.56789,
+// the usual form of numbers in slicer output. It finds the ends of the
+// digit runs in a uint64 of eight bytes, without a branch per digit,
+// whose outcome at the end of each run a CPU mispredicts. It reports
+// false when it cannot decide: fewer than eight bytes in b's capacity,
+// or a run that does not end within its eight bytes and len(b).
 //
 // The eight bytes may extend past len(b) into b's capacity, which the
 // slice may read but which is not part of the line. A number that would
