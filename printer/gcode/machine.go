@@ -61,18 +61,19 @@ type analyzer struct {
 	net, high [maxTools]float64
 
 	printed, travel box
-	// posInTravel and posInPrinted are set while travel or printed
-	// already contains pos, so that the next move skips adding its start
-	// point, which would change neither box. They are cleared whenever
-	// pos changes without being added, even if only the sign of a zero
-	// changed, because box.add keeps -0 apart from +0.
-	posInTravel, posInPrinted bool
 	layers          int
 	topZ            float64
 	dwell, homing   float64
 	moves, arcs     int64
 	lines, bytes    int64
 	notes           []string
+
+	// posInTravel and posInPrinted are set while travel or printed
+	// already contains pos, so that the next move skips adding its start
+	// point, which would change neither box. They are cleared whenever
+	// pos changes without being added, even if only the sign of a zero
+	// changed, because box.add keeps -0 apart from +0.
+	posInTravel, posInPrinted bool
 }
 
 func newAnalyzer(opts Options, buf *buffers) *analyzer {

@@ -329,7 +329,7 @@ func scanShortNumber(b []byte, i int) (mant int64, digits, fraction, end int, ok
 	// each byte of 10 or more without a carry into the next byte, and
 	// the OR adds the bytes whose own top bit was set.
 	values := word ^ bytesOf0x30
-	nonDigits := ((values&bytesOf0x7f)+bytesOf0x76 | values) & bytesOf0x80
+	nonDigits := ((values & bytesOf0x7f) + bytesOf0x76 | values) & bytesOf0x80
 	// The shift counts are masked to 63, which they never exceed here,
 	// so the compiler leaves out its test for larger ones.
 	intDigits := bits.TrailingZeros64(nonDigits) >> 3
@@ -359,7 +359,7 @@ func scanShortNumber(b []byte, i int) (mant int64, digits, fraction, end int, ok
 		return 0, 0, 0, 0, false
 	}
 	fractionValues := binary.LittleEndian.Uint64(b[start:cap(b)]) ^ bytesOf0x30
-	fractionNonDigits := ((fractionValues&bytesOf0x7f)+bytesOf0x76 | fractionValues) & bytesOf0x80
+	fractionNonDigits := ((fractionValues & bytesOf0x7f) + bytesOf0x76 | fractionValues) & bytesOf0x80
 	fraction = bits.TrailingZeros64(fractionNonDigits) >> 3
 	if fraction >= 8 || fraction > len(b)-start {
 		return 0, 0, 0, 0, false

@@ -88,10 +88,7 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	b.length = length
 	// The loops over the four axes are written out, because a loop costs
 	// a counter, a bounds check and a branch per axis on every move.
-	b.unit = [4]float64{
-		unitComponent(delta[0], length), unitComponent(delta[1], length),
-		unitComponent(delta[2], length), unitComponent(delta[3], length),
-	}
+	b.unit = [4]float64{delta[0] / length, delta[1] / length, delta[2] / length, delta[3] / length}
 
 	minFeed := l.MinTravelFeedrate
 	accel := l.TravelAcceleration
@@ -134,19 +131,9 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 		p.stopped = false
 	}
 	b.speedGain = 2 * b.accel * b.length
-	b.reverse = minSqrt(b.maxEntry, b.speedGain)
+	b.reverse = min(b.maxEntry, math.Sqrt(b.speedGain))
 	p.count++
 	p.reversePass()
-}
-
-// unitComponent returns d/length. A zero stays a zero of the same sign
-// under the division, so the axes a move leaves alone (Z on most moves,
-// E on travel) skip it.
-func unitComponent(d, length float64) float64 {
-	if d == 0 {
-		return d
-	}
-	return d / length
 }
 
 // limitAxis lowers the feed rate and the acceleration of a move so that
@@ -183,7 +170,7 @@ func (p *planner) reversePass() {
 			// the square root.
 			return
 		}
-		v := minSqrt(cur.maxEntry, next.reverse*next.reverse+cur.speedGain)
+		v := min(cur.maxEntry, math.Sqrt(next.reverse*next.reverse+cur.speedGain))
 		if v <= cur.reverse {
 			return
 		}
@@ -194,21 +181,6 @@ func (p *planner) reversePass() {
 		}
 		ci--
 	}
-}
-
-// minSqrt returns min(m, math.Sqrt(x)) for m ≥ 0, and skips the square
-// root when m·m, rounded, is at most x. With round-to-nearest binary
-// floating point, math.Sqrt of the rounded m·m is exactly m unless the
-// product underflows or overflows, and a correctly rounded square root
-// never decreases as x grows. So math.Sqrt(x) ≥ m there, and the minimum
-// is m. The lower bound on m keeps m·m clear of underflow, an overflow
-// gives +Inf, which passes only for x = +Inf, and a NaN fails the
-// comparison.
-func minSqrt(m, x float64) float64 {
-	if m >= 0x1p-500 && m*m <= x {
-		return m
-	}
-	return min(m, math.Sqrt(x))
 }
 
 // wrap maps an index of up to twice the ring's length into the ring. It
@@ -229,7 +201,7 @@ func (p *planner) commit() {
 	entry := min(p.entry, b.reverse)
 	exit := 0.0
 	if p.count > 1 {
-		exit = minSqrt(p.ring[p.wrap(p.head+1)].reverse, entry*entry+b.speedGain)
+		exit = min(math.Sqrt(entry*entry+b.speedGain), p.ring[p.wrap(p.head+1)].reverse)
 	}
 	p.seconds += trapezoidTime(b.length, entry, exit, b.nominal, b.accel)
 	p.entry = exit
@@ -284,20 +256,14 @@ func (p *planner) jerkCorner(b *block) float64 {
 		return safe
 	}
 
-	// Consecutive moves at the same feed rate are common, and there both
-	// factors are 1, which the division would return too.
-	vmax, prevFactor, curFactor := p.prevNominal, 1.0, 1.0
+	var vmax, prevFactor, curFactor float64
 	if b.nominal < p.prevNominal {
-		vmax, prevFactor = b.nominal, b.nominal/p.prevNominal
-	} else if b.nominal != p.prevNominal {
-		curFactor = p.prevNominal / b.nominal
+		vmax, prevFactor, curFactor = b.nominal, b.nominal/p.prevNominal, 1
+	} else {
+		vmax, prevFactor, curFactor = p.prevNominal, 1, p.prevNominal/b.nominal
 	}
 	factor := 1.0
 	for i := range 4 {
-		// An axis that neither move uses changes by 0, within any jerk.
-		if p.prevUnit[i] == 0 && b.unit[i] == 0 {
-			continue
-		}
 		exit := p.prevNominal * p.prevUnit[i] * prevFactor * factor
 		entry := b.nominal * b.unit[i] * curFactor * factor
 		if change := jerkChange(exit, entry); change > jerk[i] {
@@ -418,22 +384,10 @@ func trapezoidTime(length, entry, exit, nominal, accel float64) float64 {
 	// A move that enters or leaves at its cruise speed has no ramp there.
 	// The divisions skipped would return +0, and adding +0 changes no sum
 	// of these non-negative terms.
-	accelDist, decelDist := 0.0, 0.0
-	if entry != nominal {
-		accelDist = (nominal*nominal - entry*entry) / (2 * accel)
-	}
-	if exit != nominal {
-		decelDist = (nominal*nominal - exit*exit) / (2 * accel)
-	}
+	accelDist := (nominal*nominal - entry*entry) / (2 * accel)
+	decelDist := (nominal*nominal - exit*exit) / (2 * accel)
 	if accelDist+decelDist <= length {
-		ramps := 0.0
-		if entry != nominal {
-			ramps = (nominal - entry) / accel
-		}
-		if exit != nominal {
-			ramps += (nominal - exit) / accel
-		}
-		return ramps + (length-accelDist-decelDist)/nominal
+		return (nominal-entry)/accel + (nominal-exit)/accel + (length-accelDist-decelDist)/nominal
 	}
 	peak := math.Sqrt(accel*length + (entry*entry+exit*exit)/2)
 	peak = max(peak, entry, exit)
