@@ -136,6 +136,31 @@ func TestAreasPrintedAndTravel(t *testing.T) {
 	}
 }
 
+// TestAreasStartPointAfterPositionChange covers the start points that a
+// move adds to the boxes after the position changed without a move that
+// added it: a G92, or an extruder-only move that turns X+0 into X-0.
+// box.add orders -0 before +0, so each start point still widens MinX to
+// -0 here.
+func TestAreasStartPointAfterPositionChange(t *testing.T) {
+	cases := []struct{ name, src string }{
+		{"extruder-only move", "M83\nG1 Y1 E1\nG1 X-0 E1\nG1 X5 Y5 E1\n"},
+		{"G92", "M83\nG1 X5 Y1 E1\nG92 X-0\nG1 X5 Y5 E1\n"},
+		{"arc after G92", "M83\nG1 X5 Y1 E1\nG92 X-0\nG3 X2 Y3 I2 J0 E1\n"},
+	}
+	for _, tc := range cases {
+		r := analyzeString(t, tc.src, Options{})
+		if r.TravelArea == nil || r.PrintingArea == nil {
+			t.Fatalf("%s: areas missing: travel %v printing %v", tc.name, r.TravelArea, r.PrintingArea)
+		}
+		if !math.Signbit(r.TravelArea.MinX) || r.TravelArea.MinX != 0 {
+			t.Errorf("%s: travelArea.MinX = %v (sign bit %v), want -0", tc.name, r.TravelArea.MinX, math.Signbit(r.TravelArea.MinX))
+		}
+		if !math.Signbit(r.PrintingArea.MinX) || r.PrintingArea.MinX != 0 {
+			t.Errorf("%s: printingArea.MinX = %v (sign bit %v), want -0", tc.name, r.PrintingArea.MinX, math.Signbit(r.PrintingArea.MinX))
+		}
+	}
+}
+
 func TestAreasEmptyWithoutExtrusion(t *testing.T) {
 	r := analyzeString(t, "G1 X10 Y10\nG1 E-1\n", Options{})
 	if r.PrintingArea != nil || r.Dimensions != nil {

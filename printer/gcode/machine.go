@@ -67,6 +67,13 @@ type analyzer struct {
 	moves, arcs     int64
 	lines, bytes    int64
 	notes           []string
+
+	// posInTravel and posInPrinted are set while travel or printed
+	// already contains pos, so that the next move skips adding its start
+	// point, which would change neither box. They are cleared whenever
+	// pos changes without being added, even if only the sign of a zero
+	// changed, because box.add keeps -0 apart from +0.
+	posInTravel, posInPrinted bool
 }
 
 func newAnalyzer(opts Options, buf *buffers) *analyzer {
@@ -111,6 +118,12 @@ func (a *analyzer) line(raw []byte) {
 	//
 	// NOTE: CNC-style "(...)" comments are not removed, so letters inside
 	// one would be read as parameters; FDM slicers write ';' comments.
+	if len(raw) > 0 && raw[0] == ';' {
+		// A comment line, a third of the lines of some slicers' files, has
+		// no code to search for the ';' or to parse.
+		a.comment(raw[1:])
+		return
+	}
 	code := raw
 	if i := bytes.IndexByte(raw, ';'); i >= 0 {
 		code = raw[:i]
@@ -371,8 +384,11 @@ func (a *analyzer) linear(c *command) {
 	a.pos = t
 	delta := [4]float64{t[0] - from[0], t[1] - from[1], t[2] - from[2], dFil}
 	headMoves := delta[0] != 0 || delta[1] != 0 || delta[2] != 0
-	if !headMoves && dFil == 0 {
-		return
+	if !headMoves {
+		a.posInTravel, a.posInPrinted = false, false
+		if dFil == 0 {
+			return
+		}
 	}
 	a.moves++
 	kind := kindRetract
@@ -384,13 +400,21 @@ func (a *analyzer) linear(c *command) {
 	}
 	a.plan.add(delta, a.feed*a.speedFactor, kind)
 	if headMoves {
-		a.travel.add(from[0], from[1], from[2])
+		if !a.posInTravel {
+			a.travel.add(from[0], from[1], from[2])
+		}
 		a.travel.add(t[0], t[1], t[2])
+		a.posInTravel = true
 	}
 	if dFil > 0 && (delta[0] != 0 || delta[1] != 0) {
-		a.printed.add(from[0], from[1], from[2])
+		if !a.posInPrinted {
+			a.printed.add(from[0], from[1], from[2])
+		}
 		a.printed.add(t[0], t[1], t[2])
+		a.posInPrinted = true
 		a.layer(t[2])
+	} else {
+		a.posInPrinted = false
 	}
 }
 
@@ -444,6 +468,7 @@ func (a *analyzer) firmwareRetract(retract bool) {
 // start of a file counts only the bumps.
 func (a *analyzer) home(c *command) {
 	a.plan.flush()
+	a.posInTravel, a.posInPrinted = false, false
 	axes := [3]bool{c.present('X'), c.present('Y'), c.present('Z')}
 	if !axes[0] && !axes[1] && !axes[2] {
 		axes = [3]bool{true, true, true}
@@ -461,6 +486,7 @@ func (a *analyzer) home(c *command) {
 // setPosition is G92: it sets the logical position without moving.
 // Marlin's G92 without parameters changes nothing.
 func (a *analyzer) setPosition(c *command) {
+	a.posInTravel, a.posInPrinted = false, false
 	for i, letter := range axisLetters {
 		v, ok := c.param(letter)
 		if !ok {

@@ -17,6 +17,19 @@ func checkSameNumber(t *testing.T, in []byte) {
 		t.Errorf("parseNumber(%q) = %v (bits %#x), %d, %v; parseLongNumber = %v (bits %#x), %d, %v",
 			in, v, math.Float64bits(v), used, ok, wantV, math.Float64bits(wantV), wantUsed, wantOK)
 	}
+
+	// scanShortNumber reads eight bytes at once, past len(in) when the
+	// capacity allows. Digits and points there must not be read as part
+	// of the number.
+	for _, filler := range []string{"77777777", ".5.5.5.5", "        ", "777 ", ".25 ", "7.25 "} {
+		padded := append([]byte(nil), in...)
+		padded = append(padded, filler...)[:len(in)]
+		v, used, ok := parseNumber(padded)
+		if ok != wantOK || used != wantUsed || math.Float64bits(v) != math.Float64bits(wantV) {
+			t.Errorf("parseNumber(%q followed by %q in its capacity) = %v (bits %#x), %d, %v; parseLongNumber = %v (bits %#x), %d, %v",
+				in, filler, v, math.Float64bits(v), used, ok, wantV, math.Float64bits(wantV), wantUsed, wantOK)
+		}
+	}
 }
 
 func TestParseNumberMatchesLong(t *testing.T) {

@@ -2,7 +2,9 @@ package gcode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"math/bits"
 )
 
 // maxParam bounds parameter values: a coordinate or feed rate beyond
@@ -241,34 +243,9 @@ func scanNumber(b []byte, i int) (float64, int) {
 		i++
 	}
 
-	// The digits accumulate in an int64, whose conversion to float64 is
-	// one instruction. More than 18 digits may overflow it, but such
-	// numbers are parsed again below.
-	start := i
-	var mant int64
-	for i < len(b) {
-		d := b[i] - '0'
-		if d > 9 {
-			break
-		}
-		mant = mant*10 + int64(d)
-		i++
-	}
-	digits := i - start
-	fraction := 0
-	if i < len(b) && b[i] == '.' {
-		i++
-		fractionStart := i
-		for i < len(b) {
-			d := b[i] - '0'
-			if d > 9 {
-				break
-			}
-			mant = mant*10 + int64(d)
-			i++
-		}
-		fraction = i - fractionStart
-		digits += fraction
+	mant, digits, fraction, end, ok := scanShortNumber(b, i)
+	if !ok {
+		mant, digits, fraction, end = scanDigits(b, i)
 	}
 	if digits == 0 {
 		return 0, first
@@ -286,7 +263,127 @@ func scanNumber(b []byte, i int) (float64, int) {
 	if neg {
 		v = -v
 	}
-	return v, i
+	return v, end
+}
+
+// scanDigits reads digits, an optional point and more digits at b[i:],
+// one byte at a time. It returns the digits as an integer, their count,
+// how many of them follow the point, and the index after them. More
+// than 18 digits may overflow the int64, but scanNumber parses such
+// numbers again.
+func scanDigits(b []byte, i int) (mant int64, digits, fraction, end int) {
+	start := i
+	for i < len(b) {
+		d := b[i] - '0'
+		if d > 9 {
+			break
+		}
+		mant = mant*10 + int64(d)
+		i++
+	}
+	digits = i - start
+	if i < len(b) && b[i] == '.' {
+		i++
+		fractionStart := i
+		for i < len(b) {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + int64(d)
+			i++
+		}
+		fraction = i - fractionStart
+		digits += fraction
+	}
+	return mant, digits, fraction, i
+}
+
+// Masks for scanShortNumber, one byte repeated eight times.
+const (
+	bytesOf0x30 = 0x3030303030303030
+	bytesOf0x76 = 0x7676767676767676
+	bytesOf0x7f = 0x7f7f7f7f7f7f7f7f
+	bytesOf0x80 = 0x8080808080808080
+)
+
+// scanShortNumber is scanDigits for numbers of up to seven digits before
+// the point and seven after it, such as 123.456, .0158 or 1234.56789,
+// the usual form of numbers in slicer output. It finds the ends of the
+// digit runs in a uint64 of eight bytes, without a branch per digit,
+// whose outcome at the end of each run a CPU mispredicts. It reports
+// false when it cannot decide: fewer than eight bytes in b's capacity,
+// or a run that does not end within its eight bytes and len(b).
+//
+// The eight bytes may extend past len(b) into b's capacity, which the
+// slice may read but which is not part of the line. A number that would
+// run on past len(b) there goes to scanDigits, which stops at len(b).
+func scanShortNumber(b []byte, i int) (mant int64, digits, fraction, end int, ok bool) {
+	if cap(b)-i < 8 {
+		return 0, 0, 0, 0, false
+	}
+	avail := len(b) - i
+	word := binary.LittleEndian.Uint64(b[i:cap(b)])
+	// XOR maps the bytes '0' to '9' to 0 to 9, and every other byte to
+	// 10 or more. Adding 0x76 to the low seven bits sets the top bit of
+	// each byte of 10 or more without a carry into the next byte, and
+	// the OR adds the bytes whose own top bit was set.
+	values := word ^ bytesOf0x30
+	nonDigits := ((values & bytesOf0x7f) + bytesOf0x76 | values) & bytesOf0x80
+	// The shift counts are masked to 63, which they never exceed here,
+	// so the compiler leaves out its test for larger ones.
+	intDigits := bits.TrailingZeros64(nonDigits) >> 3
+	if intDigits >= 8 || intDigits > avail {
+		return 0, 0, 0, 0, false
+	}
+	if intDigits == avail || byte(word>>(intDigits*8&63)) != '.' {
+		return parseDigitWord(values, intDigits), intDigits, 0, i + intDigits, true
+	}
+	// The digits after the point end at the next non-digit. They are
+	// moved down by one byte, over the point.
+	after := bits.TrailingZeros64(nonDigits&^(0x80<<(intDigits*8&63))) >> 3
+	if after > avail {
+		return 0, 0, 0, 0, false
+	}
+	if after < 8 {
+		low := uint64(1)<<(intDigits*8&63) - 1
+		values = values&low | values>>8&^low
+		return parseDigitWord(values, after-1), after - 1, after - intDigits - 1, i + after, true
+	}
+
+	// The digits after the point run past the eight bytes, as in Cura's
+	// absolute E values (E1234.56789). They are read from the eight bytes
+	// that start after the point.
+	start := i + intDigits + 1
+	if cap(b)-start < 8 {
+		return 0, 0, 0, 0, false
+	}
+	fractionValues := binary.LittleEndian.Uint64(b[start:cap(b)]) ^ bytesOf0x30
+	fractionNonDigits := ((fractionValues & bytesOf0x7f) + bytesOf0x76 | fractionValues) & bytesOf0x80
+	fraction = bits.TrailingZeros64(fractionNonDigits) >> 3
+	if fraction >= 8 || fraction > len(b)-start {
+		return 0, 0, 0, 0, false
+	}
+	mant = parseDigitWord(values, intDigits)*pow10Int[fraction] + parseDigitWord(fractionValues, fraction)
+	return mant, intDigits + fraction, fraction, start + fraction, true
+}
+
+// pow10Int contains the powers of ten that scanShortNumber scales by.
+var pow10Int = [8]int64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000}
+
+// parseDigitWord returns the integer of the first n (at most 7) digit
+// values in the bytes of values, the first digit in the lowest byte.
+// The shift drops the other bytes and leaves zeros, as leading zero
+// digits, in front. The multiplications then combine neighbouring digits
+// into pairs, the pairs into quadruples and those into one number.
+func parseDigitWord(values uint64, n int) int64 {
+	if n == 0 {
+		return 0
+	}
+	v := values << ((64 - 8*n) & 63)
+	v = v*10 + v>>8
+	v = ((v&0x000000FF000000FF)*(100+1000000<<32) + (v>>16&0x000000FF000000FF)*(1+10000<<32)) >> 32
+	return int64(uint32(v))
 }
 
 // parseLongNumber is parseNumber for any number of digits: it keeps the

@@ -86,9 +86,9 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 
 	l := p.limits
 	b.length = length
-	for i := range 4 {
-		b.unit[i] = delta[i] / length
-	}
+	// The loops over the four axes are written out, because a loop costs
+	// a counter, a bounds check and a branch per axis on every move.
+	b.unit = [4]float64{delta[0] / length, delta[1] / length, delta[2] / length, delta[3] / length}
 
 	minFeed := l.MinTravelFeedrate
 	accel := l.TravelAcceleration
@@ -98,19 +98,20 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	case kindRetract:
 		minFeed, accel = l.MinPrintFeedrate, l.RetractAcceleration
 	}
-	nominal := max(feed, minFeed, 0.01)
-	for i := range 4 {
-		u := math.Abs(b.unit[i])
-		if u < 1e-12 {
-			continue
-		}
-		if nominal*u > l.MaxFeedrate[i] {
-			nominal = l.MaxFeedrate[i] / u
-		}
-		if accel*u > l.MaxAcceleration[i] {
-			accel = l.MaxAcceleration[i] / u
-		}
+	// Two comparisons replace the builtin max, whose handling of NaN and
+	// of signed zeros costs more. feed and minFeed are finite and at least
+	// 0, so the result is the same.
+	nominal := feed
+	if minFeed > nominal {
+		nominal = minFeed
 	}
+	if nominal < 0.01 {
+		nominal = 0.01
+	}
+	nominal, accel = limitAxis(nominal, accel, b.unit[0], l.MaxFeedrate[0], l.MaxAcceleration[0])
+	nominal, accel = limitAxis(nominal, accel, b.unit[1], l.MaxFeedrate[1], l.MaxAcceleration[1])
+	nominal, accel = limitAxis(nominal, accel, b.unit[2], l.MaxFeedrate[2], l.MaxAcceleration[2])
+	nominal, accel = limitAxis(nominal, accel, b.unit[3], l.MaxFeedrate[3], l.MaxAcceleration[3])
 	b.nominal, b.accel = nominal, accel
 
 	b.maxEntry = p.cornerSpeed(b)
@@ -133,6 +134,22 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	b.reverse = min(b.maxEntry, math.Sqrt(b.speedGain))
 	p.count++
 	p.reversePass()
+}
+
+// limitAxis lowers the feed rate and the acceleration of a move so that
+// one axis, whose share of the move is unit, stays within its maxima.
+func limitAxis(nominal, accel, unit, maxFeed, maxAccel float64) (float64, float64) {
+	u := math.Abs(unit)
+	if u < 1e-12 {
+		return nominal, accel
+	}
+	if nominal*u > maxFeed {
+		nominal = maxFeed / u
+	}
+	if accel*u > maxAccel {
+		accel = maxAccel / u
+	}
+	return nominal, accel
 }
 
 // reversePass raises the reverse bounds after a block was appended: the
@@ -228,22 +245,11 @@ func (p *planner) cornerSpeed(b *block) float64 {
 // its jerk.
 func (p *planner) jerkCorner(b *block) float64 {
 	jerk := &p.limits.Jerk
-	safe := b.nominal
-	limited := false
-	for i := range 4 {
-		speed := math.Abs(b.nominal * b.unit[i])
-		if speed <= jerk[i] {
-			continue
-		}
-		if limited {
-			if speed*safe > b.nominal*jerk[i] {
-				safe = b.nominal * jerk[i] / speed
-			}
-		} else {
-			safe *= jerk[i] / speed
-			limited = true
-		}
-	}
+	safe, limited := b.nominal, false
+	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[0], jerk[0])
+	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[1], jerk[1])
+	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[2], jerk[2])
+	safe, _ = safeAxis(safe, limited, b.nominal, b.unit[3], jerk[3])
 	prevSafe := p.prevSafe
 	p.prevSafe = safe
 	if !p.hasPrev || p.prevNominal < 1e-6 {
@@ -271,6 +277,23 @@ func (p *planner) jerkCorner(b *block) float64 {
 		vmax = safe
 	}
 	return vmax
+}
+
+// safeAxis lowers a move's safe speed, the highest at which it may start
+// from rest, so that one axis, whose share of the move is unit, starts
+// within its jerk. limited reports whether an earlier axis lowered it.
+func safeAxis(safe float64, limited bool, nominal, unit, jerk float64) (float64, bool) {
+	speed := math.Abs(nominal * unit)
+	if speed <= jerk {
+		return safe, limited
+	}
+	if !limited {
+		return safe * (jerk / speed), true
+	}
+	if speed*safe > nominal*jerk {
+		safe = nominal * jerk / speed
+	}
+	return safe, true
 }
 
 // jerkChange returns the speed change of one axis at a corner, from its
@@ -358,6 +381,9 @@ func (p *planner) klipperCorner(b *block) float64 {
 func trapezoidTime(length, entry, exit, nominal, accel float64) float64 {
 	entry = min(entry, nominal)
 	exit = min(exit, nominal)
+	// A move that enters or leaves at its cruise speed has no ramp there.
+	// The divisions skipped would return +0, and adding +0 changes no sum
+	// of these non-negative terms.
 	accelDist := (nominal*nominal - entry*entry) / (2 * accel)
 	decelDist := (nominal*nominal - exit*exit) / (2 * accel)
 	if accelDist+decelDist <= length {

@@ -79,6 +79,9 @@ var generatorPrefixes = []struct {
 
 // comment reads one comment (the text after ';').
 func (p *slicerParser) comment(c []byte) {
+	if !slicerStarts.mayStart(c) {
+		return
+	}
 	c = bytes.TrimSpace(c)
 	if len(c) == 0 {
 		return
@@ -97,10 +100,10 @@ func (p *slicerParser) comment(c []byte) {
 			return
 		}
 	}
-	if bytes.HasPrefix(key, []byte("Material#")) && bytes.HasSuffix(key, []byte(" Used")) {
+	if bytes.HasPrefix(key, []byte(ideaMakerMaterialPrefix)) && bytes.HasSuffix(key, []byte(" Used")) {
 		// ideaMaker: ;Material#1 Used: 1328.5 (mm, tools counted from 1).
-		n, next := readInt(key, len("Material#"))
-		if next > len("Material#") && n >= 1 {
+		n, next := readInt(key, len(ideaMakerMaterialPrefix))
+		if next > len(ideaMakerMaterialPrefix) && n >= 1 {
 			if v, ok := firstNumber(bytes.TrimSpace(c[sep+1:])); ok {
 				p.s.FilamentLength = setTool(p.s.FilamentLength, n-1, v)
 			}
@@ -157,6 +160,54 @@ var slicerKeyShapes = func() *keyShapes {
 
 func (s *keyShapes) contains(key []byte) bool {
 	return len(key) >= 2 && len(key) <= maxKeyLength && s[len(key)][key[1]>>6]&(1<<(key[1]&63)) != 0
+}
+
+// ideaMakerMaterialPrefix starts ideaMaker's filament length comments,
+// ;Material#1 Used: 1328.5.
+const ideaMakerMaterialPrefix = "Material#"
+
+// startPairs is a set of two-byte ASCII beginnings. Most comments of a
+// file, such as PrusaSlicer's ;WIDTH: and ;TYPE: every few lines, begin
+// with neither a slicerKeys key nor a generator prefix, and the set
+// rejects them before any trimming, scanning or hashing.
+type startPairs [128][2]uint64
+
+// slicerStarts holds the first two bytes of every text that comment
+// acts on: the slicerKeys keys, the generator prefixes and
+// ideaMakerMaterialPrefix.
+var slicerStarts = func() *startPairs {
+	var starts startPairs
+	add := func(s string) {
+		if len(s) < 2 || s[0] >= 0x80 || s[1] >= 0x80 {
+			panic("slicer comment start " + s + " does not fit startPairs")
+		}
+		starts[s[0]][s[1]>>6] |= 1 << (s[1] & 63)
+	}
+	for key := range slicerKeys {
+		add(key)
+	}
+	for _, g := range generatorPrefixes {
+		add(g.prefix)
+	}
+	add(ideaMakerMaterialPrefix)
+	return &starts
+}()
+
+// mayStart reports whether the comment c, once bytes.TrimSpace has
+// trimmed it, may begin with one of the set's pairs. It skips the ASCII
+// white space that TrimSpace trims. A comment that begins with other
+// bytes, such as a non-ASCII space that TrimSpace would also trim, is
+// passed on, and so is a comment too short to hold a key and its
+// separator, which the full path rejects.
+func (s *startPairs) mayStart(c []byte) bool {
+	i := 0
+	for i < len(c) && (c[i] == ' ' || c[i] == '\t' || c[i] == '\r' || c[i] == '\n' || c[i] == '\v' || c[i] == '\f') {
+		i++
+	}
+	if i+1 >= len(c) || c[i] >= 0x80 || c[i+1] >= 0x80 {
+		return true
+	}
+	return s[c[i]][c[i+1]>>6]&(1<<(c[i+1]&63)) != 0
 }
 
 func (p *slicerParser) generator(c []byte) bool {
