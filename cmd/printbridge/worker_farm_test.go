@@ -99,6 +99,9 @@ func TestWorkerFarmKeepsPrinterOrder(t *testing.T) {
 			"--data-dir", filepath.Join(workerDir, "data"))
 		p.readyLog = "worker started"
 		p.Start()
+		if !strings.Contains(p.Log(), `order_across_workers="kept per printer"`) {
+			t.Errorf("%s did not log that it keeps the order per printer:\n%s", name, p.Tail(20))
+		}
 		workers[name] = p
 	}
 
@@ -230,5 +233,27 @@ func TestWorkerFarmKeepsPrinterOrder(t *testing.T) {
 	}
 	if !gateInterrupted {
 		t.Errorf("no remaining worker reported the gated hook (event %s) as interrupted", gateEventID)
+	}
+}
+
+func TestGroupOrderByBrokerAndFlags(t *testing.T) {
+	cases := []struct {
+		name                         string
+		mqtt, jetStream, printerList bool
+		maxInFlight                  int
+		want                         string
+	}{
+		{"jetstream farm", false, true, true, 1, "kept per printer"},
+		{"jetstream without printer list", false, true, false, 1, "kept, but one event at a time"},
+		{"jetstream with more in flight", false, true, true, 32, "none: give every worker --max-in-flight 1"},
+		{"core nats queue group", false, false, true, 1, "none: partition the printers"},
+		{"mqtt shared subscription", true, false, true, 1, "none: partition the printers"},
+		{"mqtt and jetstream", true, true, true, 1, "none: partition the printers"},
+	}
+	for _, c := range cases {
+		got := groupOrder(c.mqtt, c.jetStream, c.printerList, c.maxInFlight)
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: groupOrder = %q, want prefix %q", c.name, got, c.want)
+		}
 	}
 }
