@@ -89,10 +89,10 @@ const (
 func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks to run (required; or PRINTBRIDGE_CONFIG); its printbridge: section holds the worker's settings, and SIGHUP reloads it")
 	fs.Var(&o.printers, "printer", "printer id to serve, repeatable or comma-separated (default: the config's printbridge.printers, else all printers)")
-	fs.StringVar(&o.group, "group", "", "NATS queue group or MQTT shared subscription that workers share the load by (default: printbridge.group, else none)")
+	fs.StringVar(&o.group, "group", "", "name under which workers share the events: NATS queue group, MQTT shared subscription, or JetStream consumer name; with the same --printer list on every worker and --max-in-flight 1, JetStream keeps each printer's order across workers (docs/delivery.md) (default: printbridge.group, else none)")
 	fs.StringVar(&o.hookTimeout, "hook-timeout", "", "maximum run time of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
 	fs.IntVar(&o.maxConcurrentHooks, "max-concurrent-hooks", 0, "system hooks running at once (default: printbridge.max_concurrent_hooks, else 4)")
-	fs.IntVar(&o.maxInFlight, "max-in-flight", defaultMaxInFlight, "events handed to the worker before their hooks have ended and they are acknowledged: the MaxAckPending of a JetStream consumer, shared by the workers of a group; 1 keeps each printer's order also after a worker is killed (docs/delivery.md). On MQTT the broker's max_inflight_messages sets this limit")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", defaultMaxInFlight, "events handed to the worker before their hooks have ended and they are acknowledged: the MaxAckPending of a JetStream consumer (one per printer with --printer, else one for all printers), shared by the workers of a group; 1 keeps each printer's order across workers and after a worker is killed (docs/delivery.md). On MQTT the broker's max_inflight_messages sets this limit")
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
@@ -308,6 +308,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		log.Info("keeping handled event ids in memory only, because --data-dir is empty", "seen_store", store)
 	}
+	if group := cfg.Settings.Group; group != "" {
+		order := groupOrder(busOpts.mqttURL != "", busOpts.natsURL != "" && busOpts.jetStream,
+			len(cfg.Settings.Printers) > 0, o.maxInFlight)
+		log.Info("sharing events with the other workers of the group", "group", group, "order_across_workers", order)
+	}
 	w := hooks.NewWorker(cfg, bus, log, workerOpts...)
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -327,6 +332,24 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stop()
 	wg.Wait()
 	return err
+}
+
+// groupOrder describes the order that the workers of a group keep
+// between the events of one printer (docs/delivery.md), so that the start
+// log shows when a farm runs without it.
+func groupOrder(mqtt, jetStream, printerList bool, maxInFlight int) string {
+	switch {
+	case mqtt || !jetStream:
+		// $share subscriptions and NATS queue groups hand consecutive
+		// events to any member.
+		return "none: partition the printers between workers with --printer to keep order"
+	case maxInFlight > 1:
+		return "none: give every worker --max-in-flight 1 to keep each printer's order"
+	case !printerList:
+		return "kept, but one event at a time for all printers: give every worker the same --printer list to run printers in parallel"
+	default:
+		return "kept per printer"
+	}
 }
 
 // resolveSeenStore checks --seen-store against the brokers and returns
