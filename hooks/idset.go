@@ -3,6 +3,7 @@ package hooks
 import (
 	"encoding/hex"
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
@@ -69,7 +70,7 @@ func (s *idSet) add(id string) bool {
 	s.queue[pos] = idSlot{uuid: uuid, other: !isUUID}
 	s.count++
 	if isUUID {
-		s.insert(uuid, pos)
+		s.table[s.freeCell(uuid)] = int32(pos + 1)
 	} else {
 		s.others[id] = pos
 		s.otherAt[pos] = id
@@ -129,34 +130,65 @@ func (s *idSet) list() []string {
 	return ids
 }
 
-// relayout copies the ids, without holes and oldest first, into a queue
-// of size slots (more when they do not fit) and rebuilds the indexes.
+// relayout moves the ids, without holes and oldest first, to the start
+// of a queue of size slots (more when they do not fit) and rebuilds the
+// indexes. It reuses the queue and table when their sizes stay, because
+// a burst of dropped events makes many holes and so many relayouts.
 func (s *idSet) relayout(size int) {
-	old, head, count := s.queue, s.head, s.count
-	size = max(size, count-s.holes+1)
-	s.queue, s.head, s.count, s.holes = make([]idSlot, size), 0, 0, 0
+	size = max(size, s.count-s.holes+1)
+	queue := s.queue
+	if size != len(s.queue) {
+		queue = make([]idSlot, size)
+	}
 	cells := 1
 	for cells < 2*size {
 		cells *= 2
 	}
-	s.table = make([]int32, cells)
+	if cells == len(s.table) {
+		clear(s.table)
+	} else {
+		s.table = make([]int32, cells)
+	}
 	others := s.otherAt
-	s.others, s.otherAt = make(map[string]int, len(others)), make(map[int]string, len(others))
-	for i := range count {
-		from := (head + i) % len(old)
-		e := old[from]
+	if len(others) > 0 {
+		s.others, s.otherAt = make(map[string]int, len(others)), make(map[int]string, len(others))
+	}
+	// Positions of other ids before the move, for their maps.
+	oldHead, oldLen := s.head, len(s.queue)
+	if size == len(s.queue) {
+		rotateLeft(queue, s.head)
+	} else {
+		for i := range s.count {
+			queue[i] = s.queue[(s.head+i)%len(s.queue)]
+		}
+	}
+	// The ids are now at 0 to count-1, oldest first. Dropping the holes
+	// moves each id to a lower position, over one already read.
+	kept := 0
+	for i := range s.count {
+		e := queue[i]
 		if e.hole {
 			continue
 		}
-		s.queue[s.count] = e
+		queue[kept] = e
 		if e.other {
-			s.others[others[from]] = s.count
-			s.otherAt[s.count] = others[from]
+			id := others[(oldHead+i)%oldLen]
+			s.others[id] = kept
+			s.otherAt[kept] = id
 		} else {
-			s.insert(e.uuid, s.count)
+			s.table[s.freeCell(e.uuid)] = int32(kept + 1)
 		}
-		s.count++
+		kept++
 	}
+	clear(queue[kept:])
+	s.queue, s.head, s.count, s.holes = queue, 0, kept, 0
+}
+
+// rotateLeft rotates q left by n slots in place.
+func rotateLeft(q []idSlot, n int) {
+	slices.Reverse(q[:n])
+	slices.Reverse(q[n:])
+	slices.Reverse(q)
 }
 
 // evictOldest drops the front slot, and the id in it unless it is a hole.
@@ -195,13 +227,15 @@ func (s *idSet) find(uuid [16]byte) (cell int, found bool) {
 	return cell, false
 }
 
-func (s *idSet) insert(uuid [16]byte, pos int) {
+// freeCell returns the empty cell where uuid, which is not in the
+// table, goes.
+func (s *idSet) freeCell(uuid [16]byte) int {
 	mask := len(s.table) - 1
 	cell := s.home(uuid)
 	for s.table[cell] != 0 {
 		cell = (cell + 1) & mask
 	}
-	s.table[cell] = int32(pos + 1)
+	return cell
 }
 
 // deleteCell empties cell and moves later cells of its probe run back,
