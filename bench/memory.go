@@ -174,8 +174,9 @@ const homeEvery = 100
 
 // WorkerMemoryResult is one burst of events into the worker binary.
 type WorkerMemoryResult struct {
-	// Events were published; Results is the number of hook results the
-	// worker published, the rest were dropped from its full queue.
+	// Events were published, and Results is the number of hook results
+	// the worker published. The rest were dropped by its full hook queue
+	// or its NATS client's full pending list.
 	Events, Results int
 	// Rate is the publish rate asked for in events per second, 0 for as
 	// fast as the broker takes them.

@@ -340,7 +340,7 @@ func measureMemory(ctx context.Context, opts Options, res *Results) (Table, erro
 		workload := fmt.Sprintf("%d events from %d publishers %s, every %dth a Home with a system hook; %d hook results in %s",
 			workerMem.Events, workerPublishers, pace, homeEvery, workerMem.Results, formatDuration(workerMem.Elapsed))
 		if workerMem.Results < workerMem.Events {
-			workload += fmt.Sprintf(", %d events dropped from its full queue", workerMem.Events-workerMem.Results)
+			workload += fmt.Sprintf(", %d events dropped by its full hook queue or NATS pending list", workerMem.Events-workerMem.Results)
 		}
 		t.Rows = append(t.Rows, []string{"printbridge worker", run.build, workload, formatMiB(workerMem.IdleRSS), formatMiB(workerMem.PeakRSS),
 			formatRSSKinds(workerMem.End), "≤ 15 MiB"})

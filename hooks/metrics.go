@@ -35,6 +35,7 @@ type Metrics struct {
 	invalid        prometheus.Counter
 	queueDepth     prometheus.Gauge
 	dropped        prometheus.Counter
+	clientDropped  prometheus.Counter
 	errors         *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
@@ -85,6 +86,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "printbridge_worker_events_dropped_total",
 			Help: "Events dropped because their printer's hook queue was full.",
 		}),
+		clientDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "printbridge_worker_events_dropped_by_client_total",
+			Help: "Events that the worker's NATS client dropped before the worker received them, because its pending list was full (core NATS only, which does not deliver them again).",
+		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_worker_errors_total",
 			Help: "Errors the worker logged and went on after, by operation (publish_result, encode_result, invalid_reply, seen_file, seen_store).",
@@ -128,8 +133,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.interrupted.WithLabelValues(resolution)
 	}
 	reg.MustRegister(m.hookRuns, m.hookDuration, m.eventsReceived, m.duplicates, m.invalid, m.queueDepth, m.dropped,
-		m.errors, m.reloads, m.reloadOK, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
+		m.clientDropped, m.errors, m.reloads, m.reloadOK, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
 	return m
+}
+
+// AddClientDropped counts n events that the bus client dropped before
+// the worker received them.
+func (m *Metrics) AddClientDropped(n int) {
+	m.clientDropped.Add(float64(n))
 }
 
 // resultLabel classifies a finished run for printbridge_hook_runs_total.

@@ -97,7 +97,8 @@ func TestMetricsCountDroppedEvents(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
 	startedFile, releaseFile := filepath.Join(dir, "started"), filepath.Join(dir, "release")
-	h := newHarness(t, `printbridge:
+	logs, log := newLogBuffer()
+	h := newHarnessLog(t, `printbridge:
   max_concurrent_hooks: 1
 events:
   subscriptions:
@@ -106,7 +107,7 @@ events:
     type: system
     shell: true
     command: "touch {started}; while [ ! -e {release} ]; do sleep 0.05; done"
-`, WithMetrics(NewMetrics(reg)), WithQueueSize(1))
+`, log, WithMetrics(NewMetrics(reg)), WithQueueSize(1))
 
 	event := func(id string) *bridge.Envelope {
 		return &bridge.Envelope{ID: id, Event: bridge.EventPrintStarted,
@@ -136,6 +137,16 @@ events:
 	waitUntil("e3 in the queue", func() bool { return depth() == 1 })
 	h.publish(event("e4"))
 	waitUntil("e4 dropped", func() bool { return counterValue(t, reg, "printbridge_worker_events_dropped_total", nil) == 1 })
+	if lines := logs.lines("level=WARN", "events dropped", "event_id=e4", "dropped=1"); len(lines) != 1 {
+		t.Errorf("WARN lines about dropping e4 = %q, want one with its id and count", lines)
+	}
+	// Further drops within the log interval are counted, and logged one
+	// by one only at DEBUG.
+	h.publish(event("e5"))
+	waitUntil("e5 dropped", func() bool { return counterValue(t, reg, "printbridge_worker_events_dropped_total", nil) == 2 })
+	if lines := logs.lines("level=DEBUG", "event dropped", "event_id=e5"); len(lines) != 1 {
+		t.Errorf("DEBUG lines about dropping e5 = %q, want one with its id", lines)
+	}
 
 	if err := os.WriteFile(releaseFile, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -148,10 +159,14 @@ events:
 		t.Errorf("hooks ran for %v, want e1, e2 and e3", ran)
 	}
 
-	// The dropped event's id was forgotten, so its redelivery runs.
+	// The dropped events' ids were forgotten, so their redeliveries run.
 	h.publish(event("e4"))
 	if r := h.waitResults(1)[0]; r.EventID != "e4" || r.Err != nil {
 		t.Errorf("redelivered e4 = %+v, want a successful run", r)
+	}
+	h.publish(event("e5"))
+	if r := h.waitResults(1)[0]; r.EventID != "e5" || r.Err != nil {
+		t.Errorf("redelivered e5 = %+v, want a successful run", r)
 	}
 	if v := counterValue(t, reg, "printbridge_worker_events_duplicate_total", nil); v != 0 {
 		t.Errorf("duplicates = %v, want 0 (the redelivery of a dropped event is not a duplicate)", v)

@@ -119,7 +119,17 @@ type Worker struct {
 	malformed  atomic.Int64
 	duplicates atomic.Int64
 	dropped    atomic.Int64
+
+	dropLogMu    sync.Mutex // guards dropLastLog and dropUnlogged
+	dropLastLog  time.Time
+	dropUnlogged int64
 }
+
+// dropLogInterval is the shortest time between two WARN lines about
+// events dropped from full hook queues. A worker that falls behind can
+// drop thousands of events a second, and writing a line for each slowed
+// the delivery goroutine until the NATS client buffered tens of MB.
+const dropLogInterval = 10 * time.Second
 
 // queuedEvent is an event waiting for dispatch, with the config that was
 // in force when it arrived.
@@ -273,6 +283,13 @@ func (w *Worker) stop() {
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
+	w.dropLogMu.Lock()
+	unlogged := w.dropUnlogged
+	w.dropUnlogged = 0
+	w.dropLogMu.Unlock()
+	if unlogged > 0 {
+		w.log.Warn("events dropped: the printers' hook queues were full", "dropped", unlogged, "dropped_total", w.dropped.Load())
+	}
 	w.log.Info("worker stopped", "events_malformed", w.malformed.Load(),
 		"events_duplicate", w.duplicates.Load(), "events_dropped", w.dropped.Load())
 }
@@ -376,9 +393,26 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		run.abandon()
 		n := w.dropped.Add(1)
 		w.metrics.dropped.Inc()
-		w.log.Warn("event dropped: the printer's hook queue is full", "printer", env.Printer, "event", env.Event,
-			"event_id", env.ID, "queue_capacity", cap(q), "dropped_total", n)
+		w.logDropped(env, cap(q), n)
 	}
+}
+
+// logDropped logs an event dropped from a full hook queue: every one at
+// DEBUG, and at WARN the first one and then one line with the count per
+// dropLogInterval.
+func (w *Worker) logDropped(env *bridge.Envelope, capacity int, total int64) {
+	attrs := []any{"printer", env.Printer, "event", env.Event, "event_id", env.ID, "queue_capacity", capacity, "dropped_total", total}
+	w.log.Debug("event dropped: the printer's hook queue is full", attrs...)
+	w.dropLogMu.Lock()
+	w.dropUnlogged++
+	if time.Since(w.dropLastLog) < dropLogInterval {
+		w.dropLogMu.Unlock()
+		return
+	}
+	dropped := w.dropUnlogged
+	w.dropUnlogged, w.dropLastLog = 0, time.Now()
+	w.dropLogMu.Unlock()
+	w.log.Warn("events dropped: the printer's hook queue is full", append(attrs, "dropped", dropped)...)
 }
 
 // isStopping reports whether Run has not started or its context ended.

@@ -98,6 +98,19 @@ type Config struct {
 	// SubscribeEvents hands out before it waits for an ack, 1 when zero.
 	// Workers that share a consumer share this limit.
 	MaxAckPending int
+	// EventPendingMessages and EventPendingBytes bound the events that
+	// nats.go holds for a core SubscribeEvents handler that falls behind.
+	// Beyond either limit nats.go drops events, which the bus logs and
+	// passes to OnEventsDropped. Zero keeps the nats.go default (512Ki
+	// messages and 64 MiB in nats.go 1.56), which a burst of events can
+	// fill with tens of MB. JetStream consumers are bounded by
+	// MaxAckPending instead.
+	EventPendingMessages int
+	EventPendingBytes    int
+	// OnEventsDropped is called with the number of events that nats.go
+	// dropped from a core event subscription. It runs on the
+	// subscription's delivery goroutine and must not block.
+	OnEventsDropped func(n int)
 }
 
 var _ bridge.Bus = (*Bus)(nil)
@@ -116,6 +129,9 @@ type Bus struct {
 	mu        sync.Mutex
 	closed    bool
 	consumers []jetstream.ConsumeContext
+	// eventSubs are the core event subscriptions, whose dropped events
+	// Close reports once more.
+	eventSubs []*dropReporter
 }
 
 // New connects to the server and, with JetStream, creates or updates the
@@ -196,6 +212,13 @@ func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
 			close(b.connClosed)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			// nats.go reports a slow consumer once at the start of each
+			// run of drops. The drop reporter of an event subscription
+			// counts all of them and logs at most every dropLogInterval.
+			if r := b.dropReporterOf(sub); r != nil && errors.Is(err, nats.ErrSlowConsumer) {
+				r.check()
+				return
+			}
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
@@ -315,6 +338,7 @@ func (b *Bus) Close() error {
 	}
 	b.closed = true
 	consumers := b.consumers
+	eventSubs := b.eventSubs
 	b.mu.Unlock()
 
 	// Drain hands the messages a consumer has buffered to the handler
@@ -345,8 +369,27 @@ func (b *Bus) Close() error {
 		b.nc.Close()
 		err = errors.Join(err, errors.New("draining the NATS connection timed out"))
 	}
+	for _, r := range eventSubs {
+		r.logUnlogged()
+	}
 	if err != nil {
 		return fmt.Errorf("close NATS connection: %w", err)
+	}
+	return nil
+}
+
+// dropReporterOf returns the drop reporter of an event subscription, or
+// nil.
+func (b *Bus) dropReporterOf(sub *nats.Subscription) *dropReporter {
+	if sub == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.eventSubs {
+		if r.sub.Load() == sub {
+			return r
+		}
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 //
 // Handlers of core subscriptions run on one nats.go goroutine per
 // subscription, in arrival order. A handler that falls behind makes
-// nats.go drop messages beyond its pending limit (500,000 messages or
+// nats.go drop messages beyond its pending limit (512Ki messages or
 // 64 MiB in nats.go 1.56), which is logged as a slow consumer error.
 func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
 	topics := b.cfg.Topics
@@ -58,11 +58,44 @@ func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func
 	}
 	subject := b.cfg.Topics.NATSEvent(token, ">")
 	if b.js == nil {
-		return b.subscribeCore(ctx, subject, group, func(msg *nats.Msg) {
-			h(bridge.EventMessage{Data: msg.Data, Source: "nats:" + msg.Subject})
-		})
+		return b.subscribeCoreEvents(ctx, subject, group, h)
 	}
 	return b.consumeEvents(ctx, subject, durableName(group, printer), h)
+}
+
+// subscribeCoreEvents subscribes to events without JetStream, with the
+// pending limits of the Config, and reports the events nats.go drops.
+func (b *Bus) subscribeCoreEvents(ctx context.Context, subject, group string, h func(bridge.EventMessage)) error {
+	r := &dropReporter{subject: subject, log: b.log, onDropped: b.cfg.OnEventsDropped, logEvery: dropLogInterval}
+	_, err := b.subscribeCoreSub(ctx, subject, group, func(msg *nats.Msg) {
+		// Events are dropped only while nats.go holds a full pending
+		// list, so the handler always has later events to see the count
+		// with.
+		r.check()
+		h(bridge.EventMessage{Data: msg.Data, Source: "nats:" + msg.Subject})
+	}, func(sub *nats.Subscription) error {
+		r.limitMessages, r.limitBytes = b.cfg.EventPendingMessages, b.cfg.EventPendingBytes
+		if r.limitMessages == 0 {
+			r.limitMessages = nats.DefaultSubPendingMsgsLimit
+		}
+		if r.limitBytes == 0 {
+			r.limitBytes = nats.DefaultSubPendingBytesLimit
+		}
+		// The handler reads the limits once it has loaded the
+		// subscription.
+		defer r.sub.Store(sub)
+		if b.cfg.EventPendingMessages == 0 && b.cfg.EventPendingBytes == 0 {
+			return nil
+		}
+		return sub.SetPendingLimits(r.limitMessages, r.limitBytes)
+	})
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.eventSubs = append(b.eventSubs, r)
+	b.mu.Unlock()
+	return nil
 }
 
 // SubscribeReplies delivers the messages on the reply subject of printer,
@@ -80,8 +113,15 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 // so that the server has the interest before it returns. ctx bounds only
 // the flush, and the subscription lasts until Close.
 func (b *Bus) subscribeCore(ctx context.Context, subject, queue string, h nats.MsgHandler) error {
+	_, err := b.subscribeCoreSub(ctx, subject, queue, h, nil)
+	return err
+}
+
+// subscribeCoreSub is subscribeCore that calls setup, when not nil, with
+// the subscription before the flush, and returns the subscription.
+func (b *Bus) subscribeCoreSub(ctx context.Context, subject, queue string, h nats.MsgHandler, setup func(*nats.Subscription) error) (*nats.Subscription, error) {
 	if b.isClosed() {
-		return fmt.Errorf("subscribe to NATS subject %q: %w", subject, ErrClosed)
+		return nil, fmt.Errorf("subscribe to NATS subject %q: %w", subject, ErrClosed)
 	}
 	var (
 		sub *nats.Subscription
@@ -93,13 +133,19 @@ func (b *Bus) subscribeCore(ctx context.Context, subject, queue string, h nats.M
 		sub, err = b.nc.Subscribe(subject, h)
 	}
 	if err != nil {
-		return fmt.Errorf("subscribe to NATS subject %q: %w", subject, err)
+		return nil, fmt.Errorf("subscribe to NATS subject %q: %w", subject, err)
+	}
+	if setup != nil {
+		if err := setup(sub); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, fmt.Errorf("subscribe to NATS subject %q: %w", subject, err)
+		}
 	}
 	if err := b.flush(ctx); err != nil {
 		_ = sub.Unsubscribe()
-		return fmt.Errorf("subscribe to NATS subject %q: flush: %w", subject, err)
+		return nil, fmt.Errorf("subscribe to NATS subject %q: flush: %w", subject, err)
 	}
-	return nil
+	return sub, nil
 }
 
 func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func(bridge.EventMessage)) error {

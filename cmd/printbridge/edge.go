@@ -44,6 +44,12 @@ type busOptions struct {
 	// maxAckPending is the MaxAckPending of the worker's JetStream
 	// consumers; 0 leaves the bus default.
 	maxAckPending int
+	// eventPendingMessages and eventPendingBytes are the pending limits
+	// of the worker's core NATS event subscriptions, 0 for the nats.go
+	// defaults. onEventsDropped counts the events dropped beyond them.
+	eventPendingMessages int
+	eventPendingBytes    int
+	onEventsDropped      func(n int)
 	// persistentSession asks the MQTT broker to keep the subscriptions and
 	// queue QoS 1 messages while the client is away (needs a fixed id).
 	persistentSession bool
@@ -134,8 +140,10 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
 				NKeySeedFile: o.secrets.natsNKeyFile, CredsFile: o.secrets.natsCredsFile, TLS: o.secrets.natsTLS(),
 				Topics: topics, JetStream: o.jetStream, MaxAckPending: o.maxAckPending,
-				OnDisconnect: func(error) { busUp("nats", false) },
-				OnReconnect:  func() { busUp("nats", true) },
+				EventPendingMessages: o.eventPendingMessages, EventPendingBytes: o.eventPendingBytes,
+				OnEventsDropped: o.onEventsDropped,
+				OnDisconnect:    func(error) { busUp("nats", false) },
+				OnReconnect:     func() { busUp("nats", true) },
 			}, log.With("bus", "nats"))
 		})
 		if err != nil {

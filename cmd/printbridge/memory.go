@@ -16,7 +16,10 @@ const gcPercentDefault = 50
 
 // applyMemoryDefaults sets the GC target of a long-running command,
 // unless the environment sets GOGC. GOMEMLIMIT, when set, still applies as the
-// Go runtime reads it.
+// Go runtime reads it. No GOMEMLIMIT is set by default, because limits
+// of 8 to 12 MiB raised the worker's measured peak, paced or in a burst.
+// Near the limit the GC takes up to half the CPU, so the worker falls
+// behind and more events wait in memory (docs/benchmarks.md).
 func applyMemoryDefaults() {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return

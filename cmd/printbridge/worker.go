@@ -62,6 +62,7 @@ type workerOptions struct {
 	hookTimeout        string
 	maxConcurrentHooks int
 	maxInFlight        int
+	natsMaxPending     int
 	metricsListen      optionalString
 	logFormat          string
 	logLevel           string
@@ -79,6 +80,16 @@ type workerOptions struct {
 // the number of events that a killed worker leaves to redeliver small.
 const defaultMaxInFlight = 32
 
+// defaultNATSMaxPending is the default of --nats-max-pending: four
+// times a printer's hook queue. The queue drops what the worker cannot
+// run anyway, and nats.go's own default of 512Ki events let an unpaced
+// burst grow the worker by tens of MB (docs/benchmarks.md).
+const defaultNATSMaxPending = 4 * hooks.DefaultQueueSize
+
+// natsMaxPendingBytes bounds the same list in bytes, for events with
+// large payloads. An envelope of a layer change is about 250 bytes.
+const natsMaxPendingBytes = 8 << 20
+
 // Values of --seen-store.
 const (
 	seenStoreAuto = "auto"
@@ -93,6 +104,7 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.hookTimeout, "hook-timeout", "", "maximum run time of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
 	fs.IntVar(&o.maxConcurrentHooks, "max-concurrent-hooks", 0, "system hooks running at once (default: printbridge.max_concurrent_hooks, else 4)")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", defaultMaxInFlight, "events handed to the worker before their hooks have ended and they are acknowledged: the MaxAckPending of a JetStream consumer (one per printer with --printer, else one for all printers), shared by the workers of a group; 1 keeps each printer's order across workers and after a worker is killed (docs/delivery.md). On MQTT the broker's max_inflight_messages sets this limit")
+	fs.IntVar(&o.natsMaxPending, "nats-max-pending", defaultNATSMaxPending, "events the NATS client holds for the worker while it falls behind, without --jetstream (and at most 8 MiB of them); beyond that the client drops events, which are counted in printbridge_worker_events_dropped_by_client_total and logged, and core NATS does not deliver them again")
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
@@ -146,6 +158,9 @@ func (o *workerOptions) apply(s *hooks.Settings) error {
 	}
 	if o.maxInFlight < 1 || o.maxInFlight > hooks.DefaultQueueSize {
 		return fmt.Errorf("invalid --max-in-flight %d: give 1 to %d", o.maxInFlight, hooks.DefaultQueueSize)
+	}
+	if o.natsMaxPending < 1 {
+		return fmt.Errorf("invalid --nats-max-pending %d: give 1 or more events", o.natsMaxPending)
 	}
 	if o.maxConcurrentHooks > 0 {
 		s.MaxConcurrentHooks = o.maxConcurrentHooks
@@ -261,6 +276,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
 	busOpts.maxAckPending = o.maxInFlight
+	busOpts.eventPendingMessages, busOpts.eventPendingBytes = o.natsMaxPending, natsMaxPendingBytes
+	busOpts.onEventsDropped = metrics.AddClientDropped
 	if o.mqttClientID != "" || o.mqttPersistent {
 		// A persistent session is only found again under the same id, so
 		// it needs an id that survives a restart.

@@ -331,6 +331,18 @@ func TestWorkerNeedsConfig(t *testing.T) {
 	}
 }
 
+func TestWorkerRejectsInvalidMaxPending(t *testing.T) {
+	cfg := writeWorkerConfig(t, t.TempDir(), overrideConfig)
+	code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "",
+		"--nats-max-pending", "0")
+	if code != 1 {
+		t.Errorf("worker with --nats-max-pending 0 exited %d, want 1", code)
+	}
+	if !strings.Contains(stderr, "invalid --nats-max-pending 0") {
+		t.Errorf("worker with --nats-max-pending 0 wrote %q, want it to name the flag and value", stderr)
+	}
+}
+
 var metricsAddress = regexp.MustCompile(`msg="metrics endpoint listening" address=(127\.0\.0\.1:[0-9]+)`)
 
 // scrapeMetricFamilies fetches and parses the Prometheus text format from url.
@@ -438,12 +450,13 @@ func TestWorkerMetricsEndpoint(t *testing.T) {
 		t.Errorf("printbridge_hook_duration_seconds = %v, want 3 system samples", h)
 	}
 	for name, want := range map[string]float64{
-		"printbridge_worker_events_duplicate_total":        1,
-		"printbridge_worker_events_invalid_total":          1,
-		"printbridge_worker_events_dropped_total":          0,
-		"printbridge_worker_queue_depth":                   0,
-		"printbridge_worker_subscriptions":                 5,
-		"printbridge_worker_config_last_reload_successful": 1,
+		"printbridge_worker_events_duplicate_total":         1,
+		"printbridge_worker_events_invalid_total":           1,
+		"printbridge_worker_events_dropped_total":           0,
+		"printbridge_worker_events_dropped_by_client_total": 0,
+		"printbridge_worker_queue_depth":                    0,
+		"printbridge_worker_subscriptions":                  5,
+		"printbridge_worker_config_last_reload_successful":  1,
 	} {
 		if v := metricSample(families, name, nil); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)
