@@ -93,6 +93,12 @@ type rig struct {
 // through a symlink, so a test can replace the virtual printer.
 func startRig(t *testing.T, vcfg virtual.Config, pcfg printer.Config) *rig {
 	t.Helper()
+	return startRigMetrics(t, vcfg, pcfg, printer.Metrics{})
+}
+
+// startRigMetrics is startRig with the printer's metrics hooks.
+func startRigMetrics(t *testing.T, vcfg virtual.Config, pcfg printer.Config, metrics printer.Metrics) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	files := filepath.Join(dir, "files")
 	if err := os.MkdirAll(files, 0o750); err != nil {
@@ -118,7 +124,7 @@ func startRig(t *testing.T, vcfg virtual.Config, pcfg printer.Config) *rig {
 	if os.Getenv("PRINTBRIDGE_TEST_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	r.p = printer.New(pcfg, log, r.rec.emit, printer.Metrics{})
+	r.p = printer.New(pcfg, log, r.rec.emit, metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.p.Run(ctx) }()
