@@ -97,21 +97,24 @@ const emergencyReserve = len("M108\n")
 // Behind a long-running command (G28, G29, M109, M190, G4, M400...) the
 // window goes on only when the firmware has EMERGENCY_PARSER. Marlin
 // moves lines from its RX buffer into its command queue while such a
-// command runs, and without the parser it acts on M108, M112 and M410
-// only as it moves them (GCodeQueue::get_serial_commands), which it
-// stops doing once the queue is full (BUFSIZE). Lines behind the
+// command runs. Without the parser it acts on M108, M112 and M410 only
+// as it moves them (GCodeQueue::get_serial_commands), and it stops
+// moving lines once the queue is full (BUFSIZE). So lines behind the
 // command would fill the queue and hold an emergency line back until the
 // command ends. The parser reads every received byte in the serial
 // interrupt instead, so the emergency line acts whatever is queued, as
-// long as its bytes reach the RX buffer. So the budget keeps
-// emergencyReserve bytes free: on a UART a full ring drops the bytes
-// (MarlinSerial's store_rxd_char), and a stored "M1" without the rest
-// of "M108" would run as M1, a pause for the user, and on USB CDC the
-// bytes would wait in the host until the command ends.
+// long as its bytes reach the RX buffer. On a UART a full ring drops the
+// bytes (MarlinSerial's store_rxd_char), and a stored "M1" without the
+// rest of "M108" would run as M1, a pause for the user. On USB CDC the
+// bytes would wait in the host until the command ends. So the budget
+// keeps emergencyReserve bytes free. The count takes every line in
+// flight to be still in the RX buffer, and with the reserve it has room
+// for an emergency line, so flushEmergencies sends one at once instead
+// of after the command's ok.
 //
 // Behind a wait that M108 ends (M109, M190, M0, M600...), only lines
 // that neither move the machine nor wait follow, see staticLine, because
-// a cancel sends M108 and the lines already sent then run at once, with
+// a cancel sends M108, and the lines already sent then run at once, with
 // the heaters below their targets.
 func (s *session) windowBehind(text string) (int, bool) {
 	budget := s.p.cfg.RXBufferSize - 1
@@ -288,8 +291,8 @@ func (s *session) requeueInflight() {
 	var ns []int
 	for _, f := range s.inflight {
 		if f.emergency {
-			// Its ok may be the one that was lost, or it may still come;
-			// an unnumbered line cannot be sent again safely either way.
+			// Its ok may be the one that was lost, or it may still come.
+			// An unnumbered line cannot be sent again safely either way.
 			continue
 		}
 		ns = append(ns, f.n)

@@ -329,12 +329,15 @@ var emergencyCodes = map[string]bool{"M112": true, "M108": true, "M410": true}
 // sendEmergency writes an emergency line out of band. M112 goes at
 // once and then ends the connection: the firmware is halted and needs a
 // reset. M108 and M410 go as soon as their bytes fit in the firmware's
-// RX buffer next to the lines in flight, see flushEmergencies.
+// RX buffer next to the lines in flight (flushEmergencies).
 func (s *session) sendEmergency(text, code string) {
 	if code != "M112" {
-		s.log.Warn("emergency command sent out of band", "command", text)
 		s.emergencies = append(s.emergencies, code)
 		s.flushEmergencies()
+		if len(s.emergencies) > 0 {
+			s.log.Warn("emergency command waits for room in the firmware's RX buffer; it goes out once oks of the lines in flight free it",
+				"command", text, "bytes_in_flight", s.inflightBytes)
+		}
 		return
 	}
 	s.log.Warn("emergency command sent out of band", "command", text)
@@ -363,16 +366,16 @@ func (s *session) sendEmergency(text, code string) {
 // window. A full RX buffer would drop the line's tail on a UART, and
 // the stored rest, such as "M1", would glue to the next line and run.
 // Behind a long-running command the window keeps emergencyReserve bytes
-// free, so the first emergency line goes at once there; elsewhere it
+// free, so the first emergency line goes at once there. Elsewhere it
 // waits for at most the oks of the lines in flight.
 func (s *session) flushEmergencies() {
 	for len(s.emergencies) > 0 && s.port != nil {
 		code := s.emergencies[0]
 		size := len(code) + 1
 		if len(s.inflight) > 0 && s.inflightBytes+size > s.p.cfg.RXBufferSize-1 {
-			s.log.Debug("emergency command waits for room in the firmware's RX buffer", "command", code, "bytes_in_flight", s.inflightBytes)
 			return
 		}
+		s.log.Warn("emergency command sent out of band", "command", code)
 		s.emergencies = s.emergencies[1:]
 		s.inflight = append(s.inflight, sentLine{n: -1, wire: -1, text: code, emergency: true, size: size, sentAt: time.Now()})
 		s.inflightBytes += size

@@ -109,10 +109,8 @@ var userWaitCodes = map[string]bool{"M0": true, "M1": true, "M226": true, "M600"
 // they wait.
 var heatingCodes = map[string]bool{"M109": true, "M190": true, "M191": true, "M116": true}
 
-// interruptibleCodes are the waits that an M108 ends early: Marlin's
-// emergency parser clears wait_for_heatup and wait_for_user. A cancel
-// sends M108, so the lines behind such a wait run right after the
-// cancel, with the heaters below their targets.
+// interruptibleCode reports whether code is a wait that M108 ends early:
+// Marlin's emergency parser clears wait_for_heatup and wait_for_user.
 func interruptibleCode(code string) bool {
 	return heatingCodes[code] || userWaitCodes[code]
 }

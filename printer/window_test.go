@@ -327,3 +327,145 @@ func inOrder(executed, want []string) bool {
 	}
 	return i == len(want)
 }
+
+func TestEmergencyLineWaitsForRoom(t *testing.T) {
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 1
+	vcfg.EmergencyParser = true
+	vcfg.PlannerSize = 2 // one queued move: the second move blocks the firmware
+	r := startRig(t, vcfg, printer.Config{Flow: printer.FlowWindow})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	waitFor(t, "capabilities", 5*time.Second, func() bool { return r.p.Snapshot().Capabilities["EMERGENCY_PARSER"] })
+	// Learn the next line number once the edge's own setup lines are done.
+	var last int64
+	waitFor(t, "setup lines done", 10*time.Second, func() bool {
+		r.gcode("M105")
+		before := r.vp.LineStats().Accepted
+		time.Sleep(200 * time.Millisecond)
+		after := r.vp.LineStats().Accepted
+		last = -1
+		for k := range after {
+			last = max(last, k)
+		}
+		return len(before) == len(after)
+	})
+	next := int(last) + 1
+
+	// Two 3 s moves: the first goes to the planner and is acknowledged,
+	// the second blocks the firmware. Display lines behind it fill the
+	// window to exactly 127 bytes, so an M108 has no room until an ok.
+	lines, sum := fillWindow(next, []string{"G91", "G1 X3 F60", "G1 X3 F60"})
+	if sum != 127 {
+		t.Fatalf("test setup: the blocked move and the display lines take %d bytes, want 127", sum)
+	}
+	fillerBytes := sum - wireBytes(next+2, lines[2])
+	done := make(chan error, 1)
+	if err := r.p.SendGcode(context.Background(), lines, "test", func(_ []string, err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	blocked := next + 2
+	waitFor(t, "window full behind the blocked move", 5*time.Second, func() bool { return r.bytesBehind(blocked, lines[3:]) >= fillerBytes })
+	r.gcode("M108")
+	// The move blocks for about 3 s: the M108 must not arrive meanwhile.
+	time.Sleep(300 * time.Millisecond)
+	if got := r.bytesBehind(blocked, lines[3:]); got != fillerBytes {
+		t.Errorf("%d bytes arrived behind the blocked move after the M108, want %d: the M108 went out while the window was full", got, fillerBytes)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("request not done")
+	}
+	waitFor(t, "the M108 line run", 5*time.Second, func() bool { return slices.Contains(r.vp.Executed(), "M108") })
+	if st := r.vp.RXStats(); st.Overruns != 0 {
+		t.Errorf("RX buffer overran %d times", st.Overruns)
+	}
+	if !inOrder(r.vp.Executed(), append(slices.Clone(lines), "M108")) {
+		t.Errorf("executed %q, want %q then M108", r.vp.Executed(), lines)
+	}
+}
+
+func TestEmergencyLinesNeverOverrunRX(t *testing.T) {
+	vcfg := fastConfig()
+	vcfg.EmergencyParser = true
+	// Paced, with processing time, so the window is full most of the time
+	// and an M108 often finds no room at once.
+	vcfg.Baud = 115200
+	vcfg.ProcessingTime = 500 * time.Microsecond
+	r := startRig(t, vcfg, printer.Config{Flow: printer.FlowWindow})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	r.job(bridge.ActionStart, testFile)
+	r.waitState("PRINTING", 10*time.Second)
+	const sent = 20
+	for range sent {
+		r.gcode("M108")
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "PrintDone", 60*time.Second, func() bool { return r.rec.count(bridge.EventPrintDone) == 1 })
+
+	st := r.vp.RXStats()
+	if st.Overruns != 0 {
+		t.Errorf("RX buffer overran %d times", st.Overruns)
+	}
+	if st.Peak > 127 {
+		t.Errorf("RX buffer peaked at %d bytes, over the 127 a Marlin ring of 128 holds", st.Peak)
+	}
+	var job []string
+	m108 := 0
+	for _, c := range r.vp.Executed() {
+		if c == "M108" {
+			m108++
+			continue
+		}
+		job = append(job, c)
+	}
+	if m108 != sent {
+		t.Errorf("%d M108 lines ran from the command queue, want %d", m108, sent)
+	}
+	// Each M108's ok completed the M108 itself, not a job line, so the
+	// file ran whole and in order.
+	assertRecordEqualsFile(t, job)
+	if n := r.vp.LineStats().Repeated; n != 0 {
+		t.Errorf("%d lines sent twice", n)
+	}
+}
+
+// fillWindow appends display lines to head, whose lines are numbered from
+// next, until the lines from the third on take exactly 127 bytes, and
+// returns them with that sum. Line lengths are searched, because the
+// checksum's digits change with the text.
+func fillWindow(next int, head []string) ([]string, int) {
+	var best []string
+	bestSum := 0
+	for width := 40; width > 5; width-- {
+		lines := slices.Clone(head)
+		sum := wireBytes(next+2, head[2])
+		for len(lines) < 8 {
+			n := next + len(lines)
+			l := "M117 " + strings.Repeat("w", width)
+			if wireBytes(n, l) > 127-sum {
+				// The last line takes what is left, if a line fits it.
+				for len(l) > 6 && wireBytes(n, l) > 127-sum {
+					l = l[:len(l)-1]
+				}
+				if wireBytes(n, l) <= 127-sum {
+					lines = append(lines, l)
+					sum += wireBytes(n, l)
+				}
+				break
+			}
+			lines = append(lines, l)
+			sum += wireBytes(n, l)
+		}
+		if sum > bestSum {
+			best, bestSum = lines, sum
+		}
+		if sum == 127 {
+			break
+		}
+	}
+	return best, bestSum
+}
