@@ -523,6 +523,9 @@ func TestKnobsLoseNothing(t *testing.T) {
 		{"small-rx-buffer", printer.FlowAuto, func(c *virtual.Config) { c.RXBufferSize = 64 }},
 		{"no-busy-keepalive", printer.FlowAuto, func(c *virtual.Config) { c.NoBusyKeepalive = true }},
 		{"emergency-parser", printer.FlowAuto, func(c *virtual.Config) { c.EmergencyParser = true }},
+		// The window goes on behind M190, G28 and M109, so rejected lines
+		// land behind them too.
+		{"emergency-parser-resends", printer.FlowWindow, func(c *virtual.Config) { c.EmergencyParser = true; c.ResendRatio = 10 }},
 		{"resends-ping-pong-2.0", printer.FlowPingPong, func(c *virtual.Config) { c.ResendRatio = 10; c.ResendStyle = virtual.ResendStyle20 }},
 		{"garbage-on-open", printer.FlowAuto, func(c *virtual.Config) { c.GarbageOnOpen = true }},
 	}
