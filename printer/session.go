@@ -111,6 +111,8 @@ var heatingCodes = map[string]bool{"M109": true, "M190": true, "M191": true, "M1
 
 // interruptibleCode reports whether code is a wait that M108 ends early:
 // Marlin's emergency parser clears wait_for_heatup and wait_for_user.
+// M226 waits for a pin, which M108 does not end, so counting it is only
+// stricter.
 func interruptibleCode(code string) bool {
 	return heatingCodes[code] || userWaitCodes[code]
 }
