@@ -71,15 +71,18 @@ type Options struct {
 }
 
 // Virtual printer settings of the streaming runs: Marlin's BUFSIZE, the
-// AVR receive buffer and a time per command for parsing and planning.
+// AVR receive buffer, a time per command for parsing and planning, and
+// EMERGENCY_PARSER, which the windowed sender needs to go on behind
+// long-running commands (see printer's windowBehind).
 //
 // NOTE: streamProcessingTime is an estimate for an 8-bit board, not a
 // measurement of one. The simulator waits for it with a Go timer, which
 // on a loaded machine can end up to a millisecond later.
 const (
-	streamBufSize        = 4
-	streamRXBufferSize   = 128
-	streamProcessingTime = 500 * time.Microsecond
+	streamBufSize         = 4
+	streamRXBufferSize    = 128
+	streamProcessingTime  = 500 * time.Microsecond
+	streamEmergencyParser = true
 )
 
 // NewOptions returns the options of profile for the checkout at
@@ -234,7 +237,7 @@ func measureStreaming(ctx context.Context, opts Options, res *Results) (Table, e
 	for _, baud := range opts.Bauds {
 		for _, speed := range opts.Speeds {
 			v := VirtualConfig{Baud: baud, Speed: speed, BufSize: streamBufSize, RXBufferSize: streamRXBufferSize,
-				ProcessingTime: streamProcessingTime}
+				ProcessingTime: streamProcessingTime, EmergencyParser: streamEmergencyParser}
 			runs := []func() (StreamResult, error){
 				func() (StreamResult, error) { return StreamFlood(ctx, opts.Binary, opts.WorkDir, opts.StreamFile, v) },
 				func() (StreamResult, error) {

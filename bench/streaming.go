@@ -103,6 +103,9 @@ func StreamPrintbridge(ctx context.Context, bin, workDir, file, flow string, vcf
 	if _, err := rec.wait(ctx, readyTimeout, bridge.EventConnected); err != nil {
 		return res, fmt.Errorf("printbridge did not connect to the virtual printer: %w\n%s", err, vp.proc.logTail(20))
 	}
+	if err := awaitSetup(ctx, p); err != nil {
+		return res, fmt.Errorf("printbridge connection setup: %w\n%s", err, vp.proc.logTail(20))
+	}
 	if err := p.Job(ctx, bridge.ActionStart, filepath.Base(file), nil); err != nil {
 		return res, fmt.Errorf("start job %s: %w", file, err)
 	}
@@ -120,6 +123,36 @@ func StreamPrintbridge(ctx context.Context, bin, workDir, file, flow string, vcf
 	// The Run goroutine has ended, so resends is no longer written.
 	res.Resends = resends
 	return finishStream(res, vp, len(cmds))
+}
+
+// setupSettle is how long the edge gets, once the capability report is
+// in, for the lines it sends after it: M155, M154, the resend style probe
+// and M21. At 250000 baud they took about 15 ms in a traced run.
+const setupSettle = 300 * time.Millisecond
+
+// awaitSetup waits until p has read the firmware's capabilities and sent
+// its own setup lines, so a print started afterwards is timed alone. The
+// edge's M115 report alone keeps the line busy for about 38 ms at 250000
+// baud (40 lines, with the simulator's blocking writes), a share of the
+// print that an edge connected long before the print never pays.
+func awaitSetup(ctx context.Context, p *printer.Printer) error {
+	deadline := time.Now().Add(readyTimeout)
+	for len(p.Snapshot().Capabilities) == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no capability report from the firmware within %s", readyTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(setupSettle):
+	}
+	return nil
 }
 
 func newStreamResult(host, file string, vcfg VirtualConfig) (StreamResult, []string, error) {

@@ -27,6 +27,9 @@ type VirtualConfig struct {
 	ProcessingTime time.Duration
 	// Record keeps every executed command in a file, for counting.
 	Record bool
+	// EmergencyParser builds the firmware with EMERGENCY_PARSER
+	// (--emergency-parser).
+	EmergencyParser bool
 }
 
 // virtualPrinter is `printbridge virtual-printer` running as its own
@@ -52,6 +55,9 @@ func startVirtualPrinter(ctx context.Context, bin, dir string, cfg VirtualConfig
 	}
 	if cfg.ProcessingTime > 0 {
 		args = append(args, "--processing-time-us", strconv.FormatInt(cfg.ProcessingTime.Microseconds(), 10))
+	}
+	if cfg.EmergencyParser {
+		args = append(args, "--emergency-parser")
 	}
 	if cfg.Record {
 		vp.recordPath = filepath.Join(dir, "executed.gcode")

@@ -49,12 +49,13 @@ func (s *session) windowed() bool {
 	return s.advancedOK || strings.HasPrefix(strings.ToLower(s.firmwareName), "marlin")
 }
 
-// canSend reports whether a line of wireLen bytes (line feed included)
-// may go out now. Windowed sending counts characters: the bytes of every
-// unacknowledged line stay below the firmware's RX buffer, so its buffer
-// can never overflow, whatever it has already moved to its command
-// queue. With ADVANCED_OK the free command slots it reports bound the
-// window too.
+// canSend reports whether the line text, wireLen bytes on the wire (line
+// feed included), may go out now. Windowed sending counts characters:
+// the bytes of every unacknowledged line stay below the firmware's RX
+// buffer, so its buffer can never overflow, whatever it has already
+// moved to its command queue. With ADVANCED_OK the free command slots it
+// reports bound the window too. windowBehind adds the rules for lines
+// behind a long-running command or an M110.
 //
 // NOTE: counting does not keep a rejected line's followers whole. On a
 // paced line, the bytes still on the wire when the firmware rejects a
@@ -62,7 +63,7 @@ func (s *session) windowed() bool {
 // there then runs as a command of its own, because Marlin 2.0's
 // GCodeQueue::get_serial_commands checks only lines that start with N.
 // The virtual printer shows it at 250000 baud with ResendRatio 10.
-func (s *session) canSend(wireLen int) bool {
+func (s *session) canSend(text string, wireLen int) bool {
 	if s.recovering && time.Now().Before(s.settleUntil) {
 		return false
 	}
@@ -72,22 +73,85 @@ func (s *session) canSend(wireLen int) bool {
 	if s.recovering || !s.windowed() || len(s.inflight) >= maxWindowLines {
 		return false
 	}
-	if s.inflightBytes+wireLen > s.p.cfg.RXBufferSize-1 {
+	budget, ok := s.windowBehind(text)
+	if !ok || s.inflightBytes+wireLen > budget {
 		return false
 	}
 	if s.advancedOK && s.sentSinceOK >= s.freeSlots {
 		return false
 	}
-	// Long-running commands block the firmware's queue; lines behind them
-	// would only wait in its buffer, and an emergency line could not
-	// overtake them there. Nothing follows an M110 before its ok either:
-	// the next line's number depends on whether the firmware took it.
-	for _, f := range s.inflight {
-		if f.longRun || f.reset {
-			return false
-		}
-	}
 	return true
+}
+
+// emergencyReserve is the wire length of the longest line sendEmergency
+// writes out of band, "M108\n", "M112\n" or "M410\n".
+const emergencyReserve = len("M108\n")
+
+// windowBehind returns the byte budget for the lines in flight once text
+// is added, and false when text must wait for the oks of the lines in
+// flight.
+//
+// Nothing follows an M110 before its ok: the next line's number depends
+// on whether the firmware took it.
+//
+// Behind a long-running command (G28, G29, M109, M190, G4, M400...) the
+// window goes on only when the firmware has EMERGENCY_PARSER. Marlin
+// moves lines from its RX buffer into its command queue while such a
+// command runs. Without the parser it acts on M108, M112 and M410 only
+// as it moves them (GCodeQueue::get_serial_commands), and it stops
+// moving lines once the queue is full (BUFSIZE). So lines behind the
+// command would fill the queue and hold an emergency line back until the
+// command ends. The parser reads every received byte in the serial
+// interrupt instead, so the emergency line acts whatever is queued, as
+// long as its bytes reach the RX buffer. On a UART a full ring drops the
+// bytes (MarlinSerial's store_rxd_char), and a stored "M1" without the
+// rest of "M108" would run as M1, a pause for the user. On USB CDC the
+// bytes would wait in the host until the command ends. So the budget
+// keeps emergencyReserve bytes free. The count takes every line in
+// flight to be still in the RX buffer, and with the reserve it has room
+// for an emergency line, so flushEmergencies sends one at once instead
+// of after the command's ok.
+//
+// Behind a wait that M108 ends (M109, M190, M0, M600...), only lines
+// that neither move the machine nor wait follow, see staticLine, because
+// a cancel sends M108, and the lines already sent then run at once, with
+// the heaters below their targets.
+func (s *session) windowBehind(text string) (int, bool) {
+	budget := s.p.cfg.RXBufferSize - 1
+	for _, f := range s.inflight {
+		if f.reset {
+			return 0, false
+		}
+		if !f.longRun {
+			continue
+		}
+		if !s.caps["EMERGENCY_PARSER"] {
+			return 0, false
+		}
+		if interruptibleCode(CodeOf(f.text)) && !staticLine(text) {
+			return 0, false
+		}
+		budget = s.p.cfg.RXBufferSize - 1 - emergencyReserve
+	}
+	return budget, true
+}
+
+// staticCodes only set or report state: no motion, no wait, no tool
+// change and no SD print start.
+var staticCodes = map[string]bool{
+	"G20": true, "G21": true, "G90": true, "G91": true, "G92": true,
+	"M17": true, "M18": true, "M84": true, "M82": true, "M83": true,
+	"M104": true, "M140": true, "M141": true, "M105": true, "M114": true, "M115": true,
+	"M154": true, "M155": true, "M106": true, "M107": true, "M73": true, "M117": true, "M118": true,
+	"M201": true, "M203": true, "M204": true, "M205": true, "M220": true, "M221": true,
+	"M300": true, "M486": true, "M555": true, "M569": true, "M900": true, "M907": true,
+}
+
+// staticLine reports whether text may follow a wait that M108 ends. It
+// is a list of codes known to be static rather than a list of codes
+// that move, so a firmware's own moving codes stop the window too.
+func staticLine(text string) bool {
+	return staticCodes[CodeOf(strings.ToUpper(text))]
 }
 
 var advancedOKPattern = regexp.MustCompile(`^ok\s+(?:N(\d+)\s+)?P(\d+)\s+B(\d+)`)
@@ -226,6 +290,11 @@ func (s *session) handleWait(now time.Time) {
 func (s *session) requeueInflight() {
 	var ns []int
 	for _, f := range s.inflight {
+		if f.emergency {
+			// Its ok may be the one that was lost, or it may still come.
+			// An unnumbered line cannot be sent again safely either way.
+			continue
+		}
 		ns = append(ns, f.n)
 		if h, ok := s.history[f.n]; ok {
 			h.retry = true
@@ -242,13 +311,24 @@ func (s *session) requeueInflight() {
 }
 
 // dropInflightFrom removes the lines numbered n and later from the
-// window; the lines before n are still waiting for their oks.
+// window; the lines before n are still waiting for their oks. An
+// emergency line sent after a removed line goes too: the firmware
+// emptied its RX buffer when it rejected that line, so no ok follows.
+//
+// NOTE: an emergency line still on the wire at the rejection arrives
+// after the RX flush and runs with an ok, which then completes the next
+// line in flight early.
 func (s *session) dropInflightFrom(n int) (dropped int) {
 	kept := s.inflight[:0]
 	s.inflightBytes = 0
+	behindDropped := false
 	for _, f := range s.inflight {
-		if f.n >= n {
+		if f.emergency && behindDropped {
+			continue
+		}
+		if !f.emergency && f.n >= n {
 			dropped++
+			behindDropped = true
 			continue
 		}
 		kept = append(kept, f)
@@ -494,6 +574,9 @@ func (s *session) missedResendOK() {
 func (s *session) requeueInflightAsCommands() {
 	var back []queued
 	for _, f := range s.inflight {
+		if f.emergency {
+			continue
+		}
 		back = append(back, queued{text: f.text, owner: f.owner})
 	}
 	s.inflight = nil

@@ -261,7 +261,7 @@ func (s *session) nextJobLine() bool {
 			return true
 		}
 	}
-	if !s.canSend(l + 1) {
+	if !s.canSend(cmd, l+1) {
 		return false
 	}
 	j.pending = ""

@@ -93,6 +93,12 @@ type rig struct {
 // through a symlink, so a test can replace the virtual printer.
 func startRig(t *testing.T, vcfg virtual.Config, pcfg printer.Config) *rig {
 	t.Helper()
+	return startRigMetrics(t, vcfg, pcfg, printer.Metrics{})
+}
+
+// startRigMetrics is startRig with the printer's metrics hooks.
+func startRigMetrics(t *testing.T, vcfg virtual.Config, pcfg printer.Config, metrics printer.Metrics) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	files := filepath.Join(dir, "files")
 	if err := os.MkdirAll(files, 0o750); err != nil {
@@ -118,7 +124,7 @@ func startRig(t *testing.T, vcfg virtual.Config, pcfg printer.Config) *rig {
 	if os.Getenv("PRINTBRIDGE_TEST_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	r.p = printer.New(pcfg, log, r.rec.emit, printer.Metrics{})
+	r.p = printer.New(pcfg, log, r.rec.emit, metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.p.Run(ctx) }()
@@ -517,6 +523,9 @@ func TestKnobsLoseNothing(t *testing.T) {
 		{"small-rx-buffer", printer.FlowAuto, func(c *virtual.Config) { c.RXBufferSize = 64 }},
 		{"no-busy-keepalive", printer.FlowAuto, func(c *virtual.Config) { c.NoBusyKeepalive = true }},
 		{"emergency-parser", printer.FlowAuto, func(c *virtual.Config) { c.EmergencyParser = true }},
+		// The window goes on behind M190, G28 and M109, so rejected lines
+		// land behind them too.
+		{"emergency-parser-resends", printer.FlowWindow, func(c *virtual.Config) { c.EmergencyParser = true; c.ResendRatio = 10 }},
 		{"resends-ping-pong-2.0", printer.FlowPingPong, func(c *virtual.Config) { c.ResendRatio = 10; c.ResendStyle = virtual.ResendStyle20 }},
 		{"garbage-on-open", printer.FlowAuto, func(c *virtual.Config) { c.GarbageOnOpen = true }},
 	}

@@ -695,7 +695,7 @@ func (s *session) nextTransferLine() bool {
 			truncateText(t.pending, 40), t.local, l, s.p.cfg.MaxLineLength), true)
 		return false
 	}
-	if !s.canSend(l + 1) {
+	if !s.canSend(t.pending, l+1) {
 		return false
 	}
 	cmd := t.pending

@@ -17,6 +17,7 @@ func (s *session) enqueue(q queued) {
 // and markers, then the next job line. Each line is measured before it
 // goes out, so the window is checked with its real wire length.
 func (s *session) pump() {
+	s.flushEmergencies()
 	for s.port != nil && !s.expectResendOK && !s.probing && s.state != StateConnecting {
 		if len(s.resend) > 0 {
 			h, ok := s.history[s.resend[0]]
@@ -24,7 +25,7 @@ func (s *session) pump() {
 				s.resend = s.resend[1:]
 				continue
 			}
-			if !s.canSend(wireLength(h.wire, h.text) + 1) {
+			if !s.canSend(h.text, wireLength(h.wire, h.text)+1) {
 				return
 			}
 			s.resend = s.resend[1:]
@@ -52,7 +53,7 @@ func (s *session) pump() {
 					continue
 				}
 			}
-			if !s.canSend(s.queuedWireLength(q.text) + 1) {
+			if !s.canSend(q.text, s.queuedWireLength(q.text)+1) {
 				return
 			}
 			s.queue = s.queue[1:]
@@ -325,15 +326,23 @@ func (s *session) onZ(z float64) {
 // emergencyCodes skip every queue, as OctoPrint's emergencyCommands.
 var emergencyCodes = map[string]bool{"M112": true, "M108": true, "M410": true}
 
-// sendEmergency writes an emergency line at once. M112 then ends the
-// connection: the firmware is halted and needs a reset.
+// sendEmergency writes an emergency line out of band. M112 goes at
+// once and then ends the connection: the firmware is halted and needs a
+// reset. M108 and M410 go as soon as their bytes fit in the firmware's
+// RX buffer next to the lines in flight (flushEmergencies).
 func (s *session) sendEmergency(text, code string) {
+	if code != "M112" {
+		s.emergencies = append(s.emergencies, code)
+		s.flushEmergencies()
+		if len(s.emergencies) > 0 {
+			s.log.Warn("emergency command waits for room in the firmware's RX buffer; it goes out once oks of the lines in flight free it",
+				"command", text, "bytes_in_flight", s.inflightBytes)
+		}
+		return
+	}
 	s.log.Warn("emergency command sent out of band", "command", text)
 	if _, err := s.port.Write([]byte(code + "\n")); err != nil {
 		s.fail("connection", fmt.Sprintf("write to serial port %s failed: %v", s.p.cfg.Port, err), "disconnect", false)
-		return
-	}
-	if code != "M112" {
 		return
 	}
 	n := s.nextLine
@@ -345,6 +354,38 @@ func (s *session) sendEmergency(text, code string) {
 	s.emit(bridge.EventEStop, nil)
 	s.wantConnected = false
 	s.fail("firmware", "emergency stop (M112) sent; reset the printer, then connect again", "emergency", false)
+}
+
+// flushEmergencies writes the waiting M108 and M410 lines, unnumbered,
+// while their bytes fit in the firmware's RX buffer next to the lines
+// in flight. Marlin's emergency parser acts on them in its serial
+// interrupt, but the line also stays in the RX buffer and later runs
+// from the command queue, which sends an ok, as OctoPrint's
+// _emergency_force_send also expects. So each one joins the lines in
+// flight: its ok completes it in its place, and its bytes count in the
+// window. A full RX buffer would drop the line's tail on a UART, and
+// the stored rest, such as "M1", would glue to the next line and run.
+// Behind a long-running command the window keeps emergencyReserve bytes
+// free, so the first emergency line goes at once there. Elsewhere it
+// waits for at most the oks of the lines in flight.
+func (s *session) flushEmergencies() {
+	for len(s.emergencies) > 0 && s.port != nil {
+		code := s.emergencies[0]
+		size := len(code) + 1
+		if len(s.inflight) > 0 && s.inflightBytes+size > s.p.cfg.RXBufferSize-1 {
+			return
+		}
+		s.log.Warn("emergency command sent out of band", "command", code)
+		s.emergencies = s.emergencies[1:]
+		s.inflight = append(s.inflight, sentLine{n: -1, wire: -1, text: code, emergency: true, size: size, sentAt: time.Now()})
+		s.inflightBytes += size
+		s.sentSinceOK++
+		s.remember("Send: " + code)
+		if _, err := s.port.Write([]byte(code + "\n")); err != nil {
+			s.fail("connection", fmt.Sprintf("write to serial port %s failed: %v", s.p.cfg.Port, err), "disconnect", false)
+			return
+		}
+	}
 }
 
 // checkLine validates a line before it is queued.

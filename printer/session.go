@@ -43,6 +43,11 @@ type sentLine struct {
 	owner   *gcodeRequest
 	sentAt  time.Time
 	longRun bool
+	// emergency marks an unnumbered M108 or M410 written out of band by
+	// sendEmergency. Its bytes wait in the firmware's RX buffer and it
+	// gets an ok in its place in the stream, like a numbered line, but it
+	// has no number and is never sent again.
+	emergency bool
 	// size is the line's wire length with its line feed.
 	size int
 }
@@ -103,6 +108,14 @@ var userWaitCodes = map[string]bool{"M0": true, "M1": true, "M226": true, "M600"
 // heatingCodes are the blocking heat-ups, which print status lines while
 // they wait.
 var heatingCodes = map[string]bool{"M109": true, "M190": true, "M191": true, "M116": true}
+
+// interruptibleCode reports whether code is a wait that M108 ends early:
+// Marlin's emergency parser clears wait_for_heatup and wait_for_user.
+// M226 waits for a pin, which M108 does not end, so counting it is only
+// stricter.
+func interruptibleCode(code string) bool {
+	return heatingCodes[code] || userWaitCodes[code]
+}
 
 // gcodeEvents maps a G-code to the event OctoPrint fires when it is
 // queued for sending.
@@ -172,6 +185,9 @@ type session struct {
 	capsApplied   bool
 	capsDeadline  time.Time
 	queue         []queued
+	// emergencies are out-of-band M108 and M410 lines waiting for room in
+	// the firmware's RX buffer (flushEmergencies).
+	emergencies   []string
 	resend        []int
 	resendLast    int
 	resendRepeats int
@@ -446,6 +462,7 @@ func (s *session) resetProtocol() {
 	s.recovering = false
 	s.pendingError = ""
 	s.queue = nil
+	s.emergencies = nil
 	s.resend = nil
 	s.resendRepeats = 0
 	s.resendLast = -1
@@ -684,6 +701,7 @@ func (s *session) failPending(err error) {
 	s.inflight = nil
 	s.inflightBytes = 0
 	s.queue = nil
+	s.emergencies = nil
 	s.resend = nil
 }
 

@@ -39,8 +39,8 @@ func init() {
 		"G90":  func(s *session, g *gcode) bool { s.setRelative(false, axisX, axisY, axisZ, axisE); return true },
 		"G91":  func(s *session, g *gcode) bool { s.setRelative(true, axisX, axisY, axisZ, axisE); return true },
 		"G92":  (*session).setPosition,
-		"M0":   okOnly, // NOTE: no LCD or host prompt to wait for, so M0/M1 do not pause.
-		"M1":   okOnly,
+		"M0":   (*session).pauseForUser,
+		"M1":   (*session).pauseForUser,
 		"M20":  (*session).listFiles,
 		"M21":  (*session).initCard,
 		"M22":  (*session).releaseCard,
@@ -292,6 +292,34 @@ func (s *session) emergencyStop(g *gcode) bool {
 	}
 	s.kill(true)
 	return false
+}
+
+// pauseForUser executes M0 and M1 as a Marlin build with
+// EMERGENCY_PARSER and no display does (HAS_RESUME_CONTINUE): wait until
+// M108, or at most S seconds or P milliseconds. Without the parser such a
+// build has no M0, and the simulator only sends ok.
+func (s *session) pauseForUser(g *gcode) bool {
+	if !s.cfg.EmergencyParser {
+		return true
+	}
+	s.breakWait.Store(false)
+	var limit time.Duration
+	if ms, ok := g.float('P'); ok {
+		limit = time.Duration(ms * float64(time.Millisecond))
+	}
+	if sec, ok := g.float('S'); ok {
+		limit = time.Duration(sec * float64(time.Second))
+	}
+	deadline := time.Now().Add(s.scaled(limit))
+	for !s.breakWait.Load() {
+		if limit > 0 && !time.Now().Before(deadline) {
+			return true
+		}
+		if !s.sleep(10 * time.Millisecond) {
+			return true
+		}
+	}
+	return true
 }
 
 func (s *session) breakAndContinue(g *gcode) bool {

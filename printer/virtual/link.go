@@ -82,6 +82,13 @@ type serialLink struct {
 	// bytes filled the receive buffer. See readInput.
 	rxBacklog, rxStopped bool
 	buf                  []byte
+	// overrunCounted is set while the receive buffer stays full after an
+	// overrun was counted.
+	overrunCounted bool
+
+	current    atomic.Pointer[rxBuffer] // receive buffer of the current connection, for RXStats
+	rxPeak     atomic.Int64             // most bytes the receive buffer held at once
+	rxOverruns atomic.Int64             // see RXStats.Overruns
 }
 
 func newSerialLink(fd int, slavePath string, cfg Config, rs *randomSource, log *slog.Logger) (*serialLink, error) {
@@ -126,6 +133,7 @@ func (l *serialLink) readLoop(ctx context.Context) {
 		fds := []unix.PollFd{{Fd: int32(l.notify), Events: unix.POLLIN}}
 		timeout := ioPollTimeout
 		if connected && !readable {
+			l.countOverrun()
 			// The buffer is full: go on as soon as the firmware takes a
 			// byte, as a UART does, and only glance at inotify meanwhile.
 			l.waitForSpace(ctx, hostConnectPoll)
@@ -133,6 +141,9 @@ func (l *serialLink) readLoop(ctx context.Context) {
 			if !readable {
 				timeout = 0
 			}
+		}
+		if readable {
+			l.overrunCounted = false
 		}
 		switch {
 		case readable:
@@ -196,6 +207,7 @@ func (l *serialLink) readInput(ctx context.Context) bool {
 	}
 	if l.byteTime == 0 {
 		l.rx.write(l.buf[:n])
+		l.notePeak()
 		return true
 	}
 	// Bytes that were waiting in the pty when the previous ones had
@@ -214,7 +226,26 @@ func (l *serialLink) readInput(ctx context.Context) bool {
 	l.rxPace.pace(ctx, n, l.byteTime, ready)
 	l.rxBacklog = l.pendingInput() > 0
 	l.rxStopped = l.rx.write(l.buf[:n])
+	l.notePeak()
 	return true
+}
+
+// notePeak records the receive buffer's fill after a write.
+func (l *serialLink) notePeak() {
+	fill := int64(l.rxSize - l.rx.free())
+	if fill > l.rxPeak.Load() {
+		l.rxPeak.Store(fill)
+	}
+}
+
+// countOverrun counts an overrun when the receive buffer is full and the
+// host has written more bytes, once until the buffer has room again.
+func (l *serialLink) countOverrun() {
+	if l.overrunCounted || l.pendingInput() == 0 {
+		return
+	}
+	l.overrunCounted = true
+	l.rxOverruns.Add(1)
 }
 
 // pendingInput returns the number of bytes the host has written that the
@@ -293,6 +324,7 @@ func (l *serialLink) setOpenFiles(ctx context.Context, n int) bool {
 	switch {
 	case was == 0 && n > 0:
 		l.rx = newRXBuffer(l.rxSize, l.ep)
+		l.current.Store(l.rx)
 		l.rxBacklog, l.rxStopped = false, false
 		l.log.Info("host opened serial port")
 		select {

@@ -74,3 +74,26 @@ func (p *Printer) resetLineStats() {
 	defer p.recordMu.Unlock()
 	p.lines = LineStats{}
 }
+
+// RXStats is what the serial receive buffer went through since New.
+type RXStats struct {
+	// Held is the number of bytes in the receive buffer now. The
+	// simulator takes no bytes out of it while a command runs.
+	Held int
+	// Peak is the most bytes the receive buffer held at once.
+	Peak int
+	// Overruns counts the times the receive buffer was full while the
+	// host had written more bytes. The simulator leaves those bytes in
+	// the pty, as USB CDC flow control holds them back; a UART without
+	// flow control drops them, as Marlin's AVR serial interrupt does.
+	Overruns int
+}
+
+// RXStats returns the receive buffer's peak fill and overruns.
+func (p *Printer) RXStats() RXStats {
+	st := RXStats{Peak: int(p.link.rxPeak.Load()), Overruns: int(p.link.rxOverruns.Load())}
+	if rx := p.link.current.Load(); rx != nil {
+		st.Held = len(rx.buf) - rx.free()
+	}
+	return st
+}
