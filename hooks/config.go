@@ -133,6 +133,11 @@ type Config struct {
 	// EventsEnabled is events.enabled read by OctoPrint's settings boolean
 	// parser; when false no hook runs, though the entries are still checked.
 	EventsEnabled bool
+	// EventsMissing is set when the file is empty or has no events:
+	// section, or an empty one. Reload rejects such a file while hooks
+	// run, because an editor that truncates the file before it writes
+	// produces one.
+	EventsMissing bool
 	// Subscriptions holds the entries that loaded without error and are
 	// enabled, in file order.
 	Subscriptions []*Subscription
@@ -219,6 +224,7 @@ func (l *loader) report(sev Severity, n *yaml.Node, ref entryRef, key, format st
 func (l *loader) load(doc *yaml.Node) {
 	root := resolve(doc)
 	if root.kind == pyNull {
+		l.cfg.EventsMissing = true
 		l.report(SeverityWarning, nil, entryRef{}, "", "the file is empty, so no hooks are loaded")
 		return
 	}
@@ -240,6 +246,7 @@ func (l *loader) load(doc *yaml.Node) {
 		l.loadSettings(settings.value)
 	}
 	if events == nil {
+		l.cfg.EventsMissing = true
 		l.reportNoEvents(topKeys)
 		return
 	}
@@ -292,6 +299,7 @@ func joinKey(path, key string) string {
 func (l *loader) loadEvents(events *yamlPair) {
 	section := resolve(events.value)
 	if !section.truth {
+		l.cfg.EventsMissing = true
 		l.report(SeverityWarning, events.key, entryRef{}, "events", "events: is empty, so no hooks are loaded")
 		return
 	}
