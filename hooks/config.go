@@ -223,8 +223,8 @@ const (
 // it. It returns blockLine when no prefix fails that way.
 //
 // NOTE: a value that legitimately spans lines (a flow sequence, a quoted
-// scalar) fails when cut in the middle; this is told apart only by the
-// message, so in rare cases the line is that value's.
+// scalar) fails when cut in the middle. Only the message separates the
+// two cases, so in rare cases the line is that value's.
 func yamlErrorLine(data []byte, blockLine int, message string) int {
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	if len(lines) > maxYAMLErrorSearchLines || len(data) > maxYAMLErrorSearchBytes {

@@ -63,7 +63,7 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
-// workerVerdict says what the worker does with a file that has errors,
+// workerVerdict describes what the worker does with a file that has errors,
 // which depends on where they are: errors in printbridge: stop it from
 // starting, an entry with an error is skipped at start as in OctoPrint,
 // and an error in the file's structure or the events: section leaves it
