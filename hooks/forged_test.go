@@ -29,9 +29,10 @@ const forgedConfig = `events:
     command: "true"
 `
 
-// TestWorkerRejectsForgedPrinter publishes, with an edge's rights on
-// printer mk3s only, envelopes that name another printer or event, and
-// then a real event. Only the real event may run its hook.
+// TestWorkerRejectsForgedPrinter publishes on printer mk3s's event topics,
+// the only ones its edge's ACL allows, envelopes that name another
+// printer or event, and then a real event. Only the real event may run
+// its hook.
 func TestWorkerRejectsForgedPrinter(t *testing.T) {
 	for _, kind := range []string{"mqtt", "nats", "jetstream"} {
 		t.Run(kind, func(t *testing.T) {

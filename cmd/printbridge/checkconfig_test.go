@@ -116,7 +116,7 @@ func TestCheckConfigUsage(t *testing.T) {
 	}
 }
 
-func TestCheckConfigSaysWhatWorkerDoes(t *testing.T) {
+func TestCheckConfigWorkerOutcome(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name, text, want string
