@@ -597,6 +597,10 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 		"printbridge.mk4.reply", "printbridge.mk4.command.gcode", "printbridge.mk3s.command.gcode"} {
 		natsPublish(t, impostor, subject, `{"forged": true}`)
 	}
+	// On its own subject, an envelope that names printer B must not make
+	// the worker send G-code to B's command subject.
+	natsPublish(t, impostor, "printbridge.mk3s.event.Connected",
+		`{"schema": 1, "id": "impostor-b", "seq": 1, "printer": "mk4", "event": "Connected", "payload": {}}`)
 	natsPublish(t, impostor, "printbridge.mk3s.event.Sentinel", `{"sentinel": true}`)
 	waitUntil(t, "the impostor's sentinel", func() bool { return seen.hasSubject("printbridge.mk3s.event.Sentinel") })
 
