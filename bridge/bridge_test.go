@@ -208,3 +208,36 @@ func TestCatalogueLookups(t *testing.T) {
 		seen[d.Name] = true
 	}
 }
+
+func TestTopicsEventOf(t *testing.T) {
+	custom := Topics{Base: "farm/hall-2"}
+	cases := []struct {
+		topics  Topics
+		mqtt    string
+		printer string
+		event   string
+		ok      bool
+	}{
+		{Topics{}, "printbridge/mk3s/event/PrintDone", "mk3s", "PrintDone", true},
+		{custom, "farm/hall-2/mk3s/event/PrintDone", "mk3s", "PrintDone", true},
+		{custom, "printbridge/mk3s/event/PrintDone", "", "", false},
+		{Topics{}, "printbridge/mk3s/command/gcode", "", "", false},
+		{Topics{}, "printbridge/mk3s/event", "", "", false},
+		{Topics{}, "printbridge/mk3s/event/", "", "", false},
+	}
+	for _, c := range cases {
+		printer, event, ok := c.topics.EventOfMQTT(c.mqtt)
+		if printer != c.printer || event != c.event || ok != c.ok {
+			t.Errorf("EventOfMQTT(%q) = %q, %q, %v, want %q, %q, %v", c.mqtt, printer, event, ok, c.printer, c.event, c.ok)
+		}
+		subject := strings.ReplaceAll(c.mqtt, "/", ".")
+		printer, event, ok = c.topics.EventOfNATS(subject)
+		if printer != c.printer || event != c.event || ok != c.ok {
+			t.Errorf("EventOfNATS(%q) = %q, %q, %v, want %q, %q, %v", subject, printer, event, ok, c.printer, c.event, c.ok)
+		}
+	}
+	// A plugin event name with '.' spans several NATS tokens.
+	if _, event, _ := (Topics{}).EventOfNATS("printbridge.mk3s.event.plugin.a"); event != "plugin.a" {
+		t.Errorf("EventOfNATS with a dotted name returned event %q, want plugin.a", event)
+	}
+}

@@ -18,6 +18,13 @@ type EventMessage struct {
 	Data []byte
 	// Source names the bus and topic it arrived on, for logs.
 	Source string
+	// Printer and Event are the printer id and event name taken from the
+	// MQTT topic or NATS subject, with the adapter's base removed. Both
+	// are "" when the topic does not have the form <base>/<printer>/event/<name>.
+	// The broker's ACL checks the topic and not the payload, so a consumer
+	// must reject an envelope whose printer or event differs from these.
+	Printer string
+	Event   string
 	// Defer, when not nil, takes the acknowledgement of the message over
 	// from the bus. Without a call, the bus acknowledges the message when
 	// the handler returns. After a call, it does not, and the handler must

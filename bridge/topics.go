@@ -151,3 +151,22 @@ func (t Topics) parse(s, prefix, sep string) (printer, section, rest string, ok 
 	}
 	return printer, section, rest, true
 }
+
+// EventOfMQTT returns the printer id and event name of an event topic of
+// this base. ok is false for any other topic.
+func (t Topics) EventOfMQTT(topic string) (printer, event string, ok bool) {
+	return eventOf(t.ParseMQTT(topic))
+}
+
+// EventOfNATS does what EventOfMQTT does for a NATS subject. An event name
+// that contains '.' spans several subject tokens and is returned whole.
+func (t Topics) EventOfNATS(subject string) (printer, event string, ok bool) {
+	return eventOf(t.ParseNATS(subject))
+}
+
+func eventOf(printer, section, rest string, ok bool) (string, string, bool) {
+	if !ok || section != "event" || printer == "" || rest == "" {
+		return "", "", false
+	}
+	return printer, rest, true
+}

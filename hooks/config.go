@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,6 +134,11 @@ type Config struct {
 	// EventsEnabled is events.enabled read by OctoPrint's settings boolean
 	// parser; when false no hook runs, though the entries are still checked.
 	EventsEnabled bool
+	// EventsMissing is set when the file is empty or has no events:
+	// section, or an empty one. Reload rejects such a file while hooks
+	// run, because an editor that truncates the file before it writes
+	// produces one.
+	EventsMissing bool
 	// Subscriptions holds the entries that loaded without error and are
 	// enabled, in file order.
 	Subscriptions []*Subscription
@@ -168,7 +174,7 @@ func ParseConfig(file string, data []byte) (*Config, []Problem, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, yamlError(file, err)
+		return nil, nil, yamlError(file, data, err)
 	}
 	l := &loader{file: file, cfg: &Config{Path: file, Settings: DefaultSettings(), byEvent: map[string][]*Subscription{}}}
 	l.load(&doc)
@@ -186,13 +192,60 @@ func ParseConfig(file string, data []byte) (*Config, []Problem, error) {
 var yamlLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 
 // yamlError words a YAML syntax error as FILE:LINE: like every other
-// problem. yaml.v3 reports the line where the enclosing block starts
-// when it has that position, so the mistake can be on a later line.
-func yamlError(file string, err error) error {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("%s:%s: %w: %s; fix the syntax on this line or further down in its block", file, m[1], ErrInvalidYAML, m[2])
+// problem. yaml.v3 (v3.0.1) puts the line where the enclosing block starts
+// into its message when it has that position, and keeps the line of the
+// mistake itself to itself, so yamlErrorLine looks for that line.
+func yamlError(file string, data []byte, err error) error {
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return fmt.Errorf("%s: %w: %s; fix the syntax", file, ErrInvalidYAML, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	return fmt.Errorf("%s: %w: %s; fix the syntax", file, ErrInvalidYAML, strings.TrimPrefix(err.Error(), "yaml: "))
+	blockLine, _ := strconv.Atoi(m[1])
+	line := yamlErrorLine(data, blockLine, m[2])
+	if line == blockLine {
+		return fmt.Errorf("%s:%d: %w: %s; fix the syntax on this line or further down in its block", file, line, ErrInvalidYAML, m[2])
+	}
+	return fmt.Errorf("%s:%d: %w: %s (in the block that starts at line %d); fix the syntax on this line",
+		file, line, ErrInvalidYAML, m[2], blockLine)
+}
+
+// yamlErrorLine parses one prefix of the file per line, so it gives up
+// on files larger than these bounds. OctoPrint config files have a few
+// hundred lines.
+const (
+	maxYAMLErrorSearchLines = 2000
+	maxYAMLErrorSearchBytes = 256 << 10
+)
+
+// yamlErrorLine returns the first line at or after blockLine whose
+// prefix of the file, cut after that line, fails to parse with the same
+// message as the whole file. Lines before it parse, so the mistake is on
+// it. It returns blockLine when no prefix fails that way.
+//
+// NOTE: a value that legitimately spans lines (a flow sequence, a quoted
+// scalar) fails when cut in the middle. Only the message separates the
+// two cases, so in rare cases the line is that value's.
+func yamlErrorLine(data []byte, blockLine int, message string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxYAMLErrorSearchLines || len(data) > maxYAMLErrorSearchBytes {
+		return blockLine
+	}
+	prefixLen := 0
+	for i, l := range lines {
+		prefixLen += len(l)
+		if i+1 < blockLine {
+			continue
+		}
+		var doc yaml.Node
+		err := yaml.NewDecoder(bytes.NewReader(data[:prefixLen])).Decode(&doc)
+		if err == nil || errors.Is(err, io.EOF) {
+			continue
+		}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil && m[2] == message {
+			return i + 1
+		}
+	}
+	return blockLine
 }
 
 type loader struct {
@@ -219,6 +272,7 @@ func (l *loader) report(sev Severity, n *yaml.Node, ref entryRef, key, format st
 func (l *loader) load(doc *yaml.Node) {
 	root := resolve(doc)
 	if root.kind == pyNull {
+		l.cfg.EventsMissing = true
 		l.report(SeverityWarning, nil, entryRef{}, "", "the file is empty, so no hooks are loaded")
 		return
 	}
@@ -240,6 +294,7 @@ func (l *loader) load(doc *yaml.Node) {
 		l.loadSettings(settings.value)
 	}
 	if events == nil {
+		l.cfg.EventsMissing = true
 		l.reportNoEvents(topKeys)
 		return
 	}
@@ -292,6 +347,7 @@ func joinKey(path, key string) string {
 func (l *loader) loadEvents(events *yamlPair) {
 	section := resolve(events.value)
 	if !section.truth {
+		l.cfg.EventsMissing = true
 		l.report(SeverityWarning, events.key, entryRef{}, "events", "events: is empty, so no hooks are loaded")
 		return
 	}

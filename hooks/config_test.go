@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"errors"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -426,4 +427,56 @@ func TestOwnerPlaceholderNeverSet(t *testing.T) {
 		{7, SeverityWarning, 1, "placeholder {owner} is never set by printbridge"},
 		{7, SeverityWarning, 1, "placeholder {user} is never set by printbridge"},
 	})
+}
+
+func TestLoadWarnsNonStringName(t *testing.T) {
+	_, problems := parseTestConfig(t, `events:
+  subscriptions:
+  - name: [1, 2]
+    event: PrintDone
+    type: system
+    shell: false
+    command: "true"
+  - name: 42
+    event: PrintDone
+    type: system
+    shell: false
+    command: "true"
+  - name: "42"
+    event: PrintDone
+    type: system
+    shell: false
+    command: "true"
+`)
+	checkProblems(t, problems, []wantProblem{
+		{3, SeverityWarning, 1, `name is a list, not a string, so the hook is named "#1 <event>"`},
+		{8, SeverityWarning, 2, `name is an integer, not a string, so its text "42" is used`},
+	})
+}
+
+func TestYAMLErrorNamesMistakeLine(t *testing.T) {
+	for _, c := range []struct {
+		name, text, want string
+	}{
+		{"indentation", "events:\n  subscriptions:\n  - name: a\n    event: PrintDone\n    type: system\n   command: \"true\"\n    shell: false\n",
+			"bad.yaml:6: invalid YAML: did not find expected key (in the block that starts at line 1)"},
+		{"after multi-line flow", "events:\n  subscriptions:\n  - event: [PrintDone,\n      PrintStarted]\n    type: system\n   shell: false\n",
+			"bad.yaml:6: invalid YAML"},
+		{"tab", "events:\n  subscriptions:\n  - event: PrintDone\n\ttype: system\n",
+			"bad.yaml:4: invalid YAML: found a tab character"},
+		{"unclosed flow", "events:\n  subscriptions:\n  - event: [PrintDone\n",
+			"bad.yaml:3: invalid YAML"},
+	} {
+		_, _, err := ParseConfig("bad.yaml", []byte(c.text))
+		if err == nil {
+			t.Errorf("%s: ParseConfig accepted invalid YAML", c.name)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidYAML) {
+			t.Errorf("%s: error %v is not ErrInvalidYAML", c.name, err)
+		}
+		if !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%s: error = %q, want it to start with %q", c.name, err, c.want)
+		}
+	}
 }

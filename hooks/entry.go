@@ -26,8 +26,12 @@ func (l *loader) loadEntry(index int, n *yaml.Node) *Subscription {
 	}
 	for _, p := range mappingPairs(v.node) {
 		if p.key.Value == "name" {
-			if nv := resolve(p.value); nv.kind != pyList && nv.kind != pyMap {
+			nv := resolve(p.value)
+			if nv.kind != pyList && nv.kind != pyMap {
 				ref.name = nv.text
+			}
+			if nv.kind != pyStr && nv.kind != pyNull {
+				l.reportNameType(p.value, nv, ref, path)
 			}
 		}
 	}
@@ -62,6 +66,18 @@ func (l *loader) loadEntry(index int, n *yaml.Node) *Subscription {
 		return nil
 	}
 	return sub
+}
+
+// reportNameType warns about a name that is not a string. The hook name
+// is the label of logs, metrics and G-code command ids, so a list or
+// mapping falls back to "#<entry> <event>", and a number or boolean is
+// used as written.
+func (l *loader) reportNameType(n *yaml.Node, v pyValue, ref entryRef, path string) {
+	use := fmt.Sprintf("its text %q is used as the hook name", v.text)
+	if v.kind == pyList || v.kind == pyMap {
+		use = fmt.Sprintf("the hook is named \"#%d <event>\" in logs and metrics instead", ref.index)
+	}
+	l.report(SeverityWarning, deref(n), ref, path+".name", "name is %s, not a string, so %s; quote it to make it a string", v.kind, use)
 }
 
 func (l *loader) reportUnknownKey(key *yaml.Node, ref entryRef, path string) {

@@ -21,6 +21,10 @@ func WithLogLevel(level *slog.LevelVar) Option { return func(w *Worker) { w.logL
 // base_topic, printers, group, log_format, metrics_listen) keep their
 // running values, with a warning for each one that changed.
 //
+// A cfg whose file is empty or has no events: section is rejected while
+// the running config has hooks, so that a file caught while an editor
+// rewrites it does not drop every hook.
+//
 // When cfg has the first gcode hook and Run is running, Reload first
 // subscribes to command replies. If that fails, the old config stays in
 // force and the error is returned. Reload publishes no event, because
@@ -35,6 +39,13 @@ func (w *Worker) Reload(cfg *Config) error {
 	defer w.reloadMu.Unlock()
 
 	old := w.cfg.Load()
+	if cfg.EventsMissing && len(old.Subscriptions) > 0 {
+		err := fmt.Errorf("%w: %s is empty or has no events: section, while %d hooks are loaded; "+
+			"to remove all hooks on purpose, write \"events: {subscriptions: []}\" or \"events: {enabled: false}\" and send SIGHUP again",
+			ErrEventsMissing, cfg.Path, len(old.Subscriptions))
+		w.rejectReload(err)
+		return err
+	}
 	next := *cfg
 	w.keepRunningSettings(&next.Settings, old.Settings)
 	if hasGcodeHooks(&next) && w.runCtx != nil && !w.repliesSubscribed {
@@ -59,6 +70,10 @@ func (w *Worker) Reload(cfg *Config) error {
 		"max_concurrent_hooks", limit, "log_level", next.Settings.LogLevel)
 	return nil
 }
+
+// ErrEventsMissing is returned by Reload for a config without hooks
+// whose file has no events: section while the running config has hooks.
+var ErrEventsMissing = errors.New("config reload rejected")
 
 // ReloadFrom calls load and reloads the config it returns. When load
 // fails, the running config stays in force, and the failure is logged

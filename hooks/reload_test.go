@@ -355,3 +355,38 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	return metricFamily(t, reg, name).GetMetric()[0].GetGauge().GetValue()
 }
+
+func TestReloadRejectsFileWithoutEvents(t *testing.T) {
+	logs, log := newLogBuffer()
+	reg := prometheus.NewRegistry()
+	h := newHarnessLog(t, `events:
+  subscriptions:
+  - {name: old, event: PrintDone, type: system, shell: false, command: "true"}
+`, log, WithMetrics(NewMetrics(reg)))
+
+	for i, text := range []string{"", "printbridge:\n  log_level: info\n", "events:\n"} {
+		err := h.worker.Reload(mustParse(t, text))
+		if !errors.Is(err, ErrEventsMissing) {
+			t.Errorf("Reload of %q = %v, want ErrEventsMissing", text, err)
+		}
+		if v := counterValue(t, reg, "printbridge_worker_config_reloads_total", map[string]string{"result": "failed"}); v != float64(i+1) {
+			t.Errorf("failed reloads after %q = %v, want %d", text, v, i+1)
+		}
+	}
+	if lines := logs.lines("config reload failed", "config.yaml is empty or has no events: section", "events: {enabled: false}"); len(lines) != 3 {
+		t.Errorf("log lines about the rejected reloads = %q, want 3 naming the file and how to remove all hooks", lines)
+	}
+	h.publish(&bridge.Envelope{ID: "d1", Event: bridge.EventPrintDone})
+	if r := h.waitResults(1)[0]; r.Hook != "old" || r.Err != nil {
+		t.Errorf("result after the rejected reloads = %+v, want hook old, ok", r)
+	}
+
+	// An explicit empty list removes all hooks, and then a file without
+	// events: loads, because no hook is left to drop.
+	if err := h.worker.Reload(mustParse(t, "events:\n  subscriptions: []\n")); err != nil {
+		t.Fatalf("Reload with subscriptions: [] = %v, want nil", err)
+	}
+	if err := h.worker.Reload(mustParse(t, "")); err != nil {
+		t.Errorf("Reload of an empty file without hooks running = %v, want nil", err)
+	}
+}

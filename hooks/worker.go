@@ -341,6 +341,11 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		ack(true)
 		return
 	}
+	if env.Printer != msg.Printer || env.Event != msg.Event {
+		w.rejectForged(msg, env)
+		ack(true)
+		return
+	}
 
 	if !w.servesPrinter(env.Printer) {
 		ack(true)
@@ -395,6 +400,20 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		w.metrics.dropped.Inc()
 		w.logDropped(env, cap(q), n)
 	}
+}
+
+// rejectForged counts and logs an envelope whose printer or event is not
+// the one of the topic it arrived on. The broker's ACL grants an edge its
+// own printer's topics only, so running such an event would let one
+// printer's credentials run another printer's hooks and send it G-code.
+// It is acknowledged, because a delivery again would be rejected again.
+func (w *Worker) rejectForged(msg bridge.EventMessage, env *bridge.Envelope) {
+	n := w.malformed.Add(1)
+	w.metrics.invalid.Inc()
+	w.log.Warn("event envelope rejected: its printer or event does not match the topic it was published on; "+
+		"check the credentials of the client that publishes to this topic",
+		"source", msg.Source, "topic_printer", msg.Printer, "topic_event", msg.Event,
+		"envelope_printer", env.Printer, "envelope_event", env.Event, "event_id", env.ID, "malformed_total", n)
 }
 
 // logDropped logs an event dropped from a full hook queue: every one at

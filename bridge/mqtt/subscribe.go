@@ -96,7 +96,8 @@ func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func
 	}
 	return b.subscribe(ctx, filter, func(msg paho.Message) bool {
 		deferred := false
-		h(bridge.EventMessage{Data: msg.Payload(), Source: "mqtt:" + msg.Topic(), Defer: func() bridge.AckFunc {
+		topicPrinter, topicEvent, _ := b.cfg.Topics.EventOfMQTT(msg.Topic())
+		h(bridge.EventMessage{Data: msg.Payload(), Source: "mqtt:" + msg.Topic(), Printer: topicPrinter, Event: topicEvent, Defer: func() bridge.AckFunc {
 			deferred = true
 			return func(handled bool) {
 				// paho's Ack sends one PUBACK however often it is called.

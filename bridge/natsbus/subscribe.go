@@ -72,7 +72,8 @@ func (b *Bus) subscribeCoreEvents(ctx context.Context, subject, group string, h 
 		// list, so the handler always has later events to see the count
 		// with.
 		r.check()
-		h(bridge.EventMessage{Data: msg.Data, Source: "nats:" + msg.Subject})
+		printer, event, _ := b.cfg.Topics.EventOfNATS(msg.Subject)
+		h(bridge.EventMessage{Data: msg.Data, Source: "nats:" + msg.Subject, Printer: printer, Event: event})
 	}, func(sub *nats.Subscription) error {
 		r.limitMessages, r.limitBytes = b.cfg.EventPendingMessages, b.cfg.EventPendingBytes
 		if r.limitMessages == 0 {
@@ -177,7 +178,8 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 	log := b.log.With("consumer", durable)
 	cc, err := consumer.Consume(func(msg jetstream.Msg) {
 		d := &deferredAck{msg: msg, log: log}
-		h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject(), Defer: d.take})
+		printer, event, _ := b.cfg.Topics.EventOfNATS(msg.Subject())
+		h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject(), Printer: printer, Event: event, Defer: d.take})
 		if !d.taken {
 			d.ack(true)
 		}

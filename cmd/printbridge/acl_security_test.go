@@ -369,6 +369,10 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	rawPublish(t, impostor, "printbridge/mk4/reply", false, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk4/command/gcode", false, `{"id": "forged", "commands": ["M84"]}`)
 	rawPublish(t, impostor, "printbridge/mk3s/command/gcode", false, `{"id": "self-command", "commands": ["M117 self"]}`)
+	// On its own topic, an envelope that names printer B must not make the
+	// worker run B's hooks, which would send G-code to B's command topic.
+	rawPublish(t, impostor, "printbridge/mk3s/event/Connected", false,
+		`{"schema": 1, "id": "impostor-b", "seq": 1, "printer": "mk4", "event": "Connected", "payload": {}}`)
 	rawPublish(t, impostor, "printbridge/mk3s/event/Sentinel", false, `{"sentinel": true}`)
 	waitUntil(t, "the impostor's sentinel on A's own topic", func() bool { return seen.hasTopic("printbridge/mk3s/event/Sentinel") })
 
@@ -593,6 +597,10 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 		"printbridge.mk4.reply", "printbridge.mk4.command.gcode", "printbridge.mk3s.command.gcode"} {
 		natsPublish(t, impostor, subject, `{"forged": true}`)
 	}
+	// On its own subject, an envelope that names printer B must not make
+	// the worker send G-code to B's command subject.
+	natsPublish(t, impostor, "printbridge.mk3s.event.Connected",
+		`{"schema": 1, "id": "impostor-b", "seq": 1, "printer": "mk4", "event": "Connected", "payload": {}}`)
 	natsPublish(t, impostor, "printbridge.mk3s.event.Sentinel", `{"sentinel": true}`)
 	waitUntil(t, "the impostor's sentinel", func() bool { return seen.hasSubject("printbridge.mk3s.event.Sentinel") })
 

@@ -58,9 +58,40 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "%s: %s loaded, %s, %s\n", file, count(len(cfg.Subscriptions), "hook"),
 		count(errorCount, "error"), count(warningCount, "warning"))
 	if errorCount > 0 {
-		return fmt.Errorf("%s: %w (%s, listed above); the worker skips entries with errors", file, errConfigInvalid, count(errorCount, "error"))
+		return fmt.Errorf("%s: %w (%s, listed above); %s", file, errConfigInvalid, count(errorCount, "error"), workerVerdict(problems))
 	}
 	return nil
+}
+
+// workerVerdict describes what the worker does with a file that has errors,
+// which depends on where they are: errors in printbridge: stop it from
+// starting, an entry with an error is skipped at start as in OctoPrint,
+// and an error in the file's structure or the events: section leaves it
+// with no hooks from that part. A SIGHUP reload rejects any of them.
+func workerVerdict(problems []hooks.Problem) string {
+	if n := settingsErrors(problems); n > 0 {
+		return "the worker does not start with this file, because its printbridge: section has " + count(n, "error") +
+			", and a SIGHUP reload rejects it; fix them, or give the flags that replace them"
+	}
+	var entryErrors, otherErrors int
+	for _, p := range problems {
+		switch {
+		case p.Severity != hooks.SeverityError:
+		case p.Entry > 0:
+			entryErrors++
+		default:
+			otherErrors++
+		}
+	}
+	const reload = "and a SIGHUP reload rejects the whole file"
+	switch {
+	case otherErrors > 0 && entryErrors > 0:
+		return "the worker starts without the hooks that the errors outside entries keep from loading and skips the entries with errors, " + reload
+	case otherErrors > 0:
+		return "the worker starts, but without the hooks that these errors keep from loading, " + reload
+	default:
+		return "the worker starts and skips the entries with errors, as OctoPrint does, " + reload
+	}
 }
 
 func count(n int, noun string) string {

@@ -115,3 +115,32 @@ func TestCheckConfigUsage(t *testing.T) {
 		t.Errorf("missing file exited %d with %q, want 1 naming the file", code, stderr)
 	}
 }
+
+func TestCheckConfigWorkerOutcome(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, text, want string
+	}{
+		{"settings", "printbridge:\n  hook_timeout: banana\nevents:\n  subscriptions: []\n",
+			"the worker does not start with this file, because its printbridge: section has 1 error"},
+		{"entry", "events:\n  subscriptions:\n  - {event: PrintDone, command: \"true\"}\n",
+			"the worker starts and skips the entries with errors, as OctoPrint does, and a SIGHUP reload rejects the whole file"},
+		{"structure", "evnets:\n  subscriptions: []\n",
+			"the worker starts, but without the hooks that these errors keep from loading"},
+	} {
+		file := filepath.Join(dir, c.name+".yaml")
+		if err := os.WriteFile(file, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := runCLI(t, "check-config", file)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1", c.name, code)
+		}
+		if !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: stderr = %q, want it to contain %q", c.name, stderr, c.want)
+		}
+		if c.name != "entry" && strings.Contains(stderr, "skips the entries") {
+			t.Errorf("%s: stderr = %q, which wrongly says the worker skips entries", c.name, stderr)
+		}
+	}
+}

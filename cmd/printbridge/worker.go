@@ -455,6 +455,11 @@ func openSeenBucket(ctx context.Context, natsBus *natsbus.Bus, bucket string, tt
 	return kv, nil
 }
 
+// reloadRereadDelay is the pause before a config without an events:
+// section is read again on SIGHUP. An editor's truncate and write take
+// far less, and the worker's delivery goes on during the pause.
+const reloadRereadDelay = 500 * time.Millisecond
+
 // reloadWorker reloads the config file on SIGHUP. Unlike at start, a new
 // config with any error is rejected as a whole, because the running
 // config is there to fall back to and skipping a broken entry would
@@ -463,6 +468,15 @@ func reloadWorker(ctx context.Context, o *workerOptions, w *hooks.Worker, log *s
 	log.Info("SIGHUP received: reloading the config", "config", o.config)
 	_ = w.ReloadFrom(func() (*hooks.Config, error) {
 		cfg, problems, err := o.load()
+		if err == nil && cfg.EventsMissing {
+			// An editor that truncates the file and then writes it can be
+			// caught in between, so the file is read once more before
+			// Reload rejects it.
+			log.Warn("config has no events: section; reading it again in case it was being written",
+				"config", o.config, "retry_after", reloadRereadDelay)
+			time.Sleep(reloadRereadDelay)
+			cfg, problems, err = o.load()
+		}
 		if err != nil {
 			return nil, err
 		}

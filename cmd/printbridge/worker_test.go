@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -557,6 +558,27 @@ func TestWorkerReloadsOnSIGHUP(t *testing.T) {
 	waitFor(t, "both new hooks", workerWait, func() bool { return len(outputs()) >= n+2 })
 	if got := strings.Join(outputs()[n:], " "); got != "b-PrintDone c-PrintDone" && got != "c-PrintDone b-PrintDone" {
 		t.Errorf("hooks after the reload wrote %q, want b-PrintDone and c-PrintDone", got)
+	}
+
+	// A file truncated by an editor, and one without events:, keep the
+	// running hooks, and the log says how to remove them on purpose.
+	for _, text := range []string{"", "printbridge:\n  log_level: info\n", "events:\n"} {
+		writeWorkerConfig(t, dir, text)
+		hup("config reload failed")
+		lines := matchingLines(logs.String(), "config reload failed", "no events: section")
+		if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], cfg) || !strings.Contains(lines[len(lines)-1], "events: {subscriptions: []}") {
+			t.Errorf("for file %q, reload failure lines = %q, want one naming %s and how to remove all hooks", text, lines, cfg)
+		}
+		n := len(outputs())
+		sender.send("hup1", "keep-"+strconv.Itoa(len(text)), bridge.EventPrintDone, nil)
+		waitFor(t, "both running hooks", workerWait, func() bool { return len(outputs()) >= n+2 })
+	}
+
+	// Removing all hooks on purpose is a valid reload.
+	writeWorkerConfig(t, dir, "events:\n  subscriptions: []\n")
+	hup("config reloaded")
+	if lines := matchingLines(logs.String(), "config reloaded", "subscriptions=0"); len(lines) != 1 {
+		t.Errorf("reload lines = %q, want one with subscriptions=0", lines)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
