@@ -36,8 +36,11 @@ type Metrics struct {
 	// ScriptErrors GCODE scripts that failed to load or render.
 	Suppressed   prometheus.Counter
 	ScriptErrors prometheus.Counter
-	printerID    string
-	lastState    string
+	// JobRecordErrors counts failures to write, read or decode the
+	// running print record in the data directory.
+	JobRecordErrors prometheus.Counter
+	printerID       string
+	lastState       string
 }
 
 // NewMetrics registers the edge metrics on reg (a private registry when
@@ -91,6 +94,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "G-code lines not sent to the printer because they were blocked, ignored or did not fit the printer profile (CommandSuppressed)."}),
 		ScriptErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_gcode_script_errors_total",
 			Help: "GCODE scripts not sent because they failed to load or render."}),
+		JobRecordErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_job_record_errors_total",
+			Help: "Failures to write, read or decode the running print record (DATA-DIR/<printer>.job.json)."}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -98,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
-		m.Progress, m.State, m.Suppressed, m.ScriptErrors)
+		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors)
 	return m
 }
 
