@@ -41,12 +41,15 @@ type Metrics struct {
 	JobRecordErrors prometheus.Counter
 	printerID       string
 	lastState       string
+	// heaters are the heater labels of the temperature gauges.
+	heaters map[string]bool
 }
 
 // NewMetrics registers the edge metrics on reg (a private registry when
 // nil). printerID labels the per-printer gauges.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		heaters: map[string]bool{},
 		EventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_published_total",
 			Help: "Events acknowledged by the broker, by event name."}, []string{"event"}),
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_dropped_total",
@@ -123,7 +126,18 @@ func (m *Metrics) PrinterMetrics() printer.Metrics {
 }
 
 func (m *Metrics) observeSnapshot(s *printer.Snapshot) {
+	// A heater missing from the snapshot (all of them once the printer is
+	// disconnected) has no reading, so its gauges go rather than keep the
+	// last value.
+	for heater := range m.heaters {
+		if _, ok := s.Temperatures[heater]; !ok {
+			m.Temperature.DeleteLabelValues(heater)
+			m.TargetTemp.DeleteLabelValues(heater)
+			delete(m.heaters, heater)
+		}
+	}
 	for heater, t := range s.Temperatures {
+		m.heaters[heater] = true
 		m.Temperature.WithLabelValues(heater).Set(t.Actual)
 		if t.Target != nil {
 			m.TargetTemp.WithLabelValues(heater).Set(*t.Target)
