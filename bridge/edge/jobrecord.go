@@ -197,6 +197,9 @@ func (e *Edge) closeInterruptedJob() {
 	}
 	e.log.Warn("the previous run stopped during a print; firing PrintFailed for it", "path", r.Path, "origin", r.Origin,
 		"started", r.Started, "last_seen", r.LastSeen)
+	// NOTE: an SD card print (origin sdcard) may still run in a firmware
+	// that the reconnect does not reset, and the edge does not take such
+	// a print over, so it reports it as failed too.
 	// Emit removes the record when it stores this PrintFailed.
 	ctx := bridge.Context{File: &bridge.FileRef{Name: r.Name, Path: r.Path, Origin: r.Origin}, Progress: r.Progress, State: "OFFLINE"}
 	e.Emit(bridge.EventPrintFailed, interruptedJobPayload(r), ctx)
