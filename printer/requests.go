@@ -89,6 +89,11 @@ func (s *session) handleRequest(r request) error {
 				}
 			}
 			s.disconnect("disconnect requested", false)
+		} else {
+			// The edge was retrying after a connection error: the
+			// request ends the outage, and with it the error state.
+			s.lastError = ""
+			s.setState(StateClosed)
 		}
 		if r.done != nil {
 			r.done(nil, nil)

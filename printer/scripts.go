@@ -84,38 +84,70 @@ func LoadScript(dir, name string) (*Template, error) {
 // start and on reload instead of in the middle of a print. It also returns
 // the names of files in dir that are not scripts the edge runs.
 func CheckScripts(dir string) (unknown []string, err error) {
+	_, unknown, err = LoadScripts(dir)
+	return unknown, err
+}
+
+// LoadScripts parses every script in dir and returns them by name, with
+// the names of files in dir that are not scripts the edge runs. The error
+// joins the errors of all scripts that failed to read or parse.
+func LoadScripts(dir string) (scripts map[string]*Template, unknown []string, err error) {
 	if dir == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read GCODE scripts folder: %w", err)
+		return nil, nil, fmt.Errorf("read GCODE scripts folder: %w", err)
 	}
 	known := map[string]bool{}
 	for _, n := range ScriptNames {
 		known[n] = true
 	}
+	scripts = map[string]*Template{}
 	var errs []error
 	for _, e := range entries {
 		if !known[e.Name()] {
 			unknown = append(unknown, e.Name())
 			continue
 		}
-		if _, err := LoadScript(dir, e.Name()); err != nil {
+		t, err := LoadScript(dir, e.Name())
+		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if t != nil {
+			scripts[e.Name()] = t
 		}
 	}
-	return unknown, errors.Join(errs...)
+	return scripts, unknown, errors.Join(errs...)
+}
+
+// loadScript reads a script from the scripts folder. When the file no
+// longer parses, the version of the last start or reload
+// (Settings.Scripts) is used instead, because a rejected reload promises
+// that the previous scripts stay in force.
+func (s *session) loadScript(name string) (*Template, error) {
+	t, err := LoadScript(s.settings.ScriptsDir, name)
+	if err == nil {
+		return t, nil
+	}
+	last, ok := s.settings.Scripts[name]
+	if !ok {
+		return nil, err
+	}
+	s.log.Warn("GCODE script file is invalid; sending the version loaded at the last start or reload instead", "script", name,
+		"scripts", s.settings.ScriptsDir, "error", err)
+	return last, nil
 }
 
 // scriptLines renders a script into the lines to send. found is false when
 // the script file does not exist. Comments and empty lines are dropped,
 // as OctoPrint does before queuing.
 func (s *session) scriptLines(name string, vars map[string]any) (lines []string, found bool, err error) {
-	t, err := LoadScript(s.settings.ScriptsDir, name)
+	t, err := s.loadScript(name)
 	if err != nil || t == nil {
 		return nil, false, err
 	}

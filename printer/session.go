@@ -380,7 +380,12 @@ func (s *session) open(now time.Time) {
 			s.outageEmitted = true
 			s.emit(bridge.EventError, bridge.Payload{{Key: "error", Value: err.Error()}, {Key: "reason", Value: "connection"}})
 		}
-		s.setState(StateOffline)
+		// OctoPrint shows a failed open as CLOSED_WITH_ERROR. During an
+		// outage the first error stays, because it names the cause.
+		if s.state != StateClosedWithError {
+			s.lastError = "serial port open failed: " + err.Error()
+		}
+		s.setState(StateClosedWithError)
 		if !cfg.AutoConnect {
 			s.wantConnected = false
 			s.finishConnectWaiters(err)
@@ -632,6 +637,8 @@ func (s *session) disconnect(reason string, withError bool) {
 	s.autoReport = false
 	s.posAutoReport = false
 	s.sdAutoReport = false
+	// Readings and targets of a printer that is gone are unknown.
+	clear(s.temps)
 	if withError {
 		s.setState(StateClosedWithError)
 	} else {

@@ -16,6 +16,11 @@ type Settings struct {
 	// ScriptsDir is the folder of GCODE scripts; empty runs none. Scripts
 	// are read each time they run, so an edited file applies at once.
 	ScriptsDir string
+	// Scripts are the scripts of ScriptsDir as parsed at start or reload
+	// (LoadScripts). A script whose file no longer parses runs this
+	// version, so an invalid edit that a reload rejected does not reach
+	// the printer.
+	Scripts map[string]*Template
 	// BlockedCommands are codes never sent (CommandSuppressed, severity
 	// warn); nil means DefaultBlockedCommands and an empty list blocks
 	// nothing.

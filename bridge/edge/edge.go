@@ -86,7 +86,8 @@ type Edge struct {
 	printerMu sync.Mutex
 	printer   *printer.Printer
 	seq       *seqStore
-	outbox    *outbox.Outbox // nil without DataDir
+	jobs      *jobRecordStore // guarded by emitMu
+	outbox    *outbox.Outbox  // nil without DataDir
 	metrics   *Metrics
 
 	// bus is set once by SetBus, before busReady is closed. Run and the
@@ -176,6 +177,7 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 		return nil, err
 	}
 	e.seq = seq
+	e.jobs = newJobRecordStore(cfg.DataDir, cfg.PrinterID)
 	e.policy.Store(cfg.Policy)
 	e.commands = newCommandRunner(e)
 	e.observeOutbox()
@@ -186,6 +188,9 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 	// event of this run, as in OctoPrint. Events a previous run left in
 	// the outbox go out before it.
 	e.Emit(bridge.EventStartup, nil, bridge.Context{})
+	// The printer is not running yet, so the interrupted print's
+	// PrintFailed comes before any event of a new connection or job.
+	e.closeInterruptedJob()
 	return e, nil
 }
 
@@ -265,6 +270,11 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 		e.cfg.OnEnvelope(env)
 	}
 	e.log.Debug("event", "event", name, "event_id", env.ID, "seq", env.Seq)
+	if err := e.jobs.observe(env); err != nil {
+		e.metrics.JobRecordErrors.Inc()
+		e.log.Error("updating the running print record failed; if the edge is killed during this print, no PrintFailed closes it after the restart",
+			"event", name, "event_id", env.ID, "error", err)
+	}
 	if e.outbox == nil {
 		e.enqueue(pendingEvent{env: env, data: bytes.Clone(data)})
 	} else if !e.storeLocked(env, data) {

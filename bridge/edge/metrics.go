@@ -36,14 +36,20 @@ type Metrics struct {
 	// ScriptErrors GCODE scripts that failed to load or render.
 	Suppressed   prometheus.Counter
 	ScriptErrors prometheus.Counter
-	printerID    string
-	lastState    string
+	// JobRecordErrors counts failures to write, read or decode the
+	// running print record in the data directory.
+	JobRecordErrors prometheus.Counter
+	printerID       string
+	lastState       string
+	// heaters are the heater labels of the temperature gauges.
+	heaters map[string]bool
 }
 
 // NewMetrics registers the edge metrics on reg (a private registry when
 // nil). printerID labels the per-printer gauges.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		heaters: map[string]bool{},
 		EventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_published_total",
 			Help: "Events acknowledged by the broker, by event name."}, []string{"event"}),
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_dropped_total",
@@ -91,6 +97,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "G-code lines not sent to the printer because they were blocked, ignored or did not fit the printer profile (CommandSuppressed)."}),
 		ScriptErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_gcode_script_errors_total",
 			Help: "GCODE scripts not sent because they failed to load or render."}),
+		JobRecordErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_job_record_errors_total",
+			Help: "Failures to write, read or decode the running print record (DATA-DIR/<printer>.job.json)."}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -98,7 +106,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
-		m.Progress, m.State, m.Suppressed, m.ScriptErrors)
+		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors)
 	return m
 }
 
@@ -118,7 +126,18 @@ func (m *Metrics) PrinterMetrics() printer.Metrics {
 }
 
 func (m *Metrics) observeSnapshot(s *printer.Snapshot) {
+	// A heater missing from the snapshot (all of them once the printer is
+	// disconnected) has no reading, so its gauges go rather than keep the
+	// last value.
+	for heater := range m.heaters {
+		if _, ok := s.Temperatures[heater]; !ok {
+			m.Temperature.DeleteLabelValues(heater)
+			m.TargetTemp.DeleteLabelValues(heater)
+			delete(m.heaters, heater)
+		}
+	}
 	for heater, t := range s.Temperatures {
+		m.heaters[heater] = true
 		m.Temperature.WithLabelValues(heater).Set(t.Actual)
 		if t.Target != nil {
 			m.TargetTemp.WithLabelValues(heater).Set(*t.Target)

@@ -85,7 +85,8 @@ func printerSettings(o edgeOptions, log *slog.Logger) (printer.Settings, error) 
 	if st.ScriptsDir == "" {
 		st.ScriptsDir = filepath.Join(o.dataDir, "scripts")
 	}
-	unknown, err := printer.CheckScripts(st.ScriptsDir)
+	scripts, unknown, err := printer.LoadScripts(st.ScriptsDir)
+	st.Scripts = scripts
 	if err != nil {
 		return st, fmt.Errorf("--scripts: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/printer"
 	"github.com/printbridge/printbridge/printer/virtual"
 )
 
@@ -168,5 +169,66 @@ func TestConnectivityChangedOnBrokerOutage(t *testing.T) {
 	want := []string{"false->true", "true->false", "false->true"}
 	if !slices.Equal(got[:3], want) {
 		t.Errorf("ConnectivityChanged %q, want %q", got, want)
+	}
+}
+
+// TestRejectedReloadKeepsScripts breaks beforePrintStarted and sends
+// SIGHUP: the reload is rejected, and the next print still sends the
+// script as it was at start, not the broken file.
+func TestRejectedReloadKeepsScripts(t *testing.T) {
+	hup := make(chan os.Signal, 4)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	dir := t.TempDir()
+	broker := startFaultMosquitto(t, dir)
+	col := &faultCollector{}
+	obs := broker.Observer(t, "scripts1", col)
+	vp := startTestVirtualPrinter(t)
+	scripts := filepath.Join(dir, "scripts")
+	files := filepath.Join(dir, "files")
+	for _, d := range []string{scripts, files} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(scripts, "beforePrintStarted")
+	writeFile(t, script, "M117 before v1\n")
+	writeFile(t, filepath.Join(files, "tiny.gcode"), "G28\nG1 X5 Y5\n")
+	config := filepath.Join(dir, "edge.yaml")
+	writeFile(t, config, fmt.Sprintf("port: %s\nprinter: scripts1\ndata-dir: %s\nfiles: %s\nscripts: %s\nmqtt: %s\nmetrics-listen: \"\"\n",
+		vp.Path(), filepath.Join(dir, "edge"), files, scripts, broker.url()))
+	logs := configEdge(t, config)
+	waitCollected(t, col, "Connected", 30*time.Second, hasEvent(bridge.EventConnected))
+
+	// An unclosed block is a template error, so the reload must fail.
+	writeFile(t, script, "{% if printer_profile.heatedBed %}\nM117 before v2\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rejected reload in the log", 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), "configuration reload failed; the previous settings stay in force")
+	})
+
+	cmd := `{"id": "print-after-reload", "action": "start", "path": "tiny.gcode"}`
+	if err := obs.PublishCommand(context.Background(), "scripts1", bridge.CommandJob, []byte(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	waitCollected(t, col, "PrintDone", time.Minute, hasEvent(bridge.EventPrintDone))
+	executed := vp.Executed()
+	if !slices.Contains(executed, "M117 before v1") {
+		t.Errorf("the firmware did not get the beforePrintStarted line of the start (M117 before v1): %q", executed)
+	}
+	if slices.Contains(executed, "M117 before v2") {
+		t.Errorf("the firmware got a line of the rejected script file")
+	}
+	if strings.Contains(logs.String(), "GCODE script not sent") {
+		t.Errorf("the edge logged the script as not sent")
+	}
+	if !strings.Contains(logs.String(), "sending the version loaded at the last start or reload instead") {
+		t.Errorf("the edge did not log that it sent the previous version of the script")
+	}
+	if !hasEvent(printer.ScriptEventName(printer.ScriptBeforePrintStarted, "Finished"))(col.snapshot()) {
+		t.Errorf("no GcodeScriptBeforePrintStartedFinished event")
 	}
 }

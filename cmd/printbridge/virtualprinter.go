@@ -64,7 +64,7 @@ type virtualPrinterFlags struct {
 
 func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 	c := &o.cfg
-	fs.StringVar(&c.LinkPath, "link", "", "create this symlink to the pty device (an existing symlink is replaced)")
+	fs.StringVar(&c.LinkPath, "link", "", "create this symlink to the pty device (an existing symlink is replaced); removed on exit after SIGTERM or SIGINT, left behind by SIGKILL")
 	fs.StringVar(&c.RecordPath, "record", "", "append every executed command to this file, one per line")
 	fs.Float64Var(&c.Speed, "speed", 1, "time factor for moves, heating and dwells: 1 is real time, 10 ten times faster, 0 no waiting")
 	fs.IntVar(&c.Extruders, "extruders", 1, "number of hotends (1-8)")
