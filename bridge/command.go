@@ -171,6 +171,11 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 			}
 		}
 	}
+	if _, ok := fields["reply_to"]; ok {
+		if err := ValidateReplyTo(cmd.ReplyTo); err != nil {
+			return fail("%s", err.Error())
+		}
+	}
 	if raw, ok := fields["expires"]; ok {
 		var text string
 		if err := json.Unmarshal(raw, &text); err != nil {

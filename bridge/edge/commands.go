@@ -126,6 +126,16 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
 	}
+	if cmd.ReplyTo != "" {
+		if err := c.e.cfg.Topics.CheckReplyTarget(c.e.cfg.PrinterID, cmd.ReplyTo); err != nil {
+			// Answered on the default reply topic, because the requested
+			// one is not safe to publish to.
+			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
+			log.Warn("command rejected", "command_id", cmd.ID, "error", err)
+			c.reply(m.Reply, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+			return
+		}
+	}
 	replyTo := cmd.ReplyTo
 	if replyTo == "" {
 		replyTo = m.Reply
