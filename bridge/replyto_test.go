@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -79,5 +80,40 @@ func TestCheckReplyTarget(t *testing.T) {
 	}
 	if err := farm.CheckReplyTarget("p1", "farm/site1/p1/reply"); err != nil {
 		t.Errorf("own reply topic under a custom base rejected: %v", err)
+	}
+}
+
+func TestDecodeCommandDuplicateKeys(t *testing.T) {
+	cases := []struct {
+		data   string
+		key    string
+		wantID string
+	}{
+		{`{"id":"a15","commands":["M105"],"id":"a16"}`, `"id"`, ""},
+		{`{"id":"a17","commands":["M105"],"commands":["M84"]}`, `"commands"`, "a17"},
+		{`{"id":"a18","event":"plugin_test_x","payload":{"n":1,"n":2}}`, `"n" inside "payload"`, "a18"},
+		{`{"id":"a19","event":"plugin_test_x","payload":{"l":[{"k":1},{"k":2,"k":3}]}}`, `"k" inside "payload"`, "a19"},
+	}
+	for _, tc := range cases {
+		kind := CommandGcode
+		if strings.Contains(tc.data, "event") {
+			kind = CommandEvent
+		}
+		_, err := DecodeCommand(kind, []byte(tc.data))
+		if err == nil {
+			t.Errorf("%s accepted", tc.data)
+			continue
+		}
+		if !strings.Contains(err.Error(), "duplicate key "+tc.key) {
+			t.Errorf("%s: error %q does not name duplicate key %s", tc.data, err, tc.key)
+		}
+		var cerr *CommandError
+		if errors.As(err, &cerr) && cerr.ID != tc.wantID {
+			t.Errorf("%s: rejection id = %q, want %q", tc.data, cerr.ID, tc.wantID)
+		}
+	}
+	// The same key in sibling objects is no repeat.
+	if _, err := DecodeCommand(CommandEvent, []byte(`{"id":"a20","event":"plugin_test_x","payload":{"a":{"k":1},"b":{"k":2},"l":[{"k":1},{"k":2}]}}`)); err != nil {
+		t.Errorf("sibling objects with one key name rejected: %v", err)
 	}
 }
