@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +113,79 @@ func TestEdgeRejectsBadReplyToOverNATS(t *testing.T) {
 		{"n4", `{"id": "n4", "commands": ["M105"], "reply_to": "x..y"}`, "empty NATS token"},
 		{"n5", `{"id": "n5", "commands": ["M105"], "reply_to": "printbridge.e2e.event.PrintDone"}`, "own topics"},
 	})
+}
+
+// A flood of commands sent at once, as mosquitto_pub -l does, gets a
+// final reply for every command: done for those that fit the command
+// queue, rejected for the rest.
+func TestCommandFloodEveryCommandReplied(t *testing.T) {
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Fatalf("mosquitto_pub not found: install Debian's mosquitto-clients package: %v", err)
+	}
+	// Mosquitto drops QoS 1 messages beyond max_queued_messages (1000 by
+	// default) for a client that lags, so the edge would never see part
+	// of the flood. 0 lifts the limit, and every command reaches the edge.
+	proc := brokertest.StartMosquittoWithOptions(t, brokertest.MosquittoOptions{Config: []string{"max_queued_messages 0"}})
+	url := proc.URL()
+	newBus := func(t *testing.T, name string) bridge.Bus {
+		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-" + name, Topics: bridge.Topics{}},
+			slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
+	waitFor(t, "Connected", 20*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
+
+	const commands = 3000
+	var lines strings.Builder
+	for i := range commands {
+		fmt.Fprintf(&lines, `{"id":"fl%d","commands":["M105"]}`+"\n", i)
+	}
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(url, "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "printbridge/e2e/command/gcode", "-l")
+	cmd.Stdin = strings.NewReader(lines.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+
+	missing := func() []string {
+		finals := c.col.finalIDs()
+		var ids []string
+		for i := range commands {
+			if id := fmt.Sprintf("fl%d", i); !finals[id] {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ids := missing(); len(ids) > 0 {
+		t.Errorf("%d of %d commands got no final reply, such as %q", len(ids), commands, ids[:min(5, len(ids))])
+	}
+	full := 0
+	for i := range commands {
+		r, ok := c.col.reply(fmt.Sprintf("fl%d", i), bridge.ReplyRejected)
+		if ok && strings.Contains(r.Reason, "command queue is full") {
+			full++
+		}
+	}
+	// The policy's rate rule rejects most of the rest.
+	t.Logf("%d of %d commands rejected for a full command queue", full, commands)
+	if full == 0 {
+		t.Error("no command was rejected for a full command queue, so the flood did not fill it")
+	}
+	if strings.Contains(c.edgeLog.String(), "command reply dropped") {
+		t.Errorf("the edge dropped replies; log:\n%s", c.edgeLog.String())
+	}
 }
