@@ -137,8 +137,8 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	}
 	if cmd.ReplyTo != "" {
 		if err := c.e.cfg.Topics.CheckReplyTarget(c.e.cfg.PrinterID, cmd.ReplyTo); err != nil {
-			// Answered on the default reply topic, because the requested
-			// one is not safe to publish to.
+			// Sent to the default reply topic, because the requested one
+			// is not safe to publish to.
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 			log.Warn("command rejected", "command_id", cmd.ID, "error", err)
 			c.reply(m.Reply, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
@@ -271,7 +271,8 @@ func (c *commandRunner) dropped(reason string, r bridge.Reply, err error) {
 type replyQueue struct {
 	mu    sync.Mutex
 	items []replyOut
-	// wake holds one token while items is not empty.
+	// wake gets a token after each push, at most one waiting, so run
+	// may wake once to an empty list.
 	wake chan struct{}
 }
 
