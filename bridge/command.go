@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -133,7 +134,13 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 	}
 	fields, err := decodeObject(data)
 	if err != nil {
-		return nil, &CommandError{ID: PeekCommandID(data), Reason: err.Error()}
+		id := PeekCommandID(data)
+		var dup *duplicateKeyError
+		if errors.As(err, &dup) && dup.key == "id" && dup.topLevel {
+			// Either id could be the sender's, so the rejection names none.
+			id = ""
+		}
+		return nil, &CommandError{ID: id, Reason: err.Error()}
 	}
 	cmd := &Command{}
 	if raw, ok := fields["id"]; ok {
@@ -169,6 +176,11 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return fail("%q must be a string", key)
 			}
+		}
+	}
+	if _, ok := fields["reply_to"]; ok {
+		if err := ValidateReplyTo(cmd.ReplyTo); err != nil {
+			return fail("%s", err.Error())
 		}
 	}
 	if raw, ok := fields["expires"]; ok {
@@ -247,7 +259,76 @@ func decodeObject(data []byte) (map[string]json.RawMessage, error) {
 	if rest := bytes.TrimSpace(trimmed[dec.InputOffset():]); len(rest) > 0 {
 		return nil, errors.New("invalid JSON: data after the command object; send one command per message")
 	}
+	if err := checkDuplicateKeys(trimmed); err != nil {
+		return nil, err
+	}
 	return fields, nil
+}
+
+// duplicateKeyError is a key given twice in one JSON object.
+type duplicateKeyError struct {
+	key      string
+	topLevel bool
+	// parent is the top-level key that contains a nested repeat.
+	parent string
+}
+
+func (e *duplicateKeyError) Error() string {
+	if e.topLevel {
+		return fmt.Sprintf("duplicate key %q in the command: give each key once, because only one of its values would be used", e.key)
+	}
+	return fmt.Sprintf("duplicate key %q inside %q: give each key once, because only one of its values would be used", e.key, e.parent)
+}
+
+// checkDuplicateKeys rejects an object, at any depth, that repeats a key.
+// encoding/json keeps the last value of a repeated key, so
+// {"id":"a15",...,"id":"a16"} would run as a16 while the sender's log
+// shows a15. data must be valid JSON.
+func checkDuplicateKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	// Each open object has its set of keys, and each open array nil.
+	var stack []map[string]bool
+	// where names the top-level key whose value is being read, for the
+	// error of a nested repeat.
+	where := ""
+	expectKey := false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("invalid JSON: %v", err)
+		}
+		if delim, ok := tok.(json.Delim); ok {
+			switch delim {
+			case '{':
+				stack = append(stack, map[string]bool{})
+			case '[':
+				stack = append(stack, nil)
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
+			continue
+		}
+		if expectKey {
+			key := tok.(string)
+			keys := stack[len(stack)-1]
+			if keys[key] {
+				return &duplicateKeyError{key: key, topLevel: len(stack) == 1, parent: where}
+			}
+			keys[key] = true
+			if len(stack) == 1 {
+				where = key
+			}
+			expectKey = false
+			continue
+		}
+		// A scalar value ends a member of an object, so a key follows.
+		expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
+	}
 }
 
 // decodeLines accepts a list of strings or, for convenience from Home

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,6 +65,55 @@ type job struct {
 	// sd marks a print that the firmware runs from its SD card; file and
 	// r are nil then.
 	sd bool
+	// requests are the pauses and resumes whose markers have not run yet.
+	// A cancel or the end of the job drops those markers, so it fails the
+	// requests instead, and every accepted request gets its final reply.
+	requests []*jobRequest
+}
+
+// jobRequest is a pause or resume of a job waiting for its last marker.
+type jobRequest struct {
+	action string
+	done   DoneFunc
+}
+
+// trackJobRequest registers a pause or resume until finishJobRequest or
+// failJobRequests ends it.
+func (s *session) trackJobRequest(action string, done DoneFunc) *jobRequest {
+	r := &jobRequest{action: action, done: done}
+	s.job.requests = append(s.job.requests, r)
+	return r
+}
+
+// finishJobRequest reports a request done, unless it was failed already.
+func (s *session) finishJobRequest(r *jobRequest) {
+	if s.job == nil {
+		return
+	}
+	i := slices.Index(s.job.requests, r)
+	if i < 0 {
+		return
+	}
+	s.job.requests = slices.Delete(s.job.requests, i, i+1)
+	if r.done != nil {
+		r.done(nil, nil)
+	}
+}
+
+// failJobRequests fails every pending pause and resume of the job, with
+// cause as what overtook them (such as "print cancelled").
+func (s *session) failJobRequests(cause string) {
+	if s.job == nil {
+		return
+	}
+	requests := s.job.requests
+	s.job.requests = nil
+	for _, r := range requests {
+		s.log.Warn("job request failed", "action", r.action, "cause", cause)
+		if r.done != nil {
+			r.done(nil, fmt.Errorf("%s before the %s completed", cause, r.action))
+		}
+	}
 }
 
 // printTime is the job's time in seconds, paused time excluded, as
@@ -343,6 +393,7 @@ func (s *session) closeJob() {
 		if s.job.onStarted != nil {
 			s.job.onStarted(nil, errors.New("print ended before it started"))
 		}
+		s.failJobRequests("print ended")
 		s.job = nil
 	}
 }
@@ -404,6 +455,7 @@ func (s *session) pauseJob(done DoneFunc) error {
 	}
 	s.setState(StatePausing)
 	s.job.pausedAt = time.Now()
+	request := s.trackJobRequest("pause", done)
 	// M400 then M114: the position is recorded once the moves already
 	// sent have finished, as OctoPrint does with logPositionOnPause.
 	s.position = nil
@@ -431,9 +483,7 @@ func (s *session) pauseJob(done DoneFunc) error {
 				return
 			}
 			s.setState(StatePaused)
-			if done != nil {
-				done(nil, nil)
-			}
+			s.finishJobRequest(request)
 		}})
 	}})
 	s.pump()
@@ -454,6 +504,7 @@ func (s *session) resumeJob(done DoneFunc) error {
 		return fmt.Errorf("cannot resume in state %s: no print is paused", s.state)
 	}
 	s.setState(StateResuming)
+	request := s.trackJobRequest("resume", done)
 	s.job.pausedTotal += time.Since(s.job.pausedAt)
 	s.job.pausedAt = time.Time{}
 	if s.job.sd {
@@ -474,9 +525,7 @@ func (s *session) resumeJob(done DoneFunc) error {
 				return
 			}
 			s.setState(StatePrinting)
-			if done != nil {
-				done(nil, nil)
-			}
+			s.finishJobRequest(request)
 		}})
 	}})
 	s.pump()
@@ -494,6 +543,7 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 	}
 	s.emit(bridge.EventPrintCancelling, payload)
 	s.dropJobQueue()
+	s.failJobRequests("print cancelled")
 	if s.caps["EMERGENCY_PARSER"] {
 		// Aborts a running M109/M190 wait; without the emergency parser
 		// the firmware would only read it after the wait.

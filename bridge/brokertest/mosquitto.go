@@ -26,12 +26,14 @@ var errExited = errors.New("process exited")
 // Mosquitto is a mosquitto subprocess on a fixed loopback port, which a
 // fault test can stop and start again.
 type Mosquitto struct {
-	tb      testing.TB
-	bin     string
-	port    int
-	nagle   bool
-	dir     string
-	logPath string
+	tb    testing.TB
+	bin   string
+	port  int
+	nagle bool
+	// extraConfig is appended to the generated mosquitto.conf.
+	extraConfig []string
+	dir         string
+	logPath     string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -61,6 +63,8 @@ type MosquittoOptions struct {
 	// keeps Nagle's algorithm on for its client sockets, as its default
 	// config does.
 	Nagle bool
+	// Config holds extra mosquitto.conf lines, such as "max_packet_size 2048".
+	Config []string
 }
 
 // StartMosquittoWithOptions is StartMosquittoProcess with the options of
@@ -72,7 +76,7 @@ func StartMosquittoWithOptions(tb testing.TB, opts MosquittoOptions) *Mosquitto 
 	if port == 0 {
 		port = FreePort(tb)
 	}
-	m := &Mosquitto{tb: tb, bin: bin, port: port, nagle: opts.Nagle, dir: tb.TempDir()}
+	m := &Mosquitto{tb: tb, bin: bin, port: port, nagle: opts.Nagle, extraConfig: opts.Config, dir: tb.TempDir()}
 	m.logPath = filepath.Join(m.dir, "mosquitto.log")
 	m.writeConfig()
 	tb.Cleanup(func() {
@@ -121,6 +125,7 @@ func (m *Mosquitto) writeConfig() {
 		// without TCP_QUICKACK delays.
 		lines = append(lines, "set_tcp_nodelay true")
 	}
+	lines = append(lines, m.extraConfig...)
 	config := strings.Join(lines, "\n") + "\n"
 	if err := os.WriteFile(m.ConfigPath(), []byte(config), 0o600); err != nil {
 		m.tb.Fatalf("write mosquitto config: %v", err)

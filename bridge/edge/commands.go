@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -17,6 +18,15 @@ import (
 // rejects new ones instead of blocking the broker client.
 const commandQueueSize = 256
 
+// maxQueuedReplies bounds the replies waiting for the run goroutine.
+// Rejections of a full command queue may take only half of it, so a
+// flood of commands cannot crowd out the done and failed replies of the
+// commands already accepted.
+const maxQueuedReplies = 8192
+
+// dropLogInterval is the minimum time between two logs of dropped replies.
+const dropLogInterval = 10 * time.Second
+
 // recentCommandIDs is how many command ids are remembered, so a
 // redelivered command is answered again instead of executed twice.
 const recentCommandIDs = 1024
@@ -24,9 +34,10 @@ const recentCommandIDs = 1024
 type commandRunner struct {
 	e     *Edge
 	queue chan bridge.CommandMessage
-	// replies is written by printer callbacks and read by run, so reply
-	// publishing never blocks the printer's owner goroutine.
-	replies chan replyOut
+	// replies is written by printer callbacks and the bus handler and
+	// read by run, so reply publishing never blocks either.
+	replies replyQueue
+	drops   dropLog
 	// seen maps command id to its last reply; only run touches it.
 	seen      map[string]*list.Element
 	seenOrder *list.List
@@ -50,7 +61,7 @@ func newCommandRunner(e *Edge) *commandRunner {
 	return &commandRunner{
 		e:         e,
 		queue:     make(chan bridge.CommandMessage, commandQueueSize),
-		replies:   make(chan replyOut, commandQueueSize*4),
+		replies:   replyQueue{wake: make(chan struct{}, 1)},
 		seen:      map[string]*list.Element{},
 		seenOrder: list.New(),
 	}
@@ -62,9 +73,10 @@ func (c *commandRunner) receive(m bridge.CommandMessage) {
 	case c.queue <- m:
 	default:
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "dropped").Inc()
-		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind)
-		c.sendReply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected,
-			Reason: "edge command queue is full; retry later"})
+		id := bridge.PeekCommandID(m.Data)
+		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind, "command_id", id)
+		c.sendReply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected,
+			Reason: "edge command queue is full; retry later"}, maxQueuedReplies/2)
 	}
 }
 
@@ -76,8 +88,10 @@ func (c *commandRunner) run(ctx context.Context) {
 			return
 		case m := <-c.queue:
 			c.handle(ctx, m)
-		case r := <-c.replies:
-			c.publish(ctx, r)
+		case <-c.replies.wake:
+			for _, r := range c.replies.take() {
+				c.publish(ctx, r)
+			}
 		}
 	}
 }
@@ -85,13 +99,8 @@ func (c *commandRunner) run(ctx context.Context) {
 func (c *commandRunner) flushReplies() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for {
-		select {
-		case r := <-c.replies:
-			c.publish(ctx, r)
-		default:
-			return
-		}
+	for _, r := range c.replies.take() {
+		c.publish(ctx, r)
 	}
 }
 
@@ -125,6 +134,16 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		log.Warn("command rejected", "command_id", id, "error", err)
 		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
+	}
+	if cmd.ReplyTo != "" {
+		if err := c.e.cfg.Topics.CheckReplyTarget(c.e.cfg.PrinterID, cmd.ReplyTo); err != nil {
+			// Sent to the default reply topic, because the requested one
+			// is not safe to publish to.
+			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
+			log.Warn("command rejected", "command_id", cmd.ID, "error", err)
+			c.reply(m.Reply, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+			return
+		}
 	}
 	replyTo := cmd.ReplyTo
 	if replyTo == "" {
@@ -166,11 +185,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			r.Status = bridge.ReplyFailed
 			r.Reason = err.Error()
 		}
-		select {
-		case c.replies <- replyOut{replyTo: replyTo, reply: r}:
-		default:
-			c.e.log.Warn("reply queue full, reply dropped", "command_id", cmd.ID, "status", r.Status)
-		}
+		c.sendReply(replyTo, r, maxQueuedReplies)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -233,12 +248,79 @@ func (c *commandRunner) reply(replyTo string, r bridge.Reply) {
 	c.publish(context.Background(), replyOut{replyTo: replyTo, reply: r})
 }
 
-// sendReply queues a reply from another goroutine.
-func (c *commandRunner) sendReply(replyTo string, r bridge.Reply) {
+// sendReply queues a reply from another goroutine while fewer than limit
+// replies wait, and otherwise drops it, counted and logged.
+func (c *commandRunner) sendReply(replyTo string, r bridge.Reply, limit int) {
+	if c.replies.push(replyOut{replyTo: replyTo, reply: r}, limit) {
+		return
+	}
+	c.dropped("reply_queue_full", r, nil)
+}
+
+// dropped counts a reply that is never published and logs it, at most
+// once per dropLogInterval with the number dropped since the last log.
+func (c *commandRunner) dropped(reason string, r bridge.Reply, err error) {
+	c.e.metrics.RepliesDropped.WithLabelValues(reason).Inc()
+	if n, ok := c.drops.due(time.Now()); ok {
+		c.e.log.Warn("command reply dropped", "reason", reason, "command_id", r.ID, "status", r.Status, "error", err,
+			"dropped_since_last_log", n)
+	}
+}
+
+// replyQueue is the bounded list of replies waiting for the run goroutine.
+type replyQueue struct {
+	mu    sync.Mutex
+	items []replyOut
+	// wake gets a token after each push, at most one waiting, so run
+	// may wake once to an empty list.
+	wake chan struct{}
+}
+
+// push appends r unless limit replies already wait.
+func (q *replyQueue) push(r replyOut, limit int) bool {
+	q.mu.Lock()
+	if len(q.items) >= limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, r)
+	q.mu.Unlock()
 	select {
-	case c.replies <- replyOut{replyTo: replyTo, reply: r}:
+	case q.wake <- struct{}{}:
 	default:
 	}
+	return true
+}
+
+// take removes and returns every waiting reply, oldest first.
+func (q *replyQueue) take() []replyOut {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}
+
+// dropLog rate-limits the log of dropped replies.
+type dropLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+// due counts one drop and reports whether to log it now, with the drops
+// since the last log.
+func (d *dropLog) due(now time.Time) (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dropped++
+	if now.Sub(d.last) < dropLogInterval {
+		return 0, false
+	}
+	n := d.dropped
+	d.last = now
+	d.dropped = 0
+	return n, true
 }
 
 func (c *commandRunner) publish(ctx context.Context, r replyOut) {
@@ -263,11 +345,13 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	data, err := json.Marshal(r.reply)
 	if err != nil {
 		c.e.log.Error("encoding reply failed", "command_id", r.reply.ID, "error", err)
+		c.e.metrics.RepliesDropped.WithLabelValues("encode").Inc()
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.e.cfg.PublishTimeout)
 	defer cancel()
 	if err := c.e.bus.PublishReply(pctx, c.e.cfg.PrinterID, r.replyTo, data); err != nil {
+		c.e.metrics.RepliesDropped.WithLabelValues("publish_failed").Inc()
 		c.e.log.Warn("publishing reply failed", "command_id", r.reply.ID, "status", r.reply.Status, "error", err)
 	}
 }

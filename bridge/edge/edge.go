@@ -58,6 +58,9 @@ type Config struct {
 	// Policy decides which G-code commands may run; nil allows all.
 	Policy    *policy.Policy
 	PrinterID string
+	// Topics is the base of the bus topics; the edge rejects a reply_to
+	// inside them (except its own reply topic).
+	Topics bridge.Topics
 	// DataDir holds the seq file and the outbox (DataDir/<printer>.outbox).
 	// Without it, events are held in memory only and seq restarts at 1.
 	DataDir string

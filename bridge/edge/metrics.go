@@ -21,6 +21,7 @@ type Metrics struct {
 	OutboxWriteErrors prometheus.Counter
 	Commands          *prometheus.CounterVec
 	CommandResults    *prometheus.CounterVec
+	RepliesDropped    *prometheus.CounterVec
 	LinesSent         prometheus.Counter
 	LinesReceived     prometheus.Counter
 	Resends           prometheus.Counter
@@ -68,6 +69,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events the outbox failed to store, which were then held in memory."}),
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_commands_total",
 			Help: "Command messages received, by kind and first outcome (accepted, rejected, retained, expired, dropped)."}, []string{"kind", "outcome"}),
+		RepliesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_replies_dropped_total",
+			Help: "Command replies never published, by reason (reply_queue_full, publish_failed, encode)."}, []string{"reason"}),
 		CommandResults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_command_results_total",
 			Help: "Final command replies, by kind and status (done, failed, rejected)."}, []string{"kind", "status"}),
 		LinesSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_lines_sent_total",
@@ -103,7 +106,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults,
+	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults, m.RepliesDropped,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
 		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors)

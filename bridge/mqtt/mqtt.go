@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		done:          make(chan struct{}),
 		firstConnect:  make(chan struct{}),
 		subs:          make(map[string]*subscription),
-		store:         newResumeStore(),
+		store:         newResumeStore(log.With("broker", brokerURL, "client_id", clientID)),
 	}
 	b.dialer = &connDialer{log: b.log, disableQuickAck: cfg.DisableTCPQuickAck}
 
@@ -390,7 +390,12 @@ func (b *Bus) onConnectionLost(_ paho.Client, err error) {
 	}
 	short := b.shortConnections
 	b.mu.Unlock()
-	if short%takeoverConnections == 0 {
+	if short%takeoverConnections == 0 && b.store.maxResumed() > 1 {
+		// The same unacknowledged message went out again before each
+		// loss, so the message, not a second client, is the likely cause.
+		b.log.Error("the MQTT broker keeps closing this connection while the same unacknowledged message is sent again after each reconnect; check the broker's log for why it rejects it. The message is dropped after a few reconnects",
+			"connections_lost", short, "resends", b.store.maxResumed())
+	} else if short%takeoverConnections == 0 {
 		b.log.Error("the MQTT broker keeps closing this connection soon after it is made; another client probably uses the same client id, such as a second edge with the same --printer: give each edge its own printer id or --mqtt-client-id",
 			"connections_lost", short, "within", shortConnection)
 	}

@@ -114,6 +114,12 @@ func (b *Bus) publish(ctx context.Context, topic string, retained bool, data []b
 
 // send is publish without the closed check, for the offline marker of Close.
 func (b *Bus) send(ctx context.Context, topic string, retained bool, data []byte) error {
+	// Checked before paho stores the message: paho would send a rejected
+	// message again after every reconnect, and the broker would close
+	// every connection that carries it.
+	if err := validatePublishTopic(topic); err != nil {
+		return fmt.Errorf("publish to MQTT topic %q: %w", topic, err)
+	}
 	select {
 	case <-b.store.wait():
 	case <-ctx.Done():

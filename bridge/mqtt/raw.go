@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -43,12 +44,24 @@ func (b *Bus) SubscribeRaw(ctx context.Context, filter string, h func(RawMessage
 	})
 }
 
+// maxTopicLength is the longest topic, in bytes, that the 16-bit length
+// of an MQTT 3.1.1 string can carry.
+const maxTopicLength = 65535
+
+// validatePublishTopic rejects a topic that the broker would answer by
+// closing the connection (MQTT 3.1.1 sections 3.3.2.1 and 4.7.1).
 func validatePublishTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("invalid MQTT topic: it is empty")
 	}
 	if strings.ContainsAny(topic, "+#\x00") {
 		return fmt.Errorf("invalid MQTT topic %q: a published topic must not contain '+', '#' or NUL", topic)
+	}
+	if len(topic) > maxTopicLength {
+		return fmt.Errorf("invalid MQTT topic of %d bytes: the maximum is %d bytes", len(topic), maxTopicLength)
+	}
+	if !utf8.ValidString(topic) {
+		return fmt.Errorf("invalid MQTT topic %q: it is not valid UTF-8", topic)
 	}
 	return nil
 }

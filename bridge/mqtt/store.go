@@ -1,10 +1,21 @@
 package mqtt
 
 import (
+	"log/slog"
+	"strings"
 	"sync"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
+
+// maxResumes is the number of resumes in a row that may find one
+// outgoing message still unacknowledged. A broker that closes the
+// connection because of a message (MQTT 3.1.1 has no negative PUBACK)
+// would otherwise get it again after every reconnect, and the client
+// would never stay connected. The publisher's token then ends by its
+// context's timeout and its error is logged by the caller.
+const maxResumes = 3
 
 // resumeStore is paho's memory store with a gate that opens when
 // publishing is safe again after a connect.
@@ -22,24 +33,79 @@ type resumeStore struct {
 
 	mu    sync.Mutex
 	ready chan struct{} // closed while publishing is safe
+	log   *slog.Logger
+	// resumed counts, by store key, the resumes in a row that found the
+	// same outgoing packet; mu guards it.
+	resumed map[string]resumedPacket
 }
 
-func newResumeStore() *resumeStore {
-	return &resumeStore{Store: paho.NewMemoryStore(), ready: make(chan struct{})}
+type resumedPacket struct {
+	packet packets.ControlPacket
+	count  int
+}
+
+func newResumeStore(log *slog.Logger) *resumeStore {
+	return &resumeStore{Store: paho.NewMemoryStore(), ready: make(chan struct{}), log: log, resumed: map[string]resumedPacket{}}
 }
 
 // All returns the stored keys and opens the gate, because messages
-// stored from now on are not part of this resume.
+// stored from now on are not part of this resume. It first deletes an
+// outgoing message that survived maxResumes resumes.
 func (s *resumeStore) All() []string {
-	keys := s.Store.All()
+	keys := s.dropStuck(s.Store.All())
 	s.open()
 	return keys
+}
+
+func (s *resumeStore) dropStuck(keys []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]resumedPacket, len(keys))
+	kept := keys[:0]
+	for _, key := range keys {
+		// paho's outgoing keys start with "o.", incoming ones with "i.".
+		if !strings.HasPrefix(key, "o.") {
+			kept = append(kept, key)
+			continue
+		}
+		packet := s.Store.Get(key)
+		entry := resumedPacket{packet: packet, count: 1}
+		if prev, ok := s.resumed[key]; ok && prev.packet == packet {
+			entry.count = prev.count + 1
+		}
+		if entry.count >= maxResumes {
+			topic := ""
+			if p, ok := packet.(*packets.PublishPacket); ok {
+				topic = p.TopicName
+			}
+			s.log.Error("dropping an MQTT message that the broker has not acknowledged over several reconnects; the broker probably closes the connection because of it (check its log, and its message size and topic limits)",
+				"topic", topic, "reconnects", entry.count, "store_key", key)
+			s.Store.Del(key)
+			continue
+		}
+		seen[key] = entry
+		kept = append(kept, key)
+	}
+	s.resumed = seen
+	return kept
 }
 
 // Reset empties the store and opens the gate.
 func (s *resumeStore) Reset() {
 	s.Store.Reset()
 	s.open()
+}
+
+// maxResumed returns the most resumes in a row that found one outgoing
+// message still unacknowledged.
+func (s *resumeStore) maxResumed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	most := 0
+	for _, entry := range s.resumed {
+		most = max(most, entry.count)
+	}
+	return most
 }
 
 // connecting closes the gate before a connection attempt.

@@ -348,9 +348,10 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	}
 
 	// The edge cannot be made to publish on printer B's topics through
-	// reply_to: the broker drops the reply. The second command's reply on
-	// A's own topic comes after it, so once it is here the first one
-	// would have been too.
+	// reply_to: the edge rejects the command on its own reply topic, and
+	// the broker's ACL would drop such a reply too. The second command's
+	// reply on A's own topic comes after it, so once it is here the
+	// first one would have been too.
 	rawPublish(t, dashboard, "printbridge/mk3s/command/gcode", false,
 		`{"id": "deputy-1", "commands": ["M117 deputy"], "reply_to": "printbridge/mk4/event/PrintDone"}`)
 	rawPublish(t, dashboard, "printbridge/mk3s/command/gcode", false, `{"id": "sentinel-1", "commands": ["M117 sentinel"]}`)
@@ -419,8 +420,13 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 			t.Errorf("printer A's credentials read B's command on %s", topic)
 		}
 	}
-	if executedContains(edgeA.vp, "M117 deputy") != true {
-		t.Error("the reply_to command did not run on printer A")
+	if !seen.has(func(topic, payload string) bool {
+		return topic == "printbridge/mk3s/reply" && strings.Contains(payload, `"deputy-1"`) && strings.Contains(payload, `"rejected"`)
+	}) {
+		t.Error("the command with a reply_to on printer B's event topic got no rejected reply on A's reply topic")
+	}
+	if executedContains(edgeA.vp, "M117 deputy") {
+		t.Error("the command with a reply_to on printer B's event topic ran on printer A")
 	}
 }
 
@@ -578,7 +584,8 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 	waitUntil(t, "the worker's hook result", func() bool { return seen.hasSubject("printbridge.mk3s.hook") })
 
 	// A NATS request gets its replies on its inbox, which
-	// allow_responses permits, but a reply_to on B's subjects is refused.
+	// allow_responses permits, but a reply_to on B's subjects is rejected
+	// by the edge, and the server's authorization would refuse it too.
 	reply, err := dashboard.Request("printbridge.mk3s.command.gcode", []byte(`{"id": "req-1", "commands": ["M117 request"]}`), aclWaitTime)
 	if err != nil || !strings.Contains(string(reply.Data), `"req-1"`) {
 		t.Fatalf("request to edge A: %v %v", reply, err)

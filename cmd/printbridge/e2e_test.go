@@ -96,6 +96,19 @@ func (c *collector) reply(id, status string) (bridge.Reply, bool) {
 	return bridge.Reply{}, false
 }
 
+// finalIDs returns the ids that got a done, failed or rejected reply.
+func (c *collector) finalIDs() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := map[string]bool{}
+	for _, r := range c.replies {
+		if r.Final() {
+			ids[r.ID] = true
+		}
+	}
+	return ids
+}
+
 func (c *collector) snapshot() []*bridge.Envelope {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/mqtt"
+	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/printer/virtual"
+)
+
+// badCommandCase is a command that the edge rejects on its default reply
+// topic, and a text its reason must contain.
+type badCommandCase struct {
+	id, data, reason string
+}
+
+func checkRejectedStaysOnline(t *testing.T, c *chain, cases []badCommandCase) {
+	t.Helper()
+	waitFor(t, "Connected", 20*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
+	for _, tc := range cases {
+		c.command("gcode", tc.data)
+	}
+	// The edge answers in order, so once this reply is here the
+	// rejections before it would have been too.
+	c.command("gcode", `{"id": "after-bad", "commands": ["M105"]}`)
+	waitFor(t, "done reply of after-bad", 30*time.Second, func() bool { _, ok := c.col.reply("after-bad", bridge.ReplyDone); return ok })
+	for _, tc := range cases {
+		r, ok := c.col.reply(tc.id, bridge.ReplyRejected)
+		if !ok {
+			t.Errorf("%s: no rejected reply on the default reply topic", tc.data)
+			continue
+		}
+		if !strings.Contains(r.Reason, tc.reason) {
+			t.Errorf("%s: reason %q does not contain %q", tc.data, r.Reason, tc.reason)
+		}
+		if _, ok := c.col.reply(tc.id, bridge.ReplyDone); ok {
+			t.Errorf("%s: the rejected command ran", tc.data)
+		}
+	}
+	if strings.Contains(c.edgeLog.String(), "lost connection") {
+		t.Errorf("the edge lost its broker connection; log:\n%s", c.edgeLog.String())
+	}
+	if n := strings.Count(c.edgeLog.String(), `msg="command rejected"`); n < len(cases) {
+		t.Errorf("edge logged %d rejections, want at least %d", n, len(cases))
+	}
+}
+
+func TestEdgeRejectsBadReplyToOverMosquitto(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	newBus := func(t *testing.T, name string) bridge.Bus {
+		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-" + name, Topics: bridge.Topics{}},
+			slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
+	checkRejectedStaysOnline(t, c, []badCommandCase{
+		{"w1", `{"id": "w1", "commands": ["M105"], "reply_to": "x/#"}`, `"x/#"`},
+		{"w2", `{"id": "w2", "commands": ["M105"], "reply_to": "printbridge/+/reply"}`, "wildcard"},
+		{"w3", `{"id": "w3", "commands": ["M105"], "reply_to": "$SYS/x"}`, "'$'"},
+		{"w4", `{"id": "w4", "commands": ["M105"], "reply_to": ""}`, "empty"},
+		{"w5", `{"id": "w5", "commands": ["M105"], "reply_to": "printbridge/e2e/event/PrintDone"}`, "own topics"},
+		{"w6", `{"id": "w6", "commands": ["M105"], "reply_to": "printbridge/other/state"}`, "own topics"},
+		{"dup-cmd", `{"id": "dup-cmd", "commands": ["M105"], "commands": ["M84"]}`, `duplicate key "commands"`},
+	})
+	// A reply_to below the printer's reply topic is allowed.
+	c.command("gcode", `{"id": "sub-reply", "commands": ["M105"], "reply_to": "printbridge/e2e/reply/app"}`)
+	waitFor(t, "acceptance of sub-reply", 30*time.Second, func() bool {
+		return strings.Contains(c.edgeLog.String(), "command_id=sub-reply") && strings.Contains(c.edgeLog.String(), "command accepted")
+	})
+	// A duplicated id is rejected without naming either id.
+	c.command("gcode", `{"id": "a15", "commands": ["M105"], "id": "a16"}`)
+	waitFor(t, "rejection of the duplicated id", 30*time.Second, func() bool {
+		r, ok := c.col.reply("", bridge.ReplyRejected)
+		return ok && strings.Contains(r.Reason, `duplicate key "id"`)
+	})
+	for _, id := range []string{"a15", "a16"} {
+		if _, ok := c.col.reply(id, bridge.ReplyDone); ok {
+			t.Errorf("the command with a duplicated id ran as %s", id)
+		}
+	}
+}
+
+func TestEdgeRejectsBadReplyToOverNATS(t *testing.T) {
+	emb := brokertest.StartNATS(t, true, false)
+	newBus := func(t *testing.T, name string) bridge.Bus {
+		b, err := natsbus.New(context.Background(), natsbus.Config{URL: emb.NATSURL(), Name: "e2e-" + name}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, newBus, vcfg)
+	checkRejectedStaysOnline(t, c, []badCommandCase{
+		{"n1", `{"id": "n1", "commands": ["M105"], "reply_to": "x.*"}`, "wildcard"},
+		{"n2", `{"id": "n2", "commands": ["M105"], "reply_to": "x.>"}`, "wildcard"},
+		{"n3", `{"id": "n3", "commands": ["M105"], "reply_to": "x y"}`, "whitespace"},
+		{"n4", `{"id": "n4", "commands": ["M105"], "reply_to": "x..y"}`, "empty NATS token"},
+		{"n5", `{"id": "n5", "commands": ["M105"], "reply_to": "printbridge.e2e.event.PrintDone"}`, "own topics"},
+	})
+}
+
+// A flood of commands sent at once, as mosquitto_pub -l does, gets a
+// final reply for every command: done for those that fit the command
+// queue, rejected for the rest.
+func TestCommandFloodEveryCommandReplied(t *testing.T) {
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Fatalf("mosquitto_pub not found: install Debian's mosquitto-clients package: %v", err)
+	}
+	// Mosquitto drops QoS 1 messages beyond max_queued_messages (1000 by
+	// default) for a client that lags, so the edge would never see part
+	// of the flood. 0 lifts the limit, and every command reaches the edge.
+	proc := brokertest.StartMosquittoWithOptions(t, brokertest.MosquittoOptions{Config: []string{"max_queued_messages 0"}})
+	url := proc.URL()
+	newBus := func(t *testing.T, name string) bridge.Bus {
+		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-" + name, Topics: bridge.Topics{}},
+			slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
+	waitFor(t, "Connected", 20*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
+
+	const commands = 3000
+	var lines strings.Builder
+	for i := range commands {
+		fmt.Fprintf(&lines, `{"id":"fl%d","commands":["M105"]}`+"\n", i)
+	}
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(url, "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "printbridge/e2e/command/gcode", "-l")
+	cmd.Stdin = strings.NewReader(lines.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+
+	missing := func() []string {
+		finals := c.col.finalIDs()
+		var ids []string
+		for i := range commands {
+			if id := fmt.Sprintf("fl%d", i); !finals[id] {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ids := missing(); len(ids) > 0 {
+		t.Errorf("%d of %d commands got no final reply, such as %q", len(ids), commands, ids[:min(5, len(ids))])
+	}
+	full := 0
+	for i := range commands {
+		r, ok := c.col.reply(fmt.Sprintf("fl%d", i), bridge.ReplyRejected)
+		if ok && strings.Contains(r.Reason, "command queue is full") {
+			full++
+		}
+	}
+	// The policy's rate rule rejects most of the rest.
+	t.Logf("%d of %d commands rejected for a full command queue", full, commands)
+	if full == 0 {
+		t.Error("no command was rejected for a full command queue, so the flood did not fill it")
+	}
+	if strings.Contains(c.edgeLog.String(), "command reply dropped") {
+		t.Errorf("the edge dropped replies; log:\n%s", c.edgeLog.String())
+	}
+}
