@@ -28,6 +28,7 @@ func TestSecondOpenOfPortFails(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		_ = vp.Close()
 	})
 	waitFor(t, "the virtual printer's link", 10*time.Second, func() bool {
 		_, err := os.Stat(vcfg.LinkPath)

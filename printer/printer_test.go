@@ -149,6 +149,9 @@ func (r *rig) startVirtual(vcfg virtual.Config) {
 	r.t.Cleanup(func() {
 		cancel()
 		<-done
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 	})
 }
 

@@ -274,6 +274,9 @@ func startSecureEdge(t *testing.T, printerID string, bus busOptions, metricsList
 		}
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 		if t.Failed() {
 			t.Logf("edge %s log:\n%s", printerID, tail(se.logs.String(), 16384))
 		}

@@ -478,6 +478,9 @@ func TestEdgeMetricsPassPromtool(t *testing.T) {
 	defer func() {
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 	}()
 
 	dir := t.TempDir()

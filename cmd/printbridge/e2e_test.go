@@ -250,6 +250,9 @@ func startChain(t *testing.T, edgeBus busOptions, newBus busFactory, vcfg virtua
 		_ = c.observer.Close()
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 	}
 	t.Cleanup(func() {
 		c.stop()

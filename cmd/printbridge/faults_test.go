@@ -600,6 +600,9 @@ func startInProcessEdge(t *testing.T, dir, printerID string, bus busOptions, spe
 		e.Stop(t)
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 		if t.Failed() {
 			t.Logf("edge log:\n%s", e.log.String())
 		}
@@ -752,6 +755,9 @@ func TestEdgeInvalidBrokerConfigStops(t *testing.T) {
 	defer func() {
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 	}()
 
 	opts := edgeOptions{port: vp.Path(), baud: 115200, printerID: "badcfg", dataDir: filepath.Join(dir, "edge"), maxLineLength: 96,

@@ -310,6 +310,9 @@ func TestHostileCommandsDuringPrint(t *testing.T) {
 	t.Cleanup(func() {
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 	})
 
 	observer, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "hostile-observer", Topics: bridge.Topics{}},

@@ -139,6 +139,9 @@ func startIntegrationChain(t *testing.T, url string, vcfg virtual.Config, in int
 		_ = c.observer.Close()
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 		if t.Failed() {
 			t.Logf("edge log:\n%s", c.edgeLog.String())
 		}

@@ -339,6 +339,9 @@ func runRealConfig(t *testing.T, url, printerID string, gcode []byte, s *standin
 	defer func() {
 		stopVP()
 		<-vpDone
+		// Cancelling Run leaves the pty master and its inotify instance
+		// open; only Close releases them.
+		_ = vp.Close()
 	}()
 
 	results := &resultLog{}
