@@ -35,6 +35,9 @@ func ValidateReplyTo(replyTo string) error {
 		if r == 0 || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return fmt.Errorf(`invalid "reply_to" %q: it contains NUL, whitespace or a control character (%U); name a topic without them`, truncate(replyTo, 80), r)
 		}
+		if IsNoncharacter(r) {
+			return fmt.Errorf(`invalid "reply_to" %q: it contains the Unicode noncharacter %U, which MQTT brokers such as Mosquitto reject as malformed; name a topic without it`, truncate(replyTo, 80), r)
+		}
 	}
 	// An empty NATS token ("a..b", a leading or trailing '.') makes the
 	// subject invalid for the NATS server.
@@ -46,14 +49,32 @@ func ValidateReplyTo(replyTo string) error {
 	return nil
 }
 
+// IsNoncharacter reports whether r is one of Unicode's 66 noncharacters
+// (U+FDD0 to U+FDEF, and the last two code points of every plane). MQTT
+// 3.1.1 section 1.5.3 says strings should not contain them, and
+// Mosquitto 2.0 closes the connection of a client that publishes to a
+// topic with U+FFFE or U+FFFF.
+func IsNoncharacter(r rune) bool {
+	return (r >= 0xFDD0 && r <= 0xFDEF) || r&0xFFFE == 0xFFFE
+}
+
 // CheckReplyTarget rejects a reply_to inside the topics and subjects that
 // this base publishes: events, state, availability, hooks, commands and
 // bridge info of every printer. A client allowed to send commands could
 // otherwise have the edge write a forged event into a topic that
-// automations trust. The printer's own reply topic and the topics below
+// automations trust. protected adds MQTT topic prefixes that the edge
+// publishes to outside the base, such as Home Assistant's discovery
+// prefix. The printer's own reply topic and the topics below
 // it (printbridge/<printer>/reply/...) stay allowed, and so is every
 // topic outside the base.
-func (t Topics) CheckReplyTarget(printer, replyTo string) error {
+func (t Topics) CheckReplyTarget(printer, replyTo string, protected ...string) error {
+	for _, prefix := range protected {
+		prefix = strings.TrimSuffix(prefix, "/")
+		if prefix != "" && (replyTo == prefix || strings.HasPrefix(replyTo, prefix+"/")) {
+			return fmt.Errorf(`invalid "reply_to" %q: it is inside %s/, where this edge publishes for an integration (Home Assistant discovery or the OctoPrint-MQTT mirror) that others trust; use %s or a topic outside it`,
+				truncate(replyTo, 80), prefix, t.MQTTReply(printer))
+		}
+	}
 	mqttBase := t.base() + "/"
 	natsBase := strings.ReplaceAll(t.base(), "/", ".") + "."
 	ownMQTT := t.MQTTReply(printer)

@@ -31,6 +31,10 @@ func TestDecodeCommandReplyTo(t *testing.T) {
 		`"a..b"`:                "empty NATS token",
 		`".a"`:                  "empty NATS token",
 		`"a."`:                  "empty NATS token",
+		`"a/\uffff"`:            "noncharacter",
+		`"a/\ufffe"`:            "noncharacter",
+		`"a/\ufdd0"`:            "noncharacter",
+		"\"a/\xef\xbf\xbe\"":    "noncharacter",
 		`"` + strings.Repeat("a", MaxReplyToLength+1) + `"`: "maximum",
 	}
 	for raw, want := range invalid {
@@ -80,6 +84,40 @@ func TestCheckReplyTarget(t *testing.T) {
 	}
 	if err := farm.CheckReplyTarget("p1", "farm/site1/p1/reply"); err != nil {
 		t.Errorf("own reply topic under a custom base rejected: %v", err)
+	}
+}
+
+func TestCheckReplyTargetIntegrations(t *testing.T) {
+	topics := Topics{}
+	protected := []string{"homeassistant", "octoPrint", "ha/birth"}
+	for _, replyTo := range []string{"octoPrint/event/PrintDone", "octoPrint/progress/printing", "octoPrint/mqtt",
+		"homeassistant/device/printbridge_p1/config", "homeassistant/status", "homeassistant", "ha/birth"} {
+		err := topics.CheckReplyTarget("p1", replyTo, protected...)
+		if err == nil {
+			t.Errorf("%q accepted", replyTo)
+			continue
+		}
+		if !strings.Contains(err.Error(), replyTo) {
+			t.Errorf("error %q does not name %q", err, replyTo)
+		}
+	}
+	for _, replyTo := range []string{"octoPrintx/replies", "homeassistantx", "ha/births", "app/replies", "printbridge/p1/reply"} {
+		if err := topics.CheckReplyTarget("p1", replyTo, protected...); err != nil {
+			t.Errorf("%q rejected: %v", replyTo, err)
+		}
+	}
+}
+
+func TestIsNoncharacter(t *testing.T) {
+	for _, r := range []rune{0xFDD0, 0xFDEF, 0xFFFE, 0xFFFF, 0x1FFFE, 0x10FFFF} {
+		if !IsNoncharacter(r) {
+			t.Errorf("%U not taken for a noncharacter", r)
+		}
+	}
+	for _, r := range []rune{'a', 0xFDCF, 0xFDF0, 0xFFFD, 0xFEFF, 0x1FFFD, 0x10000} {
+		if IsNoncharacter(r) {
+			t.Errorf("%U taken for a noncharacter", r)
+		}
 	}
 }
 

@@ -134,8 +134,10 @@ type Config struct {
 	// EventsEnabled is events.enabled read by OctoPrint's settings boolean
 	// parser; when false no hook runs, though the entries are still checked.
 	EventsEnabled bool
-	// EventsMissing is set when the file is empty or has no events:
-	// section, or an empty one. Reload rejects such a file while hooks
+	// EventsMissing is set when the file is empty, has no events:
+	// section or an empty one, or has no events.subscriptions list
+	// (missing or null) while events are enabled; an explicit empty list
+	// or enabled: false does not set it. Reload rejects such a file while hooks
 	// run, because an editor that truncates the file before it writes
 	// produces one.
 	EventsMissing bool
@@ -371,12 +373,17 @@ func (l *loader) loadEvents(events *yamlPair) {
 		}
 	}
 	if subs == nil {
+		// A file cut off after "events:" or "enabled:" by an editor's
+		// save looks like this, so it counts as missing for a reload,
+		// unless enabled: false turns the hooks off on purpose.
+		l.cfg.EventsMissing = l.cfg.EventsEnabled
 		l.report(SeverityWarning, events.key, entryRef{}, "events.subscriptions", "events has no subscriptions, so no hooks are loaded")
 		return
 	}
 	list := resolve(subs.value)
 	switch list.kind {
 	case pyNull:
+		l.cfg.EventsMissing = true
 		l.report(SeverityWarning, subs.key, entryRef{}, "events.subscriptions",
 			"events.subscriptions is null, so no hooks are loaded (OctoPrint fails to load any hook with this value)")
 		return

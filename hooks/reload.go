@@ -21,9 +21,9 @@ func WithLogLevel(level *slog.LevelVar) Option { return func(w *Worker) { w.logL
 // base_topic, printers, group, log_format, metrics_listen) keep their
 // running values, with a warning for each one that changed.
 //
-// A cfg whose file is empty or has no events: section is rejected while
-// the running config has hooks, so that a file caught while an editor
-// rewrites it does not drop every hook.
+// A cfg whose file is empty or has no events.subscriptions list is
+// rejected while the running config has hooks, so that a file caught
+// while an editor rewrites it does not drop every hook.
 //
 // When cfg has the first gcode hook and Run is running, Reload first
 // subscribes to command replies. If that fails, the old config stays in
@@ -40,7 +40,7 @@ func (w *Worker) Reload(cfg *Config) error {
 
 	old := w.cfg.Load()
 	if cfg.EventsMissing && len(old.Subscriptions) > 0 {
-		err := fmt.Errorf("%w: %s is empty or has no events: section, while %d hooks are loaded; "+
+		err := fmt.Errorf("%w: %s is empty or has no events.subscriptions list, while %d hooks are loaded; "+
 			"to remove all hooks on purpose, write \"events: {subscriptions: []}\" or \"events: {enabled: false}\" and send SIGHUP again",
 			ErrEventsMissing, cfg.Path, len(old.Subscriptions))
 		w.rejectReload(err)

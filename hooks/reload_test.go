@@ -364,7 +364,9 @@ func TestReloadRejectsFileWithoutEvents(t *testing.T) {
   - {name: old, event: PrintDone, type: system, shell: false, command: "true"}
 `, log, WithMetrics(NewMetrics(reg)))
 
-	for i, text := range []string{"", "printbridge:\n  log_level: info\n", "events:\n"} {
+	cutOff := []string{"", "printbridge:\n  log_level: info\n", "events:\n",
+		"events:\n  enabled: true\n", "events:\n  enabled: true\n  subscriptions:\n"}
+	for i, text := range cutOff {
 		err := h.worker.Reload(mustParse(t, text))
 		if !errors.Is(err, ErrEventsMissing) {
 			t.Errorf("Reload of %q = %v, want ErrEventsMissing", text, err)
@@ -373,12 +375,20 @@ func TestReloadRejectsFileWithoutEvents(t *testing.T) {
 			t.Errorf("failed reloads after %q = %v, want %d", text, v, i+1)
 		}
 	}
-	if lines := logs.lines("config reload failed", "config.yaml is empty or has no events: section", "events: {enabled: false}"); len(lines) != 3 {
-		t.Errorf("log lines about the rejected reloads = %q, want 3 naming the file and how to remove all hooks", lines)
+	if lines := logs.lines("config reload failed", "config.yaml is empty or has no events.subscriptions list", "events: {enabled: false}"); len(lines) != len(cutOff) {
+		t.Errorf("log lines about the rejected reloads = %q, want %d naming the file and how to remove all hooks", lines, len(cutOff))
 	}
 	h.publish(&bridge.Envelope{ID: "d1", Event: bridge.EventPrintDone})
 	if r := h.waitResults(1)[0]; r.Hook != "old" || r.Err != nil {
 		t.Errorf("result after the rejected reloads = %+v, want hook old, ok", r)
+	}
+
+	// enabled: false turns the hooks off on purpose, without a list.
+	if err := h.worker.Reload(mustParse(t, "events:\n  enabled: false\n")); err != nil {
+		t.Errorf("Reload with enabled: false = %v, want nil", err)
+	}
+	if err := h.worker.Reload(mustParse(t, "events:\n  subscriptions:\n  - {name: old, event: PrintDone, type: system, shell: false, command: \"true\"}\n")); err != nil {
+		t.Fatalf("Reload back to the hook = %v, want nil", err)
 	}
 
 	// An explicit empty list removes all hooks, and then a file without

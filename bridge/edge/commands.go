@@ -136,7 +136,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		return
 	}
 	if cmd.ReplyTo != "" {
-		if err := c.e.cfg.Topics.CheckReplyTarget(c.e.cfg.PrinterID, cmd.ReplyTo); err != nil {
+		if err := c.e.cfg.Topics.CheckReplyTarget(c.e.cfg.PrinterID, cmd.ReplyTo, c.e.cfg.ProtectedTopics...); err != nil {
 			// Sent to the default reply topic, because the requested one
 			// is not safe to publish to.
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()

@@ -61,6 +61,10 @@ type Config struct {
 	// Topics is the base of the bus topics; the edge rejects a reply_to
 	// inside them (except its own reply topic).
 	Topics bridge.Topics
+	// ProtectedTopics are MQTT topic prefixes outside Topics that the edge
+	// publishes to (Home Assistant discovery, the OctoPrint-MQTT mirror);
+	// a reply_to inside them is rejected too.
+	ProtectedTopics []string
 	// DataDir holds the seq file and the outbox (DataDir/<printer>.outbox).
 	// Without it, events are held in memory only and seq restarts at 1.
 	DataDir string

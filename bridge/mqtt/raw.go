@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"fmt"
+	"github.com/printbridge/printbridge/bridge"
 	"strings"
 	"unicode/utf8"
 
@@ -62,6 +63,11 @@ func validatePublishTopic(topic string) error {
 	}
 	if !utf8.ValidString(topic) {
 		return fmt.Errorf("invalid MQTT topic %q: it is not valid UTF-8", topic)
+	}
+	for _, r := range topic {
+		if bridge.IsNoncharacter(r) {
+			return fmt.Errorf("invalid MQTT topic %q: it contains the Unicode noncharacter %U, which Mosquitto rejects as malformed", topic, r)
+		}
 	}
 	return nil
 }

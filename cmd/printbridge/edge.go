@@ -336,7 +336,8 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err != nil {
 		return err
 	}
-	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, Topics: bridge.Topics{Base: o.bus.baseTopic}, DataDir: o.dataDir, Outbox: outboxOpts, OnEnvelope: onEnvelope,
+	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, Topics: bridge.Topics{Base: o.bus.baseTopic},
+		ProtectedTopics: o.integrations.protectedTopics(), DataDir: o.dataDir, Outbox: outboxOpts, OnEnvelope: onEnvelope,
 		Files: files, ImportDir: o.importDir, Policy: pol},
 		nil, log, metrics)
 	if err != nil {

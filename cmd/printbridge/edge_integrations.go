@@ -28,6 +28,17 @@ type integrationOptions struct {
 	octoprintBaseTopic string
 }
 
+// protectedTopics returns the MQTT prefixes that Home Assistant and
+// OctoPrint-MQTT users trust, whether or not this edge publishes there:
+// another edge of the same broker may, so no reply may land in them.
+func (o *integrationOptions) protectedTopics() []string {
+	topics := []string{o.haPrefix, o.octoprintBaseTopic}
+	if o.haStatusTopic != "" {
+		topics = append(topics, o.haStatusTopic)
+	}
+	return topics
+}
+
 func (o *integrationOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.homeAssistant, "homeassistant", false, "announce the printer to Home Assistant with MQTT device discovery (needs --mqtt)")
 	fs.StringVar(&o.haPrefix, "homeassistant-prefix", homeassistant.DefaultPrefix, "Home Assistant's MQTT discovery prefix")
