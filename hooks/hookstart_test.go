@@ -649,6 +649,45 @@ func TestGateRecordErrorKeepsHookFromRunning(t *testing.T) {
 	}
 }
 
+func TestGateMissingProgramStartsNothing(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.sh")
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		filepath.Join(dir, "missing"): "no such file or directory",
+		plain:                         "not executable",
+		dir:                           "is a directory",
+	}
+	for program, want := range cases {
+		sub := testSub(t, fmt.Sprintf("{event: PrintDone, type: system, shell: false, command: [%q]}", program))
+		commands, err := renderSystem(sub, newPlaceholderSet(testEnvelope(nil), time.Now()).lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recorded := 0
+		run := systemRun{env: os.Environ(), outputLimit: DefaultOutputLimit,
+			recordStart: func(context.Context, int, int, uint64, time.Time, string) error {
+				recorded++
+				return nil
+			}}
+		results, _, err := run.run(context.Background(), commands)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", program, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hook-starts") {
+			t.Errorf("%s: err %q names the gate's marker", program, err)
+		}
+		if len(results) != 1 || results[0].ExitCode != -1 {
+			t.Errorf("%s: results = %+v, want one command with exit code -1", program, results)
+		}
+		if recorded != 0 {
+			t.Errorf("%s: %d starts recorded, want none", program, recorded)
+		}
+	}
+}
+
 func TestGcodeCommandIDDeterministic(t *testing.T) {
 	a := gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ab", 1, "home")
 	if again := gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ab", 1, "home"); again != a {

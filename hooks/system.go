@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,6 +151,14 @@ func (r systemRun) runOne(ctx, runCtx context.Context, c preparedCommand, out *t
 	}
 
 	cmd.Dir = r.cwd
+	if !c.shell && r.recordStart != nil && strings.Contains(c.argv[0], "/") {
+		// Behind the gate the shell would report a missing or
+		// non-executable program, under the gate's marker name; checked
+		// here, it fails as it does without the gate, with nothing started.
+		if err := checkExecutable(r.cwd, c.argv[0]); err != nil {
+			return -1, fmt.Errorf("start %q: %w", c.argv[0], err)
+		}
+	}
 	cmd.Env = r.env
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -211,8 +221,9 @@ func (e *gateError) Error() string { return e.err.Error() }
 // shell looks a bare program name up in the same PATH that exec.Command
 // used, since cmd.Env is the worker's environment.
 //
-// NOTE: a program that exec(2) rejects fails differently behind the gate:
-// a file without execute permission exits with status 126 and the shell's
+// NOTE: runOne checks that a program path exists and has an execute bit,
+// but other exec(2) failures differ behind the gate: a file that the
+// worker's user may not execute exits with status 126 and the shell's
 // message in the output instead of a start error, and a file without a
 // #! line or ELF header runs as a shell script instead of failing with
 // "exec format error".
@@ -329,4 +340,25 @@ func (t *tailBuffer) String() string {
 		b = b[1:]
 	}
 	return string(b)
+}
+
+// checkExecutable reports whether path, resolved against dir when it is
+// relative, is a file that exec(2) may run: it exists, is no directory
+// and has an execute bit.
+func checkExecutable(dir, path string) error {
+	full := path
+	if !filepath.IsAbs(path) && dir != "" {
+		full = filepath.Join(dir, path)
+	}
+	info, err := os.Stat(full)
+	if err != nil {
+		return err
+	}
+	if info.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	if info.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable: %w", path, fs.ErrPermission)
+	}
+	return nil
 }
