@@ -1,7 +1,9 @@
 package mqtt
 
 import (
+	"cmp"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -37,6 +39,10 @@ type resumeStore struct {
 	// resumed counts, by store key, the resumes in a row that found the
 	// same outgoing packet; mu guards it.
 	resumed map[string]resumedPacket
+	// order numbers the stored keys in the order paho put them; mu
+	// guards it and next.
+	order map[string]uint64
+	next  uint64
 }
 
 type resumedPacket struct {
@@ -45,15 +51,48 @@ type resumedPacket struct {
 }
 
 func newResumeStore(log *slog.Logger) *resumeStore {
-	return &resumeStore{Store: paho.NewMemoryStore(), ready: make(chan struct{}), log: log, resumed: map[string]resumedPacket{}}
+	return &resumeStore{Store: paho.NewMemoryStore(), ready: make(chan struct{}), log: log, resumed: map[string]resumedPacket{},
+		order: map[string]uint64{}}
+}
+
+// Put stores a packet and numbers its key the first time. paho 1.5.1's
+// MemoryStore.All returns the keys in Go map order, and paho's resume
+// sends the stored messages in the order All returns them, so without
+// these numbers a reconnect could send a printer's events out of order.
+func (s *resumeStore) Put(key string, packet packets.ControlPacket) {
+	s.mu.Lock()
+	if _, ok := s.order[key]; !ok {
+		s.next++
+		s.order[key] = s.next
+	}
+	s.mu.Unlock()
+	s.Store.Put(key, packet)
+}
+
+// Del deletes a packet and its number.
+func (s *resumeStore) Del(key string) {
+	s.mu.Lock()
+	delete(s.order, key)
+	s.mu.Unlock()
+	s.Store.Del(key)
 }
 
 // All returns the stored keys and opens the gate, because messages
 // stored from now on are not part of this resume. It first deletes an
 // outgoing message that survived maxResumes resumes.
 func (s *resumeStore) All() []string {
-	keys := s.dropStuck(s.Store.All())
+	keys := s.dropStuck(s.sorted(s.Store.All()))
 	s.open()
+	return keys
+}
+
+// sorted orders keys as paho put them; keys without a number come first.
+func (s *resumeStore) sorted(keys []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slices.SortStableFunc(keys, func(a, b string) int {
+		return cmp.Compare(s.order[a], s.order[b])
+	})
 	return keys
 }
 
@@ -81,6 +120,7 @@ func (s *resumeStore) dropStuck(keys []string) []string {
 			s.log.Error("dropping an MQTT message that the broker has not acknowledged over several reconnects; the broker probably closes the connection because of it (check its log, and its message size and topic limits)",
 				"topic", topic, "reconnects", entry.count, "store_key", key)
 			s.Store.Del(key)
+			delete(s.order, key)
 			continue
 		}
 		seen[key] = entry
@@ -92,6 +132,9 @@ func (s *resumeStore) dropStuck(keys []string) []string {
 
 // Reset empties the store and opens the gate.
 func (s *resumeStore) Reset() {
+	s.mu.Lock()
+	clear(s.order)
+	s.mu.Unlock()
 	s.Store.Reset()
 	s.open()
 }
