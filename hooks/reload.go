@@ -72,7 +72,8 @@ func (w *Worker) Reload(cfg *Config) error {
 }
 
 // ErrEventsMissing is returned by Reload for a config without hooks
-// whose file has no events: section while the running config has hooks.
+// whose file has no events.subscriptions list while the running config
+// has hooks.
 var ErrEventsMissing = errors.New("config reload rejected")
 
 // ReloadFrom calls load and reloads the config it returns. When load

@@ -565,7 +565,7 @@ func TestWorkerReloadsOnSIGHUP(t *testing.T) {
 	for _, text := range []string{"", "printbridge:\n  log_level: info\n", "events:\n"} {
 		writeWorkerConfig(t, dir, text)
 		hup("config reload failed")
-		lines := matchingLines(logs.String(), "config reload failed", "no events: section")
+		lines := matchingLines(logs.String(), "config reload failed", "no events.subscriptions list")
 		if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], cfg) || !strings.Contains(lines[len(lines)-1], "events: {subscriptions: []}") {
 			t.Errorf("for file %q, reload failure lines = %q, want one naming %s and how to remove all hooks", text, lines, cfg)
 		}
