@@ -49,8 +49,8 @@ func (b *Bus) SubscribeRaw(ctx context.Context, filter string, h func(RawMessage
 // of an MQTT 3.1.1 string can carry.
 const maxTopicLength = 65535
 
-// validatePublishTopic rejects a topic that the broker would answer by
-// closing the connection (MQTT 3.1.1 sections 3.3.2.1 and 4.7.1).
+// validatePublishTopic rejects a topic that makes the broker close the
+// connection (MQTT 3.1.1 sections 3.3.2.1 and 4.7.1).
 func validatePublishTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("invalid MQTT topic: it is empty")

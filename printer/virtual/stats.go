@@ -75,7 +75,7 @@ func (p *Printer) resetLineStats() {
 	p.lines = LineStats{}
 }
 
-// RXStats is what the serial receive buffer went through since New.
+// RXStats is the serial receive buffer's fill and overrun counts since New.
 type RXStats struct {
 	// Held is the number of bytes in the receive buffer now. The
 	// simulator takes no bytes out of it while a command runs.
