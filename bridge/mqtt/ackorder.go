@@ -13,15 +13,16 @@ import (
 // Mosquitto 2.0.11 (Debian 12) miscounts its in-flight window when
 // PUBACKs come out of order, and then sends a newly published message
 // before older ones that it still queues for the client, so a subscriber
-// sees a printer's events out of order.
+// receives a printer's events out of order
+// (TestOutOfOrderHandlersKeepOrder shows it).
 //
 // A PUBACK whose message came on an earlier connection is not sent: paho
 // drops it anyway, and the broker sends that message again, with DUP set,
 // on the new connection of a persistent session.
 type ackOrder struct {
 	mu sync.Mutex
-	// conn numbers the connection attempts; a slot of an earlier one is
-	// stale.
+	// conn numbers the connection attempts. A slot of an earlier attempt
+	// is stale.
 	conn  uint64
 	slots []*ackSlot // in arrival order, oldest first
 	// flushing is set while one goroutine sends the PUBACKs at the head
@@ -82,7 +83,7 @@ func (o *ackOrder) release(slot *ackSlot, send bool) {
 		slot.state = ackSend
 	}
 	if o.flushing {
-		// The flushing goroutine sees this slot when it reaches it.
+		// The flushing goroutine sends this PUBACK when it reaches the slot.
 		o.mu.Unlock()
 		return
 	}
