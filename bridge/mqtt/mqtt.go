@@ -89,10 +89,12 @@ var _ bridge.Bus = (*Bus)(nil)
 
 // Bus is one MQTT connection. It is safe for concurrent use.
 type Bus struct {
-	cfg       Config
-	log       *slog.Logger
-	client    paho.Client
-	store     *resumeStore
+	cfg    Config
+	log    *slog.Logger
+	client paho.Client
+	store  *resumeStore
+	// acks sends the PUBACKs of received messages in arrival order.
+	acks      ackOrder
 	dialer    *connDialer
 	brokerURL string // without password, for logs
 	clientID  string
@@ -407,6 +409,7 @@ func (b *Bus) onConnectionLost(_ paho.Client, err error) {
 // onConnectionAttempt runs on paho's connect goroutine before each dial.
 func (b *Bus) onConnectionAttempt(_ *url.URL, tlsConfig *tls.Config) *tls.Config {
 	b.store.connecting()
+	b.acks.newConnection()
 	return tlsConfig
 }
 
@@ -418,7 +421,8 @@ func (b *Bus) onReconnecting(paho.Client, *paho.ClientOptions) {
 // route. With a persistent session the broker sends the messages it queued
 // right after CONNACK, before this process has subscribed, so they are
 // kept in pending until a matching subscription is made.
-func (b *Bus) onUnrouted(_ paho.Client, msg paho.Message) {
+func (b *Bus) onUnrouted(_ paho.Client, received paho.Message) {
+	msg := b.acks.take(received)
 	b.mu.Lock()
 	// The subscription may be recorded but its paho route not added yet.
 	for _, sub := range b.subs {

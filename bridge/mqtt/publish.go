@@ -33,13 +33,12 @@ const maxEventsInFlight = 16
 // holds its later PUBACKs until the client sends again, so waiting for a
 // whole window would stall for a delayed ACK each time.
 //
-// NOTE: events still unacknowledged when a call gives up stay in paho's
-// store, and paho sends them again after the next connect while the
-// edge's outbox publishes the same events again from its oldest
-// unacknowledged one. The broker can then get a later event from paho
-// before an earlier one from the outbox, so a subscriber sees that
-// printer's events out of order (each at least once). The full fault
-// suite on Mosquitto shows it when the broker restarts during a backlog.
+// Events still unacknowledged when a call gives up stay in paho's store,
+// and paho sends them again after the next connect. The edge's outbox
+// publishes the same events again from its oldest unacknowledged one, so
+// the broker may get an event twice, but the store's gate holds back new
+// publishes until the resent ones are acknowledged, which keeps their
+// first arrivals in order (see resumeStore).
 func (b *Bus) PublishEvents(ctx context.Context, events []bridge.OutgoingEvent) (int, error) {
 	if b.isClosed() {
 		return 0, fmt.Errorf("publish %d events to MQTT: %w", len(events), ErrClosed)

@@ -28,8 +28,15 @@ const maxResumes = 3
 // resume, which sets its DUP flag while the sender goroutine writes it (a
 // data race inside paho) and replaces its token. paho calls All at the
 // start of resume and Reset instead when a clean session connects for the
-// first time, so either call opens the gate, and every connection attempt
-// closes it. Bus.send waits for the gate.
+// first time. Reset opens the gate; All opens it once the broker has
+// acknowledged every QoS 1 message that the resume sends again, and every
+// connection attempt closes it. Bus.send waits for the gate.
+//
+// Waiting for those PUBACKs keeps a printer's events in order at the
+// broker. paho's resume completes the token of a resent message at once,
+// so the edge's outbox takes that event as delivered and goes on with the
+// next ones; without the wait they could reach the broker before the
+// resent one, and if the connection dropped again, before it at all.
 type resumeStore struct {
 	paho.Store
 
@@ -43,6 +50,9 @@ type resumeStore struct {
 	// guards it and next.
 	order map[string]uint64
 	next  uint64
+	// resending holds the keys of the publishes that the current resume
+	// sends again and the broker has not acknowledged yet; mu guards it.
+	resending map[string]bool
 }
 
 type resumedPacket struct {
@@ -52,7 +62,7 @@ type resumedPacket struct {
 
 func newResumeStore(log *slog.Logger) *resumeStore {
 	return &resumeStore{Store: paho.NewMemoryStore(), ready: make(chan struct{}), log: log, resumed: map[string]resumedPacket{},
-		order: map[string]uint64{}}
+		order: map[string]uint64{}, resending: map[string]bool{}}
 }
 
 // Put stores a packet and numbers its key the first time. paho 1.5.1's
@@ -69,20 +79,38 @@ func (s *resumeStore) Put(key string, packet packets.ControlPacket) {
 	s.Store.Put(key, packet)
 }
 
-// Del deletes a packet and its number.
+// Del deletes a packet and its number. paho deletes an outgoing publish
+// when its PUBACK arrives, which opens the gate after the last resent one.
 func (s *resumeStore) Del(key string) {
 	s.mu.Lock()
 	delete(s.order, key)
+	last := s.resending[key] && len(s.resending) == 1
+	delete(s.resending, key)
 	s.mu.Unlock()
 	s.Store.Del(key)
+	if last {
+		s.open()
+	}
 }
 
-// All returns the stored keys and opens the gate, because messages
-// stored from now on are not part of this resume. It first deletes an
-// outgoing message that survived maxResumes resumes.
+// All returns the stored keys for paho's resume. It first deletes an
+// outgoing message that survived maxResumes resumes. The gate opens now
+// when nothing is sent again, or else after the PUBACKs of the resent
+// publishes.
 func (s *resumeStore) All() []string {
 	keys := s.dropStuck(s.sorted(s.Store.All()))
-	s.open()
+	s.mu.Lock()
+	clear(s.resending)
+	for _, key := range keys {
+		if p, ok := s.Store.Get(key).(*packets.PublishPacket); ok && strings.HasPrefix(key, "o.") && p.Qos > 0 {
+			s.resending[key] = true
+		}
+	}
+	none := len(s.resending) == 0
+	s.mu.Unlock()
+	if none {
+		s.open()
+	}
 	return keys
 }
 
@@ -134,6 +162,7 @@ func (s *resumeStore) dropStuck(keys []string) []string {
 func (s *resumeStore) Reset() {
 	s.mu.Lock()
 	clear(s.order)
+	clear(s.resending)
 	s.mu.Unlock()
 	s.Store.Reset()
 	s.open()

@@ -46,3 +46,53 @@ func TestResumeStoreKeepsPutOrder(t *testing.T) {
 		t.Errorf("All after Reset = %v, want none", keys)
 	}
 }
+
+// After a reconnect the gate for new publishes opens only once the broker
+// has acknowledged every publish that the resume sends again.
+func TestResumeStoreGateWaitsForResentPublishes(t *testing.T) {
+	s := newResumeStore(slog.New(slog.DiscardHandler))
+	s.Open()
+	for id := uint16(1); id <= 2; id++ {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.MessageID, p.Qos, p.TopicName = id, 1, "printbridge/p1/event/ZChange"
+		s.Put(fmt.Sprintf("o.%d", id), p)
+	}
+	sub := packets.NewControlPacket(packets.Subscribe).(*packets.SubscribePacket)
+	sub.MessageID = 3
+	s.Put("o.3", sub)
+
+	s.connecting()
+	if keys := s.All(); len(keys) != 3 {
+		t.Fatalf("All = %v, want the three stored packets", keys)
+	}
+	isOpen := func() bool {
+		select {
+		case <-s.wait():
+			return true
+		default:
+			return false
+		}
+	}
+	if isOpen() {
+		t.Fatal("gate open while two resent publishes wait for their PUBACK")
+	}
+	s.Del("o.3") // SUBACK
+	s.Del("o.1")
+	if isOpen() {
+		t.Fatal("gate open while one resent publish waits for its PUBACK")
+	}
+	s.Del("o.2")
+	if !isOpen() {
+		t.Fatal("gate closed after the PUBACKs of every resent publish")
+	}
+
+	// A resume with nothing to send again opens the gate at once.
+	s.connecting()
+	if isOpen() {
+		t.Fatal("gate open during a connection attempt")
+	}
+	s.All()
+	if !isOpen() {
+		t.Error("gate closed after a resume with nothing to send")
+	}
+}

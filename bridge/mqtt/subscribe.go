@@ -29,7 +29,9 @@ const subackFailure = 0x80
 // queue to the handler, so the order within a subscription is kept. The
 // bus sends the PUBACK of a QoS 1 message itself (paho's auto-ack is
 // off): when the handler returns, or, for an event whose handler called
-// EventMessage.Defer, when the handler calls the AckFunc. When the queue is
+// EventMessage.Defer, when the handler calls the AckFunc; and never before
+// the PUBACKs of the messages that arrived earlier on the connection (see
+// ackOrder). When the queue is
 // full, onMessage blocks paho's router until there is room: no message is
 // dropped, and the broker holds back further messages for the client.
 // A router held for longer than the keepalive also holds back the
@@ -76,13 +78,15 @@ func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(brid
 // gets no error. Use a NATS queue group there instead.
 //
 // A handler that calls EventMessage.Defer acknowledges the event when it
-// calls the AckFunc. paho sends that PUBACK without holding up the
-// delivery of later messages, so the events after it keep coming until
-// the broker's limit of unacknowledged messages per client
-// (max_inflight_messages, 20 by default in Mosquitto 2.0.11) is reached.
-// An AckFunc called after the connection dropped sends nothing, and the
-// broker sends the message again on the next connection of a persistent
-// session.
+// calls the AckFunc. Its PUBACK goes out once every message that arrived
+// before it on the connection is acknowledged too, as MQTT 3.1.1 requires.
+// The events after it keep coming until the broker's limit of
+// unacknowledged messages per client (max_inflight_messages, 20 by default
+// in Mosquitto 2.0.11) is reached, so one event whose hooks run long holds
+// up this client's delivery after 20 more. AckFunc(false) sends no PUBACK
+// and lets the later ones go. An AckFunc called after the connection
+// dropped sends nothing. Either way, the broker sends the message again on
+// the next connection of a persistent session.
 func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func(bridge.EventMessage)) error {
 	if printer == "" {
 		printer = "+"
@@ -100,9 +104,11 @@ func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func
 		h(bridge.EventMessage{Data: msg.Payload(), Source: "mqtt:" + msg.Topic(), Printer: topicPrinter, Event: topicEvent, Defer: func() bridge.AckFunc {
 			deferred = true
 			return func(handled bool) {
-				// paho's Ack sends one PUBACK however often it is called.
+				// Ack and giveUp act once however often they are called.
 				if handled {
 					msg.Ack()
+				} else {
+					giveUp(msg)
 				}
 			}
 		}})
@@ -133,7 +139,7 @@ func (b *Bus) subscribe(ctx context.Context, filter string, deliver func(paho.Me
 		stop:    make(chan struct{}),
 		deliver: deliver,
 	}
-	sub.onMessage = func(_ paho.Client, msg paho.Message) { b.enqueue(sub, msg) }
+	sub.onMessage = func(_ paho.Client, msg paho.Message) { b.enqueue(sub, b.acks.take(msg)) }
 
 	b.mu.Lock()
 	if b.closed {

@@ -1,0 +1,78 @@
+package mqtt_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/mqtt"
+)
+
+// TestOutOfOrderHandlersKeepOrder acknowledges events in another order
+// than they arrived, as the worker does: an event without hooks at once,
+// one with hooks after they ran. Mosquitto 2.0.11 then sent newly
+// published events before older queued ones, unless the client sends its
+// PUBACKs in arrival order as MQTT 3.1.1 requires.
+func TestOutOfOrderHandlersKeepOrder(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	worker := newBus(t, mqtt.Config{URL: url})
+	edge := newBus(t, mqtt.Config{URL: url})
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	later := make(chan bridge.AckFunc, 4096)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ack := range later {
+			time.Sleep(time.Millisecond)
+			ack(true)
+		}
+	}()
+	t.Cleanup(func() {
+		close(later)
+		wg.Wait()
+	})
+	got := newCollector[bridge.EventMessage]()
+	arrived := 0
+	if err := worker.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
+		got.add(m)
+		ack := m.Defer()
+		arrived++
+		if arrived%3 == 0 {
+			ack(true)
+			return
+		}
+		later <- ack
+	}); err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+
+	const n = 600
+	for first := uint64(1); first <= n; first += 50 {
+		batch := make([]bridge.OutgoingEvent, 0, 50)
+		for seq := first; seq < first+50; seq++ {
+			env, data := event(t, "p1", seq)
+			batch = append(batch, bridge.OutgoingEvent{Env: env, Data: data})
+		}
+		if done, err := edge.PublishEvents(ctx, batch); err != nil {
+			t.Fatalf("PublishEvents from seq %d: %d published: %v", first, done, err)
+		}
+	}
+	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	seqs := decodeSeqs(t, msgs)
+	var late []uint64
+	var highest uint64
+	for _, seq := range seqs {
+		if seq < highest {
+			late = append(late, seq)
+		}
+		highest = max(highest, seq)
+	}
+	if len(late) > 0 || len(seqs) != n {
+		t.Errorf("%d events arrived, want %d; these arrived after a later one: %v", len(seqs), n, late)
+	}
+}
