@@ -237,7 +237,10 @@ func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate 
 	if err := os.WriteFile(config, []byte(workerMemoryHooks), 0o600); err != nil {
 		return res, err
 	}
-	args := append([]string{"worker", "--config", config, "--log-level", "warn", "--metrics-listen", ""}, br.busFlags()...)
+	// Its own --data-dir keeps the worker from locking the seen-events
+	// file of the default one, which another worker on the host may hold.
+	args := append([]string{"worker", "--config", config, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn",
+		"--metrics-listen", ""}, br.busFlags()...)
 	workerProc, err := startProcess("worker", filepath.Join(dir, "worker.log"), bin, args...)
 	if err != nil {
 		return res, err
