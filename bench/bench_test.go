@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -74,22 +75,67 @@ func checkStreams(t *testing.T, opts Options, res *Results) {
 
 func checkMemory(t *testing.T, res *Results) {
 	t.Helper()
-	if m := res.EdgeMemory; m == nil || m.EdgeIdleRSS <= 0 || m.EdgePeakRSS < m.EdgeIdleRSS || m.VirtualPeakRSS <= 0 || m.Lines == 0 {
-		t.Errorf("edge memory result = %+v, want the edge's idle and peak RSS, the simulator's peak RSS and a line count", m)
+	if m := res.EdgeMemory; m == nil {
+		t.Error("no edge memory result")
+	} else {
+		checkEdgeMemory(t, "edge", m)
+		if m.VirtualPeakRSS <= 0 {
+			t.Errorf("virtual printer peak RSS = %d, want a positive size", m.VirtualPeakRSS)
+		}
+	}
+	if m := res.LeanEdgeMemory; m == nil {
+		t.Errorf("no edge memory result of the -tags %s build", LeanBuildTag)
+	} else {
+		checkEdgeMemory(t, "edge, -tags "+LeanBuildTag, m)
 	}
 	if len(res.WorkerMemory) != 2 {
 		t.Fatalf("%d worker memory results, want a paced and an unpaced one", len(res.WorkerMemory))
 	}
 	for _, m := range res.WorkerMemory {
-		if m.IdleRSS <= 0 || m.PeakRSS < m.IdleRSS || m.Results == 0 {
-			t.Errorf("worker memory result = %+v, want idle and peak RSS and hook results", m)
-		}
+		checkWorkerMemory(t, fmt.Sprintf("worker at %d events/s", m.Rate), &m)
 	}
-	if m := res.LeanEdgeMemory; m == nil || m.EdgePeakRSS <= 0 || m.Lines == 0 {
-		t.Errorf("edge memory result of the -tags %s build = %+v, want its peak RSS and a line count", LeanBuildTag, m)
+	if m := res.LeanWorkerMemory; m == nil {
+		t.Errorf("no worker memory result of the -tags %s build", LeanBuildTag)
+	} else {
+		checkWorkerMemory(t, "worker, -tags "+LeanBuildTag, m)
 	}
-	if m := res.LeanWorkerMemory; m == nil || m.PeakRSS <= 0 || m.Results == 0 {
-		t.Errorf("worker memory result of the -tags %s build = %+v, want its peak RSS and hook results", LeanBuildTag, m)
+}
+
+func checkEdgeMemory(t *testing.T, name string, m *EdgeMemoryResult) {
+	t.Helper()
+	if m.Lines == 0 {
+		t.Errorf("%s: no job lines", name)
+	}
+	checkRSS(t, name, m.EdgeIdleRSS, m.EdgePeakRSS, m.EdgeEnd)
+}
+
+func checkWorkerMemory(t *testing.T, name string, m *WorkerMemoryResult) {
+	t.Helper()
+	if m.Results == 0 {
+		t.Errorf("%s: no hook results for %d events", name, m.Events)
+	}
+	checkRSS(t, name, m.IdleRSS, m.PeakRSS, m.End)
+}
+
+// checkRSS checks the memory readings of one process. The peak includes
+// every VmRSS read of the process, so it is at least the idle and end
+// readings even where the kernel's VmHWM is lower than them.
+func checkRSS(t *testing.T, name string, idle, peak int64, end RSSKinds) {
+	t.Helper()
+	if idle <= 0 {
+		t.Errorf("%s: idle RSS = %d, want a positive size", name, idle)
+	}
+	if end.Anon <= 0 {
+		t.Errorf("%s: RssAnon at the end = %d, want a positive size", name, end.Anon)
+	}
+	if end.File <= 0 {
+		t.Errorf("%s: RssFile at the end = %d, want a positive size", name, end.File)
+	}
+	if peak < idle {
+		t.Errorf("%s: peak RSS %d is below the idle RSS %d", name, peak, idle)
+	}
+	if peak < end.Anon+end.File {
+		t.Errorf("%s: peak RSS %d is below the RSS at the end, %d anonymous + %d file", name, peak, end.Anon, end.File)
 	}
 }
 

@@ -27,8 +27,8 @@ type EdgeMemoryResult struct {
 	Elapsed   time.Duration
 	// EdgeIdleRSS is the edge's VmRSS once connected, before the job.
 	EdgeIdleRSS int64
-	// EdgePeakRSS and VirtualPeakRSS are VmHWM of the two processes at
-	// the end of the print.
+	// EdgePeakRSS and VirtualPeakRSS are the peak RSS of the two
+	// processes at the end of the print, as process.peakRSS reads it.
 	EdgePeakRSS, VirtualPeakRSS int64
 	// EdgeEnd is the edge's resident memory by kind when the print is done.
 	EdgeEnd RSSKinds
@@ -132,7 +132,7 @@ func MeasureEdgeMemory(ctx context.Context, bin, workDir, src string, size int64
 	started, _ := obs.rec.firstTime(bridge.EventPrintStarted)
 	done, _ := obs.rec.firstTime(bridge.EventPrintDone)
 	res.Elapsed = done.Sub(started)
-	if res.EdgeEnd, err = readRSSKinds(edgeProc.pid()); err != nil {
+	if res.EdgeEnd, err = edgeProc.rssKinds(); err != nil {
 		return res, err
 	}
 	if res.EdgePeakRSS, err = edgeProc.peakRSS(); err != nil {
@@ -182,8 +182,8 @@ type WorkerMemoryResult struct {
 	// fast as the broker takes them.
 	Rate    int
 	Elapsed time.Duration
-	// IdleRSS is VmRSS after the warm-up event, PeakRSS VmHWM after the
-	// burst.
+	// IdleRSS is VmRSS after the warm-up event, PeakRSS the peak RSS
+	// after the burst, as process.peakRSS reads it.
 	IdleRSS, PeakRSS int64
 	// End is the worker's resident memory by kind after the last result.
 	End RSSKinds
@@ -237,7 +237,10 @@ func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate 
 	if err := os.WriteFile(config, []byte(workerMemoryHooks), 0o600); err != nil {
 		return res, err
 	}
-	args := append([]string{"worker", "--config", config, "--log-level", "warn", "--metrics-listen", ""}, br.busFlags()...)
+	// Its own --data-dir keeps the worker from locking the seen-events
+	// file of the default one, which another worker on the host may hold.
+	args := append([]string{"worker", "--config", config, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn",
+		"--metrics-listen", ""}, br.busFlags()...)
 	workerProc, err := startProcess("worker", filepath.Join(dir, "worker.log"), bin, args...)
 	if err != nil {
 		return res, err
@@ -294,7 +297,7 @@ func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate 
 	}
 	res.Results = int(results.Load())
 	res.Elapsed = time.Unix(0, lastAt.Load()).Sub(start)
-	if res.End, err = readRSSKinds(workerProc.pid()); err != nil {
+	if res.End, err = workerProc.rssKinds(); err != nil {
 		return res, err
 	}
 	if res.PeakRSS, err = workerProc.peakRSS(); err != nil {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -75,6 +74,9 @@ type process struct {
 	logPath string
 	done    chan struct{}
 	waitErr error
+	// maxRSS is the largest VmRSS read so far. It has no lock because only
+	// the goroutine that measures the process reads its memory.
+	maxRSS int64
 }
 
 // startProcess starts bin with args, its output appended to logPath.
@@ -165,18 +167,41 @@ func (p *process) logTail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// peakRSS returns the process's peak resident set size (VmHWM) in bytes.
+// peakRSS returns the process's peak resident set size in bytes: VmHWM,
+// or the largest VmRSS that rss, rssKinds or this call read if that is
+// higher. Linux updates the high-water mark behind VmHWM only when it is
+// about to lower the RSS, and its note in task_mem (fs/proc/task_mmu.c)
+// says that such snapshots can be inconsistent. So a VmRSS read earlier
+// can exceed a later VmHWM by some pages.
 func (p *process) peakRSS() (int64, error) {
-	return readPeakRSS(p.pid())
+	st, err := p.readMemory()
+	if err != nil {
+		return 0, err
+	}
+	return max(st.hwm, p.maxRSS), nil
 }
 
 // rss returns the process's current resident set size (VmRSS) in bytes.
 func (p *process) rss() (int64, error) {
-	return readStatusKB(p.pid(), "VmRSS:")
+	st, err := p.readMemory()
+	return st.rss, err
 }
 
-func readPeakRSS(pid int) (int64, error) {
-	return readStatusKB(pid, "VmHWM:")
+// rssKinds returns the process's current resident memory by kind.
+func (p *process) rssKinds() (RSSKinds, error) {
+	st, err := p.readMemory()
+	return RSSKinds{Anon: st.anon, File: st.file}, err
+}
+
+// readMemory reads the process's memory counters and keeps the largest
+// VmRSS seen for peakRSS.
+func (p *process) readMemory() (memoryStatus, error) {
+	st, err := readMemoryStatus(p.pid())
+	if err != nil {
+		return st, err
+	}
+	p.maxRSS = max(p.maxRSS, st.rss)
+	return st, nil
 }
 
 // RSSKinds splits a process's resident memory: Anon is its heap, stacks
@@ -187,37 +212,46 @@ type RSSKinds struct {
 	Anon, File int64
 }
 
-func readRSSKinds(pid int) (RSSKinds, error) {
-	anon, err := readStatusKB(pid, "RssAnon:")
-	if err != nil {
-		return RSSKinds{}, err
-	}
-	file, err := readStatusKB(pid, "RssFile:")
-	return RSSKinds{Anon: anon, File: file}, err
+// memoryStatus is a process's memory counters from one read of
+// /proc/<pid>/status, in bytes.
+type memoryStatus struct {
+	hwm, rss, anon, file int64 // VmHWM, VmRSS, RssAnon, RssFile
 }
 
-// readStatusKB reads a kB field of /proc/<pid>/status, such as VmHWM:,
-// in bytes.
-func readStatusKB(pid int, field string) (int64, error) {
+func readMemoryStatus(pid int) (memoryStatus, error) {
+	var st memoryStatus
 	path := "/proc/" + strconv.Itoa(pid) + "/status"
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("read %s of process %d: %w", field, pid, err)
+		return st, fmt.Errorf("read memory counters of process %d: %w", pid, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		value, ok := strings.CutPrefix(sc.Text(), field)
+	fields := []struct {
+		name  string
+		value *int64
+	}{{"VmHWM:", &st.hwm}, {"VmRSS:", &st.rss}, {"RssAnon:", &st.anon}, {"RssFile:", &st.file}}
+	for _, f := range fields {
+		if *f.value, err = statusKB(data, f.name); err != nil {
+			return st, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return st, nil
+}
+
+// statusKB returns a kB field of a /proc/<pid>/status text, such as
+// VmHWM:, in bytes.
+func statusKB(status []byte, field string) (int64, error) {
+	for line := range strings.Lines(string(status)) {
+		value, ok := strings.CutPrefix(line, field)
 		if !ok {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parse %s %q in %s: %w", field, value, path, err)
+			return 0, fmt.Errorf("parse %s %q: %w", field, strings.TrimSpace(value), err)
 		}
 		return kb * 1024, nil
 	}
-	return 0, fmt.Errorf("no %s line in %s", field, path)
+	return 0, fmt.Errorf("no %s line: the process has exited or has no memory of its own", field)
 }
 
 func sleepContext(ctx context.Context, d time.Duration) error {

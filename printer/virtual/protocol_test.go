@@ -322,6 +322,21 @@ func TestGarbageInputSurvives(t *testing.T) {
 	if _, err := h.port.Write(garbage); err != nil {
 		t.Fatal(err)
 	}
+	// Some garbage lines are executed as unknown or empty commands and get
+	// their own ok, so an ok alone does not say which command finished.
+	// The M118 output comes after the output of every garbage line.
+	// A rejected line would drop whatever else was received by then,
+	// perhaps the M118 too, so this garbage has no line starting with N.
+	h.send("M118 E1 garbage done")
+	out := h.until("M118 output", func(l string) bool {
+		return l == "echo:garbage done" || strings.HasPrefix(l, "Error:")
+	})
+	if last := out[len(out)-1]; last != "echo:garbage done" {
+		t.Fatalf("garbage got %q, want no rejected line; output: %q", last, out)
+	}
+	h.untilLine("ok")
+	// M110 sets the line number when it is executed, so the numbered lines
+	// are sent only after its ok.
 	h.send("M110 N-1")
 	h.untilLine("ok")
 	// The printer still replies to a clean numbered command.
