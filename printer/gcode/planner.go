@@ -62,8 +62,13 @@ type planner struct {
 	prevUnit    [4]float64
 	prevNominal float64
 	prevSafe    float64
-	prevLength  float64
-	prevAccel   float64
+	// prevVel is the previous block's speed per axis at its nominal
+	// speed (prevNominal·prevUnit), which jerkCorner computed for it;
+	// hasPrevVel is cleared while another corner model plans.
+	prevVel    [4]float64
+	hasPrevVel bool
+	prevLength float64
+	prevAccel  float64
 }
 
 // add plans a move of delta (mm per axis, E in mm of filament) at feed
@@ -229,6 +234,7 @@ func (p *planner) cornerSpeed(b *block) float64 {
 	if p.limits.Junction == JunctionJerk {
 		return p.jerkCorner(b)
 	}
+	p.hasPrevVel = false
 	switch p.limits.Junction {
 	case JunctionDeviation:
 		return p.deviationCorner(b)
@@ -245,29 +251,55 @@ func (p *planner) cornerSpeed(b *block) float64 {
 // its jerk.
 func (p *planner) jerkCorner(b *block) float64 {
 	jerk := &p.limits.Jerk
-	safe, limited := b.nominal, false
-	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[0], jerk[0])
-	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[1], jerk[1])
-	safe, limited = safeAxis(safe, limited, b.nominal, b.unit[2], jerk[2])
-	safe, _ = safeAxis(safe, limited, b.nominal, b.unit[3], jerk[3])
+	// The speed of each axis at the block's nominal speed, for the safe
+	// speed here and as the previous block's speeds at the next corner.
+	// Scalars, not an array: the compiler keeps arrays of more than one
+	// element in memory.
+	nominal := b.nominal
+	v0, v1, v2, v3 := nominal*b.unit[0], nominal*b.unit[1], nominal*b.unit[2], nominal*b.unit[3]
+	safe, limited := nominal, false
+	safe, limited = safeAxis(safe, limited, nominal, v0, jerk[0])
+	safe, limited = safeAxis(safe, limited, nominal, v1, jerk[1])
+	safe, limited = safeAxis(safe, limited, nominal, v2, jerk[2])
+	safe, _ = safeAxis(safe, limited, nominal, v3, jerk[3])
 	prevSafe := p.prevSafe
 	p.prevSafe = safe
-	if !p.hasPrev || p.prevNominal < 1e-6 {
+	e0, e1, e2, e3 := p.prevVel[0], p.prevVel[1], p.prevVel[2], p.prevVel[3]
+	hasPrevVel := p.hasPrevVel
+	p.prevVel, p.hasPrevVel = [4]float64{v0, v1, v2, v3}, true
+	prevNominal := p.prevNominal
+	if !p.hasPrev || prevNominal < 1e-6 {
 		return safe
 	}
+	if !hasPrevVel {
+		u := &p.prevUnit
+		e0, e1, e2, e3 = prevNominal*u[0], prevNominal*u[1], prevNominal*u[2], prevNominal*u[3]
+	}
 
-	var vmax, prevFactor, curFactor float64
-	if b.nominal < p.prevNominal {
-		vmax, prevFactor, curFactor = b.nominal, b.nominal/p.prevNominal, 1
-	} else {
-		vmax, prevFactor, curFactor = p.prevNominal, 1, p.prevNominal/b.nominal
+	// Both moves' axis speeds are scaled to the lower of the two nominal
+	// speeds: e0 to e3 are the previous move's, v0 to v3 this one's.
+	// Marlin multiplies the other by a factor of 1, which changes no
+	// value, so it is left out, and with it the division when both
+	// nominal speeds are equal, as along the chords of an arc.
+	var vmax float64
+	switch {
+	case nominal < prevNominal:
+		vmax = nominal
+		f := nominal / prevNominal
+		e0, e1, e2, e3 = e0*f, e1*f, e2*f, e3*f
+	case nominal == prevNominal:
+		vmax = prevNominal
+	default:
+		vmax = prevNominal
+		f := prevNominal / nominal
+		v0, v1, v2, v3 = v0*f, v1*f, v2*f, v3*f
 	}
 	// The loop over the four axes is written out, as in add.
 	factor := 1.0
-	factor = jerkAxis(factor, p.prevNominal*p.prevUnit[0]*prevFactor, b.nominal*b.unit[0]*curFactor, jerk[0])
-	factor = jerkAxis(factor, p.prevNominal*p.prevUnit[1]*prevFactor, b.nominal*b.unit[1]*curFactor, jerk[1])
-	factor = jerkAxis(factor, p.prevNominal*p.prevUnit[2]*prevFactor, b.nominal*b.unit[2]*curFactor, jerk[2])
-	factor = jerkAxis(factor, p.prevNominal*p.prevUnit[3]*prevFactor, b.nominal*b.unit[3]*curFactor, jerk[3])
+	factor = jerkAxis(factor, e0, v0, jerk[0])
+	factor = jerkAxis(factor, e1, v1, jerk[1])
+	factor = jerkAxis(factor, e2, v2, jerk[2])
+	factor = jerkAxis(factor, e3, v3, jerk[3])
 	vmax *= factor
 	// When both moves may start from rest faster than the corner allows,
 	// the corner is a stop and start anyway.
@@ -278,10 +310,11 @@ func (p *planner) jerkCorner(b *block) float64 {
 }
 
 // safeAxis lowers a move's safe speed, the highest at which it may start
-// from rest, so that one axis, whose share of the move is unit, starts
-// within its jerk. limited reports whether an earlier axis lowered it.
-func safeAxis(safe float64, limited bool, nominal, unit, jerk float64) (float64, bool) {
-	speed := math.Abs(nominal * unit)
+// from rest, so that one axis, whose speed at the nominal speed is vel,
+// starts within its jerk. limited reports whether an earlier axis
+// lowered it.
+func safeAxis(safe float64, limited bool, nominal, vel, jerk float64) (float64, bool) {
+	speed := math.Abs(vel)
 	if speed <= jerk {
 		return safe, limited
 	}
