@@ -33,15 +33,30 @@ func planeAxes(plane int) (p, q, linear int, offP, offQ byte) {
 	}
 }
 
+// fromPlane returns as X, Y and Z a point given along the two axes of
+// an arc plane whose first axis is p and along its linear axis, in the
+// order of planeAxes.
+func fromPlane(p int, alongP, alongQ, alongLinear float64) (x, y, z float64) {
+	switch p {
+	case AxisZ: // G18: Z, X, and Y linear
+		return alongQ, alongLinear, alongP
+	case AxisY: // G19: Y, Z, and X linear
+		return alongLinear, alongP, alongQ
+	default: // G17: X, Y, and Z linear
+		return alongP, alongQ, alongLinear
+	}
+}
+
 // arc handles G2 (clockwise) and G3 with a centre offset (I J K) or a
 // radius (R, negative for more than half a circle), as Marlin does. An
 // arc whose end equals its start is a full circle.
 func (a *analyzer) arc(c *command, clockwise bool) {
 	p, q, lin, offP, offQ := planeAxes(a.plane)
-	t := a.target(c)
-	if !finite(t) {
+	x, y, z, e := a.target(c)
+	if !finite(x) || !finite(y) || !finite(z) || !finite(e) {
 		return
 	}
+	t := [4]float64{x, y, z, e}
 	from := a.pos
 	cp, cq, ok := a.arcCentre(c, from, t, p, q, offP, offQ, clockwise)
 	if !ok {
@@ -71,24 +86,21 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 	n = min(max(n, 1), maxArcSegments)
 	// Every segment extrudes the same share at the same feed rate.
 	segmentFil, feed := dFil/float64(n), a.feed*a.speedFactor
-	prev := [3]float64{from[0], from[1], from[2]}
+	// The chords are computed in scalars, which the compiler keeps in
+	// registers, and mapped from the arc's plane to X, Y and Z.
+	px, py, pz := from[0], from[1], from[2]
 	for k := 1; k <= n; k++ {
-		var pt [3]float64
-		if k == n {
-			pt = [3]float64{t[0], t[1], t[2]}
-		} else {
+		x, y, z := t[0], t[1], t[2]
+		if k != n {
 			f := float64(k) / float64(n)
 			angle := startAngle + sweep*f
 			// Sincos shares the range reduction of Sin and Cos and then
 			// evaluates the same polynomials, so it returns their values.
 			sin, cos := math.Sincos(angle)
-			pt[p] = centre[0] + radius*cos
-			pt[q] = centre[1] + radius*sin
-			pt[lin] = from[lin] + linDelta*f
+			x, y, z = fromPlane(p, centre[0]+radius*cos, centre[1]+radius*sin, from[lin]+linDelta*f)
 		}
-		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], segmentFil}
-		a.plan.add(delta, feed, kind)
-		prev = pt
+		a.plan.add(x-px, y-py, z-pz, segmentFil, feed, kind)
+		px, py, pz = x, y, z
 	}
 
 	if !fromInTravel {

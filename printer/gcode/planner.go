@@ -71,12 +71,13 @@ type planner struct {
 	prevAccel  float64
 }
 
-// add plans a move of delta (mm per axis, E in mm of filament) at feed
-// (mm/s).
-func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
-	length := math.Sqrt(delta[0]*delta[0] + delta[1]*delta[1] + delta[2]*delta[2])
+// add plans a move by dx, dy, dz (mm) and de (mm of filament) at feed
+// (mm/s). The move comes as scalars, not as an array: the compiler keeps
+// arrays of more than one element in memory, and passes them in memory.
+func (p *planner) add(dx, dy, dz, de, feed float64, kind moveKind) {
+	length := math.Sqrt(dx*dx + dy*dy + dz*dz)
 	if length < 1e-9 {
-		length = math.Abs(delta[3])
+		length = math.Abs(de)
 		kind = kindRetract
 	}
 	if length < 1e-9 || math.IsNaN(length) || math.IsInf(length, 0) {
@@ -93,7 +94,8 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	b.length = length
 	// The loops over the four axes are written out, because a loop costs
 	// a counter, a bounds check and a branch per axis on every move.
-	b.unit = [4]float64{delta[0] / length, delta[1] / length, delta[2] / length, delta[3] / length}
+	u0, u1, u2, u3 := dx/length, dy/length, dz/length, de/length
+	b.unit = [4]float64{u0, u1, u2, u3}
 
 	minFeed := l.MinTravelFeedrate
 	accel := l.TravelAcceleration
@@ -113,10 +115,10 @@ func (p *planner) add(delta [4]float64, feed float64, kind moveKind) {
 	if nominal < 0.01 {
 		nominal = 0.01
 	}
-	nominal, accel = limitAxis(nominal, accel, b.unit[0], l.MaxFeedrate[0], l.MaxAcceleration[0])
-	nominal, accel = limitAxis(nominal, accel, b.unit[1], l.MaxFeedrate[1], l.MaxAcceleration[1])
-	nominal, accel = limitAxis(nominal, accel, b.unit[2], l.MaxFeedrate[2], l.MaxAcceleration[2])
-	nominal, accel = limitAxis(nominal, accel, b.unit[3], l.MaxFeedrate[3], l.MaxAcceleration[3])
+	nominal, accel = limitAxis(nominal, accel, u0, l.MaxFeedrate[0], l.MaxAcceleration[0])
+	nominal, accel = limitAxis(nominal, accel, u1, l.MaxFeedrate[1], l.MaxAcceleration[1])
+	nominal, accel = limitAxis(nominal, accel, u2, l.MaxFeedrate[2], l.MaxAcceleration[2])
+	nominal, accel = limitAxis(nominal, accel, u3, l.MaxFeedrate[3], l.MaxAcceleration[3])
 	b.nominal, b.accel = nominal, accel
 
 	b.maxEntry = p.cornerSpeed(b)
