@@ -121,24 +121,35 @@ func (p *planner) add(dx, dy, dz, de, feed float64, kind moveKind) {
 	nominal, accel = limitAxis(nominal, accel, u3, l.MaxFeedrate[3], l.MaxAcceleration[3])
 	b.nominal, b.accel = nominal, accel
 
-	b.maxEntry = p.cornerSpeed(b)
-	if p.hasPrev {
-		b.maxEntry = min(b.maxEntry, p.prevNominal)
+	// The block's values are read from the locals, not back from the
+	// ring, so that they stay in registers.
+	var maxEntry float64
+	// Jerk, the default, is tested first, as one comparison that the
+	// compiler inlines.
+	if p.limits.Junction == JunctionJerk {
+		maxEntry = p.jerkCorner(nominal, u0, u1, u2, u3)
+	} else {
+		maxEntry = p.cornerSpeed(b)
 	}
-	b.maxEntry = min(b.maxEntry, b.nominal)
+	if p.hasPrev {
+		maxEntry = min(maxEntry, p.prevNominal)
+	}
+	maxEntry = min(maxEntry, nominal)
+	b.maxEntry = maxEntry
 	p.hasPrev = true
-	p.prevUnit, p.prevNominal, p.prevLength, p.prevAccel = b.unit, b.nominal, b.length, b.accel
+	p.prevUnit, p.prevNominal, p.prevLength, p.prevAccel = [4]float64{u0, u1, u2, u3}, nominal, length, accel
 
 	if p.count == 0 {
 		if p.stopped {
-			p.entry = b.maxEntry
+			p.entry = maxEntry
 		} else {
-			p.entry = min(p.entry, b.maxEntry)
+			p.entry = min(p.entry, maxEntry)
 		}
 		p.stopped = false
 	}
-	b.speedGain = 2 * b.accel * b.length
-	b.reverse = min(b.maxEntry, math.Sqrt(b.speedGain))
+	speedGain := 2 * accel * length
+	b.speedGain = speedGain
+	b.reverse = min(maxEntry, math.Sqrt(speedGain))
 	p.count++
 	p.reversePass()
 }
@@ -229,13 +240,9 @@ func (p *planner) flush() {
 }
 
 // cornerSpeed returns the highest speed at which b may start after the
-// previous block, by the configured junction model.
+// previous block, by a junction model other than jerk, which add asks
+// for itself.
 func (p *planner) cornerSpeed(b *block) float64 {
-	// Jerk, the default, is tested first, as one comparison that the
-	// compiler inlines.
-	if p.limits.Junction == JunctionJerk {
-		return p.jerkCorner(b)
-	}
 	p.hasPrevVel = false
 	switch p.limits.Junction {
 	case JunctionDeviation:
@@ -243,7 +250,7 @@ func (p *planner) cornerSpeed(b *block) float64 {
 	case JunctionKlipper:
 		return p.klipperCorner(b)
 	default:
-		return p.jerkCorner(b)
+		return p.jerkCorner(b.nominal, b.unit[0], b.unit[1], b.unit[2], b.unit[3])
 	}
 }
 
@@ -251,14 +258,13 @@ func (p *planner) cornerSpeed(b *block) float64 {
 // its safe speed, where no axis jumps by more than its jerk. A corner is
 // taken at the highest common speed that keeps each axis's change within
 // its jerk.
-func (p *planner) jerkCorner(b *block) float64 {
+func (p *planner) jerkCorner(nominal, u0, u1, u2, u3 float64) float64 {
 	jerk := &p.limits.Jerk
 	// The speed of each axis at the block's nominal speed, for the safe
 	// speed here and as the previous block's speeds at the next corner.
 	// Scalars, not an array: the compiler keeps arrays of more than one
 	// element in memory.
-	nominal := b.nominal
-	v0, v1, v2, v3 := nominal*b.unit[0], nominal*b.unit[1], nominal*b.unit[2], nominal*b.unit[3]
+	v0, v1, v2, v3 := nominal*u0, nominal*u1, nominal*u2, nominal*u3
 	safe, limited := nominal, false
 	safe, limited = safeAxis(safe, limited, nominal, v0, jerk[0])
 	safe, limited = safeAxis(safe, limited, nominal, v1, jerk[1])
