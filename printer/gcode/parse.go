@@ -385,7 +385,6 @@ const (
 	bytesOf0x80 = 0x8080808080808080
 )
 
-
 // pow10Int contains the powers of ten that scanNumber scales by.
 var pow10Int = [8]int64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000}
 

@@ -240,8 +240,8 @@ func (p *planner) flush() {
 }
 
 // cornerSpeed returns the highest speed at which b may start after the
-// previous block, by a junction model other than jerk, which add asks
-// for itself.
+// previous block, by junction deviation or Klipper's model. add computes
+// the jerk corner, the default, itself.
 func (p *planner) cornerSpeed(b *block) float64 {
 	p.hasPrevVel = false
 	switch p.limits.Junction {
@@ -368,10 +368,10 @@ func jerkLimit(factor, exit, entry, jerk float64) float64 {
 // The smaller of the two is always the right one: with equal signs the
 // difference is at most the larger speed, with opposite signs it is the
 // sum of both sizes, at least the larger one, also after rounding. The
-// builtin min and max compile without branches, where testing the signs
-// took a branch whose outcome changes with the direction of each move,
-// a third of the mispredicted branches of the planner on the arcs test
-// file (cachegrind). The result differs from the nested comparisons only
+// builtin min and max compile without branches. Testing the signs took
+// a branch whose outcome changes with the direction of each move, where
+// cachegrind's branch simulation counted a third of the planner's
+// mispredictions on the arcs test file. The result differs from the nested comparisons only
 // in the sign of a zero, which no comparison with a jerk limit (at least
 // 0) sees.
 func jerkChange(exit, entry float64) float64 {
