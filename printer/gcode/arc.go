@@ -33,30 +33,62 @@ func planeAxes(plane int) (p, q, linear int, offP, offQ byte) {
 	}
 }
 
+// toPlane returns the point x, y, z along the two axes of an arc plane
+// whose first axis is p and along its linear axis, in the order of
+// planeAxes.
+func toPlane(p int, x, y, z float64) (alongP, alongQ, alongLinear float64) {
+	switch p {
+	case AxisZ: // G18: Z, X, and Y linear
+		return z, x, y
+	case AxisY: // G19: Y, Z, and X linear
+		return y, z, x
+	default: // G17: X, Y, and Z linear
+		return x, y, z
+	}
+}
+
+// fromPlane returns as X, Y and Z a point given along the two axes of
+// an arc plane whose first axis is p and along its linear axis, in the
+// order of planeAxes.
+func fromPlane(p int, alongP, alongQ, alongLinear float64) (x, y, z float64) {
+	switch p {
+	case AxisZ: // G18: Z, X, and Y linear
+		return alongQ, alongLinear, alongP
+	case AxisY: // G19: Y, Z, and X linear
+		return alongLinear, alongP, alongQ
+	default: // G17: X, Y, and Z linear
+		return alongP, alongQ, alongLinear
+	}
+}
+
 // arc handles G2 (clockwise) and G3 with a centre offset (I J K) or a
 // radius (R, negative for more than half a circle), as Marlin does. An
 // arc whose end equals its start is a full circle.
 func (a *analyzer) arc(c *command, clockwise bool) {
-	p, q, lin, offP, offQ := planeAxes(a.plane)
-	t := a.target(c)
-	if !finite(t) {
+	p, _, _, offP, offQ := planeAxes(a.plane)
+	x, y, z, e := a.target(c)
+	if !finite(x) || !finite(y) || !finite(z) || !finite(e) {
 		return
 	}
-	from := a.pos
-	cp, cq, ok := a.arcCentre(c, from, t, p, q, offP, offQ, clockwise)
+	// The arc is worked out in scalars along the plane's axes, which the
+	// compiler keeps in registers, where it keeps arrays in memory.
+	fx, fy, fz, fe := a.pos[0], a.pos[1], a.pos[2], a.pos[3]
+	fromP, fromQ, fromLinear := toPlane(p, fx, fy, fz)
+	toP, toQ, toLinear := toPlane(p, x, y, z)
+	cp, cq, ok := a.arcCentre(c, toP-fromP, toQ-fromQ, offP, offQ, clockwise)
 	if !ok {
 		a.note(noteBadArc)
 		return
 	}
 	radius := math.Hypot(cp, cq)
-	centre := [2]float64{from[p] + cp, from[q] + cq}
+	centreP, centreQ := fromP+cp, fromQ+cq
 	startAngle := math.Atan2(-cq, -cp)
-	sweep := arcSweep(-cp, -cq, t[p]-centre[0], t[q]-centre[1], clockwise)
+	sweep := arcSweep(-cp, -cq, toP-centreP, toQ-centreQ, clockwise)
 
-	linDelta := t[lin] - from[lin]
+	linDelta := toLinear - fromLinear
 	length := math.Hypot(sweep*radius, linDelta)
-	dFil := a.filament(t[3] - from[3])
-	a.pos = t
+	dFil := a.filament(e - fe)
+	a.pos = [4]float64{x, y, z, e}
 	a.arcs++
 	fromInTravel, fromInPrinted := a.posInTravel, a.posInPrinted
 	a.posInTravel, a.posInPrinted = false, false
@@ -71,48 +103,43 @@ func (a *analyzer) arc(c *command, clockwise bool) {
 	n = min(max(n, 1), maxArcSegments)
 	// Every segment extrudes the same share at the same feed rate.
 	segmentFil, feed := dFil/float64(n), a.feed*a.speedFactor
-	prev := [3]float64{from[0], from[1], from[2]}
+	px, py, pz := fx, fy, fz
 	for k := 1; k <= n; k++ {
-		var pt [3]float64
-		if k == n {
-			pt = [3]float64{t[0], t[1], t[2]}
-		} else {
+		cx, cy, cz := x, y, z
+		if k != n {
 			f := float64(k) / float64(n)
 			angle := startAngle + sweep*f
 			// Sincos shares the range reduction of Sin and Cos and then
 			// evaluates the same polynomials, so it returns their values.
 			sin, cos := math.Sincos(angle)
-			pt[p] = centre[0] + radius*cos
-			pt[q] = centre[1] + radius*sin
-			pt[lin] = from[lin] + linDelta*f
+			cx, cy, cz = fromPlane(p, centreP+radius*cos, centreQ+radius*sin, fromLinear+linDelta*f)
 		}
-		delta := [4]float64{pt[0] - prev[0], pt[1] - prev[1], pt[2] - prev[2], segmentFil}
-		a.plan.add(delta, feed, kind)
-		prev = pt
+		a.plan.add(cx-px, cy-py, cz-pz, segmentFil, feed, kind)
+		px, py, pz = cx, cy, cz
 	}
 
 	if !fromInTravel {
-		a.travel.add(from[0], from[1], from[2])
+		a.travel.add(fx, fy, fz)
 	}
-	a.travel.add(t[0], t[1], t[2])
-	addArcExtremes(&a.travel, centre, radius, startAngle, sweep, p, q)
+	a.travel.add(x, y, z)
+	a.travel.addArcExtremes(p, centreP, centreQ, radius, startAngle, sweep)
 	a.posInTravel = true
 	if dFil > 0 {
 		if !fromInPrinted {
-			a.printed.add(from[0], from[1], from[2])
+			a.printed.add(fx, fy, fz)
 		}
-		a.printed.add(t[0], t[1], t[2])
-		addArcExtremes(&a.printed, centre, radius, startAngle, sweep, p, q)
+		a.printed.add(x, y, z)
+		a.printed.addArcExtremes(p, centreP, centreQ, radius, startAngle, sweep)
 		a.posInPrinted = true
-		a.layer(t[2])
+		a.layer(z)
 	}
 }
 
-// arcCentre returns the centre's offset from the start in the arc plane.
-func (a *analyzer) arcCentre(c *command, from, t [4]float64, p, q int, offP, offQ byte, clockwise bool) (float64, float64, bool) {
+// arcCentre returns the centre's offset from the start in the arc plane,
+// for an arc that ends dp, dq from where it starts.
+func (a *analyzer) arcCentre(c *command, dp, dq float64, offP, offQ byte, clockwise bool) (float64, float64, bool) {
 	if r, ok := c.param('R'); ok {
 		r = a.length(r)
-		dp, dq := t[p]-from[p], t[q]-from[q]
 		d := math.Hypot(dp, dq)
 		if d == 0 || r == 0 {
 			return 0, 0, false
@@ -154,21 +181,42 @@ func arcSweep(sp, sq, ep, eq float64, clockwise bool) float64 {
 }
 
 // addArcExtremes widens b by the points of the circle at 0°, 90°, 180°
-// and 270° that the arc passes through. A point strictly inside b's
-// bounds on its axis would change nothing, so its sweep test, the costly
-// part, is left out.
-func addArcExtremes(b *box, centre [2]float64, radius, start, sweep float64, p, q int) {
-	for k, axis := range [4]int{p, q, p, q} {
-		sign := 1.0
-		if k >= 2 {
-			sign = -1
-		}
-		v := centre[k%2] + sign*radius
-		if b.inside(axis, v) || !inSweep(start, sweep, float64(k)*math.Pi/2) {
-			continue
-		}
-		b.addAxis(axis, v)
+// and 270° that an arc in the plane whose first axis is p passes
+// through. A point strictly inside b's bounds on its axis would change
+// nothing, so its sweep test, the costly part, is left out. The four
+// points are written out, as scalars.
+func (b *box) addArcExtremes(p int, centreP, centreQ, radius, start, sweep float64) {
+	axisP, axisQ := p, AxisY
+	switch p {
+	case AxisZ: // G18: Z, X
+		axisQ = AxisX
+	case AxisY: // G19: Y, Z
+		axisQ = AxisZ
 	}
+	b.addArcExtreme(axisP, centreP+radius, start, sweep, quarterTurns[0])
+	b.addArcExtreme(axisQ, centreQ+radius, start, sweep, quarterTurns[1])
+	b.addArcExtreme(axisP, centreP-radius, start, sweep, quarterTurns[2])
+	b.addArcExtreme(axisQ, centreQ-radius, start, sweep, quarterTurns[3])
+}
+
+// quarterTurns are the angles of the circle's extremes, k·π/2 for k from
+// 0 to 3, rounded as float64 arithmetic rounds each step. A constant
+// expression such as 3*math.Pi/2 is exact until its end and can round
+// differently.
+var quarterTurns = func() (turns [4]float64) {
+	for k := range turns {
+		turns[k] = float64(k) * math.Pi / 2
+	}
+	return turns
+}()
+
+// addArcExtreme widens b on axis by v, the circle's extreme at angle,
+// if the arc passes through angle.
+func (b *box) addArcExtreme(axis int, v, start, sweep, angle float64) {
+	if b.inside(axis, v) || !inSweep(start, sweep, angle) {
+		return
+	}
+	b.addAxis(axis, v)
 }
 
 func inSweep(start, sweep, angle float64) bool {

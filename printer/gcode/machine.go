@@ -311,24 +311,30 @@ func (a *analyzer) length(v float64) float64 {
 }
 
 // target returns the position a move ends at; E stays in file units.
-func (a *analyzer) target(c *command) [4]float64 {
-	t := a.pos
-	for i, letter := range [3]byte{'X', 'Y', 'Z'} {
-		if v, ok := c.param(letter); ok {
-			t[i] = moveTo(t[i], a.length(v), a.relative)
-		}
+// It returns scalars, which the compiler keeps in registers, where it
+// would return an array in memory.
+func (a *analyzer) target(c *command) (x, y, z, e float64) {
+	x, y, z, e = a.pos[0], a.pos[1], a.pos[2], a.pos[3]
+	if v, ok := c.param('X'); ok {
+		x = moveTo(x, a.length(v), a.relative)
+	}
+	if v, ok := c.param('Y'); ok {
+		y = moveTo(y, a.length(v), a.relative)
+	}
+	if v, ok := c.param('Z'); ok {
+		z = moveTo(z, a.length(v), a.relative)
 	}
 	if v, ok := c.param('E'); ok {
 		// G20 scales lengths, but not volumes in mm³.
 		if !a.volumetric {
 			v = a.length(v)
 		}
-		t[AxisE] = moveTo(t[AxisE], v, a.relativeE)
+		e = moveTo(e, v, a.relativeE)
 	}
 	if f, ok := c.param('F'); ok && f > 0 {
 		a.feed = a.length(f) / 60
 	}
-	return t
+	return x, y, z, e
 }
 
 // moveTo returns the coordinate that a parameter v moves to from the
@@ -375,15 +381,15 @@ func crossSection(diameter float64) float64 {
 }
 
 func (a *analyzer) linear(c *command) {
-	t := a.target(c)
-	if !finite(t) {
+	x, y, z, e := a.target(c)
+	if !finite(x) || !finite(y) || !finite(z) || !finite(e) {
 		return
 	}
-	from := a.pos
-	dFil := a.filament(t[3] - from[3])
-	a.pos = t
-	delta := [4]float64{t[0] - from[0], t[1] - from[1], t[2] - from[2], dFil}
-	headMoves := delta[0] != 0 || delta[1] != 0 || delta[2] != 0
+	fx, fy, fz, fe := a.pos[0], a.pos[1], a.pos[2], a.pos[3]
+	dFil := a.filament(e - fe)
+	a.pos = [4]float64{x, y, z, e}
+	dx, dy, dz := x-fx, y-fy, z-fz
+	headMoves := dx != 0 || dy != 0 || dz != 0
 	if !headMoves {
 		a.posInTravel, a.posInPrinted = false, false
 		if dFil == 0 {
@@ -398,21 +404,21 @@ func (a *analyzer) linear(c *command) {
 			kind = kindPrint
 		}
 	}
-	a.plan.add(delta, a.feed*a.speedFactor, kind)
+	a.plan.add(dx, dy, dz, dFil, a.feed*a.speedFactor, kind)
 	if headMoves {
 		if !a.posInTravel {
-			a.travel.add(from[0], from[1], from[2])
+			a.travel.add(fx, fy, fz)
 		}
-		a.travel.add(t[0], t[1], t[2])
+		a.travel.add(x, y, z)
 		a.posInTravel = true
 	}
-	if dFil > 0 && (delta[0] != 0 || delta[1] != 0) {
+	if dFil > 0 && (dx != 0 || dy != 0) {
 		if !a.posInPrinted {
-			a.printed.add(from[0], from[1], from[2])
+			a.printed.add(fx, fy, fz)
 		}
-		a.printed.add(t[0], t[1], t[2])
+		a.printed.add(x, y, z)
 		a.posInPrinted = true
-		a.layer(t[2])
+		a.layer(z)
 	} else {
 		a.posInPrinted = false
 	}
@@ -431,16 +437,10 @@ func (a *analyzer) layer(z float64) {
 	}
 }
 
-// finite reports whether every coordinate is at most 1e12 in magnitude.
-// The comparisons also reject NaN, which compares false, and the
-// infinities.
-func finite(v [4]float64) bool {
-	for _, x := range v {
-		if !(x >= -1e12 && x <= 1e12) {
-			return false
-		}
-	}
-	return true
+// finite reports whether a coordinate is at most 1e12 in magnitude. The
+// comparisons also reject NaN, which compares false, and the infinities.
+func finite(x float64) bool {
+	return x >= -1e12 && x <= 1e12
 }
 
 // firmwareRetract times G10 and G11 as extruder moves of M207's length.
@@ -458,7 +458,7 @@ func (a *analyzer) firmwareRetract(retract bool) {
 	}
 	a.net[a.tool] += length
 	a.high[a.tool] = mathMax(a.high[a.tool], a.net[a.tool])
-	a.plan.add([4]float64{0, 0, 0, length}, feed, kindRetract)
+	a.plan.add(0, 0, 0, length, feed, kindRetract)
 }
 
 // home approximates G28: each homed axis moves from where it is to 0 at

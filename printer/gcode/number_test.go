@@ -18,7 +18,7 @@ func checkSameNumber(t *testing.T, in []byte) {
 			in, v, math.Float64bits(v), used, ok, wantV, math.Float64bits(wantV), wantUsed, wantOK)
 	}
 
-	// scanShortNumber reads eight bytes at once, past len(in) when the
+	// scanNumber reads eight bytes at once, past len(in) when the
 	// capacity allows. Digits and points there must not be read as part
 	// of the number.
 	for _, filler := range []string{"77777777", ".5.5.5.5", "        ", "777 ", ".25 ", "7.25 "} {
