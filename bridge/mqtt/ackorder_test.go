@@ -76,3 +76,51 @@ func TestOutOfOrderHandlersKeepOrder(t *testing.T) {
 		t.Errorf("%d events arrived, want %d; these arrived after a later one: %v", len(seqs), n, late)
 	}
 }
+
+// TestReplyPassesHeldEvents holds the PUBACK of the first event until a
+// reply arrives, as a G-code hook does, while more events than the
+// broker's in-flight window follow it. The reply still arrives, because
+// replies come on a connection of their own.
+func TestReplyPassesHeldEvents(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	worker := newBus(t, mqtt.Config{URL: url})
+	edge := newBus(t, mqtt.Config{URL: url})
+	ctx := context.Background()
+
+	firstAck := make(chan bridge.AckFunc, 1)
+	events := newCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
+		ack := m.Defer()
+		if len(events.snapshot()) == 0 {
+			firstAck <- ack
+		} else {
+			ack(true)
+		}
+		events.add(m)
+	}); err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	replies := newCollector[string]()
+	if err := worker.SubscribeReplies(ctx, "p1", func(data []byte) { replies.add(string(data)) }); err != nil {
+		t.Fatalf("SubscribeReplies: %v", err)
+	}
+
+	// Mosquitto's default max_inflight_messages is 20.
+	const n = 40
+	for seq := uint64(1); seq <= n; seq++ {
+		env, data := event(t, "p1", seq)
+		if err := edge.PublishEvent(ctx, env, data); err != nil {
+			t.Fatalf("PublishEvent seq %d: %v", seq, err)
+		}
+	}
+	if err := edge.PublishReply(ctx, "p1", "", []byte(`{"id":"g1","status":"ok"}`)); err != nil {
+		t.Fatalf("PublishReply: %v", err)
+	}
+	replies.waitFor(t, "the reply while the first event is unacknowledged", atLeast[string](1))
+
+	(<-firstAck)(true)
+	msgs := events.waitFor(t, "every event after the first PUBACK", atLeast[bridge.EventMessage](n))
+	if len(msgs) != n {
+		t.Errorf("received %d events, want %d", len(msgs), n)
+	}
+}

@@ -87,7 +87,9 @@ type Config struct {
 
 var _ bridge.Bus = (*Bus)(nil)
 
-// Bus is one MQTT connection. It is safe for concurrent use.
+// Bus is one MQTT connection, and a second one for the reply
+// subscriptions once SubscribeReplies is called (see replyBus). It is safe
+// for concurrent use.
 type Bus struct {
 	cfg    Config
 	log    *slog.Logger
@@ -130,6 +132,13 @@ type Bus struct {
 	// pending holds messages of a persistent session that arrived before
 	// the subscription they belong to was made in this process.
 	pending []paho.Message
+
+	// newLog is the logger given to New, for the reply connection.
+	newLog *slog.Logger
+	// replyMu guards replies, the connection of the reply subscriptions,
+	// which the first SubscribeReplies makes (see replyBus).
+	replyMu sync.Mutex
+	replies *Bus
 }
 
 // New connects to the broker and returns once the first connection is up.
@@ -193,6 +202,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		firstConnect:  make(chan struct{}),
 		subs:          make(map[string]*subscription),
 		store:         newResumeStore(log.With("broker", brokerURL, "client_id", clientID)),
+		newLog:        log,
 	}
 	b.dialer = &connDialer{log: b.log, disableQuickAck: cfg.DisableTCPQuickAck}
 
@@ -282,6 +292,12 @@ func (b *Bus) Close() error {
 	}
 	b.stop()
 	b.log.Info("disconnected from MQTT broker")
+	b.replyMu.Lock()
+	replies := b.replies
+	b.replyMu.Unlock()
+	if replies != nil {
+		err = errors.Join(err, replies.Close())
+	}
 	return err
 }
 

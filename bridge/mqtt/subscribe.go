@@ -117,15 +117,57 @@ func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func
 }
 
 // SubscribeReplies delivers the messages on the reply topic of printer, or
-// of every printer when printer is "".
+// of every printer when printer is "". They come on a second connection
+// of the bus (see replyBus).
 func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data []byte)) error {
 	if printer == "" {
 		printer = "+"
 	}
-	return b.subscribe(ctx, b.cfg.Topics.MQTTReply(printer), func(msg paho.Message) bool {
+	replies, err := b.replyBus(ctx)
+	if err != nil {
+		return err
+	}
+	return replies.subscribe(ctx, b.cfg.Topics.MQTTReply(printer), func(msg paho.Message) bool {
 		h(msg.Payload())
 		return false
 	})
+}
+
+// replyClientIDSuffix is appended to the bus's client id for the
+// connection of its reply subscriptions.
+const replyClientIDSuffix = "-replies"
+
+// replyBus returns the connection of the reply subscriptions, and makes it
+// at the first call, with the client id of the bus and
+// replyClientIDSuffix, and the same session kind.
+//
+// Replies need a connection of their own because the PUBACKs of one
+// connection go out in arrival order (see ackOrder). A worker's event
+// whose G-code hook waits for its reply holds back the PUBACKs of the
+// events after it. Once those fill the broker's in-flight window
+// (max_inflight_messages, 20 by default in Mosquitto 2.0.11), the broker
+// would hold back the reply too, and the hook would wait until its
+// timeout.
+func (b *Bus) replyBus(ctx context.Context) (*Bus, error) {
+	b.replyMu.Lock()
+	defer b.replyMu.Unlock()
+	if b.isClosed() {
+		return nil, fmt.Errorf("subscribe to MQTT replies: %w", ErrClosed)
+	}
+	if b.replies != nil {
+		return b.replies, nil
+	}
+	cfg := b.cfg
+	cfg.ClientID = b.clientID + replyClientIDSuffix
+	// The bus owns the printer's availability, not its reply connection.
+	cfg.Printer = ""
+	cfg.OnConnect, cfg.OnConnectionLost = nil, nil
+	replies, err := New(ctx, cfg, b.newLog)
+	if err != nil {
+		return nil, fmt.Errorf("connect for MQTT replies as client %q: %w", cfg.ClientID, err)
+	}
+	b.replies = replies
+	return replies, nil
 }
 
 // subscribe records the filter, so that it is subscribed again after every

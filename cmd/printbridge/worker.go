@@ -108,7 +108,7 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
-	fs.StringVar(&o.mqttClientID, "mqtt-client-id", "", "MQTT client id (default: one per process; with --mqtt-persistent-session, printbridge-worker-HOST-GROUP)")
+	fs.StringVar(&o.mqttClientID, "mqtt-client-id", "", "MQTT client id (default: one per process; with --mqtt-persistent-session, printbridge-worker-HOST-GROUP). The replies to G-code hooks come on a second connection whose id has -replies appended")
 	fs.BoolVar(&o.mqttPersistent, "mqtt-persistent-session", false, "keep the MQTT session across restarts, so the broker queues events while the worker is away (docs/delivery.md); every worker needs its own --mqtt-client-id")
 	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids and the markers of started hooks, so a redelivery after a restart runs no hook twice; empty keeps the ids in memory only")
 	fs.StringVar(&o.seenStore, "seen-store", seenStoreAuto, "where the worker keeps the ids of handled events: kv (a JetStream key-value bucket that workers share, so two workers never both run an event's hooks; needs --nats and --jetstream), file (the --data-dir of this worker), or auto (kv with --jetstream, else file)")
