@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,11 +72,7 @@ func openSeenLog(path string, set *idSet) (*seenLog, error) {
 		return nil, err
 	}
 	l := &seenLog{path: path, lock: lock, pending: map[string][]hookStart{}}
-	if data, err := os.ReadFile(path); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			l.load(line, set)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	if err := l.loadFile(set); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("read seen-events file: %w", err)
 	}
@@ -86,6 +83,48 @@ func openSeenLog(path string, set *idSet) (*seenLog, error) {
 	}
 	l.f = f
 	return l, nil
+}
+
+// loadFile applies the lines of the file at l.path, if there is one. It
+// reads line by line. Reading the whole file and splitting it held the
+// file and a string header per line at once (0.8 MB at 14,000 lines)
+// while the worker started. Every id kept as a string also pinned the
+// whole file.
+func (l *seenLog) loadFile(set *idSet) error {
+	f, err := os.Open(l.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(f)
+	// Any line of the file fits, as when the file was read whole. The
+	// buffer grows past its first 16 KiB only for a line that long.
+	sc.Buffer(make([]byte, 0, 16<<10), max(int(info.Size())+1, 16<<10))
+	sc.Split(splitLF)
+	for sc.Scan() {
+		l.load(sc.Text(), set)
+	}
+	return sc.Err()
+}
+
+// splitLF is a bufio.SplitFunc that ends lines at '\n' only. Unlike
+// bufio.ScanLines it keeps a '\r' before the '\n', so an id is loaded as
+// it was written.
+func splitLF(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // load applies one line of the file.
