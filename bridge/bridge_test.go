@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +181,25 @@ func TestValidatePrinterID(t *testing.T) {
 	for _, id := range []string{"", "a/b", "a.b", "a+b", "a#", strings.Repeat("x", 65)} {
 		if err := ValidatePrinterID(id); err == nil {
 			t.Errorf("%q accepted", id)
+		}
+	}
+}
+
+// TestIsTokenNameMatchesPatterns checks isTokenName against the regular
+// expressions it replaced in ValidatePrinterID and IsDynamicEvent.
+func TestIsTokenNameMatchesPatterns(t *testing.T) {
+	printerID := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	dynamicName := regexp.MustCompile(`^[A-Za-z0-9_]{1,128}$`)
+	inputs := []string{"", "a", "A1", "mk3s-1", "ender_3", "-", "_", "a b", "a.b", "a/b", "a+b", "a#", "a*", "a>b",
+		"é", "aé", "a\n", "\na", "a\x00", "\xff", "Z9", "`", "@", "[", "{", "/", ":",
+		strings.Repeat("x", 63), strings.Repeat("x", 64), strings.Repeat("x", 65),
+		strings.Repeat("y", 127), strings.Repeat("y", 128), strings.Repeat("y", 129), strings.Repeat("-", 64)}
+	for _, s := range inputs {
+		if got, want := isTokenName(s, 64, true), printerID.MatchString(s); got != want {
+			t.Errorf("isTokenName(%q, 64, true) = %v, want %v", s, got, want)
+		}
+		if got, want := isTokenName(s, 128, false), dynamicName.MatchString(s); got != want {
+			t.Errorf("isTokenName(%q, 128, false) = %v, want %v", s, got, want)
 		}
 	}
 }

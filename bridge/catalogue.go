@@ -1,12 +1,9 @@
 package bridge
 
 import (
-	"regexp"
 	"sort"
 	"strings"
 )
-
-var dynamicNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,128}$`)
 
 // FieldType is the JSON type of a payload field.
 type FieldType string
@@ -331,7 +328,7 @@ func NotFiredYet(def *EventDef) (subsystem string, ok bool) {
 // token: letters, digits and '_' only, so no name can carry a wildcard
 // or a separator into a topic.
 func IsDynamicEvent(name string) bool {
-	if !dynamicNamePattern.MatchString(name) {
+	if !isTokenName(name, 128, false) {
 		return false
 	}
 	if strings.HasPrefix(name, "GcodeScript") {

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -80,12 +79,10 @@ func NewEventID(now time.Time) string {
 	return string(s[:])
 }
 
-var printerIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // ValidatePrinterID checks that id can be used as one MQTT topic level and
 // one NATS subject token: letters, digits, '-' and '_' only.
 func ValidatePrinterID(id string) error {
-	if !printerIDPattern.MatchString(id) {
+	if !isTokenName(id, 64, true) {
 		return fmt.Errorf("invalid printer id %q: use 1 to 64 letters, digits, '-' or '_'", id)
 	}
 	return nil

@@ -27,6 +27,9 @@ type eventRun struct {
 
 	mu   sync.Mutex // guards the fields below
 	acks []bridge.AckFunc
+	// waits is set once one of acks is a deferred acknowledgement of the
+	// bus, which may wait for the broker (EventMessage.Defer).
+	waits bool
 	// markers are the gate markers of the hooks this run started.
 	markers   []string
 	running   int
@@ -39,16 +42,19 @@ type eventRun struct {
 	handled bool
 }
 
-func (w *Worker) newEventRun(ctx context.Context, env *bridge.Envelope, ack bridge.AckFunc) *eventRun {
-	return &eventRun{w: w, ctx: ctx, env: env, acks: []bridge.AckFunc{ack}}
+// newEventRun starts the run of env. deferred is whether ack is a
+// deferred acknowledgement of the bus.
+func (w *Worker) newEventRun(ctx context.Context, env *bridge.Envelope, ack bridge.AckFunc, deferred bool) *eventRun {
+	return &eventRun{w: w, ctx: ctx, env: env, acks: []bridge.AckFunc{ack}, waits: deferred}
 }
 
 // addAck adds the acknowledgement of another delivery of the same event.
 // When the run has already ended, ack is called at once with its outcome.
-func (r *eventRun) addAck(ack bridge.AckFunc) {
+func (r *eventRun) addAck(ack bridge.AckFunc, deferred bool) {
 	r.mu.Lock()
 	if !r.ended {
 		r.acks = append(r.acks, ack)
+		r.waits = r.waits || deferred
 		r.mu.Unlock()
 		return
 	}
@@ -67,39 +73,63 @@ func (r *eventRun) hookStarted() {
 // hookEnded records the end of a hook counted by hookStarted.
 func (r *eventRun) hookEnded(res Result) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.running--
 	if errors.Is(res.Err, ErrStopped) {
 		r.cut = true
 	}
-	r.settleLocked()
+	end, handled := r.settleLocked()
+	r.mu.Unlock()
+	if end {
+		r.settle(handled)
+	}
 }
 
 // dispatched records that dispatch has started every hook it was going
 // to; stopped means the worker stopped before it started them all.
 func (r *eventRun) dispatched(stopped bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.allQueued = true
 	r.cut = r.cut || stopped
-	r.settleLocked()
+	end, handled := r.settleLocked()
+	r.mu.Unlock()
+	if end {
+		r.settle(handled)
+	}
 }
 
-// settleLocked ends the run once dispatch is over and no hook runs. It
-// does so on a goroutine of its own, because completing a claim retries
-// while the bucket does not respond, and an ack may wait for the broker.
-func (r *eventRun) settleLocked() {
+// settleLocked reports whether the run ends now, because dispatch is over
+// and no hook runs, and whether its hooks were handled in full. The
+// caller then calls settle after unlocking mu.
+func (r *eventRun) settleLocked() (end, handled bool) {
 	if !r.allQueued || r.running > 0 || r.settled {
-		return
+		return false, false
 	}
 	r.settled = true
-	cut := r.cut
+	return true, !r.cut
+}
+
+// settle ends the run. Completing a claim retries while the bucket does
+// not respond, and a deferred ack may wait for the broker, so such a run
+// ends on a goroutine of its own. Any other run ends on the caller's
+// goroutine, with at most a write to the seen-events file: a goroutine
+// per event piled up to several hundred goroutine stacks while a worker
+// fell behind at 5,000 events per second (docs/benchmarks.md).
+func (r *eventRun) settle(handled bool) {
+	r.mu.Lock()
+	waits := r.waits
+	r.mu.Unlock()
+	if r.claim == nil && !waits {
+		// NOTE: a deferred ack that a duplicate delivery adds from here
+		// on is still called by finish on this goroutine.
+		r.finish(handled)
+		return
+	}
 	// The caller runs on a goroutine that w.wg counts, so this Add
 	// cannot race with stop's Wait reaching zero.
 	r.w.wg.Add(1)
 	go func() {
 		defer r.w.wg.Done()
-		r.finish(!cut)
+		r.finish(handled)
 	}()
 }
 

@@ -114,20 +114,41 @@ func (s *idSet) remove(id string) {
 
 // list returns the ids, oldest first.
 func (s *idSet) list() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := make([]string, 0, s.count-s.holes)
-	for i := range s.count {
-		pos := (s.head + i) % len(s.queue)
-		switch e := &s.queue[pos]; {
-		case e.hole:
-		case e.other:
-			ids = append(ids, s.otherAt[pos])
-		default:
-			ids = append(ids, formatUUID(e.uuid))
+	slots, others := s.snapshot()
+	ids := make([]string, len(slots))
+	for i, e := range slots {
+		if e.other {
+			ids[i] = others[i]
+		} else {
+			ids[i] = formatUUID(e.uuid)
 		}
 	}
 	return ids
+}
+
+// snapshot copies the ids, oldest first and without holes. A UUID stays
+// in its 16 bytes, and others holds each other id by its index in slots.
+// A full set of 10,000 UUIDs takes 180 kB this way, against about 640 kB
+// as strings, which matters because compaction copies the whole set.
+func (s *idSet) snapshot() (slots []idSlot, others map[int]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slots = make([]idSlot, 0, s.count-s.holes)
+	for i := range s.count {
+		pos := (s.head + i) % len(s.queue)
+		e := s.queue[pos]
+		if e.hole {
+			continue
+		}
+		if e.other {
+			if others == nil {
+				others = map[int]string{}
+			}
+			others[len(slots)] = s.otherAt[pos]
+		}
+		slots = append(slots, e)
+	}
+	return slots, others
 }
 
 // relayout moves the ids, without holes and oldest first, to the start
@@ -290,6 +311,12 @@ func lowerHexValue(c byte) (byte, bool) {
 // formatUUID is the inverse of parseLowerUUID.
 func formatUUID(uuid [16]byte) string {
 	var s [36]byte
+	encodeUUID(&s, uuid)
+	return string(s[:])
+}
+
+// encodeUUID writes uuid into s as formatUUID formats it.
+func encodeUUID(s *[36]byte, uuid [16]byte) {
 	hex.Encode(s[0:8], uuid[0:4])
 	s[8] = '-'
 	hex.Encode(s[9:13], uuid[4:6])
@@ -299,5 +326,4 @@ func formatUUID(uuid [16]byte) string {
 	hex.Encode(s[19:23], uuid[8:10])
 	s[23] = '-'
 	hex.Encode(s[24:36], uuid[10:16])
-	return string(s[:])
 }

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,6 +55,37 @@ func TestSeenFileSurvivesRestart(t *testing.T) {
 	}
 	if l2.lines > 2*again.max+1 {
 		t.Errorf("file holds %d lines, want it compacted", l2.lines)
+	}
+}
+
+// TestSeenFileLoadsEveryLine checks the line splitting of the load: a
+// '\r' stays part of its line, a line longer than the read buffer loads,
+// and a last line without '\n' counts.
+func TestSeenFileLoadsEveryLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seen-events")
+	long := strings.Repeat("x", 100<<10)
+	data := "0190f3c2-7b1e-7c3a-9d4e-1234567890ab\nwith-cr\r\n\n" + long + "\nlast"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set := newIDSet(10)
+	l, err := openSeenLog(path, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	want := []string{"0190f3c2-7b1e-7c3a-9d4e-1234567890ab", "with-cr\r", long, "last"}
+	got := set.list()
+	if len(got) != len(want) {
+		t.Fatalf("loaded %d ids, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("id %d = %.40q, want %.40q", i, got[i], want[i])
+		}
+	}
+	if l.lines != 4 {
+		t.Errorf("counted %d lines, want 4", l.lines)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -458,6 +459,24 @@ func TestClaimKeyHashesForeignIDs(t *testing.T) {
 		got := claimKey(id)
 		if !strings.HasPrefix(got, "h=") || len(got) != 2+64 {
 			t.Errorf("claimKey(%q) = %q, want h= and a SHA-256 in hex", id, got)
+		}
+	}
+}
+
+// TestIsKeyNameMatchesPatterns checks isKeyName against the regular
+// expressions it replaced for bucket names and plain keys.
+func TestIsKeyNameMatchesPatterns(t *testing.T) {
+	bucketName := regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+	plainKey := regexp.MustCompile(`^[-_a-zA-Z0-9]{1,128}$`)
+	inputs := []string{"", "e1", "a_b-C", "-", "_", "0190f3c2-7b1e-7c3a-9d4e-1234567890ab", "has.dot", "has space",
+		"a>b", "a*", "h=abc", "é", "a\n", "\xff", "`", "@", "[", "{", "/", ":",
+		strings.Repeat("x", 127), strings.Repeat("x", 128), strings.Repeat("x", 129), strings.Repeat("x", 1000)}
+	for _, s := range inputs {
+		if got, want := isKeyName(s, 0), bucketName.MatchString(s); got != want {
+			t.Errorf("isKeyName(%q, 0) = %v, want %v", s, got, want)
+		}
+		if got, want := isKeyName(s, maxPlainKeyLen), plainKey.MatchString(s); got != want {
+			t.Errorf("isKeyName(%q, %d) = %v, want %v", s, maxPlainKeyLen, got, want)
 		}
 	}
 }

@@ -327,7 +327,8 @@ func (w *Worker) servesPrinter(id string) bool {
 // is returned to the bus unacknowledged, so that it is delivered again.
 func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	ack := bridge.AckFunc(func(bool) {})
-	if msg.Defer != nil {
+	deferred := msg.Defer != nil
+	if deferred {
 		ack = msg.Defer()
 	}
 	env, err := bridge.DecodeEnvelope(msg.Data)
@@ -362,7 +363,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		w.duplicates.Add(1)
 		w.metrics.duplicates.Inc()
 		w.log.Debug("duplicate event ignored", "printer", env.Printer, "event", env.Event, "event_id", env.ID)
-		w.ackDuplicate(env.ID, ack)
+		w.ackDuplicate(env.ID, ack, deferred)
 		return
 	}
 	// The config is taken once here, so every hook of this event runs
@@ -377,10 +378,10 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	w.mu.Lock()
 	if w.stopped || w.ctx == nil {
 		w.mu.Unlock()
-		w.newEventRun(context.Background(), env, ack).abandon()
+		w.newEventRun(context.Background(), env, ack, deferred).abandon()
 		return
 	}
-	run := w.newEventRun(w.ctx, env, ack)
+	run := w.newEventRun(w.ctx, env, ack, deferred)
 	q := w.queues[env.Printer]
 	if q == nil {
 		q = make(chan queuedEvent, w.queueSize)
@@ -445,7 +446,7 @@ func (w *Worker) isStopping() bool {
 // While the first delivery's hooks run, the copy is acknowledged with it,
 // because acknowledging the copy at once could end a redelivery that the
 // first one still needs (an MQTT message sent again after a reconnect).
-func (w *Worker) ackDuplicate(id string, ack bridge.AckFunc) {
+func (w *Worker) ackDuplicate(id string, ack bridge.AckFunc, deferred bool) {
 	w.mu.Lock()
 	run := w.inflight[id]
 	w.mu.Unlock()
@@ -453,7 +454,7 @@ func (w *Worker) ackDuplicate(id string, ack bridge.AckFunc) {
 		ack(true)
 		return
 	}
-	run.addAck(ack)
+	run.addAck(ack, deferred)
 }
 
 // serve dispatches the events of one printer in order until its queue is

@@ -2,7 +2,6 @@ package printer
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,7 +153,7 @@ func staticLine(text string) bool {
 	return staticCodes[CodeOf(strings.ToUpper(text))]
 }
 
-var advancedOKPattern = regexp.MustCompile(`^ok\s+(?:N(\d+)\s+)?P(\d+)\s+B(\d+)`)
+var advancedOKPattern = lazyRegexp(`^ok\s+(?:N(\d+)\s+)?P(\d+)\s+B(\d+)`)
 
 func (s *session) handleOK(line string, now time.Time) {
 	s.lastProgress = now
@@ -174,7 +173,7 @@ func (s *session) handleOK(line string, now time.Time) {
 		return
 	}
 	acked := 1
-	if m := advancedOKPattern.FindStringSubmatch(line); m != nil {
+	if m := advancedOKPattern().FindStringSubmatch(line); m != nil {
 		if !s.advancedOK {
 			s.log.Info("firmware sends ADVANCED_OK; windowed sending uses its buffer counts")
 		}
@@ -239,7 +238,7 @@ func (s *session) ackHead(line string, now time.Time, withReport bool) {
 	if f := s.p.metrics.OKLatency; f != nil {
 		f(now.Sub(head.sentAt))
 	}
-	if withReport && len(line) > 2 && !advancedOKPattern.MatchString(line) {
+	if withReport && len(line) > 2 && !advancedOKPattern().MatchString(line) {
 		if head.owner != nil {
 			head.owner.addReply(line)
 		}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -131,17 +130,17 @@ func stripEscapedComment(line string) string {
 	return sb.String()
 }
 
-var codePattern = regexp.MustCompile(`^([GM])(\d+)(\.\d+)?`)
-var toolPattern = regexp.MustCompile(`^T(\d+)`)
+var codePattern = lazyRegexp(`^([GM])(\d+)(\.\d+)?`)
+var toolPattern = lazyRegexp(`^T(\d+)`)
 
 // CodeOf returns the G-code of a normalized line as OctoPrint reads it:
 // the first `G<n>` or `M<n>` at the start, as written (so `G028` is not
 // `G28`), "T" for a tool change, or "" for anything else.
 func CodeOf(line string) string {
-	if m := codePattern.FindStringSubmatch(line); m != nil {
+	if m := codePattern().FindStringSubmatch(line); m != nil {
 		return m[1] + m[2] + m[3]
 	}
-	if toolPattern.MatchString(line) {
+	if toolPattern().MatchString(line) {
 		return "T"
 	}
 	return ""

@@ -1,7 +1,6 @@
 package printer
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -56,7 +55,7 @@ func ParseFileListLine(line string) (SDFile, bool) {
 	return f, true
 }
 
-var sdProgressPattern = regexp.MustCompile(`SD printing byte (\d+)\s*/\s*(\d+)`)
+var sdProgressPattern = lazyRegexp(`SD printing byte (\d+)\s*/\s*(\d+)`)
 
 // ParseSDStatus reads an M27 reply. printing is false for `Not SD
 // printing`; ok is false for lines that are no M27 reply.
@@ -64,7 +63,7 @@ func ParseSDStatus(line string) (pos, total int64, printing, ok bool) {
 	if strings.Contains(line, "Not SD printing") {
 		return 0, 0, false, true
 	}
-	m := sdProgressPattern.FindStringSubmatch(line)
+	m := sdProgressPattern().FindStringSubmatch(line)
 	if m == nil {
 		return 0, 0, false, false
 	}
@@ -74,11 +73,11 @@ func ParseSDStatus(line string) (pos, total int64, printing, ok bool) {
 	return pos, total, total > 0, true
 }
 
-var fileOpenedPattern = regexp.MustCompile(`^File opened:\s*(.*?)\s+Size:\s*(\d+)`)
+var fileOpenedPattern = lazyRegexp(`^File opened:\s*(.*?)\s+Size:\s*(\d+)`)
 
 // ParseFileOpened reads the M23 answer `File opened: <name> Size: <n>`.
 func ParseFileOpened(line string) (name string, size int64, ok bool) {
-	m := fileOpenedPattern.FindStringSubmatch(strings.TrimSpace(line))
+	m := fileOpenedPattern().FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
 		return "", 0, false
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -755,7 +754,7 @@ func gluedOK(line string) bool {
 // and stuck to the end of the previous output (`...B@:17ok`,
 // `Cap:CONFIG_EXPORT:0ok`, `T:22.00 /0.00 B:22start`). Only a tail after a
 // digit, ':' or '?' counts, so words that end in "ok" stay whole.
-var gluedTailPattern = regexp.MustCompile(`^(.*[0-9:?])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`)
+var gluedTailPattern = lazyRegexp(`^(.*[0-9:?])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`)
 
 // gluedHeadTokens start a message of their own when they appear inside
 // another line.
@@ -775,7 +774,7 @@ func splitGlued(line string) []string {
 	if strings.HasPrefix(line, "ok") || strings.HasPrefix(line, "Resend") || line == "start" {
 		return nil
 	}
-	if m := gluedTailPattern.FindStringSubmatch(line); m != nil {
+	if m := gluedTailPattern().FindStringSubmatch(line); m != nil {
 		return []string{m[1], m[2]}
 	}
 	return nil

@@ -167,7 +167,7 @@ func NodeID(t bridge.Topics, printer string) string {
 	if base == "" || base == bridge.DefaultBase {
 		return "printbridge_" + printer
 	}
-	return strings.Trim(invalidIDChars.ReplaceAllString(strings.ToLower(base), "_"), "_") + "_" + printer
+	return strings.Trim(invalidIDChars().ReplaceAllString(strings.ToLower(base), "_"), "_") + "_" + printer
 }
 
 // ButtonTopic is the topic Home Assistant's buttons publish to.

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/printbridge/printbridge/bridge"
 )
@@ -109,12 +110,24 @@ func (t topics) withAvailability(c component, stateTemplates ...string) componen
 	return c
 }
 
-var invalidIDChars = regexp.MustCompile(`[^a-z0-9_]+`)
+// invalidIDChars returns the pattern of the characters that an id part
+// must not contain. It compiles on first use, so that commands without
+// Home Assistant discovery run no code of this package at start (see
+// crcTable in package outbox).
+func invalidIDChars() *regexp.Regexp {
+	invalidIDCharsOnce.Do(func() { invalidIDCharsPattern = regexp.MustCompile(`[^a-z0-9_]+`) })
+	return invalidIDCharsPattern
+}
+
+var (
+	invalidIDCharsOnce    sync.Once
+	invalidIDCharsPattern *regexp.Regexp
+)
 
 // heaterID turns a heater key of the state snapshot (tool0, bed, chamber)
 // into a component id part.
 func heaterID(heater string) string {
-	return strings.Trim(invalidIDChars.ReplaceAllString(strings.ToLower(heater), "_"), "_")
+	return strings.Trim(invalidIDChars().ReplaceAllString(strings.ToLower(heater), "_"), "_")
 }
 
 // heaterName turns a heater key into an entity name: "Tool 0", "Bed".

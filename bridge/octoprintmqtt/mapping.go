@@ -9,9 +9,13 @@ import (
 	"github.com/printbridge/printbridge/bridge"
 )
 
-// retainedEvents are the events the plugin publishes retained when its
-// broker retain setting is on, which is its default.
-var retainedEvents = map[string]bool{bridge.EventZChange: true, bridge.EventFirmwareData: true}
+// isRetainedEvent reports whether the plugin publishes event retained
+// when its broker retain setting is on, which is its default. It is a
+// function, not a map, so that commands without the mirror run no code of
+// this package at start (see crcTable in package outbox).
+func isRetainedEvent(event string) bool {
+	return event == bridge.EventZChange || event == bridge.EventFirmwareData
+}
 
 // EventPayload builds the plugin's message for one envelope: the event
 // payload in OctoPrint's key order, then "_event" and "_timestamp".
@@ -71,7 +75,7 @@ func (m *Mirror) mirrorEvent(data []byte) {
 		m.log.Warn("encoding mirrored event failed", "event", env.Event, "event_id", env.ID, "error", err)
 		return
 	}
-	m.publish(m.topic("event/"+env.Event), 0, retainedEvents[env.Event], out)
+	m.publish(m.topic("event/"+env.Event), 0, isRetainedEvent(env.Event), out)
 	if env.Event == bridge.EventShutdown {
 		m.shutdownOnce.Do(func() { close(m.sawShutdown) })
 	}

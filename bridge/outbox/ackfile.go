@@ -43,7 +43,7 @@ func openAckFile(path string) (*ackFile, error) {
 		if n < (slot+1)*ackSlotSize {
 			break
 		}
-		if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:20]) {
+		if crc32.Checksum(b[:16], crcTable()) != binary.LittleEndian.Uint32(b[16:20]) {
 			continue
 		}
 		if gen := binary.LittleEndian.Uint64(b[0:8]); gen > a.gen {
@@ -60,7 +60,7 @@ func (a *ackFile) store(seq uint64) error {
 	gen := a.gen + 1
 	binary.LittleEndian.PutUint64(b[0:8], gen)
 	binary.LittleEndian.PutUint64(b[8:16], seq)
-	binary.LittleEndian.PutUint32(b[16:20], crc32.Checksum(b[:16], crcTable))
+	binary.LittleEndian.PutUint32(b[16:20], crc32.Checksum(b[:16], crcTable()))
 	if _, err := a.f.WriteAt(b[:], int64(gen%2)*ackSlotSize); err != nil {
 		return fmt.Errorf("write outbox ack file: %w", err)
 	}
