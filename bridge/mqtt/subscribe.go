@@ -51,17 +51,20 @@ type subscription struct {
 	connection int
 }
 
-// SubscribeCommands delivers the messages of every command kind of printer.
+// SubscribeCommands delivers the messages on every topic at and below the
+// command level of printer, also those without a kind or with levels
+// after it, so that the caller can reject them (see
+// bridge.Topics.CheckCommandTopic) instead of letting them vanish.
 // Retained messages come with CommandMessage.Retained set, so the caller
 // can skip them.
 func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
 	topics := b.cfg.Topics
-	return b.subscribe(ctx, topics.MQTTCommand(printer, "+"), func(msg paho.Message) bool {
+	return b.subscribe(ctx, topics.MQTTCommandTree(printer), func(msg paho.Message) bool {
 		p, section, kind, ok := topics.ParseMQTT(msg.Topic())
 		if !ok || section != "command" {
 			return false
 		}
-		h(bridge.CommandMessage{Printer: p, Kind: kind, Data: msg.Payload(), Retained: msg.Retained()})
+		h(bridge.CommandMessage{Printer: p, Kind: kind, Topic: msg.Topic(), Data: msg.Payload(), Retained: msg.Retained()})
 		return false
 	})
 }
