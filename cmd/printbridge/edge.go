@@ -215,6 +215,19 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.outboxFsyncInterval, "outbox-fsync-interval", outbox.DefaultFsyncInterval, "fsync interval of --outbox-fsync batch")
 }
 
+// edgeFlagRanges are the ranges of the edge's numeric flags. Zero is out
+// of range where the code behind the flag would take a default for it,
+// so that a value given on purpose is never silently replaced.
+var edgeFlagRanges = []flagRange{
+	atLeast("baud", 1, "give the printer's serial baud rate, such as 115200 or 250000"),
+	atLeast("max-line-length", 1, "give the firmware's MAX_CMD_SIZE in bytes, line number and checksum included (96 in Marlin's default configuration)"),
+	atLeast("rx-buffer", 1, "give the firmware's serial receive buffer in bytes, such as 128"),
+	atLeast("watch-interval", time.Nanosecond.Seconds(), "give a positive duration, such as 2s"),
+	atLeast("outbox-max-mib", 1, "give the maximum outbox size in MiB, 1 or more (64 by default)"),
+	atLeast("outbox-max-age", 0, "give a positive duration such as 168h, or 0 to keep events of any age"),
+	atLeast("outbox-fsync-interval", time.Nanosecond.Seconds(), "give a positive duration such as 100ms, or set --outbox-fsync every to fsync each event"),
+}
+
 // outboxOptions converts the outbox flags; zero values take the defaults,
 // except a zero max age, which keeps events of any age.
 func (o *edgeOptions) outboxOptions() (outbox.Options, error) {
@@ -248,6 +261,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var o edgeOptions
 	o.register(fs)
 	if err := parseFlags(fs, args, stderr, true); err != nil {
+		return err
+	}
+	if err := checkFlagRanges(fs, edgeFlagRanges); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, o.logFormat, o.logLevel)
