@@ -79,19 +79,13 @@ func (o *busOptions) register(fs *flag.FlagSet) {
 // connectBus connects to every configured broker, retrying with backoff
 // until ctx ends, so an edge that boots before its broker still starts.
 func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus, error) {
-	if o.mqttURL == "" && o.natsURL == "" {
-		return nil, errors.New("no broker configured: give --mqtt URL, --nats URL or both")
-	}
-	if err := validateBrokerURLs(o); err != nil {
+	if err := o.checkConfig(); err != nil {
 		return nil, err
 	}
 	if err := o.resolveSecrets(log); err != nil {
 		return nil, err
 	}
 	topics := bridge.Topics{Base: o.baseTopic}
-	if err := topics.Validate(); err != nil {
-		return nil, fmt.Errorf("--base-topic: %w", err)
-	}
 	var buses []bridge.Bus
 	busUp := func(name string, up bool) {
 		if o.onConnectivity != nil {
@@ -157,6 +151,21 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 		return buses[0], nil
 	}
 	return bridge.NewMulti(buses...), nil
+}
+
+// checkConfig checks the bus options that need no broker to check: that
+// a broker is given, the broker URLs and the base topic.
+func (o busOptions) checkConfig() error {
+	if o.mqttURL == "" && o.natsURL == "" {
+		return errors.New("no broker configured: give --mqtt URL, --nats URL or both")
+	}
+	if err := validateBrokerURLs(o); err != nil {
+		return err
+	}
+	if err := (bridge.Topics{Base: o.baseTopic}).Validate(); err != nil {
+		return fmt.Errorf("--base-topic: %w", err)
+	}
+	return nil
 }
 
 // edgeOptions are the edge's own settings.
@@ -284,13 +293,35 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err := printer.ValidateFlow(o.flow); err != nil {
 		return fmt.Errorf("--flow: %w", err)
 	}
+	log = log.With("component", "edge")
+	// Everything that can be checked without a broker is checked before
+	// the data folder is made and the outbox opened. The outbox would
+	// otherwise store Startup and Shutdown of a run that never started,
+	// and the next good start would publish them.
+	if err := o.bus.checkConfig(); err != nil {
+		return err
+	}
+	// connectBus runs in the background, where an error would go unseen.
+	if err := o.bus.resolveSecrets(log); err != nil {
+		return err
+	}
+	outboxOpts, err := o.outboxOptions()
+	if err != nil {
+		return err
+	}
+	pol, err := commandPolicy(o)
+	if err != nil {
+		return err
+	}
+	if err := checkIntegrations(o, log); err != nil {
+		return err
+	}
 	if o.filesDir == "" {
 		o.filesDir = filepath.Join(o.dataDir, "files")
 	}
 	if err := os.MkdirAll(o.filesDir, 0o750); err != nil {
 		return fmt.Errorf("create files directory: %w", err)
 	}
-	log = log.With("component", "edge")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := edge.NewMetrics(reg)
@@ -321,21 +352,6 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		}
 	}
 	log.Info("edge starting", "printer", o.printerID, "port", o.port, "baud", o.baud, "files", o.filesDir)
-	if o.bus.mqttURL == "" && o.bus.natsURL == "" {
-		return errors.New("no broker configured: give --mqtt URL, --nats URL or both")
-	}
-	// connectBus runs in the background, where an error would go unseen.
-	if err := o.bus.resolveSecrets(log); err != nil {
-		return err
-	}
-	outboxOpts, err := o.outboxOptions()
-	if err != nil {
-		return err
-	}
-	pol, err := commandPolicy(o)
-	if err != nil {
-		return err
-	}
 	settings, err := printerSettings(o, log)
 	if err != nil {
 		return err
