@@ -247,8 +247,11 @@ func (o *edgeOptions) outboxOptions() (outbox.Options, error) {
 	if o.outboxMaxMiB < 0 {
 		return outbox.Options{}, fmt.Errorf("invalid --outbox-max-mib %d: give 1 or more", o.outboxMaxMiB)
 	}
-	if o.outboxMaxAge < 0 || o.outboxFsyncInterval < 0 {
-		return outbox.Options{}, errors.New("invalid --outbox-max-age or --outbox-fsync-interval: durations must not be negative")
+	if o.outboxMaxAge < 0 {
+		return outbox.Options{}, fmt.Errorf("invalid --outbox-max-age %s: give a positive duration such as 168h, or 0 to keep events of any age", o.outboxMaxAge)
+	}
+	if o.outboxFsyncInterval < 0 {
+		return outbox.Options{}, fmt.Errorf("invalid --outbox-fsync-interval %s: give a positive duration such as 100ms", o.outboxFsyncInterval)
 	}
 	opts := outbox.Options{MaxBytes: int64(o.outboxMaxMiB) << 20, MaxAge: o.outboxMaxAge, Fsync: policy, FsyncInterval: o.outboxFsyncInterval}
 	if opts.MaxAge == 0 {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/printbridge/printbridge/printer/virtual"
 )
@@ -200,5 +201,56 @@ func TestNumericFlagRangesAcceptDefaults(t *testing.T) {
 	}
 	if err := checkFlagRanges(virtualFlags, virtualPrinterFlagRanges); err != nil {
 		t.Errorf("virtual printer bounds: %v", err)
+	}
+}
+
+func TestBadFlagValueNamesExpectedForm(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"edge", "--baud", "fast"}, []string{`invalid value "fast" for flag -baud`, "Give a whole number (the default is 115200)"}},
+		{[]string{"edge", "--outbox-max-age", "5x"}, []string{`invalid value "5x" for flag -outbox-max-age`, "Give a duration with a unit, such as 100ms, 30s or 5m"}},
+		{[]string{"virtual-printer", "--speed", "x"}, []string{`invalid value "x" for flag -speed`, "Give a number (the default is 1)"}},
+	} {
+		var stdout, stderr strings.Builder
+		if code := runMain(tc.args, &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit code = %d, want 2", tc.args, code)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("%v: output %q does not contain %q", tc.args, stderr.String(), want)
+			}
+		}
+	}
+}
+
+func TestOutboxOptionsNameOneFlag(t *testing.T) {
+	for _, tc := range []struct {
+		opts edgeOptions
+		want string
+	}{
+		{edgeOptions{outboxMaxAge: -time.Hour}, "invalid --outbox-max-age -1h0m0s: give a positive duration such as 168h, or 0 to keep events of any age"},
+		{edgeOptions{outboxFsyncInterval: -time.Second}, "invalid --outbox-fsync-interval -1s: give a positive duration such as 100ms"},
+		{edgeOptions{outboxMaxMiB: -1}, "invalid --outbox-max-mib -1: give 1 or more"},
+	} {
+		tc.opts.outboxFsync = "batch"
+		_, err := tc.opts.outboxOptions()
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("outboxOptions() error = %v, want %q", err, tc.want)
+		}
+	}
+}
+
+func TestPublishBadPayloadShowsExample(t *testing.T) {
+	var stdout, stderr strings.Builder
+	code := runMain([]string{"publish", "--printer", "p1", "--event", "ZChange", "--payload", "notjson", "--mqtt", "tcp://127.0.0.1:1"}, &stdout, &stderr)
+	if code == 0 {
+		t.Fatal("publish accepted --payload notjson")
+	}
+	for _, want := range []string{`invalid --payload "notjson"`, `give a JSON object, such as --payload '{"new": 0.4, "old": 0.2}'`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("output %q does not contain %q", stderr.String(), want)
+		}
 	}
 }
