@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,9 @@ const queueFullLogInterval = 10 * time.Second
 
 // subackFailure is the SUBACK return code of a rejected subscription.
 const subackFailure = 0x80
+
+// errSubscriptionRejected is the error of a SUBACK with subackFailure.
+var errSubscriptionRejected = errors.New("the broker rejected the subscription (SUBACK return code 0x80); check the broker's access control and that it supports this filter")
 
 // subscription is one topic filter with its queue and delivery goroutine.
 //
@@ -57,16 +61,29 @@ type subscription struct {
 // bridge.Topics.CheckCommandTopic) instead of letting them vanish.
 // Retained messages come with CommandMessage.Retained set, so the caller
 // can skip them.
+//
+// A broker whose access control grants only <base>/<printer>/command/+
+// rejects the whole tree, and the bus then takes that narrower filter and
+// logs a warning.
 func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
 	topics := b.cfg.Topics
-	return b.subscribe(ctx, topics.MQTTCommandTree(printer), func(msg paho.Message) bool {
+	deliver := func(msg paho.Message) bool {
 		p, section, kind, ok := topics.ParseMQTT(msg.Topic())
 		if !ok || section != "command" {
 			return false
 		}
 		h(bridge.CommandMessage{Printer: p, Kind: kind, Topic: msg.Topic(), Data: msg.Payload(), Retained: msg.Retained()})
 		return false
-	})
+	}
+	tree := topics.MQTTCommandTree(printer)
+	err := b.subscribe(ctx, tree, deliver)
+	if !errors.Is(err, errSubscriptionRejected) {
+		return err
+	}
+	narrow := topics.MQTTCommand(printer, "+")
+	b.log.Warn("the broker rejected the command subscription; subscribing to the command kinds only, so commands on other topics below it get no rejection reply. Allow read on the whole tree in the broker's access control to answer them",
+		"printer", printer, "rejected_filter", tree, "topic_filter", narrow)
+	return b.subscribe(ctx, narrow, deliver)
 }
 
 // SubscribeEvents delivers the events of printer, or of every printer when
@@ -225,7 +242,7 @@ func (b *Bus) subscribeNow(ctx context.Context, sub *subscription) error {
 	}
 	for _, code := range st.Result() {
 		if code == subackFailure {
-			return fmt.Errorf("the broker rejected the subscription (SUBACK return code 0x80); check the broker's access control and that it supports this filter")
+			return errSubscriptionRejected
 		}
 	}
 	return nil
