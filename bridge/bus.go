@@ -5,8 +5,13 @@ import "context"
 // CommandMessage is one message received on a command topic.
 type CommandMessage struct {
 	Printer string
-	Kind    string
-	Data    []byte
+	// Kind is the part of the topic after command/, "" when there is
+	// none. It may be unknown or span several levels, because the edge
+	// receives every topic below command so that it can reject those.
+	Kind string
+	// Topic is the MQTT topic or NATS subject the message arrived on.
+	Topic string
+	Data  []byte
 	// Retained is set for MQTT retained messages, which are never executed.
 	Retained bool
 	// Reply is the NATS reply inbox of a request, or "".

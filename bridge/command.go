@@ -132,7 +132,7 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 	if len(data) > MaxCommandSize {
 		return nil, &CommandError{ID: PeekCommandID(data), Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes", len(data), MaxCommandSize)}
 	}
-	fields, err := decodeObject(data)
+	fields, err := decodeObject(data, commandExample(kind))
 	if err != nil {
 		id := PeekCommandID(data)
 		var dup *duplicateKeyError
@@ -234,27 +234,65 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 	return cmd, nil
 }
 
+// commandExample is a valid message of kind, for error messages.
+func commandExample(kind string) string {
+	switch kind {
+	case CommandGcode:
+		return `{"id": "c1", "commands": ["M105"]}`
+	case CommandJob:
+		return `{"id": "c1", "action": "start", "path": "benchy.gcode"}`
+	case CommandConnection:
+		return `{"id": "c1", "action": "connect"}`
+	case CommandEvent:
+		return `{"id": "c1", "event": "plugin_acme_hello", "payload": {}}`
+	case CommandFile:
+		return `{"id": "c1", "action": "list"}`
+	}
+	return `{"id": "c1", ...}`
+}
+
+// jsonValueKind names the kind of a valid JSON value by its first byte.
+func jsonValueKind(value []byte) string {
+	switch value[0] {
+	case '[':
+		return "a JSON array"
+	case '"':
+		return "a JSON string"
+	case 't', 'f':
+		return "a JSON boolean"
+	case 'n':
+		return "JSON null"
+	}
+	return "a JSON number"
+}
+
 // decodeObject splits a message into its top-level fields, rejecting
-// anything that is not exactly one JSON object.
-func decodeObject(data []byte) (map[string]json.RawMessage, error) {
+// anything that is not exactly one JSON object. example is a valid
+// message, which the errors show.
+func decodeObject(data []byte, example string) (map[string]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return nil, errors.New("empty message: send a JSON object such as {\"id\": \"c1\", ...}")
+		return nil, fmt.Errorf("empty message: send a JSON object such as %s", example)
 	}
 	if trimmed[0] != '{' {
 		if !json.Valid(trimmed) {
-			return nil, errors.New(`invalid JSON: send a JSON object such as {"id": "c1", ...}`)
+			return nil, fmt.Errorf("invalid JSON, starting %q: send a JSON object such as %s", truncate(string(trimmed), 20), example)
 		}
-		return nil, errors.New("message must be a JSON object, not another JSON value")
+		return nil, fmt.Errorf("message must be a JSON object, not %s (%s): send a JSON object such as %s",
+			jsonValueKind(trimmed), truncate(string(trimmed), 20), example)
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	var fields map[string]json.RawMessage
 	if err := dec.Decode(&fields); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
-			return nil, fmt.Errorf("invalid JSON at byte %d: %v", syntax.Offset, err)
+			return nil, fmt.Errorf("invalid JSON at byte %d: %v: send one JSON object such as %s", syntax.Offset, err, example)
 		}
-		return nil, fmt.Errorf("invalid JSON: %v", err)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("invalid JSON: the message ends after %d bytes, before the JSON object is complete (unexpected EOF). Send the whole object, such as %s, and check that the sender does not cut it off",
+				len(trimmed), example)
+		}
+		return nil, fmt.Errorf("invalid JSON: %v: send one JSON object such as %s", err, example)
 	}
 	if rest := bytes.TrimSpace(trimmed[dec.InputOffset():]); len(rest) > 0 {
 		return nil, errors.New("invalid JSON: data after the command object; send one command per message")

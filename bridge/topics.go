@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -96,6 +97,11 @@ func (t Topics) MQTTAvailability(printer string) string { return t.mqtt(printer,
 // MQTTCommand is the topic of one command kind; kind "+" subscribes to all.
 func (t Topics) MQTTCommand(printer, kind string) string { return t.mqtt(printer, "command", kind) }
 
+// MQTTCommandTree is the filter for every topic below the command level
+// of printer, and that level itself, so that the edge can reject
+// commands sent to a topic without a kind or with extra levels.
+func (t Topics) MQTTCommandTree(printer string) string { return t.mqtt(printer, "command", "#") }
+
 // MQTTReply is the default reply topic.
 func (t Topics) MQTTReply(printer string) string { return t.mqtt(printer, "reply") }
 
@@ -116,6 +122,39 @@ func (t Topics) NATSAvailability(printer string) string { return t.nats(printer,
 
 // NATSCommand is the subject of one command kind; kind "*" subscribes to all.
 func (t Topics) NATSCommand(printer, kind string) string { return t.nats(printer, "command", kind) }
+
+// NATSCommandMisplaced lists the subjects of printer that look like
+// commands but have no kind token or tokens after the kind. Together with
+// NATSCommand(printer, "*") they cover every subject at and below the
+// command token, without overlap.
+func (t Topics) NATSCommandMisplaced(printer string) []string {
+	return []string{t.nats(printer, "command"), t.nats(printer, "command", "*", ">")}
+}
+
+// CheckCommandTopic returns an error when kind, the part of topic after
+// the command level, is not one of CommandKinds. The error names the
+// topic and the form to publish to, in MQTT or NATS spelling as topic has
+// it.
+func (t Topics) CheckCommandTopic(printer, topic, kind string) error {
+	if slices.Contains(CommandKinds, kind) {
+		return nil
+	}
+	expected, separator := t.mqtt(printer, "command", "<kind>"), "/"
+	if strings.HasPrefix(topic, t.nats()+".") {
+		expected, separator = t.nats(printer, "command", "<kind>"), "."
+	}
+	var problem string
+	switch {
+	case kind == "":
+		problem = "has no command kind"
+	case strings.Contains(kind, separator):
+		problem = fmt.Sprintf("has levels after the command kind (%q)", kind)
+	default:
+		problem = fmt.Sprintf("has the unknown command kind %q", kind)
+	}
+	return fmt.Errorf("command topic %q %s: publish to %s, where <kind> is one of %s",
+		topic, problem, expected, strings.Join(CommandKinds, ", "))
+}
 
 // NATSReply is the default reply subject.
 func (t Topics) NATSReply(printer string) string { return t.nats(printer, "reply") }

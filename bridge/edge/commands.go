@@ -115,6 +115,13 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			"command_id", bridge.PeekCommandID(m.Data), "size", len(m.Data))
 		return
 	}
+	if err := c.e.cfg.Topics.CheckCommandTopic(c.e.cfg.PrinterID, m.Topic, m.Kind); err != nil {
+		id := bridge.PeekCommandID(m.Data)
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
+		log.Warn("command on an invalid topic rejected", "topic", m.Topic, "command_id", id, "error", err)
+		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+		return
+	}
 	if pol := c.e.currentPolicy(); pol != nil {
 		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,9 @@ const queueFullLogInterval = 10 * time.Second
 
 // subackFailure is the SUBACK return code of a rejected subscription.
 const subackFailure = 0x80
+
+// errSubscriptionRejected is the error of a SUBACK with subackFailure.
+var errSubscriptionRejected = errors.New("the broker rejected the subscription (SUBACK return code 0x80); check the broker's access control and that it supports this filter")
 
 // subscription is one topic filter with its queue and delivery goroutine.
 //
@@ -51,19 +55,38 @@ type subscription struct {
 	connection int
 }
 
-// SubscribeCommands delivers the messages of every command kind of printer.
+// SubscribeCommands delivers the messages on every topic at and below the
+// command level of printer, also those without a kind or with levels
+// after it, so that the caller can reject them (see
+// bridge.Topics.CheckCommandTopic) instead of letting them vanish.
 // Retained messages come with CommandMessage.Retained set, so the caller
 // can skip them.
+//
+// A broker whose access control grants only <base>/<printer>/command/+
+// may reject the whole tree, and the bus then takes that narrower filter
+// and logs a warning.
+// NOTE: Mosquitto 2.0.11 accepts the tree under such an ACL and checks
+// each message instead (TestCommandsUnderNarrowACL), so no test here
+// reaches the fallback.
 func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
 	topics := b.cfg.Topics
-	return b.subscribe(ctx, topics.MQTTCommand(printer, "+"), func(msg paho.Message) bool {
+	deliver := func(msg paho.Message) bool {
 		p, section, kind, ok := topics.ParseMQTT(msg.Topic())
 		if !ok || section != "command" {
 			return false
 		}
-		h(bridge.CommandMessage{Printer: p, Kind: kind, Data: msg.Payload(), Retained: msg.Retained()})
+		h(bridge.CommandMessage{Printer: p, Kind: kind, Topic: msg.Topic(), Data: msg.Payload(), Retained: msg.Retained()})
 		return false
-	})
+	}
+	tree := topics.MQTTCommandTree(printer)
+	err := b.subscribe(ctx, tree, deliver)
+	if !errors.Is(err, errSubscriptionRejected) {
+		return err
+	}
+	narrow := topics.MQTTCommand(printer, "+")
+	b.log.Warn("the broker rejected the command subscription; subscribing to the command kinds only, so commands on other topics below it get no rejection reply. Allow read on the whole tree in the broker's access control to answer them",
+		"printer", printer, "rejected_filter", tree, "topic_filter", narrow)
+	return b.subscribe(ctx, narrow, deliver)
 }
 
 // SubscribeEvents delivers the events of printer, or of every printer when
@@ -222,7 +245,7 @@ func (b *Bus) subscribeNow(ctx context.Context, sub *subscription) error {
 	}
 	for _, code := range st.Result() {
 		if code == subackFailure {
-			return fmt.Errorf("the broker rejected the subscription (SUBACK return code 0x80); check the broker's access control and that it supports this filter")
+			return errSubscriptionRejected
 		}
 	}
 	return nil

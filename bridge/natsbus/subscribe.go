@@ -17,19 +17,36 @@ import (
 // SubscribeCommands delivers every command kind of printer. For a NATS
 // request, CommandMessage.Reply is the inbox to pass to PublishReply.
 //
+// It also delivers the messages on the command subject without a kind and
+// on subjects with tokens after the kind, so that the caller can reject
+// them (see bridge.Topics.CheckCommandTopic) instead of letting them
+// vanish. Those come on subscriptions of their own, so a server whose
+// authorization allows only <base>.<printer>.command.* rejects just them:
+// nats.go reports that as an asynchronous permissions violation, which
+// the bus logs, and the commands on valid subjects still arrive.
+//
 // Handlers of core subscriptions run on one nats.go goroutine per
 // subscription, in arrival order. A handler that falls behind makes
 // nats.go drop messages beyond its pending limit (512Ki messages or
 // 64 MiB in nats.go 1.56), which is logged as a slow consumer error.
 func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(bridge.CommandMessage)) error {
 	topics := b.cfg.Topics
-	return b.subscribeCore(ctx, topics.NATSCommand(printer, "*"), "", func(msg *nats.Msg) {
+	deliver := func(msg *nats.Msg) {
 		p, section, kind, ok := topics.ParseNATS(msg.Subject)
 		if !ok || section != "command" {
 			return
 		}
-		h(bridge.CommandMessage{Printer: p, Kind: kind, Data: msg.Data, Reply: msg.Reply})
-	})
+		h(bridge.CommandMessage{Printer: p, Kind: kind, Topic: msg.Subject, Data: msg.Data, Reply: msg.Reply})
+	}
+	if err := b.subscribeCore(ctx, topics.NATSCommand(printer, "*"), "", deliver); err != nil {
+		return err
+	}
+	for _, subject := range topics.NATSCommandMisplaced(printer) {
+		if err := b.subscribeCore(ctx, subject, "", deliver); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SubscribeEvents delivers the events of printer, or of every printer when

@@ -251,12 +251,12 @@ func (p *Policy) Check(line string, printing, force bool) error {
 	for _, r := range p.deny {
 		if r.matches(cmd) {
 			return &PolicyError{Rule: RuleDeny, Entry: r.text, Line: line,
-				Reason: fmt.Sprintf("%s is on the policy's deny list", r.text)}
+				Reason: fmt.Sprintf("%s is on the policy's deny list. To allow it, start the edge with --command-policy naming a YAML file whose deny list leaves it out (deny: [] clears the default list of M0 and M1)", r.text)}
 		}
 	}
 	if len(p.allow) > 0 && !matchesAny(p.allow, cmd) {
 		return &PolicyError{Rule: RuleAllow, Line: line,
-			Reason: "the code is not on the policy's allow list"}
+			Reason: "the code is not on the policy's allow list. To allow it, add it to the allow list of the --command-policy file"}
 	}
 	if printing && !force {
 		for _, r := range p.whilePrinting {

@@ -393,3 +393,29 @@ func TestIsEmergency(t *testing.T) {
 }
 
 func intPtr(v int) *int { return &v }
+
+func TestPolicyRejectionSaysHowToAllow(t *testing.T) {
+	err := Default().Check("M0", false, false)
+	if err == nil {
+		t.Fatal("the default policy let M0 through")
+	}
+	for _, want := range []string{`line "M0" rejected by policy rule deny`, "To allow it", "--command-policy", "deny: []"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("M0 rejection %q does not contain %q", err, want)
+		}
+	}
+
+	allowOnly, err := New(Config{Allow: []string{"M105"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = allowOnly.Check("G28", false, false)
+	if err == nil {
+		t.Fatal("an allow list of M105 let G28 through")
+	}
+	for _, want := range []string{"not on the policy's allow list", "add it to the allow list of the --command-policy file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("G28 rejection %q does not contain %q", err, want)
+		}
+	}
+}

@@ -434,9 +434,10 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 }
 
 // startNATSWithAuthConf runs nats-server in process from a config that
-// includes deploy/nats/auth.conf unchanged, with the passwords in the
-// environment, and returns its URL and the passwords.
-func startNATSWithAuthConf(t *testing.T) (string, map[string]string) {
+// includes deploy/nats/auth.conf, with the passwords in the environment,
+// and returns its URL and the passwords. The file is used unchanged
+// unless rewrite is given, which gets and returns its text.
+func startNATSWithAuthConf(t *testing.T, rewrite ...func(string) string) (string, map[string]string) {
 	t.Helper()
 	passwords := map[string]string{}
 	for _, name := range aclUsers {
@@ -448,6 +449,9 @@ func startNATSWithAuthConf(t *testing.T) (string, map[string]string) {
 	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "nats", "auth.conf"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range rewrite {
+		data = []byte(f(string(data)))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), data, 0o600); err != nil {
 		t.Fatal(err)

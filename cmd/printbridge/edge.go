@@ -79,19 +79,13 @@ func (o *busOptions) register(fs *flag.FlagSet) {
 // connectBus connects to every configured broker, retrying with backoff
 // until ctx ends, so an edge that boots before its broker still starts.
 func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus, error) {
-	if o.mqttURL == "" && o.natsURL == "" {
-		return nil, errors.New("no broker configured: give --mqtt URL, --nats URL or both")
-	}
-	if err := validateBrokerURLs(o); err != nil {
+	if err := o.checkConfig(); err != nil {
 		return nil, err
 	}
 	if err := o.resolveSecrets(log); err != nil {
 		return nil, err
 	}
 	topics := bridge.Topics{Base: o.baseTopic}
-	if err := topics.Validate(); err != nil {
-		return nil, fmt.Errorf("--base-topic: %w", err)
-	}
 	var buses []bridge.Bus
 	busUp := func(name string, up bool) {
 		if o.onConnectivity != nil {
@@ -159,6 +153,21 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 	return bridge.NewMulti(buses...), nil
 }
 
+// checkConfig checks the bus options that need no broker to check: that
+// a broker is given, the broker URLs and the base topic.
+func (o busOptions) checkConfig() error {
+	if o.mqttURL == "" && o.natsURL == "" {
+		return errors.New("no broker configured: give --mqtt URL, --nats URL or both")
+	}
+	if err := validateBrokerURLs(o); err != nil {
+		return err
+	}
+	if err := (bridge.Topics{Base: o.baseTopic}).Validate(); err != nil {
+		return fmt.Errorf("--base-topic: %w", err)
+	}
+	return nil
+}
+
 // edgeOptions are the edge's own settings.
 type edgeOptions struct {
 	port          string
@@ -215,6 +224,19 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.outboxFsyncInterval, "outbox-fsync-interval", outbox.DefaultFsyncInterval, "fsync interval of --outbox-fsync batch")
 }
 
+// edgeFlagRanges are the ranges of the edge's numeric flags. Zero is out
+// of range where the code behind the flag would take a default for it,
+// so that a value given on purpose is never silently replaced.
+var edgeFlagRanges = []flagRange{
+	atLeast("baud", 1, "give the printer's serial baud rate, such as 115200 or 250000"),
+	atLeast("max-line-length", 1, "give the firmware's MAX_CMD_SIZE in bytes, line number and checksum included (96 in Marlin's default configuration)"),
+	atLeast("rx-buffer", 1, "give the firmware's serial receive buffer in bytes, such as 128"),
+	atLeast("watch-interval", time.Nanosecond.Seconds(), "give a positive duration, such as 2s"),
+	atLeast("outbox-max-mib", 1, "give the maximum outbox size in MiB, 1 or more (64 by default)"),
+	atLeast("outbox-max-age", 0, "give a positive duration such as 168h, or 0 to keep events of any age"),
+	atLeast("outbox-fsync-interval", time.Nanosecond.Seconds(), "give a positive duration such as 100ms, or set --outbox-fsync every to fsync each event"),
+}
+
 // outboxOptions converts the outbox flags; zero values take the defaults,
 // except a zero max age, which keeps events of any age.
 func (o *edgeOptions) outboxOptions() (outbox.Options, error) {
@@ -225,8 +247,11 @@ func (o *edgeOptions) outboxOptions() (outbox.Options, error) {
 	if o.outboxMaxMiB < 0 {
 		return outbox.Options{}, fmt.Errorf("invalid --outbox-max-mib %d: give 1 or more", o.outboxMaxMiB)
 	}
-	if o.outboxMaxAge < 0 || o.outboxFsyncInterval < 0 {
-		return outbox.Options{}, errors.New("invalid --outbox-max-age or --outbox-fsync-interval: durations must not be negative")
+	if o.outboxMaxAge < 0 {
+		return outbox.Options{}, fmt.Errorf("invalid --outbox-max-age %s: give a positive duration such as 168h, or 0 to keep events of any age", o.outboxMaxAge)
+	}
+	if o.outboxFsyncInterval < 0 {
+		return outbox.Options{}, fmt.Errorf("invalid --outbox-fsync-interval %s: give a positive duration such as 100ms", o.outboxFsyncInterval)
 	}
 	opts := outbox.Options{MaxBytes: int64(o.outboxMaxMiB) << 20, MaxAge: o.outboxMaxAge, Fsync: policy, FsyncInterval: o.outboxFsyncInterval}
 	if opts.MaxAge == 0 {
@@ -250,6 +275,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args, stderr, true); err != nil {
 		return err
 	}
+	if err := checkFlagRanges(fs, edgeFlagRanges); err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
@@ -268,13 +296,35 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err := printer.ValidateFlow(o.flow); err != nil {
 		return fmt.Errorf("--flow: %w", err)
 	}
+	log = log.With("component", "edge")
+	// Everything that can be checked without a broker is checked before
+	// the data folder is made and the outbox opened. The outbox would
+	// otherwise store Startup and Shutdown of a run that never started,
+	// and the next good start would publish them.
+	if err := o.bus.checkConfig(); err != nil {
+		return err
+	}
+	// connectBus runs in the background, where an error would go unseen.
+	if err := o.bus.resolveSecrets(log); err != nil {
+		return err
+	}
+	outboxOpts, err := o.outboxOptions()
+	if err != nil {
+		return err
+	}
+	pol, err := commandPolicy(o)
+	if err != nil {
+		return err
+	}
+	if err := checkIntegrations(o, log); err != nil {
+		return err
+	}
 	if o.filesDir == "" {
 		o.filesDir = filepath.Join(o.dataDir, "files")
 	}
 	if err := os.MkdirAll(o.filesDir, 0o750); err != nil {
 		return fmt.Errorf("create files directory: %w", err)
 	}
-	log = log.With("component", "edge")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := edge.NewMetrics(reg)
@@ -305,21 +355,6 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		}
 	}
 	log.Info("edge starting", "printer", o.printerID, "port", o.port, "baud", o.baud, "files", o.filesDir)
-	if o.bus.mqttURL == "" && o.bus.natsURL == "" {
-		return errors.New("no broker configured: give --mqtt URL, --nats URL or both")
-	}
-	// connectBus runs in the background, where an error would go unseen.
-	if err := o.bus.resolveSecrets(log); err != nil {
-		return err
-	}
-	outboxOpts, err := o.outboxOptions()
-	if err != nil {
-		return err
-	}
-	pol, err := commandPolicy(o)
-	if err != nil {
-		return err
-	}
 	settings, err := printerSettings(o, log)
 	if err != nil {
 		return err

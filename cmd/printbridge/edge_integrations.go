@@ -62,8 +62,8 @@ func startIntegrations(o edgeOptions, e *edge.Edge, log *slog.Logger) (stop func
 	if !in.homeAssistant && !in.octoprintMQTT {
 		return func() {}, nil
 	}
-	if o.bus.mqttURL == "" {
-		return nil, errors.New("--homeassistant and --octoprint-mqtt publish on MQTT: give --mqtt URL as well")
+	if err := checkIntegrations(o, log); err != nil {
+		return nil, err
 	}
 	topics := bridge.Topics{Base: o.bus.baseTopic}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,11 +80,6 @@ func startIntegrations(o edgeOptions, e *edge.Edge, log *slog.Logger) (stop func
 		ha := homeassistant.Config{
 			PrinterID: o.printerID, Topics: topics, Prefix: in.haPrefix, StatusTopic: in.haStatusTopic,
 			DeviceName: in.haDeviceName, Version: edge.Version, Republish: e.RepublishRetained,
-		}
-		// New checks the settings now, so a bad prefix fails the start.
-		if _, err := homeassistant.New(ha, nil, log); err != nil {
-			cancel()
-			return nil, err
 		}
 		run("homeassistant", func(ctx context.Context) error { return runHomeAssistant(ctx, o, ha, log) })
 	}
@@ -105,6 +100,30 @@ func startIntegrations(o edgeOptions, e *edge.Edge, log *slog.Logger) (stop func
 		cancel()
 		wg.Wait()
 	}, nil
+}
+
+// checkIntegrations checks the settings of the enabled integrations that
+// need no broker to check, so that the edge can reject them before it
+// opens its outbox.
+func checkIntegrations(o edgeOptions, log *slog.Logger) error {
+	in := o.integrations
+	if !in.homeAssistant && !in.octoprintMQTT {
+		return nil
+	}
+	if o.bus.mqttURL == "" {
+		return errors.New("--homeassistant and --octoprint-mqtt publish on MQTT: give --mqtt URL as well")
+	}
+	if in.homeAssistant {
+		ha := homeassistant.Config{
+			PrinterID: o.printerID, Topics: bridge.Topics{Base: o.bus.baseTopic}, Prefix: in.haPrefix,
+			StatusTopic: in.haStatusTopic, DeviceName: in.haDeviceName, Version: edge.Version,
+		}
+		// New checks the settings without a connection.
+		if _, err := homeassistant.New(ha, nil, log); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runHomeAssistant runs the Home Assistant device on an MQTT connection of

@@ -275,6 +275,9 @@ func reparseEdgeFlags(args []string) func() (edgeOptions, map[string]string, err
 		if err := parseFlags(fs, args, io.Discard, true); err != nil {
 			return o, nil, fmt.Errorf("read the configuration: %w", err)
 		}
+		if err := checkFlagRanges(fs, edgeFlagRanges); err != nil {
+			return o, nil, fmt.Errorf("read the configuration: %w", err)
+		}
 		return o, flagValues(fs), nil
 	}
 }

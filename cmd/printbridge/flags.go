@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -34,7 +35,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 			io.WriteString(stderr, parseOutput.String())
 			return err
 		}
-		fmt.Fprintf(stderr, "printbridge %s: %v\nRun 'printbridge %s -h' for its flags.\n", fs.Name(), err, fs.Name())
+		fmt.Fprintf(stderr, "printbridge %s: %v%s\nRun 'printbridge %s -h' for its flags.\n", fs.Name(), err, parseErrorHint(fs, err), fs.Name())
 		return errUsage
 	}
 	if fs.NArg() > 0 {
@@ -93,6 +94,38 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 		}
 	})
 	return errors.Join(problems...)
+}
+
+// parseErrorHint returns what the flag of a command-line parse error
+// takes, with its default as an example, or "" when err names no flag.
+// The flag package reports such errors as
+// `invalid value "fast" for flag -baud: parse error`.
+func parseErrorHint(fs *flag.FlagSet, err error) string {
+	_, rest, ok := strings.Cut(err.Error(), " for flag -")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, ":")
+	f := fs.Lookup(name)
+	if f == nil {
+		return ""
+	}
+	expected := strings.TrimPrefix(expectedValue(fs, f), "want ")
+	if getter, ok := f.Value.(flag.Getter); ok {
+		switch getter.Get().(type) {
+		case time.Duration:
+			expected = "a duration with a unit, such as 100ms, 30s or 5m"
+		case int, int64, uint, uint64:
+			expected = "a whole number"
+		case float64:
+			expected = "a number"
+		}
+	}
+	hint := ". Give " + expected
+	if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+		hint += fmt.Sprintf(" (the default is %s)", f.DefValue)
+	}
+	return hint
 }
 
 // printCommandUsage writes the usage of one command: its summary and its

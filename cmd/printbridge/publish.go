@@ -41,7 +41,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var payload bridge.Payload
 	if *payloadJSON != "" {
 		if err := json.Unmarshal([]byte(*payloadJSON), &payload); err != nil {
-			return fmt.Errorf("invalid --payload %q: %w", *payloadJSON, err)
+			return fmt.Errorf("invalid --payload %q (%v): give a JSON object, such as --payload '{\"new\": 0.4, \"old\": 0.2}'", *payloadJSON, err)
 		}
 	}
 	if err := bridge.ValidatePayload(*event, payload); err != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -117,6 +118,33 @@ func (o *virtualPrinterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
+// virtualPrinterFlagRanges are the ranges of the virtual printer's
+// numeric flags. virtual.Config.Validate checks the same limits, but it
+// takes a default for some zero values and names fields, not flags.
+var virtualPrinterFlagRanges = []flagRange{
+	atLeast("speed", 0, "give 0 (no waiting) or a positive time factor, such as 1 for real time"),
+	{name: "extruders", min: 1, max: 8, expected: "give a number of hotends from 1 to 8"},
+	atLeast("bufsize", 1, "give Marlin's BUFSIZE, 1 or more (4 in Marlin's default configuration)"),
+	atLeast("planner-size", 2, "give 2 or more planner slots, because one ring slot stays empty"),
+	atLeast("max-cmd-size", 8, "give Marlin's MAX_CMD_SIZE in bytes, 8 or more (96 in Marlin's default configuration)"),
+	atLeast("rx-buffer", 1, "give the serial receive buffer in bytes, 1 or more, such as 128"),
+	{name: "resend-ratio", min: 0, max: 100, expected: "give a percentage from 0 to 100"},
+	atLeast("reset-after-lines", 0, "give 0 (off) or a positive line count"),
+	atLeast("fatal-after-lines", 0, "give 0 (off) or a positive line count"),
+	atLeast("baud", 0, "give 0 (unpaced) or a positive baud rate, such as 115200"),
+	atLeast("processing-time-us", 0, "give 0 or a positive number of microseconds"),
+	{name: "glued-oks", min: 0, max: 100, expected: "give a percentage from 0 to 100"},
+	atLeast("reject-m110", 0, "give 0 (off) or a positive count"),
+	{name: "dropped-oks", min: 0, max: 100, expected: "give a percentage from 0 to 100"},
+	atLeast("rewind", 0, "give 0 (off) or a positive line count"),
+	atLeast("rewind-lines", 1, "give a positive line count"),
+	{name: "autoreport-midline", min: 0, max: 100, expected: "give a percentage from 0 to 100"},
+	{name: "byte-errors", min: 0, max: 1, expected: "give a probability per byte from 0 to 1"},
+	{name: "rx-byte-errors", min: math.Inf(-1), max: 1, expected: "give a probability per byte from 0 to 1, or a negative value to take --byte-errors"},
+	{name: "tx-byte-errors", min: math.Inf(-1), max: 1, expected: "give a probability per byte from 0 to 1, or a negative value to take --byte-errors"},
+	atLeast("sd-write-fail-after", 0, "give 0 (off) or a positive line count"),
+}
+
 // apply converts the flags that virtual.Config holds in another form.
 func (o *virtualPrinterFlags) apply() error {
 	o.cfg.NoBusyKeepalive = !o.busyKeepalive
@@ -160,6 +188,9 @@ func runVirtualPrinter(ctx context.Context, args []string, stdout, stderr io.Wri
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, stderr, true); err != nil {
+		return err
+	}
+	if err := checkFlagRanges(fs, virtualPrinterFlagRanges); err != nil {
 		return err
 	}
 	if err := o.apply(); err != nil {
