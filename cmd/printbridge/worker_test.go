@@ -27,6 +27,7 @@ import (
 	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/hooks"
 )
 
 // workerWait bounds every wait for the worker in these tests.
@@ -332,15 +333,49 @@ func TestWorkerNeedsConfig(t *testing.T) {
 	}
 }
 
-func TestWorkerRejectsInvalidMaxPending(t *testing.T) {
+func TestWorkerRejectsInvalidNumbers(t *testing.T) {
 	cfg := writeWorkerConfig(t, t.TempDir(), overrideConfig)
-	code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "",
-		"--nats-max-pending", "0")
-	if code != 1 {
-		t.Errorf("worker with --nats-max-pending 0 exited %d, want 1", code)
+	inFlightRange := fmt.Sprintf("give 1 to %d", hooks.DefaultQueueSize)
+	cases := []struct {
+		flag, value, want string
+	}{
+		{"max-concurrent-hooks", "0", "give 1 or more"},
+		{"max-concurrent-hooks", "-5", "give 1 or more"},
+		{"max-concurrent-hooks", "four", "want a whole number"},
+		{"max-in-flight", "0", inFlightRange},
+		{"max-in-flight", strconv.Itoa(hooks.DefaultQueueSize + 1), inFlightRange},
+		{"nats-max-pending", "0", "give 1 or more"},
+		{"nats-max-pending", "-1", "give 1 or more"},
+		{"hook-timeout", "-1s", "give a duration such as 90s, or 0 for none"},
+		{"hook-timeout", "soon", "give a duration such as 90s, or 0 for none"},
+		{"seen-ttl", "0s", "give a positive duration such as 24h"},
+		{"seen-ttl", "-1h", "give a positive duration such as 24h"},
 	}
-	if !strings.Contains(stderr, "invalid --nats-max-pending 0") {
-		t.Errorf("worker with --nats-max-pending 0 wrote %q, want it to name the flag and value", stderr)
+	for _, c := range cases {
+		t.Run(c.flag+"="+c.value, func(t *testing.T) {
+			// The flag on the command line: a usage error.
+			code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1",
+				"--metrics-listen", "", "--"+c.flag, c.value)
+			if code != 2 {
+				t.Errorf("--%s %s: exit code %d, want 2", c.flag, c.value, code)
+			}
+			want := fmt.Sprintf("invalid value %q for flag -%s: %s", c.value, c.flag, c.want)
+			if !strings.Contains(stderr, want) {
+				t.Errorf("--%s %s wrote %q, want %q", c.flag, c.value, stderr, want)
+			}
+
+			// The same value from the environment.
+			env := "PRINTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(c.flag, "-", "_"))
+			t.Setenv(env, c.value)
+			code, _, stderr = runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "")
+			if code != 1 {
+				t.Errorf("%s=%s: exit code %d, want 1", env, c.value, code)
+			}
+			want = fmt.Sprintf("invalid value %q in %s: %s", c.value, env, c.want)
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s=%s wrote %q, want %q", env, c.value, stderr, want)
+			}
+		})
 	}
 }
 
