@@ -174,7 +174,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))
 	w.cfg.Store(cfg)
-	w.metrics.subscriptions.Set(float64(len(cfg.Subscriptions)))
+	w.metrics.observeConfig(cfg)
 	return w
 }
 
