@@ -98,17 +98,34 @@ func loadDemoConfig(path string) (string, *hooks.Config, []hooks.Problem, error)
 	return path, cfg, problems, nil
 }
 
+// reportDemoProblems prints the warnings of the hook config and returns
+// an error that lists its errors, if any. The demo runs only a config
+// without errors, so that every hook the file defines takes part.
+func reportDemoProblems(stdout io.Writer, configName string, problems []hooks.Problem) error {
+	var errorLines []string
+	for _, p := range problems {
+		if p.Severity == hooks.SeverityError {
+			errorLines = append(errorLines, p.String())
+			continue
+		}
+		fmt.Fprintln(stdout, "config:", p.String())
+	}
+	if len(errorLines) == 0 {
+		return nil
+	}
+	return fmt.Errorf("hook config %s has %s, so the demo does not start:\n  %s\n"+
+		"Fix them and run 'printbridge check-config %s' to check the file again. Outside the demo, %s",
+		configName, count(len(errorLines), "error"), strings.Join(errorLines, "\n  "), configName, workerVerdict(problems))
+}
+
 func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
 	started := time.Now()
 	configName, cfg, problems, err := loadDemoConfig(o.config)
 	if err != nil {
 		return err
 	}
-	for _, p := range problems {
-		fmt.Fprintln(stdout, "config:", p.String())
-	}
-	if hooks.HasErrors(problems) {
-		return fmt.Errorf("hook config %s has errors", configName)
+	if err := reportDemoProblems(stdout, configName, problems); err != nil {
+		return err
 	}
 	jobName, gcode := deploy.DemoGcodeName, deploy.DemoGcode
 	if o.file != "" {

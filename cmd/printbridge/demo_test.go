@@ -48,3 +48,34 @@ func TestDemoPrintsOutsideCheckout(t *testing.T) {
 		t.Errorf("%s hooks failed:\n%s", hooks[2], text)
 	}
 }
+
+func TestDemoListsConfigErrors(t *testing.T) {
+	file := writeWorkerConfig(t, t.TempDir(), `events:
+  subscriptions:
+  - {name: ok, event: PrintDone, type: system, shell: false, command: "true"}
+  - {name: no type, event: PrintDone, command: "true"}
+  - {name: no command, event: PrintStarted, type: system}
+  - {name: typo, event: printdone, type: system, shell: false, command: "true"}
+`)
+	code, stdout, stderr := runCLI(t, "demo", "--config", file)
+	if code != 1 {
+		t.Fatalf("demo with config errors exited %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"hook config " + file + " has 2 errors, so the demo does not start:\n",
+		"\n  " + file + `:4:5: error: missing type`,
+		"\n  " + file + `:5:5: error: missing command`,
+		"Fix them and run 'printbridge check-config " + file + "' to check the file again.",
+		"Outside the demo, the worker starts and skips the entries with errors",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if lines := matchingLines(stdout, "config: "+file+":6:", `warning: unknown event "printdone"`); len(lines) != 1 {
+		t.Errorf("stdout lines with the warning about printdone = %q, want one:\n%s", lines, stdout)
+	}
+	if strings.Contains(stdout, "printbridge demo: NATS") {
+		t.Errorf("the demo started its components despite the errors:\n%s", stdout)
+	}
+}
