@@ -254,6 +254,9 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 		fmt.Fprintf(stdout, "  NATS  %s   nats sub -s %s 'printbridge.>'\n", emb.NATSURL(), emb.NATSURL())
 		fmt.Fprintf(stdout, "  send: mosquitto_pub -h 127.0.0.1 -p %s -t printbridge/%s/command/gcode -m '{\"id\":\"g1\",\"commands\":[\"M105\"]}'\n",
 			portOf(emb.MQTTURL()), demoPrinter)
+		fmt.Fprintf(stdout, "  files: the files folder %s is temporary and holds only %s; send any other file before a job command names it:\n", filesDir, jobName)
+		fmt.Fprintf(stdout, "    mosquitto_pub -h 127.0.0.1 -p %s -t printbridge/%s/command/file -m '{\"id\":\"f1\",\"action\":\"add\",\"path\":\"hello.gcode\",\"data\":\"G28\\nM117 hello\\n\",\"print\":true}'\n",
+			portOf(emb.MQTTURL()), demoPrinter)
 		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
 		<-ctx.Done()
 	}

@@ -346,6 +346,16 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	var seenLock *hooks.SeenFileLock
+	if store == seenStoreFile && o.dataDir != "" {
+		// Taken before the broker connection, so a second worker with the
+		// same --data-dir stops at once instead of after connecting.
+		seenLock, err = hooks.LockSeenFile(filepath.Join(o.dataDir, "seen-events"))
+		if err != nil {
+			return err
+		}
+		defer seenLock.Close()
+	}
 	bus, natsBus, err := connectWorkerBus(ctx, busOpts, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -373,10 +383,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			workerOpts = append(workerOpts, hooks.WithHookMarkerDir(filepath.Join(o.dataDir, "hook-starts")))
 		}
 		log.Info("keeping handled event ids in a JetStream key-value bucket", "seen_store", store, "bucket", o.seenBucket)
-	case o.dataDir != "":
-		path := filepath.Join(o.dataDir, "seen-events")
-		workerOpts = append(workerOpts, hooks.WithSeenFile(path))
-		log.Info("keeping handled event ids in a file", "seen_store", store, "path", path)
+	case seenLock != nil:
+		workerOpts = append(workerOpts, hooks.WithSeenFileLock(seenLock))
+		log.Info("keeping handled event ids in a file", "seen_store", store, "path", filepath.Join(o.dataDir, "seen-events"))
 	default:
 		log.Info("keeping handled event ids in memory only, because --data-dir is empty", "seen_store", store)
 	}
