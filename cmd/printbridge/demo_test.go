@@ -37,6 +37,28 @@ func TestDemoPrintsOutsideCheckout(t *testing.T) {
 		t.Errorf("demo output has no PrintDone count of 1:\n%s", text)
 	}
 
+	if !strings.Contains(text, "each hook line names its event's #seq and prints when the hook ends; up to 4 system hooks run at once") {
+		t.Errorf("demo output does not say that hook lines print as hooks end:\n%s", text)
+	}
+	// A hook line names its event's seq unless the hook ended before the
+	// demo's own subscription got the event, which is rare.
+	hookLine := regexp.MustCompile(`^ +[0-9.]+s +hook "[^"]+" \((system|gcode)\) on (#\d+ )?\w+: `)
+	var hookLines, withSeq int
+	for _, line := range matchingLines(text, `hook "`) {
+		m := hookLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("hook line %q does not have the expected form", line)
+			continue
+		}
+		hookLines++
+		if m[2] != "" {
+			withSeq++
+		}
+	}
+	if withSeq == 0 || withSeq < hookLines/2 {
+		t.Errorf("%d of %d hook lines name their event's seq, want most:\n%s", withSeq, hookLines, text)
+	}
+
 	hooks := regexp.MustCompile(`hooks run: (\d+) ok, (\d+) failed`).FindStringSubmatch(text)
 	if hooks == nil {
 		t.Fatalf("demo output has no hook summary:\n%s", text)
