@@ -144,7 +144,12 @@ type Config struct {
 	// Subscriptions holds the entries that loaded without error and are
 	// enabled, in file order.
 	Subscriptions []*Subscription
-	Settings      Settings
+	// SkippedEntries counts the entries of events.subscriptions that were
+	// skipped because of an error. An error outside the entries, such as
+	// an events.subscriptions that is not a list, loads no entry and is
+	// not counted here.
+	SkippedEntries int
+	Settings       Settings
 
 	byEvent map[string][]*Subscription
 }
@@ -394,8 +399,13 @@ func (l *loader) loadEvents(events *yamlPair) {
 		return
 	}
 	for i, item := range list.node.Content {
+		errorsBefore := l.errorCount()
 		sub := l.loadEntry(i+1, item)
 		if sub == nil {
+			// A disabled entry is skipped too, but without an error.
+			if l.errorCount() > errorsBefore {
+				l.cfg.SkippedEntries++
+			}
 			continue
 		}
 		l.cfg.Subscriptions = append(l.cfg.Subscriptions, sub)
@@ -403,6 +413,16 @@ func (l *loader) loadEvents(events *yamlPair) {
 			l.cfg.byEvent[ev] = append(l.cfg.byEvent[ev], sub)
 		}
 	}
+}
+
+func (l *loader) errorCount() int {
+	var n int
+	for _, p := range l.problems {
+		if p.Severity == SeverityError {
+			n++
+		}
+	}
+	return n
 }
 
 // eventsEnabled reads events.enabled with OctoPrint's settings boolean

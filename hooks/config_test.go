@@ -480,3 +480,31 @@ func TestYAMLErrorNamesMistakeLine(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigCountsSkippedEntries(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		want       int
+	}{
+		{"entry errors", `events:
+  subscriptions:
+  - {name: good, event: PrintDone, type: system, command: "true"}
+  - {name: no type, event: PrintDone, command: "true"}
+  - just a string
+  - {name: two errors, event: {a: 1}, type: shell}
+`, 3},
+		{"disabled entry", `events:
+  subscriptions:
+  - {name: off, event: PrintDone, type: system, command: "true", enabled: false}
+`, 0},
+		{"subscriptions not a list", "events:\n  subscriptions: {event: PrintDone}\n", 0},
+	} {
+		cfg, _, err := ParseConfig("c.yaml", []byte(c.text))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if cfg.SkippedEntries != c.want {
+			t.Errorf("%s: SkippedEntries = %d, want %d", c.name, cfg.SkippedEntries, c.want)
+		}
+	}
+}

@@ -541,7 +541,7 @@ func TestKilledWorkerHookWaitedForFile(t *testing.T) {
 	}
 	// A restart after the event was recorded keeps no start records.
 	set := newIDSet(0)
-	l, err := openSeenLog(seenFile, set)
+	l, err := openSeenLog(seenFile, set, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -711,7 +711,7 @@ func TestGcodeCommandIDDeterministic(t *testing.T) {
 func TestSeenFileKeepsHookStarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "seen-events")
 	set := newIDSet(3)
-	l, err := openSeenLog(path, set)
+	l, err := openSeenLog(path, set, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,7 +741,7 @@ func TestSeenFileKeepsHookStarts(t *testing.T) {
 
 	for round := range 2 {
 		again := newIDSet(3)
-		l2, err := openSeenLog(path, again)
+		l2, err := openSeenLog(path, again, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,6 +39,7 @@ type Metrics struct {
 	errors         *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
+	entriesSkipped prometheus.Gauge
 	subscriptions  prometheus.Gauge
 	claims         *prometheus.CounterVec
 	claimsOpen     prometheus.Gauge
@@ -102,6 +103,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "printbridge_worker_config_last_reload_successful",
 			Help: "1 when the last config reload succeeded or none was tried, 0 when it failed.",
 		}),
+		entriesSkipped: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "printbridge_worker_config_entries_skipped",
+			Help: "Entries of events.subscriptions in the running config that were skipped because of an error, so their hooks never run; the config problems logged at start name them.",
+		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "printbridge_worker_subscriptions",
 			Help: "Subscriptions of the running config that loaded and are enabled.",
@@ -133,7 +138,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.interrupted.WithLabelValues(resolution)
 	}
 	reg.MustRegister(m.hookRuns, m.hookDuration, m.eventsReceived, m.duplicates, m.invalid, m.queueDepth, m.dropped,
-		m.clientDropped, m.errors, m.reloads, m.reloadOK, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
+		m.clientDropped, m.errors, m.reloads, m.reloadOK, m.entriesSkipped, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
 	return m
 }
 
@@ -176,6 +181,12 @@ func (m *Metrics) observeReceived(event string) {
 		event = otherEvent
 	}
 	m.eventsReceived.WithLabelValues(event).Inc()
+}
+
+// observeConfig sets the gauges that describe the config in force.
+func (m *Metrics) observeConfig(cfg *Config) {
+	m.subscriptions.Set(float64(len(cfg.Subscriptions)))
+	m.entriesSkipped.Set(float64(cfg.SkippedEntries))
 }
 
 func (m *Metrics) observeReload(ok bool) {

@@ -63,7 +63,7 @@ func (w *Worker) Reload(cfg *Config) error {
 	w.cfg.Store(&next)
 
 	w.metrics.observeReload(true)
-	w.metrics.subscriptions.Set(float64(len(next.Subscriptions)))
+	w.metrics.observeConfig(&next)
 	limit, _ := w.slots.current()
 	w.log.Info("config reloaded", "config", next.Path, "subscriptions", len(next.Subscriptions),
 		"events_enabled", next.EventsEnabled, "hook_timeout", next.Settings.HookTimeout,

@@ -30,11 +30,14 @@ const DefaultSeenEvents = 10000
 // its process may run (see gateScript), and one when the hook ended. A
 // redelivery after a restart starts none of the hooks recorded there.
 type seenLog struct {
-	mu    sync.Mutex // guards f, lines, pending and pendingOrder
-	path  string
-	f     *os.File
-	lock  *os.File
-	lines int
+	mu   sync.Mutex // guards f, lines, pending and pendingOrder
+	path string
+	f    *os.File
+	lock *os.File
+	// ownsLock is false when the lock came from LockSeenFile, whose
+	// caller releases it.
+	ownsLock bool
+	lines    int
 	// pending are the hook start records of events not yet recorded as
 	// handled, by event id, and pendingOrder their ids, oldest first.
 	// Both are bounded by the idSet's size.
@@ -61,24 +64,63 @@ func WithSeenFile(path string) Option {
 	return func(w *Worker) { w.seenPath = path }
 }
 
-// openSeenLog loads the ids and hook start records of path into set and
-// the log, and opens it for appending.
-func openSeenLog(path string, set *idSet) (*seenLog, error) {
+// SeenFileLock is the exclusive lock of a seen-events file.
+type SeenFileLock struct {
+	path string
+	f    *os.File
+	once sync.Once
+}
+
+// LockSeenFile takes the lock of the seen-events file at path, so that a
+// second worker on the host with the same file fails before it does any
+// network work. Hand the lock to the worker with WithSeenFileLock, and
+// Close it after Run has returned.
+func LockSeenFile(path string) (*SeenFileLock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create the folder of the seen-events file: %w", err)
 	}
-	lock, err := lockSeenFile(path)
+	f, err := lockSeenFile(path)
 	if err != nil {
 		return nil, err
 	}
-	l := &seenLog{path: path, lock: lock, pending: map[string][]hookStart{}}
+	return &SeenFileLock{path: path, f: f}, nil
+}
+
+// Close releases the lock. Calls after the first do nothing.
+func (l *SeenFileLock) Close() {
+	l.once.Do(func() { _ = l.f.Close() })
+}
+
+// WithSeenFileLock is WithSeenFile for a file whose lock the caller took
+// with LockSeenFile.
+func WithSeenFileLock(lock *SeenFileLock) Option {
+	return func(w *Worker) { w.seenPath, w.seenLock = lock.path, lock }
+}
+
+// openSeenLog loads the ids and hook start records of path into set and
+// the log, and opens it for appending. It takes the file's lock unless
+// held is that lock already.
+func openSeenLog(path string, set *idSet, held *SeenFileLock) (*seenLog, error) {
+	l := &seenLog{path: path, pending: map[string][]hookStart{}}
+	if held != nil {
+		l.lock = held.f
+	} else {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("create the folder of the seen-events file: %w", err)
+		}
+		lock, err := lockSeenFile(path)
+		if err != nil {
+			return nil, err
+		}
+		l.lock, l.ownsLock = lock, true
+	}
 	if err := l.loadFile(set); err != nil {
-		lock.Close()
+		l.releaseLock()
 		return nil, fmt.Errorf("read seen-events file: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		lock.Close()
+		l.releaseLock()
 		return nil, fmt.Errorf("open seen-events file: %w", err)
 	}
 	l.f = f
@@ -355,8 +397,14 @@ func (l *seenLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	err := l.f.Close()
-	l.lock.Close()
+	l.releaseLock()
 	return err
+}
+
+func (l *seenLog) releaseLock() {
+	if l.ownsLock {
+		_ = l.lock.Close()
+	}
 }
 
 // lockSeenFile takes an exclusive flock on path.lock for the worker's

@@ -10,7 +10,7 @@ import (
 func TestSeenFileSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "seen-events")
 	set := newIDSet(3)
-	l, err := openSeenLog(path, set)
+	l, err := openSeenLog(path, set, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestSeenFileSurvivesRestart(t *testing.T) {
 	}
 
 	again := newIDSet(3)
-	l2, err := openSeenLog(path, again)
+	l2, err := openSeenLog(path, again, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestSeenFileLoadsEveryLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := newIDSet(10)
-	l, err := openSeenLog(path, set)
+	l, err := openSeenLog(path, set, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +91,11 @@ func TestSeenFileLoadsEveryLine(t *testing.T) {
 
 func TestSeenFileLockedByOneWorker(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "seen-events")
-	first, err := openSeenLog(path, newIDSet(3))
+	first, err := openSeenLog(path, newIDSet(3), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second, err := openSeenLog(path, newIDSet(3)); err == nil {
+	if second, err := openSeenLog(path, newIDSet(3), nil); err == nil {
 		second.close()
 		t.Fatal("a second worker opened a seen-events file in use")
 	} else if !strings.Contains(err.Error(), "in use by another worker") {
@@ -104,7 +104,7 @@ func TestSeenFileLockedByOneWorker(t *testing.T) {
 	if err := first.close(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := openSeenLog(path, newIDSet(3))
+	again, err := openSeenLog(path, newIDSet(3), nil)
 	if err != nil {
 		t.Fatalf("open after the first worker stopped: %v", err)
 	}

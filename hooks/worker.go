@@ -87,6 +87,7 @@ type Worker struct {
 	// seenPath, if set, persists seen in a file (WithSeenFile); seenLog is
 	// that file while Run runs.
 	seenPath string
+	seenLock *SeenFileLock
 	seenLog  *seenLog
 	// seenKV, if set, is the shared claim bucket (WithSeenBucket), and
 	// claims runs the claim protocol on it.
@@ -174,7 +175,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))
 	w.cfg.Store(cfg)
-	w.metrics.subscriptions.Set(float64(len(cfg.Subscriptions)))
+	w.metrics.observeConfig(cfg)
 	return w
 }
 
@@ -194,7 +195,7 @@ func (w *Worker) Config() *Config { return w.cfg.Load() }
 // It returns an error only when a subscription fails.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.seenPath != "" && w.claims == nil {
-		l, err := openSeenLog(w.seenPath, w.seen)
+		l, err := openSeenLog(w.seenPath, w.seen, w.seenLock)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 
+	"github.com/printbridge/printbridge/bridge/policy"
 	"github.com/printbridge/printbridge/hooks"
 )
 
@@ -26,7 +28,7 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: printbridge check-config FILE")
-		fmt.Fprintln(stderr, "Checks an OctoPrint config.yaml as the worker loads it.")
+		fmt.Fprintln(stderr, "Checks an OctoPrint config.yaml as the worker loads it, and warns about system hook programs that this host cannot run and G-code hook lines that the edge's default command policy rejects.")
 		fmt.Fprintln(stderr, "Exit status: 0 without errors (warnings allowed), 1 when the file has an error or cannot be read, 2 for a usage error.")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -45,6 +47,14 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	problems = append(problems, hooks.CheckPrograms(cfg)...)
+	problems = append(problems, hooks.CheckGcodePolicy(cfg, policy.Default())...)
+	sort.SliceStable(problems, func(i, j int) bool {
+		if problems[i].Line != problems[j].Line {
+			return problems[i].Line < problems[j].Line
+		}
+		return problems[i].Column < problems[j].Column
+	})
 
 	var errorCount, warningCount int
 	for _, p := range problems {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,15 @@ func TestCheckConfigDemoPasses(t *testing.T) {
 	}
 }
 
+// emptyPath makes check-config find no bare program name in PATH, so its
+// warnings about programs do not depend on what this host has installed.
+func emptyPath(t *testing.T) {
+	t.Helper()
+	t.Setenv("PATH", t.TempDir())
+}
+
 func TestCheckConfigMissingType(t *testing.T) {
+	emptyPath(t)
 	file := configTestdata("readme-snippet_pushbullet_last-hook-missing-type.yaml")
 	code, stdout, stderr := runCLI(t, "check-config", file)
 	if code != 1 {
@@ -46,7 +55,7 @@ func TestCheckConfigMissingType(t *testing.T) {
 	if !strings.Contains(stdout, file+":5:14: warning: placeholder {file} is not in the payload of PrintDone") {
 		t.Errorf("stdout lacks the {file} warning:\n%s", stdout)
 	}
-	if !strings.Contains(stdout, file+": 3 hooks loaded, 1 error, 8 warnings\n") {
+	if !strings.Contains(stdout, file+": 3 hooks loaded, 1 error, 11 warnings\n") {
 		t.Errorf("summary line missing or wrong:\n%s", stdout)
 	}
 	if !strings.Contains(stderr, "the config has errors (1 error, listed above)") {
@@ -70,12 +79,16 @@ func TestCheckConfigEventKeyTypo(t *testing.T) {
 }
 
 func TestCheckConfigRealConfigs(t *testing.T) {
+	// The counts include one warning per system hook program that is not
+	// found: every bare name with the empty PATH, and the absolute paths
+	// of these files (/home/pi/..., /path/to/python), which no test host has.
+	emptyPath(t)
 	for name, want := range map[string]string{
-		"octoprint-config_alveo3d-fan_event-lists_4space.yaml":   "3 hooks loaded, 0 errors, 3 warnings",
-		"octoprint-config_box3d-industrial-3b_io-led-hooks.yaml": "7 hooks loaded, 0 errors, 14 warnings",
-		"octoprint-config_yota9_system-and-gcode-hooks.yaml":     "7 hooks loaded, 0 errors, 6 warnings",
-		"octoprint-docs_events-example_v1.11.3_shell-name.yaml":  "3 hooks loaded, 1 error, 2 warnings",
-		"readme-snippet_pushbullet_last-hook-missing-type.yaml":  "3 hooks loaded, 1 error, 8 warnings",
+		"octoprint-config_alveo3d-fan_event-lists_4space.yaml":   "3 hooks loaded, 0 errors, 6 warnings",
+		"octoprint-config_box3d-industrial-3b_io-led-hooks.yaml": "7 hooks loaded, 0 errors, 21 warnings",
+		"octoprint-config_yota9_system-and-gcode-hooks.yaml":     "7 hooks loaded, 0 errors, 10 warnings",
+		"octoprint-docs_events-example_v1.11.3_shell-name.yaml":  "3 hooks loaded, 1 error, 4 warnings",
+		"readme-snippet_pushbullet_last-hook-missing-type.yaml":  "3 hooks loaded, 1 error, 11 warnings",
 		"readme-snippet_webhook_typo-event-key.yaml":             "0 hooks loaded, 1 error, 0 warnings",
 	} {
 		file := configTestdata(name)
@@ -142,5 +155,90 @@ func TestCheckConfigWorkerOutcome(t *testing.T) {
 		if c.name != "entry" && strings.Contains(stderr, "skips the entries") {
 			t.Errorf("%s: stderr = %q, which wrongly says the worker skips entries", c.name, stderr)
 		}
+	}
+}
+
+func TestCheckConfigWarnsAboutPrograms(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"runs": 0o755, "plain": 0o644} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin)
+	file := writeWorkerConfig(t, dir, fmt.Sprintf(`events:
+  subscriptions:
+  - {name: absent, event: PrintDone, type: system, shell: false, command: "/nonexistent/prog --flag"}
+  - {name: not on path, event: PrintDone, type: system, shell: false, command: "no-such-program"}
+  - {name: on path, event: PrintDone, type: system, shell: false, command: "runs {name}"}
+  - {name: no exec bit, event: PrintDone, type: system, shell: false, command: "%[1]s/plain"}
+  - {name: directory, event: PrintDone, type: system, shell: false, command: "%[1]s"}
+  - {name: relative, event: PrintDone, type: system, shell: false, cwd: %[1]s, command: "./runs"}
+  - {name: relative absent, event: PrintDone, type: system, shell: false, cwd: %[1]s, command: "./gone"}
+  - {name: shell, event: PrintDone, type: system, shell: true, command: "/nonexistent/prog"}
+  - {name: bad cwd, event: PrintDone, type: system, shell: false, cwd: /nonexistent/dir, command: "runs"}
+`, bin))
+	code, stdout, _ := runCLI(t, "check-config", file)
+	if code != 0 {
+		t.Errorf("exit code %d, want 0: a missing program is a warning\n%s", code, stdout)
+	}
+	for _, c := range []struct{ line, want string }{
+		{"3", `warning: command #1: program "/nonexistent/prog" does not exist, so the hook fails when it runs on this host; install it, fix the path, or check it on the worker's host if the worker runs elsewhere (entry #1 "absent")`},
+		{"4", `warning: command #1: program "no-such-program" is not found in PATH`},
+		{"6", `warning: command #1: program "` + bin + `/plain" cannot be run: ` + bin + `/plain is not executable`},
+		{"7", `warning: command #1: program "` + bin + `" cannot be run: ` + bin + ` is a directory`},
+		{"9", `warning: command #1: program "./gone" does not exist`},
+	} {
+		// The column is where the command value starts, which moves
+		// with the length of the temporary folder's path.
+		if lines := matchingLines(stdout, file+":"+c.line+":", c.want); len(lines) != 1 {
+			t.Errorf("lines of %s:%s with %q = %q, want one:\n%s", file, c.line, c.want, lines, stdout)
+		}
+	}
+	for _, entry := range []string{`"on path"`, `"relative")`, `"shell"`, `"bad cwd"`} {
+		if lines := matchingLines(stdout, entry, "program"); len(lines) != 0 {
+			t.Errorf("warnings about the program of entry %s = %q, want none", entry, lines)
+		}
+	}
+	if !strings.Contains(stdout, file+": 9 hooks loaded, 0 errors, 6 warnings\n") {
+		t.Errorf("summary line missing or wrong:\n%s", stdout)
+	}
+}
+
+func TestCheckConfigWarnsAboutPolicy(t *testing.T) {
+	file := writeWorkerConfig(t, t.TempDir(), `events:
+  subscriptions:
+  - {name: pause, event: PrintDone, type: gcode, command: M0}
+  - name: mixed
+    event: PrintDone
+    type: gcode
+    command:
+    - M117 done {name}
+    - m 1 ; wait for the button
+    - N10 G28
+`)
+	code, stdout, _ := runCLI(t, "check-config", file)
+	if code != 0 {
+		t.Errorf("exit code %d, want 0: a rejected G-code line is a warning\n%s", code, stdout)
+	}
+	for _, want := range []string{
+		file + `:3:59: warning: command #1 "M0" is rejected by the edge's default command policy (rule deny: M0 is on the policy's deny list); ` +
+			`to send it, give the edge a --command-policy file whose deny list leaves it out (docs/security.md) and a --blocked-commands list without it (the default is M0,M1) (entry #1 "pause")`,
+		file + `:9:7: warning: command #2 "m 1 ; wait for the button" is rejected by the edge's default command policy (rule deny: M1 is on the policy's deny list)`,
+		file + `:10:7: warning: command #3 "N10 G28" is rejected by the edge's default command policy (rule line_number:`,
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if lines := matchingLines(stdout, "M117"); len(lines) != 0 {
+		t.Errorf("warnings about the accepted M117 line = %q, want none", lines)
+	}
+	if !strings.Contains(stdout, file+": 2 hooks loaded, 0 errors, 3 warnings\n") {
+		t.Errorf("summary line missing or wrong:\n%s", stdout)
 	}
 }

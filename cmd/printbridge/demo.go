@@ -28,6 +28,11 @@ func init() {
 
 const demoPrinter = "demo"
 
+// maxDemoSeqs is the number of event ids whose seq the demo keeps for
+// its hook lines: all events of a print of the built-in file (about 160).
+// A hook that ends after 1024 newer events prints without the seq.
+const maxDemoSeqs = 1024
+
 type demoOptions struct {
 	file        string
 	config      string
@@ -64,8 +69,13 @@ type demoRun struct {
 	printer string
 
 	// mu guards everything below and serialises output lines.
-	mu        sync.Mutex
-	counts    map[string]int
+	mu     sync.Mutex
+	counts map[string]int
+	// seqs maps the ids of the latest events to their seq, so a hook
+	// result, which carries the event id, can name the seq that the
+	// event's line showed. idOrder bounds it to maxDemoSeqs ids.
+	seqs      map[string]uint64
+	idOrder   []string
 	hooksOK   int
 	hooksFail int
 	lastSeq   uint64
@@ -98,17 +108,34 @@ func loadDemoConfig(path string) (string, *hooks.Config, []hooks.Problem, error)
 	return path, cfg, problems, nil
 }
 
+// reportDemoProblems prints the warnings of the hook config and returns
+// an error that lists its errors, if any. The demo runs only a config
+// without errors, so that every hook the file defines takes part.
+func reportDemoProblems(stdout io.Writer, configName string, problems []hooks.Problem) error {
+	var errorLines []string
+	for _, p := range problems {
+		if p.Severity == hooks.SeverityError {
+			errorLines = append(errorLines, p.String())
+			continue
+		}
+		fmt.Fprintln(stdout, "config:", p.String())
+	}
+	if len(errorLines) == 0 {
+		return nil
+	}
+	return fmt.Errorf("hook config %s has %s, so the demo does not start:\n  %s\n"+
+		"Fix them and run 'printbridge check-config %s' to check the file again. Outside the demo, %s",
+		configName, count(len(errorLines), "error"), strings.Join(errorLines, "\n  "), configName, workerVerdict(problems))
+}
+
 func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
 	started := time.Now()
 	configName, cfg, problems, err := loadDemoConfig(o.config)
 	if err != nil {
 		return err
 	}
-	for _, p := range problems {
-		fmt.Fprintln(stdout, "config:", p.String())
-	}
-	if hooks.HasErrors(problems) {
-		return fmt.Errorf("hook config %s has errors", configName)
+	if err := reportDemoProblems(stdout, configName, problems); err != nil {
+		return err
 	}
 	jobName, gcode := deploy.DemoGcodeName, deploy.DemoGcode
 	if o.file != "" {
@@ -156,9 +183,14 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	}()
 
 	fmt.Fprintf(stdout, "printbridge demo: NATS %s, MQTT %s, virtual printer %s\n", emb.NATSURL(), emb.MQTTURL(), vp.Path())
-	fmt.Fprintf(stdout, "printing %s (%d bytes) with the hooks of %s\n\n", jobName, len(gcode), configName)
+	fmt.Fprintf(stdout, "printing %s (%d bytes) with the hooks of %s\n", jobName, len(gcode), configName)
+	limit := cfg.Settings.MaxConcurrentHooks
+	if limit <= 0 {
+		limit = hooks.DefaultMaxConcurrentHooks
+	}
+	fmt.Fprintf(stdout, "each hook line names its event's #seq and prints when the hook ends; up to %d system hooks run at once, so hook lines can come out of event order\n\n", limit)
 
-	run := &demoRun{out: stdout, start: started, printer: demoPrinter, counts: map[string]int{},
+	run := &demoRun{out: stdout, start: started, printer: demoPrinter, counts: map[string]int{}, seqs: map[string]uint64{},
 		finished: make(chan string, 1), connected: make(chan struct{})}
 
 	// 3. The worker, on NATS. Its events come from the edge's MQTT
@@ -237,6 +269,9 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 		fmt.Fprintf(stdout, "  NATS  %s   nats sub -s %s 'printbridge.>'\n", emb.NATSURL(), emb.NATSURL())
 		fmt.Fprintf(stdout, "  send: mosquitto_pub -h 127.0.0.1 -p %s -t printbridge/%s/command/gcode -m '{\"id\":\"g1\",\"commands\":[\"M105\"]}'\n",
 			portOf(emb.MQTTURL()), demoPrinter)
+		fmt.Fprintf(stdout, "  files: the files folder %s is temporary and holds only %s; send any other file before a job command names it:\n", filesDir, jobName)
+		fmt.Fprintf(stdout, "    mosquitto_pub -h 127.0.0.1 -p %s -t printbridge/%s/command/file -m '{\"id\":\"f1\",\"action\":\"add\",\"path\":\"hello.gcode\",\"data\":\"G28\\nM117 hello\\n\",\"print\":true}'\n",
+			portOf(emb.MQTTURL()), demoPrinter)
 		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
 		<-ctx.Done()
 	}
@@ -284,6 +319,7 @@ func (d *demoRun) onEvent(m bridge.EventMessage) {
 	d.mu.Lock()
 	d.counts[env.Event]++
 	d.lastSeq = env.Seq
+	d.rememberSeq(env.ID, env.Seq)
 	elapsed := time.Since(d.start).Seconds()
 	fmt.Fprintf(d.out, "%7.2fs  #%-4d %-20s %s\n", elapsed, env.Seq, env.Event, describePayload(env.Payload))
 	d.mu.Unlock()
@@ -328,8 +364,27 @@ func (d *demoRun) onResult(r hooks.Result) {
 	if out != "" {
 		out = " -> " + out
 	}
-	fmt.Fprintf(d.out, "%7.2fs        hook %q (%s) on %s: %s in %s%s\n", time.Since(d.start).Seconds(), r.Hook, r.Type, r.Event,
+	// The demo's own subscription can get an event after the worker's
+	// did, so a hook may end before its event's seq is known.
+	event := r.Event
+	if seq, ok := d.seqs[r.EventID]; ok {
+		event = fmt.Sprintf("#%d %s", seq, r.Event)
+	}
+	fmt.Fprintf(d.out, "%7.2fs        hook %q (%s) on %s: %s in %s%s\n", time.Since(d.start).Seconds(), r.Hook, r.Type, event,
 		status, r.Duration.Round(time.Millisecond), out)
+}
+
+// rememberSeq records the seq of event id; d.mu must be held.
+func (d *demoRun) rememberSeq(id string, seq uint64) {
+	if _, ok := d.seqs[id]; ok {
+		return
+	}
+	d.seqs[id] = seq
+	d.idOrder = append(d.idOrder, id)
+	if len(d.idOrder) > maxDemoSeqs {
+		delete(d.seqs, d.idOrder[0])
+		d.idOrder = d.idOrder[1:]
+	}
 }
 
 func (d *demoRun) summary(outcome string, executed []string) {
@@ -347,7 +402,7 @@ func (d *demoRun) summary(outcome string, executed []string) {
 	for _, name := range names {
 		fmt.Fprintf(d.out, "    %-22s %d\n", name, d.counts[name])
 	}
-	fmt.Fprintf(d.out, "  hooks run: %d ok, %d failed\n", d.hooksOK, d.hooksFail)
+	fmt.Fprintf(d.out, "  hooks run: %d ok, %d failed (listed above in the order they ended)\n", d.hooksOK, d.hooksFail)
 	fmt.Fprintf(d.out, "  G-code lines executed by the virtual printer: %d\n", len(executed))
 }
 

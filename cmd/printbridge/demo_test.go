@@ -37,6 +37,28 @@ func TestDemoPrintsOutsideCheckout(t *testing.T) {
 		t.Errorf("demo output has no PrintDone count of 1:\n%s", text)
 	}
 
+	if !strings.Contains(text, "each hook line names its event's #seq and prints when the hook ends; up to 4 system hooks run at once") {
+		t.Errorf("demo output does not say that hook lines print as hooks end:\n%s", text)
+	}
+	// A hook line names its event's seq unless the hook ended before the
+	// demo's own subscription got the event, which is rare.
+	hookLine := regexp.MustCompile(`^ +[0-9.]+s +hook "[^"]+" \((system|gcode)\) on (#\d+ )?\w+: `)
+	var hookLines, withSeq int
+	for _, line := range matchingLines(text, `hook "`) {
+		m := hookLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("hook line %q does not have the expected form", line)
+			continue
+		}
+		hookLines++
+		if m[2] != "" {
+			withSeq++
+		}
+	}
+	if withSeq == 0 || withSeq < hookLines/2 {
+		t.Errorf("%d of %d hook lines name their event's seq, want most:\n%s", withSeq, hookLines, text)
+	}
+
 	hooks := regexp.MustCompile(`hooks run: (\d+) ok, (\d+) failed`).FindStringSubmatch(text)
 	if hooks == nil {
 		t.Fatalf("demo output has no hook summary:\n%s", text)
@@ -46,5 +68,36 @@ func TestDemoPrintsOutsideCheckout(t *testing.T) {
 	}
 	if hooks[2] != "0" {
 		t.Errorf("%s hooks failed:\n%s", hooks[2], text)
+	}
+}
+
+func TestDemoListsConfigErrors(t *testing.T) {
+	file := writeWorkerConfig(t, t.TempDir(), `events:
+  subscriptions:
+  - {name: ok, event: PrintDone, type: system, shell: false, command: "true"}
+  - {name: no type, event: PrintDone, command: "true"}
+  - {name: no command, event: PrintStarted, type: system}
+  - {name: typo, event: printdone, type: system, shell: false, command: "true"}
+`)
+	code, stdout, stderr := runCLI(t, "demo", "--config", file)
+	if code != 1 {
+		t.Fatalf("demo with config errors exited %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"hook config " + file + " has 2 errors, so the demo does not start:\n",
+		"\n  " + file + `:4:5: error: missing type`,
+		"\n  " + file + `:5:5: error: missing command`,
+		"Fix them and run 'printbridge check-config " + file + "' to check the file again.",
+		"Outside the demo, the worker starts and skips the entries with errors",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if lines := matchingLines(stdout, "config: "+file+":6:", `warning: unknown event "printdone"`); len(lines) != 1 {
+		t.Errorf("stdout lines with the warning about printdone = %q, want one:\n%s", lines, stdout)
+	}
+	if strings.Contains(stdout, "printbridge demo: NATS") {
+		t.Errorf("the demo started its components despite the errors:\n%s", stdout)
 	}
 }

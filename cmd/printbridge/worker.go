@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,16 +54,78 @@ func (s *optionalString) Set(v string) error {
 	return nil
 }
 
+// boundedInt is an integer flag that rejects values outside [min, max]
+// when it is set, so a bad value from the command line or from a
+// PRINTBRIDGE_ variable is reported with the flag or variable that gave
+// it. It records whether it was given, so that a flag without a default
+// of its own can leave the config file's setting in place. max 0 means
+// no upper bound.
+type boundedInt struct {
+	value    int
+	min, max int
+	set      bool
+}
+
+func (b *boundedInt) String() string {
+	if b == nil {
+		return "0"
+	}
+	return strconv.Itoa(b.value)
+}
+
+func (b *boundedInt) Set(v string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	if n < b.min || (b.max > 0 && n > b.max) {
+		if b.max > 0 {
+			return fmt.Errorf("give %d to %d", b.min, b.max)
+		}
+		return fmt.Errorf("give %d or more", b.min)
+	}
+	b.value, b.set = n, true
+	return nil
+}
+
+// boundedDuration is a duration flag that rejects negative values, and
+// zero unless zeroAllowed, when it is set. Like boundedInt it records
+// whether it was given.
+type boundedDuration struct {
+	value       time.Duration
+	zeroAllowed bool
+	set         bool
+}
+
+func (b *boundedDuration) String() string {
+	if b == nil || (!b.set && b.value == 0) {
+		return ""
+	}
+	return b.value.String()
+}
+
+func (b *boundedDuration) Set(v string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	switch {
+	case b.zeroAllowed && (err != nil || d < 0):
+		return errors.New("give a duration such as 90s, or 0 for none")
+	case !b.zeroAllowed && (err != nil || d <= 0):
+		return errors.New("give a positive duration such as 24h")
+	}
+	b.value, b.set = d, true
+	return nil
+}
+
 // workerOptions are the worker's flags. Empty values leave the setting of
 // the config file's printbridge: section in place.
 type workerOptions struct {
 	config             string
 	printers           listFlag
 	group              string
-	hookTimeout        string
-	maxConcurrentHooks int
-	maxInFlight        int
-	natsMaxPending     int
+	hookTimeout        boundedDuration
+	maxConcurrentHooks boundedInt
+	maxInFlight        boundedInt
+	natsMaxPending     boundedInt
 	metricsListen      optionalString
 	logFormat          string
 	logLevel           string
@@ -71,7 +134,7 @@ type workerOptions struct {
 	mqttPersistent     bool
 	seenStore          string
 	seenBucket         string
-	seenTTL            time.Duration
+	seenTTL            boundedDuration
 	bus                busOptions
 }
 
@@ -101,10 +164,14 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks to run (required; or PRINTBRIDGE_CONFIG); its printbridge: section holds the worker's settings, and SIGHUP reloads it")
 	fs.Var(&o.printers, "printer", "printer id to serve, repeatable or comma-separated (default: the config's printbridge.printers, else all printers)")
 	fs.StringVar(&o.group, "group", "", "name under which workers share the events: NATS queue group, MQTT shared subscription, or JetStream consumer name; with the same --printer list on every worker and --max-in-flight 1, JetStream keeps each printer's order across workers (docs/delivery.md) (default: printbridge.group, else none)")
-	fs.StringVar(&o.hookTimeout, "hook-timeout", "", "maximum run time of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
-	fs.IntVar(&o.maxConcurrentHooks, "max-concurrent-hooks", 0, "system hooks running at once (default: printbridge.max_concurrent_hooks, else 4)")
-	fs.IntVar(&o.maxInFlight, "max-in-flight", defaultMaxInFlight, "events handed to the worker before their hooks have ended and they are acknowledged: the MaxAckPending of a JetStream consumer (one per printer with --printer, else one for all printers), shared by the workers of a group; 1 keeps each printer's order across workers and after a worker is killed (docs/delivery.md). On MQTT the broker's max_inflight_messages sets this limit")
-	fs.IntVar(&o.natsMaxPending, "nats-max-pending", defaultNATSMaxPending, "events the NATS client holds for the worker while it falls behind, without --jetstream (and at most 8 MiB of them); beyond that the client drops events, which are counted in printbridge_worker_events_dropped_by_client_total and logged, and core NATS does not deliver them again")
+	o.hookTimeout = boundedDuration{zeroAllowed: true}
+	fs.Var(&o.hookTimeout, "hook-timeout", "maximum run time (a `duration`) of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
+	o.maxConcurrentHooks = boundedInt{min: 1}
+	o.maxInFlight = boundedInt{value: defaultMaxInFlight, min: 1, max: hooks.DefaultQueueSize}
+	o.natsMaxPending = boundedInt{value: defaultNATSMaxPending, min: 1}
+	fs.Var(&o.maxConcurrentHooks, "max-concurrent-hooks", "`number` of system hooks running at once, 1 or more (default: printbridge.max_concurrent_hooks, else 4)")
+	fs.Var(&o.maxInFlight, "max-in-flight", "`number` of events handed to the worker before their hooks have ended and they are acknowledged: the MaxAckPending of a JetStream consumer (one per printer with --printer, else one for all printers), shared by the workers of a group; 1 keeps each printer's order across workers and after a worker is killed (docs/delivery.md). On MQTT the broker's max_inflight_messages sets this limit")
+	fs.Var(&o.natsMaxPending, "nats-max-pending", "`number` of events the NATS client holds for the worker while it falls behind, without --jetstream (and at most 8 MiB of them); beyond that the client drops events, which are counted in printbridge_worker_events_dropped_by_client_total and logged, and core NATS does not deliver them again")
 	fs.Var(&o.metricsListen, "metrics-listen", "`address` of the Prometheus /metrics endpoint, host:port; empty disables it (default: printbridge.metrics_listen, else "+hooks.DefaultMetricsListen+")")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format, text or json (default: printbridge.log_format, else text)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (default: printbridge.log_level, else info)")
@@ -113,7 +180,8 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(defaultDataDir(), "worker"), "folder for the worker's state: the recent event ids and the markers of started hooks, so a redelivery after a restart runs no hook twice; empty keeps the ids in memory only")
 	fs.StringVar(&o.seenStore, "seen-store", seenStoreAuto, "where the worker keeps the ids of handled events: kv (a JetStream key-value bucket that workers share, so two workers never both run an event's hooks; needs --nats and --jetstream), file (the --data-dir of this worker), or auto (kv with --jetstream, else file)")
 	fs.StringVar(&o.seenBucket, "seen-bucket", hooks.DefaultSeenBucket, "JetStream key-value `bucket` of --seen-store kv; workers that share it run each event's hooks once between them. Created at start when missing")
-	fs.DurationVar(&o.seenTTL, "seen-ttl", hooks.DefaultSeenTTL, "how long the --seen-store kv bucket keeps an event id after its last write, such as 24h; applies only when the worker creates the bucket")
+	o.seenTTL = boundedDuration{value: hooks.DefaultSeenTTL}
+	fs.Var(&o.seenTTL, "seen-ttl", "how long (a `duration`) the --seen-store kv bucket keeps an event id after its last write, such as 24h; applies only when the worker creates the bucket")
 	o.bus.register(fs)
 	// An empty base topic means "not given", so the config file's
 	// printbridge.base_topic can apply.
@@ -146,24 +214,11 @@ func (o *workerOptions) apply(s *hooks.Settings) error {
 	if o.group != "" {
 		s.Group = o.group
 	}
-	if o.hookTimeout != "" {
-		d, err := time.ParseDuration(o.hookTimeout)
-		if err != nil || d < 0 {
-			return fmt.Errorf("invalid --hook-timeout %q: give a duration such as 90s, or 0 for none", o.hookTimeout)
-		}
-		s.HookTimeout = d
+	if o.hookTimeout.set {
+		s.HookTimeout = o.hookTimeout.value
 	}
-	if o.maxConcurrentHooks < 0 {
-		return fmt.Errorf("invalid --max-concurrent-hooks %d: give 1 or more", o.maxConcurrentHooks)
-	}
-	if o.maxInFlight < 1 || o.maxInFlight > hooks.DefaultQueueSize {
-		return fmt.Errorf("invalid --max-in-flight %d: give 1 to %d", o.maxInFlight, hooks.DefaultQueueSize)
-	}
-	if o.natsMaxPending < 1 {
-		return fmt.Errorf("invalid --nats-max-pending %d: give 1 or more events", o.natsMaxPending)
-	}
-	if o.maxConcurrentHooks > 0 {
-		s.MaxConcurrentHooks = o.maxConcurrentHooks
+	if o.maxConcurrentHooks.set {
+		s.MaxConcurrentHooks = o.maxConcurrentHooks.value
 	}
 	if o.metricsListen.set {
 		s.MetricsListen = o.metricsListen.value
@@ -186,8 +241,8 @@ func (o *workerOptions) overridingFlag(key string) string {
 		"printbridge.base_topic":           o.bus.baseTopic != "",
 		"printbridge.printers":             len(o.printers) > 0,
 		"printbridge.group":                o.group != "",
-		"printbridge.hook_timeout":         o.hookTimeout != "",
-		"printbridge.max_concurrent_hooks": o.maxConcurrentHooks > 0,
+		"printbridge.hook_timeout":         o.hookTimeout.set,
+		"printbridge.max_concurrent_hooks": o.maxConcurrentHooks.set,
 		"printbridge.metrics_listen":       o.metricsListen.set,
 		"printbridge.log_format":           o.logFormat != "",
 		"printbridge.log_level":            o.logLevel != "",
@@ -275,8 +330,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	busOpts := o.bus
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
-	busOpts.maxAckPending = o.maxInFlight
-	busOpts.eventPendingMessages, busOpts.eventPendingBytes = o.natsMaxPending, natsMaxPendingBytes
+	busOpts.maxAckPending = o.maxInFlight.value
+	busOpts.eventPendingMessages, busOpts.eventPendingBytes = o.natsMaxPending.value, natsMaxPendingBytes
 	busOpts.onEventsDropped = metrics.AddClientDropped
 	if o.mqttClientID != "" || o.mqttPersistent {
 		// A persistent session is only found again under the same id, so
@@ -290,6 +345,16 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	store, err := o.resolveSeenStore(busOpts.natsURL != "" && busOpts.jetStream)
 	if err != nil {
 		return err
+	}
+	var seenLock *hooks.SeenFileLock
+	if store == seenStoreFile && o.dataDir != "" {
+		// Taken before the broker connection, so a second worker with the
+		// same --data-dir stops at once instead of after connecting.
+		seenLock, err = hooks.LockSeenFile(filepath.Join(o.dataDir, "seen-events"))
+		if err != nil {
+			return err
+		}
+		defer seenLock.Close()
 	}
 	bus, natsBus, err := connectWorkerBus(ctx, busOpts, log)
 	if err != nil {
@@ -307,7 +372,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workerOpts := []hooks.Option{hooks.WithMetrics(metrics), hooks.WithLogLevel(level)}
 	switch {
 	case store == seenStoreKV:
-		kv, err := openSeenBucket(ctx, natsBus, o.seenBucket, o.seenTTL, log)
+		kv, err := openSeenBucket(ctx, natsBus, o.seenBucket, o.seenTTL.value, log)
 		if err != nil {
 			return err
 		}
@@ -318,16 +383,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			workerOpts = append(workerOpts, hooks.WithHookMarkerDir(filepath.Join(o.dataDir, "hook-starts")))
 		}
 		log.Info("keeping handled event ids in a JetStream key-value bucket", "seen_store", store, "bucket", o.seenBucket)
-	case o.dataDir != "":
-		path := filepath.Join(o.dataDir, "seen-events")
-		workerOpts = append(workerOpts, hooks.WithSeenFile(path))
-		log.Info("keeping handled event ids in a file", "seen_store", store, "path", path)
+	case seenLock != nil:
+		workerOpts = append(workerOpts, hooks.WithSeenFileLock(seenLock))
+		log.Info("keeping handled event ids in a file", "seen_store", store, "path", filepath.Join(o.dataDir, "seen-events"))
 	default:
 		log.Info("keeping handled event ids in memory only, because --data-dir is empty", "seen_store", store)
 	}
 	if group := cfg.Settings.Group; group != "" {
 		order := groupOrder(busOpts.mqttURL != "", busOpts.natsURL != "" && busOpts.jetStream,
-			len(cfg.Settings.Printers) > 0, o.maxInFlight)
+			len(cfg.Settings.Printers) > 0, o.maxInFlight.value)
 		log.Info("sharing events with the other workers of the group", "group", group, "order_across_workers", order)
 	}
 	w := hooks.NewWorker(cfg, bus, log, workerOpts...)

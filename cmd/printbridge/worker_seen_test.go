@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -147,5 +148,41 @@ func TestWorkerKilledMidHookRunsOnce(t *testing.T) {
 		if err := p.Stop(); err != nil {
 			t.Errorf("%s exited with %v after SIGTERM", p.name, err)
 		}
+	}
+}
+
+// TestWorkerSeenLockBeforeConnect starts a second worker with the data
+// folder of a running one and a broker address where nothing listens.
+// Before any broker work the second one must stop on the lock, because
+// its broker connection would be retried until the context ends.
+func TestWorkerSeenLockBeforeConnect(t *testing.T) {
+	emb := brokertest.StartNATS(t, false, false)
+	dataDir := t.TempDir()
+	cfg := writeWorkerConfig(t, t.TempDir(), "events:\n  subscriptions: []\n")
+	first := startWorker(t, "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "", "--data-dir", dataDir)
+
+	closed := fmt.Sprintf("127.0.0.1:%d", brokertest.FreePort(t))
+	for _, broker := range [][]string{{"--nats", "nats://" + closed}, {"--mqtt", "tcp://" + closed}} {
+		ctx, cancel := context.WithTimeout(context.Background(), workerWait)
+		logs := &syncBuffer{}
+		args := append([]string{"--config", cfg, "--metrics-listen", "", "--data-dir", dataDir}, broker...)
+		err := runWorker(ctx, args, io.Discard, logs)
+		timedOut := ctx.Err() != nil
+		cancel()
+		want := "seen-events file " + filepath.Join(dataDir, "seen-events") + " is in use by another worker on this host; give each worker its own --data-dir"
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: second worker returned %v, want %q", broker[0], err, want)
+		}
+		if timedOut {
+			t.Errorf("%s: the second worker ran until its context ended instead of stopping on the lock", broker[0])
+		}
+		if lines := matchingLines(logs.String(), "connect"); len(lines) != 0 {
+			t.Errorf("%s: the second worker tried the broker before the lock: %q", broker[0], lines)
+		}
+	}
+
+	// The running worker keeps its file.
+	if lines := first.lines("in use"); len(lines) != 0 {
+		t.Errorf("the first worker logged %q", lines)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/hooks"
 )
 
 // workerWait bounds every wait for the worker in these tests.
@@ -332,15 +333,49 @@ func TestWorkerNeedsConfig(t *testing.T) {
 	}
 }
 
-func TestWorkerRejectsInvalidMaxPending(t *testing.T) {
+func TestWorkerRejectsInvalidNumbers(t *testing.T) {
 	cfg := writeWorkerConfig(t, t.TempDir(), overrideConfig)
-	code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "",
-		"--nats-max-pending", "0")
-	if code != 1 {
-		t.Errorf("worker with --nats-max-pending 0 exited %d, want 1", code)
+	inFlightRange := fmt.Sprintf("give 1 to %d", hooks.DefaultQueueSize)
+	cases := []struct {
+		flag, value, want string
+	}{
+		{"max-concurrent-hooks", "0", "give 1 or more"},
+		{"max-concurrent-hooks", "-5", "give 1 or more"},
+		{"max-concurrent-hooks", "four", "want a whole number"},
+		{"max-in-flight", "0", inFlightRange},
+		{"max-in-flight", strconv.Itoa(hooks.DefaultQueueSize + 1), inFlightRange},
+		{"nats-max-pending", "0", "give 1 or more"},
+		{"nats-max-pending", "-1", "give 1 or more"},
+		{"hook-timeout", "-1s", "give a duration such as 90s, or 0 for none"},
+		{"hook-timeout", "soon", "give a duration such as 90s, or 0 for none"},
+		{"seen-ttl", "0s", "give a positive duration such as 24h"},
+		{"seen-ttl", "-1h", "give a positive duration such as 24h"},
 	}
-	if !strings.Contains(stderr, "invalid --nats-max-pending 0") {
-		t.Errorf("worker with --nats-max-pending 0 wrote %q, want it to name the flag and value", stderr)
+	for _, c := range cases {
+		t.Run(c.flag+"="+c.value, func(t *testing.T) {
+			// The flag on the command line: a usage error.
+			code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1",
+				"--metrics-listen", "", "--"+c.flag, c.value)
+			if code != 2 {
+				t.Errorf("--%s %s: exit code %d, want 2", c.flag, c.value, code)
+			}
+			want := fmt.Sprintf("invalid value %q for flag -%s: %s", c.value, c.flag, c.want)
+			if !strings.Contains(stderr, want) {
+				t.Errorf("--%s %s wrote %q, want %q", c.flag, c.value, stderr, want)
+			}
+
+			// The same value from the environment.
+			env := "PRINTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(c.flag, "-", "_"))
+			t.Setenv(env, c.value)
+			code, _, stderr = runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "")
+			if code != 1 {
+				t.Errorf("%s=%s: exit code %d, want 1", env, c.value, code)
+			}
+			want = fmt.Sprintf("invalid value %q in %s: %s", c.value, env, c.want)
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s=%s wrote %q, want %q", env, c.value, stderr, want)
+			}
+		})
 	}
 }
 
@@ -458,6 +493,7 @@ func TestWorkerMetricsEndpoint(t *testing.T) {
 		"printbridge_worker_queue_depth":                    0,
 		"printbridge_worker_subscriptions":                  5,
 		"printbridge_worker_config_last_reload_successful":  1,
+		"printbridge_worker_config_entries_skipped":         0,
 	} {
 		if v := metricSample(families, name, nil); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)
@@ -473,6 +509,91 @@ func TestWorkerMetricsEndpoint(t *testing.T) {
 		if _, ok := families[name]; !ok {
 			t.Errorf("%s missing: the Go and process collectors are not registered", name)
 		}
+	}
+}
+
+func TestWorkerMetricsCountSkippedEntries(t *testing.T) {
+	bin := buildPrintbridge(t)
+	emb := brokertest.StartNATS(t, false, false)
+	dir := t.TempDir()
+	// Two entries with errors, one disabled entry (skipped without an
+	// error, so not counted) and one good entry.
+	cfg := writeWorkerConfig(t, dir, `events:
+  subscriptions:
+  - {name: good, event: PrintDone, type: system, shell: false, command: "true"}
+  - {name: no type, event: PrintDone, command: "true"}
+  - {name: no command, event: PrintDone, type: system}
+  - {name: off, event: PrintDone, type: system, shell: false, command: "true", enabled: false}
+`)
+	logs := &syncBuffer{}
+	cmd := exec.Command(bin, "worker", "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("worker log:\n%s", logs.String())
+		}
+	})
+	waitFor(t, "worker started", workerWait, func() bool { return strings.Contains(logs.String(), "worker started") })
+	m := metricsAddress.FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", logs.String())
+	}
+	url := "http://" + m[1] + "/metrics"
+	gauges := func() (skipped, reloadOK, subscriptions float64) {
+		families := scrapeMetricFamilies(t, url)
+		return metricSample(families, "printbridge_worker_config_entries_skipped", nil),
+			metricSample(families, "printbridge_worker_config_last_reload_successful", nil),
+			metricSample(families, "printbridge_worker_subscriptions", nil)
+	}
+	hup := func(wantLine string) {
+		t.Helper()
+		n := len(matchingLines(logs.String(), wantLine))
+		if err := syscall.Kill(cmd.Process.Pid, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, wantLine, workerWait, func() bool { return len(matchingLines(logs.String(), wantLine)) > n })
+	}
+
+	skipped, reloadOK, subscriptions := gauges()
+	if skipped != 2 {
+		t.Errorf("entries_skipped at start = %v, want 2", skipped)
+	}
+	if reloadOK != 1 {
+		t.Errorf("last_reload_successful at start = %v, want 1", reloadOK)
+	}
+	if subscriptions != 1 {
+		t.Errorf("subscriptions at start = %v, want 1", subscriptions)
+	}
+
+	// A reload that fails keeps the running config, so its count stays.
+	writeWorkerConfig(t, dir, "events:\n  subscriptions:\n  - {event: PrintDone, command: \"true\"}\n")
+	hup("config reload failed")
+	skipped, reloadOK, _ = gauges()
+	if skipped != 2 {
+		t.Errorf("entries_skipped after a failed reload = %v, want 2 of the running config", skipped)
+	}
+	if reloadOK != 0 {
+		t.Errorf("last_reload_successful after a failed reload = %v, want 0", reloadOK)
+	}
+
+	writeWorkerConfig(t, dir, "events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: \"true\"}\n")
+	hup("config reloaded")
+	skipped, reloadOK, subscriptions = gauges()
+	if skipped != 0 {
+		t.Errorf("entries_skipped after a good reload = %v, want 0", skipped)
+	}
+	if reloadOK != 1 {
+		t.Errorf("last_reload_successful after a good reload = %v, want 1", reloadOK)
+	}
+	if subscriptions != 1 {
+		t.Errorf("subscriptions after a good reload = %v, want 1", subscriptions)
 	}
 }
 
