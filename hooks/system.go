@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -329,6 +330,32 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
 	return len(p), nil
+}
+
+// tailReadSize is the size of the chunks that ReadFrom reads: one page
+// of a pipe.
+const tailReadSize = 4096
+
+// ReadFrom writes what it reads from r to t until r ends. os/exec copies
+// a command's output pipe with io.Copy, which calls ReadFrom in place of
+// allocating a 32 KiB buffer of its own for every command. A worker that
+// runs a system hook for many events would allocate one per command.
+func (t *tailBuffer) ReadFrom(r io.Reader) (int64, error) {
+	chunk := make([]byte, tailReadSize)
+	var total int64
+	for {
+		n, err := r.Read(chunk)
+		if n > 0 {
+			t.Write(chunk[:n])
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // String returns the kept bytes, starting at a whole UTF-8 character.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -287,5 +289,35 @@ func TestBackgroundChildDoesNotHoldRun(t *testing.T) {
 	}
 	if len(results) != 1 || results[0].ExitCode != 0 {
 		t.Errorf("results = %+v, want exit code 0", results)
+	}
+}
+
+func TestTailBufferReadFromKeepsEnd(t *testing.T) {
+	text := strings.Repeat("0123456789", 1000)
+	tail := newTailBuffer(DefaultOutputLimit)
+	n, err := tail.ReadFrom(iotest.HalfReader(strings.NewReader(text)))
+	if err != nil {
+		t.Fatalf("ReadFrom: %v", err)
+	}
+	if n != int64(len(text)) {
+		t.Errorf("ReadFrom read %d bytes, expected %d", n, len(text))
+	}
+	if got, expected := tail.String(), text[len(text)-DefaultOutputLimit:]; got != expected {
+		t.Errorf("tail is %d bytes ending in %q, expected the last %d bytes of the input", len(got), got[max(0, len(got)-10):], len(expected))
+	}
+}
+
+func TestTailBufferReadFromReturnsReadError(t *testing.T) {
+	failure := errors.New("pipe failed")
+	tail := newTailBuffer(DefaultOutputLimit)
+	n, err := tail.ReadFrom(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(failure)))
+	if !errors.Is(err, failure) {
+		t.Errorf("ReadFrom error is %v, expected %v", err, failure)
+	}
+	if n != 3 {
+		t.Errorf("ReadFrom read %d bytes, expected 3", n)
+	}
+	if got := tail.String(); got != "abc" {
+		t.Errorf("tail is %q, expected abc", got)
 	}
 }

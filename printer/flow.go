@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // Flow control modes (Config.Flow).
@@ -137,23 +139,25 @@ func (s *session) windowBehind(text string) (int, bool) {
 
 // staticCodes only set or report state: no motion, no wait, no tool
 // change and no SD print start.
-var staticCodes = map[string]bool{
-	"G20": true, "G21": true, "G90": true, "G91": true, "G92": true,
-	"M17": true, "M18": true, "M84": true, "M82": true, "M83": true,
-	"M104": true, "M140": true, "M141": true, "M105": true, "M114": true, "M115": true,
-	"M154": true, "M155": true, "M106": true, "M107": true, "M73": true, "M117": true, "M118": true,
-	"M201": true, "M203": true, "M204": true, "M205": true, "M220": true, "M221": true,
-	"M300": true, "M486": true, "M555": true, "M569": true, "M900": true, "M907": true,
-}
+var staticCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{
+		"G20": true, "G21": true, "G90": true, "G91": true, "G92": true,
+		"M17": true, "M18": true, "M84": true, "M82": true, "M83": true,
+		"M104": true, "M140": true, "M141": true, "M105": true, "M114": true, "M115": true,
+		"M154": true, "M155": true, "M106": true, "M107": true, "M73": true, "M117": true, "M118": true,
+		"M201": true, "M203": true, "M204": true, "M205": true, "M220": true, "M221": true,
+		"M300": true, "M486": true, "M555": true, "M569": true, "M900": true, "M907": true,
+	}
+}}
 
 // staticLine reports whether text may follow a wait that M108 ends. It
 // is a list of codes known to be static rather than a list of codes
 // that move, so a firmware's own moving codes stop the window too.
 func staticLine(text string) bool {
-	return staticCodes[CodeOf(strings.ToUpper(text))]
+	return staticCodes.Get()[CodeOf(strings.ToUpper(text))]
 }
 
-var advancedOKPattern = lazyRegexp(`^ok\s+(?:N(\d+)\s+)?P(\d+)\s+B(\d+)`)
+var advancedOKPattern = lazy.Regexp{Expr: `^ok\s+(?:N(\d+)\s+)?P(\d+)\s+B(\d+)`}
 
 func (s *session) handleOK(line string, now time.Time) {
 	s.lastProgress = now
@@ -173,7 +177,7 @@ func (s *session) handleOK(line string, now time.Time) {
 		return
 	}
 	acked := 1
-	if m := advancedOKPattern().FindStringSubmatch(line); m != nil {
+	if m := advancedOKPattern.Get().FindStringSubmatch(line); m != nil {
 		if !s.advancedOK {
 			s.log.Info("firmware sends ADVANCED_OK; windowed sending uses its buffer counts")
 		}
@@ -238,7 +242,7 @@ func (s *session) ackHead(line string, now time.Time, withReport bool) {
 	if f := s.p.metrics.OKLatency; f != nil {
 		f(now.Sub(head.sentAt))
 	}
-	if withReport && len(line) > 2 && !advancedOKPattern().MatchString(line) {
+	if withReport && len(line) > 2 && !advancedOKPattern.Get().MatchString(line) {
 		if head.owner != nil {
 			head.owner.addReply(line)
 		}
@@ -605,7 +609,9 @@ func (s *session) probeResendStyle() {
 // displayCodes carry free text that old firmwares misparse: Creality's
 // splits a command at each ':' and some take the first '*' as the start
 // of the checksum, so the same line is rejected every time.
-var displayCodes = map[string]bool{"M117": true, "M118": true}
+var displayCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"M117": true, "M118": true}
+}}
 
 // sanitizeRejected rewrites a display line that the firmware rejected
 // twice in a row: its text loses ':', '*' and ';', and the next resend
@@ -613,7 +619,7 @@ var displayCodes = map[string]bool{"M117": true, "M118": true}
 // motion line is left alone and ends in the resend loop error.
 func (s *session) sanitizeRejected(n int) {
 	h, ok := s.history[n]
-	if !ok || !displayCodes[CodeOf(h.text)] {
+	if !ok || !displayCodes.Get()[CodeOf(h.text)] {
 		return
 	}
 	clean := strings.Map(func(r rune) rune {

@@ -294,7 +294,7 @@ func (s *session) nextJobLine() bool {
 	// OctoPrint's pausingCommands: M0, M1 and M25 in the file pause the
 	// print; M0 and M1 are also blocked by default, so they pause without
 	// reaching the firmware.
-	pauses := pausingCodes[code]
+	pauses := pausingCodes.Get()[code]
 	if s.suppress(cmd) {
 		j.pending = ""
 		j.lines++

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // LineReader splits a serial byte stream into lines. It splits on LF,
@@ -130,17 +132,17 @@ func stripEscapedComment(line string) string {
 	return sb.String()
 }
 
-var codePattern = lazyRegexp(`^([GM])(\d+)(\.\d+)?`)
-var toolPattern = lazyRegexp(`^T(\d+)`)
+var codePattern = lazy.Regexp{Expr: `^([GM])(\d+)(\.\d+)?`}
+var toolPattern = lazy.Regexp{Expr: `^T(\d+)`}
 
 // CodeOf returns the G-code of a normalized line as OctoPrint reads it:
 // the first `G<n>` or `M<n>` at the start, as written (so `G028` is not
 // `G28`), "T" for a tool change, or "" for anything else.
 func CodeOf(line string) string {
-	if m := codePattern().FindStringSubmatch(line); m != nil {
+	if m := codePattern.Get().FindStringSubmatch(line); m != nil {
 		return m[1] + m[2] + m[3]
 	}
-	if toolPattern().MatchString(line) {
+	if toolPattern.Get().MatchString(line) {
 		return "T"
 	}
 	return ""

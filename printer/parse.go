@@ -1,21 +1,11 @@
 package printer
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-)
 
-// lazyRegexp returns a function that compiles expr on its first call and
-// returns the same *regexp.Regexp from then on. Every command of the
-// printbridge binary links this package. Compiled by the package
-// initialiser, its patterns held 45 kB of heap from start-up in the
-// worker too, which parses no printer output (a heap profile of the
-// package initialisers).
-func lazyRegexp(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
+	"github.com/printbridge/printbridge/internal/lazy"
+)
 
 // Temperature is one heater reading. Target is nil when the report has
 // none.
@@ -24,7 +14,7 @@ type Temperature struct {
 	Target *float64
 }
 
-var tempToken = lazyRegexp(`(?:^|\s)(B|C|T\d*|[A-Za-z]\w*):\s*(-?\d+(?:\.\d+)?)(?:\s*/\s*(-?\d+(?:\.\d+)?))?`)
+var tempToken = lazy.Regexp{Expr: `(?:^|\s)(B|C|T\d*|[A-Za-z]\w*):\s*(-?\d+(?:\.\d+)?)(?:\s*/\s*(-?\d+(?:\.\d+)?))?`}
 
 // IsTemperatureLine reports whether line is a temperature report by
 // OctoPrint's test: a T, T0 or B token, and no `A:` (which would be the
@@ -47,7 +37,7 @@ func IsTemperatureLine(line string) bool {
 // repeats the current tool.
 func ParseTemperatures(line string) map[string]Temperature {
 	out := map[string]Temperature{}
-	for _, m := range tempToken().FindAllStringSubmatch(line, -1) {
+	for _, m := range tempToken.Get().FindAllStringSubmatch(line, -1) {
 		name := m[1]
 		if _, seen := out[name]; seen {
 			continue
@@ -83,12 +73,12 @@ type Position struct {
 
 // positionPattern accepts values glued to the next key, as old Creality
 // builds print them (`X:100.00Y:0.00Z:0.00E:0.00`).
-var positionPattern = lazyRegexp(`X:\s*(-?\d+(?:\.\d+)?)\s*Y:\s*(-?\d+(?:\.\d+)?)\s*Z:\s*(-?\d+(?:\.\d+)?)\s*E0?:\s*(-?\d+(?:\.\d+)?)`)
+var positionPattern = lazy.Regexp{Expr: `X:\s*(-?\d+(?:\.\d+)?)\s*Y:\s*(-?\d+(?:\.\d+)?)\s*Z:\s*(-?\d+(?:\.\d+)?)\s*E0?:\s*(-?\d+(?:\.\d+)?)`}
 
 // ParsePosition reads an M114-shaped report. Only the first match counts,
 // so the `Count X:` part of Marlin's reply is ignored.
 func ParsePosition(line string) (Position, bool) {
-	m := positionPattern().FindStringSubmatch(line)
+	m := positionPattern.Get().FindStringSubmatch(line)
 	if m == nil {
 		return Position{}, false
 	}
@@ -99,14 +89,14 @@ func ParsePosition(line string) (Position, bool) {
 	return Position{X: v[0], Y: v[1], Z: v[2], E: v[3]}, true
 }
 
-var firmwareKey = lazyRegexp(`(?:^|\s)([A-Z][A-Z0-9_]*):`)
+var firmwareKey = lazy.Regexp{Expr: `(?:^|\s)([A-Z][A-Z0-9_]*):`}
 
 // ParseFirmwareLine splits an M115 reply into its KEY:value pairs. Values
 // may contain spaces, colons and URLs, so a value runs up to the next
 // upper-case key.
 func ParseFirmwareLine(line string) map[string]string {
 	out := map[string]string{}
-	idx := firmwareKey().FindAllStringSubmatchIndex(line, -1)
+	idx := firmwareKey.Get().FindAllStringSubmatchIndex(line, -1)
 	for i, m := range idx {
 		key := line[m[2]:m[3]]
 		end := len(line)
@@ -130,13 +120,13 @@ func ParseCapability(line string) (name string, enabled, ok bool) {
 	return strings.ToUpper(strings.TrimSpace(parts[0])), parts[1] == "1", true
 }
 
-var resendNumber = lazyRegexp(`(?i)^(?:resend|rs)[:\s]*N?:?\s*(-?\d+)`)
+var resendNumber = lazy.Regexp{Expr: `(?i)^(?:resend|rs)[:\s]*N?:?\s*(-?\d+)`}
 
 // ParseResend reads a resend request: `Resend: 12`, `Resend:N12`,
 // `rs N:12`, `rs 12 expected checksum 109`. The number keeps its sign, so
 // a corrupt negative request is seen as such instead of as a valid line.
 func ParseResend(line string) (int, bool) {
-	m := resendNumber().FindStringSubmatch(strings.TrimSpace(line))
+	m := resendNumber.Get().FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
 		return 0, false
 	}
@@ -209,7 +199,7 @@ func ErrorFAQ(line string) string {
 	return ""
 }
 
-var zPattern = lazyRegexp(`(?:^|[^A-Za-z])[Zz]([-+]?[0-9]*\.?[0-9]+)`)
+var zPattern = lazy.Regexp{Expr: `(?:^|[^A-Za-z])[Zz]([-+]?[0-9]*\.?[0-9]+)`}
 
 // ParseZ returns the Z of a G0/G1 line by OctoPrint's rule: the line must
 // contain an upper-case Z or F, and the value is the first Z (either
@@ -218,7 +208,7 @@ func ParseZ(line string) (float64, bool) {
 	if !strings.ContainsAny(line, "ZF") {
 		return 0, false
 	}
-	m := zPattern().FindStringSubmatch(line)
+	m := zPattern.Get().FindStringSubmatch(line)
 	if m == nil {
 		return 0, false
 	}
@@ -226,11 +216,11 @@ func ParseZ(line string) (float64, bool) {
 	return z, err == nil
 }
 
-var paramPattern = lazyRegexp(`(?:^|\s)([A-Z])(-?\d*\.?\d+)`)
+var paramPattern = lazy.Regexp{Expr: `(?:^|\s)([A-Z])(-?\d*\.?\d+)`}
 
 // Param returns the numeric value of parameter letter in a G-code line.
 func Param(line string, letter byte) (float64, bool) {
-	for _, m := range paramPattern().FindAllStringSubmatch(line, -1) {
+	for _, m := range paramPattern.Get().FindAllStringSubmatch(line, -1) {
 		if m[1][0] == letter {
 			v, err := strconv.ParseFloat(m[2], 64)
 			return v, err == nil
@@ -239,15 +229,15 @@ func Param(line string, letter byte) (float64, bool) {
 	return 0, false
 }
 
-var killCausePattern = lazyRegexp(`(?i)Heating failed|Thermal Runaway|Thermal Malfunction|MAXTEMP triggered|MINTEMP triggered|Invalid extruder number|Watchdog barked|KILL caused`)
-var errorNumberPattern = lazyRegexp(`(?i)^error:\s*\d+\s*$`)
+var killCausePattern = lazy.Regexp{Expr: `(?i)Heating failed|Thermal Runaway|Thermal Malfunction|MAXTEMP triggered|MINTEMP triggered|Invalid extruder number|Watchdog barked|KILL caused`}
+var errorNumberPattern = lazy.Regexp{Expr: `(?i)^error:\s*\d+\s*$`}
 
 // ErrorContinues reports whether an error line only starts a report that
 // the next line finishes: the old `Error:0` style of min/max temperature
 // errors, and Marlin's kill causes, which name the heater on a second
 // line. OctoPrint joins the two with " - ".
 func ErrorContinues(line string) bool {
-	return errorNumberPattern().MatchString(line) || killCausePattern().MatchString(line)
+	return errorNumberPattern.Get().MatchString(line) || killCausePattern.Get().MatchString(line)
 }
 
 // JoinErrorLines joins an error line with the line that completes it.

@@ -86,8 +86,9 @@ func profileDecodeError(err error) error {
 		return err
 	}
 	problems := make([]string, 0, len(typeErr.Errors))
+	words := strings.NewReplacer(profileTypeWords...)
 	for _, e := range typeErr.Errors {
-		e = profileTypeWords.Replace(e)
+		e = words.Replace(e)
 		if line, rest, ok := strings.Cut(e, ": field "); ok {
 			if field, _, ok := strings.Cut(rest, " not found"); ok {
 				e = fmt.Sprintf("%s: unknown key %q", line, field)
@@ -98,12 +99,13 @@ func profileDecodeError(err error) error {
 	return fmt.Errorf("invalid printer profile: %s; see the keys and types of OctoPrint's default profile", strings.Join(problems, "; "))
 }
 
-// profileTypeWords names the Go types of Profile's fields as YAML values.
-var profileTypeWords = strings.NewReplacer(
+// profileTypeWords names the Go types of Profile's fields as YAML values,
+// as old and new string pairs for strings.NewReplacer.
+var profileTypeWords = []string{
 	"cannot unmarshal", "cannot read",
 	"into float64", "as a number", "into int", "as a whole number", "into bool", "as true or false",
 	"into string", "as text", "!!str", "text", "!!seq", "a list", "!!map", "a mapping",
-)
+}
 
 // Validate checks the values that the edge relies on.
 func (p Profile) Validate() error {

@@ -128,7 +128,7 @@ func (s *session) queueGcode(r request) error {
 		// emergency check ignores case (the events keep OctoPrint's
 		// case-sensitive matching).
 		code := CodeOf(strings.ToUpper(l))
-		if code == "M112" || (emergencyCodes[code] && s.caps["EMERGENCY_PARSER"]) {
+		if code == "M112" || (emergencyCodes.Get()[code] && s.caps["EMERGENCY_PARSER"]) {
 			s.sendEmergency(l, code)
 			if s.port == nil {
 				// M112 closed the connection; the command is done, since

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // GCODE script names, OctoPrint's. Each is a file of that name, without
@@ -40,19 +41,23 @@ var ScriptNames = []string{
 // printer.script(), which fires GcodeScript<Name>Running and
 // GcodeScript<Name>Finished; the connection and tool change scripts are
 // sent by the serial layer directly and fire nothing.
-var printScripts = map[string]bool{
-	ScriptBeforePrintStarted: true, ScriptAfterPrintDone: true, ScriptAfterPrintCancelled: true,
-	ScriptAfterPrintPaused: true, ScriptBeforePrintResumed: true,
-}
+var printScripts = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{
+		ScriptBeforePrintStarted: true, ScriptAfterPrintDone: true, ScriptAfterPrintCancelled: true,
+		ScriptAfterPrintPaused: true, ScriptBeforePrintResumed: true,
+	}
+}}
 
 // scriptVariables are the template variables that some script gets. The
 // fan speed variables of OctoPrint (last_fanspeed, pause_fanspeed,
 // cancel_fanspeed) are missing because the edge does not track M106.
-var scriptVariables = map[string]bool{
-	"event": true, "printer_profile": true, "last_position": true, "last_temperature": true,
-	"pause_position": true, "pause_temperature": true, "cancel_position": true, "cancel_temperature": true,
-	"tool": true,
-}
+var scriptVariables = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{
+		"event": true, "printer_profile": true, "last_position": true, "last_temperature": true,
+		"pause_position": true, "pause_temperature": true, "cancel_position": true, "cancel_temperature": true,
+		"tool": true,
+	}
+}}
 
 // ScriptEventName returns the GcodeScript event name of a script, with
 // OctoPrint's rule: the first letter upper-cased, the rest kept.
@@ -77,7 +82,7 @@ func LoadScript(dir, name string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read GCODE script: %w", err)
 	}
-	return ParseTemplate(path, string(data), scriptVariables)
+	return ParseTemplate(path, string(data), scriptVariables.Get())
 }
 
 // CheckScripts parses every script in dir, so a template error shows at
@@ -189,7 +194,7 @@ func (s *session) runScript(name string, event bridge.Payload, vars map[string]a
 	} else {
 		vars["event"] = nil
 	}
-	if printScripts[name] {
+	if printScripts.Get()[name] {
 		s.emit(ScriptEventName(name, "Running"), payload)
 	}
 	lines, found, err := s.scriptLines(name, vars)
@@ -206,7 +211,7 @@ func (s *session) runScript(name string, event bridge.Payload, vars map[string]a
 	for _, l := range lines {
 		s.enqueue(queued{text: l})
 	}
-	if printScripts[name] {
+	if printScripts.Get()[name] {
 		s.emit(ScriptEventName(name, "Finished"), payload)
 	}
 }

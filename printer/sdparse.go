@@ -3,6 +3,8 @@ package printer
 import (
 	"strconv"
 	"strings"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // SDFile is one entry of an M20 file list.
@@ -55,7 +57,7 @@ func ParseFileListLine(line string) (SDFile, bool) {
 	return f, true
 }
 
-var sdProgressPattern = lazyRegexp(`SD printing byte (\d+)\s*/\s*(\d+)`)
+var sdProgressPattern = lazy.Regexp{Expr: `SD printing byte (\d+)\s*/\s*(\d+)`}
 
 // ParseSDStatus reads an M27 reply. printing is false for `Not SD
 // printing`; ok is false for lines that are no M27 reply.
@@ -63,7 +65,7 @@ func ParseSDStatus(line string) (pos, total int64, printing, ok bool) {
 	if strings.Contains(line, "Not SD printing") {
 		return 0, 0, false, true
 	}
-	m := sdProgressPattern().FindStringSubmatch(line)
+	m := sdProgressPattern.Get().FindStringSubmatch(line)
 	if m == nil {
 		return 0, 0, false, false
 	}
@@ -73,11 +75,11 @@ func ParseSDStatus(line string) (pos, total int64, printing, ok bool) {
 	return pos, total, total > 0, true
 }
 
-var fileOpenedPattern = lazyRegexp(`^File opened:\s*(.*?)\s+Size:\s*(\d+)`)
+var fileOpenedPattern = lazy.Regexp{Expr: `^File opened:\s*(.*?)\s+Size:\s*(\d+)`}
 
 // ParseFileOpened reads the M23 answer `File opened: <name> Size: <n>`.
 func ParseFileOpened(line string) (name string, size int64, ok bool) {
-	m := fileOpenedPattern().FindStringSubmatch(strings.TrimSpace(line))
+	m := fileOpenedPattern.Get().FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
 		return "", 0, false
 	}

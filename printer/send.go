@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 func (s *session) enqueue(q queued) {
@@ -169,7 +170,7 @@ func (s *session) writeLine(h sentLine) {
 	n := h.n
 	wire := FormatNumbered(h.wire, h.text)
 	h.sentAt = time.Now()
-	h.longRun = longRunningCodes[CodeOf(h.text)]
+	h.longRun = longRunningCodes.Get()[CodeOf(h.text)]
 	h.answersRequest = n == s.requestedLine
 	h.size = len(wire) + 1
 	entry := h
@@ -206,7 +207,7 @@ func wireLength(n int, text string) int {
 // queuingPhase fires the events that OctoPrint fires when a line is
 // queued for sending (Home for G28, Alert for M300, ...).
 func (s *session) queuingPhase(text, code string) {
-	if name, ok := gcodeEvents[code]; ok && code != "M112" {
+	if name, ok := gcodeEvents.Get()[code]; ok && code != "M112" {
 		s.emit(name, nil)
 	}
 }
@@ -324,7 +325,9 @@ func (s *session) onZ(z float64) {
 }
 
 // emergencyCodes skip every queue, as OctoPrint's emergencyCommands.
-var emergencyCodes = map[string]bool{"M112": true, "M108": true, "M410": true}
+var emergencyCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"M112": true, "M108": true, "M410": true}
+}}
 
 // sendEmergency writes an emergency line out of band. M112 goes at
 // once and then ends the connection: the firmware is halted and needs a

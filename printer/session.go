@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // readerMsg is one framed line, or the error that ended a port's reader.
@@ -96,36 +97,44 @@ func (g *gcodeRequest) finish(err error) {
 
 // longRunningCodes never time out while they wait for their ok, as
 // OctoPrint's longRunningCommands plus the blocking heat-ups.
-var longRunningCodes = map[string]bool{
-	"G4": true, "G28": true, "G29": true, "G30": true, "G32": true, "M400": true, "M226": true,
-	"M600": true, "M109": true, "M190": true, "M191": true, "M116": true, "M0": true, "M1": true,
-}
+var longRunningCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{
+		"G4": true, "G28": true, "G29": true, "G30": true, "G32": true, "M400": true, "M226": true,
+		"M600": true, "M109": true, "M190": true, "M191": true, "M116": true, "M0": true, "M1": true,
+	}
+}}
 
 // userWaitCodes wait for the user and may block for hours.
-var userWaitCodes = map[string]bool{"M0": true, "M1": true, "M226": true, "M600": true}
+var userWaitCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"M0": true, "M1": true, "M226": true, "M600": true}
+}}
 
 // heatingCodes are the blocking heat-ups, which print status lines while
 // they wait.
-var heatingCodes = map[string]bool{"M109": true, "M190": true, "M191": true, "M116": true}
+var heatingCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"M109": true, "M190": true, "M191": true, "M116": true}
+}}
 
 // interruptibleCode reports whether code is a wait that M108 ends early:
 // Marlin's emergency parser clears wait_for_heatup and wait_for_user.
 // M226 waits for a pin, which M108 does not end, so counting it is only
 // stricter.
 func interruptibleCode(code string) bool {
-	return heatingCodes[code] || userWaitCodes[code]
+	return heatingCodes.Get()[code] || userWaitCodes.Get()[code]
 }
 
 // gcodeEvents maps a G-code to the event OctoPrint fires when it is
 // queued for sending.
-var gcodeEvents = map[string]string{
-	"M0": bridge.EventWaiting, "M1": bridge.EventWaiting, "M226": bridge.EventWaiting,
-	"G4":   bridge.EventDwelling,
-	"M245": bridge.EventCooling, "M240": bridge.EventConveyor, "M40": bridge.EventEject,
-	"M300": bridge.EventAlert, "G28": bridge.EventHome, "M112": bridge.EventEStop,
-	"M80": bridge.EventPowerOn, "M81": bridge.EventPowerOff,
-	"M600": bridge.EventFilamentChange, "M701": bridge.EventFilamentChange, "M702": bridge.EventFilamentChange,
-}
+var gcodeEvents = lazy.Map[string, string]{Build: func() map[string]string {
+	return map[string]string{
+		"M0": bridge.EventWaiting, "M1": bridge.EventWaiting, "M226": bridge.EventWaiting,
+		"G4":   bridge.EventDwelling,
+		"M245": bridge.EventCooling, "M240": bridge.EventConveyor, "M40": bridge.EventEject,
+		"M300": bridge.EventAlert, "G28": bridge.EventHome, "M112": bridge.EventEStop,
+		"M80": bridge.EventPowerOn, "M81": bridge.EventPowerOff,
+		"M600": bridge.EventFilamentChange, "M701": bridge.EventFilamentChange, "M702": bridge.EventFilamentChange,
+	}
+}}
 
 // session is the owner goroutine's state: the port, the protocol state
 // and the job. Only the Run goroutine touches it.
@@ -754,7 +763,7 @@ func gluedOK(line string) bool {
 // and stuck to the end of the previous output (`...B@:17ok`,
 // `Cap:CONFIG_EXPORT:0ok`, `T:22.00 /0.00 B:22start`). Only a tail after a
 // digit, ':' or '?' counts, so words that end in "ok" stay whole.
-var gluedTailPattern = lazyRegexp(`^(.*[0-9:?])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`)
+var gluedTailPattern = lazy.Regexp{Expr: `^(.*[0-9:?])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`}
 
 // gluedHeadTokens start a message of their own when they appear inside
 // another line.
@@ -774,7 +783,7 @@ func splitGlued(line string) []string {
 	if strings.HasPrefix(line, "ok") || strings.HasPrefix(line, "Resend") || line == "start" {
 		return nil
 	}
-	if m := gluedTailPattern().FindStringSubmatch(line); m != nil {
+	if m := gluedTailPattern.Get().FindStringSubmatch(line); m != nil {
 		return []string{m[1], m[2]}
 	}
 	return nil
@@ -950,7 +959,7 @@ func (s *session) checkTimeouts(now time.Time) {
 		// commands get ten times the limit since the last sign of
 		// progress (busy lines, or the status lines of a heating wait),
 		// so a lost ok cannot stall a print for good.
-		if userWaitCodes[CodeOf(head.text)] {
+		if userWaitCodes.Get()[CodeOf(head.text)] {
 			return
 		}
 		limit *= 10
@@ -1013,7 +1022,7 @@ func (s *session) parseReport(line string) {
 	}
 	if IsTemperatureLine(body) {
 		s.onTemperatures(ParseTemperatures(body))
-		if len(s.inflight) > 0 && heatingCodes[CodeOf(s.inflight[0].text)] && strings.Contains(body, "W:") {
+		if len(s.inflight) > 0 && heatingCodes.Get()[CodeOf(s.inflight[0].text)] && strings.Contains(body, "W:") {
 			// A heating wait reports once a second with its W: (wait)
 			// field; that is its progress. Auto-reports have no W: and
 			// keep coming after a lost ok, so they do not count.

@@ -1,5 +1,7 @@
 package printer
 
+import "github.com/printbridge/printbridge/internal/lazy"
+
 // State is one of OctoPrint's communication states. The string values are
 // OctoPrint's state ids, so PrinterStateChanged payloads match.
 type State string
@@ -26,28 +28,30 @@ const (
 // id with one R.
 const StateTransferringFile State = "TRANSFERING_FILE"
 
-var stateStrings = map[State]string{
-	StateOffline:         "Offline",
-	StateOpenSerial:      "Opening serial connection",
-	StateConnecting:      "Connecting",
-	StateOperational:     "Operational",
-	StateStarting:        "Starting",
-	StatePrinting:        "Printing",
-	StatePaused:          "Paused",
-	StatePausing:         "Pausing",
-	StateResuming:        "Resuming",
-	StateFinishing:       "Finishing",
-	StateCancelling:      "Cancelling",
-	StateError:           "Error",
-	StateClosed:          "Offline",
-	StateClosedWithError: "Offline after error",
+var stateStrings = lazy.Map[State, string]{Build: func() map[State]string {
+	return map[State]string{
+		StateOffline:         "Offline",
+		StateOpenSerial:      "Opening serial connection",
+		StateConnecting:      "Connecting",
+		StateOperational:     "Operational",
+		StateStarting:        "Starting",
+		StatePrinting:        "Printing",
+		StatePaused:          "Paused",
+		StatePausing:         "Pausing",
+		StateResuming:        "Resuming",
+		StateFinishing:       "Finishing",
+		StateCancelling:      "Cancelling",
+		StateError:           "Error",
+		StateClosed:          "Offline",
+		StateClosedWithError: "Offline after error",
 
-	StateTransferringFile: "Transferring file to SD",
-}
+		StateTransferringFile: "Transferring file to SD",
+	}
+}}
 
 // String returns OctoPrint's state string, such as "Operational".
 func (s State) String() string {
-	if str, ok := stateStrings[s]; ok {
+	if str, ok := stateStrings.Get()[s]; ok {
 		return str
 	}
 	return "Unknown State (" + string(s) + ")"

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // DefaultBlockedCommands is OctoPrint's serial.blockedCommands default:
@@ -16,9 +17,11 @@ var DefaultBlockedCommands = []string{"M0", "M1"}
 
 // pausingCodes pause a running print when they come from its file, as
 // OctoPrint's serial.pausingCommands default (M0, M1, M25).
-var pausingCodes = map[string]bool{"M0": true, "M1": true, "M25": true}
+var pausingCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"M0": true, "M1": true, "M25": true}
+}}
 
-var commandCodePattern = lazyRegexp(`^([GM]\d+(\.\d+)?|T)$`)
+var commandCodePattern = lazy.Regexp{Expr: `^([GM]\d+(\.\d+)?|T)$`}
 
 // ParseCommandList reads a comma- or space-separated list of G-code
 // codes (M0, G28, T), as the blocked and ignored commands settings take.
@@ -26,7 +29,7 @@ func ParseCommandList(list string) ([]string, error) {
 	out := []string{}
 	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
 		code := strings.ToUpper(f)
-		if !commandCodePattern().MatchString(code) {
+		if !commandCodePattern.Get().MatchString(code) {
 			return nil, fmt.Errorf("invalid command code %q: give codes such as M0, G28 or T, separated by commas", f)
 		}
 		if code == "M112" {
@@ -97,7 +100,7 @@ func (s *session) suppress(text string) bool {
 
 // invalidToolPattern finds the tool of Marlin's `echo:T<n> Invalid
 // extruder` answer to a T<n> for a tool it does not have.
-var invalidToolPattern = lazyRegexp(`(?i)\bT(\d+)\b.*invalid extruder`)
+var invalidToolPattern = lazy.Regexp{Expr: `(?i)\bT(\d+)\b.*invalid extruder`}
 
 // onInvalidTool handles the firmware's report that the selected tool does
 // not exist: it fires InvalidToolReported with the tool and the one
@@ -105,7 +108,7 @@ var invalidToolPattern = lazyRegexp(`(?i)\bT(\d+)\b.*invalid extruder`)
 // and selects the fallback again, as OctoPrint does with its tool sanity
 // check on.
 func (s *session) onInvalidTool(line string) {
-	m := invalidToolPattern().FindStringSubmatch(line)
+	m := invalidToolPattern.Get().FindStringSubmatch(line)
 	if m == nil {
 		// M104 T9 and similar name no tool selection; nothing to undo.
 		s.log.Warn("firmware reported an invalid extruder", "line", line)

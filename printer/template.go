@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // This file renders GCODE scripts. OctoPrint renders them with Jinja2;
@@ -440,14 +442,16 @@ func (ep *exprParser) parseCompare() (tmplExpr, error) {
 	return x, nil
 }
 
-var templateFilters = map[string]int{"default": 1, "d": 1, "int": 0, "float": 0, "round": 1}
+var templateFilters = lazy.Map[string, int]{Build: func() map[string]int {
+	return map[string]int{"default": 1, "d": 1, "int": 0, "float": 0, "round": 1}
+}}
 
 func (ep *exprParser) parseFiltered() (tmplExpr, error) {
 	x, err := ep.parsePrimary()
 	for err == nil && ep.peek() == "|" {
 		ep.next()
 		name := ep.next()
-		maxArgs, ok := templateFilters[name]
+		maxArgs, ok := templateFilters.Get()[name]
 		if !ok {
 			return nil, fmt.Errorf("unsupported filter %q (supported: default, int, float, round)", name)
 		}

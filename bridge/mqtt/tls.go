@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // TLSOptions configures the TLS connection to the broker. The zero value
@@ -34,13 +36,15 @@ type TLSOptions struct {
 func (o TLSOptions) isZero() bool { return o == TLSOptions{} }
 
 // tlsSchemes are the URL schemes on which paho 1.5 dials TLS.
-var tlsSchemes = map[string]bool{"ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true, "wss": true}
+var tlsSchemes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true, "wss": true}
+}}
 
 // tlsConfig builds the tls.Config for broker, or nil when the URL is not
 // a TLS one and no option is set. Errors name the files, never their
 // contents.
 func (o TLSOptions) tlsConfig(broker *url.URL, log *slog.Logger) (*tls.Config, error) {
-	if !tlsSchemes[broker.Scheme] {
+	if !tlsSchemes.Get()[broker.Scheme] {
 		if o.isZero() {
 			return nil, nil
 		}

@@ -12,10 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/printbridge/printbridge/internal/lazy"
 	"github.com/printbridge/printbridge/printer"
 )
 
@@ -57,7 +57,9 @@ func (e *PolicyError) Error() string {
 // Emergency codes are never denied and never rate limited, because they
 // are how a user stops a printer that misbehaves: OctoPrint's
 // emergencyCommands default.
-var emergencyCodes = map[string]bool{"M112": true, "M108": true, "M410": true}
+var emergencyCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{"M112": true, "M108": true, "M410": true}
+}}
 
 // Policy is the command policy of one printer.
 type Policy struct {
@@ -206,7 +208,7 @@ func parseRules(list string, entries []string, rejectEmergency bool) ([]rule, er
 		if err != nil {
 			return nil, fmt.Errorf("%s[%d]: %w", list, i, err)
 		}
-		if rejectEmergency && emergencyCodes[r.code.String()] {
+		if rejectEmergency && emergencyCodes.Get()[r.code.String()] {
 			return nil, fmt.Errorf("%s[%d]: %s is an emergency code (M112, M108, M410), which a policy cannot block; remove the entry", list, i, r.code)
 		}
 		rules = append(rules, r)
@@ -227,7 +229,7 @@ func LoadFile(path, printerID string) (*Policy, error) {
 	return p, nil
 }
 
-var checksumSuffix = regexp.MustCompile(`\*\s*\d*\s*$`)
+var checksumSuffix = lazy.Regexp{Expr: `\*\s*\d*\s*$`}
 
 // Check reports whether line may be sent. printing is whether a job is
 // active; force is the command's force flag, which lifts only the
@@ -245,7 +247,7 @@ func (p *Policy) Check(line string, printing, force bool) error {
 		return err
 	}
 	cmd := parseCommand(text)
-	if cmd.ok && cmd.code.number >= 0 && cmd.code.subcode < 0 && emergencyCodes[cmd.code.String()] {
+	if cmd.ok && cmd.code.number >= 0 && cmd.code.subcode < 0 && emergencyCodes.Get()[cmd.code.String()] {
 		return nil
 	}
 	for _, r := range p.deny {
@@ -297,7 +299,7 @@ func (p *Policy) checkBytes(line string) error {
 // second line number.
 func (p *Policy) checkFraming(line, text string) error {
 	if i := strings.IndexByte(text, '*'); i >= 0 {
-		if checksumSuffix.MatchString(text[i:]) {
+		if checksumSuffix.Get().MatchString(text[i:]) {
 			return &PolicyError{Rule: RuleChecksum, Line: line,
 				Reason: "the line ends with a checksum; the edge adds line numbers and checksums itself, so send the bare command"}
 		}
@@ -375,7 +377,7 @@ func (p *Policy) CheckCommand(source string, lines []string, printing, force boo
 // asked about.
 func IsEmergency(line string) bool {
 	cmd := parseCommand(printer.NormalizeCommand(line))
-	return cmd.ok && cmd.code.number >= 0 && cmd.code.subcode < 0 && emergencyCodes[cmd.code.String()]
+	return cmd.ok && cmd.code.number >= 0 && cmd.code.subcode < 0 && emergencyCodes.Get()[cmd.code.String()]
 }
 
 // Allow takes n lines from the token buckets of source and of the whole

@@ -1,6 +1,10 @@
 package gcode
 
-import "math"
+import (
+	"math"
+
+	"github.com/printbridge/printbridge/internal/lazy"
+)
 
 // arcSegment is the chord length in mm that arcs are cut into for the
 // planner, Marlin 2.1's MAX_ARC_SEGMENT_MM. maxArcSegments caps the work
@@ -193,22 +197,23 @@ func (b *box) addArcExtremes(p int, centreP, centreQ, radius, start, sweep float
 	case AxisY: // G19: Y, Z
 		axisQ = AxisZ
 	}
-	b.addArcExtreme(axisP, centreP+radius, start, sweep, quarterTurns[0])
-	b.addArcExtreme(axisQ, centreQ+radius, start, sweep, quarterTurns[1])
-	b.addArcExtreme(axisP, centreP-radius, start, sweep, quarterTurns[2])
-	b.addArcExtreme(axisQ, centreQ-radius, start, sweep, quarterTurns[3])
+	turns := quarterTurns.Get()
+	b.addArcExtreme(axisP, centreP+radius, start, sweep, turns[0])
+	b.addArcExtreme(axisQ, centreQ+radius, start, sweep, turns[1])
+	b.addArcExtreme(axisP, centreP-radius, start, sweep, turns[2])
+	b.addArcExtreme(axisQ, centreQ-radius, start, sweep, turns[3])
 }
 
 // quarterTurns are the angles of the circle's extremes, k·π/2 for k from
 // 0 to 3, rounded as float64 arithmetic rounds each step. A constant
 // expression such as 3*math.Pi/2 is exact until its end and can round
 // differently.
-var quarterTurns = func() (turns [4]float64) {
+var quarterTurns = lazy.Value[[4]float64]{Build: func() (turns [4]float64) {
 	for k := range turns {
 		turns[k] = float64(k) * math.Pi / 2
 	}
 	return turns
-}()
+}}
 
 // addArcExtreme widens b on axis by v, the circle's extreme at angle,
 // if the arc passes through angle.

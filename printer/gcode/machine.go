@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // Notes a Result may carry.
@@ -544,12 +546,12 @@ func (a *analyzer) diameter() float64 {
 	return DefaultFilamentDiameter
 }
 
-var toolKeys = func() [maxTools]string {
+var toolKeys = lazy.Value[*[maxTools]string]{Build: func() *[maxTools]string {
 	var k [maxTools]string
 	for i := range k {
 		k[i] = fmt.Sprintf("tool%d", i)
 	}
-	return k
-}()
+	return &k
+}}
 
-func toolKey(t int) string { return toolKeys[t] }
+func toolKey(t int) string { return toolKeys.Get()[t] }

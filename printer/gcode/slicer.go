@@ -3,6 +3,8 @@ package gcode
 import (
 	"bytes"
 	"strings"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // Slicer holds what the slicer wrote about the file in its comments. A
@@ -79,7 +81,7 @@ var generatorPrefixes = []struct {
 
 // comment reads one comment (the text after ';').
 func (p *slicerParser) comment(c []byte) {
-	if !slicerStarts.mayStart(c) {
+	if !slicerStarts.Get().mayStart(c) {
 		return
 	}
 	c = bytes.TrimSpace(c)
@@ -94,8 +96,8 @@ func (p *slicerParser) comment(c []byte) {
 		return
 	}
 	key := bytes.TrimSpace(c[:sep])
-	if slicerKeyShapes.contains(key) {
-		if h, ok := slicerKeys[string(key)]; ok {
+	if slicerKeyShapes.Get().contains(key) {
+		if h, ok := slicerKeys.Get()[string(key)]; ok {
 			h(p, bytes.TrimSpace(c[sep+1:]))
 			return
 		}
@@ -147,16 +149,16 @@ type keyShapes [maxKeyLength + 1][4]uint64
 // maxKeyLength is at least the length of the longest slicerKeys key.
 const maxKeyLength = 63
 
-var slicerKeyShapes = func() *keyShapes {
+var slicerKeyShapes = lazy.Value[*keyShapes]{Build: func() *keyShapes {
 	var shapes keyShapes
-	for key := range slicerKeys {
+	for key := range slicerKeys.Get() {
 		if len(key) < 2 || len(key) > maxKeyLength {
 			panic("slicer key " + key + " does not fit keyShapes")
 		}
 		shapes[len(key)][key[1]>>6] |= 1 << (key[1] & 63)
 	}
 	return &shapes
-}()
+}}
 
 func (s *keyShapes) contains(key []byte) bool {
 	return len(key) >= 2 && len(key) <= maxKeyLength && s[len(key)][key[1]>>6]&(1<<(key[1]&63)) != 0
@@ -175,7 +177,7 @@ type startPairs [128][2]uint64
 // slicerStarts holds the first two bytes of every text that comment
 // acts on: the slicerKeys keys, the generator prefixes and
 // ideaMakerMaterialPrefix.
-var slicerStarts = func() *startPairs {
+var slicerStarts = lazy.Value[*startPairs]{Build: func() *startPairs {
 	var starts startPairs
 	add := func(s string) {
 		if len(s) < 2 || s[0] >= 0x80 || s[1] >= 0x80 {
@@ -183,7 +185,7 @@ var slicerStarts = func() *startPairs {
 		}
 		starts[s[0]][s[1]>>6] |= 1 << (s[1] & 63)
 	}
-	for key := range slicerKeys {
+	for key := range slicerKeys.Get() {
 		add(key)
 	}
 	for _, g := range generatorPrefixes {
@@ -191,7 +193,7 @@ var slicerStarts = func() *startPairs {
 	}
 	add(ideaMakerMaterialPrefix)
 	return &starts
-}()
+}}
 
 // mayStart reports whether the comment c, once bytes.TrimSpace has
 // trimmed it, may begin with one of the set's pairs. It skips the ASCII
@@ -235,74 +237,76 @@ func (p *slicerParser) generator(c []byte) bool {
 
 type slicerHandler func(p *slicerParser, value []byte)
 
-var slicerKeys = map[string]slicerHandler{
-	// Print time.
-	"TIME":                                  setTime(parseDuration),
-	"PRINT.TIME":                            setTime(parseDuration),
-	"estimated printing time (normal mode)": setTime(parseDuration),
-	"estimated printing time":               setTime(parseDuration),
-	"total estimated time":                  setTime(parseDuration),
-	"Build time":                            setTime(parseDuration),
-	"Print Time":                            setTime(parseDuration),
-	"model printing time": func(p *slicerParser, v []byte) {
-		// BambuStudio: ; model printing time: 23s; total estimated time: 6m 12s
-		const total = "total estimated time:"
-		if i := bytes.Index(v, []byte(total)); i >= 0 {
-			setTime(parseDuration)(p, v[i+len(total):])
-		}
-	},
+var slicerKeys = lazy.Map[string, slicerHandler]{Build: func() map[string]slicerHandler {
+	return map[string]slicerHandler{
+		// Print time.
+		"TIME":                                  setTime(parseDuration),
+		"PRINT.TIME":                            setTime(parseDuration),
+		"estimated printing time (normal mode)": setTime(parseDuration),
+		"estimated printing time":               setTime(parseDuration),
+		"total estimated time":                  setTime(parseDuration),
+		"Build time":                            setTime(parseDuration),
+		"Print Time":                            setTime(parseDuration),
+		"model printing time": func(p *slicerParser, v []byte) {
+			// BambuStudio: ; model printing time: 23s; total estimated time: 6m 12s
+			const total = "total estimated time:"
+			if i := bytes.Index(v, []byte(total)); i >= 0 {
+				setTime(parseDuration)(p, v[i+len(total):])
+			}
+		},
 
-	// Filament length in mm.
-	"filament used [mm]":         setList(func(p *Slicer) *[]float64 { return &p.FilamentLength }, 1),
-	"total filament length [mm]": setList(func(p *Slicer) *[]float64 { return &p.FilamentLength }, 1),
-	"Filament length":            setFirst(func(p *Slicer) *[]float64 { return &p.FilamentLength }, 1),
-	"Filament used": func(p *slicerParser, v []byte) {
-		// Cura states metres: ;Filament used: 0.380645m, or a list.
-		if p.s.FilamentLength == nil {
-			p.s.FilamentLength = parseList(v, 1000)
-		}
-	},
+		// Filament length in mm.
+		"filament used [mm]":         setList(func(p *Slicer) *[]float64 { return &p.FilamentLength }, 1),
+		"total filament length [mm]": setList(func(p *Slicer) *[]float64 { return &p.FilamentLength }, 1),
+		"Filament length":            setFirst(func(p *Slicer) *[]float64 { return &p.FilamentLength }, 1),
+		"Filament used": func(p *slicerParser, v []byte) {
+			// Cura states metres: ;Filament used: 0.380645m, or a list.
+			if p.s.FilamentLength == nil {
+				p.s.FilamentLength = parseList(v, 1000)
+			}
+		},
 
-	// Filament volume in cm³.
-	"filament used [cm3]":          setList(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 1),
-	"total filament volume [cm^3]": setList(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 1),
-	"Plastic volume":               setFirst(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 0.001),
-	// Cura's UltiGCode flavour states mm³ per extruder.
-	"MATERIAL":  setToolValue(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 0, 0.001),
-	"MATERIAL2": setToolValue(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 1, 0.001),
+		// Filament volume in cm³.
+		"filament used [cm3]":          setList(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 1),
+		"total filament volume [cm^3]": setList(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 1),
+		"Plastic volume":               setFirst(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 0.001),
+		// Cura's UltiGCode flavour states mm³ per extruder.
+		"MATERIAL":  setToolValue(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 0, 0.001),
+		"MATERIAL2": setToolValue(func(p *Slicer) *[]float64 { return &p.FilamentVolume }, 1, 0.001),
 
-	// Filament weight in g.
-	"filament used [g]":         setList(func(p *Slicer) *[]float64 { return &p.FilamentWeight }, 1),
-	"total filament weight [g]": setList(func(p *Slicer) *[]float64 { return &p.FilamentWeight }, 1),
-	"Plastic weight":            setFirst(func(p *Slicer) *[]float64 { return &p.FilamentWeight }, 1),
+		// Filament weight in g.
+		"filament used [g]":         setList(func(p *Slicer) *[]float64 { return &p.FilamentWeight }, 1),
+		"total filament weight [g]": setList(func(p *Slicer) *[]float64 { return &p.FilamentWeight }, 1),
+		"Plastic weight":            setFirst(func(p *Slicer) *[]float64 { return &p.FilamentWeight }, 1),
 
-	// Layers.
-	"LAYER_COUNT":        setLayerCount,
-	"total layer number": setLayerCount,
-	"total layers count": setLayerCount,
-	"layer_height":       setFloat(func(p *Slicer) **float64 { return &p.LayerHeight }),
-	"Layer height":       setFloat(func(p *Slicer) **float64 { return &p.LayerHeight }),
-	"layerHeight":        setFloat(func(p *Slicer) **float64 { return &p.LayerHeight }),
+		// Layers.
+		"LAYER_COUNT":        setLayerCount,
+		"total layer number": setLayerCount,
+		"total layers count": setLayerCount,
+		"layer_height":       setFloat(func(p *Slicer) **float64 { return &p.LayerHeight }),
+		"Layer height":       setFloat(func(p *Slicer) **float64 { return &p.LayerHeight }),
+		"layerHeight":        setFloat(func(p *Slicer) **float64 { return &p.LayerHeight }),
 
-	// Filament diameter.
-	"filament_diameter":    setFloat(func(p *Slicer) **float64 { return &p.FilamentDiameter }),
-	"Filament Diameter #1": setFloat(func(p *Slicer) **float64 { return &p.FilamentDiameter }),
-	"filamentDiameters":    setFloat(func(p *Slicer) **float64 { return &p.FilamentDiameter }),
+		// Filament diameter.
+		"filament_diameter":    setFloat(func(p *Slicer) **float64 { return &p.FilamentDiameter }),
+		"Filament Diameter #1": setFloat(func(p *Slicer) **float64 { return &p.FilamentDiameter }),
+		"filamentDiameters":    setFloat(func(p *Slicer) **float64 { return &p.FilamentDiameter }),
 
-	// Flavour.
-	"FLAVOR":       setFlavor,
-	"gcode_flavor": setFlavor,
-	"Firmware":     setFlavor,
+		// Flavour.
+		"FLAVOR":       setFlavor,
+		"gcode_flavor": setFlavor,
+		"Firmware":     setFlavor,
 
-	// Bounding box.
-	"MINX":         setBox(0),
-	"MINY":         setBox(1),
-	"MINZ":         setBox(2),
-	"MAXX":         setBox(3),
-	"MAXY":         setBox(4),
-	"MAXZ":         setBox(5),
-	"Bounding Box": setIdeaMakerBox,
-}
+		// Bounding box.
+		"MINX":         setBox(0),
+		"MINY":         setBox(1),
+		"MINZ":         setBox(2),
+		"MAXX":         setBox(3),
+		"MAXY":         setBox(4),
+		"MAXZ":         setBox(5),
+		"Bounding Box": setIdeaMakerBox,
+	}
+}}
 
 func setTime(parse func([]byte) (float64, bool)) slicerHandler {
 	return func(p *slicerParser, v []byte) {

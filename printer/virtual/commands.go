@@ -6,13 +6,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/printbridge/printbridge/internal/lazy"
 )
 
 // handler executes one command and reports whether the generic ok is
 // still due (false when it sent its own ok or must not send one).
 type handler func(s *session, g *gcode) bool
-
-var handlers map[string]handler
 
 // silentCommands are further commands of a typical Marlin 2.1 build (SD
 // card, EEPROM, fans, motion and PID settings) that the simulator accepts
@@ -26,8 +26,8 @@ var silentCommands = []string{
 	"M900", "M907",
 }
 
-func init() {
-	handlers = map[string]handler{
+var handlers = lazy.Map[string, handler]{Build: func() map[string]handler {
+	m := map[string]handler{
 		"G0":   (*session).move,
 		"G1":   (*session).move,
 		"G2":   (*session).move,
@@ -77,17 +77,20 @@ func init() {
 		"M999": (*session).restart,
 	}
 	for _, name := range silentCommands {
-		handlers[name] = okOnly
+		m[name] = okOnly
 	}
-}
+	return m
+}}
 
 func okOnly(*session, *gcode) bool { return true }
 
 // sdCommands exist only in firmware built with SDSUPPORT.
-var sdCommands = map[string]bool{
-	"M20": true, "M21": true, "M22": true, "M23": true, "M24": true, "M25": true, "M26": true,
-	"M27": true, "M28": true, "M29": true, "M30": true, "M524": true,
-}
+var sdCommands = lazy.Map[string, bool]{Build: func() map[string]bool {
+	return map[string]bool{
+		"M20": true, "M21": true, "M22": true, "M23": true, "M24": true, "M25": true, "M26": true,
+		"M27": true, "M28": true, "M29": true, "M30": true, "M524": true,
+	}
+}}
 
 // dispatch runs the handler of g; commands without one get Marlin 2.x's
 // unknown-command echo and an ok.
@@ -95,13 +98,13 @@ func (s *session) dispatch(g *gcode) bool {
 	if g.letter == 'T' && g.code >= 0 && g.sub < 0 {
 		return s.selectTool(g.code)
 	}
-	if h, ok := handlers[g.name()]; ok {
+	if h, ok := handlers.Get()[g.name()]; ok {
 		if g.name() == "M140" || g.name() == "M190" {
 			if !s.cfg.HeatedBed {
 				return s.unknown(g)
 			}
 		}
-		if s.cfg.NoSDSupport && sdCommands[g.name()] {
+		if s.cfg.NoSDSupport && sdCommands.Get()[g.name()] {
 			return s.unknown(g)
 		}
 		return h(s, g)
