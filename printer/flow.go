@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // Flow control modes (Config.Flow).

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // Temperature is one heater reading. Target is nil when the report has

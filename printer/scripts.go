@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // GCODE script names, OctoPrint's. Each is a file of that name, without

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // SDFile is one entry of an M20 file list.

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 func (s *session) enqueue(q queued) {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // readerMsg is one framed line, or the error that ended a port's reader.

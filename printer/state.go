@@ -1,6 +1,6 @@
 package printer
 
-import "github.com/printbridge/printbridge/internal/lazy"
+import "github.com/printbridge/printbridge/bridge/lazy"
 
 // State is one of OctoPrint's communication states. The string values are
 // OctoPrint's state ids, so PrinterStateChanged payloads match.

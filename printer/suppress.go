@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/printbridge/printbridge/bridge"
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // DefaultBlockedCommands is OctoPrint's serial.blockedCommands default:

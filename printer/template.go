@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // This file renders GCODE scripts. OctoPrint renders them with Jinja2;

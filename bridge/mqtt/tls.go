@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"os"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // TLSOptions configures the TLS connection to the broker. The zero value

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 	"github.com/printbridge/printbridge/printer"
 )
 

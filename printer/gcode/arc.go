@@ -3,7 +3,7 @@ package gcode
 import (
 	"math"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // arcSegment is the chord length in mm that arcs are cut into for the

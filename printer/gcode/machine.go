@@ -6,7 +6,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // Notes a Result may carry.

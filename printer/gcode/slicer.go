@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // Slicer holds what the slicer wrote about the file in its comments. A

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/printbridge/printbridge/internal/lazy"
+	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // handler executes one command and reports whether the generic ok is
