@@ -342,6 +342,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		busOpts.persistentSession = o.mqttPersistent
 	}
+	// Checked before the seen-events lock, so a bad broker URL leaves
+	// nothing in --data-dir.
+	if err := busOpts.checkConfig(); err != nil {
+		return err
+	}
 	store, err := o.resolveSeenStore(busOpts.natsURL != "" && busOpts.jetStream)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -184,5 +185,24 @@ func TestWorkerSeenLockBeforeConnect(t *testing.T) {
 	// The running worker keeps its file.
 	if lines := first.lines("in use"); len(lines) != 0 {
 		t.Errorf("the first worker logged %q", lines)
+	}
+}
+
+// A worker with a broker URL it cannot use stops before it takes the
+// seen-events lock, so its --data-dir stays as it was.
+func TestWorkerBadBrokerURLLeavesDataDir(t *testing.T) {
+	cfg := writeWorkerConfig(t, t.TempDir(), "events:\n  subscriptions: []\n")
+	for _, broker := range [][]string{{"--mqtt", "tcp//127.0.0.1:1883"}, {"--mqtt", "http://127.0.0.1:1883"}, {"--nats", "tcp//127.0.0.1:4222"}} {
+		dataDir := filepath.Join(t.TempDir(), "worker-data")
+		ctx, cancel := context.WithTimeout(context.Background(), workerWait)
+		args := append([]string{"--config", cfg, "--metrics-listen", "", "--data-dir", dataDir}, broker...)
+		err := runWorker(ctx, args, io.Discard, io.Discard)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "invalid URL") && !strings.Contains(err.Error(), "unsupported scheme") {
+			t.Errorf("%s %s: worker returned %v, want an invalid URL error", broker[0], broker[1], err)
+		}
+		if _, statErr := os.Stat(dataDir); !errors.Is(statErr, os.ErrNotExist) {
+			t.Errorf("%s %s: --data-dir %s exists after the rejected start (%v)", broker[0], broker[1], dataDir, statErr)
+		}
 	}
 }
