@@ -102,7 +102,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 // `invalid value "fast" for flag -baud: parse error`.
 func parseErrorHint(fs *flag.FlagSet, err error) string {
 	_, rest, ok := strings.Cut(err.Error(), " for flag -")
-	if !ok {
+	if !ok || !isParseError(rest) {
+		// A flag whose Set rejects a value that parses, such as 0 where 1
+		// or more is needed, says what it takes itself.
 		return ""
 	}
 	name, _, _ := strings.Cut(rest, ":")
@@ -149,11 +151,17 @@ func printCommandUsage(fs *flag.FlagSet) {
 // the flag takes when the flag package only reports a parse error.
 func valueProblem(fs *flag.FlagSet, f *flag.Flag, err error) string {
 	msg := err.Error()
-	if strings.Contains(msg, "parse error") || strings.Contains(msg, "invalid syntax") ||
-		strings.Contains(msg, "strconv.") || strings.Contains(msg, "time: invalid duration") {
+	if isParseError(msg) {
 		return expectedValue(fs, f)
 	}
 	return msg
+}
+
+// isParseError reports whether a flag error message is the flag package's
+// or strconv's report of a value that does not parse.
+func isParseError(msg string) bool {
+	return strings.Contains(msg, "parse error") || strings.Contains(msg, "invalid syntax") ||
+		strings.Contains(msg, "strconv.") || strings.Contains(msg, "time: invalid duration")
 }
 
 func yamlScalar(v any) string {
