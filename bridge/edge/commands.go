@@ -115,6 +115,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			"command_id", bridge.PeekCommandID(m.Data), "size", len(m.Data))
 		return
 	}
+	if len(m.Data) == 0 {
+		// An empty retained publish clears a retained command, and the
+		// broker hands it to the connected subscribers as an empty,
+		// unretained message. It carries no id to reply to.
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "empty").Inc()
+		log.Info("empty message on a command topic ignored; it clears a retained command", "topic", m.Topic)
+		return
+	}
 	if err := c.e.cfg.Topics.CheckCommandTopic(c.e.cfg.PrinterID, m.Topic, m.Kind); err != nil {
 		id := bridge.PeekCommandID(m.Data)
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()

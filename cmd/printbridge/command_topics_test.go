@@ -104,6 +104,9 @@ func TestEdgeRejectsInvalidCommandTopicsOverMosquitto(t *testing.T) {
 		{"m17", base + "/command/gcode.extra", []string{`unknown command kind "gcode.extra"`, validForm}},
 		{"m18", base + "/command/", []string{"has no command kind", validForm}},
 	}
+	// Clearing a retained command, as the edge's log advises, reaches the
+	// edge as an empty message, which it ignores without a reply.
+	rawPublish(t, client, base+"/command/gcode", true, "")
 	for _, tc := range cases {
 		rawPublish(t, client, tc.topic, false, fmt.Sprintf(`{"id": %q, "commands": ["M117 invalid-topic"]}`, tc.id))
 	}
@@ -124,6 +127,15 @@ func TestEdgeRejectsInvalidCommandTopicsOverMosquitto(t *testing.T) {
 	waitUntil(t, "done reply of after-invalid", func() bool { _, ok := reply("after-invalid", bridge.ReplyDone); return ok })
 
 	checkInvalidTopicRejections(t, se, metricsAddr, cases, reply)
+	if _, ok := reply("", bridge.ReplyRejected); ok {
+		t.Error("the empty message that clears a retained command got a rejected reply")
+	}
+	if !strings.Contains(se.logs.String(), "empty message on a command topic ignored") {
+		t.Error("the edge did not log the empty command message as ignored")
+	}
+	if got := commandCounts(t, metricsAddr)["empty"]; got != 1 {
+		t.Errorf(`printbridge_commands_total{outcome="empty"} = %v, want 1`, got)
+	}
 	if _, ok := reply("retained-1", bridge.ReplyRejected); ok {
 		t.Error("the retained command on an invalid topic got a reply")
 	}
