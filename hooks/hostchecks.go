@@ -91,7 +91,7 @@ func CheckGcodePolicy(cfg *Config, pol *policy.Policy) []Problem {
 				continue
 			}
 			problems = append(problems, subscriptionProblem(cfg, sub, c.Line, c.Column, "command",
-				fmt.Sprintf("command #%d %q is rejected by the edge's default command policy (%s); %s",
+				fmt.Sprintf("command #%d %q is rejected by the edge's default command policy (%s)%s",
 					i+1, c.Template, policyReason(err), policyFix(c.Template, err))))
 		}
 	}
@@ -106,17 +106,18 @@ func policyReason(err error) string {
 	return err.Error()
 }
 
-// policyFix returns how to let line through on the edge.
+// policyFix returns how to let line through on the edge, beyond what the
+// rule's reason says. A deny rule's reason already names --command-policy,
+// so only the edge's separate block list of M0 and M1 is added.
 func policyFix(line string, err error) string {
 	var pe *policy.PolicyError
 	if !errors.As(err, &pe) || pe.Rule != policy.RuleDeny {
-		return "change the line so the policy accepts it"
+		return "; change the line so the policy accepts it"
 	}
-	fix := "to send it, give the edge a --command-policy file whose deny list leaves it out (docs/security.md)"
 	if slices.Contains(printer.DefaultBlockedCommands, printer.CodeOf(printer.NormalizeCommand(line))) {
-		fix += fmt.Sprintf(" and a --blocked-commands list without it (the default is %s)", strings.Join(printer.DefaultBlockedCommands, ","))
+		return fmt.Sprintf("; the edge also needs a --blocked-commands list without it (the default is %s)", strings.Join(printer.DefaultBlockedCommands, ","))
 	}
-	return fix
+	return ""
 }
 
 func subscriptionProblem(cfg *Config, sub *Subscription, line, column int, key, message string) Problem {

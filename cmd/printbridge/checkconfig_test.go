@@ -226,9 +226,10 @@ func TestCheckConfigWarnsAboutPolicy(t *testing.T) {
 		t.Errorf("exit code %d, want 0: a rejected G-code line is a warning\n%s", code, stdout)
 	}
 	for _, want := range []string{
-		file + `:3:59: warning: command #1 "M0" is rejected by the edge's default command policy (rule deny: M0 is on the policy's deny list); ` +
-			`to send it, give the edge a --command-policy file whose deny list leaves it out (docs/security.md) and a --blocked-commands list without it (the default is M0,M1) (entry #1 "pause")`,
-		file + `:9:7: warning: command #2 "m 1 ; wait for the button" is rejected by the edge's default command policy (rule deny: M1 is on the policy's deny list)`,
+		file + `:3:59: warning: command #1 "M0" is rejected by the edge's default command policy (rule deny: M0 is on the policy's deny list. ` +
+			`To allow it, start the edge with --command-policy naming a YAML file whose deny list leaves it out (deny: [] clears the default list of M0 and M1)); ` +
+			`the edge also needs a --blocked-commands list without it (the default is M0,M1) (entry #1 "pause")`,
+		file + `:9:7: warning: command #2 "m 1 ; wait for the button" is rejected by the edge's default command policy (rule deny: M1 is on the policy's deny list.`,
 		file + `:10:7: warning: command #3 "N10 G28" is rejected by the edge's default command policy (rule line_number:`,
 	} {
 		if !strings.Contains(stdout, want) {
