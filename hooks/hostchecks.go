@@ -106,8 +106,8 @@ func policyReason(err error) string {
 	return err.Error()
 }
 
-// policyFix returns how to let line through on the edge, beyond what the
-// rule's reason says. A deny rule's reason already names --command-policy,
+// policyFix returns how to let line through on the edge, beyond the
+// rule's reason. A deny rule's reason already names --command-policy,
 // so only the edge's separate block list of M0 and M1 is added.
 func policyFix(line string, err error) string {
 	var pe *policy.PolicyError

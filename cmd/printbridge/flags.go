@@ -104,7 +104,7 @@ func parseErrorHint(fs *flag.FlagSet, err error) string {
 	_, rest, ok := strings.Cut(err.Error(), " for flag -")
 	if !ok || !isParseError(rest) {
 		// A flag whose Set rejects a value that parses, such as 0 where 1
-		// or more is needed, says what it takes itself.
+		// or more is needed, names the values it takes in its own error.
 		return ""
 	}
 	name, _, _ := strings.Cut(rest, ":")
