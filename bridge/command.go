@@ -145,7 +145,7 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 	cmd := &Command{}
 	if raw, ok := fields["id"]; ok {
 		if err := json.Unmarshal(raw, &cmd.ID); err != nil {
-			return nil, &CommandError{Reason: `"id" must be a string`}
+			return nil, nonStringID(raw)
 		}
 	}
 	if cmd.ID == "" {
@@ -530,6 +530,19 @@ func PeekCommandID(data []byte) string {
 		return s
 	}
 	return ""
+}
+
+// nonStringID rejects an id that is not a JSON string. A number, as a
+// Node-RED flow sends easily, is echoed as the reply's id in its decimal
+// form, so that the sender can still match the rejection.
+func nonStringID(raw json.RawMessage) *CommandError {
+	text := strings.TrimSpace(string(raw))
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return &CommandError{ID: n.String(),
+			Reason: fmt.Sprintf(`"id" must be a string, not the number %s: send "id": %q`, n, n.String())}
+	}
+	return &CommandError{Reason: fmt.Sprintf(`"id" must be a string, not %s: send an id such as "id": "c1"`, truncate(text, 40))}
 }
 
 func truncate(s string, n int) string {
