@@ -231,7 +231,12 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			break
 		}
 		var lines []string
-		if lines, err = c.handleFile(pctx, cmd); err == nil {
+		lines, err = c.handleFile(pctx, cmd)
+		var added *fileAddedError
+		if errors.As(err, &added) {
+			done(nil, err)
+			err = nil
+		} else if err == nil {
 			done(lines, nil)
 		}
 	}

@@ -109,7 +109,16 @@ func (c *commandRunner) afterUpload(ctx context.Context, cmd *bridge.Command) er
 		{Key: "effective_select", Value: effectiveSelect}, {Key: "effective_print", Value: effectivePrint},
 	}, c.e.printer.Context())
 	if selectErr != nil {
-		return fmt.Errorf("file added, but %w", selectErr)
+		return &fileAddedError{err: selectErr}
 	}
 	return nil
 }
+
+// fileAddedError is a select or print that failed after the file was
+// added, so the command took effect in part: the reply is accepted and
+// then failed, not rejected.
+type fileAddedError struct{ err error }
+
+func (e *fileAddedError) Error() string { return "file added, but " + e.err.Error() }
+
+func (e *fileAddedError) Unwrap() error { return e.err }

@@ -343,6 +343,19 @@ func runPrint(t *testing.T, c *chain) {
 			t.Errorf("%s did not fire for the file command", want)
 		}
 	}
+	// A file that is added but cannot be printed took effect in part:
+	// accepted, then failed, never rejected.
+	c.command("file", `{"id": "f-7", "action": "add", "path": "bin.gcode", "data": "\u0000\u0001garbage", "print": true}`)
+	waitFor(t, "failure of f-7", 10*time.Second, func() bool { _, ok := c.col.reply("f-7", bridge.ReplyFailed); return ok })
+	if r, _ := c.col.reply("f-7", bridge.ReplyFailed); !strings.Contains(r.Reason, "file added, but") {
+		t.Errorf("f-7 failed with %q, want it to say that the file was added", r.Reason)
+	}
+	if _, ok := c.col.reply("f-7", bridge.ReplyAccepted); !ok {
+		t.Error("f-7 got no accepted reply before its failure")
+	}
+	if _, ok := c.col.reply("f-7", bridge.ReplyRejected); ok {
+		t.Error("f-7 was rejected although the file was added")
+	}
 	c.command("file", `{"id": "f-4", "action": "add", "path": "x.gcode", "from": "/etc/passwd"}`)
 	waitFor(t, "rejection of f-4", 10*time.Second, func() bool { _, ok := c.col.reply("f-4", bridge.ReplyRejected); return ok })
 	c.command("file", `{"id": "f-5", "action": "list", "path": "sub"}`)
