@@ -64,6 +64,27 @@ func checkInvalidTopicRejections(t *testing.T, se *secureEdge, metricsAddr strin
 	}
 }
 
+// messageLog is a recorder of MQTT topics or NATS subjects and payloads.
+type messageLog interface {
+	has(pred func(where, payload string) bool) bool
+}
+
+// replyFinder returns a lookup of the reply with a command id and status
+// among the messages that log recorded.
+func replyFinder(log messageLog) func(id, status string) (bridge.Reply, bool) {
+	return func(id, status string) (bridge.Reply, bool) {
+		var found bridge.Reply
+		ok := log.has(func(_, payload string) bool {
+			r, ok := decodeReply(payload)
+			if ok && r.ID == id && r.Status == status {
+				found = r
+			}
+			return ok && r.ID == id && r.Status == status
+		})
+		return found, ok
+	}
+}
+
 // hasLogLine reports whether one line of log contains every part.
 func hasLogLine(log string, parts ...string) bool {
 	for _, line := range strings.Split(log, "\n") {
@@ -113,17 +134,7 @@ func TestEdgeRejectsInvalidCommandTopicsOverMosquitto(t *testing.T) {
 	// The edge handles commands in order, so once this one is done the
 	// rejections before it are published too.
 	rawPublish(t, client, base+"/command/gcode", false, `{"id": "after-invalid", "commands": ["M105"]}`)
-	reply := func(id, status string) (bridge.Reply, bool) {
-		var found bridge.Reply
-		ok := replies.has(func(topic, payload string) bool {
-			r, ok := decodeReply(payload)
-			if ok && r.ID == id && r.Status == status {
-				found = r
-			}
-			return ok && r.ID == id && r.Status == status
-		})
-		return found, ok
-	}
+	reply := replyFinder(replies)
 	waitUntil(t, "done reply of after-invalid", func() bool { _, ok := reply("after-invalid", bridge.ReplyDone); return ok })
 
 	checkInvalidTopicRejections(t, se, metricsAddr, cases, reply)
@@ -181,17 +192,7 @@ func TestEdgeRejectsInvalidCommandSubjectsOverNATS(t *testing.T) {
 	}
 
 	natsPublish(t, nc, base+".command.gcode", `{"id": "after-invalid", "commands": ["M105"]}`)
-	reply := func(id, status string) (bridge.Reply, bool) {
-		var found bridge.Reply
-		ok := replies.has(func(subject, payload string) bool {
-			r, ok := decodeReply(payload)
-			if ok && r.ID == id && r.Status == status {
-				found = r
-			}
-			return ok && r.ID == id && r.Status == status
-		})
-		return found, ok
-	}
+	reply := replyFinder(replies)
 	// The commands on the misplaced subjects come on subscriptions of
 	// their own, so their order against after-invalid is not fixed.
 	waitUntil(t, "done reply of after-invalid", func() bool { _, ok := reply("after-invalid", bridge.ReplyDone); return ok })
