@@ -171,7 +171,7 @@ func (p *process) logTail(n int) string {
 // or the largest VmRSS that rss, rssKinds or this call read if that is
 // higher. Linux updates the high-water mark behind VmHWM only when it is
 // about to lower the RSS, and its note in task_mem (fs/proc/task_mmu.c)
-// says that such snapshots can be inconsistent. So a VmRSS read earlier
+// warns that such snapshots can be inconsistent. So a VmRSS read earlier
 // can exceed a later VmHWM by some pages.
 func (p *process) peakRSS() (int64, error) {
 	st, err := p.readMemory()

@@ -4,9 +4,9 @@
 // Every command of the printbridge binary links every package, so what a
 // package initialiser runs, every process runs at start-up. The kernel
 // maps the executable in windows of up to 64 KiB around each page that a
-// process touches (fault_around_bytes), so an initialiser keeps such a
-// window of the package's code in the RSS of a command that never calls
-// the package, such as the worker with the printer packages. A table
+// process touches (fault_around_bytes). An initialiser therefore keeps
+// such a window of the package's code in the RSS of a command that never
+// calls the package, such as the worker with the printer packages. A table
 // declared as a Map, Value or Regexp literal needs no initialiser,
 // because its zero state and build function are static data.
 package lazy

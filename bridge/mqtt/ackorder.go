@@ -11,7 +11,7 @@ import (
 // MQTT-4.6.0-2). Handlers finish out of order: the worker acknowledges an
 // event without hooks at once and an event with hooks after they ran.
 // Mosquitto 2.0.11 (Debian 12) miscounts its in-flight window when
-// PUBACKs come out of order, and then sends a newly published message
+// PUBACKs come out of order. It then sends a newly published message
 // before older ones that it still queues for the client, so a subscriber
 // receives a printer's events out of order
 // (TestOutOfOrderHandlersKeepOrder shows it).

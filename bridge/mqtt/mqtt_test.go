@@ -576,7 +576,7 @@ func TestDeferredAckRedelivery(t *testing.T) {
 	acks[0](false)
 	mu.Unlock()
 	// Seq 4 arrives while seq 1 and 3 are unacknowledged. Seq 1 was given
-	// up, so the PUBACK of seq 2 goes out; the one of seq 4 waits for
+	// up, so the PUBACK of seq 2 goes out. The one of seq 4 waits for
 	// seq 3, which never gets one, so the broker keeps seq 4 too.
 	env, data := event(t, "p1", 4)
 	if err := edge.PublishEvent(ctx, env, data); err != nil {

@@ -36,7 +36,7 @@ const maxEventsInFlight = 16
 // Events still unacknowledged when a call gives up stay in paho's store,
 // and paho sends them again after the next connect. The edge's outbox
 // publishes the same events again from its oldest unacknowledged one, so
-// the broker may get an event twice, but the store's gate holds back new
+// the broker may get an event twice. The store's gate holds back new
 // publishes until the resent ones are acknowledged, which keeps their
 // first arrivals in order (see resumeStore).
 func (b *Bus) PublishEvents(ctx context.Context, events []bridge.OutgoingEvent) (int, error) {

@@ -35,8 +35,8 @@ const maxResumes = 3
 // Waiting for those PUBACKs keeps a printer's events in order at the
 // broker. paho's resume completes the token of a resent message at once,
 // so the edge's outbox takes that event as delivered and goes on with the
-// next ones; without the wait they could reach the broker before the
-// resent one, and if the connection dropped again, before it at all.
+// next ones. Without the wait they could reach the broker before the
+// resent one, or in its place if the connection dropped again.
 type resumeStore struct {
 	paho.Store
 

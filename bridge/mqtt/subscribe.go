@@ -84,7 +84,7 @@ func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(brid
 		return err
 	}
 	narrow := topics.MQTTCommand(printer, "+")
-	b.log.Warn("the broker rejected the command subscription; subscribing to the command kinds only, so commands on other topics below it get no rejection reply. Allow read on the whole tree in the broker's access control to answer them",
+	b.log.Warn("the broker rejected the command subscription; subscribing to the command kinds only, so commands on other topics below it get no rejected reply. Allow read on the whole tree in the broker's access control to reject them with a reply",
 		"printer", printer, "rejected_filter", tree, "topic_filter", narrow)
 	return b.subscribe(ctx, narrow, deliver)
 }

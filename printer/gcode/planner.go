@@ -371,9 +371,9 @@ func jerkLimit(factor, exit, entry, jerk float64) float64 {
 // builtin min and max compile without branches. Testing the signs took
 // a branch whose outcome changes with the direction of each move, where
 // cachegrind's branch simulation counted a third of the planner's
-// mispredictions on the arcs test file. The result differs from the nested comparisons only
-// in the sign of a zero, which no comparison with a jerk limit (at least
-// 0) sees.
+// mispredictions on the arcs test file. The result differs from the
+// nested comparisons only in the sign of a zero, which no comparison with
+// a jerk limit (at least 0) can tell apart.
 func jerkChange(exit, entry float64) float64 {
 	return min(math.Abs(exit-entry), max(math.Abs(exit), math.Abs(entry)))
 }
