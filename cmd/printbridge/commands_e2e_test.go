@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"strings"
@@ -12,8 +10,6 @@ import (
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/brokertest"
-	"github.com/printbridge/printbridge/bridge/mqtt"
-	"github.com/printbridge/printbridge/bridge/natsbus"
 	"github.com/printbridge/printbridge/printer/virtual"
 )
 
@@ -56,14 +52,7 @@ func checkRejectedStaysOnline(t *testing.T, c *chain, cases []badCommandCase) {
 
 func TestEdgeRejectsBadReplyToOverMosquitto(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
-	newBus := func(t *testing.T, name string) bridge.Bus {
-		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-" + name, Topics: bridge.Topics{}},
-			slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	newBus := mqttChainBuses(url, "e2e-")
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 0
 	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
@@ -96,13 +85,7 @@ func TestEdgeRejectsBadReplyToOverMosquitto(t *testing.T) {
 
 func TestEdgeRejectsBadReplyToOverNATS(t *testing.T) {
 	emb := brokertest.StartNATS(t, true, false)
-	newBus := func(t *testing.T, name string) bridge.Bus {
-		b, err := natsbus.New(context.Background(), natsbus.Config{URL: emb.NATSURL(), Name: "e2e-" + name}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	newBus := natsChainBuses(emb.NATSURL(), "e2e-")
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 0
 	c := startChain(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, newBus, vcfg)
@@ -128,14 +111,7 @@ func TestCommandFloodEveryCommandReplied(t *testing.T) {
 	// of the flood. 0 lifts the limit, and every command reaches the edge.
 	proc := brokertest.StartMosquittoWithOptions(t, brokertest.MosquittoOptions{Config: []string{"max_queued_messages 0"}})
 	url := proc.URL()
-	newBus := func(t *testing.T, name string) bridge.Bus {
-		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-" + name, Topics: bridge.Topics{}},
-			slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	newBus := mqttChainBuses(url, "e2e-")
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 0
 	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)

@@ -488,16 +488,34 @@ func checkRecord(t *testing.T, executed []string) {
 	}
 }
 
-func TestChainOverMosquitto(t *testing.T) {
-	url := brokertest.StartMosquitto(t)
-	newBus := func(t *testing.T, name string) bridge.Bus {
-		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-" + name, Topics: bridge.Topics{}},
+// mqttChainBuses returns the bus maker of startChain for the MQTT broker
+// at url, with client ids made of prefix and each bus's name.
+func mqttChainBuses(url, prefix string) func(t *testing.T, name string) bridge.Bus {
+	return func(t *testing.T, name string) bridge.Bus {
+		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: prefix + name, Topics: bridge.Topics{}},
 			slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
+}
+
+// natsChainBuses returns the bus maker of startChain for the NATS server
+// at url, with connection names made of prefix and each bus's name.
+func natsChainBuses(url, prefix string) func(t *testing.T, name string) bridge.Bus {
+	return func(t *testing.T, name string) bridge.Bus {
+		b, err := natsbus.New(context.Background(), natsbus.Config{URL: url, Name: prefix + name}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+}
+
+func TestChainOverMosquitto(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	newBus := mqttChainBuses(url, "e2e-")
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 0
 	vcfg.GarbageOnOpen = true
@@ -534,13 +552,7 @@ func TestChainOverMosquitto(t *testing.T) {
 
 func TestChainOverNATS(t *testing.T) {
 	emb := brokertest.StartNATS(t, true, false)
-	newBus := func(t *testing.T, name string) bridge.Bus {
-		b, err := natsbus.New(context.Background(), natsbus.Config{URL: emb.NATSURL(), Name: "e2e-" + name}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	newBus := natsChainBuses(emb.NATSURL(), "e2e-")
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 0
 	c := startChain(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, newBus, vcfg)

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/brokertest"
-	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/printer/virtual"
 )
 
@@ -44,14 +41,7 @@ func (c *chain) events(name string) []*bridge.Envelope {
 
 func TestSDCardOverMosquitto(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
-	newBus := func(t *testing.T, name string) bridge.Bus {
-		b, err := mqtt.New(context.Background(), mqtt.Config{URL: url, ClientID: "e2e-sd-" + name, Topics: bridge.Topics{}},
-			slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	newBus := mqttChainBuses(url, "e2e-sd-")
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = 0
 	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
