@@ -15,7 +15,9 @@
 // dropped. Drops are counted, reported to Options.OnDrop and logged.
 //
 // Memory use is bounded by the number of segments (a few dozen bytes
-// each) plus one record buffer: records stay on disk until read.
+// each), one read window of 64 KiB (or of the largest record read), and
+// the Meta of the records that the last Peek returned. Records stay on
+// disk until read.
 //
 // An Outbox is safe for concurrent use. It starts one goroutine, for
 // batched fsync, which Close stops.
