@@ -15,7 +15,7 @@
 // dropped. Drops are counted, reported to Options.OnDrop and logged.
 //
 // Memory use is bounded by the number of segments (a few dozen bytes
-// each), one read window of 64 KiB (or of the largest record read), and
+// each), one read window of 16 KiB (or of the largest record read), and
 // the Meta of the records that the last Peek returned. Records stay on
 // disk until read.
 //
@@ -57,7 +57,7 @@ const (
 	// readAhead is how many bytes readLocked fetches at once, so that
 	// Peek reads a batch of records of a few hundred bytes each with a
 	// few reads instead of one per record.
-	readAhead = 64 << 10
+	readAhead = 16 << 10
 )
 
 // FsyncPolicy chooses when appended records are flushed to stable
