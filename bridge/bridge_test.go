@@ -259,6 +259,11 @@ func TestTopicsEventOf(t *testing.T) {
 		{Topics{}, "printbridge/mk3s/command/gcode", "", "", false},
 		{Topics{}, "printbridge/mk3s/event", "", "", false},
 		{Topics{}, "printbridge/mk3s/event/", "", "", false},
+		{Topics{}, "printbridge", "", "", false},
+		{Topics{}, "printbridge/", "", "", false},
+		{Topics{}, "printbridge2/mk3s/event/PrintDone", "", "", false},
+		{custom, "farm/hall-3/mk3s/event/PrintDone", "", "", false},
+		{custom, "farm/hall-2/mk3s", "", "", false},
 	}
 	for _, c := range cases {
 		printer, event, ok := c.topics.EventOfMQTT(c.mqtt)

@@ -171,23 +171,41 @@ func (t Topics) ParseMQTT(topic string) (printer, section, rest string, ok bool)
 	return t.parse(topic, t.base()+"/", "/")
 }
 
-// ParseNATS does what ParseMQTT does for a NATS subject.
+// ParseNATS does what ParseMQTT does for a NATS subject. It allocates
+// nothing, because the worker parses the subject of every event.
 func (t Topics) ParseNATS(subject string) (printer, section, rest string, ok bool) {
-	return t.parse(subject, strings.ReplaceAll(t.base(), "/", ".")+".", ".")
+	base := t.base()
+	if len(subject) <= len(base) || subject[len(base)] != '.' {
+		return "", "", "", false
+	}
+	// The base's MQTT levels are NATS tokens.
+	for i := range len(base) {
+		c := base[i]
+		if c == '/' {
+			c = '.'
+		}
+		if subject[i] != c {
+			return "", "", "", false
+		}
+	}
+	return splitTopic(subject[len(base)+1:], ".")
 }
 
 func (t Topics) parse(s, prefix, sep string) (printer, section, rest string, ok bool) {
 	if !strings.HasPrefix(s, prefix) {
 		return "", "", "", false
 	}
-	parts := strings.SplitN(strings.TrimPrefix(s, prefix), sep, 3)
-	if len(parts) < 2 {
+	return splitTopic(strings.TrimPrefix(s, prefix), sep)
+}
+
+// splitTopic splits what follows the base into printer, section and the
+// rest, which may contain sep.
+func splitTopic(s, sep string) (printer, section, rest string, ok bool) {
+	printer, after, found := strings.Cut(s, sep)
+	if !found {
 		return "", "", "", false
 	}
-	printer, section = parts[0], parts[1]
-	if len(parts) == 3 {
-		rest = parts[2]
-	}
+	section, rest, _ = strings.Cut(after, sep)
 	return printer, section, rest, true
 }
 

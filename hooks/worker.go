@@ -677,23 +677,7 @@ func tailString(s string, limit int) string {
 // finish logs a result, hands it to OnResult and publishes it on the
 // printer's hook topic, even while the worker stops.
 func (w *Worker) finish(ctx context.Context, res Result) {
-	attrs := []any{"hook", res.Hook, "event", res.Event, "event_id", res.EventID, "printer", res.Printer,
-		"type", string(res.Type), "exit_code", res.ExitCode, "duration", res.Duration}
-	var fe *FormatError
-	switch {
-	case res.Err == nil:
-		w.log.Info("hook finished", attrs...)
-	case errors.As(res.Err, &fe) && fe.UnknownPlaceholder():
-		w.log.Warn("hook skipped: unknown placeholder", append(attrs, "error", res.Err)...)
-	case errors.As(res.Err, &fe):
-		w.log.Error("hook skipped: template cannot be rendered", append(attrs, "error", res.Err)...)
-	case errors.Is(res.Err, ErrInterrupted):
-		w.log.Warn("hook interrupted: a killed worker had started it", append(attrs, "error", res.Err)...)
-	case errors.Is(res.Err, ErrLoopGuard):
-		w.log.Error("G-code hook not sent: it would fire its own event again", append(attrs, "error", res.Err)...)
-	default:
-		w.log.Warn("hook failed", append(attrs, "error", res.Err, "output_tail", res.OutputTail)...)
-	}
+	w.logResult(res)
 	w.metrics.observeResult(res)
 	if w.onResult != nil {
 		w.onResult(res)
@@ -706,12 +690,45 @@ func (w *Worker) finish(ctx context.Context, res Result) {
 		w.log.Error("encode hook result failed", "hook", res.Hook, "event_id", res.EventID, "error", err)
 		return
 	}
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
+	pubCtx := newLazyTimeoutContext(context.WithoutCancel(ctx), publishTimeout)
+	defer pubCtx.stop()
 	if err := w.bus.PublishHook(pubCtx, res.Printer, data); err != nil {
 		w.metrics.errors.WithLabelValues(opPublishResult).Inc()
 		w.log.Warn("publish hook result failed", "hook", res.Hook, "event_id", res.EventID, "printer", res.Printer, "error", err)
 	}
+}
+
+// logResult logs a hook's result. It builds the attributes only when the
+// level is enabled, because a busy worker finishes a hook for every event.
+func (w *Worker) logResult(res Result) {
+	level, msg := slog.LevelInfo, "hook finished"
+	withOutput := false
+	var fe *FormatError
+	switch {
+	case res.Err == nil:
+	case errors.As(res.Err, &fe) && fe.UnknownPlaceholder():
+		level, msg = slog.LevelWarn, "hook skipped: unknown placeholder"
+	case errors.As(res.Err, &fe):
+		level, msg = slog.LevelError, "hook skipped: template cannot be rendered"
+	case errors.Is(res.Err, ErrInterrupted):
+		level, msg = slog.LevelWarn, "hook interrupted: a killed worker had started it"
+	case errors.Is(res.Err, ErrLoopGuard):
+		level, msg = slog.LevelError, "G-code hook not sent: it would fire its own event again"
+	default:
+		level, msg, withOutput = slog.LevelWarn, "hook failed", true
+	}
+	if !w.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []any{"hook", res.Hook, "event", res.Event, "event_id", res.EventID, "printer", res.Printer,
+		"type", string(res.Type), "exit_code", res.ExitCode, "duration", res.Duration}
+	if res.Err != nil {
+		attrs = append(attrs, "error", res.Err)
+	}
+	if withOutput {
+		attrs = append(attrs, "output_tail", res.OutputTail)
+	}
+	w.log.Log(context.Background(), level, msg, attrs...)
 }
 
 // persistSeen appends the id of a handled event to the seen-events file.

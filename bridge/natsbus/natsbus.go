@@ -44,7 +44,6 @@ const (
 	// drainTimeout bounds Close's wait for handlers to finish pending
 	// messages.
 	drainTimeout = 10 * time.Second
-	ackTimeout   = 5 * time.Second
 	// ackWait is how long JetStream waits for an ack before delivering a
 	// message again.
 	ackWait = 30 * time.Second

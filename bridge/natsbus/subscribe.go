@@ -292,11 +292,14 @@ func (d *deferredAck) ack(handled bool) {
 		}
 		return
 	}
-	ackCtx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-	defer cancel()
-	// DoubleAck waits for the server's confirmation, so that an event
-	// handled just before Close is not delivered again.
-	if err := d.msg.DoubleAck(ackCtx); err != nil {
+	// Ack only appends the ack to the connection's buffer and does not
+	// wait for the server's reply. Waiting (DoubleAck) made every event
+	// cost one round trip on the goroutine that runs the printer's hooks.
+	// Close drains the connection, which flushes the buffer, so an event
+	// handled just before Close is still not delivered again. An ack lost
+	// with the connection brings the event back after the ack wait, as
+	// any lost ack does.
+	if err := d.msg.Ack(); err != nil {
 		d.log.Warn("acking a JetStream event failed; it is delivered again after the ack wait",
 			"subject", d.msg.Subject(), "error", err)
 	}

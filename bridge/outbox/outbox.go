@@ -15,7 +15,9 @@
 // dropped. Drops are counted, reported to Options.OnDrop and logged.
 //
 // Memory use is bounded by the number of segments (a few dozen bytes
-// each) plus one record buffer: records stay on disk until read.
+// each), one read window of 16 KiB (or of the largest record read), and
+// the Meta of the records that the last Peek returned. Records stay on
+// disk until read.
 //
 // An Outbox is safe for concurrent use. It starts one goroutine, for
 // batched fsync, which Close stops.
@@ -52,8 +54,10 @@ const (
 	// Drops in between are summed into the next line.
 	dropLogInterval = time.Minute
 	segmentSuffix   = ".seg"
-	// readAhead is how many bytes a record read fetches at once.
-	readAhead = 4096
+	// readAhead is how many bytes readLocked fetches at once, so that
+	// Peek reads a batch of records of a few hundred bytes each with a
+	// few reads instead of one per record.
+	readAhead = 16 << 10
 )
 
 // FsyncPolicy chooses when appended records are flushed to stable
@@ -171,16 +175,24 @@ type Outbox struct {
 	// reader is a read handle on segment readerNum.
 	reader    *os.File
 	readerNum uint64
+	// window holds the bytes of segment windowNum from windowOff on, as
+	// readLocked last read them. A record's bytes never change once
+	// appended, so they stay valid until the segment is deleted.
+	window    []byte
+	windowNum uint64
+	windowOff int64
 	ack       *ackFile
 	// headOff and headIdx locate the oldest unremoved record in segs[0]:
 	// its offset, and how many records of segs[0] come before it.
 	headOff int64
 	headIdx int
-	// head caches the oldest unremoved record's seq and time, and
-	// headSize its size, while headValid is set.
-	head      Meta
-	headSize  int64
-	headValid bool
+	// ahead[aheadNext:] caches the Meta and size of the records from the
+	// head on, in log order and across segments, as Peek or
+	// loadHeadLocked read them. So Ack and the age check remove the
+	// records that Peek returned without reading them again. It is
+	// emptied when records are dropped other than from the head.
+	ahead     []recordInfo
+	aheadNext int
 	unacked   int
 	bytes     int64
 	lastSeq   uint64
@@ -191,7 +203,6 @@ type Outbox struct {
 	// lastExpire is when Append last checked MaxAge.
 	lastExpire time.Time
 	wbuf       []byte
-	rbuf       []byte
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -533,6 +544,7 @@ func syncDir(dir string) error {
 func (o *Outbox) dropFirstLocked(reason string) error {
 	seg := o.segs[0]
 	n := seg.count - o.headIdx
+	o.clearAheadLocked()
 	if err := o.removeFirstLocked(); err != nil {
 		return err
 	}
@@ -559,13 +571,17 @@ func (o *Outbox) removeFirstLocked() error {
 		o.reader.Close()
 		o.reader = nil
 	}
+	if o.windowNum == seg.num {
+		o.window = o.window[:0]
+	}
 	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete outbox segment %s: %w", seg.path, err)
 	}
 	o.bytes -= seg.size
+	// The head cache stays valid: callers other than dropFirstLocked
+	// remove only a segment whose records are all removed already.
 	o.segs = o.segs[1:]
 	o.headOff, o.headIdx = int64(len(segmentMagic)), 0
-	o.headValid = false
 	return nil
 }
 
@@ -582,6 +598,7 @@ func (o *Outbox) Peek(n int) ([]Record, error) {
 		return nil, nil
 	}
 	out := make([]Record, 0, min(n, o.unacked))
+	o.clearAheadLocked()
 	si, off, idx := 0, o.headOff, o.headIdx
 	for len(out) < n && si < len(o.segs) {
 		seg := o.segs[si]
@@ -602,10 +619,9 @@ func (o *Outbox) Peek(n int) ([]Record, error) {
 			}
 			return nil, err
 		}
-		if si == 0 && idx == o.headIdx {
-			// Ack of this record then needs no second read.
-			o.head, o.headSize, o.headValid = rec.Meta, size, true
-		}
+		// Every record read here follows the previous one from the head
+		// on, so Ack of it then needs no second read.
+		o.ahead = append(o.ahead, recordInfo{Meta: rec.Meta, size: size})
 		out = append(out, rec)
 		off += size
 		idx++
@@ -625,7 +641,7 @@ func (o *Outbox) dropCorruptHeadLocked(cause error) {
 		// The active segment stays, emptied of the bad records.
 		o.headIdx = seg.count
 		o.headOff = seg.size
-		o.headValid = false
+		o.clearAheadLocked()
 		o.unacked -= n
 		o.noteDropLocked(n, DropCorrupt, seg.lastSeq)
 		if err := o.ack.store(seg.lastSeq); err != nil {
@@ -640,35 +656,21 @@ func (o *Outbox) dropCorruptHeadLocked(cause error) {
 
 // readLocked reads the record at off in seg and returns it with its size.
 func (o *Outbox) readLocked(seg *segment, off int64, copyData bool) (Record, int64, error) {
-	if o.reader == nil || o.readerNum != seg.num {
-		if o.reader != nil {
-			o.reader.Close()
-			o.reader = nil
-		}
-		f, err := os.Open(seg.path)
-		if err != nil {
-			return Record{}, 0, fmt.Errorf("open outbox segment for reading: %w", err)
-		}
-		o.reader, o.readerNum = f, seg.num
-	}
-	// One read usually gets the whole record: envelopes are well under
-	// readAhead bytes.
 	avail := seg.size - off
 	if avail < recordHeaderSize {
 		return Record{}, 0, fmt.Errorf("%w: %d bytes at offset %d are too short for a header", errCorrupt, avail, off)
 	}
-	buf := o.readBuf(int(min(avail, readAhead)))
-	if _, err := o.reader.ReadAt(buf, off); err != nil {
-		return Record{}, 0, fmt.Errorf("read outbox segment %s at %d: %w", seg.path, off, err)
+	buf, err := o.readWindowLocked(seg, off, recordHeaderSize)
+	if err != nil {
+		return Record{}, 0, err
 	}
 	n, err := parseHeader(buf[:recordHeaderSize], avail-recordHeaderSize)
 	if err != nil {
 		return Record{}, 0, err
 	}
 	if total := recordHeaderSize + n; total > len(buf) {
-		buf = o.readBuf(total)
-		if _, err := o.reader.ReadAt(buf, off); err != nil {
-			return Record{}, 0, fmt.Errorf("read outbox segment %s at %d: %w", seg.path, off, err)
+		if buf, err = o.readWindowLocked(seg, off, total); err != nil {
+			return Record{}, 0, err
 		}
 	}
 	rec, err := decodeBody(buf[:recordHeaderSize], buf[recordHeaderSize:recordHeaderSize+n], copyData)
@@ -678,33 +680,75 @@ func (o *Outbox) readLocked(seg *segment, off int64, copyData bool) (Record, int
 	return rec, int64(recordHeaderSize + n), nil
 }
 
-// readBuf returns the reusable read buffer with length n.
-func (o *Outbox) readBuf(n int) []byte {
-	if cap(o.rbuf) < n {
-		o.rbuf = make([]byte, n)
+// readWindowLocked returns the bytes of seg from off on, at least need of
+// them, which must not run past seg.size. It reads from the file only
+// when the window does not hold them, and then fetches readAhead bytes or
+// more, up to seg.size.
+func (o *Outbox) readWindowLocked(seg *segment, off int64, need int) ([]byte, error) {
+	if o.windowNum == seg.num && off >= o.windowOff && off+int64(need) <= o.windowOff+int64(len(o.window)) {
+		return o.window[off-o.windowOff:], nil
 	}
-	return o.rbuf[:n]
+	if o.reader == nil || o.readerNum != seg.num {
+		if o.reader != nil {
+			o.reader.Close()
+			o.reader = nil
+		}
+		f, err := os.Open(seg.path)
+		if err != nil {
+			return nil, fmt.Errorf("open outbox segment for reading: %w", err)
+		}
+		o.reader, o.readerNum = f, seg.num
+	}
+	size := int(min(seg.size-off, int64(max(readAhead, need))))
+	if cap(o.window) < size {
+		o.window = make([]byte, size)
+	}
+	o.window = o.window[:size]
+	if _, err := o.reader.ReadAt(o.window, off); err != nil {
+		o.window = o.window[:0]
+		return nil, fmt.Errorf("read outbox segment %s at %d: %w", seg.path, off, err)
+	}
+	o.windowNum, o.windowOff = seg.num, off
+	return o.window, nil
 }
 
-// loadHeadLocked fills the head cache; the outbox must not be empty.
+// recordInfo is the Meta and on-disk size of a record, without its
+// envelope.
+type recordInfo struct {
+	Meta
+	size int64
+}
+
+// loadHeadLocked fills the head cache, so that headLocked returns the
+// oldest unremoved record. The outbox must not be empty.
 func (o *Outbox) loadHeadLocked() error {
-	if o.headValid {
+	if o.aheadNext < len(o.ahead) {
 		return nil
 	}
 	rec, size, err := o.readLocked(o.segs[0], o.headOff, false)
 	if err != nil {
 		return err
 	}
-	o.head, o.headSize, o.headValid = rec.Meta, size, true
+	o.clearAheadLocked()
+	o.ahead = append(o.ahead, recordInfo{Meta: rec.Meta, size: size})
 	return nil
+}
+
+// headLocked returns the oldest unremoved record, which loadHeadLocked
+// has read.
+func (o *Outbox) headLocked() *recordInfo { return &o.ahead[o.aheadNext] }
+
+func (o *Outbox) clearAheadLocked() {
+	clear(o.ahead) // drops the strings of the records
+	o.ahead, o.aheadNext = o.ahead[:0], 0
 }
 
 // advanceLocked removes the head record, which loadHeadLocked has read.
 func (o *Outbox) advanceLocked() error {
-	o.headOff += o.headSize
+	o.headOff += o.headLocked().size
 	o.headIdx++
 	o.unacked--
-	o.headValid = false
+	o.aheadNext++
 	for len(o.segs) > 1 && o.headIdx == o.segs[0].count {
 		if err := o.removeFirstLocked(); err != nil {
 			return err
@@ -727,10 +771,10 @@ func (o *Outbox) Ack(upTo uint64) error {
 		if err := o.loadHeadLocked(); err != nil {
 			return fmt.Errorf("ack outbox records up to seq %d: %w", upTo, err)
 		}
-		if o.head.Seq > upTo {
+		if o.headLocked().Seq > upTo {
 			break
 		}
-		removed = o.head.Seq
+		removed = o.headLocked().Seq
 		if err := o.advanceLocked(); err != nil {
 			return fmt.Errorf("ack outbox records up to seq %d: %w", upTo, err)
 		}
@@ -756,10 +800,10 @@ func (o *Outbox) expireLocked(now time.Time) {
 			o.log.Warn("outbox: reading the oldest record for the age check failed", "error", err)
 			break
 		}
-		if !o.head.Time.Before(cutoff) {
+		if !o.headLocked().Time.Before(cutoff) {
 			break
 		}
-		last = o.head.Seq
+		last = o.headLocked().Seq
 		if err := o.advanceLocked(); err != nil {
 			o.log.Error("outbox: removing an expired record failed", "error", err)
 			break
@@ -833,7 +877,7 @@ func (o *Outbox) OldestAge() time.Duration {
 	if o.closed || o.unacked == 0 || o.loadHeadLocked() != nil {
 		return 0
 	}
-	return max(0, o.opts.Now().Sub(o.head.Time))
+	return max(0, o.opts.Now().Sub(o.headLocked().Time))
 }
 
 // LastSeq returns the highest seq ever appended, as far as the outbox

@@ -388,6 +388,41 @@ func TestOutboxMaxBytesDropsOldest(t *testing.T) {
 	}
 }
 
+// Ack after Peek takes each record's seq and size from what Peek read.
+// That must stay right when Ack crosses segment boundaries, and when
+// Append drops the segments that Peek read from.
+func TestOutboxAckAfterPeekAndDrop(t *testing.T) {
+	opts := Options{MaxBytes: 64 << 10, SegmentBytes: 16 << 10}
+	o, _ := openTest(t, t.TempDir(), opts)
+	appendRange(t, o, 1, 40, 1000, time.Now())
+	checkSeqs(t, peekAll(t, o), 1, 40)
+	// Seq 20 lies in the second segment.
+	if err := o.Ack(20); err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, peekAll(t, o), 21, 40)
+
+	appendRange(t, o, 41, 120, 1000, time.Now())
+	dropped := o.Dropped()
+	if dropped == 0 {
+		t.Fatal("no records dropped after writing 100 KB more into a 64 KiB outbox")
+	}
+	first := 20 + dropped + 1
+	if err := o.Ack(first); err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, peekAll(t, o), first+1, 120)
+	if got := uint64(o.Len()); got != 120-first {
+		t.Errorf("Len = %d, want %d", got, 120-first)
+	}
+	if err := o.Ack(120); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Len(); got != 0 {
+		t.Errorf("Len after acking all = %d, want 0", got)
+	}
+}
+
 func TestOutboxMaxAgeDrops(t *testing.T) {
 	dir := t.TempDir()
 	var mu sync.Mutex

@@ -5,6 +5,7 @@
 //
 //	go run ./bench/cmd/pbbench -out docs/benchmarks.md
 //	go run ./bench/cmd/pbbench -profile smoke
+//	go run ./bench/cmd/pbbench -only "Event pipeline throughput" -cpuprofile cpu.out
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -32,10 +34,20 @@ func run() int {
 	workDir := flag.String("work-dir", "", "directory for temporary files, kept afterwards; a removed temporary directory when empty")
 	verbose := flag.Bool("v", false, "log each measurement's progress to stderr")
 	only := flag.String("only", "", "comma-separated section titles to measure, such as \"Serial streaming\"; empty measures all. Not allowed with -out, which needs every table")
+	cpuProfile := flag.String("cpuprofile", "", "`file` to write a CPU profile of this process to, for go tool pprof; the edge, embedded nats-server and worker of the event pipeline and latency runs run in this process")
 	flag.Parse()
 	if *only != "" && *out != "" {
 		fmt.Fprintln(os.Stderr, "pbbench: -only and -out cannot be combined, because -out rewrites every table; drop one of them")
 		return 2
+	}
+
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pbbench:", err)
+			return 1
+		}
+		defer stop()
 	}
 
 	level := slog.LevelWarn
@@ -80,6 +92,25 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts a CPU profile into path and returns the function
+// that ends it and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "pbbench: close CPU profile:", err)
+		}
+	}, nil
 }
 
 func writeGenerated(path, generated string) error {
