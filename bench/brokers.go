@@ -73,6 +73,12 @@ func startBroker(ctx context.Context, name, dir string, log *slog.Logger) (*brok
 	return b, nil
 }
 
+// workerMaxInFlight is the default of printbridge worker's
+// --max-in-flight, which it passes as the MaxAckPending of its JetStream
+// consumer. The in-process workers of the pipeline and latency runs use
+// it too, so they measure the consumer as the worker binary runs it.
+const workerMaxInFlight = 32
+
 // connect opens one bus adapter connection named client.
 func (b *broker) connect(ctx context.Context, client string) (bridge.Bus, error) {
 	// The adapters return typed pointers, which must not reach the
@@ -86,8 +92,8 @@ func (b *broker) connect(ctx context.Context, client string) (bridge.Bus, error)
 		}
 		return bus, nil
 	}
-	bus, err := natsbus.New(ctx, natsbus.Config{URL: b.natsURL, Name: client, JetStream: b.jetStream},
-		b.log.With("bus", "nats", "client", client))
+	cfg := natsbus.Config{URL: b.natsURL, Name: client, JetStream: b.jetStream, MaxAckPending: workerMaxInFlight}
+	bus, err := natsbus.New(ctx, cfg, b.log.With("bus", "nats", "client", client))
 	if err != nil {
 		return nil, err
 	}
