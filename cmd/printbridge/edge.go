@@ -437,6 +437,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	edgeDone := make(chan error, 1)
 	go func() { edgeDone <- e.Run(edgeCtx) }()
 
+	dropStartupPages(log)
 	var busErr error
 	select {
 	case <-ctx.Done():

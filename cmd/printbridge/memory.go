@@ -1,8 +1,11 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"runtime/debug"
+
+	"github.com/printbridge/printbridge/bridge/residency"
 )
 
 // gcPercentDefault is the GOGC of the edge and the worker when the
@@ -25,4 +28,21 @@ func applyMemoryDefaults() {
 		return
 	}
 	debug.SetGCPercent(gcPercentDefault)
+}
+
+// keepStartupPagesEnv, set to any value, keeps the executable's pages
+// that start-up touched mapped, so the peak RSS can be compared with and
+// without dropStartupPages.
+const keepStartupPagesEnv = "PRINTBRIDGE_KEEP_STARTUP_PAGES"
+
+// dropStartupPages unmaps the executable's pages that the package
+// initialisers, flag parsing and config loading touched, once a
+// long-running command has started. They are about a third of the
+// worker's resident set, and the ones that the command uses again come
+// back from the page cache on their next access (package residency).
+func dropStartupPages(log *slog.Logger) {
+	if _, set := os.LookupEnv(keepStartupPagesEnv); set {
+		return
+	}
+	residency.DropStartupPages(log)
 }

@@ -414,6 +414,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 	}()
+	dropStartupPages(log)
 	err = w.Run(runCtx)
 	stop()
 	wg.Wait()

@@ -1,0 +1,139 @@
+package residency
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapping is one entry of /proc/self/smaps.
+type mapping struct {
+	start, end uintptr
+	perms      string
+	// major, minor and inode name the mapped file.
+	major, minor uint32
+	inode        uint64
+	rss          int64
+	// anonymous is the size of the mapping's pages that no longer come
+	// from the file, such as a RELRO segment that the dynamic loader
+	// relocated. Dropping those would lose the relocation.
+	anonymous int64
+}
+
+func dropStartupPages() (Dropped, error) {
+	var d Dropped
+	var exe unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
+		return d, fmt.Errorf("stat /proc/self/exe: %w", err)
+	}
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return d, err
+	}
+	maps, err := parseSmaps(data)
+	if err != nil {
+		return d, err
+	}
+	for _, m := range maps {
+		if m.inode != exe.Ino || m.major != unix.Major(exe.Dev) || m.minor != unix.Minor(exe.Dev) || !droppable(m) {
+			continue
+		}
+		// MADV_DONTNEED on a private file mapping whose pages were never
+		// written drops them, and the next access maps the same bytes
+		// from the file again.
+		_, _, errno := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_DONTNEED)
+		if errno != 0 {
+			return d, fmt.Errorf("madvise %#x-%#x: %w", m.start, m.end, errno)
+		}
+		d.Mappings++
+		d.Bytes += m.rss
+	}
+	return d, nil
+}
+
+// droppable reports whether a mapping holds only read-only file pages.
+func droppable(m mapping) bool {
+	return len(m.perms) == 4 && m.perms[1] == '-' && m.perms[3] == 'p' && m.anonymous == 0 && m.rss > 0
+}
+
+// parseSmaps reads the header line of each mapping and its Rss and
+// Anonymous fields.
+func parseSmaps(data []byte) ([]mapping, error) {
+	var maps []mapping
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Bytes()
+		fields := bytes.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if key, ok := bytes.CutSuffix(fields[0], []byte(":")); ok {
+			if len(maps) == 0 || len(fields) < 2 {
+				continue
+			}
+			m := &maps[len(maps)-1]
+			switch string(key) {
+			case "Rss", "Anonymous":
+				kb, err := strconv.ParseInt(string(fields[1]), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("smaps line %q: %w", line, err)
+				}
+				if string(key) == "Rss" {
+					m.rss = kb << 10
+				} else {
+					m.anonymous = kb << 10
+				}
+			}
+			continue
+		}
+		m, err := parseHeader(fields)
+		if err != nil {
+			return nil, fmt.Errorf("smaps line %q: %w", line, err)
+		}
+		maps = append(maps, m)
+	}
+	return maps, sc.Err()
+}
+
+// parseHeader reads "start-end perms offset dev inode [path]".
+func parseHeader(fields [][]byte) (mapping, error) {
+	var m mapping
+	if len(fields) < 5 {
+		return m, fmt.Errorf("%d fields, expected at least 5", len(fields))
+	}
+	start, end, ok := bytes.Cut(fields[0], []byte("-"))
+	if !ok {
+		return m, fmt.Errorf("address range %q has no '-'", fields[0])
+	}
+	s, err := strconv.ParseUint(string(start), 16, 64)
+	if err != nil {
+		return m, err
+	}
+	e, err := strconv.ParseUint(string(end), 16, 64)
+	if err != nil {
+		return m, err
+	}
+	maj, mnr, ok := bytes.Cut(fields[3], []byte(":"))
+	if !ok {
+		return m, fmt.Errorf("device %q has no ':'", fields[3])
+	}
+	ma, err := strconv.ParseUint(string(maj), 16, 32)
+	if err != nil {
+		return m, err
+	}
+	mi, err := strconv.ParseUint(string(mnr), 16, 32)
+	if err != nil {
+		return m, err
+	}
+	inode, err := strconv.ParseUint(string(fields[4]), 10, 64)
+	if err != nil {
+		return m, err
+	}
+	m.start, m.end, m.perms = uintptr(s), uintptr(e), string(fields[1])
+	m.major, m.minor, m.inode = uint32(ma), uint32(mi), inode
+	return m, nil
+}

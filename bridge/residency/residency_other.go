@@ -1,0 +1,5 @@
+//go:build !linux
+
+package residency
+
+func dropStartupPages() (Dropped, error) { return Dropped{}, nil }
