@@ -56,3 +56,16 @@ func TestSecondOpenOfPortFails(t *testing.T) {
 	}
 	again.Close()
 }
+
+func TestOpenMissingPortNamesFix(t *testing.T) {
+	port := filepath.Join(t.TempDir(), "ttyACM9")
+	_, err := printer.OpenSerial(port, 115200)
+	if err == nil {
+		t.Fatal("open of a port that does not exist succeeded")
+	}
+	for _, want := range []string{port + " not found", "check --port"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}

@@ -19,6 +19,9 @@ import (
 func lockPort(port string) (release func(), err error) {
 	f, err := os.OpenFile(port, os.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("serial port %s not found: check --port and that the printer is plugged in and powered (ls /dev/serial/by-id/ lists the connected ones)", port)
+		}
 		return nil, fmt.Errorf("open serial port %s for locking: %w", port, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {

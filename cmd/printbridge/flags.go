@@ -60,7 +60,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 		var unknown []string
 		for key := range fileValues {
 			if fs.Lookup(key) == nil || key == "config" {
-				unknown = append(unknown, strconv.Quote(key))
+				unknown = append(unknown, unknownKey(fs, key))
 			}
 		}
 		if len(unknown) > 0 {
@@ -94,6 +94,17 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 		}
 	})
 	return errors.Join(problems...)
+}
+
+// unknownKey quotes a config file key that names no flag, with the flag
+// it most likely means when the key differs from one only in case or in
+// underscores for hyphens, as in auto_connect for auto-connect.
+func unknownKey(fs *flag.FlagSet, key string) string {
+	guess := strings.ToLower(strings.ReplaceAll(key, "_", "-"))
+	if guess != key && guess != "config" && fs.Lookup(guess) != nil {
+		return fmt.Sprintf("%q (did you mean %q?)", key, guess)
+	}
+	return strconv.Quote(key)
 }
 
 // parseErrorHint returns what the flag of a command-line parse error

@@ -53,6 +53,18 @@ func TestConfigFileListsUnknownKeys(t *testing.T) {
 	}
 }
 
+func TestConfigFileSuggestsHyphenatedKey(t *testing.T) {
+	err := parseEdgeConfigFile(t, "auto_connect: true\nBaud: 115200\n")
+	if err == nil {
+		t.Fatal("a config file with underscored keys was accepted")
+	}
+	for _, want := range []string{`"auto_connect" (did you mean "auto-connect"?)`, `"Baud" (did you mean "baud"?)`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %s", err, want)
+		}
+	}
+}
+
 func TestBadFlagValueKeepsErrorShort(t *testing.T) {
 	var stdout, stderr strings.Builder
 	if code := runMain([]string{"edge", "--baud", "fast"}, &stdout, &stderr); code != 2 {
