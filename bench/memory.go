@@ -192,8 +192,9 @@ type WorkerMemoryResult struct {
 // MeasureWorkerMemory runs the worker binary on an embedded NATS server,
 // publishes events from workerPublishers publishers at rate events per
 // second (0: as fast as the broker takes them), waits for the worker's
-// hook results, and reads its peak RSS.
-func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate int, log *slog.Logger) (WorkerMemoryResult, error) {
+// hook results, and reads its peak RSS. env is added to the worker's
+// environment.
+func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate int, env []string, log *slog.Logger) (WorkerMemoryResult, error) {
 	res := WorkerMemoryResult{Events: events, Rate: rate}
 	dir, err := os.MkdirTemp(workDir, "worker-memory-")
 	if err != nil {
@@ -241,7 +242,7 @@ func MeasureWorkerMemory(ctx context.Context, bin, workDir string, events, rate 
 	// file of the default one, which another worker on the host may hold.
 	args := append([]string{"worker", "--config", config, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn",
 		"--metrics-listen", ""}, br.busFlags()...)
-	workerProc, err := startProcess("worker", filepath.Join(dir, "worker.log"), bin, args...)
+	workerProc, err := startProcessEnv("worker", filepath.Join(dir, "worker.log"), env, bin, args...)
 	if err != nil {
 		return res, err
 	}
