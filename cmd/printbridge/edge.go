@@ -268,6 +268,7 @@ func defaultDataDir() string {
 }
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	dropStartupPages(slog.New(slog.DiscardHandler))
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	fs.Usage = func() { printCommandUsage(fs) }
 	var o edgeOptions

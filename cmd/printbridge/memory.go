@@ -36,10 +36,12 @@ func applyMemoryDefaults() {
 const keepStartupPagesEnv = "PRINTBRIDGE_KEEP_STARTUP_PAGES"
 
 // dropStartupPages unmaps the executable's pages that the package
-// initialisers, flag parsing and config loading touched, once a
-// long-running command has started. They are about a third of the
-// worker's resident set, and the ones that the command uses again come
-// back from the page cache on their next access (package residency).
+// initialisers, flag parsing and config loading touched. They are about
+// a third of the worker's resident set, and the ones that the command
+// uses again come back from the page cache on their next access (package
+// residency). The edge and the worker call it twice: when the command
+// starts, so that their setup peaks from a lower base, and once the
+// setup is done.
 func dropStartupPages(log *slog.Logger) {
 	if _, set := os.LookupEnv(keepStartupPagesEnv); set {
 		return

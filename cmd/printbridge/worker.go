@@ -278,6 +278,7 @@ func (o *workerOptions) load() (*hooks.Config, []hooks.Problem, error) {
 }
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	dropStartupPages(slog.New(slog.DiscardHandler))
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.Usage = func() { printCommandUsage(fs) }
 	var o workerOptions
