@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -85,11 +84,7 @@ func referenceFormatFloat(f float64) string {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return "null"
 	}
-	s := strconv.FormatFloat(f, 'g', -1, 64)
-	if !bytes.ContainsAny([]byte(s), ".eE") {
-		s += ".0"
-	}
-	return s
+	return referenceFloatRepr(f)
 }
 
 type referenceContext Context

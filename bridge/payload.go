@@ -181,9 +181,12 @@ func appendMarshaled(dst []byte, v any) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// FormatFloat formats f for JSON so that it always reads back as a float:
-// shortest round-trip digits with ".0" added to integral values. JSON has
-// no NaN or infinity, so those become null.
+// FormatFloat formats f for JSON as Python's json.dumps does, because
+// OctoPrint is written in Python. That is Python's repr(float): the
+// shortest digits that round-trip, plain decimal notation for magnitudes
+// in [1e-4, 1e16) such as Unix times (1796423673.2620003), and ".0" on
+// integral values so that the number reads back as a float. JSON has no
+// NaN or infinity, so those become null.
 func FormatFloat(f float64) string {
 	return string(appendFloat(nil, f))
 }
@@ -193,12 +196,7 @@ func appendFloat(dst []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, "null"...)
 	}
-	start := len(dst)
-	dst = strconv.AppendFloat(dst, f, 'g', -1, 64)
-	if !bytes.ContainsAny(dst[start:], ".eE") {
-		dst = append(dst, ".0"...)
-	}
-	return dst
+	return appendFinitePythonFloat(dst, f)
 }
 
 // UnmarshalJSON decodes a JSON object, keeping key order. Nested objects

@@ -20,59 +20,25 @@ func PythonFloatRepr(f float64) string {
 	case math.IsInf(f, -1):
 		return "-inf"
 	}
-	if f == 0 {
-		if math.Signbit(f) {
-			return "-0.0"
-		}
-		return "0.0"
+	return string(appendFinitePythonFloat(nil, f))
+}
+
+// appendFinitePythonFloat appends repr(f) for a finite f. The shortest
+// digits that round-trip are the same in the 'e' and 'f' layouts, so only
+// the layout depends on the decimal exponent. Comparing |f| with 1e-4 and
+// 1e16 picks the layout exactly, because 1e16 is a float64 and a value
+// whose shortest digits are below 1e-4 parses to a float below
+// float64(1e-4).
+func appendFinitePythonFloat(dst []byte, f float64) []byte {
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-4 || abs >= 1e16) {
+		// Go's 'e' layout already writes a signed exponent of at least
+		// two digits, as Python does.
+		return strconv.AppendFloat(dst, f, 'e', -1, 64)
 	}
-	// One shortest-digits conversion gives both layouts: the digits and
-	// the exponent of the 'e' form are those of the fixed form too.
-	var buf [32]byte
-	sci := strconv.AppendFloat(buf[:0], f, 'e', -1, 64)
-	mark := bytes.IndexByte(sci, 'e')
-	exp, _ := strconv.Atoi(string(sci[mark+1:]))
-	out := make([]byte, 0, 32)
-	if exp < -4 || exp >= 16 {
-		out = append(out, sci[:mark]...)
-		out = append(out, 'e')
-		if exp < 0 {
-			out, exp = append(out, '-'), -exp
-		} else {
-			out = append(out, '+')
-		}
-		if exp < 10 {
-			out = append(out, '0')
-		}
-		return string(strconv.AppendInt(out, int64(exp), 10))
+	start := len(dst)
+	dst = strconv.AppendFloat(dst, f, 'f', -1, 64)
+	if bytes.IndexByte(dst[start:], '.') < 0 {
+		dst = append(dst, ".0"...)
 	}
-	mant := sci[:mark]
-	if mant[0] == '-' {
-		out = append(out, '-')
-		mant = mant[1:]
-	}
-	// The digits without the point of d.ddd.
-	digits := make([]byte, 0, len(mant))
-	for _, c := range mant {
-		if c != '.' {
-			digits = append(digits, c)
-		}
-	}
-	if exp < 0 {
-		out = append(out, "0."...)
-		for range -exp - 1 {
-			out = append(out, '0')
-		}
-		return string(append(out, digits...))
-	}
-	if whole := exp + 1; whole < len(digits) {
-		out = append(out, digits[:whole]...)
-		out = append(out, '.')
-		return string(append(out, digits[whole:]...))
-	}
-	out = append(out, digits...)
-	for range exp + 1 - len(digits) {
-		out = append(out, '0')
-	}
-	return string(append(out, ".0"...))
+	return dst
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -84,6 +85,60 @@ func TestPythonFloatReprMatchesReference(t *testing.T) {
 		}
 		if got, want := PythonFloatRepr(f), referenceFloatRepr(f); got != want {
 			t.Fatalf("PythonFloatRepr(%b) = %q, want %q", f, got, want)
+		}
+	}
+}
+
+// TestEnvelopeFloatsPlainAndExact checks that payload floats go on the
+// bus as OctoPrint's json.dumps writes them, in plain decimal notation
+// for Unix times, and read back to the same bits.
+func TestEnvelopeFloatsPlainAndExact(t *testing.T) {
+	cases := []struct {
+		in   float64
+		want string
+	}{
+		{1796423673.2620003, "1796423673.2620003"},
+		{1796423673, "1796423673.0"},
+		{0.2, "0.2"},
+		{0.0001, "0.0001"},
+		{0.00001, "1e-05"},
+		{1e16, "1e+16"},
+		{math.Copysign(0, -1), "-0.0"},
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		f := math.Float64frombits(rng.Uint64())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		cases = append(cases, struct {
+			in   float64
+			want string
+		}{f, referenceFloatRepr(f)})
+	}
+	for _, c := range cases {
+		env := &Envelope{Schema: 1, ID: "id", Printer: "p", Event: "ChartMarked", Payload: Payload{{Key: "time", Value: c.in}}}
+		data, err := env.AppendJSON(nil)
+		if err != nil {
+			t.Fatalf("AppendJSON(time=%v): %v", c.in, err)
+		}
+		if want := `"payload":{"time":` + c.want + `}`; !strings.Contains(string(data), want) {
+			t.Fatalf("envelope of time=%v is\n%s\nwant it to contain %s", c.in, data, want)
+		}
+		back, err := DecodeEnvelope(data)
+		if err != nil {
+			t.Fatalf("DecodeEnvelope(%s): %v", data, err)
+		}
+		number, ok := back.Payload[0].Value.(json.Number)
+		if !ok {
+			t.Fatalf("decoded time is %T, want json.Number", back.Payload[0].Value)
+		}
+		got, err := number.Float64()
+		if err != nil {
+			t.Fatalf("decoded time %q: %v", number, err)
+		}
+		if math.Float64bits(got) != math.Float64bits(c.in) {
+			t.Fatalf("time %v read back as %v from %s", c.in, got, number)
 		}
 	}
 }

@@ -15,8 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/bridge/policy"
 	"github.com/printbridge/printbridge/deploy"
 	"github.com/printbridge/printbridge/hooks"
 	"github.com/printbridge/printbridge/printer/virtual"
@@ -48,7 +51,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var o demoOptions
 	fs.StringVar(&o.file, "file", "", "G-code file to print (default: "+deploy.DemoGcodeName+", built into the binary)")
 	fs.StringVar(&o.config, "config", "", "OctoPrint config.yaml whose events: hooks the worker runs (default: "+deploy.DemoConfigName+", built into the binary)")
-	fs.Float64Var(&o.speed, "speed", 20, "virtual printer time factor: 1 is real time, 0 no waiting")
+	fs.Float64Var(&o.speed, "speed", 20, "virtual printer time factor: 1 is real time, 0 no waiting. "+
+		"The demo's edge multiplies its command rate limits by a factor above 1 and turns them off at 0, so the hooks keep up with the faster print")
 	fs.BoolVar(&o.keepRunning, "keep-running", false, "keep everything running after the print and print the broker addresses")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up when the print has not finished after this long")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the components' logs on stderr: debug, info, warn or error")
@@ -79,10 +83,13 @@ type demoRun struct {
 	hooksOK   int
 	hooksFail int
 	lastSeq   uint64
-	finished  chan string
-	doneOnce  sync.Once
-	connected chan struct{}
-	connOnce  sync.Once
+	// finishedAt is the time that the line of the first PrintDone or
+	// PrintFailed event showed.
+	finishedAt time.Duration
+	finished   chan string
+	doneOnce   sync.Once
+	connected  chan struct{}
+	connOnce   sync.Once
 }
 
 func (d *demoRun) printf(format string, args ...any) {
@@ -169,7 +176,7 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	vcfg := virtual.DefaultConfig()
 	vcfg.Speed = o.speed
 	vcfg.RecordPath = filepath.Join(dataDir, "record.gcode")
-	vp, err := virtual.New(vcfg, log.With("component", "virtual-printer"))
+	vp, err := virtual.New(vcfg, log)
 	if err != nil {
 		return fmt.Errorf("start virtual printer: %w", err)
 	}
@@ -184,6 +191,12 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 
 	fmt.Fprintf(stdout, "printbridge demo: NATS %s, MQTT %s, virtual printer %s\n", emb.NATSURL(), emb.MQTTURL(), vp.Path())
 	fmt.Fprintf(stdout, "printing %s (%d bytes) with the hooks of %s\n", jobName, len(gcode), configName)
+	policyPath := filepath.Join(dataDir, "command-policy.yaml")
+	rates, err := writeDemoPolicy(policyPath, o.speed)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "command rate limits of the edge: %s\n", rates)
 	limit := cfg.Settings.MaxConcurrentHooks
 	if limit <= 0 {
 		limit = hooks.DefaultMaxConcurrentHooks
@@ -206,7 +219,7 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	if err := workerBus.SubscribeReplies(ctx, demoPrinter, run.onReply); err != nil {
 		return err
 	}
-	w := hooks.NewWorker(cfg, workerBus, log.With("component", "worker"), hooks.OnResult(run.onResult))
+	w := hooks.NewWorker(cfg, workerBus, log, hooks.OnResult(run.onResult))
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(workerCtx) }()
@@ -214,7 +227,8 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 	// 4. The edge, on MQTT.
 	edgeOpts := edgeOptions{
 		port: vp.Path(), baud: 115200, printerID: demoPrinter, filesDir: filesDir, dataDir: filepath.Join(dataDir, "edge"),
-		maxLineLength: 96, autoConnect: true, bus: busOptions{mqttURL: emb.MQTTURL(), baseTopic: bridge.DefaultBase},
+		maxLineLength: 96, autoConnect: true, commandPolicy: policyPath,
+		bus: busOptions{mqttURL: emb.MQTTURL(), baseTopic: bridge.DefaultBase},
 	}
 	edgeCtx, stopEdge := context.WithCancel(context.Background())
 	edgeDone := make(chan error, 1)
@@ -320,8 +334,11 @@ func (d *demoRun) onEvent(m bridge.EventMessage) {
 	d.counts[env.Event]++
 	d.lastSeq = env.Seq
 	d.rememberSeq(env.ID, env.Seq)
-	elapsed := time.Since(d.start).Seconds()
-	fmt.Fprintf(d.out, "%7.2fs  #%-4d %-20s %s\n", elapsed, env.Seq, env.Event, describePayload(env.Payload))
+	elapsed := time.Since(d.start)
+	fmt.Fprintf(d.out, "%7.2fs  #%-4d %-20s %s\n", elapsed.Seconds(), env.Seq, env.Event, describePayload(env.Payload))
+	if (env.Event == bridge.EventPrintDone || env.Event == bridge.EventPrintFailed) && d.finishedAt == 0 {
+		d.finishedAt = elapsed
+	}
 	d.mu.Unlock()
 	switch env.Event {
 	case bridge.EventConnected:
@@ -390,7 +407,14 @@ func (d *demoRun) rememberSeq(id string, seq uint64) {
 func (d *demoRun) summary(outcome string, executed []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintf(d.out, "\nsummary: %s after %.1fs\n", outcome, time.Since(d.start).Seconds())
+	// The event's time is the one its event line showed. The run time is
+	// given apart, because the demo keeps running after the print ends for
+	// the PrintDone hooks, and with --keep-running until Ctrl-C.
+	if outcome == bridge.EventPrintDone || outcome == bridge.EventPrintFailed {
+		fmt.Fprintf(d.out, "\nsummary: %s at %.2fs; the demo ran %.1fs\n", outcome, d.finishedAt.Seconds(), time.Since(d.start).Seconds())
+	} else {
+		fmt.Fprintf(d.out, "\nsummary: %s; the demo ran %.1fs\n", outcome, time.Since(d.start).Seconds())
+	}
 	names := make([]string, 0, len(d.counts))
 	total := 0
 	for name, n := range d.counts {
@@ -421,4 +445,34 @@ func describePayload(p bridge.Payload) string {
 		parts = append(parts, f.Key+"="+s)
 	}
 	return strings.Join(parts, " ")
+}
+
+// writeDemoPolicy writes the edge's command policy for a virtual printer
+// running at speed to path and returns its rate limits for the output.
+// The defaults are sized for a printer in real time. The virtual printer
+// fires events, and so the hooks' G-code commands, speed times as often,
+// so the per-second rates grow by that factor and the bursts stay. At
+// speed 0 the print is as fast as the serial line allows, so the limits
+// are off.
+func writeDemoPolicy(path string, speed float64) (string, error) {
+	factor := max(speed, 1)
+	rate := policy.RateConfig{LinesPerSecond: policy.DefaultLinesPerSecond * factor, Burst: policy.DefaultBurst}
+	total := policy.RateConfig{LinesPerSecond: policy.DefaultTotalLinesPerSecond * factor, Burst: policy.DefaultTotalBurst}
+	described := fmt.Sprintf("%g lines/s per source (burst %d), %g lines/s from all sources (burst %d)",
+		rate.LinesPerSecond, rate.Burst, total.LinesPerSecond, total.Burst)
+	if speed > 1 {
+		described += fmt.Sprintf(", the defaults times --speed %g", speed)
+	}
+	if speed == 0 {
+		rate, total = policy.RateConfig{}, policy.RateConfig{}
+		described = "off, because --speed 0 prints without waiting"
+	}
+	data, err := yaml.Marshal(policy.File{Defaults: policy.Config{Rate: &rate, TotalRate: &total}})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("failed to write the demo's command policy %s: %w", path, err)
+	}
+	return described, nil
 }

@@ -101,3 +101,57 @@ func TestDemoListsConfigErrors(t *testing.T) {
 		t.Errorf("the demo started its components despite the errors:\n%s", stdout)
 	}
 }
+
+// TestDemoSpeedZeroHooksSucceed runs the demo with no waiting, where the
+// virtual printer fires ZChange as fast as the serial line allows. It
+// checks that the edge's rate limits reject none of the hooks' G-code and
+// that the summary gives the time of the PrintDone line. It also checks
+// that no log line names its component twice.
+func TestDemoSpeedZeroHooksSucceed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("prints a file")
+	}
+	code, stdout, stderr := runCLI(t, "demo", "--speed", "0", "--log-level", "info")
+	if code != 0 {
+		t.Fatalf("demo --speed 0 exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+
+	if !strings.Contains(stdout, "command rate limits of the edge: off, because --speed 0 prints without waiting\n") {
+		t.Errorf("demo output does not say that the rate limits are off:\n%s", stdout)
+	}
+	hooks := regexp.MustCompile(`hooks run: (\d+) ok, (\d+) failed`).FindStringSubmatch(stdout)
+	if hooks == nil {
+		t.Fatalf("demo output has no hook summary:\n%s", stdout)
+	}
+	if ok, _ := strconv.Atoi(hooks[1]); ok == 0 {
+		t.Errorf("no hook ran ok:\n%s", stdout)
+	}
+	if hooks[2] != "0" {
+		t.Errorf("%s hooks failed:\n%s", hooks[2], stdout)
+	}
+	if lines := matchingLines(stderr, "rejected by policy"); len(lines) > 0 {
+		t.Errorf("the edge rejected hook commands:\n%s", strings.Join(lines, "\n"))
+	}
+
+	eventLine := regexp.MustCompile(`(?m)^ +([0-9.]+)s +#\d+ +PrintDone `).FindStringSubmatch(stdout)
+	if eventLine == nil {
+		t.Fatalf("demo output has no PrintDone event line:\n%s", stdout)
+	}
+	summary := regexp.MustCompile(`(?m)^summary: PrintDone at ([0-9.]+)s; the demo ran [0-9.]+s$`).FindStringSubmatch(stdout)
+	if summary == nil {
+		t.Fatalf("demo output has no summary line with the time of PrintDone:\n%s", stdout)
+	}
+	if summary[1] != eventLine[1] {
+		t.Errorf("summary gives PrintDone at %ss, but its event line shows %ss", summary[1], eventLine[1])
+	}
+
+	twice := regexp.MustCompile(`component=\S+ (.* )?component=`)
+	if lines := matchingLines(stderr, "component="); len(lines) == 0 {
+		t.Errorf("no log line names a component at --log-level info:\n%s", stderr)
+	}
+	for _, line := range matchingLines(stderr, "component=") {
+		if twice.MatchString(line) {
+			t.Errorf("log line names a component twice: %s", line)
+		}
+	}
+}

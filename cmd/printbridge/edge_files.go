@@ -37,7 +37,7 @@ func newFileStorage(o edgeOptions, log *slog.Logger, edgeOf func() *edge.Edge, p
 		}
 	}
 	st, err := storage.New(storage.Config{
-		Dir: o.filesDir, PollInterval: o.watchInterval, Emit: emit, Logger: log.With("component", "storage"),
+		Dir: o.filesDir, PollInterval: o.watchInterval, Emit: emit, Logger: log.With("subsystem", "storage"),
 		Busy: func(path string) bool {
 			p := printerOf()
 			if p == nil {
