@@ -86,9 +86,13 @@ type Command struct {
 	Template string
 	// Args is Template split into argv by POSIX shell rules before any
 	// placeholder is filled; only set for system hooks without a shell.
-	Args   []string
-	Line   int
-	Column int
+	Args []string
+	// ScriptArg is the index in Args of the script that a POSIX shell
+	// runs with -c (as in /bin/sh -c "echo {name}"), 0 when there is
+	// none. Its placeholder values are quoted as with shell: true.
+	ScriptArg int
+	Line      int
+	Column    int
 }
 
 // Subscription is one loaded entry of events.subscriptions.

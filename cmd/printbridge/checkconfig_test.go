@@ -243,3 +243,40 @@ func TestCheckConfigWarnsAboutPolicy(t *testing.T) {
 		t.Errorf("summary line missing or wrong:\n%s", stdout)
 	}
 }
+
+func TestCheckConfigShellDashC(t *testing.T) {
+	dir := t.TempDir()
+	// A shell run with -c parses its script as code, so the rule of
+	// shell: true applies to placeholders inside quotes in the script.
+	quoted := filepath.Join(dir, "quoted.yaml")
+	text := "events:\n  subscriptions:\n  - event: PrintStarted\n    type: system\n    command: /bin/sh -c 'echo started \"{name}\" >> hooklog.txt'\n"
+	if err := os.WriteFile(quoted, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ := runCLI(t, "check-config", quoted)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\n%s", code, stdout)
+	}
+	want := quoted + `:5:14: error: placeholder {name} in command #1 is inside shell quotes in the script that /bin/sh runs with -c`
+	if !strings.Contains(stdout, want) {
+		t.Errorf("stdout lacks %q:\n%s", want, stdout)
+	}
+	if !strings.Contains(stdout, quoted+": 0 hooks loaded, 1 error,") {
+		t.Errorf("summary line missing or wrong:\n%s", stdout)
+	}
+
+	// The same script with a bare placeholder loads: its value is quoted
+	// as one word when the hook runs.
+	bare := filepath.Join(dir, "bare.yaml")
+	text = "events:\n  subscriptions:\n  - event: PrintStarted\n    type: system\n    command: /bin/sh -c \"echo started {name} >> hooklog.txt\"\n"
+	if err := os.WriteFile(bare, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = runCLI(t, "check-config", bare)
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0\n%s", code, stdout)
+	}
+	if !strings.Contains(stdout, bare+": 1 hook loaded, 0 errors,") {
+		t.Errorf("summary line missing or wrong:\n%s", stdout)
+	}
+}
