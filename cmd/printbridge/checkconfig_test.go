@@ -280,3 +280,37 @@ func TestCheckConfigShellDashC(t *testing.T) {
 		t.Errorf("summary line missing or wrong:\n%s", stdout)
 	}
 }
+
+func TestCheckConfigUnknownEventsKey(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		key, hint, summary string
+	}{
+		{"subscription", `; did you mean "subscriptions"?`, "0 hooks loaded, 1 error, 1 warning"},
+		{"enable", `; did you mean "enabled"?`, "1 hook loaded, 1 error, 0 warnings"},
+		{"hooks", "", "1 hook loaded, 1 error, 0 warnings"},
+	} {
+		file := filepath.Join(dir, c.key+".yaml")
+		text := "events:\n  " + c.key + ": true\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: /bin/true}\n"
+		if c.key == "subscription" {
+			text = "events:\n  subscription:\n  - {event: PrintDone, type: system, shell: false, command: /bin/true}\n"
+		}
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI(t, "check-config", file)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1\n%s", c.key, code, stdout)
+		}
+		want := file + ":2:3: error: unknown key events." + c.key + " is not read by OctoPrint, which reads only enabled and subscriptions" + c.hint + "\n"
+		if !strings.Contains(stdout, want) {
+			t.Errorf("%s: stdout lacks %q:\n%s", c.key, want, stdout)
+		}
+		if !strings.Contains(stdout, file+": "+c.summary+"\n") {
+			t.Errorf("%s: summary line missing or wrong, want %q:\n%s", c.key, c.summary, stdout)
+		}
+		if !strings.Contains(stderr, "the config has errors") {
+			t.Errorf("%s: stderr = %q, want the error summary", c.key, stderr)
+		}
+	}
+}
