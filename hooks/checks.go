@@ -95,6 +95,7 @@ func (l *loader) compileCommand(sub *Subscription, c *Command) ([]string, error)
 		c.Args = append(c.Args, w.text)
 		names = append(names, used...)
 	}
+	c.ScriptArg = shellScriptArg(c.Args)
 	return names, nil
 }
 
@@ -233,6 +234,22 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 				compiled = false
 			}
 			continue
+		}
+		if c.ScriptArg > 0 {
+			if field := quotedPlaceholder(c.Args[c.ScriptArg]); field != "" {
+				// The shell parses its -c script as it parses a shell:
+				// true command, so the same quoting rule applies.
+				l.report(SeverityError, node, ref, path+".command",
+					"placeholder %s in command #%d is inside shell quotes in the script that %s runs with -c, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; write the placeholder without quotes (placeholder values in a -c script are already quoted as one word)",
+					field, i+1, c.Args[0])
+				compiled = false
+			}
+		} else if at, interpreter := interpreterCodeArg(c.Args); at > 0 {
+			if names, _ := checkTemplate(c.Args[at]); len(names) > 0 {
+				l.report(SeverityWarning, node, ref, path+".command",
+					"placeholder {%s} in command #%d is part of the code that %s runs, so a value such as a file name can run its own code; pass the value as a separate argument after the code (such as sys.argv or @ARGV) instead",
+					names[0], i+1, interpreter)
+			}
 		}
 		words, _ := splitWords(c.Template)
 		if syntax := shellSyntax(words); syntax != "" {

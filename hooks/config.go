@@ -86,9 +86,13 @@ type Command struct {
 	Template string
 	// Args is Template split into argv by POSIX shell rules before any
 	// placeholder is filled; only set for system hooks without a shell.
-	Args   []string
-	Line   int
-	Column int
+	Args []string
+	// ScriptArg is the index in Args of the script that a POSIX shell
+	// runs with -c (as in /bin/sh -c "echo {name}"), 0 when there is
+	// none. Its placeholder values are quoted as with shell: true.
+	ScriptArg int
+	Line      int
+	Column    int
 }
 
 // Subscription is one loaded entry of events.subscriptions.
@@ -373,8 +377,18 @@ func (l *loader) loadEvents(events *yamlPair) {
 			p := p
 			subs = &p
 		default:
-			l.report(SeverityWarning, p.key, entryRef{}, "events."+p.key.Value,
-				"unknown key events.%s is ignored (OctoPrint reads only enabled and subscriptions)", p.key.Value)
+			// An error, though OctoPrint ignores the key: a misspelled
+			// subscriptions or enabled would silently run no hooks or
+			// the wrong ones.
+			hint := ""
+			for _, k := range []string{"subscriptions", "enabled"} {
+				if strings.EqualFold(k, p.key.Value) || levenshtein(strings.ToLower(p.key.Value), k) <= 3 {
+					hint = fmt.Sprintf("; did you mean %q?", k)
+					break
+				}
+			}
+			l.report(SeverityError, p.key, entryRef{}, "events."+p.key.Value,
+				"unknown key events.%s is not read by OctoPrint, which reads only enabled and subscriptions%s", p.key.Value, hint)
 		}
 	}
 	if subs == nil {

@@ -17,6 +17,9 @@
 //     passes the whole string as the program name, which fails for any
 //     command with arguments. With shell: true, values are quoted with
 //     shlex.quote and the command runs under /bin/sh -c, as in OctoPrint.
+//     Without a shell, the script argument of a POSIX shell run with -c
+//     (/bin/sh -c "echo {name}") is rendered as a shell: true command,
+//     with quoted values, because the shell parses it as code.
 //   - Each hook run has a timeout (printbridge.hook_timeout, or the
 //     subscription's timeout key) that covers its whole command list.
 //     When it expires, the running command's process group is killed. At

@@ -37,17 +37,18 @@ type preparedCommand struct {
 // renderSystem renders every command of sub before any runs, as OctoPrint
 // does. With a shell, every value is shell-quoted first and then the whole
 // template is rendered. Without one, each argument of the pre-split
-// template is rendered on its own, so no value can add an argument.
+// template is rendered on its own, so no value can add an argument, and
+// values in the script of a shell run with -c are shell-quoted too.
 func renderSystem(sub *Subscription, params placeholderLookup) ([]preparedCommand, error) {
 	out := make([]preparedCommand, 0, len(sub.Commands))
-	if sub.Shell {
-		quoted := func(name string) (string, bool) {
-			v, ok := params(name)
-			if !ok {
-				return "", false
-			}
-			return Quote(v), true
+	quoted := func(name string) (string, bool) {
+		v, ok := params(name)
+		if !ok {
+			return "", false
 		}
+		return Quote(v), true
+	}
+	if sub.Shell {
 		for i, c := range sub.Commands {
 			script, err := formatLookup(c.Template, quoted)
 			if err != nil {
@@ -60,7 +61,13 @@ func renderSystem(sub *Subscription, params placeholderLookup) ([]preparedComman
 	for i, c := range sub.Commands {
 		argv := make([]string, len(c.Args))
 		for j, arg := range c.Args {
-			s, err := formatLookup(arg, params)
+			lookup := params
+			if j > 0 && j == c.ScriptArg {
+				// A shell parses this argument as code, so each value
+				// becomes one quoted word, as with shell: true.
+				lookup = quoted
+			}
+			s, err := formatLookup(arg, lookup)
 			if err != nil {
 				return nil, fmt.Errorf("command #%d: %w", i+1, err)
 			}

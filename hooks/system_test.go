@@ -321,3 +321,137 @@ func TestTailBufferReadFromReturnsReadError(t *testing.T) {
 		t.Errorf("tail is %q, expected abc", got)
 	}
 }
+
+func TestInjectionShellDashC(t *testing.T) {
+	rec := newRecorder(t)
+	cwd := t.TempDir()
+	names := append([]string{"a$(touch X).gcode", "a; touch Y.gcode", "a`touch Z`.gcode"}, hostileNames...)
+	commands := []string{
+		// The placeholder is inside the outer quotes but a bare word of
+		// the script, so the shell would parse the value without quoting.
+		`/bin/sh -c "record --file {name} done"`,
+		`sh -ec 'printf "started %s\n" {name} >> hooklog.txt; record {__eventname} {name}'`,
+		// An argument after the script is $1, not code, so it stays raw.
+		`sh -c 'record --arg "$1"' sh {name}`,
+	}
+	list := ""
+	for _, c := range commands {
+		list += fmt.Sprintf("%q, ", c)
+	}
+
+	for _, shell := range []string{"shell: false, ", ""} {
+		sub := testSub(t, fmt.Sprintf(`{event: PrintDone, type: system, %scwd: %q, command: [%s]}`, shell, cwd, list))
+		for i, c := range sub.Commands {
+			if want := []int{2, 2, 2}[i]; c.ScriptArg != want {
+				t.Errorf("command %q: ScriptArg = %d, want %d", c.Template, c.ScriptArg, want)
+			}
+		}
+		for _, name := range names {
+			if _, out, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "name", Value: name}}), time.Minute); err != nil {
+				t.Fatalf("hook for %q failed: %v (output %q)", name, err, out)
+			}
+		}
+	}
+
+	calls := rec.calls(t)
+	if len(calls) != 2*3*len(names) {
+		t.Fatalf("recorder ran %d times, want %d", len(calls), 2*3*len(names))
+	}
+	for i, name := range append(names, names...) {
+		wants := [][]string{{"--file", name, "done"}, {"PrintDone", name}, {"--arg", name}}
+		for j, want := range wants {
+			if got := calls[3*i+j].Args; argvString(got) != argvString(want) {
+				t.Errorf("name %q, command #%d: argv %s, want %s", name, j+1, argvString(got), argvString(want))
+			}
+		}
+	}
+
+	log, err := os.ReadFile(filepath.Join(cwd, "hooklog.txt"))
+	if err != nil {
+		t.Fatalf("read hooklog.txt: %v", err)
+	}
+	var want strings.Builder
+	for range 2 {
+		for _, name := range names {
+			want.WriteString("started " + name + "\n")
+		}
+	}
+	if string(log) != want.String() {
+		t.Errorf("hooklog.txt = %q, want %q", log, want.String())
+	}
+
+	for _, file := range []string{"X", "Y.gcode", "Z", "pwned"} {
+		if _, err := os.Stat(filepath.Join(cwd, file)); err == nil {
+			t.Errorf("a file name ran a command that created %s", file)
+		}
+	}
+}
+
+func TestShellScriptArg(t *testing.T) {
+	cases := []struct {
+		command string
+		want    int
+	}{
+		{`/bin/sh -c "echo {name}"`, 2},
+		{`bash -lc "echo {name}"`, 2},
+		{`/usr/bin/dash -e -c "echo {name}"`, 3},
+		{`sh -o pipefail -ec "echo {name}" sh {name}`, 4},
+		{`bash --norc -c "echo {name}"`, 3},
+		{`sh -c -- "echo {name}"`, 3},
+		{`/usr/bin/env sh -c "echo {name}"`, 3},
+		{`env -i PATH=/bin bash -c "echo {name}"`, 5},
+		{`busybox sh -c "echo {name}"`, 3},
+		{`sh script.sh {name}`, 0},
+		{`sh +c "echo {name}"`, 0},
+		{`fish -c "echo {name}"`, 0},
+		{`shellcheck -c {name}`, 0},
+		{`nice sh -c "echo {name}"`, 0},
+		{`sh -c`, 0},
+	}
+	for _, c := range cases {
+		args, err := Split(c.command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := shellScriptArg(args); got != c.want {
+			t.Errorf("shellScriptArg(%q) = %d, want %d", c.command, got, c.want)
+		}
+	}
+}
+
+func TestQuotedPlaceholderInDashCRefused(t *testing.T) {
+	for _, command := range []string{`/bin/sh -c 'record "{name}"'`, `bash -ec "record '{name}'"`, `env sh -c 'echo "Event ({name})"'`} {
+		for _, shell := range []string{"shell: false, ", ""} {
+			_, problems, err := ParseConfig("config.yaml", []byte(fmt.Sprintf(
+				"events:\n  subscriptions:\n  - {event: PrintDone, type: system, %scommand: %q}\n", shell, command)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, p := range problems {
+				if p.Severity == SeverityError && strings.Contains(p.Message, "inside shell quotes in the script") {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s%s: problems %v lack the injection error", shell, command, problems)
+			}
+		}
+	}
+}
+
+func TestInterpreterCodeWarning(t *testing.T) {
+	_, problems := parseTestConfig(t, "events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: [\"python3 -c 'print(\\\"{name}\\\")'\", \"python3 -c 'import sys; print(sys.argv[1])' {name}\"]}\n")
+	var warnings []string
+	for _, p := range problems {
+		if strings.Contains(p.Message, "is part of the code that python3 runs") {
+			warnings = append(warnings, p.Message)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("got %d code warnings, want 1 for command #1: %v", len(warnings), problems)
+	}
+	if !strings.Contains(warnings[0], "command #1") {
+		t.Errorf("warning %q is not about command #1", warnings[0])
+	}
+}

@@ -243,3 +243,74 @@ func TestCheckConfigWarnsAboutPolicy(t *testing.T) {
 		t.Errorf("summary line missing or wrong:\n%s", stdout)
 	}
 }
+
+func TestCheckConfigShellDashC(t *testing.T) {
+	dir := t.TempDir()
+	// A shell run with -c parses its script as code, so the rule of
+	// shell: true applies to placeholders inside quotes in the script.
+	quoted := filepath.Join(dir, "quoted.yaml")
+	text := "events:\n  subscriptions:\n  - event: PrintStarted\n    type: system\n    command: /bin/sh -c 'echo started \"{name}\" >> hooklog.txt'\n"
+	if err := os.WriteFile(quoted, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ := runCLI(t, "check-config", quoted)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\n%s", code, stdout)
+	}
+	want := quoted + `:5:14: error: placeholder {name} in command #1 is inside shell quotes in the script that /bin/sh runs with -c`
+	if !strings.Contains(stdout, want) {
+		t.Errorf("stdout lacks %q:\n%s", want, stdout)
+	}
+	if !strings.Contains(stdout, quoted+": 0 hooks loaded, 1 error,") {
+		t.Errorf("summary line missing or wrong:\n%s", stdout)
+	}
+
+	// The same script with a bare placeholder loads: its value is quoted
+	// as one word when the hook runs.
+	bare := filepath.Join(dir, "bare.yaml")
+	text = "events:\n  subscriptions:\n  - event: PrintStarted\n    type: system\n    command: /bin/sh -c \"echo started {name} >> hooklog.txt\"\n"
+	if err := os.WriteFile(bare, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = runCLI(t, "check-config", bare)
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0\n%s", code, stdout)
+	}
+	if !strings.Contains(stdout, bare+": 1 hook loaded, 0 errors,") {
+		t.Errorf("summary line missing or wrong:\n%s", stdout)
+	}
+}
+
+func TestCheckConfigUnknownEventsKey(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		key, hint, summary string
+	}{
+		{"subscription", `; did you mean "subscriptions"?`, "0 hooks loaded, 1 error, 1 warning"},
+		{"enable", `; did you mean "enabled"?`, "1 hook loaded, 1 error, 0 warnings"},
+		{"hooks", "", "1 hook loaded, 1 error, 0 warnings"},
+	} {
+		file := filepath.Join(dir, c.key+".yaml")
+		text := "events:\n  " + c.key + ": true\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: /bin/true}\n"
+		if c.key == "subscription" {
+			text = "events:\n  subscription:\n  - {event: PrintDone, type: system, shell: false, command: /bin/true}\n"
+		}
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI(t, "check-config", file)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1\n%s", c.key, code, stdout)
+		}
+		want := file + ":2:3: error: unknown key events." + c.key + " is not read by OctoPrint, which reads only enabled and subscriptions" + c.hint + "\n"
+		if !strings.Contains(stdout, want) {
+			t.Errorf("%s: stdout lacks %q:\n%s", c.key, want, stdout)
+		}
+		if !strings.Contains(stdout, file+": "+c.summary+"\n") {
+			t.Errorf("%s: summary line missing or wrong, want %q:\n%s", c.key, c.summary, stdout)
+		}
+		if !strings.Contains(stderr, "the config has errors") {
+			t.Errorf("%s: stderr = %q, want the error summary", c.key, stderr)
+		}
+	}
+}

@@ -240,6 +240,31 @@ events:
 	}
 }
 
+func TestWorkerLogsUnknownEventsKeyAsError(t *testing.T) {
+	emb := brokertest.StartNATS(t, false, false)
+	// OctoPrint ignores the key, so the worker starts with the hooks, but
+	// the log names the key as an error, as check-config does.
+	cfg := writeWorkerConfig(t, t.TempDir(), `events:
+  enable: true
+  subscriptions:
+  - {event: PrintDone, type: system, shell: false, command: "true"}
+`)
+	w := startWorker(t, "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "")
+	lines := w.lines("config problem", "events.enable")
+	if len(lines) != 1 {
+		t.Fatalf("log lines about events.enable = %q, want one", lines)
+	}
+	if !strings.Contains(lines[0], "level=ERROR") {
+		t.Errorf("log line %q is not at ERROR", lines[0])
+	}
+	if !strings.Contains(lines[0], `did you mean \"enabled\"?`) {
+		t.Errorf("log line %q lacks the suggestion", lines[0])
+	}
+	if started := w.lines("worker started", "subscriptions=1"); len(started) != 1 {
+		t.Errorf("start line with subscriptions=1 missing:\n%s", w.log.String())
+	}
+}
+
 // overrideConfig serves printer "other" with a long timeout; tests
 // override both to see the hook of printer wf1 time out.
 const overrideConfig = `printbridge:
