@@ -320,6 +320,19 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err := checkIntegrations(o, log); err != nil {
 		return err
 	}
+	// The lock comes before anything opens the outbox, seq file or job
+	// record and before the broker and serial connections, so a second
+	// edge of the same printer and data folder changes nothing of the
+	// running one's. Without a data folder the state is in memory only.
+	if o.dataDir != "" {
+		stateLock, err := edge.LockDataDir(o.dataDir, o.printerID)
+		if err != nil {
+			log.Error("edge not started because another edge holds the printer's state lock", "printer", o.printerID,
+				"path", edge.LockPath(o.dataDir, o.printerID), "error", err)
+			return err
+		}
+		defer stateLock.Close()
+	}
 	if o.filesDir == "" {
 		o.filesDir = filepath.Join(o.dataDir, "files")
 	}
