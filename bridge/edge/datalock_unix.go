@@ -22,7 +22,7 @@ func lockFile(path, printerID string) (*os.File, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("printer %s state in %s is in use by another edge on this host (%s is locked); stop the other edge, or give this one its own --data-dir or another --printer", printerID, filepath.Dir(path), path)
+			return nil, fmt.Errorf("printer %s state in %s is in use by another edge on this host (%s is locked); stop the other edge first, or, for another printer, give this edge its own --printer id, because two edges with one id also share its broker client id and topics", printerID, filepath.Dir(path), path)
 		}
 		return nil, fmt.Errorf("lock %s of printer %s: %w", path, printerID, err)
 	}

@@ -64,7 +64,7 @@ func TestEdgeStateLockRejectsSecondEdge(t *testing.T) {
 	}
 	lockPath := filepath.Join(dataDir, r.printer+".lock")
 	want := "printer " + r.printer + " state in " + dataDir + " is in use by another edge on this host (" + lockPath +
-		" is locked); stop the other edge, or give this one its own --data-dir or another --printer"
+		" is locked); stop the other edge first, or, for another printer, give this edge its own --printer id, because two edges with one id also share its broker client id and topics"
 	if !strings.Contains(stderr.String(), want) {
 		t.Errorf("second edge stderr does not contain %q:\n%s", want, stderr.String())
 	}
