@@ -225,23 +225,24 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 	for i, c := range sub.Commands {
 		node := &yaml.Node{Line: c.Line, Column: c.Column}
 		if sub.Shell {
-			if field := quotedPlaceholder(c.Template); field != "" {
+			if field, where := unsafePlaceholder(c.Template); field != "" {
 				// printbridge refuses what OctoPrint 1.11.3 runs: the
-				// value's own quoting is undone by the user's quotes, so a
-				// file name with ;, $(...) or backticks runs as shell code.
+				// value's own quoting is undone there, so a file name
+				// with ;, $(...) or backticks runs as shell code.
 				l.report(SeverityError, node, ref, path+".command",
-					"placeholder %s in command #%d is inside shell quotes, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; write the placeholder without quotes (with shell: true every value is already quoted as one word)", field, i+1)
+					"placeholder %s in command #%d is %s, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; %s (with shell: true every value is already quoted as one word)",
+					field, i+1, where, placeholderFix(where))
 				compiled = false
 			}
 			continue
 		}
 		if c.ScriptArg > 0 {
-			if field := quotedPlaceholder(c.Args[c.ScriptArg]); field != "" {
+			if field, where := unsafePlaceholder(c.Args[c.ScriptArg]); field != "" {
 				// The shell parses its -c script as it parses a shell:
 				// true command, so the same quoting rule applies.
 				l.report(SeverityError, node, ref, path+".command",
-					"placeholder %s in command #%d is inside shell quotes in the script that %s runs with -c, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; write the placeholder without quotes (placeholder values in a -c script are already quoted as one word)",
-					field, i+1, c.Args[0])
+					"placeholder %s in command #%d is %s in the script that %s runs with -c, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; %s (placeholder values in a -c script are already quoted as one word)",
+					field, i+1, where, c.Args[0], placeholderFix(where))
 				compiled = false
 			}
 		} else if at, interpreter := interpreterCodeArg(c.Args); at > 0 {
@@ -258,6 +259,20 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 		}
 	}
 	return compiled
+}
+
+// placeholderFix returns what to change for a placeholder that
+// unsafePlaceholder found where.
+func placeholderFix(where string) string {
+	switch where {
+	case "inside backticks":
+		return "write $(...) in place of the backticks, with the placeholder outside quotes"
+	case "right after a backslash", "right after $":
+		return "write the placeholder as a word of its own, without the character before it"
+	case "inside a here-document":
+		return "pass the value as an argument, such as printf '%s\\n' {name} > file, in place of the here-document"
+	}
+	return "write the placeholder without quotes"
 }
 
 // fieldMask marks the runes that belong to a replacement field, so that
@@ -324,18 +339,60 @@ func shellSyntax(words []word) string {
 	return ""
 }
 
-// quotedPlaceholder returns the first replacement field that is inside
-// single or double shell quotes, or "".
-func quotedPlaceholder(t string) string {
+// unsafePlaceholder returns the first replacement field of a shell
+// command that sits where the shell does not read the value's own
+// quoting as quoting, with that place in words for an error message. It
+// returns "", "" when every field is a word of its own. A value quoted as
+// 'a$(touch x)' stays one word only outside quotes, backticks and
+// here-documents, and only when no \ or $ comes right before it: a \
+// makes its opening quote a plain character, bash reads $'...' as
+// another kind of quoting, and a here-document expands $(...) and ends
+// at a line of the value that matches its delimiter.
+func unsafePlaceholder(t string) (field, where string) {
 	r := []rune(t)
 	const (
 		none = iota
 		single
 		double
+		backtick
 	)
 	state := none
+	// heredocs are the delimiters of here-documents whose body starts at
+	// the next newline, and body is the delimiter of the body being read.
+	var heredocs []string
+	body := ""
 	for i := 0; i < len(r); i++ {
 		c := r[i]
+		if body != "" {
+			// A body ends at a line equal to its delimiter, after the
+			// leading tabs that <<- strips.
+			if c == '\n' || i == 0 {
+				lineStart := i
+				if c == '\n' {
+					lineStart = i + 1
+				}
+				lineEnd := lineStart
+				for lineEnd < len(r) && r[lineEnd] != '\n' {
+					lineEnd++
+				}
+				if strings.TrimLeft(string(r[lineStart:lineEnd]), "\t") == body {
+					body = ""
+					if len(heredocs) > 0 {
+						body, heredocs = heredocs[0], heredocs[1:]
+					}
+					i = lineEnd - 1
+					continue
+				}
+			}
+			if c == '{' && i+1 < len(r) && r[i+1] == '{' {
+				i++
+				continue
+			}
+			if c == '{' {
+				return fieldAt(r, i), "inside a here-document"
+			}
+			continue
+		}
 		if c == '{' || c == '}' {
 			if i+1 < len(r) && r[i+1] == c {
 				i++
@@ -344,25 +401,51 @@ func quotedPlaceholder(t string) string {
 			if c == '}' {
 				continue
 			}
+			switch {
+			case state == single || state == double:
+				return fieldAt(r, i), "inside shell quotes"
+			case state == backtick:
+				return fieldAt(r, i), "inside backticks"
+			case i > 0 && r[i-1] == '\\':
+				return fieldAt(r, i), "right after a backslash"
+			case i > 0 && r[i-1] == '$':
+				return fieldAt(r, i), "right after $"
+			}
 			end := i
 			for end < len(r) && r[end] != '}' {
 				end++
-			}
-			if state != none {
-				return string(r[i:min(end+1, len(r))])
 			}
 			i = end
 			continue
 		}
 		switch state {
-		case none:
+		case none, backtick:
 			switch c {
 			case '\\':
-				i++
+				// An escaped { is still the start of a field in the
+				// template, so only skip what is not one.
+				if i+1 < len(r) && r[i+1] != '{' {
+					i++
+				}
 			case '\'':
 				state = single
 			case '"':
 				state = double
+			case '`':
+				if state == backtick {
+					state = none
+				} else {
+					state = backtick
+				}
+			case '<':
+				if delimiter, next, ok := heredocStart(r, i); ok {
+					heredocs = append(heredocs, delimiter)
+					i = next - 1
+				}
+			case '\n':
+				if len(heredocs) > 0 {
+					body, heredocs = heredocs[0], heredocs[1:]
+				}
 			}
 		case single:
 			if c == '\'' {
@@ -377,5 +460,58 @@ func quotedPlaceholder(t string) string {
 			}
 		}
 	}
-	return ""
+	return "", ""
+}
+
+// fieldAt returns the replacement field that starts at r[i].
+func fieldAt(r []rune, i int) string {
+	end := i
+	for end < len(r) && r[end] != '}' {
+		end++
+	}
+	return string(r[i:min(end+1, len(r))])
+}
+
+// heredocStart reads a here-document operator (<< or <<-, not the
+// here-string <<<) and its delimiter word at r[i], with the quotes of
+// the word removed. next is the index after the word.
+func heredocStart(r []rune, i int) (delimiter string, next int, ok bool) {
+	if i+1 >= len(r) || r[i+1] != '<' || (i+2 < len(r) && r[i+2] == '<') || (i > 0 && r[i-1] == '<') {
+		return "", 0, false
+	}
+	j := i + 2
+	if j < len(r) && r[j] == '-' {
+		j++
+	}
+	for j < len(r) && (r[j] == ' ' || r[j] == '\t') {
+		j++
+	}
+	var word []rune
+	quote := rune(0)
+	for ; j < len(r); j++ {
+		c := r[j]
+		if quote != 0 {
+			if c == quote {
+				quote = 0
+			} else {
+				word = append(word, c)
+			}
+			continue
+		}
+		if c == '\'' || c == '"' {
+			quote = c
+			continue
+		}
+		if c == '\\' {
+			continue
+		}
+		if strings.ContainsRune(" \t\n;&|<>()", c) {
+			break
+		}
+		word = append(word, c)
+	}
+	if len(word) == 0 {
+		return "", 0, false
+	}
+	return string(word), j, true
 }

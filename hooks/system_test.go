@@ -162,6 +162,63 @@ func TestQuotedPlaceholderRefused(t *testing.T) {
 	}
 }
 
+func TestUnsafePlaceholderContexts(t *testing.T) {
+	for _, tc := range []struct {
+		command, field, where string
+	}{
+		{`record {name}`, "", ""},
+		{`record --file={name} x{name}y`, "", ""},
+		{`record $(printf %s {name})`, "", ""},
+		{`cat <<< {name}`, "", ""},
+		{`record "{{literal}}" {name}`, "", ""},
+		{`record "{name}"`, "{name}", "inside shell quotes"},
+		{`record '{name}'`, "{name}", "inside shell quotes"},
+		{"x=`printf %s {name}`", "{name}", "inside backticks"},
+		{`printf '%s\n' \{name}`, "{name}", "right after a backslash"},
+		{`printf '%s\n' ${name}`, "{name}", "right after $"},
+		{"cat > f <<EOF\n{name}\nEOF\n", "{name}", "inside a here-document"},
+		{"cat > f <<'EOF'\nfile {name}\nEOF", "{name}", "inside a here-document"},
+		{"cat > f <<-EOF\n\tfile {name}\n\tEOF", "{name}", "inside a here-document"},
+		{"cat > f <<EOF\nno field\nEOF\nrecord {name}", "", ""},
+		{"cat <<A <<B\na\nA\nb {__eventname}\nB\nrecord {name}", "{__eventname}", "inside a here-document"},
+	} {
+		field, where := unsafePlaceholder(tc.command)
+		if field != tc.field {
+			t.Errorf("%q: field %q, expected %q", tc.command, field, tc.field)
+		}
+		if where != tc.where {
+			t.Errorf("%q: place %q, expected %q", tc.command, where, tc.where)
+		}
+	}
+}
+
+// TestHereDocumentPlaceholderRefused runs the shell: true and sh -c hooks
+// that a file name could break out of, as loaded from a config, and checks
+// that the entries are refused and no hostile name runs a command.
+func TestHereDocumentPlaceholderRefused(t *testing.T) {
+	for _, command := range []string{
+		"cat > out <<EOF\n{name}\nEOF",
+		"printf '%s\\n' \\{name} > out",
+		"printf '%s\\n' ${name} > out",
+	} {
+		for _, entry := range []string{
+			fmt.Sprintf("{event: PrintDone, type: system, shell: true, command: %q}", command),
+			fmt.Sprintf("{event: PrintDone, type: system, shell: false, command: %q}", `sh -c "`+command+`"`),
+		} {
+			cfg, problems, err := ParseConfig("config.yaml", []byte("events:\n  subscriptions:\n  - "+entry+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !HasErrors(problems) {
+				t.Errorf("%s: no error, expected the entry refused", entry)
+			}
+			if len(cfg.Subscriptions) != 0 {
+				t.Errorf("%s: %d hooks loaded, expected 0", entry, len(cfg.Subscriptions))
+			}
+		}
+	}
+}
+
 func TestHookEnvironmentAndCwd(t *testing.T) {
 	rec := newRecorder(t)
 	cwd := t.TempDir()
