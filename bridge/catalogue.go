@@ -357,7 +357,7 @@ func SuggestEvent(name string) string {
 	}
 	best, bestDist := "", 3
 	for _, d := range catalogue {
-		if dist := levenshtein(strings.ToLower(name), strings.ToLower(d.Name)); dist < bestDist {
+		if dist := EditDistance(strings.ToLower(name), strings.ToLower(d.Name)); dist < bestDist {
 			best, bestDist = d.Name, dist
 		}
 	}
@@ -374,7 +374,9 @@ func EventNames() []string {
 	return out
 }
 
-func levenshtein(a, b string) int {
+// EditDistance returns the Levenshtein distance between a and b in
+// bytes, for "did you mean" hints on misspelled names.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/printbridge/printbridge/bridge"
 )
 
 // parseFlags parses args into fs with three sources, lowest priority
@@ -97,12 +99,22 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 }
 
 // unknownKey quotes a config file key that names no flag, with the flag
-// it most likely means when the key differs from one only in case or in
-// underscores for hyphens, as in auto_connect for auto-connect.
+// it most likely means: one that differs only in case or in underscores
+// for hyphens (auto_connect for auto-connect), else the one flag within
+// two edits of it (auto-conect).
 func unknownKey(fs *flag.FlagSet, key string) string {
 	guess := strings.ToLower(strings.ReplaceAll(key, "_", "-"))
 	if guess != key && guess != "config" && fs.Lookup(guess) != nil {
 		return fmt.Sprintf("%q (did you mean %q?)", key, guess)
+	}
+	var near []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "config" && bridge.EditDistance(guess, f.Name) <= 2 {
+			near = append(near, f.Name)
+		}
+	})
+	if len(near) == 1 {
+		return fmt.Sprintf("%q (did you mean %q?)", key, near[0])
 	}
 	return strconv.Quote(key)
 }

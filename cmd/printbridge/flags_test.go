@@ -54,11 +54,12 @@ func TestConfigFileListsUnknownKeys(t *testing.T) {
 }
 
 func TestConfigFileSuggestsHyphenatedKey(t *testing.T) {
-	err := parseEdgeConfigFile(t, "auto_connect: true\nBaud: 115200\n")
+	err := parseEdgeConfigFile(t, "auto_connect: true\nBaud: 115200\nauto-conect: false\n")
 	if err == nil {
 		t.Fatal("a config file with underscored keys was accepted")
 	}
-	for _, want := range []string{`"auto_connect" (did you mean "auto-connect"?)`, `"Baud" (did you mean "baud"?)`} {
+	for _, want := range []string{`"auto_connect" (did you mean "auto-connect"?)`, `"Baud" (did you mean "baud"?)`,
+		`"auto-conect" (did you mean "auto-connect"?)`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %s", err, want)
 		}
