@@ -69,3 +69,19 @@ func TestOpenMissingPortNamesFix(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenNonSerialFileNamesFix(t *testing.T) {
+	port := filepath.Join(t.TempDir(), "not-a-tty")
+	if err := os.WriteFile(port, []byte("G28\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := printer.OpenSerial(port, 115200)
+	if err == nil {
+		t.Fatal("open of a regular file as a serial port succeeded")
+	}
+	for _, want := range []string{port, "not a serial device", "check --port"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}

@@ -130,6 +130,11 @@ func openSerial(port string, baud int) (io.ReadWriteCloser, error) {
 		release()
 		var perr *serial.PortError
 		if errors.As(err, &perr) {
+			if perr.Code() == serial.InvalidSerialPort {
+				// go.bug.st/serial reports a file or device without
+				// terminal settings (such as /dev/null) this way.
+				return nil, fmt.Errorf("open serial port %s: %s: it is not a serial device; check --port (ls /dev/serial/by-id/ lists the connected printers)", port, perr.Error())
+			}
 			return nil, fmt.Errorf("open serial port %s: %s", port, perr.Error())
 		}
 		return nil, fmt.Errorf("open serial port %s: %w", port, err)
