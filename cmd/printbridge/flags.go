@@ -46,6 +46,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	warnMisspelledEnv(fs, os.Environ(), stderr)
 	if configFlag && !explicit["config"] {
 		configPath = os.Getenv("PRINTBRIDGE_CONFIG")
 	}
@@ -117,6 +118,31 @@ func unknownKey(fs *flag.FlagSet, key string) string {
 		return fmt.Sprintf("%q (did you mean %q?)", key, near[0])
 	}
 	return strconv.Quote(key)
+}
+
+// warnMisspelledEnv warns about a PRINTBRIDGE_ variable that names no
+// flag of fs but is within two edits of one, such as
+// PRINTBRIDGE_AUTO_CONECT, which would otherwise be ignored without a
+// word. Variables for the flags of other commands are left alone,
+// because one environment often serves both the edge and the worker.
+func warnMisspelledEnv(fs *flag.FlagSet, environ []string, stderr io.Writer) {
+	for _, kv := range environ {
+		key, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(key, "PRINTBRIDGE_")
+		if !ok {
+			continue
+		}
+		name := strings.ToLower(strings.ReplaceAll(rest, "_", "-"))
+		if fs.Lookup(name) != nil || name == "config" {
+			continue
+		}
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name != "config" && bridge.EditDistance(name, f.Name) <= 2 {
+				fmt.Fprintf(stderr, "printbridge %s: warning: environment variable %s names no flag and is ignored; did you mean PRINTBRIDGE_%s?\n",
+					fs.Name(), key, strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")))
+			}
+		})
+	}
 }
 
 // parseErrorHint returns what the flag of a command-line parse error

@@ -267,3 +267,16 @@ func TestPublishBadPayloadShowsExample(t *testing.T) {
 		}
 	}
 }
+
+func TestMisspelledEnvWarns(t *testing.T) {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs.Bool("auto-connect", true, "")
+	fs.Int("baud", 115200, "")
+	var stderr strings.Builder
+	warnMisspelledEnv(fs, []string{"PRINTBRIDGE_AUTO_CONECT=false", "PRINTBRIDGE_BAUD=250000", "PRINTBRIDGE_GROUP=farm", "PRINTBRIDGE_CONFIG=x.yaml", "HOME=/root"}, &stderr)
+	out := stderr.String()
+	want := "printbridge edge: warning: environment variable PRINTBRIDGE_AUTO_CONECT names no flag and is ignored; did you mean PRINTBRIDGE_AUTO_CONNECT?\n"
+	if out != want {
+		t.Errorf("warnings %q, expected %q", out, want)
+	}
+}
