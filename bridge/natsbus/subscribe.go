@@ -58,7 +58,10 @@ func (b *Bus) SubscribeCommands(ctx context.Context, printer string, h func(brid
 // With JetStream it consumes from a durable pull consumer named after
 // group (DefaultDurable when group is ""), with "_<printer>" appended
 // when printer is set, so that workers of one group share the consumer and
-// it resumes where it stopped. The handler runs synchronously, one message
+// it resumes where it stopped. The consumer's metadata records the group
+// and printer, and a worker whose group and printer map to the name of a
+// consumer that serves others gets an error wrapping ErrConsumerTaken
+// (see ensureConsumer). The handler runs synchronously, one message
 // at a time. The message is acked when the handler returns, unless the
 // handler called EventMessage.Defer: then it is acked or nakked when the
 // handler calls the AckFunc, and until then the bus tells JetStream every
@@ -77,7 +80,7 @@ func (b *Bus) SubscribeEvents(ctx context.Context, printer, group string, h func
 	if b.js == nil {
 		return b.subscribeCoreEvents(ctx, subject, group, h)
 	}
-	return b.consumeEvents(ctx, subject, durableName(group, printer), h)
+	return b.consumeEvents(ctx, subject, group, printer, h)
 }
 
 // subscribeCoreEvents subscribes to events without JetStream, with the
@@ -166,7 +169,7 @@ func (b *Bus) subscribeCoreSub(ctx context.Context, subject, queue string, h nat
 	return sub, nil
 }
 
-func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func(bridge.EventMessage)) error {
+func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string, h func(bridge.EventMessage)) error {
 	if b.isClosed() {
 		return fmt.Errorf("consume NATS subject %q: %w", subject, ErrClosed)
 	}
@@ -174,7 +177,8 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 	if maxAckPending <= 0 {
 		maxAckPending = 1
 	}
-	consumer, err := b.js.CreateOrUpdateConsumer(ctx, b.stream, jetstream.ConsumerConfig{
+	durable := durableName(group, printer)
+	consumer, err := b.ensureConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "printbridge worker",
 		FilterSubject: subject,
@@ -188,9 +192,9 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 		// sharing the consumer; a consumer per printer keeps printers
 		// apart.
 		MaxAckPending: maxAckPending,
-	})
+	}, ownerOf(group, printer))
 	if err != nil {
-		return fmt.Errorf("create or update JetStream consumer %s on stream %s failed: %w", durable, b.stream, err)
+		return err
 	}
 	log := b.log.With("consumer", durable)
 	cc, err := consumer.Consume(func(msg jetstream.Msg) {
@@ -220,6 +224,7 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, durable string, h func
 
 // durableName derives the consumer name from group and printer. Durable
 // names must not contain '.', '*', '>' or whitespace, so those become '_'.
+// Different pairs can map to one name, which ensureConsumer detects.
 func durableName(group, printer string) string {
 	name := group
 	if name == "" {
