@@ -140,7 +140,7 @@ type settingsReloader struct {
 func newSettingsReloader(o edgeOptions, st printer.Settings, p *printer.Printer, e *edge.Edge, reg prometheus.Registerer, log *slog.Logger) *settingsReloader {
 	r := &settingsReloader{log: log, printer: p, edge: e, reparse: o.reparse, interval: o.watchInterval, opts: o, flags: o.flags, settings: st,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_config_reloads_total",
-			Help: "Configuration reloads (SIGHUP) and printer profile file changes, by outcome (applied, failed)."}, []string{"outcome"})}
+			Help: "Configuration reloads by trigger (sighup, or profile_change when the watched printer profile file changed) and outcome (applied, failed)."}, []string{"trigger", "outcome"})}
 	reg.MustRegister(r.reloads)
 	return r
 }
@@ -165,7 +165,7 @@ func (r *settingsReloader) run(ctx context.Context) {
 		case <-hup:
 			r.log.Info("SIGHUP received; reloading the configuration")
 			if err := r.reload(ctx); err != nil {
-				r.reloads.WithLabelValues("failed").Inc()
+				r.reloads.WithLabelValues("sighup", "failed").Inc()
 				r.log.Error("configuration reload failed; the previous settings stay in force", "error", err)
 			}
 		}
@@ -183,7 +183,7 @@ func (r *settingsReloader) watchProfile(ctx context.Context, path string) {
 	go func() {
 		defer close(done)
 		w.Run(wctx, r.profileChanged, func(err error) {
-			r.reloads.WithLabelValues("failed").Inc()
+			r.reloads.WithLabelValues("profile_change", "failed").Inc()
 			r.log.Error("printer profile file is invalid; the previous profile stays in force until it is fixed", "path", path, "error", err)
 		})
 	}()
@@ -201,11 +201,11 @@ func (r *settingsReloader) profileChanged(p printer.Profile) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.printer.ApplySettings(ctx, st); err != nil {
-		r.reloads.WithLabelValues("failed").Inc()
+		r.reloads.WithLabelValues("profile_change", "failed").Inc()
 		r.log.Error("applying the changed printer profile failed", "profile", p.ID, "error", err)
 		return
 	}
-	r.reloads.WithLabelValues("applied").Inc()
+	r.reloads.WithLabelValues("profile_change", "applied").Inc()
 }
 
 // reload reads the configuration again and applies its reloadable parts:
@@ -259,7 +259,7 @@ func (r *settingsReloader) reload(ctx context.Context) error {
 	if len(restart) > 0 {
 		r.log.Warn("configuration changes that need a restart were not applied", "flags", restart)
 	}
-	r.reloads.WithLabelValues("applied").Inc()
+	r.reloads.WithLabelValues("sighup", "applied").Inc()
 	r.log.Info("configuration reloaded", "scripts", st.ScriptsDir, "profile", st.Profile.ID,
 		"blocked_commands", st.BlockedCommands, "ignored_commands", st.IgnoredCommands, "command_policy", n.commandPolicy)
 	return r.printer.FireEvent(actx, bridge.EventSettingsUpdated, nil)
