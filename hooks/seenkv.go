@@ -158,6 +158,46 @@ func WithSeenBucket(kv jetstream.KeyValue) Option {
 	return func(w *Worker) { w.seenKV = kv }
 }
 
+// WithSeenGroup makes the worker keep its claims under the scope of the
+// worker group group in the bucket of WithSeenBucket. Workers of one
+// group share the scope and run each event once between them, while each
+// other group, and each worker without a group, has its own scope and
+// runs every event too. Without a scope (neither WithSeenGroup nor
+// WithSeenWorker), claims are keyed by event id alone, as before scopes
+// existed, and every worker on the bucket shares them.
+func WithSeenGroup(group string) Option {
+	return func(w *Worker) { w.seenScope = claimScope("g", group) }
+}
+
+// WithSeenWorker makes the worker keep its claims under the scope of a
+// worker without a group, named by id, which must stay the same across
+// restarts so that a restarted worker finds its claims again.
+func WithSeenWorker(id string) Option {
+	return func(w *Worker) { w.seenScope = claimScope("w", id) }
+}
+
+// maxPlainScopeLen is the longest group or worker id that claimScope
+// uses unchanged.
+const maxPlainScopeLen = 64
+
+// claimScope returns the key prefix of the claims of a group (kind "g")
+// or of a worker without a group (kind "w"): "g_farm." for group farm. A
+// name outside the key alphabet, or longer than maxPlainScopeLen, is
+// hashed: "g=<hex>.". The kind keeps a group apart from a worker id of
+// the same text, and '=' keeps a hashed name apart from a plain one. The
+// '.' ends the scope: unscoped keys (an event id or "h=<hex>") have no
+// '.', so they never equal a scoped key.
+func claimScope(kind, name string) string {
+	if name == "" {
+		return ""
+	}
+	if isKeyName(name, maxPlainScopeLen) {
+		return kind + "_" + name + "."
+	}
+	sum := sha256.Sum256([]byte(name))
+	return kind + "=" + hex.EncodeToString(sum[:16]) + "."
+}
+
 // WithClaimLease sets how long a claim may go without a refresh before
 // another worker takes it over, DefaultClaimLease when not set.
 func WithClaimLease(d time.Duration) Option {
@@ -214,18 +254,20 @@ type claimStore struct {
 	kv       jetstream.KeyValue
 	lease    time.Duration
 	instance string
-	log      *slog.Logger
-	metrics  *Metrics
+	// scope is the key prefix of claimScope, "" for unscoped keys.
+	scope   string
+	log     *slog.Logger
+	metrics *Metrics
 
 	mu   sync.Mutex // guards open
 	open map[string]*claim
 }
 
-func newClaimStore(kv jetstream.KeyValue, lease time.Duration, instance string, log *slog.Logger, m *Metrics) *claimStore {
+func newClaimStore(kv jetstream.KeyValue, lease time.Duration, instance, scope string, log *slog.Logger, m *Metrics) *claimStore {
 	if lease <= 0 {
 		lease = DefaultClaimLease
 	}
-	return &claimStore{kv: kv, lease: lease, instance: instance, log: log, metrics: m,
+	return &claimStore{kv: kv, lease: lease, instance: instance, scope: scope, log: log, metrics: m,
 		open: map[string]*claim{}}
 }
 
@@ -256,7 +298,7 @@ func claimKey(eventID string) string {
 // It retries while the bucket does not respond, and returns nil only
 // when ctx ends first.
 func (s *claimStore) acquire(ctx context.Context, env *bridge.Envelope) *claim {
-	c := &claim{key: claimKey(env.ID), eventID: env.ID, value: claimValue{State: claimRunning, Worker: s.instance,
+	c := &claim{key: s.scope + claimKey(env.ID), eventID: env.ID, value: claimValue{State: claimRunning, Worker: s.instance,
 		Printer: env.Printer, Event: env.Event, Seq: env.Seq}}
 	attrs := []any{"printer", env.Printer, "event", env.Event, "event_id", env.ID, "bucket", s.kv.Bucket(), "key", c.key}
 	wait := 250 * time.Millisecond

@@ -2,6 +2,8 @@ package hooks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -496,4 +498,73 @@ func TestOpenSeenBucketRejectsBadName(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"bad.name"`) {
 		t.Errorf("OpenSeenBucket(bad.name) = %v, want an error naming the value", err)
 	}
+}
+
+// TestSeenBucketGroupsEachRunEveryEvent runs two groups on one bucket:
+// g1 with two workers and g2 with one. Each group runs every event once,
+// so a claim of one group never keeps another group from an event.
+func TestSeenBucketGroupsEachRunEveryEvent(t *testing.T) {
+	h := newKVHarness(t)
+	h.startWorkerOpts("g1-a", "g1", "", WithSeenGroup("g1"))
+	h.startWorkerOpts("g1-b", "g1", "", WithSeenGroup("g1"))
+	h.startWorkerOpts("g2-a", "g2", "", WithSeenGroup("g2"))
+	const events = 8
+	var ids []string
+	for i := 0; i < events; i++ {
+		env := doneEnvelope(fmt.Sprintf("groups-%02d", i))
+		ids = append(ids, env.ID)
+		h.publish(env)
+	}
+	h.waitDrained("g1", "g2")
+	for _, id := range ids {
+		for _, scope := range []string{"g1", "g2"} {
+			var got string
+			waitUntil(t, fmt.Sprintf("claim of %s in group %s done", id, scope), func() bool {
+				entry, err := h.kv.Get(context.Background(), claimScope("g", scope)+claimKey(id))
+				if err != nil {
+					got = err.Error()
+					return false
+				}
+				var v claimValue
+				_ = json.Unmarshal(entry.Value(), &v)
+				got = v.State
+				return got == claimDone
+			}, func() string { return got })
+		}
+	}
+	ran := h.ran()
+	for _, id := range ids {
+		var g1, g2 int
+		for _, w := range ran[id] {
+			if strings.HasPrefix(w, "g1-") {
+				g1++
+			} else {
+				g2++
+			}
+		}
+		if g1 != 1 || g2 != 1 {
+			t.Errorf("event %s ran on %v; want once in g1 and once in g2", id, ran[id])
+		}
+	}
+}
+
+func TestClaimScopeKeys(t *testing.T) {
+	cases := map[[2]string]string{
+		{"g", "farm"}:       "g_farm.",
+		{"w", "farm"}:       "w_farm.",
+		{"g", ""}:           "",
+		{"g", "a.b"}:        "g=" + sha256Hex16("a.b") + ".",
+		{"g", "a_b"}:        "g_a_b.",
+		{"w", "host-x.lan"}: "w=" + sha256Hex16("host-x.lan") + ".",
+	}
+	for in, want := range cases {
+		if got := claimScope(in[0], in[1]); got != want {
+			t.Errorf("claimScope(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+}
+
+func sha256Hex16(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
 }

@@ -91,7 +91,10 @@ type Worker struct {
 	seenLog  *seenLog
 	// seenKV, if set, is the shared claim bucket (WithSeenBucket), and
 	// claims runs the claim protocol on it.
-	seenKV     jetstream.KeyValue
+	seenKV jetstream.KeyValue
+	// seenScope is the key prefix of this worker's claims in seenKV
+	// (WithSeenGroup, WithSeenWorker).
+	seenScope  string
 	claimLease time.Duration
 	claims     *claimStore
 	// instance names this worker process in hook start records and
@@ -170,7 +173,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 		w.metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	if w.seenKV != nil {
-		w.claims = newClaimStore(w.seenKV, w.claimLease, w.instance, w.log, w.metrics)
+		w.claims = newClaimStore(w.seenKV, w.claimLease, w.instance, w.seenScope, w.log, w.metrics)
 	}
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))

@@ -85,6 +85,11 @@ func (b *Bus) ensureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, 
 		if err := b.checkConsumerOwner(existing.CachedInfo().Config, cfg, owner); err != nil {
 			return nil, err
 		}
+		// JetStream rejects an update of the start of a consumer, which
+		// resumeLegacy set when it created this one.
+		cfg.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
+		cfg.OptStartSeq = existing.CachedInfo().Config.OptStartSeq
+		cfg.OptStartTime = existing.CachedInfo().Config.OptStartTime
 		// NOTE: a consumer without metadata that two groups find at once
 		// goes to the one that updates it last, because JetStream has no
 		// compare-and-set for consumer configs. Once it has the metadata,

@@ -248,3 +248,86 @@ func TestConsumerWithoutMetadataOtherFilterRejected(t *testing.T) {
 		t.Errorf("rejected worker set the consumer metadata %v", stored.Metadata)
 	}
 }
+
+// TestConsumerPerWorkerWithoutGroup runs two workers without a group,
+// each with a WorkerID: each has a consumer of its own and gets every
+// event, where a shared consumer would split them.
+func TestConsumerPerWorkerWithoutGroup(t *testing.T) {
+	srv := startServer(t, natsbus.EmbeddedOptions{})
+	cfg := natsbus.Config{URL: srv.NATSURL(), JetStream: true}
+	edge := newBus(t, cfg)
+	ctx := context.Background()
+
+	var got []*collector[bridge.EventMessage]
+	for _, id := range []string{"a", "b"} {
+		c := newCollector[bridge.EventMessage]()
+		wcfg := cfg
+		wcfg.WorkerID = id
+		worker := newBus(t, wcfg)
+		if err := worker.SubscribeEvents(ctx, "p1", "", c.add); err != nil {
+			t.Fatalf("worker %s SubscribeEvents: %v", id, err)
+		}
+		got = append(got, c)
+	}
+	publishEvents(t, edge, "p1", 1, 4)
+	for i, c := range got {
+		c.waitFor(t, "every event", atLeast[bridge.EventMessage](4))
+		sorted := seqs(t, c.snapshot())
+		slices.Sort(sorted)
+		if !slices.Equal(sorted, seqRange(1, 4)) {
+			t.Errorf("worker %d got seqs %v, want 1..4", i, sorted)
+		}
+	}
+	ackedUpTo(t, edge, "printbridge-worker-a_p1", 4)
+	ackedUpTo(t, edge, "printbridge-worker-b_p1", 4)
+}
+
+// TestConsumerPerWorkerResumesShared checks that the first consumer of
+// a worker without a group starts after the last event that the shared
+// consumer of an older printbridge acknowledged, and that a restart keeps
+// that consumer.
+func TestConsumerPerWorkerResumesShared(t *testing.T) {
+	srv := startServer(t, natsbus.EmbeddedOptions{})
+	cfg := natsbus.Config{URL: srv.NATSURL(), JetStream: true}
+	edge := newBus(t, cfg)
+	ctx := context.Background()
+
+	old := newCollector[bridge.EventMessage]()
+	oldWorker := newBus(t, cfg)
+	if err := oldWorker.SubscribeEvents(ctx, "p1", "", old.add); err != nil {
+		t.Fatalf("shared SubscribeEvents: %v", err)
+	}
+	publishEvents(t, edge, "p1", 1, 3)
+	old.waitFor(t, "events of the shared consumer", atLeast[bridge.EventMessage](3))
+	ackedUpTo(t, edge, natsbus.DefaultDurable+"_p1", 3)
+	if err := oldWorker.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	publishEvents(t, edge, "p1", 4, 5)
+
+	wcfg := cfg
+	wcfg.WorkerID = "a"
+	for run := range 2 {
+		c := newCollector[bridge.EventMessage]()
+		worker := newBus(t, wcfg)
+		if err := worker.SubscribeEvents(ctx, "p1", "", c.add); err != nil {
+			t.Fatalf("run %d SubscribeEvents: %v", run, err)
+		}
+		if run == 0 {
+			c.waitFor(t, "events after the shared ack floor", atLeast[bridge.EventMessage](2))
+			ackedUpTo(t, edge, "printbridge-worker-a_p1", 5)
+			if s := seqs(t, c.snapshot()); !slices.Equal(s, seqRange(4, 5)) {
+				t.Errorf("new consumer got seqs %v, want 4..5", s)
+			}
+		} else {
+			publishEvents(t, edge, "p1", 6, 6)
+			c.waitFor(t, "the event after the restart", atLeast[bridge.EventMessage](1))
+			if s := seqs(t, c.snapshot()); !slices.Equal(s, seqRange(6, 6)) {
+				t.Errorf("restarted consumer got seqs %v, want 6", s)
+			}
+		}
+		if err := worker.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+	}
+}

@@ -97,6 +97,13 @@ type Config struct {
 	// SubscribeEvents hands out before it waits for an ack, 1 when zero.
 	// Workers that share a consumer share this limit.
 	MaxAckPending int
+	// WorkerID names a worker without a group on JetStream. It must stay
+	// the same across restarts. When set, SubscribeEvents with group ""
+	// uses a consumer of this worker alone, "printbridge-worker-<id>", so
+	// that every worker without a group gets every event. When empty, it
+	// uses DefaultDurable, which all workers without a group share and
+	// split the events of.
+	WorkerID string
 	// EventPendingMessages and EventPendingBytes bound the events that
 	// nats.go holds for a core SubscribeEvents handler that falls behind.
 	// Beyond either limit nats.go drops events, which the bus logs and

@@ -177,8 +177,12 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 	if maxAckPending <= 0 {
 		maxAckPending = 1
 	}
-	durable := durableName(group, printer)
-	consumer, err := b.ensureConsumer(ctx, jetstream.ConsumerConfig{
+	ownGroup := group
+	if ownGroup == "" && b.cfg.WorkerID != "" {
+		ownGroup = DefaultDurable + "-" + b.cfg.WorkerID
+	}
+	durable := durableName(ownGroup, printer)
+	cfg := jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "printbridge worker",
 		FilterSubject: subject,
@@ -192,7 +196,11 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 		// sharing the consumer; a consumer per printer keeps printers
 		// apart.
 		MaxAckPending: maxAckPending,
-	}, ownerOf(group, printer))
+	}
+	if ownGroup != group {
+		cfg = b.resumeLegacy(ctx, cfg, durableName(group, printer))
+	}
+	consumer, err := b.ensureConsumer(ctx, cfg, ownerOf(ownGroup, printer))
 	if err != nil {
 		return err
 	}
@@ -220,6 +228,31 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 	b.consumers = append(b.consumers, cc)
 	log.Info("consuming events", "subject", subject)
 	return nil
+}
+
+// resumeLegacy makes a new consumer of a worker without a group start
+// after the last event that the shared consumer legacy acknowledged, when
+// legacy exists: a worker that upgraded from the shared consumer then
+// goes on where it stopped instead of getting the whole stream again.
+// When this worker's consumer exists already, cfg is returned unchanged
+// (ensureConsumer keeps its start), and so it is when legacy is missing.
+func (b *Bus) resumeLegacy(ctx context.Context, cfg jetstream.ConsumerConfig, legacy string) jetstream.ConsumerConfig {
+	if _, err := b.js.Consumer(ctx, b.stream, cfg.Durable); err == nil {
+		return cfg
+	}
+	old, err := b.js.Consumer(ctx, b.stream, legacy)
+	if err != nil {
+		return cfg
+	}
+	info := old.CachedInfo()
+	if info.Config.FilterSubject != cfg.FilterSubject {
+		return cfg
+	}
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = info.AckFloor.Stream + 1
+	b.log.Info("new JetStream consumer of this worker starts where the shared consumer of workers without a group acknowledged",
+		"consumer", cfg.Durable, "shared_consumer", legacy, "start_seq", cfg.OptStartSeq)
+	return cfg
 }
 
 // durableName derives the consumer name from group and printer. Durable

@@ -44,6 +44,9 @@ type busOptions struct {
 	// maxAckPending is the MaxAckPending of the worker's JetStream
 	// consumers; 0 leaves the bus default.
 	maxAckPending int
+	// workerID names a worker without a group on JetStream, which then
+	// has a consumer of its own (natsbus.Config.WorkerID).
+	workerID string
 	// eventPendingMessages and eventPendingBytes are the pending limits
 	// of the worker's core NATS event subscriptions, 0 for the nats.go
 	// defaults. onEventsDropped counts the events dropped beyond them.
@@ -133,7 +136,7 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 			return natsbus.New(ctx, natsbus.Config{
 				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
 				NKeySeedFile: o.secrets.natsNKeyFile, CredsFile: o.secrets.natsCredsFile, TLS: o.secrets.natsTLS(),
-				Topics: topics, JetStream: o.jetStream, MaxAckPending: o.maxAckPending,
+				Topics: topics, JetStream: o.jetStream, MaxAckPending: o.maxAckPending, WorkerID: o.workerID,
 				EventPendingMessages: o.eventPendingMessages, EventPendingBytes: o.eventPendingBytes,
 				OnEventsDropped: o.onEventsDropped,
 				OnDisconnect:    func(error) { busUp("nats", false) },

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -352,6 +354,14 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if cfg.Settings.Group == "" && busOpts.natsURL != "" && busOpts.jetStream {
+		// Without a group every worker runs every event, so on JetStream
+		// each one needs a consumer and a seen-events scope of its own.
+		busOpts.workerID, err = stableWorkerID(o.dataDir)
+		if err != nil {
+			return err
+		}
+	}
 	var seenLock *hooks.SeenFileLock
 	if store == seenStoreFile && o.dataDir != "" {
 		// Taken before the broker connection, so a second worker with the
@@ -383,12 +393,18 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		workerOpts = append(workerOpts, hooks.WithSeenBucket(kv))
+		if group := cfg.Settings.Group; group != "" {
+			workerOpts = append(workerOpts, hooks.WithSeenGroup(group))
+		} else {
+			workerOpts = append(workerOpts, hooks.WithSeenWorker(busOpts.workerID))
+		}
 		if o.dataDir != "" {
 			// The gate markers tell a worker restarted on this host
 			// whether a hook recorded in the bucket as started ran.
 			workerOpts = append(workerOpts, hooks.WithHookMarkerDir(filepath.Join(o.dataDir, "hook-starts")))
 		}
-		log.Info("keeping handled event ids in a JetStream key-value bucket", "seen_store", store, "bucket", o.seenBucket)
+		log.Info("keeping handled event ids in a JetStream key-value bucket", "seen_store", store, "bucket", o.seenBucket,
+			"group", cfg.Settings.Group, "worker_id", busOpts.workerID)
 	case seenLock != nil:
 		workerOpts = append(workerOpts, hooks.WithSeenFileLock(seenLock))
 		log.Info("keeping handled event ids in a file", "seen_store", store, "path", filepath.Join(o.dataDir, "seen-events"))
@@ -610,6 +626,69 @@ func stableWorkerClientID(group string) string {
 		group = "all"
 	}
 	return "printbridge-worker-" + host + "-" + group
+}
+
+// workerIDFile is the file in --data-dir that keeps the id of a worker
+// without a group.
+const workerIDFile = "worker-id"
+
+// stableWorkerID returns the id of a worker without a group on JetStream,
+// which names its consumer and its scope in the seen-events bucket. It is
+// kept in DATA-DIR/worker-id, made at the first start, so a restart
+// resumes the same consumer and finds its claims. Without a --data-dir it
+// is the host name: two workers on one host without a --data-dir then
+// share a consumer and split its events.
+func stableWorkerID(dataDir string) (string, error) {
+	if dataDir == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "host"
+		}
+		return "host-" + host, nil
+	}
+	path := filepath.Join(dataDir, workerIDFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(data))
+		if id == "" {
+			return "", fmt.Errorf("worker id file %s is empty; delete it to make a new id", path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read the worker id: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", fmt.Errorf("create --data-dir for the worker id: %w", err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	// A temporary file and a link, so that of two workers starting on one
+	// --data-dir both end up with the id of the one that linked first.
+	tmp, err := os.CreateTemp(dataDir, workerIDFile+".tmp*")
+	if err != nil {
+		return "", fmt.Errorf("write the worker id: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(id + "\n"); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write the worker id: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write the worker id: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("write the worker id: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return stableWorkerID(dataDir)
+		}
+		return "", fmt.Errorf("write the worker id: %w", err)
+	}
+	return id, nil
 }
 
 func workerClientID() string {
