@@ -257,3 +257,95 @@ func TestGroupOrderByBrokerAndFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerGroupsEachRunEveryEvent runs worker processes on JetStream
+// with one shared seen-events bucket: two in group g1, one in group g2
+// and two without a group. Each group must run every event once, and
+// each worker without a group must run every event itself, as a NATS
+// queue group or an MQTT shared subscription delivers every message to
+// each group.
+func TestWorkerGroupsEachRunEveryEvent(t *testing.T) {
+	bin := buildPrintbridge(t)
+	srv := brokertest.StartNATS(t, true, false)
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran.txt")
+	const events = 6
+
+	workers := []struct{ name, group string }{{"g1a", "g1"}, {"g1b", "g1"}, {"g2", "g2"}, {"u1", ""}, {"u2", ""}}
+	for _, w := range workers {
+		workerDir := filepath.Join(dir, w.name)
+		if err := os.Mkdir(workerDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeWorkerConfig(t, workerDir, fmt.Sprintf(`events:
+  subscriptions:
+  - name: groups
+    event: PrintDone
+    type: system
+    shell: true
+    command: 'echo %s {name} >> %s'
+`, w.name, ran))
+		args := []string{"worker", "--config", cfg, "--nats", srv.NATSURL(), "--jetstream",
+			"--seen-store", "kv", "--seen-bucket", "groups_seen", "--metrics-listen", "",
+			"--data-dir", filepath.Join(workerDir, "data")}
+		if w.group != "" {
+			args = append(args, "--group", w.group)
+		}
+		p := newProc(t, dir, w.name, bin, args...)
+		p.readyLog = "worker started"
+		p.Start()
+	}
+
+	sender, err := natsbus.New(context.Background(), natsbus.Config{URL: srv.NATSURL(), Name: "test-edge", JetStream: true},
+		brokertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	for seq := 1; seq <= events; seq++ {
+		env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: bridge.NewEventID(time.Now()), Seq: uint64(seq),
+			Printer: "p1", Event: bridge.EventPrintDone, Time: time.Now().UTC(),
+			Payload: bridge.Payload{{Key: "name", Value: strconv.Itoa(seq)}, {Key: "path", Value: "cube.gcode"},
+				{Key: "origin", Value: "local"}, {Key: "size", Value: 1}, {Key: "time", Value: 1.5}}}
+		data, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sender.PublishEvent(context.Background(), env, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// g1, g2, u1 and u2 each run every event once.
+	const want = 4 * events
+	readRuns := func() []string {
+		data, err := os.ReadFile(ran)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", " "))
+	}
+	waitFor(t, fmt.Sprintf("%d hook runs", want), workerWait, func() bool { return len(readRuns()) >= 2*want })
+	// Late duplicates would arrive within a moment of the others.
+	time.Sleep(500 * time.Millisecond)
+
+	runs := map[string]map[string]int{} // team (group or worker) -> seq -> runs
+	fields := readRuns()
+	for i := 0; i+1 < len(fields); i += 2 {
+		team := fields[i]
+		if strings.HasPrefix(team, "g1") {
+			team = "g1"
+		}
+		if runs[team] == nil {
+			runs[team] = map[string]int{}
+		}
+		runs[team][fields[i+1]]++
+	}
+	for _, team := range []string{"g1", "g2", "u1", "u2"} {
+		for seq := 1; seq <= events; seq++ {
+			if n := runs[team][strconv.Itoa(seq)]; n != 1 {
+				t.Errorf("%s ran the hook of seq %d %d times, expected once", team, seq, n)
+			}
+		}
+	}
+}
