@@ -95,7 +95,7 @@ func (l *loader) compileCommand(sub *Subscription, c *Command) ([]string, error)
 		c.Args = append(c.Args, w.text)
 		names = append(names, used...)
 	}
-	c.ScriptArg = shellScriptArg(c.Args)
+	c.ScriptArgs = shellScriptArgs(c.Args)
 	return names, nil
 }
 
@@ -233,24 +233,28 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 					"placeholder %s in command #%d is %s, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; %s (with shell: true every value is already quoted as one word)",
 					field, i+1, where, placeholderFix(where))
 				compiled = false
+			} else if r := shellCodeReparse(c.Template); r != nil {
+				l.reportReparsed(node, ref, path, i, r)
+				compiled = false
 			}
 			continue
 		}
-		if c.ScriptArg > 0 {
-			if field, where := unsafePlaceholder(c.Args[c.ScriptArg]); field != "" {
+		unsafe := false
+		for _, s := range c.ScriptArgs {
+			if field, where := unsafePlaceholder(c.Args[s]); field != "" {
 				// The shell parses its -c script as it parses a shell:
 				// true command, so the same quoting rule applies.
 				l.report(SeverityError, node, ref, path+".command",
 					"placeholder %s in command #%d is %s in the script that %s runs with -c, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; %s (placeholder values in a -c script are already quoted as one word)",
-					field, i+1, where, c.Args[0], placeholderFix(where))
+					field, i+1, where, scriptShell(c.Args, s), placeholderFix(where))
 				compiled = false
+				unsafe = true
+				break
 			}
-		} else if at, interpreter := interpreterCodeArg(c.Args); at > 0 {
-			if names, _ := checkTemplate(c.Args[at]); len(names) > 0 {
-				l.report(SeverityWarning, node, ref, path+".command",
-					"placeholder {%s} in command #%d is part of the code that %s runs, so a value such as a file name can run its own code; pass the value as a separate argument after the code (such as sys.argv or @ARGV) instead",
-					names[0], i+1, interpreter)
-			}
+		}
+		if r := argvReparse(c.Args, false); r != nil && !unsafe {
+			l.reportReparsed(node, ref, path, i, r)
+			compiled = false
 		}
 		words, _ := splitWords(c.Template)
 		if syntax := shellSyntax(words); syntax != "" {
@@ -259,6 +263,14 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 		}
 	}
 	return compiled
+}
+
+// reportReparsed reports the error for a placeholder that a program
+// parses as code again, found by shellCodeReparse or argvReparse.
+func (l *loader) reportReparsed(node *yaml.Node, ref entryRef, path string, i int, r *reparsedField) {
+	l.report(SeverityError, node, ref, path+".command",
+		"placeholder %s in command #%d is %s, which lets a value such as a file name run code; %s",
+		r.field, i+1, r.where, r.fix)
 }
 
 // placeholderFix returns what to change for a placeholder that

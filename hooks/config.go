@@ -87,12 +87,13 @@ type Command struct {
 	// Args is Template split into argv by POSIX shell rules before any
 	// placeholder is filled; only set for system hooks without a shell.
 	Args []string
-	// ScriptArg is the index in Args of the script that a POSIX shell
-	// runs with -c (as in /bin/sh -c "echo {name}"), 0 when there is
-	// none. Its placeholder values are quoted as with shell: true.
-	ScriptArg int
-	Line      int
-	Column    int
+	// ScriptArgs are the indexes in Args of the scripts that a POSIX
+	// shell runs with -c, as in /bin/sh -c "echo {name}" or
+	// nice sh -c "echo {name}" (see shellScriptArgs). Their placeholder
+	// values are quoted as with shell: true.
+	ScriptArgs []int
+	Line       int
+	Column     int
 }
 
 // Subscription is one loaded entry of events.subscriptions.

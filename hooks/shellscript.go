@@ -14,32 +14,45 @@ var posixShells = map[string]bool{
 	"mksh": true, "lksh": true, "pdksh": true, "ash": true, "yash": true, "posh": true,
 }
 
-// shellScriptArg returns the index in args of the script that a POSIX
-// shell runs with -c, or 0 when args do not run one. args is a command
-// without a shell split into words, with its placeholders unfilled. The
-// program is found by base name as args[0], after env and its options
-// and variables, or after busybox. Wrappers such as nice, timeout or sudo
-// in front of the shell are not looked through.
-func shellScriptArg(args []string) int {
-	i := 0
-	for hops := 0; hops < 3 && i < len(args); hops++ {
-		prog := path.Base(args[i])
-		if prog == "busybox" {
-			i++
+// shellScriptArgs returns the indexes in args of the scripts that a POSIX
+// shell runs with -c, in order. args is a command split into words, with
+// its placeholders unfilled. A shell is any word whose base name is in
+// posixShells and that a -c option group and a script follow, wherever it is
+// in args, so the shell is found behind env, busybox and wrappers such as
+// nice, timeout, sudo, nohup, setsid, chroot, stdbuf, xargs or
+// find -exec. A word such as sh that is only data to the program before
+// it is taken for a shell too: its script is then quoted when it need
+// not be, which changes the value but cannot run it.
+func shellScriptArgs(args []string) []int {
+	var scripts []int
+	for i := 0; i < len(args); i++ {
+		if !posixShells[path.Base(args[i])] {
 			continue
 		}
-		if prog != "env" {
-			break
-		}
-		if i = envProgramArg(args, i); i == 0 {
-			return 0
+		if j := dashCScript(args, i); j > 0 {
+			scripts = append(scripts, j)
+			i = j
 		}
 	}
-	if i >= len(args) || !posixShells[path.Base(args[i])] {
-		return 0
+	return scripts
+}
+
+// scriptShell returns the shell word, as written, that runs the script
+// at args[script], as found by shellScriptArgs.
+func scriptShell(args []string, script int) string {
+	for k := script - 1; k >= 0; k-- {
+		if posixShells[path.Base(args[k])] {
+			return args[k]
+		}
 	}
+	return "sh"
+}
+
+// dashCScript returns the index of the script that the shell at
+// args[at] runs with -c, or 0 when its options have no -c or no script.
+func dashCScript(args []string, at int) int {
 	scriptFlag := false
-	for j := i + 1; j < len(args); j++ {
+	for j := at + 1; j < len(args); j++ {
 		a := args[j]
 		switch {
 		case a == "--" || a == "-":
@@ -72,59 +85,80 @@ func shellScriptArg(args []string) int {
 	return 0
 }
 
-// envProgramArg returns the index of the program that env at args[at]
-// runs, after its options and NAME=VALUE words, or 0 for none or for
-// env -S, whose split string is not looked into.
-func envProgramArg(args []string, at int) int {
-	for j := at + 1; j < len(args); j++ {
-		a := args[j]
-		switch {
-		case a == "-u" || a == "-C" || a == "--unset" || a == "--chdir":
-			j++
-		case a == "--":
-			if j+1 < len(args) {
-				return j + 1
+// suCommandArg returns the index in args of the word that holds the
+// command of su or runuser -c (also -cCMD, --command=CMD and
+// --session-command), or 0. su runs that command with the target user's
+// login shell, which may be fish or csh, so no quoting of a value is
+// known to keep it one word there.
+func suCommandArg(args []string) int {
+	for i := 0; i < len(args); i++ {
+		if name := path.Base(args[i]); name != "su" && name != "runuser" {
+			continue
+		}
+		for j := i + 1; j < len(args); j++ {
+			a := args[j]
+			switch {
+			case a == "--command" || a == "--session-command":
+				if j+1 < len(args) {
+					return j + 1
+				}
+				return 0
+			case strings.HasPrefix(a, "--command=") || strings.HasPrefix(a, "--session-command="):
+				return j
+			case a == "--":
+				// The words after -- are the user and the shell's arguments.
+				j = len(args)
+			case strings.HasPrefix(a, "--"):
+				if a == "--shell" || a == "--group" || a == "--supp-group" || a == "--whitelist-environment" {
+					j++
+				}
+			case len(a) > 1 && a[0] == '-':
+				at := strings.IndexByte(a[1:], 'c')
+				if at < 0 {
+					if strings.ContainsAny(a[len(a)-1:], "sgGw") {
+						j++
+					}
+					continue
+				}
+				if at+2 < len(a) {
+					// -cCMD and -lcCMD: the rest of the word is the command.
+					return j
+				}
+				if j+1 < len(args) {
+					return j + 1
+				}
+				return 0
 			}
-			return 0
-		case strings.HasPrefix(a, "-S") || strings.HasPrefix(a, "--split-string"):
-			return 0
-		case strings.HasPrefix(a, "-"), strings.Contains(a, "="):
-		default:
-			return j
 		}
 	}
 	return 0
 }
 
 // codeInterpreters maps interpreters to the flags whose value is program
-// code, for the warning about placeholders in such code.
+// code, for the error about placeholders in such code.
 var codeInterpreters = map[string][]string{
 	"python": {"-c"}, "perl": {"-e", "-E"}, "ruby": {"-e"}, "node": {"-e", "-p", "--eval", "--print"},
 	"php": {"-r"}, "lua": {"-e"}, "fish": {"-c"}, "csh": {"-c"}, "tcsh": {"-c"},
 }
 
-// interpreterCodeArg returns the index in args of a code argument that an
-// interpreter such as python3 -c or perl -e runs, and the interpreter's
-// name, or 0 and "". Only a word that equals one of the code flags counts,
-// so a group such as python3 -Ic is not found.
+// interpreterCodeArg returns the index in args of the first code
+// argument that an interpreter such as python3 -c or perl -e runs, and
+// the interpreter's name, or 0 and "". The interpreter may stand anywhere
+// in args, as behind nice or sudo. Only a word that equals one of the
+// code flags counts, so a group such as python3 -Ic is not found.
 func interpreterCodeArg(args []string) (int, string) {
-	if len(args) < 3 {
-		return 0, ""
-	}
-	name := path.Base(args[0])
-	key := strings.TrimRight(name, "0123456789.")
-	flags, ok := codeInterpreters[key]
-	if !ok {
-		return 0, ""
-	}
-	for j := 1; j+1 < len(args); j++ {
-		for _, f := range flags {
-			if args[j] == f {
-				return j + 1, name
-			}
+	for i := 0; i+2 < len(args); i++ {
+		name := path.Base(args[i])
+		flags, ok := codeInterpreters[strings.TrimRight(name, "0123456789.")]
+		if !ok {
+			continue
 		}
-		if !strings.HasPrefix(args[j], "-") {
-			return 0, ""
+		for j := i + 1; j+1 < len(args) && strings.HasPrefix(args[j], "-"); j++ {
+			for _, f := range flags {
+				if args[j] == f {
+					return j + 1, name
+				}
+			}
 		}
 	}
 	return 0, ""

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,7 +63,7 @@ func renderSystem(sub *Subscription, params placeholderLookup) ([]preparedComman
 		argv := make([]string, len(c.Args))
 		for j, arg := range c.Args {
 			lookup := params
-			if j > 0 && j == c.ScriptArg {
+			if j > 0 && slices.Contains(c.ScriptArgs, j) {
 				// A shell parses this argument as code, so each value
 				// becomes one quoted word, as with shell: true.
 				lookup = quoted

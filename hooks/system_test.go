@@ -399,8 +399,8 @@ func TestInjectionShellDashC(t *testing.T) {
 	for _, shell := range []string{"shell: false, ", ""} {
 		sub := testSub(t, fmt.Sprintf(`{event: PrintDone, type: system, %scwd: %q, command: [%s]}`, shell, cwd, list))
 		for i, c := range sub.Commands {
-			if want := []int{2, 2, 2}[i]; c.ScriptArg != want {
-				t.Errorf("command %q: ScriptArg = %d, want %d", c.Template, c.ScriptArg, want)
+			if want := []int{2, 2, 2}[i]; len(c.ScriptArgs) != 1 || c.ScriptArgs[0] != want {
+				t.Errorf("command %q: ScriptArgs = %v, want [%d]", c.Template, c.ScriptArgs, want)
 			}
 		}
 		for _, name := range names {
@@ -444,35 +444,211 @@ func TestInjectionShellDashC(t *testing.T) {
 	}
 }
 
-func TestShellScriptArg(t *testing.T) {
+func TestShellScriptArgs(t *testing.T) {
 	cases := []struct {
 		command string
-		want    int
+		want    []int
 	}{
-		{`/bin/sh -c "echo {name}"`, 2},
-		{`bash -lc "echo {name}"`, 2},
-		{`/usr/bin/dash -e -c "echo {name}"`, 3},
-		{`sh -o pipefail -ec "echo {name}" sh {name}`, 4},
-		{`bash --norc -c "echo {name}"`, 3},
-		{`sh -c -- "echo {name}"`, 3},
-		{`/usr/bin/env sh -c "echo {name}"`, 3},
-		{`env -i PATH=/bin bash -c "echo {name}"`, 5},
-		{`busybox sh -c "echo {name}"`, 3},
-		{`sh script.sh {name}`, 0},
-		{`sh +c "echo {name}"`, 0},
-		{`fish -c "echo {name}"`, 0},
-		{`shellcheck -c {name}`, 0},
-		{`nice sh -c "echo {name}"`, 0},
-		{`sh -c`, 0},
+		{`/bin/sh -c "echo {name}"`, []int{2}},
+		{`bash -lc "echo {name}"`, []int{2}},
+		{`/usr/bin/dash -e -c "echo {name}"`, []int{3}},
+		{`sh -o pipefail -ec "echo {name}" sh {name}`, []int{4}},
+		{`bash --norc -c "echo {name}"`, []int{3}},
+		{`sh -c -- "echo {name}"`, []int{3}},
+		{`/usr/bin/env sh -c "echo {name}"`, []int{3}},
+		{`env -i PATH=/bin bash -c "echo {name}"`, []int{5}},
+		{`busybox sh -c "echo {name}"`, []int{3}},
+		{`nice sh -c "echo {name}"`, []int{3}},
+		{`nice -n 10 sh -c "echo {name}"`, []int{5}},
+		{`timeout 10 sh -c "echo {name}"`, []int{4}},
+		{`sudo -u pi sh -c "echo {name}"`, []int{5}},
+		{`nohup bash -c "echo {name}"`, []int{3}},
+		{`setsid sh -c "echo {name}"`, []int{3}},
+		{`chroot /srv/root /bin/sh -c "echo {name}"`, []int{4}},
+		{`stdbuf -oL sh -c "echo {name}"`, []int{4}},
+		{`ionice -c 3 sh -c "echo {name}"`, []int{5}},
+		{`xargs -0 sh -c "echo {name}"`, []int{4}},
+		{`find . -exec sh -c "echo {name}" ; -exec bash -c "echo {path}" ;`, []int{5, 10}},
+		{`sh script.sh {name}`, nil},
+		{`sh +c "echo {name}"`, nil},
+		{`fish -c "echo {name}"`, nil},
+		{`shellcheck -c {name}`, nil},
+		{`nice shellcheck -c {name}`, nil},
+		{`sh -c`, nil},
+		{`nice sh -c`, nil},
 	}
 	for _, c := range cases {
 		args, err := Split(c.command)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := shellScriptArg(args); got != c.want {
-			t.Errorf("shellScriptArg(%q) = %d, want %d", c.command, got, c.want)
+		if got := shellScriptArgs(args); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("shellScriptArgs(%q) = %v, want %v", c.command, got, c.want)
 		}
+	}
+}
+
+func TestSuCommandArg(t *testing.T) {
+	cases := []struct {
+		command string
+		want    int
+	}{
+		{`su root -c "echo {name} >> f"`, 3},
+		{`su -c "echo {name}" root`, 2},
+		{`/bin/su - pi -c "echo {name}"`, 4},
+		{`su -l -s /bin/bash pi -c "echo {name}"`, 6},
+		{`su -lc "echo {name}" pi`, 2},
+		{`su -c"echo {name}" pi`, 1},
+		{`su --command="echo {name}" pi`, 1},
+		{`su --command "echo {name}" pi`, 2},
+		{`runuser -u pi -c "echo {name}"`, 4},
+		{`sudo su pi -c "echo {name}"`, 4},
+		{`su pi`, 0},
+		{`su pi -- -c "echo {name}"`, 0},
+		{`record su`, 0},
+	}
+	for _, c := range cases {
+		args, err := Split(c.command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := suCommandArg(args); got != c.want {
+			t.Errorf("suCommandArg(%q) = %d, want %d", c.command, got, c.want)
+		}
+	}
+}
+
+// loadErrors parses one system hook entry with command and returns
+// the errors.
+func loadErrors(t *testing.T, shell, command string) []string {
+	t.Helper()
+	_, problems, err := ParseConfig("config.yaml", []byte(fmt.Sprintf(
+		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, %scommand: %q}\n", shell, command)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	for _, p := range problems {
+		if p.Severity == SeverityError {
+			errs = append(errs, p.Message)
+		}
+	}
+	return errs
+}
+
+func TestReparsedPlaceholderRefused(t *testing.T) {
+	cases := []struct {
+		shell, command, want string
+	}{
+		{"shell: true, ", `eval echo {name} >> out.txt`, "an argument of eval"},
+		{"shell: true, ", `X=1 command eval "echo" {name}`, "an argument of eval"},
+		{"shell: true, ", `record a; eval {name}`, "an argument of eval"},
+		{"shell: true, ", `sh -c 'eval "$1"' sh {name}`, "a -c script that runs eval"},
+		{"shell: true, ", `nice sh -c {name}`, "in the script of a shell that shell code runs"},
+		{"shell: true, ", `find . -exec sh -c echo\ {name} \;`, "in the script of a shell that shell code runs"},
+		{"shell: true, ", `echo \{name}`, "right after a backslash"},
+		{"shell: true, ", `su root -c {name}`, "su runs with -c"},
+		{"shell: true, ", `python3 -c {name}`, "the code that python3 runs"},
+		{"shell: false, ", `sh -c 'eval "$1"' sh {name}`, "a -c script that runs eval"},
+		{"shell: false, ", `sh -c "eval echo {name}"`, "an argument of eval"},
+		{"shell: false, ", `sh -c "sh -c {name}"`, "in the script of a shell that shell code runs"},
+		{"shell: false, ", `timeout 5 sh -c "eval {name}"`, "an argument of eval"},
+		{"shell: false, ", `su root -c "echo {name} >> f"`, "su runs with -c"},
+		{"shell: false, ", `sudo su -c "echo {name}" pi`, "su runs with -c"},
+		{"shell: false, ", `nice sh -c "echo '{name}'"`, "inside shell quotes in the script that sh runs"},
+		{"shell: false, ", `perl -e "print q({name})"`, "the code that perl runs"},
+		{"shell: false, ", `nice python3 -c 'print("{name}")'`, "the code that python3 runs"},
+		{"shell: false, ", `sh -c "python3 -c {name}"`, "the code that python3 runs"},
+	}
+	for _, c := range cases {
+		errs := loadErrors(t, c.shell, c.command)
+		if len(errs) != 1 || !strings.Contains(errs[0], c.want) {
+			t.Errorf("%s%s: errors %q, want one with %q", c.shell, c.command, errs, c.want)
+		}
+	}
+}
+
+func TestReparseSafeFormsLoad(t *testing.T) {
+	cases := []struct{ shell, command string }{
+		{"shell: true, ", `eval "$SETUP"; record {name}`},
+		{"shell: true, ", `sh -c 'record "$1"' sh {name}`},
+		{"shell: true, ", `su root -c 'record "$HOME"'; record {name}`},
+		{"shell: false, ", `sh -c 'record "$1"' sh {name}`},
+		{"shell: false, ", `nice sh -c "record {name}"`},
+		{"shell: false, ", `sh -c "eval record; record {name}"`},
+		{"shell: false, ", `python3 -c 'import sys; print(sys.argv[1])' {name}`},
+		{"shell: false, ", `record --eval {name}`},
+	}
+	for _, c := range cases {
+		if errs := loadErrors(t, c.shell, c.command); len(errs) != 0 {
+			t.Errorf("%s%s: errors %q, want none", c.shell, c.command, errs)
+		}
+	}
+}
+
+func TestInjectionShellWrappers(t *testing.T) {
+	rec := newRecorder(t)
+	cwd := t.TempDir()
+	names := append([]string{"a$(touch X).gcode", "a; touch Y.gcode", "a`touch Z`.gcode", "a'; touch PWN4; '.gcode"}, hostileNames...)
+	commands := []string{
+		`nice sh -c "record --nice {name}"`,
+		`timeout 5 sh -c "record --timeout {name}"`,
+		// find runs the -exec command once for the start folder.
+		`find . -maxdepth 0 -exec sh -c "record --find {name}" ;`,
+		`env nice -n 1 bash -c "record --env {name}"`,
+	}
+	list := ""
+	for _, c := range commands {
+		list += fmt.Sprintf("%q, ", c)
+	}
+	sub := testSub(t, fmt.Sprintf(`{event: PrintDone, type: system, shell: false, cwd: %q, command: [%s]}`, cwd, list))
+	for _, name := range names {
+		if _, out, err := runTestHook(t, sub, testEnvelope(bridge.Payload{{Key: "name", Value: name}}), time.Minute); err != nil {
+			t.Fatalf("hook for %q failed: %v (output %q)", name, err, out)
+		}
+	}
+
+	calls := rec.calls(t)
+	if len(calls) != len(commands)*len(names) {
+		t.Fatalf("recorder ran %d times, want %d", len(calls), len(commands)*len(names))
+	}
+	for i, name := range names {
+		wants := [][]string{{"--nice", name}, {"--timeout", name}, {"--find", name}, {"--env", name}}
+		for j, want := range wants {
+			if got := calls[len(commands)*i+j].Args; argvString(got) != argvString(want) {
+				t.Errorf("name %q, command #%d: argv %s, want %s", name, j+1, argvString(got), argvString(want))
+			}
+		}
+	}
+	for _, file := range []string{"X", "Y.gcode", "Z", "PWN4", "pwned"} {
+		if _, err := os.Stat(filepath.Join(cwd, file)); err == nil {
+			t.Errorf("a file name ran a command that created %s", file)
+		}
+	}
+}
+
+func TestRenderSuScriptRefused(t *testing.T) {
+	// su cannot run in a test, so the check is at the argv level: the
+	// entry does not load, and no argv with the raw value is built.
+	errs := loadErrors(t, "shell: false, ", `su root -c "echo {name} >> f"`)
+	if len(errs) != 1 {
+		t.Fatalf("errors %q, want one", errs)
+	}
+	if !strings.Contains(errs[0], "sudo -u USER sh -c") {
+		t.Errorf("error %q does not name the fix", errs[0])
+	}
+	args, err := Split(`sudo -u pi sh -c "echo {name} >> f"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &Subscription{Type: TypeSystem, Commands: []Command{{Args: args, ScriptArgs: shellScriptArgs(args)}}}
+	got, err := renderSystem(sub, mapLookup(map[string]string{"name": "a'; touch PWN4; '.gcode"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `echo 'a'"'"'; touch PWN4; '"'"'.gcode' >> f`
+	if got[0].argv[5] != want {
+		t.Errorf("script = %q, want %q", got[0].argv[5], want)
 	}
 }
 
@@ -497,18 +673,15 @@ func TestQuotedPlaceholderInDashCRefused(t *testing.T) {
 	}
 }
 
-func TestInterpreterCodeWarning(t *testing.T) {
-	_, problems := parseTestConfig(t, "events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: [\"python3 -c 'print(\\\"{name}\\\")'\", \"python3 -c 'import sys; print(sys.argv[1])' {name}\"]}\n")
-	var warnings []string
-	for _, p := range problems {
-		if strings.Contains(p.Message, "is part of the code that python3 runs") {
-			warnings = append(warnings, p.Message)
-		}
+func TestInterpreterCodeRefused(t *testing.T) {
+	errs := loadErrors(t, "shell: false, ", `python3 -c 'print("{name}")'`)
+	if len(errs) != 1 {
+		t.Fatalf("errors %q, want one", errs)
 	}
-	if len(warnings) != 1 {
-		t.Fatalf("got %d code warnings, want 1 for command #1: %v", len(warnings), problems)
+	if !strings.Contains(errs[0], "is part of the code that python3 runs") || !strings.Contains(errs[0], "sys.argv") {
+		t.Errorf("error %q lacks the place or the fix", errs[0])
 	}
-	if !strings.Contains(warnings[0], "command #1") {
-		t.Errorf("warning %q is not about command #1", warnings[0])
+	if errs := loadErrors(t, "shell: false, ", `python3 -c 'import sys; print(sys.argv[1])' {name}`); len(errs) != 0 {
+		t.Errorf("value as an argument: errors %q, want none", errs)
 	}
 }

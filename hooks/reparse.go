@@ -1,0 +1,203 @@
+package hooks
+
+import "strings"
+
+// reparsedField is a placeholder whose value a program parses again as
+// code after the quoting that printbridge added has been removed.
+type reparsedField struct {
+	field string
+	// where says where the field sits, for an error message.
+	where string
+	// fix says how to pass the value instead.
+	fix string
+}
+
+const (
+	fixShellArgument = `pass the value as an argument after the script and use it as "$1", as in sh -c 'echo "$1"' sh {name}, without eval`
+	fixInterpreter   = "pass the value as a separate argument after the code and read it there (sys.argv in python, @ARGV in perl, ARGV in ruby, process.argv in node, $argv in php, arg in lua)"
+)
+
+// argvReparse returns the first placeholder in the words of one command
+// that a program parses as code: in the script of su -c, in the code of an
+// interpreter such as python3 -c, in shell code that a -c script runs
+// again (eval, a nested sh -c), or among the arguments of a -c script
+// that runs eval. In shell code (inShellCode), the words come from a
+// command that a shell already unquoted, so a placeholder anywhere in a
+// nested -c script is raw code as well. Outside shell code, printbridge
+// quotes the values in a -c script itself (see Command.ScriptArgs).
+func argvReparse(args []string, inShellCode bool) *reparsedField {
+	for _, s := range shellScriptArgs(args) {
+		if inShellCode {
+			if f := firstField(args[s]); f != "" {
+				return &reparsedField{f, "in the script of a shell that shell code runs with -c, which parses the value again after the outer shell removed its quoting", fixShellArgument}
+			}
+		} else if r := shellCodeReparse(args[s]); r != nil {
+			return r
+		}
+		if runsEval(args[s]) {
+			for _, a := range args[s+1:] {
+				if f := firstField(a); f != "" {
+					return &reparsedField{f, "an argument of a -c script that runs eval, which parses the value as shell code", "use the value as \"$1\" without eval"}
+				}
+			}
+		}
+	}
+	if j := suCommandArg(args); j > 0 {
+		if f := firstField(args[j]); f != "" {
+			return &reparsedField{f, "in the command that su runs with -c through the target user's login shell, whose quoting rules printbridge cannot know",
+				`run a POSIX shell yourself and pass the value as an argument, as in sudo -u USER sh -c 'echo "$1"' sh {name}`}
+		}
+	}
+	if j, interpreter := interpreterCodeArg(args); j > 0 {
+		if f := firstField(args[j]); f != "" {
+			return &reparsedField{f, "part of the code that " + interpreter + " runs, so a value such as a file name can run its own code", fixInterpreter}
+		}
+	}
+	return nil
+}
+
+// shellCodeReparse returns the first placeholder in shell code (a shell:
+// true command or a -c script) whose value is parsed as code a second
+// time: an argument of eval, or a word that argvReparse finds in one of
+// the code's simple commands.
+func shellCodeReparse(code string) *reparsedField {
+	for _, words := range shellCommands(code) {
+		if first := commandName(words); first >= 0 && words[first] == "eval" {
+			for _, w := range words[first+1:] {
+				if f := firstField(w); f != "" {
+					return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
+				}
+			}
+		}
+		if r := argvReparse(words, true); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// runsEval reports whether shell code runs eval.
+func runsEval(code string) bool {
+	for _, words := range shellCommands(code) {
+		if first := commandName(words); first >= 0 && words[first] == "eval" {
+			return true
+		}
+	}
+	return false
+}
+
+// commandName returns the index of the command name in the words of a
+// simple command, after reserved words, variable assignments and the
+// builtins command, builtin and exec, or -1 for none.
+func commandName(words []string) int {
+	for i, w := range words {
+		switch {
+		case w == "!" || w == "if" || w == "then" || w == "else" || w == "elif" || w == "do" || w == "while" || w == "until" || w == "{{" || w == "time":
+		case w == "command" || w == "builtin" || w == "exec":
+		case isAssignment(w):
+		default:
+			return i
+		}
+	}
+	return -1
+}
+
+func isAssignment(w string) bool {
+	eq := strings.IndexByte(w, '=')
+	if eq <= 0 {
+		return false
+	}
+	for i, c := range w[:eq] {
+		if c != '_' && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// firstField returns the first replacement field of a template word,
+// such as "{name}", or "".
+func firstField(w string) string {
+	if names, _ := checkTemplate(w); len(names) > 0 {
+		return "{" + names[0] + "}"
+	}
+	return ""
+}
+
+// shellCommands splits shell code into the words of its simple commands,
+// with quotes and backslashes removed, for finding the program that gets
+// a word. It splits at unquoted ; & | ( ) ` $( and line breaks and drops
+// the operators, and it keeps replacement fields whole. Redirection
+// targets stay words of the command, and commands inside double quotes
+// are not split out: a placeholder there is already an error of
+// unsafePlaceholder.
+func shellCommands(code string) [][]string {
+	r := []rune(code)
+	inField := fieldMask(r)
+	var commands [][]string
+	var words []string
+	var cur []rune
+	inWord := false
+	endWord := func() {
+		if inWord {
+			words = append(words, string(cur))
+			cur = cur[:0]
+			inWord = false
+		}
+	}
+	endCommand := func() {
+		endWord()
+		if len(words) > 0 {
+			commands = append(commands, words)
+			words = nil
+		}
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if inField[i] {
+			cur = append(cur, c)
+			inWord = true
+			continue
+		}
+		switch c {
+		case ' ', '\t', '<', '>':
+			endWord()
+		case '\n', ';', '&', '|', '(', ')', '`':
+			endCommand()
+		case '\\':
+			if i+1 < len(r) {
+				i++
+				if r[i] != '\n' {
+					cur = append(cur, r[i])
+					inWord = true
+				}
+			}
+		case '\'':
+			inWord = true
+			for i++; i < len(r) && r[i] != '\''; i++ {
+				cur = append(cur, r[i])
+			}
+		case '"':
+			inWord = true
+			for i++; i < len(r) && r[i] != '"'; i++ {
+				if r[i] == '\\' && i+1 < len(r) && strings.ContainsRune("\\\"$`", r[i+1]) {
+					i++
+				}
+				cur = append(cur, r[i])
+			}
+		case '$':
+			if i+1 < len(r) && r[i+1] == '(' {
+				endCommand()
+				i++
+				continue
+			}
+			cur = append(cur, c)
+			inWord = true
+		default:
+			cur = append(cur, c)
+			inWord = true
+		}
+	}
+	endCommand()
+	return commands
+}
