@@ -61,13 +61,23 @@ func startAckBroker(t *testing.T, kind string) *ackBroker {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A worker without a group has a consumer named after its worker
+		// id, so every consumer of the stream must have settled.
 		settled := func() bool {
-			c, err := js.Consumer(context.Background(), natsbus.DefaultStream, natsbus.DefaultDurable)
+			stream, err := js.Stream(context.Background(), natsbus.DefaultStream)
 			if err != nil {
 				return false
 			}
-			info, err := c.Info(context.Background())
-			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+			lister := stream.ListConsumers(context.Background())
+			consumers := 0
+			done := true
+			for info := range lister.Info() {
+				consumers++
+				if info.NumPending != 0 || info.NumAckPending != 0 {
+					done = false
+				}
+			}
+			return lister.Err() == nil && consumers > 0 && done
 		}
 		return &ackBroker{sender: sender, settled: settled, workerArgs: []string{"--nats", srv.NATSURL(), "--jetstream"}}
 	}
