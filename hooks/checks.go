@@ -219,8 +219,15 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 		return compiled
 	}
 	if !sub.ShellSet {
-		l.report(SeverityWarning, entry, ref, path+".shell",
-			"shell is not set, so printbridge runs the command without a shell, unlike OctoPrint 1.11; set shell: true if it needs one (placeholder values are then quoted), or shell: false to silence this warning")
+		if runsOwnShell(sub.Commands) {
+			// shell: true would put the user's own -c script inside
+			// another shell's quotes, which the quoting check rejects.
+			l.report(SeverityWarning, entry, ref, path+".shell",
+				"shell is not set, so printbridge runs the command without a shell, unlike OctoPrint 1.11; the command runs its own shell with -c, whose script gets quoted placeholder values, so set shell: false to silence this warning")
+		} else {
+			l.report(SeverityWarning, entry, ref, path+".shell",
+				"shell is not set, so printbridge runs the command without a shell, unlike OctoPrint 1.11; set shell: true if it needs one (placeholder values are then quoted), or shell: false to silence this warning")
+		}
 	}
 	for i, c := range sub.Commands {
 		node := &yaml.Node{Line: c.Line, Column: c.Column}
@@ -271,6 +278,17 @@ func (l *loader) reportReparsed(node *yaml.Node, ref entryRef, path string, i in
 	l.report(SeverityError, node, ref, path+".command",
 		"placeholder %s in command #%d is %s, which lets a value such as a file name run code; %s",
 		r.field, i+1, r.where, r.fix)
+}
+
+// runsOwnShell reports whether every command of a hook runs a shell with
+// a -c script of its own, such as nice sh -c "...".
+func runsOwnShell(commands []Command) bool {
+	for _, c := range commands {
+		if len(c.ScriptArgs) == 0 {
+			return false
+		}
+	}
+	return len(commands) > 0
 }
 
 // placeholderFix returns what to change for a placeholder that

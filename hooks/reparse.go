@@ -50,7 +50,7 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 	}
 	if j, interpreter := interpreterCodeArg(args); j > 0 {
 		if f := firstField(args[j]); f != "" {
-			return &reparsedField{f, "part of the code that " + interpreter + " runs, so a value such as a file name can run its own code", fixInterpreter}
+			return &reparsedField{f, "part of the code that " + interpreter + " runs", fixInterpreter}
 		}
 	}
 	return nil

@@ -685,3 +685,23 @@ func TestInterpreterCodeRefused(t *testing.T) {
 		t.Errorf("value as an argument: errors %q, want none", errs)
 	}
 }
+
+func TestOwnShellWarningAdvisesShellFalse(t *testing.T) {
+	_, problems, err := ParseConfig("config.yaml", []byte(
+		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, command: 'nice sh -c \"echo {name} >> f\"'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warning string
+	for _, p := range problems {
+		if strings.Contains(p.Message, "shell is not set") {
+			warning = p.Message
+		}
+	}
+	if !strings.Contains(warning, "runs its own shell with -c") {
+		t.Errorf("warning %q does not say that the command runs its own shell", warning)
+	}
+	if strings.Contains(warning, "set shell: true") {
+		t.Errorf("warning %q advises shell: true, which would refuse the quoted script", warning)
+	}
+}
