@@ -352,8 +352,17 @@ func (b *Bus) Close() error {
 	// stopped worker) naks them, and JetStream delivers them at once to
 	// the next worker that pulls. Stop would drop them, and JetStream
 	// would deliver them again only after the ack wait.
+	// Without a connection nothing can be handed back or flushed, and a
+	// drain would only wait for its timeout, so a worker stopped while
+	// the server is down closes at once. JetStream delivers the
+	// unacknowledged messages again after the ack wait.
+	connected := b.nc.IsConnected()
 	for _, cc := range consumers {
-		cc.Drain()
+		if connected {
+			cc.Drain()
+		} else {
+			cc.Stop()
+		}
 	}
 	timer := time.NewTimer(drainTimeout + time.Second)
 	defer timer.Stop()
@@ -365,8 +374,11 @@ func (b *Bus) Close() error {
 		}
 	}
 
-	err := b.nc.Drain()
-	if err != nil {
+	var err error
+	if connected {
+		err = b.nc.Drain()
+	}
+	if !connected || err != nil {
 		b.nc.Close()
 	}
 	select {

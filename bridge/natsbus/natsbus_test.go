@@ -571,3 +571,31 @@ func TestDeferredAckAndNak(t *testing.T) {
 		t.Errorf("seqs = %v, want 1, 2, 3 and the redelivered 1", s)
 	}
 }
+
+// TestCloseWhileServerDown closes a JetStream consumer's bus while its
+// server is gone. A drain cannot work then, and Close must not report the
+// reconnecting connection as a failure.
+func TestCloseWhileServerDown(t *testing.T) {
+	srv := startServer(t, natsbus.EmbeddedOptions{Port: -1})
+	disconnected := make(chan struct{})
+	var once sync.Once
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	worker, err := natsbus.New(ctx, natsbus.Config{URL: srv.NATSURL(), JetStream: true,
+		OnDisconnect: func(error) { once.Do(func() { close(disconnected) }) }}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.SubscribeEvents(ctx, "p1", "", func(bridge.EventMessage) {}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	select {
+	case <-disconnected:
+	case <-ctx.Done():
+		t.Fatal("the bus did not notice that the server stopped")
+	}
+	if err := worker.Close(); err != nil {
+		t.Errorf("Close while the server is down: %v", err)
+	}
+}
