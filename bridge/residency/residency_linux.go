@@ -105,35 +105,38 @@ func parseHeader(fields [][]byte) (mapping, error) {
 	if len(fields) < 5 {
 		return m, fmt.Errorf("%d fields, expected at least 5", len(fields))
 	}
-	start, end, ok := bytes.Cut(fields[0], []byte("-"))
-	if !ok {
-		return m, fmt.Errorf("address range %q has no '-'", fields[0])
-	}
-	s, err := strconv.ParseUint(string(start), 16, 64)
+	start, end, err := parseHexPair(fields[0], "-", 64)
 	if err != nil {
-		return m, err
+		return m, fmt.Errorf("address range: %w", err)
 	}
-	e, err := strconv.ParseUint(string(end), 16, 64)
+	major, minor, err := parseHexPair(fields[3], ":", 32)
 	if err != nil {
-		return m, err
-	}
-	maj, mnr, ok := bytes.Cut(fields[3], []byte(":"))
-	if !ok {
-		return m, fmt.Errorf("device %q has no ':'", fields[3])
-	}
-	ma, err := strconv.ParseUint(string(maj), 16, 32)
-	if err != nil {
-		return m, err
-	}
-	mi, err := strconv.ParseUint(string(mnr), 16, 32)
-	if err != nil {
-		return m, err
+		return m, fmt.Errorf("device: %w", err)
 	}
 	inode, err := strconv.ParseUint(string(fields[4]), 10, 64)
 	if err != nil {
 		return m, err
 	}
-	m.start, m.end, m.perms = uintptr(s), uintptr(e), string(fields[1])
-	m.major, m.minor, m.inode = uint32(ma), uint32(mi), inode
+
+	m.start, m.end, m.perms = uintptr(start), uintptr(end), string(fields[1])
+	m.major, m.minor, m.inode = uint32(major), uint32(minor), inode
 	return m, nil
+}
+
+// parseHexPair reads two hexadecimal numbers of at most bits bits
+// separated by sep, such as "00400000-00c1b000" or "fe:00".
+func parseHexPair(field []byte, sep string, bits int) (uint64, uint64, error) {
+	first, second, ok := bytes.Cut(field, []byte(sep))
+	if !ok {
+		return 0, 0, fmt.Errorf("%q has no %q", field, sep)
+	}
+	a, err := strconv.ParseUint(string(first), 16, bits)
+	if err != nil {
+		return 0, 0, err
+	}
+	b, err := strconv.ParseUint(string(second), 16, bits)
+	if err != nil {
+		return 0, 0, err
+	}
+	return a, b, nil
 }
