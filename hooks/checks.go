@@ -374,7 +374,7 @@ func shellSyntax(words []word) string {
 // quoting as quoting, with that place in words for an error message. It
 // returns "", "" when every field is a word of its own. A value quoted as
 // 'a$(touch x)' stays one word only outside quotes, backticks and
-// here-documents, and only when no \ or $ comes right before it: a \
+// here-documents, and only when no \ or $ comes right before it. A \
 // makes its opening quote a plain character, bash reads $'...' as
 // another kind of quoting, and a here-document expands $(...) and ends
 // at a line of the value that matches its delimiter.

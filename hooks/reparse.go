@@ -6,9 +6,9 @@ import "strings"
 // code after the quoting that printbridge added has been removed.
 type reparsedField struct {
 	field string
-	// where says where the field sits, for an error message.
+	// where is the place of the field in words, for an error message.
 	where string
-	// fix says how to pass the value instead.
+	// fix is the advice on how to pass the value instead.
 	fix string
 }
 
@@ -18,10 +18,10 @@ const (
 )
 
 // argvReparse returns the first placeholder in the words of one command
-// that a program parses as code: in the script of su -c, in the code of an
-// interpreter such as python3 -c, in shell code that a -c script runs
-// again (eval, a nested sh -c), or among the arguments of a -c script
-// that runs eval. In shell code (inShellCode), the words come from a
+// that a program parses as code. Those are the script of su -c, the code
+// of an interpreter such as python3 -c, shell code that a -c script runs
+// again (eval, a nested sh -c), and the arguments of a -c script that
+// runs eval. In shell code (inShellCode), the words come from a
 // command that a shell already unquoted, so a placeholder anywhere in a
 // nested -c script is raw code as well. Outside shell code, printbridge
 // quotes the values in a -c script itself (see Command.ScriptArgs).

@@ -17,8 +17,8 @@ var posixShells = map[string]bool{
 // shellScriptArgs returns the indexes in args of the scripts that a POSIX
 // shell runs with -c, in order. args is a command split into words, with
 // its placeholders unfilled. A shell is any word whose base name is in
-// posixShells and that a -c option group and a script follow, wherever it is
-// in args, so the shell is found behind env, busybox and wrappers such as
+// posixShells and that a -c option group and a script follow. It counts
+// wherever it is in args, so the shell is found behind env, busybox and wrappers such as
 // nice, timeout, sudo, nohup, setsid, chroot, stdbuf, xargs or
 // find -exec. A word such as sh that is only data to the program before
 // it is taken for a shell too: its script is then quoted when it need

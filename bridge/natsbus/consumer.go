@@ -8,10 +8,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Keys of the metadata that a worker sets on its durable consumer, so that
-// a worker whose group and printer derive the same consumer name (group
-// "a" with printer "b_c", group "a_b" with printer "c") finds the
-// consumer taken instead of changing its filter. Consumer metadata needs
+// Keys of the metadata that a worker sets on its durable consumer. Two
+// groups and printers can derive the same consumer name (group "a" with
+// printer "b_c", group "a_b" with printer "c"), and with the metadata the
+// second worker finds the consumer taken instead of changing its filter. Consumer metadata needs
 // nats-server 2.10 or later.
 const (
 	metadataGroup = "printbridge.group"

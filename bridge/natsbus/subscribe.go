@@ -232,8 +232,8 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 
 // resumeLegacy makes a new consumer of a worker without a group start
 // after the last event that the shared consumer legacy acknowledged, when
-// legacy exists: a worker that upgraded from the shared consumer then
-// goes on where it stopped instead of getting the whole stream again.
+// legacy exists. So a worker that upgraded from the shared consumer goes
+// on where it stopped instead of getting the whole stream again.
 // When this worker's consumer exists already, cfg is returned unchanged
 // (ensureConsumer keeps its start), and so it is when legacy is missing.
 func (b *Bus) resumeLegacy(ctx context.Context, cfg jetstream.ConsumerConfig, legacy string) jetstream.ConsumerConfig {

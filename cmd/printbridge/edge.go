@@ -330,7 +330,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if o.dataDir != "" {
 		stateLock, err := edge.LockDataDir(o.dataDir, o.printerID)
 		if err != nil {
-			log.Error("edge not started because another edge holds the printer's state lock", "printer", o.printerID,
+			log.Error("locking the printer's state in the data folder failed; the edge does not start", "printer", o.printerID,
 				"path", edge.LockPath(o.dataDir, o.printerID), "error", err)
 			return err
 		}

@@ -68,7 +68,7 @@ func TestEdgeStateLockRejectsSecondEdge(t *testing.T) {
 	if !strings.Contains(stderr.String(), want) {
 		t.Errorf("second edge stderr does not contain %q:\n%s", want, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "edge not started because another edge holds the printer's state lock") {
+	if !strings.Contains(stderr.String(), "locking the printer's state in the data folder failed; the edge does not start") {
 		t.Errorf("second edge did not log the locked state:\n%s", stderr.String())
 	}
 	for _, forbidden := range []string{"connecting to MQTT broker", "outbox", "edge starting"} {

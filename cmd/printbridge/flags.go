@@ -100,9 +100,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 }
 
 // unknownKey quotes a config file key that names no flag, with the flag
-// it most likely means: one that differs only in case or in underscores
-// for hyphens (auto_connect for auto-connect), else the one flag within
-// two edits of it (auto-conect).
+// it most likely means. That is a flag that differs only in case or in
+// underscores for hyphens (auto_connect for auto-connect), else the one
+// flag within two edits of it (auto-conect).
 func unknownKey(fs *flag.FlagSet, key string) string {
 	guess := strings.ToLower(strings.ReplaceAll(key, "_", "-"))
 	if guess != key && guess != "config" && fs.Lookup(guess) != nil {
