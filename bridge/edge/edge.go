@@ -106,7 +106,11 @@ type Edge struct {
 
 	// emitMu orders seq numbering with the append, so records enter the
 	// outbox in seq order even when Emit runs on two goroutines.
-	emitMu       sync.Mutex
+	emitMu sync.Mutex
+	// stopped is set by close under emitMu. Emit then drops events
+	// before numbering them, so a dropped event takes no seq that the
+	// next start hands out again.
+	stopped      bool
 	writeErrors  int
 	lastWriteLog time.Time
 	// encodeBuf is the envelope encoding buffer that Emit reuses under
@@ -263,6 +267,11 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 	}
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
+	if e.stopped {
+		e.metrics.EventsDropped.WithLabelValues("stopped").Inc()
+		e.log.Warn("event fired after the edge stopped; dropped", "event", name, "event_id", env.ID)
+		return
+	}
 	env.Seq = e.seq.Next()
 	data, err := env.AppendJSON(e.encodeBuf[:0])
 	if err != nil {
@@ -407,6 +416,7 @@ func (e *Edge) publishCurrentState(ctx context.Context) error {
 func (e *Edge) close() error {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
+	e.stopped = true
 	e.mu.Lock()
 	inMemory := len(e.queue)
 	e.mu.Unlock()
