@@ -367,7 +367,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		return e.close()
 	}
 	e.publishInfo(ctx)
-	e.publishAvailability(ctx, true)
+	e.publishRunAvailability(ctx, true)
 	if err := e.bus.SubscribeCommands(ctx, e.cfg.PrinterID, e.commands.receive); err != nil {
 		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
 		return errors.Join(fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, err), e.close())
@@ -394,7 +394,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	if err := e.publishCurrentState(shutdownCtx); err != nil {
 		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
 	}
-	e.publishAvailability(shutdownCtx, false)
+	e.publishRunAvailability(shutdownCtx, false)
 	return e.close()
 }
 
@@ -685,23 +685,40 @@ func (e *Edge) publishState(ctx context.Context) {
 	}
 }
 
-// RepublishRetained publishes state and availability again; the MQTT
-// adapter calls it after a reconnect so retained topics are current. It
-// does nothing before SetBus.
+// RepublishRetained publishes availability and state again on every bus,
+// for Home Assistant's birth message. It does nothing before SetBus.
 func (e *Edge) RepublishRetained(ctx context.Context) {
+	bus := e.currentBus()
+	if bus == nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+	defer cancel()
+	if err := bus.PublishAvailability(pctx, e.cfg.PrinterID, true); err != nil {
+		e.log.Warn("republishing availability failed", "error", err)
+	}
+	e.RepublishState(ctx)
+}
+
+// RepublishState publishes the retained state again. The MQTT adapter
+// calls it after a reconnect, after the bus has published its online
+// marker itself. It does nothing before SetBus.
+func (e *Edge) RepublishState(ctx context.Context) {
 	if e.currentBus() == nil {
 		return
 	}
-	e.publishAvailability(ctx, true)
 	if err := e.publishCurrentState(ctx); err != nil {
-		e.log.Warn("republishing the state after a reconnect failed; the next change publishes it", "error", err)
+		e.log.Warn("republishing the state failed; the next change publishes it", "error", err)
 	}
 }
 
-func (e *Edge) publishAvailability(ctx context.Context, online bool) {
+// publishRunAvailability publishes the marker of the edge's start or stop
+// on the buses that do not publish it themselves, so a subscriber gets
+// one "online" per connection and one "offline" per stop.
+func (e *Edge) publishRunAvailability(ctx context.Context, online bool) {
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if err := e.currentBus().PublishAvailability(pctx, e.cfg.PrinterID, online); err != nil {
+	if err := bridge.PublishUnownedAvailability(pctx, e.currentBus(), e.cfg.PrinterID, online); err != nil {
 		e.log.Warn("publishing availability failed", "online", online, "error", err)
 	}
 }

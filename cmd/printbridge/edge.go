@@ -364,10 +364,12 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		cur := e
 		edgeMu.Unlock()
 		if cur != nil {
+			// The MQTT bus has published the online marker of this
+			// connection itself, so only the state is published again.
 			go func() {
 				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				cur.RepublishRetained(rctx)
+				cur.RepublishState(rctx)
 			}()
 		}
 	}
