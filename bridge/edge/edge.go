@@ -100,7 +100,7 @@ type Edge struct {
 	// bus is set once by SetBus, before busReady is closed. Run and the
 	// goroutines it starts read it without busMu after busReady.
 	bus      bridge.Bus
-	busMu    sync.Mutex // guards bus for RepublishRetained
+	busMu    sync.Mutex // guards bus for RepublishRetained and RepublishState
 	busOnce  sync.Once
 	busReady chan struct{}
 
