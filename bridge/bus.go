@@ -79,6 +79,27 @@ type Bus interface {
 	Close() error
 }
 
+// AvailabilityOwner is a Bus that publishes a printer's availability
+// marker itself, such as the MQTT bus with a last will, which publishes
+// "online" after every connect and "offline" at Close.
+type AvailabilityOwner interface {
+	OwnsAvailability(printer string) bool
+}
+
+// PublishUnownedAvailability publishes the availability marker on each bus
+// of b that does not own printer's availability. An edge publishes its
+// start and stop markers with it, so that they do not repeat the markers
+// of an AvailabilityOwner.
+func PublishUnownedAvailability(ctx context.Context, b Bus, printer string, online bool) error {
+	if m, ok := b.(*multi); ok {
+		return m.each(func(b Bus) error { return PublishUnownedAvailability(ctx, b, printer, online) })
+	}
+	if owner, ok := b.(AvailabilityOwner); ok && owner.OwnsAvailability(printer) {
+		return nil
+	}
+	return b.PublishAvailability(ctx, printer, online)
+}
+
 // OutgoingEvent is one stored event envelope handed to a bus.
 type OutgoingEvent struct {
 	Env  *Envelope

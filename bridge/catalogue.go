@@ -38,6 +38,9 @@ type EventDef struct {
 	// FiredBy says which printbridge process and activity fires the event,
 	// or which subsystem printbridge does not have yet.
 	FiredBy string
+	// PayloadNote describes what Fields cannot: a payload whose keys
+	// depend on the fired name, or one that is not checked at all.
+	PayloadNote string
 }
 
 // Event names, spelled once. They are OctoPrint's names and are case
@@ -295,6 +298,38 @@ func slicingFields(extra ...FieldDef) []FieldDef {
 	return append(out, extra...)
 }
 
+// Templated event names, spelled as OctoPrint's event documentation
+// (docs/events/index.rst) spells them. ${ScriptName} is the script's name
+// with its first letter upper-cased (GcodeScriptBeforePrintStartedRunning).
+const (
+	TemplateScriptRunning  = "GcodeScript${ScriptName}Running"
+	TemplateScriptFinished = "GcodeScript${ScriptName}Finished"
+	TemplatePluginEvent    = "plugin_<id>_<name>"
+)
+
+const (
+	byEdgeScript = "edge: the print GCODE scripts beforePrintStarted, afterPrintPaused, beforePrintResumed, " +
+		"afterPrintDone and afterPrintCancelled, also when the script file does not exist (docs/scripts.md)"
+	scriptPayload = "the payload of the event that runs the script (PrintStarted, PrintPaused, PrintResumed, " +
+		"PrintDone or PrintCancelled): the print job keys below and that event's other keys"
+)
+
+// scriptTemplates are the events around OctoPrint's GCODE scripts, listed
+// after PrintResumed as in OctoPrint's documentation. The edge fires one
+// name per script, which LookupEvent does not know and IsDynamicEvent
+// accepts.
+var scriptTemplates = []EventDef{
+	{Name: TemplateScriptRunning, Group: "printing", Doc: "A print GCODE script is about to be queued.",
+		Fields: jobFields, PayloadNote: scriptPayload, FiredBy: byEdgeScript},
+	{Name: TemplateScriptFinished, Group: "printing", Doc: "A print GCODE script has been queued.",
+		Fields: jobFields, PayloadNote: scriptPayload, FiredBy: byEdgeScript},
+}
+
+var pluginTemplate = EventDef{Name: TemplatePluginEvent, Group: "custom events",
+	Doc:         "A custom event of a companion program, made of letters, digits and '_'.",
+	PayloadNote: "any JSON object, or null, as published; it is not checked against the catalogue",
+	FiredBy:     "edge: a command/event message, such as one sent by printbridge publish"}
+
 var catalogueByName = func() map[string]*EventDef {
 	m := make(map[string]*EventDef, len(catalogue))
 	for i := range catalogue {
@@ -306,6 +341,35 @@ var catalogueByName = func() map[string]*EventDef {
 // Events returns the catalogue in its documented order.
 func Events() []EventDef {
 	return append([]EventDef(nil), catalogue...)
+}
+
+// ListedEvents returns the catalogue and the templated names that the
+// edge fires, in the documented order: the GCODE script events after
+// PrintResumed and the custom plugin events last.
+func ListedEvents() []EventDef {
+	out := make([]EventDef, 0, len(catalogue)+len(scriptTemplates)+1)
+	for _, d := range catalogue {
+		out = append(out, d)
+		if d.Name == EventPrintResumed {
+			out = append(out, scriptTemplates...)
+		}
+	}
+	return append(out, pluginTemplate)
+}
+
+// TemplateExample returns a name that the templated name fires as, for
+// a hint to someone who copied the template from the event list, and
+// whether name is one of the templated names.
+func TemplateExample(name string) (string, bool) {
+	switch name {
+	case TemplateScriptRunning:
+		return "GcodeScriptBeforePrintStartedRunning", true
+	case TemplateScriptFinished:
+		return "GcodeScriptAfterPrintDoneFinished", true
+	case TemplatePluginEvent:
+		return "plugin_acme_hello", true
+	}
+	return "", false
 }
 
 // LookupEvent returns the catalogue entry for an exact, case-sensitive name.

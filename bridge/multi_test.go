@@ -217,3 +217,39 @@ func TestMultiHandlersRunOneAtATime(t *testing.T) {
 		t.Errorf("handler ran %d times, want %d", count, 2*perBus)
 	}
 }
+
+// ownerBus is a fakeBus that publishes the availability of one printer
+// itself, as the MQTT bus with a last will does.
+type ownerBus struct {
+	fakeBus
+	printer string
+}
+
+func (o *ownerBus) OwnsAvailability(printer string) bool { return printer == o.printer }
+
+func TestPublishUnownedAvailabilitySkipsOwner(t *testing.T) {
+	mqttBus := &ownerBus{fakeBus: fakeBus{name: "mqtt"}, printer: "p1"}
+	natsBus := &fakeBus{name: "nats"}
+	both := NewMulti(mqttBus, natsBus)
+
+	if err := PublishUnownedAvailability(context.Background(), both, "p1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := PublishUnownedAvailability(context.Background(), both, "p2", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := mqttBus.recorded(); len(got) != 1 || got[0] != "availability p2 offline" {
+		t.Errorf("owner bus calls %q, want only the marker of p2, whose availability it does not own", got)
+	}
+	if got := natsBus.recorded(); len(got) != 2 || got[0] != "availability p1 online" || got[1] != "availability p2 offline" {
+		t.Errorf("other bus calls %q, want both markers", got)
+	}
+
+	alone := &ownerBus{fakeBus: fakeBus{name: "mqtt"}, printer: "p1"}
+	if err := PublishUnownedAvailability(context.Background(), alone, "p1", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := alone.recorded(); len(got) != 0 {
+		t.Errorf("a single owner bus got %q, want no call", got)
+	}
+}

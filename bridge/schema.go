@@ -98,19 +98,26 @@ func EventsMarkdown() string {
 	b.WriteString("OctoPrint's documentation lists `Dwell`; the event that fires is `Dwelling`, and a hook on\n")
 	b.WriteString("`Dwell` gets a warning that suggests it.\n\n")
 	b.WriteString("The print GCODE scripts (beforePrintStarted, afterPrintPaused, beforePrintResumed, afterPrintDone,\n")
-	b.WriteString("afterPrintCancelled) fire `GcodeScript<Name>Running` before and `GcodeScript<Name>Finished` after their\n")
-	b.WriteString("lines are queued, with the print job payload, also when the script file does not exist, as in OctoPrint.\n")
+	b.WriteString("afterPrintCancelled) fire `GcodeScript${ScriptName}Running` before and `GcodeScript${ScriptName}Finished`\n")
+	b.WriteString("after their lines are queued, with the print job payload, also when the script file does not exist, as in\n")
+	b.WriteString("OctoPrint. `${ScriptName}` is the script's name with its first letter upper-cased, as in\n")
+	b.WriteString("`GcodeScriptBeforePrintStartedRunning`.\n")
 	b.WriteString("The connection and tool change scripts fire nothing. See [GCODE scripts](scripts.md) for the scripts,\n")
 	b.WriteString("the printer profile and the blocked and ignored commands.\n\n")
 	group := ""
-	for _, d := range catalogue {
+	for _, d := range ListedEvents() {
 		if d.Group != group {
 			group = d.Group
 			fmt.Fprintf(&b, "## %s\n\n", strings.ToUpper(group[:1])+group[1:])
 		}
-		fmt.Fprintf(&b, "### %s\n\n%s\n\nFired by: %s.\n\n", d.Name, d.Doc, d.FiredBy)
+		fmt.Fprintf(&b, "### %s\n\n%s\n\nFired by: %s.\n\n", headingName(d.Name), d.Doc, d.FiredBy)
+		if d.PayloadNote != "" {
+			fmt.Fprintf(&b, "Payload: %s.\n\n", d.PayloadNote)
+		}
 		if len(d.Fields) == 0 {
-			b.WriteString("Payload: none (`null`).\n\n")
+			if d.PayloadNote == "" {
+				b.WriteString("Payload: none (`null`).\n\n")
+			}
 			continue
 		}
 		b.WriteString("| key | type | notes |\n|---|---|---|\n")
@@ -129,9 +136,15 @@ func EventsMarkdown() string {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("## Dynamic events\n\n")
-	b.WriteString("- `GcodeScript<Name>Running` and `GcodeScript<Name>Finished`: around OctoPrint's GCODE scripts.\n")
-	b.WriteString("- `plugin_<id>_<name>`: custom events of companion programs, published with `printbridge publish`;\n")
-	b.WriteString("  their payload is not checked against the catalogue.\n")
-	return b.String()
+	return strings.TrimRight(b.String(), "\n") + "\n"
+}
+
+// headingName returns an event name for a Markdown heading. A templated
+// name goes in backticks, because Markdown renderers take <id> for an
+// HTML tag and drop it.
+func headingName(name string) string {
+	if isTokenName(name, len(name), false) {
+		return name
+	}
+	return "`" + name + "`"
 }

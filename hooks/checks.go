@@ -34,6 +34,11 @@ func (l *loader) checkEvents(sub *Subscription, nodes []*yaml.Node, ref entryRef
 		if bridge.IsDynamicEvent(name) {
 			continue
 		}
+		if example, ok := bridge.TemplateExample(name); ok {
+			l.report(SeverityWarning, node, ref, path+".event",
+				"event %q is a name template and never fires as written; put the script's or plugin's name in place of the placeholders, such as %q", name, example)
+			continue
+		}
 		hint := ""
 		if s := bridge.SuggestEvent(name); s != "" {
 			hint = fmt.Sprintf("; did you mean %q?", s)

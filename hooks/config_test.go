@@ -234,7 +234,7 @@ func TestLoadEventsEnabledParser(t *testing.T) {
 func TestLoadEventNameChecks(t *testing.T) {
 	cfg, problems := parseTestConfig(t, `events:
   subscriptions:
-  - event: [Dwell, printdone, GcodeScriptAfterPrintDoneRunning, plugin_octolapse_movie_done, PrintDone, PrintDone]
+  - event: [Dwell, printdone, GcodeScriptAfterPrintDoneRunning, plugin_octolapse_movie_done, PrintDone, PrintDone, "GcodeScript${ScriptName}Finished"]
     command: M117 hi
     type: gcode
 `)
@@ -242,6 +242,8 @@ func TestLoadEventNameChecks(t *testing.T) {
 		{3, SeverityWarning, 1, `unknown event "Dwell" never fires (names are case-sensitive); did you mean "Dwelling"?`},
 		{3, SeverityWarning, 1, `unknown event "printdone" never fires (names are case-sensitive); did you mean "PrintDone"?`},
 		{3, SeverityWarning, 1, `event "PrintDone" is listed twice`},
+		{3, SeverityWarning, 1, `event "GcodeScript${ScriptName}Finished" is a name template and never fires as written; ` +
+			`put the script's or plugin's name in place of the placeholders, such as "GcodeScriptAfterPrintDoneFinished"`},
 	})
 	if n := len(cfg.Match("PrintDone")); n != 2 {
 		t.Errorf("Match(PrintDone) = %d, want 2 for a name listed twice", n)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -127,6 +128,25 @@ func TestScriptsRunAroundPrint(t *testing.T) {
 	if _, ok := finished.payload.Get("time"); !ok {
 		t.Errorf("GcodeScriptAfterPrintDoneFinished lacks time: %v", finished.payload)
 	}
+	assertEveryEventListed(t, names)
+}
+
+// assertEveryEventListed checks that each fired name is one that
+// 'printbridge events' lists, literally or through a templated name such
+// as GcodeScript${ScriptName}Running.
+func assertEveryEventListed(t *testing.T, fired []string) {
+	t.Helper()
+	placeholder := regexp.MustCompile(`\\\$\\\{[A-Za-z]+\\\}|<[a-z]+>`)
+	var patterns []*regexp.Regexp
+	for _, d := range bridge.ListedEvents() {
+		quoted := regexp.QuoteMeta(d.Name)
+		patterns = append(patterns, regexp.MustCompile("^"+placeholder.ReplaceAllString(quoted, "[A-Za-z0-9]+")+"$"))
+	}
+	for _, name := range fired {
+		if !slices.ContainsFunc(patterns, func(p *regexp.Regexp) bool { return p.MatchString(name) }) {
+			t.Errorf("%s fired, but 'printbridge events' does not list it", name)
+		}
+	}
 }
 
 func TestMissingScriptStillFiresEvents(t *testing.T) {
@@ -198,6 +218,7 @@ func TestPauseCancelScriptsGetPositions(t *testing.T) {
 	names := r.rec.names()
 	assertBefore(t, names, bridge.EventPrintCancelled, "GcodeScriptAfterPrintCancelledRunning")
 	assertBefore(t, names, "GcodeScriptAfterPrintCancelledFinished", bridge.EventPrintFailed)
+	assertEveryEventListed(t, names)
 }
 
 // pythonFloat renders a float as the scripts do (Python's str).

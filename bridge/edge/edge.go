@@ -100,13 +100,17 @@ type Edge struct {
 	// bus is set once by SetBus, before busReady is closed. Run and the
 	// goroutines it starts read it without busMu after busReady.
 	bus      bridge.Bus
-	busMu    sync.Mutex // guards bus for RepublishRetained
+	busMu    sync.Mutex // guards bus for RepublishRetained and RepublishState
 	busOnce  sync.Once
 	busReady chan struct{}
 
 	// emitMu orders seq numbering with the append, so records enter the
 	// outbox in seq order even when Emit runs on two goroutines.
-	emitMu       sync.Mutex
+	emitMu sync.Mutex
+	// stopped is set by close under emitMu. Emit then drops events
+	// before numbering them, so a dropped event takes no seq that the
+	// next start hands out again.
+	stopped      bool
 	writeErrors  int
 	lastWriteLog time.Time
 	// encodeBuf is the envelope encoding buffer that Emit reuses under
@@ -263,6 +267,11 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 	}
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
+	if e.stopped {
+		e.metrics.EventsDropped.WithLabelValues("stopped").Inc()
+		e.log.Warn("event fired after the edge stopped; dropped", "event", name, "event_id", env.ID)
+		return
+	}
 	env.Seq = e.seq.Next()
 	data, err := env.AppendJSON(e.encodeBuf[:0])
 	if err != nil {
@@ -358,7 +367,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		return e.close()
 	}
 	e.publishInfo(ctx)
-	e.publishAvailability(ctx, true)
+	e.publishRunAvailability(ctx, true)
 	if err := e.bus.SubscribeCommands(ctx, e.cfg.PrinterID, e.commands.receive); err != nil {
 		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
 		return errors.Join(fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, err), e.close())
@@ -385,7 +394,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	if err := e.publishCurrentState(shutdownCtx); err != nil {
 		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
 	}
-	e.publishAvailability(shutdownCtx, false)
+	e.publishRunAvailability(shutdownCtx, false)
 	return e.close()
 }
 
@@ -407,6 +416,7 @@ func (e *Edge) publishCurrentState(ctx context.Context) error {
 func (e *Edge) close() error {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
+	e.stopped = true
 	e.mu.Lock()
 	inMemory := len(e.queue)
 	e.mu.Unlock()
@@ -675,23 +685,40 @@ func (e *Edge) publishState(ctx context.Context) {
 	}
 }
 
-// RepublishRetained publishes state and availability again; the MQTT
-// adapter calls it after a reconnect so retained topics are current. It
-// does nothing before SetBus.
+// RepublishRetained publishes availability and state again on every bus,
+// for Home Assistant's birth message. It does nothing before SetBus.
 func (e *Edge) RepublishRetained(ctx context.Context) {
+	bus := e.currentBus()
+	if bus == nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+	defer cancel()
+	if err := bus.PublishAvailability(pctx, e.cfg.PrinterID, true); err != nil {
+		e.log.Warn("republishing availability failed", "error", err)
+	}
+	e.RepublishState(ctx)
+}
+
+// RepublishState publishes the retained state again. The MQTT adapter
+// calls it after a reconnect, after the bus has published its online
+// marker itself. It does nothing before SetBus.
+func (e *Edge) RepublishState(ctx context.Context) {
 	if e.currentBus() == nil {
 		return
 	}
-	e.publishAvailability(ctx, true)
 	if err := e.publishCurrentState(ctx); err != nil {
-		e.log.Warn("republishing the state after a reconnect failed; the next change publishes it", "error", err)
+		e.log.Warn("republishing the state failed; the next change publishes it", "error", err)
 	}
 }
 
-func (e *Edge) publishAvailability(ctx context.Context, online bool) {
+// publishRunAvailability publishes the marker of the edge's start or stop
+// on the buses that do not publish it themselves, so a subscriber gets
+// one "online" per connection and one "offline" per stop.
+func (e *Edge) publishRunAvailability(ctx context.Context, online bool) {
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if err := e.currentBus().PublishAvailability(pctx, e.cfg.PrinterID, online); err != nil {
+	if err := bridge.PublishUnownedAvailability(pctx, e.currentBus(), e.cfg.PrinterID, online); err != nil {
 		e.log.Warn("publishing availability failed", "online", online, "error", err)
 	}
 }

@@ -73,6 +73,13 @@ func (b *Bus) PublishState(ctx context.Context, printer string, data []byte) err
 	return b.publish(ctx, b.cfg.Topics.MQTTState(printer), true, data)
 }
 
+// OwnsAvailability reports whether the bus publishes the availability
+// marker of printer itself: it does for Config.Printer, after every
+// connect and at Close.
+func (b *Bus) OwnsAvailability(printer string) bool {
+	return b.cfg.Printer != "" && printer == b.cfg.Printer
+}
+
 // PublishAvailability publishes the retained "online" or "offline" marker.
 func (b *Bus) PublishAvailability(ctx context.Context, printer string, online bool) error {
 	payload := availabilityOffline

@@ -364,10 +364,12 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		cur := e
 		edgeMu.Unlock()
 		if cur != nil {
+			// The MQTT bus has published the online marker of this
+			// connection itself, so only the state is published again.
 			go func() {
 				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				cur.RepublishRetained(rctx)
+				cur.RepublishState(rctx)
 			}()
 		}
 	}
@@ -474,6 +476,11 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err := <-storageDone; err != nil {
 		log.Warn("file storage stopped with an error", "error", err)
 	}
+	// Shutdown is the last event of a run, and closing the broker
+	// connections is no connectivity change (OctoPrint fires no
+	// ConnectivityChanged at shutdown either). So from here on they are
+	// only tracked, and a NATS close fires nothing into the stopped edge.
+	conn.setEmitter(nil)
 	stopEdge()
 	eerr := <-edgeDone
 	log.Info("edge stopped", "printer", o.printerID)

@@ -32,7 +32,8 @@ func newConnectivity(o busOptions) *connectivity {
 	return c
 }
 
-// setEmitter sets where events go; changes before it are only tracked.
+// setEmitter sets where events go. Changes while it is nil, before the
+// edge exists and once it stops, are only tracked.
 func (c *connectivity) setEmitter(emit func(name string, payload bridge.Payload, ctx bridge.Context)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -5,12 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/printbridge/printbridge/bridge"
 )
 
 func init() {
-	register("events", "list the event catalogue, or print its JSON Schema (--schema) or reference (--markdown)", runEvents)
+	register("events", "list every event name with its group and payload keys, OctoPrint's templated names included, or print the JSON Schema (--schema) or reference (--markdown)", runEvents)
 }
 
 func runEvents(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -31,16 +32,28 @@ func runEvents(_ context.Context, args []string, stdout, stderr io.Writer) error
 	case *markdown:
 		fmt.Fprint(stdout, bridge.EventsMarkdown())
 	default:
-		for _, d := range bridge.Events() {
-			keys := ""
-			for i, f := range d.Fields {
-				if i > 0 {
-					keys += ","
-				}
-				keys += f.Name
-			}
-			fmt.Fprintf(stdout, "%-28s %-22s %s\n", d.Name, d.Group, keys)
+		for _, d := range bridge.ListedEvents() {
+			line := fmt.Sprintf("%-34s %-22s %s", d.Name, d.Group, payloadKeys(d))
+			fmt.Fprintln(stdout, strings.TrimRight(line, " "))
 		}
 	}
 	return nil
+}
+
+// payloadKeys joins the payload keys of d with commas. A payload that
+// Fields does not fully describe ends in "..." when it has keys listed,
+// and is "any" otherwise.
+func payloadKeys(d bridge.EventDef) string {
+	names := make([]string, 0, len(d.Fields)+1)
+	for _, f := range d.Fields {
+		names = append(names, f.Name)
+	}
+	switch {
+	case d.PayloadNote == "":
+	case len(names) == 0:
+		return "any"
+	default:
+		names = append(names, "...")
+	}
+	return strings.Join(names, ",")
 }
