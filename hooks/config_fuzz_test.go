@@ -20,6 +20,8 @@ func FuzzLoadConfig(f *testing.F) {
 		"? [a]\n: b\n",
 		"events:\n  subscriptions:\n  - event: PrintDone\n    enabled: \"false\"\n    command: \"'unterminated\"\n    type: system\n",
 		"",
+		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: 'env -uX -S \"-i sh -c\" \"echo {name}\" sh {name}'}\n",
+		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: true, command: 'ssh -p 2 h -- x; flock f -c y; sudo -s z; . ./a; python3 -m b {name}'}\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

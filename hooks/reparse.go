@@ -20,46 +20,52 @@ const (
 // argvReparse returns the first placeholder in the words of one command
 // that a program parses as code. Those are the script of su -c, the code
 // of an interpreter such as python3 -c, shell code that a -c script runs
-// again (eval, a nested sh -c), and the arguments of a -c script that
-// runs eval. In shell code (inShellCode), the words come from a
+// again (eval, a nested sh -c), the arguments of a -c script that runs
+// eval, and the commands of the wrappers in wrappers.go (ssh, flock -c,
+// sudo -s, a script file). The words that env -S splits its string into
+// are checked too. In shell code (inShellCode), the words come from a
 // command that a shell already unquoted, so a placeholder anywhere in a
 // nested -c script is raw code as well. Outside shell code, printbridge
 // quotes the values in a -c script itself (see Command.ScriptArgs).
 func argvReparse(args []string, inShellCode bool) *reparsedField {
-	for _, s := range shellScriptArgs(args) {
+	words, _, r := expandEnvSplit(args)
+	if r != nil {
+		return r
+	}
+	if r := remoteShellField(words); r != nil {
+		return r
+	}
+	for _, s := range dashCScripts(words) {
 		if inShellCode {
-			if f := firstField(args[s]); f != "" {
+			if f := firstField(words[s]); f != "" {
 				return &reparsedField{f, "in the script of a shell that shell code runs with -c, which parses the value again after the outer shell removed its quoting", fixShellArgument}
 			}
-		} else if r := shellCodeReparse(args[s]); r != nil {
+		} else if r := shellCodeReparse(words[s]); r != nil {
 			return r
 		}
-		if runsEval(args[s]) {
-			for _, a := range args[s+1:] {
+		if runsEval(words[s]) {
+			for _, a := range words[s+1:] {
 				if f := firstField(a); f != "" {
 					return &reparsedField{f, "an argument of a -c script that runs eval, which parses the value as shell code", "use the value as \"$1\" without eval"}
 				}
 			}
 		}
 	}
-	if j := suCommandArg(args); j > 0 {
-		if f := firstField(args[j]); f != "" {
-			return &reparsedField{f, "in the command that su runs with -c through the target user's login shell, whose quoting rules printbridge cannot know",
-				`run a POSIX shell yourself and pass the value as an argument, as in sudo -u USER sh -c 'echo "$1"' sh {name}`}
-		}
+	if r := ownShellField(words); r != nil {
+		return r
 	}
-	if j, interpreter := interpreterCodeArg(args); j > 0 {
-		if f := firstField(args[j]); f != "" {
+	if j, interpreter := interpreterCodeArg(words); j > 0 {
+		if f := firstField(words[j]); f != "" {
 			return &reparsedField{f, "part of the code that " + interpreter + " runs", fixInterpreter}
 		}
 	}
-	return nil
+	return scriptFileField(words)
 }
 
 // shellCodeReparse returns the first placeholder in shell code (a shell:
 // true command or a -c script) whose value is parsed as code a second
-// time: an argument of eval, or a word that argvReparse finds in one of
-// the code's simple commands.
+// time: an argument of eval, the file of . or source, or a word that
+// argvReparse finds in one of the code's simple commands.
 func shellCodeReparse(code string) *reparsedField {
 	for _, words := range shellCommands(code) {
 		if first := commandName(words); first >= 0 && words[first] == "eval" {
@@ -68,6 +74,9 @@ func shellCodeReparse(code string) *reparsedField {
 					return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
 				}
 			}
+		}
+		if r := sourcedFileField(words); r != nil {
+			return r
 		}
 		if r := argvReparse(words, true); r != nil {
 			return r

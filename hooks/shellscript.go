@@ -17,19 +17,36 @@ var posixShells = map[string]bool{
 // shellScriptArgs returns the indexes in args of the scripts that a POSIX
 // shell runs with -c, in order. args is a command split into words, with
 // its placeholders unfilled. A shell is any word whose base name is in
-// posixShells and that a -c option group and a script follow. It counts
-// wherever it is in args, so the shell is found behind env, busybox and wrappers such as
-// nice, timeout, sudo, nohup, setsid, chroot, stdbuf, xargs or
+// posixShells and that a -c option group and a script follow, also in
+// the words that env -S splits its string into. It counts wherever it is
+// in args, so the shell is found behind env, busybox and wrappers such as
+// nice, timeout, sudo, doas, nohup, setsid, chroot, stdbuf, ionice,
+// flock FILE, systemd-run, docker exec, kubectl exec --, xargs or
 // find -exec. A word such as sh that is only data to the program before
 // it is taken for a shell too: its script is then quoted when it need
-// not be, which changes the value but cannot run it.
+// not be, which changes the value but cannot run it. A script that lies
+// inside an env -S string has no placeholders (expandEnvSplit rejects
+// them), so it is left out.
 func shellScriptArgs(args []string) []int {
+	words, origin, _ := expandEnvSplit(args)
 	var scripts []int
-	for i := 0; i < len(args); i++ {
-		if !posixShells[path.Base(args[i])] {
+	for _, s := range dashCScripts(words) {
+		if origin[s] >= 0 {
+			scripts = append(scripts, origin[s])
+		}
+	}
+	return scripts
+}
+
+// dashCScripts returns the indexes in words of the scripts that a POSIX
+// shell runs with -c, in order.
+func dashCScripts(words []string) []int {
+	var scripts []int
+	for i := 0; i < len(words); i++ {
+		if !posixShells[path.Base(words[i])] {
 			continue
 		}
-		if j := dashCScript(args, i); j > 0 {
+		if j := dashCScript(words, i); j > 0 {
 			scripts = append(scripts, j)
 			i = j
 		}
@@ -80,55 +97,6 @@ func dashCScript(args []string, at int) int {
 				return j
 			}
 			return 0
-		}
-	}
-	return 0
-}
-
-// suCommandArg returns the index in args of the word that holds the
-// command of su or runuser -c (also -cCMD, --command=CMD and
-// --session-command), or 0. su runs that command with the target user's
-// login shell, which may be fish or csh, so no quoting of a value is
-// known to keep it one word there.
-func suCommandArg(args []string) int {
-	for i := 0; i < len(args); i++ {
-		if name := path.Base(args[i]); name != "su" && name != "runuser" {
-			continue
-		}
-		for j := i + 1; j < len(args); j++ {
-			a := args[j]
-			switch {
-			case a == "--command" || a == "--session-command":
-				if j+1 < len(args) {
-					return j + 1
-				}
-				return 0
-			case strings.HasPrefix(a, "--command=") || strings.HasPrefix(a, "--session-command="):
-				return j
-			case a == "--":
-				// The words after -- are the user and the shell's arguments.
-				j = len(args)
-			case strings.HasPrefix(a, "--"):
-				if a == "--shell" || a == "--group" || a == "--supp-group" || a == "--whitelist-environment" {
-					j++
-				}
-			case len(a) > 1 && a[0] == '-':
-				at := strings.IndexByte(a[1:], 'c')
-				if at < 0 {
-					if strings.ContainsAny(a[len(a)-1:], "sgGw") {
-						j++
-					}
-					continue
-				}
-				if at+2 < len(a) {
-					// -cCMD and -lcCMD: the rest of the word is the command.
-					return j
-				}
-				if j+1 < len(args) {
-					return j + 1
-				}
-				return 0
-			}
 		}
 	}
 	return 0

@@ -512,8 +512,8 @@ func TestSuCommandArg(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := suCommandArg(args); got != c.want {
-			t.Errorf("suCommandArg(%q) = %d, want %d", c.command, got, c.want)
+		if got, _, _ := ownShellCommandArg(args); got != c.want {
+			t.Errorf("ownShellCommandArg(%q) = %d, want %d", c.command, got, c.want)
 		}
 	}
 }
