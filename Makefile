@@ -1,9 +1,10 @@
 # The test target installs what the tests need when it is missing
-# (Debian's mosquitto, printcore, nats-server and prometheus packages),
+# (Debian's mosquitto, printcore, nats-server, prometheus and
+# openssh-client packages),
 # then runs every test with the race detector.
 
 GO ?= go
-APT_PACKAGES := mosquitto printcore prometheus
+APT_PACKAGES := mosquitto printcore prometheus openssh-client
 FUZZTIME ?= 20000x
 FUZZMINIMIZETIME ?= 50x
 
@@ -21,6 +22,7 @@ test-deps:
 	command -v printcore >/dev/null 2>&1 || missing="$$missing printcore"; \
 	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test dependencies:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
