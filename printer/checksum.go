@@ -17,3 +17,26 @@ func FormatNumbered(n int, cmd string) string {
 	head := "N" + strconv.Itoa(n) + " " + cmd
 	return head + "*" + strconv.Itoa(int(Checksum(head)))
 }
+
+// numberedLength returns len(FormatNumbered(n, cmd)) without building the
+// line, because the sender and the file check measure every line against
+// the firmware's maximum before sending it.
+func numberedLength[T ~string | ~[]byte](n int, cmd T) int {
+	var buf [20]byte
+	number := strconv.AppendInt(buf[:0], int64(n), 10)
+	cs := byte('N') ^ ' '
+	for _, c := range number {
+		cs ^= c
+	}
+	for i := 0; i < len(cmd); i++ {
+		cs ^= cmd[i]
+	}
+	csDigits := 1
+	if cs >= 100 {
+		csDigits = 3
+	} else if cs >= 10 {
+		csDigits = 2
+	}
+	// N, the number, a space, the command, * and the checksum.
+	return 1 + len(number) + 1 + len(cmd) + 1 + csDigits
+}

@@ -618,6 +618,16 @@ func (s *session) checkJobFile() error {
 
 // checkGcodeFile is checkJobFile for the file full, named path in errors.
 func (s *session) checkGcodeFile(full, path string) error {
+	return checkGcodeFile(full, path, s.nextLine, s.p.cfg.MaxLineLength)
+}
+
+// checkGcodeFile reads the file full, named path in errors, whose first
+// command would be sent with line number nextLine, and returns the first
+// reason it cannot print. It reads the whole file before a print starts,
+// so it allocates nothing for lines of plain ASCII G-code. A 50 MB file
+// has two million of them, and their garbage grew the edge's heap by
+// megabytes at the start of every large print.
+func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 	f, err := os.Open(full)
 	if err != nil {
 		return fmt.Errorf("open %q: %w", path, err)
@@ -655,6 +665,22 @@ func (s *session) checkGcodeFile(full, path string) error {
 				return fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, path, c)
 			}
 		}
+		// Hook and user commands interleave with the file, so the line
+		// numbers are estimated with a margin.
+		number := nextLine + commands + 1 + 1000
+		if cmd, ok := printableCommand(raw, code); ok {
+			if len(cmd) == 0 {
+				continue
+			}
+			commands++
+			if codeLength(cmd) > 0 || isToolChange(cmd) {
+				gcodes++
+			}
+			if l := numberedLength(number, cmd); l > maxLineLength {
+				return lineTooLong(lineNo, path, string(cmd), l, maxLineLength)
+			}
+			continue
+		}
 		cmd := NormalizeCommand(CleanLine(raw))
 		if cmd == "" {
 			continue
@@ -663,17 +689,36 @@ func (s *session) checkGcodeFile(full, path string) error {
 		if CodeOf(cmd) != "" {
 			gcodes++
 		}
-		// Hook and user commands interleave with the file, so the line
-		// numbers are estimated with a margin.
-		if l := wireLength(s.nextLine+commands+1000, ToASCII(cmd)); l > s.p.cfg.MaxLineLength {
-			return fmt.Errorf("line %d of %s (%q) is %d bytes with line number and checksum, over the firmware's maximum of %d; shorten it, or raise the edge's --max-line-length if the firmware's MAX_CMD_SIZE is larger",
-				lineNo, path, truncateText(cmd, 40), l, s.p.cfg.MaxLineLength)
+		if l := wireLength(number, ToASCII(cmd)); l > maxLineLength {
+			return lineTooLong(lineNo, path, cmd, l, maxLineLength)
 		}
 	}
 	if commands > 0 && gcodes*2 < commands {
 		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", path, gcodes, commands)
 	}
 	return nil
+}
+
+// printableCommand returns the command of the file line raw, given code,
+// its part before the first `;` with no CR or LF, when that part is
+// printable ASCII. The result is then the same bytes as
+// ToASCII(NormalizeCommand(CleanLine(raw))). ok is false for a line that
+// needs those three: bytes outside printable ASCII, or a `\;` escape.
+func printableCommand(raw, code []byte) (cmd []byte, ok bool) {
+	for _, c := range code {
+		if c < 0x20 || c > 0x7e {
+			return nil, false
+		}
+	}
+	if len(code) < len(raw) && len(code) > 0 && code[len(code)-1] == '\\' && raw[len(code)] == ';' {
+		return nil, false
+	}
+	return bytes.TrimSpace(code), true
+}
+
+func lineTooLong(lineNo int, path, cmd string, length, maxLineLength int) error {
+	return fmt.Errorf("line %d of %s (%q) is %d bytes with line number and checksum, over the firmware's maximum of %d; shorten it, or raise the edge's --max-line-length if the firmware's MAX_CMD_SIZE is larger",
+		lineNo, path, truncateText(cmd, 40), length, maxLineLength)
 }
 
 // pauseVars are the variables of the afterPrintPaused and

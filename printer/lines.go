@@ -7,8 +7,6 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/printbridge/printbridge/bridge/lazy"
 )
 
 // LineReader splits a serial byte stream into lines. It splits on LF,
@@ -132,21 +130,49 @@ func stripEscapedComment(line string) string {
 	return sb.String()
 }
 
-var codePattern = lazy.Regexp{Expr: `^([GM])(\d+)(\.\d+)?`}
-var toolPattern = lazy.Regexp{Expr: `^T(\d+)`}
-
-// CodeOf returns the G-code of a normalized line as OctoPrint reads it:
-// the first `G<n>` or `M<n>` at the start, as written (so `G028` is not
-// `G28`), "T" for a tool change, or "" for anything else.
+// CodeOf returns the G-code of a normalized line as OctoPrint reads it
+// with the pattern `^([GM])(\d+)(\.\d+)?`. That is the `G<n>` or `M<n>`
+// at the start, as written (so `G028` is not `G28`), "T" for a tool
+// change (`^T\d+`), or "" for anything else. The result is a prefix of
+// line, so the sender's call for each line allocates nothing.
 func CodeOf(line string) string {
-	if m := codePattern.Get().FindStringSubmatch(line); m != nil {
-		return m[1] + m[2] + m[3]
+	if n := codeLength(line); n > 0 {
+		return line[:n]
 	}
-	if toolPattern.Get().MatchString(line) {
+	if isToolChange(line) {
 		return "T"
 	}
 	return ""
 }
+
+// codeLength returns the length of the `G<n>` or `M<n>` code, with its
+// `.<n>` subcode, at the start of line, or 0 when there is none.
+func codeLength[T ~string | ~[]byte](line T) int {
+	if len(line) < 2 || (line[0] != 'G' && line[0] != 'M') {
+		return 0
+	}
+	i := 1
+	for i < len(line) && isDigit(line[i]) {
+		i++
+	}
+	if i == 1 {
+		return 0
+	}
+	if i+1 < len(line) && line[i] == '.' && isDigit(line[i+1]) {
+		i += 2
+		for i < len(line) && isDigit(line[i]) {
+			i++
+		}
+	}
+	return i
+}
+
+// isToolChange reports whether line starts with `T<n>`.
+func isToolChange[T ~string | ~[]byte](line T) bool {
+	return len(line) >= 2 && line[0] == 'T' && isDigit(line[1])
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // ToASCII replaces every byte outside printable ASCII with '?', as
 // OctoPrint's default ascii encoding does, so a firmware that reads bytes

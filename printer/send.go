@@ -201,7 +201,7 @@ func (s *session) writeLine(h sentLine) {
 
 // wireLength returns the length of text once numbered with n.
 func wireLength(n int, text string) int {
-	return len(FormatNumbered(n, text))
+	return numberedLength(n, text)
 }
 
 // queuingPhase fires the events that OctoPrint fires when a line is
