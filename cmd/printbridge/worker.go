@@ -145,11 +145,14 @@ type workerOptions struct {
 // the number of events that a killed worker leaves to redeliver small.
 const defaultMaxInFlight = 32
 
-// defaultNATSMaxPending is the default of --nats-max-pending: four
-// times a printer's hook queue. The queue drops what the worker cannot
-// run anyway, and nats.go's own default of 512Ki events let an unpaced
-// burst grow the worker by tens of MB (docs/benchmarks.md).
-const defaultNATSMaxPending = 4 * hooks.DefaultQueueSize
+// defaultNATSMaxPending is the default of --nats-max-pending: one
+// printer's hook queue. The queue drops what the worker cannot run
+// anyway, and nats.go's own default of 512Ki events let an unpaced
+// burst grow the worker by tens of MB. Four queues' worth raised the
+// peak of a 100,000-event burst by up to 3 MiB over one queue's worth,
+// and ran fewer hooks, because the larger list kept the GC busy
+// (docs/benchmarks.md).
+const defaultNATSMaxPending = hooks.DefaultQueueSize
 
 // natsMaxPendingBytes bounds the same list in bytes, for events with
 // large payloads. An envelope of a layer change is about 250 bytes.
