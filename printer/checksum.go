@@ -14,8 +14,24 @@ func Checksum(s string) byte {
 // FormatNumbered returns the wire form `N<n> <cmd>*<cs>` without the
 // line feed. The checksum covers `N<n> <cmd>`, the space included.
 func FormatNumbered(n int, cmd string) string {
-	head := "N" + strconv.Itoa(n) + " " + cmd
-	return head + "*" + strconv.Itoa(int(Checksum(head)))
+	// N, up to 20 digits, a space, the command, * and 3 digits.
+	return string(AppendNumbered(make([]byte, 0, len(cmd)+26), n, cmd))
+}
+
+// AppendNumbered appends the wire form of FormatNumbered to dst, so the
+// sender can reuse one buffer for every line of a print.
+func AppendNumbered(dst []byte, n int, cmd string) []byte {
+	start := len(dst)
+	dst = append(dst, 'N')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, cmd...)
+	var cs byte
+	for _, c := range dst[start:] {
+		cs ^= c
+	}
+	dst = append(dst, '*')
+	return strconv.AppendUint(dst, uint64(cs), 10)
 }
 
 // numberedLength returns len(FormatNumbered(n, cmd)) without building the

@@ -353,6 +353,18 @@ func (s *session) readJobCommand() (string, bool) {
 		if first {
 			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
 		}
+		// Most lines of a slicer's file are printable ASCII, and many
+		// are only comments: read those without a string per line.
+		code := bytes.TrimRight(raw, "\r\n")
+		if i := bytes.IndexByte(code, ';'); i >= 0 {
+			code = code[:i]
+		}
+		if cmd, ok := printableCommand(raw, code); ok {
+			if len(cmd) > 0 {
+				return string(cmd), true
+			}
+			continue
+		}
 		if cmd := NormalizeCommand(CleanLine(raw)); cmd != "" {
 			return cmd, true
 		}

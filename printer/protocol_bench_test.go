@@ -71,3 +71,17 @@ func BenchmarkParsePosition(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkAppendNumbered(b *testing.B) {
+	const move = "G1 X112.034 Y98.512 E0.03519"
+	b.ReportAllocs()
+	buf := make([]byte, 0, 64)
+	n := 1
+	for b.Loop() {
+		buf = printer.AppendNumbered(buf[:0], n, move)
+		if buf[0] != 'N' {
+			b.Fatalf("AppendNumbered returned %q", buf)
+		}
+		n++
+	}
+}

@@ -1,7 +1,9 @@
 package printer
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -168,7 +170,8 @@ func (s *session) commitLineReset(m sentLine) {
 // the history under its number in the firmware's count.
 func (s *session) writeLine(h sentLine) {
 	n := h.n
-	wire := FormatNumbered(h.wire, h.text)
+	s.wireBuffer = AppendNumbered(s.wireBuffer[:0], h.wire, h.text)
+	wire := s.wireBuffer
 	h.sentAt = time.Now()
 	h.longRun = longRunningCodes.Get()[CodeOf(h.text)]
 	h.answersRequest = n == s.requestedLine
@@ -188,9 +191,12 @@ func (s *session) writeLine(h sentLine) {
 	s.inflight = append(s.inflight, h)
 	s.inflightBytes += entry.size
 	s.sentSinceOK++
-	s.remember("Send: " + wire)
-	s.log.Debug("send", "line", wire)
-	if _, err := s.port.Write([]byte(wire + "\n")); err != nil {
+	s.remember("Send: " + string(wire))
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("send", "line", string(wire))
+	}
+	s.wireBuffer = append(s.wireBuffer, '\n')
+	if _, err := s.port.Write(s.wireBuffer); err != nil {
 		s.fail("connection", fmt.Sprintf("write to serial port %s failed: %v", s.p.cfg.Port, err), "disconnect", false)
 		return
 	}

@@ -1,6 +1,7 @@
 package printer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -147,6 +148,9 @@ type session struct {
 	nextAttempt   time.Time
 	attempts      int
 	port          io.ReadWriteCloser
+	// wireBuffer holds the numbered line being written, reused for every
+	// line so a print does not allocate one per line.
+	wireBuffer    []byte
 	gen           int
 	lineCh        chan readerMsg
 	state         State
@@ -806,7 +810,9 @@ func (s *session) handleLine(raw string) {
 		return
 	}
 	s.remember("Recv: " + line)
-	s.log.Debug("recv", "line", line)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("recv", "line", line)
+	}
 	if hasGarbage(line) {
 		s.reportGarbage(line, now)
 	}
