@@ -19,10 +19,9 @@ import (
 )
 
 // presenceTestWait is the probe wait of the tests. The brokers run on
-// loopback, where an answer takes milliseconds, and a slow machine only
-// makes the tests wait longer, never pass wrongly: an answer that comes
-// after the wait turns a refused start into stopped commands, which the
-// tests also check for.
+// loopback, where a response takes milliseconds. On a machine so slow
+// that a response misses the wait, the edge starts and the test fails, so
+// it cannot pass wrongly.
 const presenceTestWait = 2 * time.Second
 
 // presenceBroker connects presence buses to one broker.
