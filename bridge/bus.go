@@ -100,6 +100,18 @@ func PublishUnownedAvailability(ctx context.Context, b Bus, printer string, onli
 	return b.PublishAvailability(ctx, printer, online)
 }
 
+// PresenceBus is a Bus that carries the presence messages of edges on the
+// printer's presence topic, with which an edge finds another live edge of
+// its printer id (bridge/edge/presence.go). The messages are never
+// retained, and a subscriber also receives its own.
+type PresenceBus interface {
+	PublishPresence(ctx context.Context, printer string, data []byte) error
+	// SubscribePresence delivers the messages on the presence topic of
+	// printer. MQTT retained messages are dropped, because a retained
+	// message may come from an edge that stopped long ago.
+	SubscribePresence(ctx context.Context, printer string, h func(data []byte)) error
+}
+
 // OutgoingEvent is one stored event envelope handed to a bus.
 type OutgoingEvent struct {
 	Env  *Envelope

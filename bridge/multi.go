@@ -101,6 +101,36 @@ func (m *multi) SubscribeReplies(ctx context.Context, printer string, h func(dat
 	return m.each(func(b Bus) error { return b.SubscribeReplies(ctx, printer, h) })
 }
 
+// PublishPresence publishes on every bus that carries presence messages.
+func (m *multi) PublishPresence(ctx context.Context, printer string, data []byte) error {
+	return m.eachPresence(func(b PresenceBus) error { return b.PublishPresence(ctx, printer, data) })
+}
+
+// SubscribePresence subscribes on every bus that carries presence
+// messages. A message published on all of them arrives once per bus.
+func (m *multi) SubscribePresence(ctx context.Context, printer string, h func(data []byte)) error {
+	h = serialize(h)
+	return m.eachPresence(func(b PresenceBus) error { return b.SubscribePresence(ctx, printer, h) })
+}
+
+// eachPresence is each for the buses that are a PresenceBus. It fails
+// when none is.
+func (m *multi) eachPresence(f func(PresenceBus) error) error {
+	found := false
+	err := m.each(func(b Bus) error {
+		pb, ok := b.(PresenceBus)
+		if !ok {
+			return nil
+		}
+		found = true
+		return f(pb)
+	})
+	if !found {
+		return fmt.Errorf("none of the buses %s carries presence messages", m.Name())
+	}
+	return err
+}
+
 // serialize makes h safe to call from the delivery goroutines of several
 // buses. Handlers do not block, so the lock is held only briefly.
 func serialize[T any](h func(T)) func(T) {

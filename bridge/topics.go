@@ -108,6 +108,10 @@ func (t Topics) MQTTReply(printer string) string { return t.mqtt(printer, "reply
 // MQTTHook is the topic of hook results.
 func (t Topics) MQTTHook(printer string) string { return t.mqtt(printer, "hook") }
 
+// MQTTPresence is the topic on which the edges of one printer id find
+// each other (bridge/edge/presence.go).
+func (t Topics) MQTTPresence(printer string) string { return t.mqtt(printer, "presence") }
+
 // MQTTBridgeInfo is the retained bridge description.
 func (t Topics) MQTTBridgeInfo() string { return t.mqtt("bridge", "info") }
 
@@ -161,6 +165,10 @@ func (t Topics) NATSReply(printer string) string { return t.nats(printer, "reply
 
 // NATSHook is the subject of hook results.
 func (t Topics) NATSHook(printer string) string { return t.nats(printer, "hook") }
+
+// NATSPresence is the subject on which the edges of one printer id find
+// each other (bridge/edge/presence.go).
+func (t Topics) NATSPresence(printer string) string { return t.nats(printer, "presence") }
 
 // NATSBridgeInfo is the bridge description subject.
 func (t Topics) NATSBridgeInfo() string { return t.nats("bridge", "info") }

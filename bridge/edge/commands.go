@@ -165,6 +165,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		replyTo = m.Reply
 	}
 	log = log.With("command_id", cmd.ID, "source", cmd.Source)
+	if err := c.e.cfg.Presence.CommandsStopped(); err != nil {
+		// The other edge runs the commands that reach it, so this one
+		// only reports why it does not run them.
+		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
+		log.Warn("command rejected, because another edge of this printer id takes the commands", "error", err)
+		c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+		return
+	}
 	// The digest is of the decoded command, so a client that serialises
 	// the same command with other whitespace or key order is still a
 	// redelivery.

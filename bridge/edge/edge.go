@@ -82,6 +82,10 @@ type Config struct {
 	// OnEnvelope, if set, sees every envelope after it is built (tests and
 	// the demo use it). It must not block.
 	OnEnvelope func(*bridge.Envelope)
+	// Presence, if set, is the check for another live edge of this
+	// printer id. The edge rejects every command while the check reports
+	// that another edge took them (Presence.CommandsStopped).
+	Presence *Presence
 }
 
 // Edge publishes one printer's events and executes its commands.

@@ -40,6 +40,15 @@ type Metrics struct {
 	// JobRecordErrors counts failures to write, read or decode the
 	// running print record in the data directory.
 	JobRecordErrors prometheus.Counter
+	// DuplicateEdges counts the presence messages of other live edges of
+	// this printer id, by kind (probe, running). See presence.go.
+	DuplicateEdges *prometheus.CounterVec
+	// CommandsStopped is 1 while this edge rejects commands because an
+	// older edge of its printer id runs.
+	CommandsStopped prometheus.Gauge
+	// PresenceInvalid counts messages on the presence topic that are not
+	// valid presence messages of this printer.
+	PresenceInvalid prometheus.Counter
 	printerID       string
 	lastState       string
 	// heaters are the heater labels of the temperature gauges.
@@ -102,6 +111,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "GCODE scripts not sent because they failed to load or render."}),
 		JobRecordErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_job_record_errors_total",
 			Help: "Failures to write, read or decode the running print record (DATA-DIR/<printer>.job.json)."}),
+		DuplicateEdges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_duplicate_edge_messages_total",
+			Help: "Presence messages received from another live edge with this printer id, by kind: probe (it was starting) or running."}, []string{"kind"}),
+		CommandsStopped: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_commands_stopped",
+			Help: "1 while this edge rejects every command because another running edge with this printer id started first, 0 otherwise."}),
+		PresenceInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_presence_messages_invalid_total",
+			Help: "Messages on the printer's presence topic that are not valid presence messages of this printer."}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -109,7 +124,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults, m.RepliesDropped,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
-		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors)
+		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors,
+		m.DuplicateEdges, m.CommandsStopped, m.PresenceInvalid)
+	// Both kinds are exported from the start, so an alert can compare
+	// with 0.
+	m.DuplicateEdges.WithLabelValues("probe")
+	m.DuplicateEdges.WithLabelValues("running")
 	return m
 }
 

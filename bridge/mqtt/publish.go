@@ -99,6 +99,12 @@ func (b *Bus) PublishReply(ctx context.Context, printer, replyTo string, data []
 	return b.publish(ctx, topic, false, data)
 }
 
+// PublishPresence publishes an edge's presence message on the printer's
+// presence topic, not retained.
+func (b *Bus) PublishPresence(ctx context.Context, printer string, data []byte) error {
+	return b.publish(ctx, b.cfg.Topics.MQTTPresence(printer), false, data)
+}
+
 // PublishHook publishes a hook result on the printer's hook topic.
 func (b *Bus) PublishHook(ctx context.Context, printer string, data []byte) error {
 	return b.publish(ctx, b.cfg.Topics.MQTTHook(printer), false, data)

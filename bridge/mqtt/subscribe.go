@@ -156,6 +156,21 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 	})
 }
 
+// SubscribePresence delivers the messages on the presence topic of
+// printer, this client's own included. A retained message is dropped with
+// a warning, because it may be left from an edge that stopped long ago.
+func (b *Bus) SubscribePresence(ctx context.Context, printer string, h func(data []byte)) error {
+	return b.subscribe(ctx, b.cfg.Topics.MQTTPresence(printer), func(msg paho.Message) bool {
+		if msg.Retained() {
+			b.log.Warn("retained message on the presence topic ignored; clear it with an empty retained message",
+				"topic", msg.Topic(), "size", len(msg.Payload()))
+			return false
+		}
+		h(msg.Payload())
+		return false
+	})
+}
+
 // replyClientIDSuffix is appended to the bus's client id for the
 // connection of its reply subscriptions.
 const replyClientIDSuffix = "-replies"

@@ -137,6 +137,12 @@ func (b *Bus) PublishReply(ctx context.Context, printer, replyTo string, data []
 	return b.publishCore(ctx, subject, data)
 }
 
+// PublishPresence publishes an edge's presence message on the printer's
+// presence subject and flushes, so that the server has it when it returns.
+func (b *Bus) PublishPresence(ctx context.Context, printer string, data []byte) error {
+	return b.publishCore(ctx, b.cfg.Topics.NATSPresence(printer), data)
+}
+
 // PublishHook publishes a hook result on the printer's hook subject. It
 // returns once nats.go has buffered the message, and it waits for a flush
 // only when more than maxHookBuffered bytes are waiting. A result is a

@@ -130,6 +130,14 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 	})
 }
 
+// SubscribePresence delivers the messages on the presence subject of
+// printer, this connection's own included.
+func (b *Bus) SubscribePresence(ctx context.Context, printer string, h func(data []byte)) error {
+	return b.subscribeCore(ctx, b.cfg.Topics.NATSPresence(printer), "", func(msg *nats.Msg) {
+		h(msg.Data)
+	})
+}
+
 // subscribeCore subscribes, or joins queue when it is not "", and flushes
 // so that the server has the interest before it returns. ctx bounds only
 // the flush, and the subscription lasts until Close.

@@ -263,6 +263,9 @@ func startSecureEdge(t *testing.T, printerID string, bus busOptions, metricsList
 		port: vp.Path(), baud: 115200, printerID: printerID, dataDir: filepath.Join(dir, "edge"),
 		maxLineLength: 96, autoConnect: true, bus: bus, metricsListen: metricsListen,
 		flow: "auto", rxBuffer: 128, outboxFsync: "batch", outboxFsyncInterval: 100 * time.Millisecond,
+		// The wait makes the edge check that its own probe came back, so
+		// that the ACL is seen to allow the presence topic.
+		presenceWait: 2 * time.Second,
 	}
 	edgeCtx, stopEdge := context.WithCancel(context.Background())
 	edgeDone := make(chan error, 1)
@@ -282,6 +285,18 @@ func startSecureEdge(t *testing.T, printerID string, bus busOptions, metricsList
 		}
 	})
 	return se
+}
+
+// checkPresenceAllowed checks that the edge's presence check worked
+// under the broker's access control.
+func checkPresenceAllowed(t *testing.T, se *secureEdge) {
+	t.Helper()
+	waitUntil(t, "the edge's presence check", func() bool { return strings.Contains(se.logs.String(), "taking commands") })
+	for _, problem := range []string{"did not come back", "presence topic failed", "presence probe failed"} {
+		if strings.Contains(se.logs.String(), problem) {
+			t.Errorf("the edge's presence check failed under the access control (%q):\n%s", problem, tail(se.logs.String(), 4096))
+		}
+	}
 }
 
 // startHookWorker runs a worker with a gcode hook on Connected, on a
@@ -344,6 +359,8 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	// Everything the edge may do works: events, state, availability,
 	// info, commands with replies, and the worker's hook.
 	waitUntil(t, "Connected from printer A", func() bool { return seen.hasTopic("printbridge/mk3s/event/Connected") })
+	checkPresenceAllowed(t, edgeA)
+	waitUntil(t, "printer A's presence", func() bool { return seen.hasTopic("printbridge/mk3s/presence") })
 	waitUntil(t, "the worker's hook G-code on printer A", func() bool { return executedContains(edgeA.vp, "M117 acl-hook Connected") })
 	waitUntil(t, "the worker's hook result", func() bool { return seen.hasTopic("printbridge/mk3s/hook") })
 	for _, topic := range []string{"printbridge/mk3s/state", "printbridge/mk3s/availability", "printbridge/bridge/info"} {
@@ -372,6 +389,7 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	rawPublish(t, impostor, "printbridge/mk4/availability", true, "online")
 	rawPublish(t, impostor, "printbridge/mk4/reply", false, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk4/command/gcode", false, `{"id": "forged", "commands": ["M84"]}`)
+	rawPublish(t, impostor, "printbridge/mk4/presence", false, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk3s/command/gcode", false, `{"id": "self-command", "commands": ["M117 self"]}`)
 	// On its own topic, an envelope that names printer B must not make the
 	// worker run B's hooks, which would send G-code to B's command topic.
@@ -587,6 +605,8 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 	edgeA := startSecureEdge(t, aclPrinterA, bus, "")
 
 	waitUntil(t, "Connected from printer A", func() bool { return seen.hasSubject("printbridge.mk3s.event.Connected") })
+	checkPresenceAllowed(t, edgeA)
+	waitUntil(t, "printer A's presence", func() bool { return seen.hasSubject("printbridge.mk3s.presence") })
 	waitUntil(t, "the worker's hook G-code on printer A", func() bool { return executedContains(edgeA.vp, "M117 acl-hook Connected") })
 	waitUntil(t, "the worker's hook result", func() bool { return seen.hasSubject("printbridge.mk3s.hook") })
 
@@ -608,7 +628,7 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 	perms := &permissionErrors{}
 	impostor := rawNATS(t, url, "edge-"+aclPrinterA, passwords["edge-"+aclPrinterA], perms)
 	for _, subject := range []string{"printbridge.mk4.event.PrintDone", "printbridge.mk4.state", "printbridge.mk4.availability",
-		"printbridge.mk4.reply", "printbridge.mk4.command.gcode", "printbridge.mk3s.command.gcode"} {
+		"printbridge.mk4.reply", "printbridge.mk4.command.gcode", "printbridge.mk3s.command.gcode", "printbridge.mk4.presence"} {
 		natsPublish(t, impostor, subject, `{"forged": true}`)
 	}
 	// On its own subject, an envelope that names printer B must not make

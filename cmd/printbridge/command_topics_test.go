@@ -216,8 +216,11 @@ func TestNATSAuthConfInvalidCommandSubjects(t *testing.T) {
 	}{
 		{"deploy auth.conf", func(s string) string { return s }, true},
 		{"command.* only", func(s string) string {
-			return strings.ReplaceAll(s, `subscribe = ["printbridge.mk3s.command", "printbridge.mk3s.command.>"]`,
-				`subscribe = ["printbridge.mk3s.command.*"]`)
+			const full = `subscribe = ["printbridge.mk3s.command", "printbridge.mk3s.command.>", `
+			if !strings.Contains(s, full) {
+				panic("deploy/nats/auth.conf has no line " + full + "...: update this test's rewrite")
+			}
+			return strings.ReplaceAll(s, full, `subscribe = ["printbridge.mk3s.command.*", `)
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -62,6 +62,8 @@ type busOptions struct {
 	// onConnectivity, if set, hears each broker connection come up
 	// (true) or drop (false), by bus name (mqtt, nats).
 	onConnectivity func(bus string, up bool)
+	// onRetry, if set, is called after each failed connection attempt.
+	onRetry func()
 	// secrets are the credential files and TLS flags (secrets.go).
 	secrets secretOptions
 }
@@ -105,6 +107,9 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 			}
 			wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
 			log.Warn("broker connection failed, retrying", "bus", name, "error", err, "retry_in", wait)
+			if o.onRetry != nil {
+				o.onRetry()
+			}
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("connect to %s: %w", name, err)
@@ -200,6 +205,12 @@ type edgeOptions struct {
 	outboxMaxAge        time.Duration
 	outboxFsync         string
 	outboxFsyncInterval time.Duration
+
+	// presenceWait and presenceInterval set the check for another edge
+	// of the printer id (edge.PresenceConfig). Options built in code
+	// leave presenceWait 0, so they do not wait at start.
+	presenceWait     time.Duration
+	presenceInterval time.Duration
 }
 
 func (o *edgeOptions) register(fs *flag.FlagSet) {
@@ -225,6 +236,8 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.outboxMaxAge, "outbox-max-age", outbox.DefaultMaxAge, "undelivered events older than this are dropped from the outbox; 0 keeps events of any age")
 	fs.StringVar(&o.outboxFsync, "outbox-fsync", "batch", "when the outbox fsyncs appended events: batch (every --outbox-fsync-interval) or every (each event)")
 	fs.DurationVar(&o.outboxFsyncInterval, "outbox-fsync-interval", outbox.DefaultFsyncInterval, "fsync interval of --outbox-fsync batch")
+	fs.DurationVar(&o.presenceWait, "presence-wait", edge.DefaultPresenceWait, "how long the edge waits at start for another edge with the same --printer to answer on the presence topic before it takes commands; 0 does not wait, and a later answer then stops this edge's commands")
+	fs.DurationVar(&o.presenceInterval, "presence-interval", edge.DefaultPresenceInterval, "how often a running edge announces itself on the presence topic, so that two edges with one --printer find each other after a network partition")
 }
 
 // edgeFlagRanges are the ranges of the edge's numeric flags. Zero is out
@@ -238,6 +251,8 @@ var edgeFlagRanges = []flagRange{
 	atLeast("outbox-max-mib", 1, "give the maximum outbox size in MiB, 1 or more (64 by default)"),
 	atLeast("outbox-max-age", 0, "give a positive duration such as 168h, or 0 to keep events of any age"),
 	atLeast("outbox-fsync-interval", time.Nanosecond.Seconds(), "give a positive duration such as 100ms, or set --outbox-fsync every to fsync each event"),
+	atLeast("presence-wait", 0, "give a duration such as 2s, or 0 to start without waiting for answers"),
+	atLeast("presence-interval", time.Nanosecond.Seconds(), "give a positive duration such as 30s"),
 }
 
 // outboxOptions converts the outbox flags; zero values take the defaults,
@@ -345,6 +360,10 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := edge.NewMetrics(reg)
+	presence, err := newPresence(o, log, metrics)
+	if err != nil {
+		return err
+	}
 	stopMetrics, err := serveMetrics(o.metricsListen, reg, log)
 	if err != nil {
 		return err
@@ -392,7 +411,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	}
 	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, Topics: bridge.Topics{Base: o.bus.baseTopic},
 		ProtectedTopics: o.integrations.protectedTopics(), DataDir: o.dataDir, Outbox: outboxOpts, OnEnvelope: onEnvelope,
-		Files: files, ImportDir: o.importDir, Policy: pol},
+		Files: files, ImportDir: o.importDir, Policy: pol, Presence: presence},
 		nil, log, metrics)
 	if err != nil {
 		return err
@@ -401,21 +420,46 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	e = newEdge
 	edgeMu.Unlock()
 	conn.setEmitter(e.Emit)
-	// The broker connection comes up in the background, so the printer
-	// starts at once and its events wait in the outbox until a broker
-	// accepts the connection.
+	// The broker connection comes up in the background. The printer
+	// starts once the presence check has let the edge run, or at once
+	// when the first connection attempt fails, and its events wait in the
+	// outbox until a broker accepts the connection. The presence check
+	// comes before the edge's own connection. So an edge that another edge
+	// of the printer id keeps from starting has published nothing and
+	// subscribed to no command. Unless the broker was down, it has not
+	// opened the serial port either.
 	connectCtx, cancelConnect := context.WithCancel(ctx)
 	busDone := make(chan bridge.Bus, 1)
+	presenceBusDone := make(chan bridge.Bus, 1)
 	busFailed := make(chan error, 1)
+	printerMayStart := make(chan struct{})
+	allowPrinter := sync.OnceFunc(func() { close(printerMayStart) })
 	go func() {
-		bus, err := connectBus(connectCtx, o.bus, log)
-		if err != nil {
+		fail := func(err error) {
 			// connectBus retries connection failures until ctx ends, so
-			// an error before that is a configuration error.
+			// an error before that is a configuration error or the
+			// presence check's verdict.
 			if connectCtx.Err() == nil {
 				busFailed <- err
 			}
 			busDone <- nil
+		}
+		presenceOpts := presenceBusOptions(o.bus, presence)
+		presenceOpts.onRetry = allowPrinter
+		presenceBus, err := connectBus(connectCtx, presenceOpts, log.With("connection", "presence"))
+		presenceBusDone <- presenceBus
+		if err != nil {
+			fail(err)
+			return
+		}
+		if err := presence.Start(connectCtx, presenceBus.(bridge.PresenceBus)); err != nil {
+			fail(err)
+			return
+		}
+		allowPrinter()
+		bus, err := connectBus(connectCtx, o.bus, log)
+		if err != nil {
+			fail(err)
 			return
 		}
 		e.SetBus(bus)
@@ -424,6 +468,10 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	defer func() {
 		cancelConnect()
 		if bus := <-busDone; bus != nil {
+			_ = bus.Close()
+		}
+		presence.Close()
+		if bus := <-presenceBusDone; bus != nil {
 			_ = bus.Close()
 		}
 	}()
@@ -450,7 +498,15 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 
 	printerCtx, stopPrinter := context.WithCancel(context.Background())
 	printerDone := make(chan error, 1)
-	go func() { printerDone <- p.Run(printerCtx) }()
+	go func() {
+		select {
+		case <-printerMayStart:
+		case <-printerCtx.Done():
+			printerDone <- nil
+			return
+		}
+		printerDone <- p.Run(printerCtx)
+	}()
 
 	edgeCtx, stopEdge := context.WithCancel(context.Background())
 	edgeDone := make(chan error, 1)
@@ -461,7 +517,14 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	select {
 	case <-ctx.Done():
 	case busErr = <-busFailed:
-		log.Error("broker setup failed; stopping the edge", "error", busErr)
+		var duplicate *edge.DuplicateEdgeError
+		if errors.As(busErr, &duplicate) {
+			log.Error("another edge of this printer id takes the printer, so this edge stops without taking commands; the events of this run stay in its outbox",
+				"instance", duplicate.Self.ID, "other_instance", duplicate.Other.ID, "other_host", duplicate.Other.Host,
+				"other_pid", duplicate.Other.PID, "other_data_dir", duplicate.Other.DataDir, "other_running", duplicate.OtherRunning)
+		} else {
+			log.Error("broker setup failed; stopping the edge", "error", busErr)
+		}
 	}
 	log.Info("edge stopping", "printer", o.printerID)
 	// The reloader stops before the printer, so no reload waits on a

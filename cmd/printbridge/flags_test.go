@@ -112,6 +112,8 @@ func TestNumericFlagRangesRejectBadValues(t *testing.T) {
 		{[]string{"edge", "--outbox-fsync-interval", "0"}, "invalid --outbox-fsync-interval 0s: give a positive duration such as 100ms, or set --outbox-fsync every"},
 		{[]string{"edge", "--watch-interval", "-1s"}, "invalid --watch-interval -1s: give a positive duration"},
 		{[]string{"edge", "--watch-interval", "0"}, "invalid --watch-interval 0s: give a positive duration"},
+		{[]string{"edge", "--presence-wait", "-1s"}, "invalid --presence-wait -1s: give a duration such as 2s, or 0 to start without waiting for answers"},
+		{[]string{"edge", "--presence-interval", "0"}, "invalid --presence-interval 0s: give a positive duration such as 30s"},
 		{[]string{"virtual-printer", "--extruders", "0"}, "invalid --extruders 0: give a number of hotends from 1 to 8"},
 		{[]string{"virtual-printer", "--extruders", "9"}, "invalid --extruders 9: give a number of hotends from 1 to 8"},
 		{[]string{"virtual-printer", "--bufsize", "0"}, "invalid --bufsize 0: give Marlin's BUFSIZE, 1 or more"},
