@@ -19,8 +19,9 @@ import (
 // with the same --data-dir.
 //
 // Every edge subscribes to the printer's presence topic. At start it
-// publishes a probe and waits ProbeWait, and every edge that receives the
-// probe answers with its identity and state, starting or running. A
+// publishes a probe and waits for answers (see awaitAnswers), and every
+// edge that receives the probe answers with its identity and state,
+// starting or running. A
 // starting edge that hears of a running one, or of a starting one that
 // precedes it (see precedes), does not start. Two edges that start
 // together both hear of each other: the one that subscribed first
@@ -46,6 +47,9 @@ type Presence struct {
 	// lost is closed when a running edge answers the probe, which ends
 	// the wait at once.
 	lost chan struct{}
+	// echo is closed when the edge's own probe comes back, which shortens
+	// the wait (see awaitAnswers).
+	echo chan struct{}
 	done chan struct{}
 
 	mu sync.Mutex
@@ -211,6 +215,7 @@ func NewPresence(cfg PresenceConfig, log *slog.Logger, metrics *Metrics) (*Prese
 		self:    self,
 		out:     make(chan presenceMessage, presenceQueueSize),
 		lost:    make(chan struct{}),
+		echo:    make(chan struct{}),
 		state:   stateStarting,
 		peers:   map[string]peer{},
 		logs:    presenceLogLimit{last: map[string]time.Time{}},
@@ -221,7 +226,7 @@ func NewPresence(cfg PresenceConfig, log *slog.Logger, metrics *Metrics) (*Prese
 func (p *Presence) Instance() Instance { return p.self }
 
 // Start subscribes to the presence topic, publishes the probe and waits
-// ProbeWait for answers. It returns a *DuplicateEdgeError when another
+// for answers, at most ProbeWait. It returns a *DuplicateEdgeError when another
 // edge takes the printer, and ctx's error when ctx ends first. Otherwise
 // the edge is running: a goroutine announces it every Interval and
 // answers other edges until ctx ends. Call Close after ctx has ended.
@@ -250,13 +255,8 @@ func (p *Presence) Start(ctx context.Context, bus bridge.PresenceBus) error {
 		p.becomeRunning()
 		return nil
 	}
-	wait := time.NewTimer(p.cfg.ProbeWait)
-	defer wait.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-wait.C:
-	case <-p.lost:
+	if err := p.awaitAnswers(ctx, time.Now()); err != nil {
+		return err
 	}
 
 	p.mu.Lock()
@@ -283,6 +283,41 @@ func (p *Presence) Start(ctx context.Context, bus bridge.PresenceBus) error {
 	p.log.Info("no other edge of this printer id responded to the presence probe; taking commands", "presence_wait", p.cfg.ProbeWait,
 		"host", p.self.Host, "pid", p.self.PID)
 	return nil
+}
+
+// presenceAnswerMargin is how long Start waits for answers after its own
+// probe came back through the broker, unless four times that round trip
+// is longer. Another edge's answer takes the round trip of each edge, so
+// on one broker it arrives well within it. An answer that comes later
+// still stops one edge's commands (see Presence), so the margin trades a
+// short window for a start-up that does not wait all of ProbeWait.
+const presenceAnswerMargin = 250 * time.Millisecond
+
+// awaitAnswers waits for the answers to the probe published at sent: until
+// a running edge answers, until presenceAnswerMargin (or four round
+// trips) after the probe's own echo, or until ProbeWait, whichever comes
+// first.
+func (p *Presence) awaitAnswers(ctx context.Context, sent time.Time) error {
+	wait := time.NewTimer(p.cfg.ProbeWait)
+	defer wait.Stop()
+	echo := p.echo
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait.C:
+			return nil
+		case <-p.lost:
+			return nil
+		case <-echo:
+			echo = nil
+			roundTrip := time.Since(sent)
+			margin := max(presenceAnswerMargin, 4*roundTrip)
+			if margin < p.cfg.ProbeWait-roundTrip {
+				wait.Reset(margin)
+			}
+		}
+	}
 }
 
 // becomeRunning marks the edge running and queues its first announcement.
@@ -415,8 +450,9 @@ func (p *Presence) receive(data []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if msg.ID == p.self.ID {
-		if msg.Type == presenceProbe {
+		if msg.Type == presenceProbe && !p.echoed {
 			p.echoed = true
+			close(p.echo)
 		}
 		return
 	}

@@ -353,3 +353,31 @@ func TestPresenceInvalidMessageCounted(t *testing.T) {
 		})
 	}
 }
+
+func TestPresenceWaitEndsAfterEcho(t *testing.T) {
+	for _, broker := range presenceBrokers(t) {
+		t.Run(broker.name, func(t *testing.T) {
+			// With a wait of an hour, Start returns only because its own
+			// probe came back; the test's deadline ends it otherwise.
+			only := newPresenceEdge(t, broker, "solo", "only", time.Hour)
+			started := make(chan error, 1)
+			go func() { started <- only.start() }()
+			select {
+			case err := <-started:
+				if err != nil {
+					t.Fatalf("edge: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("Start waited for all of its one-hour presence wait although its probe came back")
+			}
+			if strings.Contains(only.logs.String(), "did not come back") {
+				t.Errorf("the edge's own probe did not come back:\n%s", only.logs.String())
+			}
+			second := newPresenceEdge(t, broker, "solo", "second", time.Hour)
+			var dup *edge.DuplicateEdgeError
+			if err := second.start(); !errors.As(err, &dup) {
+				t.Fatalf("second edge started with %v, want a DuplicateEdgeError", err)
+			}
+		})
+	}
+}

@@ -236,7 +236,7 @@ func (o *edgeOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.outboxMaxAge, "outbox-max-age", outbox.DefaultMaxAge, "undelivered events older than this are dropped from the outbox; 0 keeps events of any age")
 	fs.StringVar(&o.outboxFsync, "outbox-fsync", "batch", "when the outbox fsyncs appended events: batch (every --outbox-fsync-interval) or every (each event)")
 	fs.DurationVar(&o.outboxFsyncInterval, "outbox-fsync-interval", outbox.DefaultFsyncInterval, "fsync interval of --outbox-fsync batch")
-	fs.DurationVar(&o.presenceWait, "presence-wait", edge.DefaultPresenceWait, "how long the edge waits at start for another edge with the same --printer to answer on the presence topic before it takes commands; 0 does not wait, and a later answer then stops this edge's commands")
+	fs.DurationVar(&o.presenceWait, "presence-wait", edge.DefaultPresenceWait, "longest time the edge waits at start for another edge with the same --printer to answer on the presence topic before it takes commands; the wait ends 250ms after the edge's own probe comes back through the broker. 0 does not wait, and a later answer then stops this edge's commands")
 	fs.DurationVar(&o.presenceInterval, "presence-interval", edge.DefaultPresenceInterval, "how often a running edge announces itself on the presence topic, so that two edges with one --printer find each other after a network partition")
 }
 
