@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/printbridge/printbridge/bridge"
 )
@@ -164,7 +165,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	if replyTo == "" {
 		replyTo = m.Reply
 	}
-	log = log.With("command_id", cmd.ID, "source", cmd.Source)
+	log = log.With("command_id", logText(cmd.ID), "source", logText(cmd.Source))
 	if err := c.e.cfg.Presence.CommandsStopped(); err != nil {
 		// The other edge runs the commands that reach it, so this one
 		// only reports why it does not run them.
@@ -392,4 +393,22 @@ func kindLabel(kind string) string {
 		return kind
 	}
 	return "unknown"
+}
+
+// maxLogText is the longest client-supplied string written whole into a
+// log line. Command messages may be up to bridge.MaxCommandSize, and each
+// log line of a command repeats its id and source.
+const maxLogText = 100
+
+// logText shortens a client-supplied string for a log line, naming its
+// full length. Replies carry the whole string.
+func logText(s string) string {
+	if len(s) <= maxLogText {
+		return s
+	}
+	cut := maxLogText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
 }
