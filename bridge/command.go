@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxCommandSize is the largest command message accepted, in bytes.
@@ -150,6 +151,12 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 	}
 	if cmd.ID == "" {
 		return nil, &CommandError{Reason: `missing "id": every command needs an id so that its replies can be matched`}
+	}
+	if !validUTF8String(fields["id"], cmd.ID) {
+		// The decoder replaced the invalid bytes with U+FFFD, so a reply
+		// could not carry the sender's id back unchanged.
+		return nil, &CommandError{ID: cmd.ID, Reason: fmt.Sprintf(`"id" must be valid UTF-8: %q contains bytes or \u escapes that are not UTF-8 text; send an id such as "id": "c1"`,
+			truncate(cmd.ID, 40))}
 	}
 	fail := func(format string, args ...any) (*Command, error) {
 		return nil, &CommandError{ID: cmd.ID, Reason: fmt.Sprintf(format, args...)}
@@ -543,6 +550,21 @@ func nonStringID(raw json.RawMessage) *CommandError {
 			Reason: fmt.Sprintf(`"id" must be a string, not the number %s: send "id": %q`, n, n.String())}
 	}
 	return &CommandError{Reason: fmt.Sprintf(`"id" must be a string, not %s: send an id such as "id": "c1"`, truncate(text, 40))}
+}
+
+// validUTF8String reports whether the JSON string raw, which decoded to
+// text, is valid UTF-8: encoding/json turns invalid bytes and lone
+// surrogate escapes such as \ud800 into U+FFFD, so text contains U+FFFD
+// that raw does not spell out.
+func validUTF8String(raw json.RawMessage, text string) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	if !strings.ContainsRune(text, utf8.RuneError) {
+		return true
+	}
+	spelled := strings.Count(string(raw), string(utf8.RuneError)) + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
+	return spelled == strings.Count(text, string(utf8.RuneError))
 }
 
 func truncate(s string, n int) string {

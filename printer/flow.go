@@ -189,6 +189,10 @@ func (s *session) handleOK(line string, now time.Time) {
 			// on the wire cannot shift the accounting.
 			n, _ := strconv.Atoi(m[1])
 			acked = s.ackedByNumber(n)
+			if s.okNumberUnsent(n) {
+				s.reportOKNumber(line, n, now)
+				acked = 1
+			}
 			if acked == 0 {
 				s.log.Debug("ok for a line no longer in flight ignored", "line", line)
 				s.pump()
@@ -207,6 +211,39 @@ func (s *session) handleOK(line string, now time.Time) {
 		s.ackHead(line, now, i == acked-1)
 	}
 	s.pump()
+}
+
+// okNumberUnsent reports whether the N of an ADVANCED_OK ok names a line
+// that was never sent. Marlin 2.x (GCodeQueue::ok_to_send) sends the N
+// prefix of the command it acknowledges, so N is at most the newest
+// number sent since the last M110.
+//
+// NOTE: a late ok for a line sent before an M110 that reset the count to
+// a lower number is also taken as unsent once that line is no longer in
+// flight.
+func (s *session) okNumberUnsent(n int) bool {
+	for _, f := range s.inflight {
+		if f.wire == n {
+			return false
+		}
+	}
+	return n > s.maxWire
+}
+
+// reportOKNumber counts an ok whose line number was never sent as serial
+// garbage and logs it at most once a minute. The ok then acknowledges one
+// line, as a plain ok does: the number is corrupt, and acknowledging
+// every line below it would empty the window at once.
+func (s *session) reportOKNumber(line string, n int, now time.Time) {
+	if f := s.p.metrics.Garbage; f != nil {
+		f()
+	}
+	count, ok := s.okNumberLog.allow(now)
+	if !ok {
+		return
+	}
+	s.log.Warn("ok names a line number that was never sent; taken as a plain ok",
+		"line", truncateText(line, 80), "ok_line_number", n, "last_sent_line_number", s.maxWire, "count", count)
 }
 
 // ackedByNumber returns how many lines in flight an ADVANCED_OK `ok N<n>`

@@ -17,10 +17,14 @@ type LineReader struct {
 	max int
 	// pending holds the rest of a line that NUL bytes split.
 	pending []string
+	// overlong is the length of the raw line that the last ReadLine
+	// returned the end of, or 0 when that line was not longer than max.
+	overlong int
 }
 
-// NewLineReader reads lines of at most max bytes; longer lines are cut
-// into max-byte pieces so a stream without line feeds cannot grow memory.
+// NewLineReader reads lines of at most max bytes. Of a longer line it
+// keeps only the last max bytes, so a stream without line feeds cannot
+// grow memory, and Overlong reports the line's length.
 func NewLineReader(r io.Reader, max int) *LineReader {
 	if max <= 0 {
 		max = 4096
@@ -33,6 +37,7 @@ func NewLineReader(r io.Reader, max int) *LineReader {
 // firmware sends them in text, but a board that resets mid-line does,
 // right before its `start` banner.
 func (lr *LineReader) ReadLine() (string, error) {
+	lr.overlong = 0
 	if len(lr.pending) > 0 {
 		line := lr.pending[0]
 		lr.pending = lr.pending[1:]
@@ -58,20 +63,34 @@ func (lr *LineReader) ReadLine() (string, error) {
 	return parts[0], nil
 }
 
+// Overlong returns the length in bytes, without the line feed, of the
+// line whose end the last ReadLine returned, when that line was longer
+// than the maximum and its start was dropped; otherwise it returns 0.
+// Only the first of the lines that NUL bytes split from such a line
+// reports it.
+func (lr *LineReader) Overlong() int {
+	return lr.overlong
+}
+
 func (lr *LineReader) readRaw() ([]byte, error) {
 	var buf []byte
+	dropped := 0
 	for {
 		chunk, err := lr.r.ReadSlice('\n')
 		buf = append(buf, chunk...)
+		if cut := len(buf) - lr.max; cut > 0 {
+			// The end of the line is kept because a firmware message that
+			// lost its line feed to noise follows it there.
+			dropped += cut
+			buf = append(buf[:0], buf[cut:]...)
+		}
 		switch {
-		case err == nil:
+		case err == nil, errors.Is(err, io.EOF) && len(buf) > 0:
+			if dropped > 0 {
+				lr.overlong = dropped + len(bytes.TrimSuffix(buf, []byte{'\n'}))
+			}
 			return buf, nil
 		case errors.Is(err, bufio.ErrBufferFull):
-			if len(buf) >= lr.max {
-				return buf, nil
-			}
-		case errors.Is(err, io.EOF) && len(buf) > 0:
-			return buf, nil
 		default:
 			return nil, err
 		}

@@ -176,8 +176,38 @@ func TestLineReaderFraming(t *testing.T) {
 func TestLineReaderCapsLongLine(t *testing.T) {
 	lr := NewLineReader(strings.NewReader(strings.Repeat("x", 100)+"\nok\n"), 32)
 	first, err := lr.ReadLine()
-	if err != nil || len(first) != 32 {
-		t.Fatalf("first piece = %d bytes, %v; want 32", len(first), err)
+	// The 32 bytes kept are the line's end, its line feed included.
+	if err != nil || first != strings.Repeat("x", 31) {
+		t.Fatalf("first line = %d bytes, %v; want its last 31", len(first), err)
+	}
+	if got := lr.Overlong(); got != 100 {
+		t.Errorf("Overlong() = %d after the long line, want 100", got)
+	}
+	second, err := lr.ReadLine()
+	if err != nil || second != "ok" {
+		t.Fatalf("second line = %q, %v; want ok", second, err)
+	}
+	if got := lr.Overlong(); got != 0 {
+		t.Errorf("Overlong() = %d after a short line, want 0", got)
+	}
+}
+
+func TestOverlongMessage(t *testing.T) {
+	cases := map[string]string{
+		"AAAAok":                         "ok",
+		"AAAAok N12 P15 B3":              "ok N12 P15 B3",
+		"AAAAok T:21.0 /0.0 B:20.0 /0.0": "ok T:21.0 /0.0 B:20.0 /0.0",
+		"AAAAError:checksum mismatch":    "Error:checksum mismatch",
+		"AAAAResend: 12":                 "Resend: 12",
+		"AAAAok xyz":                     "",
+		"AAAAokay":                       "",
+		"AAAA":                           "",
+		"AAAAstart":                      "",
+	}
+	for tail, want := range cases {
+		if got := overlongMessage(tail); got != want {
+			t.Errorf("overlongMessage(%q) = %q, want %q", tail, got, want)
+		}
 	}
 }
 

@@ -174,6 +174,10 @@ type Metrics struct {
 	// Garbage counts received lines with bytes that are not printable
 	// ASCII.
 	Garbage func()
+	// Overlong counts received lines longer than the line reader's
+	// maximum (8 times MaxLineLength, 768 bytes by default), of which only
+	// the end is read.
+	Overlong func()
 	// Suppressed counts lines not sent because of CommandSuppressed.
 	Suppressed func()
 	// ScriptError counts GCODE scripts not sent because they failed to

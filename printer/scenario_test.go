@@ -26,6 +26,13 @@ func m115Lines() []string {
 // startScripted connects a printer to a scripted firmware.
 func startScripted(t *testing.T, fw *scriptedFirmware, cfg printer.Config) (*printer.Printer, *recorder) {
 	t.Helper()
+	return startScriptedWith(t, fw, cfg, printer.Metrics{}, nil)
+}
+
+// startScriptedWith connects a printer to a scripted firmware with the
+// given metrics, logging to logs as well when it is not nil.
+func startScriptedWith(t *testing.T, fw *scriptedFirmware, cfg printer.Config, metrics printer.Metrics, logs *logCapture) (*printer.Printer, *recorder) {
+	t.Helper()
 	rec := &recorder{}
 	cfg.Port = fw.path
 	cfg.AutoConnect = true
@@ -37,7 +44,10 @@ func startScripted(t *testing.T, fw *scriptedFirmware, cfg printer.Config) (*pri
 	if os.Getenv("PRINTBRIDGE_TEST_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p := printer.New(cfg, log, rec.emit, printer.Metrics{})
+	if logs != nil {
+		log = slog.New(teeHandler{log.Handler(), slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	}
+	p := printer.New(cfg, log, rec.emit, metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

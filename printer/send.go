@@ -188,6 +188,9 @@ func (s *session) writeLine(h sentLine) {
 	// from the history is not, unless another timeout marks it again.
 	entry.retry = false
 	s.history[n] = entry
+	if h.reset || h.wire > s.maxWire {
+		s.maxWire = h.wire
+	}
 	s.inflight = append(s.inflight, h)
 	s.inflightBytes += entry.size
 	s.sentSinceOK++

@@ -19,7 +19,10 @@ import (
 type readerMsg struct {
 	gen  int
 	line string
-	err  error
+	// overlong is the length of the line when line is only its end (see
+	// LineReader.Overlong).
+	overlong int
+	err      error
 }
 
 // sentLine is a numbered line waiting for its ok.
@@ -170,8 +173,11 @@ type session struct {
 	inflight      []sentLine
 	inflightBytes int
 	advancedOK    bool
-	freeSlots     int
-	sentSinceOK   int
+	// maxWire is the highest N prefix sent since the last M110, the
+	// highest line number an ADVANCED_OK ok may name.
+	maxWire     int
+	freeSlots   int
+	sentSinceOK int
 	// recovering sends one line at a time after a resend request, from
 	// settleUntil on, until recoverLine is acknowledged.
 	recovering  bool
@@ -219,8 +225,12 @@ type session struct {
 	// it, received at pendingErrorAt.
 	pendingError   string
 	pendingErrorAt time.Time
-	garbageLines   int
-	garbageLogged  time.Time
+	// garbageLog, badResendLog, overlongLog and okNumberLog rate-limit
+	// the warnings about corrupt serial input.
+	garbageLog   logLimiter
+	badResendLog logLimiter
+	overlongLog  logLimiter
+	okNumberLog  logLimiter
 
 	// firmware
 	firmwareName string
@@ -415,6 +425,7 @@ func (s *session) open(now time.Time) {
 	s.commZ = nil
 	s.firmwareName = ""
 	s.advancedOK = false
+	s.maxWire = 0
 	s.capBlockOpen, s.capBlockEnded, s.capsApplied = false, false, false
 	s.capsDeadline = time.Time{}
 	s.noWindow = false
@@ -441,7 +452,7 @@ func readLoop(port io.Reader, gen int, out chan<- readerMsg, max int) {
 			out <- readerMsg{gen: gen, err: err}
 			return
 		}
-		out <- readerMsg{gen: gen, line: line}
+		out <- readerMsg{gen: gen, line: line, overlong: lr.Overlong()}
 		// The send made the owner goroutine runnable on this thread's P.
 		// Yielding before the next read, which blocks in a system call,
 		// lets the owner handle the line (and write the next one after an
@@ -745,6 +756,10 @@ func (s *session) handleReader(m readerMsg) {
 		s.fail("connection", msg, "disconnect", false)
 		return
 	}
+	if m.overlong > 0 {
+		s.handleOverlong(m.line, m.overlong, time.Now())
+		return
+	}
 	s.handleLine(m.line)
 }
 
@@ -865,11 +880,13 @@ func (s *session) handleLine(raw string) {
 		s.handleWait(now)
 		return
 	}
-	if strings.HasPrefix(lower, "resend") || strings.HasPrefix(lower, "rs") {
-		if n, ok := ParseResend(line); ok {
+	if isResendLine(lower) {
+		if n, ok := ParseResend(line); ok && n >= 0 {
 			s.handleResend(n)
 			return
 		}
+		s.reportBadResend(line, now)
+		return
 	}
 	// A non-ok line after a resend request means the firmware did not
 	// send that request's ok, as Marlin 2.0.x and Prusa 3.1 do not.
@@ -978,8 +995,11 @@ func (s *session) checkTimeouts(now time.Time) {
 		f()
 	}
 	if s.timeouts > s.p.cfg.MaxTimeouts {
-		s.fail("timeout", fmt.Sprintf("no answer from the printer for %d consecutive timeouts of %s; it may be frozen or disconnected",
-			s.timeouts-1, limit), "disconnect", false)
+		// s.timeouts counts this timeout too, as the Timeout metric does:
+		// the edge sent the lines again after each of the first
+		// MaxTimeouts and gives up at the next one.
+		s.fail("timeout", fmt.Sprintf("no answer from the printer for %d consecutive timeouts of %s (%d retries); it may be frozen or disconnected",
+			s.timeouts, limit, s.timeouts-1), "disconnect", false)
 		return
 	}
 	s.log.Warn("communication timeout, sending the line again", "line_number", head.n, "timeouts", s.timeouts)
@@ -1174,12 +1194,10 @@ func (s *session) reportGarbage(line string, now time.Time) {
 	if f := s.p.metrics.Garbage; f != nil {
 		f()
 	}
-	s.garbageLines++
-	if now.Sub(s.garbageLogged) < time.Minute {
+	count, ok := s.garbageLog.allow(now)
+	if !ok {
 		return
 	}
 	s.log.Warn("unreadable bytes from the printer ignored; check the baud rate and the cable if this repeats",
-		"line", truncateText(line, 80), "count", s.garbageLines)
-	s.garbageLines = 0
-	s.garbageLogged = now
+		"line", truncateText(line, 80), "count", count)
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/printbridge/printbridge/bridge"
 )
@@ -74,7 +75,7 @@ func (c *commandRunner) receive(m bridge.CommandMessage) {
 	default:
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "dropped").Inc()
 		id := bridge.PeekCommandID(m.Data)
-		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind, "command_id", id)
+		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind, "command_id", logText(id))
 		c.sendReply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected,
 			Reason: "edge command queue is full; retry later"}, maxQueuedReplies/2)
 	}
@@ -112,7 +113,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		// connect later, so the edge sees it here after its own restart.
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "retained").Inc()
 		log.Warn("retained command ignored; publish commands without the retain flag, and clear this one with an empty retained message on its topic",
-			"command_id", bridge.PeekCommandID(m.Data), "size", len(m.Data))
+			"command_id", logText(bridge.PeekCommandID(m.Data)), "size", len(m.Data))
 		return
 	}
 	if len(m.Data) == 0 {
@@ -126,14 +127,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	if err := c.e.cfg.Topics.CheckCommandTopic(c.e.cfg.PrinterID, m.Topic, m.Kind); err != nil {
 		id := bridge.PeekCommandID(m.Data)
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
-		log.Warn("command on an invalid topic rejected", "topic", m.Topic, "command_id", id, "error", err)
+		log.Warn("command on an invalid topic rejected", "topic", m.Topic, "command_id", logText(id), "error", err)
 		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
 	}
 	if pol := c.e.currentPolicy(); pol != nil {
 		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
-			log.Warn("command rejected by policy", "command_id", bridge.PeekCommandID(m.Data), "error", err)
+			log.Warn("command rejected by policy", "command_id", logText(bridge.PeekCommandID(m.Data)), "error", err)
 			c.reply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 			return
 		}
@@ -146,7 +147,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			id = cerr.ID
 		}
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
-		log.Warn("command rejected", "command_id", id, "error", err)
+		log.Warn("command rejected", "command_id", logText(id), "error", err)
 		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
 	}
@@ -155,7 +156,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			// Sent to the default reply topic, because the requested one
 			// is not safe to publish to.
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
-			log.Warn("command rejected", "command_id", cmd.ID, "error", err)
+			log.Warn("command rejected", "command_id", logText(cmd.ID), "error", err)
 			c.reply(m.Reply, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 			return
 		}
@@ -164,7 +165,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	if replyTo == "" {
 		replyTo = m.Reply
 	}
-	log = log.With("command_id", cmd.ID, "source", cmd.Source)
+	log = log.With("command_id", logText(cmd.ID), "source", logText(cmd.Source))
 	if err := c.e.cfg.Presence.CommandsStopped(); err != nil {
 		// The other edge runs the commands that reach it, so this one
 		// only reports why it does not run them.
@@ -290,7 +291,7 @@ func (c *commandRunner) sendReply(replyTo string, r bridge.Reply, limit int) {
 func (c *commandRunner) dropped(reason string, r bridge.Reply, err error) {
 	c.e.metrics.RepliesDropped.WithLabelValues(reason).Inc()
 	if n, ok := c.drops.due(time.Now()); ok {
-		c.e.log.Warn("command reply dropped", "reason", reason, "command_id", r.ID, "status", r.Status, "error", err,
+		c.e.log.Warn("command reply dropped", "reason", reason, "command_id", logText(r.ID), "status", r.Status, "error", err,
 			"dropped_since_last_log", n)
 	}
 }
@@ -372,7 +373,7 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	}
 	data, err := json.Marshal(r.reply)
 	if err != nil {
-		c.e.log.Error("encoding reply failed", "command_id", r.reply.ID, "error", err)
+		c.e.log.Error("encoding reply failed", "command_id", logText(r.reply.ID), "error", err)
 		c.e.metrics.RepliesDropped.WithLabelValues("encode").Inc()
 		return
 	}
@@ -380,7 +381,7 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	defer cancel()
 	if err := c.e.bus.PublishReply(pctx, c.e.cfg.PrinterID, r.replyTo, data); err != nil {
 		c.e.metrics.RepliesDropped.WithLabelValues("publish_failed").Inc()
-		c.e.log.Warn("publishing reply failed", "command_id", r.reply.ID, "status", r.reply.Status, "error", err)
+		c.e.log.Warn("publishing reply failed", "command_id", logText(r.reply.ID), "status", r.reply.Status, "error", err)
 	}
 }
 
@@ -392,4 +393,22 @@ func kindLabel(kind string) string {
 		return kind
 	}
 	return "unknown"
+}
+
+// maxLogText is the longest client-supplied string written whole into a
+// log line. Command messages may be up to bridge.MaxCommandSize, and each
+// log line of a command repeats its id and source.
+const maxLogText = 100
+
+// logText shortens a client-supplied string for a log line, naming its
+// full length. Replies carry the whole string.
+func logText(s string) string {
+	if len(s) <= maxLogText {
+		return s
+	}
+	cut := maxLogText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
 }

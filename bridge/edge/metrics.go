@@ -28,6 +28,7 @@ type Metrics struct {
 	ChecksumErrors    prometheus.Counter
 	Timeouts          prometheus.Counter
 	Garbage           prometheus.Counter
+	Overlong          prometheus.Counter
 	OKLatency         prometheus.Histogram
 	Temperature       *prometheus.GaugeVec
 	TargetTemp        *prometheus.GaugeVec
@@ -93,7 +94,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Timeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_timeouts_total",
 			Help: "Communication timeouts waiting for ok."}),
 		Garbage: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_garbage_lines_total",
-			Help: "Received lines with bytes that are not printable ASCII."}),
+			Help: "Received lines ignored as corrupt: bytes that are not printable ASCII, resend requests without a valid line number, and oks naming a line never sent."}),
+		Overlong: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_overlong_lines_total",
+			Help: "Received lines longer than 8 times --max-line-length (768 bytes by default), of which only the end was read."}),
 		OKLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "printbridge_serial_ok_latency_seconds",
 			Help:    "Time from writing a line to its ok.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60}}),
@@ -123,7 +126,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults, m.RepliesDropped,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
-		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.OKLatency, m.Temperature, m.TargetTemp,
+		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.Overlong, m.OKLatency, m.Temperature, m.TargetTemp,
 		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors,
 		m.DuplicateEdges, m.CommandsStopped, m.PresenceInvalid)
 	// Both kinds are exported from the start, so an alert can compare
@@ -143,6 +146,7 @@ func (m *Metrics) PrinterMetrics() printer.Metrics {
 		ChecksumErr:  m.ChecksumErrors.Inc,
 		OKLatency:    func(d time.Duration) { m.OKLatency.Observe(d.Seconds()) },
 		Garbage:      m.Garbage.Inc,
+		Overlong:     m.Overlong.Inc,
 		Suppressed:   m.Suppressed.Inc,
 		ScriptError:  m.ScriptErrors.Inc,
 	}

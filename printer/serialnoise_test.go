@@ -1,0 +1,219 @@
+package printer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/printer"
+)
+
+// logCapture is an io.Writer for a slog text handler whose output the
+// test reads while the printer runs.
+type logCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (c *logCapture) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(b)
+}
+
+// lines returns the captured log lines that contain every part.
+func (c *logCapture) lines(parts ...string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(c.buf.String(), "\n") {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// teeHandler sends each record to two handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.a.Enabled(ctx, r.Level) {
+		_ = h.a.Handle(ctx, r.Clone())
+	}
+	if h.b.Enabled(ctx, r.Level) {
+		return h.b.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h teeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(attrs), h.b.WithAttrs(attrs)}
+}
+
+func (h teeHandler) WithGroup(name string) slog.Handler {
+	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
+}
+
+// noiseCounters are the printer metrics that count corrupt serial input.
+type noiseCounters struct {
+	garbage, overlong, timeouts atomic.Int64
+}
+
+func (c *noiseCounters) metrics() printer.Metrics {
+	return printer.Metrics{
+		Garbage:  func() { c.garbage.Add(1) },
+		Overlong: func() { c.overlong.Add(1) },
+		Timeout:  func() { c.timeouts.Add(1) },
+	}
+}
+
+// writeJob writes lines as job.gcode into a new files directory.
+func writeJob(t *testing.T, lines []string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "job.gcode"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runNoisyJob prints moves(12) on a Marlin that answers the move
+// `G1 X6 Y6` with answer instead of a plain ok, and returns once the
+// print is done. A print that fails or stalls fails the test.
+func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFirmware, *recorder, *noiseCounters, *logCapture) {
+	t.Helper()
+	var once sync.Once
+	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
+		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
+			if strings.HasPrefix(cmd, "M115") {
+				return m115Lines()
+			}
+			var out []string
+			if cmd == "G1 X6 Y6" {
+				once.Do(func() { out = answer })
+			}
+			return out
+		},
+	})
+	job := moves(12)
+	cfg.FilesDir = writeJob(t, job)
+	counters := &noiseCounters{}
+	logs := &logCapture{}
+	p, rec := startScriptedWith(t, fw, cfg, counters.metrics(), logs)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Job(ctx, bridge.ActionStart, "job.gcode", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "PrintDone or PrintFailed", 15*time.Second, func() bool {
+		return rec.count(bridge.EventPrintDone)+rec.count(bridge.EventPrintFailed) > 0
+	})
+	for _, name := range []string{bridge.EventPrintFailed, bridge.EventPrinterReset, bridge.EventError} {
+		if n := rec.count(name); n != 0 {
+			t.Errorf("%s fired %d times; events %v", name, n, rec.names())
+		}
+	}
+	// The job starts after the last M110; polls may follow its M400.
+	cmds := fw.commands()
+	i := len(cmds) - 1
+	for i >= 0 && cmds[i] != "M110 N0" {
+		i--
+	}
+	if i < 0 {
+		t.Fatalf("job's M110 never accepted: %q", cmds)
+	}
+	want := append(slices.Clone(job), "M400")
+	if got := cmds[i+1 : min(len(cmds), i+1+len(want))]; !slices.Equal(got, want) {
+		t.Errorf("firmware accepted %q after the job's M110, want %q", got, want)
+	}
+	return fw, rec, counters, logs
+}
+
+func TestInvalidResendNumberIgnored(t *testing.T) {
+	for _, line := range []string{"Resend: -5", "Resend: abc", "Resend:", "rs -1"} {
+		t.Run(line, func(t *testing.T) {
+			_, _, counters, logs := runNoisyJob(t, printer.Config{Flow: printer.FlowPingPong}, []string{line, "ok"})
+			if got := counters.garbage.Load(); got != 1 {
+				t.Errorf("garbage lines counted = %d, want 1", got)
+			}
+			if got := logs.lines("level=WARN", "resend request without a valid line number", line); len(got) != 1 {
+				t.Errorf("%d warnings naming the line %q, want 1", len(got), line)
+			}
+			if got := logs.lines("it has reset"); len(got) != 0 {
+				t.Errorf("logged a firmware reset: %q", got)
+			}
+		})
+	}
+}
+
+func TestOverlongLineKeepsGluedOK(t *testing.T) {
+	// 200 000 bytes without a line feed, then the move's ok glued on. The
+	// communication timeout stays at 30 s, longer than the wait for
+	// PrintDone, so the print only finishes if the ok is found.
+	noise := strings.Repeat("A", 200000)
+	_, _, counters, logs := runNoisyJob(t, printer.Config{Flow: printer.FlowPingPong}, []string{noise + "ok"})
+	if got := counters.overlong.Load(); got != 1 {
+		t.Errorf("overlong lines counted = %d, want 1", got)
+	}
+	if got := counters.timeouts.Load(); got != 0 {
+		t.Errorf("%d communication timeouts, want 0", got)
+	}
+	if got := logs.lines("level=WARN", "longer than the maximum", "length=200002"); len(got) != 1 {
+		t.Errorf("%d warnings naming the length 200002, want 1", len(got))
+	}
+}
+
+func TestOKWithUnsentLineNumber(t *testing.T) {
+	// Line numbers start at 1 after the job's M110, so `G1 X6 Y6` is N6.
+	_, _, counters, logs := runNoisyJob(t, printer.Config{}, []string{"ok N56 P15 B3"})
+	if got := counters.garbage.Load(); got != 1 {
+		t.Errorf("garbage lines counted = %d, want 1", got)
+	}
+	if got := logs.lines("level=WARN", "never sent", "ok_line_number=56", "last_sent_line_number="); len(got) != 1 {
+		t.Errorf("%d warnings naming line 56 and the last line sent, want 1", len(got))
+	}
+}
+
+func TestTimeoutMessageMatchesMetric(t *testing.T) {
+	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
+		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
+			if strings.HasPrefix(cmd, "M115") {
+				return m115Lines()
+			}
+			if strings.HasPrefix(cmd, "G1 X2") {
+				fw.silent = true
+				return []string{}
+			}
+			return nil
+		},
+	})
+	counters := &noiseCounters{}
+	p, rec := startScriptedWith(t, fw, printer.Config{Flow: printer.FlowPingPong, CommTimeout: 200 * time.Millisecond, MaxTimeouts: 2},
+		counters.metrics(), nil)
+	_ = p.SendGcode(context.Background(), moves(3), "test", nil)
+	waitFor(t, "Error", 10*time.Second, func() bool { return rec.count(bridge.EventError) == 1 })
+	ev, _ := rec.last(bridge.EventError)
+	msg, _ := ev.payload.Get("error")
+	want := fmt.Sprintf("for %d consecutive timeouts", counters.timeouts.Load())
+	if !strings.Contains(fmt.Sprint(msg), want) {
+		t.Errorf("Error message %q does not contain %q, the timeouts counted", msg, want)
+	}
+	if got := counters.timeouts.Load(); got != 3 {
+		t.Errorf("timeouts counted = %d, want 3 (MaxTimeouts 2, then the one that gives up)", got)
+	}
+}
