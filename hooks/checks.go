@@ -245,7 +245,7 @@ func (l *loader) checkHook(sub *Subscription, fields map[string]*yaml.Node, entr
 					"placeholder %s in command #%d is %s, which lets a value such as a file name run shell commands ($(...), `...` or ;) because the value's own quoting is undone; %s (with shell: true every value is already quoted as one word)",
 					field, i+1, where, placeholderFix(where))
 				compiled = false
-			} else if r := shellCodeReparse(c.Template); r != nil {
+			} else if r := shellCodeReparse(c.Template, "/bin/sh"); r != nil {
 				l.reportReparsed(node, ref, path, i, r)
 				compiled = false
 			}

@@ -40,7 +40,7 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 			if f := firstField(words[s]); f != "" {
 				return &reparsedField{f, "in the script of a shell that shell code runs with -c, which parses the value again after the outer shell removed its quoting", fixShellArgument}
 			}
-		} else if r := shellCodeReparse(words[s]); r != nil {
+		} else if r := shellCodeReparse(words[s], scriptShell(words, s)); r != nil {
 			return r
 		}
 		if runsEval(words[s]) {
@@ -64,10 +64,20 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 
 // shellCodeReparse returns the first placeholder in shell code (a shell:
 // true command or a -c script) whose value is parsed as code a second
-// time: an argument of eval, the file of . or source, or a word that
-// argvReparse finds in one of the code's simple commands.
-func shellCodeReparse(code string) *reparsedField {
-	for _, words := range shellCommands(code) {
+// time: one that the shell evaluates as arithmetic (arithmeticReparse),
+// one in a pipeline into a shell (pipelineField), an argument of eval,
+// the file of . or source, or a word that argvReparse finds in one of
+// the code's simple commands. shell is the shell that runs the code.
+func shellCodeReparse(code, shell string) *reparsedField {
+	commands := splitShellCommands(code)
+	if r := arithmeticReparse(code, commands, shell); r != nil {
+		return r
+	}
+	if r := pipelineField(commands); r != nil {
+		return r
+	}
+	for _, c := range commands {
+		words := c.words
 		if first := commandName(words); first >= 0 && words[first] == "eval" {
 			for _, w := range words[first+1:] {
 				if f := firstField(w); f != "" {
@@ -133,17 +143,35 @@ func firstField(w string) string {
 	return ""
 }
 
+// shellCommand is one simple command of shell code. pipe is true when
+// its output goes into the next command through |.
+type shellCommand struct {
+	words []string
+	pipe  bool
+}
+
 // shellCommands splits shell code into the words of its simple commands,
 // with quotes and backslashes removed, for finding the program that gets
-// a word. It splits at unquoted ; & | ( ) ` $( and line breaks and drops
-// the operators, and it keeps replacement fields whole. Redirection
-// targets stay words of the command, and commands inside double quotes
-// are not split out: a placeholder there is already an error of
-// unsafePlaceholder.
+// a word. See splitShellCommands.
 func shellCommands(code string) [][]string {
+	var commands [][]string
+	for _, c := range splitShellCommands(code) {
+		commands = append(commands, c.words)
+	}
+	return commands
+}
+
+// splitShellCommands splits shell code into its simple commands. It
+// splits at unquoted ; & | ( ) ` $( and line breaks and drops the
+// operators, and it keeps replacement fields whole. Redirection targets
+// stay words of the command, and commands inside double quotes are not
+// split out: a placeholder there is already an error of
+// unsafePlaceholder. A | after a ) marks the command before the ) as
+// piped, as in $(printf %s {name}) | sh.
+func splitShellCommands(code string) []shellCommand {
 	r := []rune(code)
 	inField := fieldMask(r)
-	var commands [][]string
+	var commands []shellCommand
 	var words []string
 	var cur []rune
 	inWord := false
@@ -154,11 +182,13 @@ func shellCommands(code string) [][]string {
 			inWord = false
 		}
 	}
-	endCommand := func() {
+	endCommand := func(pipe bool) {
 		endWord()
 		if len(words) > 0 {
-			commands = append(commands, words)
+			commands = append(commands, shellCommand{words: words, pipe: pipe})
 			words = nil
+		} else if pipe && len(commands) > 0 {
+			commands[len(commands)-1].pipe = true
 		}
 	}
 	for i := 0; i < len(r); i++ {
@@ -171,8 +201,19 @@ func shellCommands(code string) [][]string {
 		switch c {
 		case ' ', '\t', '<', '>':
 			endWord()
-		case '\n', ';', '&', '|', '(', ')', '`':
-			endCommand()
+		case '|':
+			switch {
+			case i+1 < len(r) && r[i+1] == '|':
+				endCommand(false)
+				i++
+			case i+1 < len(r) && r[i+1] == '&':
+				endCommand(true)
+				i++
+			default:
+				endCommand(true)
+			}
+		case '\n', ';', '&', '(', ')', '`':
+			endCommand(false)
 		case '\\':
 			if i+1 < len(r) {
 				i++
@@ -196,7 +237,7 @@ func shellCommands(code string) [][]string {
 			}
 		case '$':
 			if i+1 < len(r) && r[i+1] == '(' {
-				endCommand()
+				endCommand(false)
 				i++
 				continue
 			}
@@ -207,6 +248,6 @@ func shellCommands(code string) [][]string {
 			inWord = true
 		}
 	}
-	endCommand()
+	endCommand(false)
 	return commands
 }
