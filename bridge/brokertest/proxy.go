@@ -1,6 +1,7 @@
 package brokertest
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -21,6 +22,10 @@ type Proxy struct {
 	down    bool
 	wg      sync.WaitGroup
 	stopped bool
+	// cutPattern, when not nil, is the client data that makes the proxy
+	// cut that connection, once; cutDone is closed after the cut.
+	cutPattern []byte
+	cutDone    chan struct{}
 }
 
 // StartProxy listens on a free 127.0.0.1 port and forwards every accepted
@@ -71,6 +76,22 @@ func (p *Proxy) closeAll() {
 	}
 }
 
+// CutWhenClientSends makes the proxy cut the first connection whose
+// client sends pattern, before the read that completes pattern reaches
+// the target, as if the network failed right then. Later connections are
+// forwarded as usual. The returned channel is closed after the cut.
+// Bytes of pattern read before that read have gone through already.
+func (p *Proxy) CutWhenClientSends(pattern []byte) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(pattern) == 0 {
+		panic("brokertest: CutWhenClientSends needs a non-empty pattern")
+	}
+	p.cutPattern = bytes.Clone(pattern)
+	p.cutDone = make(chan struct{})
+	return p.cutDone
+}
+
 // Close stops listening, cuts every connection and waits for the
 // forwarding goroutines.
 func (p *Proxy) Close() {
@@ -110,8 +131,56 @@ func (p *Proxy) accept() {
 		}
 		p.wg.Add(2)
 		go p.pipe(client, server)
-		go p.pipe(server, client)
+		go p.pipeFromClient(server, client)
 	}
+}
+
+// pipeFromClient is pipe for the client's side, which also looks for the
+// pattern of CutWhenClientSends while one is armed.
+func (p *Proxy) pipeFromClient(server, client net.Conn) {
+	defer p.finish(server, client)
+	buf := make([]byte, 32<<10)
+	// seen keeps the last bytes read, so that a pattern split between
+	// two reads is found.
+	var seen []byte
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			if done := p.takeCut(&seen, buf[:n]); done != nil {
+				_ = client.Close()
+				_ = server.Close()
+				close(done)
+				return
+			}
+			if _, werr := server.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// takeCut appends data to seen and, when seen then contains the armed
+// pattern, disarms it and returns the channel to close after the cut.
+func (p *Proxy) takeCut(seen *[]byte, data []byte) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cutPattern == nil {
+		return nil
+	}
+	*seen = append(*seen, data...)
+	if !bytes.Contains(*seen, p.cutPattern) {
+		if keep := len(p.cutPattern) - 1; len(*seen) > keep {
+			*seen = append((*seen)[:0], (*seen)[len(*seen)-keep:]...)
+		}
+		return nil
+	}
+	done := p.cutDone
+	p.cutPattern, p.cutDone = nil, nil
+	*seen = nil
+	return done
 }
 
 // track records both ends, or closes them when Close has begun.
@@ -133,8 +202,14 @@ func (p *Proxy) track(conns ...net.Conn) bool {
 // pipe copies until either side fails, then closes both, so a cut of one
 // end ends the other at once.
 func (p *Proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
 	_, _ = io.Copy(dst, src)
+	p.finish(dst, src)
+}
+
+// finish closes and forgets both ends of a connection when one of its
+// pipes ends.
+func (p *Proxy) finish(dst, src net.Conn) {
+	defer p.wg.Done()
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()

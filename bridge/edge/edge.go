@@ -128,7 +128,10 @@ type Edge struct {
 	wake  chan struct{}
 
 	commands *commandRunner
-	wg       sync.WaitGroup
+	// failed receives the error of a failed command subscription (see
+	// Failed). It has room for it, so Run never blocks on it.
+	failed chan error
+	wg     sync.WaitGroup
 	// policy is the command policy in force; SetPolicy replaces it.
 	policy atomic.Pointer[policy.Policy]
 }
@@ -166,6 +169,7 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 		metrics:  metrics,
 		wake:     make(chan struct{}, 1),
 		busReady: make(chan struct{}),
+		failed:   make(chan error, 1),
 	}
 	var floor uint64
 	if cfg.DataDir != "" {
@@ -357,7 +361,9 @@ func (e *Edge) signal() {
 // Run waits for the bus, then publishes events, state and replies until
 // ctx ends. It then publishes Shutdown and offline, and drains what it can
 // within a few seconds. What is left stays in the outbox for the next
-// start. When ctx ends before SetBus, Shutdown is only stored.
+// start. When ctx ends before SetBus, Shutdown is only stored. When the
+// command subscription fails, Run sends the error to Failed, goes on
+// until ctx ends, and returns the error.
 func (e *Edge) Run(ctx context.Context) error {
 	if e.printer == nil {
 		return errors.New("edge has no printer attached")
@@ -372,9 +378,14 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	e.publishInfo(ctx)
 	e.publishRunAvailability(ctx, true)
-	if err := e.bus.SubscribeCommands(ctx, e.cfg.PrinterID, e.commands.receive); err != nil {
-		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
-		return errors.Join(fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, err), e.close())
+	// The buses wait for the reconnect themselves when the connection
+	// drops during the subscription, so an error here is one that a retry
+	// does not fix, such as a broker that rejects the subscription.
+	subscribeErr := e.bus.SubscribeCommands(ctx, e.cfg.PrinterID, e.commands.receive)
+	if subscribeErr != nil {
+		subscribeErr = fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, subscribeErr)
+		e.log.Error("subscribing to commands failed; the edge takes no commands and must be stopped", "error", subscribeErr)
+		e.failed <- subscribeErr
 	}
 	e.wg.Add(2)
 	go func() {
@@ -399,7 +410,15 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
 	}
 	e.publishRunAvailability(shutdownCtx, false)
-	return e.close()
+	return errors.Join(subscribeErr, e.close())
+}
+
+// Failed returns a channel that receives the error that keeps a running
+// edge from taking commands, at most once. Run goes on publishing events
+// until its ctx ends, so that the caller can stop the printer first and
+// Shutdown stays the last event. Run then returns the error too.
+func (e *Edge) Failed() <-chan error {
+	return e.failed
 }
 
 // publishCurrentState publishes the printer's current snapshot as the

@@ -79,6 +79,10 @@ type Config struct {
 	// keeps the subscriptions and queues QoS 1 messages while this client
 	// is away. It needs a fixed ClientID that no other client uses.
 	PersistentSession bool
+	// ClientIDClashAdvice is what the error logged for a probable client
+	// id clash tells the user to do, in the words of the program's flags.
+	// When empty, the error advises a client id of its own.
+	ClientIDClashAdvice string
 	// DisableTCPQuickAck leaves TCP_QUICKACK unset on the connection
 	// (see quickAckConn), so that package bench can measure the
 	// difference it makes.
@@ -414,7 +418,11 @@ func (b *Bus) onConnectionLost(_ paho.Client, err error) {
 		b.log.Error("the MQTT broker keeps closing this connection while the same unacknowledged message is sent again after each reconnect; check the broker's log for why it rejects it. The message is dropped after a few reconnects",
 			"connections_lost", short, "resends", b.store.maxResumed())
 	} else if short%takeoverConnections == 0 {
-		b.log.Error("the MQTT broker keeps closing this connection soon after it is made; another client probably uses the same client id, such as a second edge with the same --printer: give each edge its own printer id or --mqtt-client-id",
+		advice := b.cfg.ClientIDClashAdvice
+		if advice == "" {
+			advice = "give each client its own client id"
+		}
+		b.log.Error("the MQTT broker keeps closing this connection soon after it is made; another client probably uses the same client id, "+advice,
 			"connections_lost", short, "within", shortConnection)
 	}
 	if b.cfg.OnConnectionLost != nil {

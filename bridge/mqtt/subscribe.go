@@ -209,8 +209,10 @@ func (b *Bus) replyBus(ctx context.Context) (*Bus, error) {
 }
 
 // subscribe records the filter, so that it is subscribed again after every
-// reconnect, and subscribes now when connected. ctx bounds only the wait
-// for the SUBACK, and the subscription lasts until Close.
+// reconnect, and subscribes now when connected. When the connection drops
+// before the SUBACK, it returns nil and the next connect makes the
+// subscription. ctx bounds only the wait for the SUBACK, and the
+// subscription lasts until Close.
 func (b *Bus) subscribe(ctx context.Context, filter string, deliver func(paho.Message) bool) error {
 	sub := &subscription{
 		filter:  filter,
@@ -242,11 +244,39 @@ func (b *Bus) subscribe(ctx context.Context, filter string, deliver func(paho.Me
 		return nil
 	}
 	if err := b.subscribeNow(ctx, sub); err != nil {
+		if ctx.Err() == nil && !b.isClosed() && b.lostConnection(err) {
+			// The subscription stays recorded, so the handler of the
+			// next connect makes it, as after any reconnect.
+			b.log.Warn("the connection to the MQTT broker was lost before the broker confirmed the subscription; subscribing after the reconnect",
+				"topic_filter", filter, "error", err)
+			return nil
+		}
 		b.remove(sub)
 		return fmt.Errorf("subscribe to MQTT topic filter %q on %s: %w", filter, b.brokerURL, err)
 	}
 	b.log.Debug("subscribed", "topic_filter", filter)
 	return nil
+}
+
+// lostConnection reports whether a failed SUBSCRIBE failed because the
+// connection dropped. paho 1.5.1 marks the connection lost before it
+// fails the waiting tokens, so a closed connection is the usual sign. The
+// messages are checked too, because a reconnect may already have opened
+// the next connection when the caller looks.
+func (b *Bus) lostConnection(err error) bool {
+	if errors.Is(err, errSubscriptionRejected) {
+		return false
+	}
+	if !b.client.IsConnectionOpen() || errors.Is(err, paho.ErrNotConnected) {
+		return true
+	}
+	// The texts of paho 1.5.1's errors for a SUBSCRIBE cut off by a
+	// connection loss (messageids.go and client.go), which it does not
+	// export as values.
+	msg := err.Error()
+	return strings.HasPrefix(msg, "connection lost before Subscribe completed") ||
+		strings.HasPrefix(msg, "not currently connected") ||
+		strings.HasPrefix(msg, "reconnecting state")
 }
 
 func (b *Bus) subscribeNow(ctx context.Context, sub *subscription) error {

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -139,8 +140,10 @@ func (b *Bus) SubscribePresence(ctx context.Context, printer string, h func(data
 }
 
 // subscribeCore subscribes, or joins queue when it is not "", and flushes
-// so that the server has the interest before it returns. ctx bounds only
-// the flush, and the subscription lasts until Close.
+// so that the server has the interest before it returns. When the
+// connection is down, or drops before the flush completes, it returns nil
+// and the server gets the subscription after the reconnect. ctx bounds
+// only the flush, and the subscription lasts until Close.
 func (b *Bus) subscribeCore(ctx context.Context, subject, queue string, h nats.MsgHandler) error {
 	_, err := b.subscribeCoreSub(ctx, subject, queue, h, nil)
 	return err
@@ -170,11 +173,34 @@ func (b *Bus) subscribeCoreSub(ctx context.Context, subject, queue string, h nat
 			return nil, fmt.Errorf("subscribe to NATS subject %q: %w", subject, err)
 		}
 	}
+	if b.nc.IsReconnecting() {
+		// A flush would only wait for its timeout.
+		b.log.Warn("not connected to the NATS server; subscribing after the reconnect", "subject", subject)
+		return sub, nil
+	}
 	if err := b.flush(ctx); err != nil {
+		if ctx.Err() == nil && b.disconnected(err) {
+			// nats.go keeps the subscription and sends it to the server
+			// after the reconnect, as it does with every subscription.
+			b.log.Warn("the connection to the NATS server was lost before the server confirmed the subscription; subscribing after the reconnect",
+				"subject", subject, "error", err)
+			return sub, nil
+		}
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("subscribe to NATS subject %q: flush: %w", subject, err)
 	}
 	return sub, nil
+}
+
+// disconnected reports whether a failed flush failed because the
+// connection dropped, not because the bus or the connection was closed.
+// nats.go 1.56 ends the flushes that are waiting at a disconnect with
+// ErrConnectionClosed, also when it goes on to reconnect.
+func (b *Bus) disconnected(err error) bool {
+	if b.isClosed() || b.nc.IsClosed() {
+		return false
+	}
+	return b.nc.IsReconnecting() || errors.Is(err, nats.ErrConnectionClosed)
 }
 
 func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string, h func(bridge.EventMessage)) error {

@@ -41,6 +41,8 @@ type busOptions struct {
 	jetStream    bool
 	baseTopic    string
 	clientID     string
+	// clientIDClashAdvice is mqtt.Config.ClientIDClashAdvice.
+	clientIDClashAdvice string
 	// maxAckPending is the MaxAckPending of the worker's JetStream
 	// consumers; 0 leaves the bus default.
 	maxAckPending int
@@ -128,8 +130,9 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 						o.onConnect()
 					}
 				},
-				OnConnectionLost:  func(error) { busUp("mqtt", false) },
-				PersistentSession: o.persistentSession,
+				OnConnectionLost:    func(error) { busUp("mqtt", false) },
+				PersistentSession:   o.persistentSession,
+				ClientIDClashAdvice: o.clientIDClashAdvice,
 			}, log.With("bus", "mqtt"))
 		})
 		if err != nil {
@@ -378,6 +381,11 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if o.bus.clientID == "" {
 		o.bus.clientID = "printbridge-edge-" + o.printerID
 	}
+	// The edge has no client id flag, because its id is derived from
+	// --printer. The presence check stops most second edges before they
+	// connect, but not one that connected while the two were cut off
+	// from each other.
+	o.bus.clientIDClashAdvice = fmt.Sprintf("such as a second edge with --printer %s, whose client id is derived from it: stop the other edge, or give this printer its own --printer id (docs/integrations.md, \"Two edges with one printer id\")", o.printerID)
 	o.bus.onConnect = func() {
 		edgeMu.Lock()
 		cur := e
@@ -513,9 +521,26 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	go func() { edgeDone <- e.Run(edgeCtx) }()
 
 	dropStartupPages(log)
-	var busErr error
+	var (
+		busErr   error
+		edgeErr  error
+		edgeDead bool
+	)
 	select {
 	case <-ctx.Done():
+	case edgeErr = <-e.Failed():
+		// The edge goes on publishing events but takes no commands. The
+		// process exits with an error, so that a service manager such as
+		// systemd (Restart=on-failure) starts it again.
+		log.Error("the edge takes no commands; stopping it", "printer", o.printerID, "error", edgeErr)
+	case edgeErr = <-edgeDone:
+		// Run returns before its ctx ends only on an error. An edge that
+		// publishes nothing must not keep the process running.
+		edgeDead = true
+		if edgeErr == nil {
+			edgeErr = errors.New("the edge stopped before the process was told to stop")
+		}
+		log.Error("the edge stopped running; stopping the process", "printer", o.printerID, "error", edgeErr)
 	case busErr = <-busFailed:
 		var duplicate *edge.DuplicateEdgeError
 		if errors.As(busErr, &duplicate) {
@@ -545,9 +570,12 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	// only tracked, and a NATS close fires nothing into the stopped edge.
 	conn.setEmitter(nil)
 	stopEdge()
-	eerr := <-edgeDone
+	if !edgeDead {
+		// After a Failed error, Run returns that error again.
+		edgeErr = <-edgeDone
+	}
 	log.Info("edge stopped", "printer", o.printerID)
-	return errors.Join(busErr, perr, eerr)
+	return errors.Join(busErr, perr, edgeErr)
 }
 
 // serveMetrics starts the Prometheus endpoint; the returned func stops it.

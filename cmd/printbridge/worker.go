@@ -336,6 +336,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	busOpts := o.bus
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
+	busOpts.clientIDClashAdvice = "such as a second worker with the same --mqtt-client-id, or with --mqtt-persistent-session on the same host and group: give each worker its own --mqtt-client-id"
 	busOpts.maxAckPending = o.maxInFlight.value
 	busOpts.eventPendingMessages, busOpts.eventPendingBytes = o.natsMaxPending.value, natsMaxPendingBytes
 	busOpts.onEventsDropped = metrics.AddClientDropped
