@@ -137,6 +137,8 @@ events:
 	waitUntil("e3 in the queue", func() bool { return depth() == 1 })
 	h.publish(event("e4"))
 	waitUntil("e4 dropped", func() bool { return counterValue(t, reg, "printbridge_worker_events_dropped_total", nil) == 1 })
+	// The counter goes up before the line is written.
+	waitUntil("the WARN line about e4", func() bool { return len(logs.lines("level=WARN", "events dropped", "event_id=e4")) > 0 })
 	if lines := logs.lines("level=WARN", "events dropped", "event_id=e4", "dropped=1"); len(lines) != 1 {
 		t.Errorf("WARN lines about dropping e4 = %q, want one with its id and count", lines)
 	}
@@ -144,6 +146,7 @@ events:
 	// by one only at DEBUG.
 	h.publish(event("e5"))
 	waitUntil("e5 dropped", func() bool { return counterValue(t, reg, "printbridge_worker_events_dropped_total", nil) == 2 })
+	waitUntil("the DEBUG line about e5", func() bool { return len(logs.lines("level=DEBUG", "event dropped", "event_id=e5")) > 0 })
 	if lines := logs.lines("level=DEBUG", "event dropped", "event_id=e5"); len(lines) != 1 {
 		t.Errorf("DEBUG lines about dropping e5 = %q, want one with its id", lines)
 	}

@@ -74,7 +74,11 @@ type session struct {
 	breakWait   atomic.Bool   // M108 received: end a heating wait
 
 	// Read by the report goroutine.
-	busy         atomic.Bool  // a command is executing
+	busy atomic.Bool // a command is executing
+	// busyMu orders the keep-alive busy line against the ok that ends the
+	// command: Marlin leaves its busy state before it sends that ok, so no
+	// busy line may follow it.
+	busyMu       sync.Mutex
 	halted       atomic.Bool  // mirror of killed
 	tempInterval atomic.Int64 // M155 interval in nanoseconds; 0 = off
 	posInterval  atomic.Int64 // M154 interval in nanoseconds; 0 = off
@@ -389,6 +393,7 @@ func (s *session) execute(cmd queuedCommand) {
 		return
 	}
 	if ack && !s.okSent {
+		s.endBusy()
 		s.ok(g)
 	}
 	switch cmd.after {
@@ -495,4 +500,20 @@ func (s *session) scaled(d time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(float64(d) / s.cfg.Speed)
+}
+
+// endBusy leaves the busy state before the command's ok is sent.
+func (s *session) endBusy() {
+	s.busyMu.Lock()
+	defer s.busyMu.Unlock()
+	s.busy.Store(false)
+}
+
+// sendBusy sends the keep-alive line if a command is still running.
+func (s *session) sendBusy() {
+	s.busyMu.Lock()
+	defer s.busyMu.Unlock()
+	if s.busy.Load() {
+		s.send(s.busyLine())
+	}
 }

@@ -54,7 +54,7 @@ func (s *session) reportLoop() {
 		case nextBusy.IsZero():
 			nextBusy = now.Add(keepalive)
 		case !now.Before(nextBusy):
-			s.send(s.busyLine())
+			s.sendBusy()
 			nextBusy = now.Add(keepalive)
 		}
 	}
