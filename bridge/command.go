@@ -205,6 +205,12 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 		if err := json.Unmarshal(raw, &cmd.Source); err != nil {
 			return fail(`"source" must be a string`)
 		}
+		if !validUTF8String(raw, cmd.Source) {
+			// The decoder replaced the invalid bytes with U+FFFD, so the
+			// logs would name a sender that did not send this command.
+			return fail(`"source" must be valid UTF-8: %q contains bytes or \u escapes that are not UTF-8 text; send a source such as "source": "hook:Connected"`,
+				truncate(cmd.Source, 40))
+		}
 	}
 	if raw, ok := fields["data"]; ok {
 		var data string

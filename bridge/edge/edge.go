@@ -86,6 +86,12 @@ type Config struct {
 	// printer id. The edge rejects every command while the check reports
 	// that another edge took them (Presence.CommandsStopped).
 	Presence *Presence
+	// WaitForStart holds the run back until Start: New fires no Startup,
+	// and Emit keeps events in memory, unnumbered and out of the outbox.
+	// A run that stops without Start discards them, so a start that the
+	// presence check rejects leaves nothing in the outbox or seq file.
+	// Without it, New calls Start itself.
+	WaitForStart bool
 }
 
 // Edge publishes one printer's events and executes its commands.
@@ -114,7 +120,11 @@ type Edge struct {
 	// stopped is set by close under emitMu. Emit then drops events
 	// before numbering them, so a dropped event takes no seq that the
 	// next start hands out again.
-	stopped      bool
+	stopped bool
+	// started is set by Start under emitMu. Until then Emit appends to
+	// heldEvents (Config.WaitForStart).
+	started      bool
+	heldEvents   []*bridge.Envelope
 	writeErrors  int
 	lastWriteLog time.Time
 	// encodeBuf is the envelope encoding buffer that Emit reuses under
@@ -203,14 +213,47 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 	if bus != nil {
 		e.SetBus(bus)
 	}
-	// Startup is queued before the printer exists, so it is the first
-	// event of this run, as in OctoPrint. Events a previous run left in
-	// the outbox go out before it.
-	e.Emit(bridge.EventStartup, nil, bridge.Context{})
-	// The printer is not running yet, so the interrupted print's
-	// PrintFailed comes before any event of a new connection or job.
-	e.closeInterruptedJob()
+	if !cfg.WaitForStart {
+		e.Start()
+	}
 	return e, nil
+}
+
+// Start begins the run: it fires Startup, then PrintFailed for a print
+// that the previous run left open, then the events held since New, in the
+// order they fired. Later calls do nothing.
+func (e *Edge) Start() {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	if e.started || e.stopped {
+		return
+	}
+	e.started = true
+	// Startup is the first event of the run, as in OctoPrint, even when
+	// events were held before it. Events a previous run left in the
+	// outbox go out before it.
+	e.emitLocked(e.newEnvelope(bridge.EventStartup, nil, bridge.Context{}))
+	// The interrupted print's PrintFailed comes before any event of a new
+	// connection or job.
+	e.closeInterruptedJobLocked()
+	held := e.heldEvents
+	e.heldEvents = nil
+	for _, env := range held {
+		e.emitLocked(env)
+	}
+}
+
+// discardHeld drops the events held for a run that never started.
+func (e *Edge) discardHeld() {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	if len(e.heldEvents) == 0 {
+		return
+	}
+	e.metrics.EventsDropped.WithLabelValues("not_started").Add(float64(len(e.heldEvents)))
+	e.log.Info("edge stopped before its run started; its held events are discarded and take no seq", "count", len(e.heldEvents),
+		"first_event", e.heldEvents[0].Event, "first_event_id", e.heldEvents[0].ID)
+	e.heldEvents = nil
 }
 
 // SetPolicy replaces the command policy, for a configuration reload; nil
@@ -262,9 +305,26 @@ const maxReusedEncodeBuf = 64 << 10
 // Emit is the printer's EventFunc: it builds the envelope and stores it
 // in the outbox. It does not wait for the broker, only for the outbox's
 // disk write (and fsync under the "every" fsync policy).
+// Before Start, it holds the event in memory instead (Config.WaitForStart).
 func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
+	env := e.newEnvelope(name, payload, ctx)
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	if e.stopped {
+		e.metrics.EventsDropped.WithLabelValues("stopped").Inc()
+		e.log.Warn("event fired after the edge stopped; dropped", "event", name, "event_id", env.ID)
+		return
+	}
+	if !e.started {
+		e.holdLocked(env)
+		return
+	}
+	e.emitLocked(env)
+}
+
+func (e *Edge) newEnvelope(name string, payload bridge.Payload, ctx bridge.Context) *bridge.Envelope {
 	now := time.Now().UTC()
-	env := &bridge.Envelope{
+	return &bridge.Envelope{
 		Schema:  bridge.SchemaVersion,
 		ID:      bridge.NewEventID(now),
 		Printer: e.cfg.PrinterID,
@@ -273,13 +333,23 @@ func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
 		Payload: payload,
 		Context: ctx,
 	}
-	e.emitMu.Lock()
-	defer e.emitMu.Unlock()
-	if e.stopped {
-		e.metrics.EventsDropped.WithLabelValues("stopped").Inc()
-		e.log.Warn("event fired after the edge stopped; dropped", "event", name, "event_id", env.ID)
-		return
+}
+
+// holdLocked keeps an event fired before Start, up to QueueSize events.
+func (e *Edge) holdLocked(env *bridge.Envelope) {
+	if len(e.heldEvents) >= e.cfg.QueueSize {
+		dropped := e.heldEvents[0]
+		e.heldEvents = e.heldEvents[1:]
+		e.metrics.EventsDropped.WithLabelValues("queue_full").Inc()
+		e.log.Warn("event queue before the run started is full, oldest event dropped", "event", dropped.Event,
+			"event_id", dropped.ID, "queue_size", e.cfg.QueueSize)
 	}
+	e.heldEvents = append(e.heldEvents, env)
+}
+
+// emitLocked numbers env and stores it in the outbox or the memory queue.
+func (e *Edge) emitLocked(env *bridge.Envelope) {
+	name := env.Event
 	env.Seq = e.seq.Next()
 	data, err := env.AppendJSON(e.encodeBuf[:0])
 	if err != nil {
@@ -361,7 +431,8 @@ func (e *Edge) signal() {
 // Run waits for the bus, then publishes events, state and replies until
 // ctx ends. It then publishes Shutdown and offline, and drains what it can
 // within a few seconds. What is left stays in the outbox for the next
-// start. When ctx ends before SetBus, Shutdown is only stored. When the
+// start. When ctx ends before SetBus, Shutdown is only stored, or, before
+// Start, nothing is stored and the held events are discarded. When the
 // command subscription fails, Run sends the error to Failed, goes on
 // until ctx ends, and returns the error.
 func (e *Edge) Run(ctx context.Context) error {
@@ -371,11 +442,20 @@ func (e *Edge) Run(ctx context.Context) error {
 	select {
 	case <-e.busReady:
 	case <-ctx.Done():
+		e.emitMu.Lock()
+		started := e.started
+		e.emitMu.Unlock()
+		if !started {
+			e.discardHeld()
+			return e.close()
+		}
 		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
 		e.log.Warn("edge stopped before a broker connection was up; events stay in the outbox for the next start",
 			"count", e.pendingCount())
 		return e.close()
 	}
+	// A bus is up, so the run has begun even if the caller did not say so.
+	e.Start()
 	e.publishInfo(ctx)
 	e.publishRunAvailability(ctx, true)
 	// The buses wait for the reconnect themselves when the connection

@@ -179,10 +179,10 @@ func jsonInt(v any) any {
 	return v
 }
 
-// closeInterruptedJob fires PrintFailed for the print that the previous
+// closeInterruptedJobLocked fires PrintFailed for the print that the previous
 // run left open, if any. A corrupt record is logged, counted and removed,
 // because no event can be built from it.
-func (e *Edge) closeInterruptedJob() {
+func (e *Edge) closeInterruptedJobLocked() {
 	r, err := e.jobs.load()
 	if err != nil {
 		e.metrics.JobRecordErrors.Inc()
@@ -200,7 +200,7 @@ func (e *Edge) closeInterruptedJob() {
 	// NOTE: an SD card print (origin sdcard) may still run in a firmware
 	// that the reconnect does not reset, and the edge does not take such
 	// a print over, so it reports it as failed too.
-	// Emit removes the record when it stores this PrintFailed.
+	// emitLocked removes the record when it stores this PrintFailed.
 	ctx := bridge.Context{File: &bridge.FileRef{Name: r.Name, Path: r.Path, Origin: r.Origin}, Progress: r.Progress, State: "OFFLINE"}
-	e.Emit(bridge.EventPrintFailed, interruptedJobPayload(r), ctx)
+	e.emitLocked(e.newEnvelope(bridge.EventPrintFailed, interruptedJobPayload(r), ctx))
 }

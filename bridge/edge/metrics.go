@@ -64,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_published_total",
 			Help: "Events acknowledged by the broker, by event name."}, []string{"event"}),
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_dropped_total",
-			Help: "Events dropped before delivery outside the outbox, by reason (queue_full, encode, stopped)."}, []string{"reason"}),
+			Help: "Events dropped before delivery outside the outbox, by reason (queue_full, encode, stopped, not_started)."}, []string{"reason"}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_event_publish_errors_total",
 			Help: "Failed event publish attempts; each is retried."}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_event_queue_depth",

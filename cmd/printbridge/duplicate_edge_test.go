@@ -534,3 +534,96 @@ func TestDuplicateEdgeAfterPartitionHeals(t *testing.T) {
 		}
 	}
 }
+
+// eventsAfter returns the events that arrived after the first n, and
+// waits until they include event.
+func eventsAfter(t *testing.T, col *collector, n int, event string) []*bridge.Envelope {
+	t.Helper()
+	var after []*bridge.Envelope
+	waitFor(t, event+" after event "+strconv.Itoa(n), dupTimeout, func() bool {
+		after = col.snapshot()[n:]
+		for _, env := range after {
+			if env.Event == event {
+				return true
+			}
+		}
+		return false
+	})
+	return after
+}
+
+// TestRefusedEdgeLeavesNoEvents runs an edge once, then starts it three
+// times with the same data folder while another edge of its printer id
+// runs, and starts it again once the other edge has stopped. The refused
+// runs must leave nothing in the outbox: the last start must publish one
+// Startup, with the seq after the first run's last event.
+func TestRefusedEdgeLeavesNoEvents(t *testing.T) {
+	bin := buildPrintbridge(t)
+	for _, broker := range dupBrokers(t) {
+		t.Run(broker.name, func(t *testing.T) {
+			dir := t.TempDir()
+			const printer = "dup5"
+			col := &collector{}
+			broker.observer(t, printer, col)
+
+			second := newDupEdge(t, bin, dir, "second", printer, broker.edgeArgs)
+			second.edge.Start()
+			eventsAfter(t, col, 0, bridge.EventConnected)
+			if err := second.edge.Stop(); err != nil {
+				t.Fatalf("first run of the second edge: %v", err)
+			}
+			firstRun := eventsAfter(t, col, 0, bridge.EventShutdown)
+			lastSeq := firstRun[len(firstRun)-1].Seq
+			if got := firstRun[len(firstRun)-1].Event; got != bridge.EventShutdown {
+				t.Fatalf("last event of the first run is %s, want Shutdown", got)
+			}
+
+			mark := len(col.snapshot())
+			first := newDupEdge(t, bin, dir, "first", printer, broker.edgeArgs)
+			first.edge.readyLog = dupRunningLog
+			first.edge.Start()
+			eventsAfter(t, col, mark, bridge.EventConnected)
+			for i := range 3 {
+				second.edge.Start()
+				err := second.waitExit()
+				var exitErr *exec.ExitError
+				if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+					t.Fatalf("refused start %d exited with %v, want exit code 1:\n%s", i+1, err, second.edge.Tail(30))
+				}
+				_ = second.edge.Stop()
+			}
+			if err := first.edge.Stop(); err != nil {
+				t.Fatalf("stop the first edge: %v", err)
+			}
+			eventsAfter(t, col, mark, bridge.EventShutdown)
+
+			mark = len(col.snapshot())
+			second.edge.Start()
+			lastRun := eventsAfter(t, col, mark, bridge.EventConnected)
+			if got := countEventsIn(lastRun, bridge.EventStartup); got != 1 {
+				t.Errorf("%d Startup events after the refused starts, want 1 of the last run", got)
+			}
+			if got := countEventsIn(lastRun, bridge.EventShutdown); got != 0 {
+				t.Errorf("%d Shutdown events after the refused starts, want 0", got)
+			}
+			if got := lastRun[0].Event; got != bridge.EventStartup {
+				t.Errorf("first event of the last run is %s, want Startup", got)
+			}
+			for i, env := range lastRun {
+				if want := lastSeq + 1 + uint64(i); env.Seq != want {
+					t.Errorf("event %d of the last run (%s) has seq %d, want %d", i, env.Event, env.Seq, want)
+				}
+			}
+		})
+	}
+}
+
+func countEventsIn(events []*bridge.Envelope, event string) int {
+	n := 0
+	for _, env := range events {
+		if env.Event == event {
+			n++
+		}
+	}
+	return n
+}

@@ -419,7 +419,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	}
 	newEdge, err := edge.New(edge.Config{PrinterID: o.printerID, Topics: bridge.Topics{Base: o.bus.baseTopic},
 		ProtectedTopics: o.integrations.protectedTopics(), DataDir: o.dataDir, Outbox: outboxOpts, OnEnvelope: onEnvelope,
-		Files: files, ImportDir: o.importDir, Policy: pol, Presence: presence},
+		Files: files, ImportDir: o.importDir, Policy: pol, Presence: presence, WaitForStart: true},
 		nil, log, metrics)
 	if err != nil {
 		return err
@@ -428,20 +428,24 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	e = newEdge
 	edgeMu.Unlock()
 	conn.setEmitter(e.Emit)
-	// The broker connection comes up in the background. The printer
-	// starts once the presence check has let the edge run, or at once
-	// when the first connection attempt fails, and its events wait in the
-	// outbox until a broker accepts the connection. The presence check
-	// comes before the edge's own connection. So an edge that another edge
-	// of the printer id keeps from starting has published nothing and
-	// subscribed to no command. Unless the broker was down, it has not
-	// opened the serial port either.
+	// The broker connection comes up in the background. The run starts
+	// (Startup) and then the printer once the presence check has let the
+	// edge run, or at once when the first connection attempt fails, and
+	// its events wait in the outbox until a broker accepts the connection.
+	// The presence check comes before the edge's own connection. So an
+	// edge that another edge of the printer id keeps from starting has
+	// published nothing and subscribed to no command. Unless the broker
+	// was down, it has not opened the serial port either, and it leaves
+	// no event in the outbox and takes no seq.
 	connectCtx, cancelConnect := context.WithCancel(ctx)
 	busDone := make(chan bridge.Bus, 1)
 	presenceBusDone := make(chan bridge.Bus, 1)
 	busFailed := make(chan error, 1)
 	printerMayStart := make(chan struct{})
-	allowPrinter := sync.OnceFunc(func() { close(printerMayStart) })
+	allowPrinter := sync.OnceFunc(func() {
+		e.Start()
+		close(printerMayStart)
+	})
 	go func() {
 		fail := func(err error) {
 			// connectBus retries connection failures until ctx ends, so
@@ -544,7 +548,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	case busErr = <-busFailed:
 		var duplicate *edge.DuplicateEdgeError
 		if errors.As(busErr, &duplicate) {
-			log.Error("another edge of this printer id takes the printer, so this edge stops without taking commands; the events of this run stay in its outbox",
+			log.Error("another edge of this printer id takes the printer, so this edge stops without taking commands",
 				"instance", duplicate.Self.ID, "other_instance", duplicate.Other.ID, "other_host", duplicate.Other.Host,
 				"other_pid", duplicate.Other.PID, "other_data_dir", duplicate.Other.DataDir, "other_running", duplicate.OtherRunning)
 		} else {
