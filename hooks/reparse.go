@@ -59,6 +59,9 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 			return &reparsedField{f, "part of the code that " + interpreter + " runs", fixInterpreter}
 		}
 	}
+	if r := programTextField(words); r != nil {
+		return r
+	}
 	return scriptFileField(words)
 }
 
@@ -76,6 +79,12 @@ func shellCodeReparse(code, shell string) *reparsedField {
 	if r := pipelineField(commands); r != nil {
 		return r
 	}
+	if r := evalTextField(commands, code); r != nil {
+		return r
+	}
+	if r := processSubstitutionField(code); r != nil {
+		return r
+	}
 	for _, c := range commands {
 		words := c.words
 		if first := commandName(words); first >= 0 && words[first] == "eval" {
@@ -84,6 +93,9 @@ func shellCodeReparse(code, shell string) *reparsedField {
 					return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
 				}
 			}
+		}
+		if r := variableNameField(words); r != nil {
+			return r
 		}
 		if r := sourcedFileField(words); r != nil {
 			return r
@@ -148,6 +160,12 @@ func firstField(w string) string {
 type shellCommand struct {
 	words []string
 	pipe  bool
+	// expands marks the words that contain a $ or backtick expansion
+	// outside single quotes, whose text is known only when the code runs.
+	expands []bool
+	// substituted is true when a $(...) or backtick command substitution
+	// ends the command, as in eval $(cat), so its last word is not known.
+	substituted bool
 }
 
 // shellCommands splits shell code into the words of its simple commands,
@@ -173,23 +191,26 @@ func splitShellCommands(code string) []shellCommand {
 	inField := fieldMask(r)
 	var commands []shellCommand
 	var words []string
+	var expands []bool
 	var cur []rune
-	inWord := false
+	inWord, curExpands, substituted := false, false, false
 	endWord := func() {
 		if inWord {
 			words = append(words, string(cur))
+			expands = append(expands, curExpands)
 			cur = cur[:0]
-			inWord = false
+			inWord, curExpands = false, false
 		}
 	}
 	endCommand := func(pipe bool) {
 		endWord()
 		if len(words) > 0 {
-			commands = append(commands, shellCommand{words: words, pipe: pipe})
-			words = nil
+			commands = append(commands, shellCommand{words: words, pipe: pipe, expands: expands, substituted: substituted})
+			words, expands = nil, nil
 		} else if pipe && len(commands) > 0 {
 			commands[len(commands)-1].pipe = true
 		}
+		substituted = false
 	}
 	for i := 0; i < len(r); i++ {
 		c := r[i]
@@ -212,7 +233,10 @@ func splitShellCommands(code string) []shellCommand {
 			default:
 				endCommand(true)
 			}
-		case '\n', ';', '&', '(', ')', '`':
+		case '`':
+			substituted = true
+			endCommand(false)
+		case '\n', ';', '&', '(', ')':
 			endCommand(false)
 		case '\\':
 			if i+1 < len(r) {
@@ -232,17 +256,20 @@ func splitShellCommands(code string) []shellCommand {
 			for i++; i < len(r) && r[i] != '"'; i++ {
 				if r[i] == '\\' && i+1 < len(r) && strings.ContainsRune("\\\"$`", r[i+1]) {
 					i++
+				} else if r[i] == '$' || r[i] == '`' {
+					curExpands = true
 				}
 				cur = append(cur, r[i])
 			}
 		case '$':
 			if i+1 < len(r) && r[i+1] == '(' {
+				substituted = true
 				endCommand(false)
 				i++
 				continue
 			}
 			cur = append(cur, c)
-			inWord = true
+			inWord, curExpands = true, true
 		default:
 			cur = append(cur, c)
 			inWord = true
