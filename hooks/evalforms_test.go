@@ -150,13 +150,17 @@ func TestInterpreterProgramTextRejected(t *testing.T) {
 		{"shell: false, ", `make --eval {name}`, "the code that make runs"},
 		{"shell: false, ", `tclsh {path}`, "the script that tclsh runs"},
 		{"shell: true, ", `echo {name} | tclsh`, "in a pipeline into tclsh"},
+		{"shell: true, ", `echo awk {name}`, "the program text of awk"},
 		{"shell: true, ", `trap 'echo done' {name}`, "an argument of trap"},
 		{"shell: true, ", `read -a {name} < /dev/null`, "the array name of read -a"},
+		{"shell: false, ", `sh -c 'trap "$1" EXIT' sh {name}`, "a -c script that runs eval or trap"},
+		{"shell: true, ", `bash -c 'trap "$1" EXIT' bash {name}`, "a -c script that runs eval or trap"},
 	})
 	checkLoads(t, []struct{ shell, command string }{
 		{"shell: false, ", `awk -f ./report.awk {name}`},
 		{"shell: false, ", `sed -f ./fix.sed {name}`},
 		{"shell: false, ", `sed s/a/b/ {name}`},
 		{"shell: false, ", `tclsh ./notify.tcl {name}`},
+		{"shell: true, ", `w=awk; echo "$w" {name}`},
 	})
 }

@@ -46,7 +46,7 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 		if runsEval(words[s]) {
 			for _, a := range words[s+1:] {
 				if f := firstField(a); f != "" {
-					return &reparsedField{f, "an argument of a -c script that runs eval, which parses the value as shell code", "use the value as \"$1\" without eval"}
+					return &reparsedField{f, "an argument of a -c script that runs eval or trap, which parses the value as shell code", "use the value as \"$1\" without eval"}
 				}
 			}
 		}
@@ -107,10 +107,11 @@ func shellCodeReparse(code, shell string) *reparsedField {
 	return nil
 }
 
-// runsEval reports whether shell code runs eval.
+// runsEval reports whether shell code runs eval, or trap, which runs its
+// action with eval.
 func runsEval(code string) bool {
 	for _, words := range shellCommands(code) {
-		if first := commandName(words); first >= 0 && words[first] == "eval" {
+		if first := commandName(words); first >= 0 && (words[first] == "eval" || words[first] == "trap") {
 			return true
 		}
 	}
