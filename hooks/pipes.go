@@ -73,11 +73,15 @@ func stdinCodeField(words []string, field string) *reparsedField {
 			return nil
 		}
 		options, operand := walkOptions(words, k, runner.options)
-		readsStdin := operand >= len(words) || words[operand] == "-"
+		// A script operand such as /dev/stdin reads standard input too.
+		readsStdin := operand >= len(words) || slices.Contains(stdinFiles, words[operand])
 		if posixShells[name] && hasOption(options, "s") {
 			readsStdin = true
 		} else if hasOption(options, runner.inline...) {
 			readsStdin = false
+			if script := dashCScript(words, k); posixShells[name] && script > 0 {
+				readsStdin = scriptReadsStdinCode(words[script])
+			}
 		}
 		if readsStdin {
 			return &reparsedField{field, "in a pipeline into " + words[k] + ", which runs its standard input as code", fixShellArgument}

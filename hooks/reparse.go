@@ -46,7 +46,7 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 		if runsEval(words[s]) {
 			for _, a := range words[s+1:] {
 				if f := firstField(a); f != "" {
-					return &reparsedField{f, "an argument of a -c script that runs eval, which parses the value as shell code", "use the value as \"$1\" without eval"}
+					return &reparsedField{f, "an argument of a -c script that runs eval or trap, which parses the value as shell code", "use the value as \"$1\" without eval"}
 				}
 			}
 		}
@@ -58,6 +58,9 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 		if f := firstField(words[j]); f != "" {
 			return &reparsedField{f, "part of the code that " + interpreter + " runs", fixInterpreter}
 		}
+	}
+	if r := programTextField(words); r != nil {
+		return r
 	}
 	return scriptFileField(words)
 }
@@ -76,6 +79,12 @@ func shellCodeReparse(code, shell string) *reparsedField {
 	if r := pipelineField(commands); r != nil {
 		return r
 	}
+	if r := evalTextField(commands, code); r != nil {
+		return r
+	}
+	if r := processSubstitutionField(code); r != nil {
+		return r
+	}
 	for _, c := range commands {
 		words := c.words
 		if first := commandName(words); first >= 0 && words[first] == "eval" {
@@ -84,6 +93,9 @@ func shellCodeReparse(code, shell string) *reparsedField {
 					return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
 				}
 			}
+		}
+		if r := variableNameField(words); r != nil {
+			return r
 		}
 		if r := sourcedFileField(words); r != nil {
 			return r
@@ -95,10 +107,11 @@ func shellCodeReparse(code, shell string) *reparsedField {
 	return nil
 }
 
-// runsEval reports whether shell code runs eval.
+// runsEval reports whether shell code runs eval, or trap, which runs its
+// action with eval.
 func runsEval(code string) bool {
 	for _, words := range shellCommands(code) {
-		if first := commandName(words); first >= 0 && words[first] == "eval" {
+		if first := commandName(words); first >= 0 && (words[first] == "eval" || words[first] == "trap") {
 			return true
 		}
 	}
@@ -148,6 +161,12 @@ func firstField(w string) string {
 type shellCommand struct {
 	words []string
 	pipe  bool
+	// expands marks the words that contain a $ or backtick expansion
+	// outside single quotes, whose text is known only when the code runs.
+	expands []bool
+	// substituted is true when a $(...) or backtick command substitution
+	// ends the command, as in eval $(cat), so its last word is not known.
+	substituted bool
 }
 
 // shellCommands splits shell code into the words of its simple commands,
@@ -173,23 +192,26 @@ func splitShellCommands(code string) []shellCommand {
 	inField := fieldMask(r)
 	var commands []shellCommand
 	var words []string
+	var expands []bool
 	var cur []rune
-	inWord := false
+	inWord, curExpands, substituted := false, false, false
 	endWord := func() {
 		if inWord {
 			words = append(words, string(cur))
+			expands = append(expands, curExpands)
 			cur = cur[:0]
-			inWord = false
+			inWord, curExpands = false, false
 		}
 	}
 	endCommand := func(pipe bool) {
 		endWord()
 		if len(words) > 0 {
-			commands = append(commands, shellCommand{words: words, pipe: pipe})
-			words = nil
+			commands = append(commands, shellCommand{words: words, pipe: pipe, expands: expands, substituted: substituted})
+			words, expands = nil, nil
 		} else if pipe && len(commands) > 0 {
 			commands[len(commands)-1].pipe = true
 		}
+		substituted = false
 	}
 	for i := 0; i < len(r); i++ {
 		c := r[i]
@@ -212,7 +234,10 @@ func splitShellCommands(code string) []shellCommand {
 			default:
 				endCommand(true)
 			}
-		case '\n', ';', '&', '(', ')', '`':
+		case '`':
+			substituted = true
+			endCommand(false)
+		case '\n', ';', '&', '(', ')':
 			endCommand(false)
 		case '\\':
 			if i+1 < len(r) {
@@ -232,17 +257,20 @@ func splitShellCommands(code string) []shellCommand {
 			for i++; i < len(r) && r[i] != '"'; i++ {
 				if r[i] == '\\' && i+1 < len(r) && strings.ContainsRune("\\\"$`", r[i+1]) {
 					i++
+				} else if r[i] == '$' || r[i] == '`' {
+					curExpands = true
 				}
 				cur = append(cur, r[i])
 			}
 		case '$':
 			if i+1 < len(r) && r[i+1] == '(' {
+				substituted = true
 				endCommand(false)
 				i++
 				continue
 			}
 			cur = append(cur, c)
-			inWord = true
+			inWord, curExpands = true, true
 		default:
 			cur = append(cur, c)
 			inWord = true

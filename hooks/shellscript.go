@@ -107,6 +107,11 @@ func dashCScript(args []string, at int) int {
 var codeInterpreters = map[string][]string{
 	"python": {"-c"}, "perl": {"-e", "-E"}, "ruby": {"-e"}, "node": {"-e", "-p", "--eval", "--print"},
 	"php": {"-r"}, "lua": {"-e"}, "fish": {"-c"}, "csh": {"-c"}, "tcsh": {"-c"},
+	// gdb runs shell commands with its shell command, vim and ex with :!,
+	// and make with $(shell ...).
+	"gdb": {"-ex", "--ex", "-eval-command", "--eval-command", "-iex", "--iex"},
+	"vim": {"-c", "--cmd"}, "vi": {"-c", "--cmd"}, "nvim": {"-c", "--cmd"}, "ex": {"-c", "--cmd"}, "view": {"-c", "--cmd"},
+	"make": {"--eval"}, "gmake": {"--eval"},
 }
 
 // interpreterCodeArg returns the index in args of the first code

@@ -570,7 +570,7 @@ func TestReparsedPlaceholderRefused(t *testing.T) {
 
 func TestReparseSafeFormsLoad(t *testing.T) {
 	cases := []struct{ shell, command string }{
-		{"shell: true, ", `eval "$SETUP"; record {name}`},
+		{"shell: true, ", `eval 'record "$HOME"'; record {name}`},
 		{"shell: true, ", `sh -c 'record "$1"' sh {name}`},
 		{"shell: true, ", `su root -c 'record "$HOME"'; record {name}`},
 		{"shell: false, ", `sh -c 'record "$1"' sh {name}`},

@@ -202,7 +202,11 @@ var scriptRunners = map[string]scriptRunner{
 	"lua":  {options: cliOptions{value: "el"}, inline: []string{"e"}},
 	"fish": {options: cliOptions{value: "cCdDfop", valueLong: []string{"command", "init-command"}}, inline: []string{"c", "command"}},
 	"csh":  {options: cliOptions{}, inline: []string{"c", "s"}},
-	"tcsh": {options: cliOptions{}, inline: []string{"c", "s"}},
+	// tclsh and wish run their first operand as a script, or standard
+	// input without one, and Tcl's exec runs programs.
+	"tclsh": {options: cliOptions{valueLong: []string{"encoding"}}},
+	"wish":  {options: cliOptions{}},
+	"tcsh":  {options: cliOptions{}, inline: []string{"c", "s"}},
 }
 
 // lookupScriptRunner returns the scriptRunner of the program named by

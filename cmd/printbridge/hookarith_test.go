@@ -12,8 +12,9 @@ import (
 )
 
 // TestWorkerRejectsArithmeticHooks starts the worker with hooks that put
-// a placeholder where bash or dash evaluates it as arithmetic or pipe it
-// into a shell, and sends PrintDone events whose file names are shell
+// a placeholder where bash or dash evaluates it as arithmetic or as code
+// (trap, eval "$x", sh /dev/stdin, awk program text) or pipe it into a
+// shell, and sends PrintDone events whose file names are shell
 // code. Those hooks must be rejected at start. The safe form that
 // docs/hooks.md gives in their place runs for every name, and no name
 // may create a PWNED file.
@@ -28,6 +29,12 @@ func TestWorkerRejectsArithmeticHooks(t *testing.T) {
 		{name: "substring offset", command: `bash -c 'x=abc; echo ${{x:{name}}}'`, rejected: true},
 		{name: "xargs into sh", command: `echo {name} | xargs -I X sh -c 'echo X >> log.txt'`, rejected: true},
 		{name: "pipe into sh", command: `printf '%s\n' {name} | sh`, rejected: true},
+		{name: "trap", command: `trap {name} EXIT`, rejected: true},
+		{name: "bash -c trap", command: `bash -c 'trap {name} EXIT'`, rejected: true},
+		{name: "eval of a variable", command: `x={name}; eval "$x"`, rejected: true},
+		{name: "sh /dev/stdin", command: `echo {name} | sh /dev/stdin`, rejected: true},
+		{name: "compound subscript", command: `bash -c 'a=([{name}]=1)'`, rejected: true},
+		{name: "awk program", command: `awk {name} /dev/null`, rejected: true},
 		{name: "checked number", command: `n={name}; case $n in ''|*[!0-9]*) n=0;; esac; echo $((n + 1)) >> checked.txt`, output: filepath.Join(hookDir, "checked.txt")},
 		{name: "plain test", command: `[ {name} -gt 80 ] 2>/dev/null; printf '%s\n' {name} >> test.txt`, output: filepath.Join(hookDir, "test.txt")},
 	}
@@ -35,7 +42,7 @@ func TestWorkerRejectsArithmeticHooks(t *testing.T) {
 	config.WriteString("events:\n  subscriptions:\n")
 	for _, h := range hooks {
 		shell := "true"
-		if strings.HasPrefix(h.command, "sh -c") || strings.HasPrefix(h.command, "bash -c") {
+		if strings.HasPrefix(h.command, "sh -c") || strings.HasPrefix(h.command, "bash -c") || strings.HasPrefix(h.command, "awk") {
 			shell = "false"
 		}
 		fmt.Fprintf(&config, "  - {name: %q, event: PrintDone, type: system, shell: %s, cwd: %q, timeout: 30s, command: %q}\n", h.name, shell, hookDir, h.command)
