@@ -243,17 +243,25 @@ func (e *Edge) Start() {
 	}
 }
 
-// discardHeld drops the events held for a run that never started.
-func (e *Edge) discardHeld() {
+// stopUnstarted marks a run that never started as stopped and drops its
+// held events. It reports false, and does nothing, once Start has run.
+// The check and the mark share one lock, so a Start that comes after it
+// does nothing, and no event enters the outbox of a run that stops here.
+func (e *Edge) stopUnstarted() bool {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
+	if e.started {
+		return false
+	}
+	e.stopped = true
 	if len(e.heldEvents) == 0 {
-		return
+		return true
 	}
 	e.metrics.EventsDropped.WithLabelValues("not_started").Add(float64(len(e.heldEvents)))
 	e.log.Info("edge stopped before its run started; its held events are discarded and take no seq", "count", len(e.heldEvents),
 		"first_event", e.heldEvents[0].Event, "first_event_id", e.heldEvents[0].ID)
 	e.heldEvents = nil
+	return true
 }
 
 // SetPolicy replaces the command policy, for a configuration reload; nil
@@ -442,11 +450,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	select {
 	case <-e.busReady:
 	case <-ctx.Done():
-		e.emitMu.Lock()
-		started := e.started
-		e.emitMu.Unlock()
-		if !started {
-			e.discardHeld()
+		if e.stopUnstarted() {
 			return e.close()
 		}
 		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
