@@ -139,7 +139,8 @@ type Edge struct {
 
 	commands *commandRunner
 	// failed receives the error of a failed command subscription (see
-	// Failed). It has room for it, so Run never blocks on it.
+	// Failed). Its buffer has room for the one error that a Run sends, so
+	// Run does not block on it.
 	failed chan error
 	wg     sync.WaitGroup
 	// policy is the command policy in force; SetPolicy replaces it.
@@ -497,10 +498,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	return errors.Join(subscribeErr, e.close())
 }
 
-// Failed returns a channel that receives the error that keeps a running
-// edge from taking commands, at most once. Run goes on publishing events
-// until its ctx ends, so that the caller can stop the printer first and
-// Shutdown stays the last event. Run then returns the error too.
+// Failed returns a channel that receives the error of Run's command
+// subscription when it fails. Run sends at most one error, and never sends
+// when the presence check stops the commands (see
+// Presence.CommandsStopped). Run goes on publishing events until its ctx
+// ends, so that the caller can stop the printer first and Shutdown stays
+// the last event. Run then returns the error too.
 func (e *Edge) Failed() <-chan error {
 	return e.failed
 }
