@@ -139,7 +139,8 @@ type Edge struct {
 
 	commands *commandRunner
 	// failed receives the error of a failed command subscription (see
-	// Failed). It has room for it, so Run never blocks on it.
+	// Failed). Its buffer has room for the one error that a Run sends, so
+	// Run does not block on it.
 	failed chan error
 	wg     sync.WaitGroup
 	// policy is the command policy in force; SetPolicy replaces it.
@@ -243,17 +244,25 @@ func (e *Edge) Start() {
 	}
 }
 
-// discardHeld drops the events held for a run that never started.
-func (e *Edge) discardHeld() {
+// stopUnstarted marks a run that never started as stopped and drops its
+// held events. It reports false, and does nothing, once Start has run.
+// The check and the mark share one lock, so a Start that comes after it
+// does nothing, and no event enters the outbox of a run that stops here.
+func (e *Edge) stopUnstarted() bool {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
+	if e.started {
+		return false
+	}
+	e.stopped = true
 	if len(e.heldEvents) == 0 {
-		return
+		return true
 	}
 	e.metrics.EventsDropped.WithLabelValues("not_started").Add(float64(len(e.heldEvents)))
 	e.log.Info("edge stopped before its run started; its held events are discarded and take no seq", "count", len(e.heldEvents),
 		"first_event", e.heldEvents[0].Event, "first_event_id", e.heldEvents[0].ID)
 	e.heldEvents = nil
+	return true
 }
 
 // SetPolicy replaces the command policy, for a configuration reload; nil
@@ -442,11 +451,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	select {
 	case <-e.busReady:
 	case <-ctx.Done():
-		e.emitMu.Lock()
-		started := e.started
-		e.emitMu.Unlock()
-		if !started {
-			e.discardHeld()
+		if e.stopUnstarted() {
 			return e.close()
 		}
 		e.Emit(bridge.EventShutdown, nil, bridge.Context{})
@@ -493,10 +498,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	return errors.Join(subscribeErr, e.close())
 }
 
-// Failed returns a channel that receives the error that keeps a running
-// edge from taking commands, at most once. Run goes on publishing events
-// until its ctx ends, so that the caller can stop the printer first and
-// Shutdown stays the last event. Run then returns the error too.
+// Failed returns a channel that receives the error of Run's command
+// subscription when it fails. Run sends at most one error, and never sends
+// when the presence check stops the commands (see
+// Presence.CommandsStopped). Run goes on publishing events until its ctx
+// ends, so that the caller can stop the printer first and Shutdown stays
+// the last event. Run then returns the error too.
 func (e *Edge) Failed() <-chan error {
 	return e.failed
 }

@@ -19,17 +19,16 @@ import (
 // with the same --data-dir.
 //
 // Every edge subscribes to the printer's presence topic. At start it
-// publishes a probe and waits for answers (see awaitAnswers), and every
-// edge that receives the probe answers with its identity and state,
-// starting or running. A
-// starting edge that hears of a running one, or of a starting one that
+// publishes a probe and waits for replies (see awaitReplies), and every
+// edge that receives the probe replies with its identity and state,
+// starting or running. A starting edge that hears of a running one, or of a starting one that
 // precedes it (see precedes), does not start. Two edges that start
 // together both hear of each other: the one that subscribed first
-// receives the other's probe, and the other receives its answer. So both
+// receives the other's probe, and the other receives its reply. So both
 // compare the same two identities, and exactly one goes on.
 //
 // A running edge announces itself every Interval and after every
-// reconnect, and answers each announcement of another edge. When two
+// reconnect, and replies to each announcement of another edge. When two
 // running edges find each other, after a network partition heals or when
 // one started with a ProbeWait of 0, the one that started later stops
 // taking commands and rejects each one with an error that names both.
@@ -41,14 +40,14 @@ type Presence struct {
 	self    Instance
 	bus     bridge.PresenceBus
 
-	// out holds the answers and announcements for the sender goroutine,
+	// out contains the replies and announcements for the sender goroutine,
 	// because the bus handler must not block.
 	out chan presenceMessage
-	// lost is closed when a running edge answers the probe, which ends
+	// lost is closed when a running edge replies to the probe, which ends
 	// the wait at once.
 	lost chan struct{}
 	// echo is closed when the edge's own probe comes back, which shortens
-	// the wait (see awaitAnswers).
+	// the wait (see awaitReplies).
 	echo chan struct{}
 	done chan struct{}
 
@@ -70,8 +69,8 @@ type PresenceConfig struct {
 	// DataDir is reported to other edges, so that an operator can tell
 	// the two apart.
 	DataDir string
-	// ProbeWait is how long Start waits for other edges to answer its
-	// probe. With 0 it does not wait, and an answer that comes later stops
+	// ProbeWait is how long Start waits for other edges to reply to its
+	// probe. With 0 it does not wait, and a reply that comes later stops
 	// this edge's commands instead.
 	ProbeWait time.Duration
 	// Interval is the time between two announcements of a running edge,
@@ -137,7 +136,7 @@ type presenceMessage struct {
 	// because another edge took them.
 	CommandsStopped bool `json:"commands_stopped,omitempty"`
 	// InReplyTo is the instance whose probe or announcement this message
-	// answers. An answer is never answered in turn.
+	// replies to. No edge replies to a reply.
 	InReplyTo string `json:"in_reply_to,omitempty"`
 	Instance
 }
@@ -226,10 +225,10 @@ func NewPresence(cfg PresenceConfig, log *slog.Logger, metrics *Metrics) (*Prese
 func (p *Presence) Instance() Instance { return p.self }
 
 // Start subscribes to the presence topic, publishes the probe and waits
-// for answers, at most ProbeWait. It returns a *DuplicateEdgeError when another
+// for replies, at most ProbeWait. It returns a *DuplicateEdgeError when another
 // edge takes the printer, and ctx's error when ctx ends first. Otherwise
 // the edge is running: a goroutine announces it every Interval and
-// answers other edges until ctx ends. Call Close after ctx has ended.
+// replies to other edges until ctx ends. Call Close after ctx has ended.
 //
 // When the broker does not let the edge subscribe or publish, Start logs
 // an error and returns nil: the edge then runs without the check.
@@ -255,7 +254,7 @@ func (p *Presence) Start(ctx context.Context, bus bridge.PresenceBus) error {
 		p.becomeRunning()
 		return nil
 	}
-	if err := p.awaitAnswers(ctx, time.Now()); err != nil {
+	if err := p.awaitReplies(ctx, time.Now()); err != nil {
 		return err
 	}
 
@@ -285,19 +284,19 @@ func (p *Presence) Start(ctx context.Context, bus bridge.PresenceBus) error {
 	return nil
 }
 
-// presenceAnswerMargin is how long Start waits for answers after its own
+// presenceReplyMargin is how long Start waits for replies after its own
 // probe came back through the broker, unless four times that round trip
-// is longer. Another edge's answer takes the round trip of each edge, so
-// on one broker it arrives well within it. An answer that comes later
+// is longer. Another edge's reply takes the round trip of each edge, so
+// on one broker it arrives well within it. A reply that comes later
 // still stops one edge's commands (see Presence), so the margin trades a
 // short window for a start-up that does not wait all of ProbeWait.
-const presenceAnswerMargin = 250 * time.Millisecond
+const presenceReplyMargin = 250 * time.Millisecond
 
-// awaitAnswers waits for the answers to the probe published at sent: until
-// a running edge answers, until presenceAnswerMargin (or four round
+// awaitReplies waits for the replies to the probe published at sent: until
+// a running edge replies, until presenceReplyMargin (or four round
 // trips) after the probe's own echo, or until ProbeWait, whichever comes
 // first.
-func (p *Presence) awaitAnswers(ctx context.Context, sent time.Time) error {
+func (p *Presence) awaitReplies(ctx context.Context, sent time.Time) error {
 	wait := time.NewTimer(p.cfg.ProbeWait)
 	defer wait.Stop()
 	echo := p.echo
@@ -312,7 +311,7 @@ func (p *Presence) awaitAnswers(ctx context.Context, sent time.Time) error {
 		case <-echo:
 			echo = nil
 			roundTrip := time.Since(sent)
-			margin := max(presenceAnswerMargin, 4*roundTrip)
+			margin := max(presenceReplyMargin, 4*roundTrip)
 			if margin < p.cfg.ProbeWait-roundTrip {
 				wait.Reset(margin)
 			}
@@ -410,7 +409,7 @@ func (p *Presence) message(kind, inReplyTo string) presenceMessage {
 	return p.messageLocked(kind, inReplyTo)
 }
 
-// messageLocked builds a message with the current state, so an answer
+// messageLocked builds a message with the current state, so a reply
 // states what this edge decided with. The caller holds p.mu.
 func (p *Presence) messageLocked(kind, inReplyTo string) presenceMessage {
 	state := p.state
@@ -462,8 +461,8 @@ func (p *Presence) receive(data []byte) {
 		return
 	}
 	if !other.running {
-		// A starting edge answering a probe. This edge hears of it by its
-		// own probe or by its answer to this edge's probe.
+		// A starting edge replying to a probe. This edge hears of it by its
+		// own probe or by its reply to this edge's probe.
 		if p.state == stateStarting {
 			p.recordPeerLocked(other)
 		}
@@ -472,7 +471,7 @@ func (p *Presence) receive(data []byte) {
 	p.receiveRunning(other, msg)
 }
 
-// receiveProbe answers the probe of a starting edge. The caller holds
+// receiveProbe replies to the probe of a starting edge. The caller holds
 // p.mu.
 func (p *Presence) receiveProbe(other peer) {
 	p.metrics.DuplicateEdges.WithLabelValues("probe").Inc()
@@ -522,7 +521,7 @@ func (p *Presence) receiveRunning(other peer, msg presenceMessage) {
 		}
 	}
 	if msg.InReplyTo == "" {
-		// The other edge learns of this one from the answer, without
+		// The other edge learns of this one from the reply, without
 		// waiting for this edge's next announcement.
 		p.enqueueLocked(p.messageLocked(presencePresent, other.ID))
 	}

@@ -542,7 +542,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		// publishes nothing must not keep the process running.
 		edgeDead = true
 		if edgeErr == nil {
-			edgeErr = errors.New("the edge stopped before the process was told to stop")
+			edgeErr = errors.New("edge run returned early without an error, which is a printbridge bug: report it with this log")
 		}
 		log.Error("the edge stopped running; stopping the process", "printer", o.printerID, "error", edgeErr)
 	case busErr = <-busFailed:
