@@ -149,6 +149,8 @@ func TestPipelineIntoCodeLoadChecks(t *testing.T) {
 	checkRejected(t, []struct{ shell, command, want string }{
 		{"shell: true, ", `echo {name} | python3 -`, "in a pipeline into python3"},
 		{"shell: true, ", `cat {path} | env -i sh`, "in a pipeline into sh"},
+		{"shell: true, ", `cat {path} | env -a name sh`, "in a pipeline into sh"},
+		{"shell: true, ", `cat {path} | env --argv0 name sh`, "in a pipeline into sh"},
 	})
 	checkLoads(t, []struct{ shell, command string }{
 		{"shell: true, ", `echo {name} | xargs rm --`},

@@ -11,8 +11,11 @@ var stdinFiles = []string{"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "-"}
 
 // pipeWrappers are programs that run the rest of their words as a
 // command with the same standard input, so | nice sh still runs a shell.
+//
+// NOTE: walkOptions reads no abbreviated long option, so a pipeline into
+// env --chd DIR sh is not found, although getopt_long takes --chd.
 var pipeWrappers = map[string]cliOptions{
-	"env":     {value: "uCS", valueLong: []string{"unset", "chdir", "split-string"}},
+	"env":     {value: envValueOptions, valueLong: envValueLongOptions()},
 	"nice":    {value: "n", valueLong: []string{"adjustment"}},
 	"nohup":   {},
 	"setsid":  {},
