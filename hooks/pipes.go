@@ -61,10 +61,7 @@ func stdinCodeField(words []string, field string) *reparsedField {
 	name := path.Base(words[k])
 	switch {
 	case name == "." || name == "source":
-		file := k + 1
-		if file < len(words) && words[file] == "--" {
-			file++
-		}
+		file := sourcedFileArg(words, k)
 		if file < len(words) && slices.Contains(stdinFiles, words[file]) {
 			return &reparsedField{field, "in a pipeline into " + name + " " + words[file] + ", which runs its standard input as shell code", fixShellArgument}
 		}

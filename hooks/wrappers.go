@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -114,10 +115,8 @@ func ownShellCommandArg(args []string) (int, string, string) {
 		}
 		options, _ := walkOptions(args, i, runner.options)
 		for _, o := range options {
-			for _, name := range runner.command {
-				if o.name == name && o.value > 0 {
-					return o.value, path.Base(a), runner.shell
-				}
+			if slices.Contains(runner.command, o.name) && o.value > 0 {
+				return o.value, path.Base(a), runner.shell
 			}
 		}
 	}
@@ -242,7 +241,7 @@ func scriptFileField(words []string) *reparsedField {
 		}
 		script := operand
 		for _, o := range options {
-			if hasOption([]cliOption{o}, runner.script...) {
+			if slices.Contains(runner.script, o.name) {
 				// The options after python3 -m MODULE belong to the module.
 				script = o.value
 				break
@@ -270,10 +269,7 @@ func sourcedFileField(words []string) *reparsedField {
 	if first < 0 || words[first] != "." && words[first] != "source" {
 		return nil
 	}
-	file := first + 1
-	if file < len(words) && words[file] == "--" {
-		file++
-	}
+	file := sourcedFileArg(words, first)
 	if file >= len(words) {
 		return nil
 	}
@@ -281,4 +277,14 @@ func sourcedFileField(words []string) *reparsedField {
 		return &reparsedField{f, "the file that " + words[first] + " runs as shell code, so a value that names an uploaded G-code file runs its contents", fixScript}
 	}
 	return nil
+}
+
+// sourcedFileArg returns the index of the file that the . or source at
+// words[at] reads, after an optional --, or len(words) for none.
+func sourcedFileArg(words []string, at int) int {
+	file := at + 1
+	if file < len(words) && words[file] == "--" {
+		file++
+	}
+	return file
 }
