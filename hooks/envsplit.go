@@ -38,10 +38,8 @@ func expandEnvSplit(args []string) (words []string, origin []int, r *reparsedFie
 		}
 	}
 	if expandsAt >= 0 {
-		for _, w := range words[expandsAt:] {
-			if f := firstField(w); f != "" {
-				return words, origin, &reparsedField{f, "an argument after an env -S string that expands ${VAR}, so printbridge cannot tell which program gets the value", fixEnvSplit}
-			}
+		if f := fieldIn(words[expandsAt:]); f != "" {
+			return words, origin, &reparsedField{f, "an argument after an env -S string that expands ${VAR}, so printbridge cannot tell which program gets the value", fixEnvSplit}
 		}
 	}
 	return words, origin, nil

@@ -42,10 +42,8 @@ func remoteShellField(words []string) *reparsedField {
 		case "mosh":
 			// mosh hands its options and destination to ssh and its
 			// command to the remote login shell.
-			for _, a := range words[i+1:] {
-				if f := firstField(a); f != "" {
-					return &reparsedField{f, "an argument of mosh, which hands its options and destination to ssh and its command to the login shell on the remote host", fixSSH}
-				}
+			if f := fieldIn(words[i+1:]); f != "" {
+				return &reparsedField{f, "an argument of mosh, which hands its options and destination to ssh and its command to the login shell on the remote host", fixSSH}
 			}
 			continue
 		default:
@@ -165,10 +163,8 @@ func ownShellField(words []string) *reparsedField {
 			if !hasOption(options, "s", "i", "shell", "login") {
 				continue
 			}
-			for _, a := range words[command:] {
-				if f := firstField(a); f != "" {
-					return &reparsedField{f, "in the command that sudo -s or -i joins into one line for a shell, which leaves $ unescaped and may be the target user's login shell", fixOwnShell}
-				}
+			if f := fieldIn(words[command:]); f != "" {
+				return &reparsedField{f, "in the command that sudo -s or -i joins into one line for a shell, which leaves $ unescaped and may be the target user's login shell", fixOwnShell}
 			}
 		}
 	}
