@@ -284,12 +284,8 @@ func builtinArithmeticField(words []string, integerCode bool, shell string) *rep
 		}
 	case "printf":
 		options, _ := walkOptions(words, first, cliOptions{value: "v"})
-		for _, o := range options {
-			if o.name == "v" && o.value > 0 {
-				if f := firstField(words[o.value]); f != "" {
-					return &reparsedField{f, "the variable name of printf -v, where bash evaluates an array subscript such as a[$(cmd)] as arithmetic, which runs the command", "write the variable name as fixed text, as in printf -v n %s {name}"}
-				}
-			}
+		if f := optionValueField(words, options, "v"); f != "" {
+			return &reparsedField{f, "the variable name of printf -v, where bash evaluates an array subscript such as a[$(cmd)] as arithmetic, which runs the command", "write the variable name as fixed text, as in printf -v n %s {name}"}
 		}
 	case "unset":
 		if f := fieldIn(args); f != "" {

@@ -1,13 +1,8 @@
 package hooks
 
 import (
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // arithValue is a file name that runs touch PWNED where a shell
@@ -16,28 +11,11 @@ import (
 // script.
 const arithValue = "a[$(touch PWNED)]"
 
-// runsPWNED renders code with arithValue as {name}, quoted as with
-// shell: true, runs it with shell -c in a new folder and reports whether
-// the value created the file PWNED.
+// runsPWNED reports whether arithValue as {name} in code creates the
+// file PWNED, as runsValue does.
 func runsPWNED(t *testing.T, shell, code string) bool {
 	t.Helper()
-	script, err := Format(code, map[string]string{"name": Quote(arithValue)})
-	if err != nil {
-		t.Fatalf("%s: %v", code, err)
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, shell, "-c", script)
-	cmd.Dir = dir
-	cmd.Stdin = strings.NewReader("")
-	// Most of the scripts fail once the value ran, which is fine here.
-	_ = cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s -c %q did not finish", shell, script)
-	}
-	_, err = os.Stat(filepath.Join(dir, "PWNED"))
-	return err == nil
+	return runsValue(t, shell, code, arithValue)
 }
 
 // TestArithmeticPlaceholderRejected runs each rejected form with the
@@ -171,6 +149,8 @@ func TestPipelineIntoCodeLoadChecks(t *testing.T) {
 	checkRejected(t, []struct{ shell, command, want string }{
 		{"shell: true, ", `echo {name} | python3 -`, "in a pipeline into python3"},
 		{"shell: true, ", `cat {path} | env -i sh`, "in a pipeline into sh"},
+		{"shell: true, ", `cat {path} | env -a name sh`, "in a pipeline into sh"},
+		{"shell: true, ", `cat {path} | env --argv0 name sh`, "in a pipeline into sh"},
 	})
 	checkLoads(t, []struct{ shell, command string }{
 		{"shell: true, ", `echo {name} | xargs rm --`},

@@ -3,6 +3,7 @@ package hooks
 import (
 	"errors"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -37,14 +38,16 @@ func expandEnvSplit(args []string) (words []string, origin []int, r *reparsedFie
 		}
 	}
 	if expandsAt >= 0 {
-		for _, w := range words[expandsAt:] {
-			if f := firstField(w); f != "" {
-				return words, origin, &reparsedField{f, "an argument after an env -S string that expands ${VAR}, so printbridge cannot tell which program gets the value", fixEnvSplit}
-			}
+		if f := fieldIn(words[expandsAt:]); f != "" {
+			return words, origin, &reparsedField{f, "an argument after an env -S string that expands ${VAR}, so printbridge cannot tell which program gets the value", fixEnvSplit}
 		}
 	}
 	return words, origin, nil
 }
+
+// envValueOptions are the short options of GNU env that take a value.
+// env of coreutils 9.1 rejects -a, which later releases take.
+const envValueOptions = "CSua"
 
 // envLongOptions are the long options of GNU env 9.x, with true for
 // those that take a separate value when no = follows. getopt_long takes
@@ -53,6 +56,19 @@ var envLongOptions = map[string]bool{
 	"ignore-environment": false, "null": false, "unset": true, "chdir": true, "split-string": true,
 	"block-signal": false, "default-signal": false, "ignore-signal": false, "list-signal-handling": false,
 	"debug": false, "argv0": true, "help": false, "version": false,
+}
+
+// envValueLongOptions returns the long options of env that take a
+// value, sorted.
+func envValueLongOptions() []string {
+	var names []string
+	for name, takesValue := range envLongOptions {
+		if takesValue {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // envLongOption returns the long option of env that the word --name
@@ -103,7 +119,7 @@ func expandEnvAt(words []string, origin []int, at int) (_ []string, _ []int, exp
 			}
 		case len(a) > 1 && a[0] == '-':
 			for k := 1; k < len(a); k++ {
-				if !strings.ContainsRune("CSua", rune(a[k])) {
+				if strings.IndexByte(envValueOptions, a[k]) < 0 {
 					continue
 				}
 				// An option with a value takes the rest of the word, or

@@ -212,12 +212,8 @@ func variableNameField(words []string) *reparsedField {
 		}
 	case "read":
 		options, operand := walkOptions(words, first, cliOptions{value: "adinNptu"})
-		for _, o := range options {
-			if o.name == "a" && o.value > 0 {
-				if f := firstField(words[o.value]); f != "" {
-					return &reparsedField{f, "the array name of read -a", "write the variable names of read as fixed text"}
-				}
-			}
+		if f := optionValueField(words, options, "a"); f != "" {
+			return &reparsedField{f, "the array name of read -a", "write the variable names of read as fixed text"}
 		}
 		if operand >= 0 && operand < len(words) {
 			if f := fieldIn(words[operand:]); f != "" {

@@ -94,3 +94,17 @@ func hasOption(options []cliOption, names ...string) bool {
 	}
 	return false
 }
+
+// optionValueField returns the first placeholder in the value of an
+// option named name, or "". A value attached to its option, as in
+// -vNAME, is searched together with the option.
+func optionValueField(words []string, options []cliOption, name string) string {
+	for _, o := range options {
+		if o.name == name && o.value >= 0 {
+			if f := firstField(words[o.value]); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
+}

@@ -11,8 +11,11 @@ var stdinFiles = []string{"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "-"}
 
 // pipeWrappers are programs that run the rest of their words as a
 // command with the same standard input, so | nice sh still runs a shell.
+//
+// NOTE: walkOptions reads no abbreviated long option, so a pipeline into
+// env --chd DIR sh is not found, although getopt_long takes --chd.
 var pipeWrappers = map[string]cliOptions{
-	"env":     {value: "uCS", valueLong: []string{"unset", "chdir", "split-string"}},
+	"env":     {value: envValueOptions, valueLong: envValueLongOptions()},
 	"nice":    {value: "n", valueLong: []string{"adjustment"}},
 	"nohup":   {},
 	"setsid":  {},
@@ -58,10 +61,7 @@ func stdinCodeField(words []string, field string) *reparsedField {
 	name := path.Base(words[k])
 	switch {
 	case name == "." || name == "source":
-		file := k + 1
-		if file < len(words) && words[file] == "--" {
-			file++
-		}
+		file := sourcedFileArg(words, k)
 		if file < len(words) && slices.Contains(stdinFiles, words[file]) {
 			return &reparsedField{field, "in a pipeline into " + name + " " + words[file] + ", which runs its standard input as shell code", fixShellArgument}
 		}

@@ -44,10 +44,8 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 			return r
 		}
 		if runsEval(words[s]) {
-			for _, a := range words[s+1:] {
-				if f := firstField(a); f != "" {
-					return &reparsedField{f, "an argument of a -c script that runs eval or trap, which parses the value as shell code", "use the value as \"$1\" without eval"}
-				}
+			if f := fieldIn(words[s+1:]); f != "" {
+				return &reparsedField{f, "an argument of a -c script that runs eval or trap, which parses the value as shell code", "use the value as \"$1\" without eval"}
 			}
 		}
 	}
@@ -88,10 +86,8 @@ func shellCodeReparse(code, shell string) *reparsedField {
 	for _, c := range commands {
 		words := c.words
 		if first := commandName(words); first >= 0 && words[first] == "eval" {
-			for _, w := range words[first+1:] {
-				if f := firstField(w); f != "" {
-					return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
-				}
+			if f := fieldIn(words[first+1:]); f != "" {
+				return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
 			}
 		}
 		if r := variableNameField(words); r != nil {

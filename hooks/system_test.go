@@ -587,16 +587,24 @@ func TestReparseSafeFormsLoad(t *testing.T) {
 }
 
 func TestInjectionShellWrappers(t *testing.T) {
-	rec := newRecorder(t)
-	cwd := t.TempDir()
-	names := append([]string{"a$(touch X).gcode", "a; touch Y.gcode", "a`touch Z`.gcode", "a'; touch PWN4; '.gcode"}, hostileNames...)
-	commands := []string{
+	checkWrappedShells(t, []string{
 		`nice sh -c "record --nice {name}"`,
 		`timeout 5 sh -c "record --timeout {name}"`,
 		// find runs the -exec command once for the start folder.
 		`find . -maxdepth 0 -exec sh -c "record --find {name}" ;`,
 		`env nice -n 1 bash -c "record --env {name}"`,
-	}
+	}, []string{"--nice", "--timeout", "--find", "--env"})
+}
+
+// checkWrappedShells runs the commands, which are shell: false entries
+// that each run record FLAG {name} through sh -c, with hostile names. It
+// checks that each name reaches the recorder as one argument after the
+// command's flag in flags and that no name runs a command.
+func checkWrappedShells(t *testing.T, commands, flags []string) {
+	t.Helper()
+	rec := newRecorder(t)
+	cwd := t.TempDir()
+	names := append([]string{"a$(touch X).gcode", "a; touch Y.gcode", "a`touch Z`.gcode", "a'; touch PWN4; '.gcode"}, hostileNames...)
 	list := ""
 	for _, c := range commands {
 		list += fmt.Sprintf("%q, ", c)
@@ -613,8 +621,8 @@ func TestInjectionShellWrappers(t *testing.T) {
 		t.Fatalf("recorder ran %d times, want %d", len(calls), len(commands)*len(names))
 	}
 	for i, name := range names {
-		wants := [][]string{{"--nice", name}, {"--timeout", name}, {"--find", name}, {"--env", name}}
-		for j, want := range wants {
+		for j, flag := range flags {
+			want := []string{flag, name}
 			if got := calls[len(commands)*i+j].Args; argvString(got) != argvString(want) {
 				t.Errorf("name %q, command #%d: argv %s, want %s", name, j+1, argvString(got), argvString(want))
 			}

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -41,10 +42,8 @@ func remoteShellField(words []string) *reparsedField {
 		case "mosh":
 			// mosh hands its options and destination to ssh and its
 			// command to the remote login shell.
-			for _, a := range words[i+1:] {
-				if f := firstField(a); f != "" {
-					return &reparsedField{f, "an argument of mosh, which hands its options and destination to ssh and its command to the login shell on the remote host", fixSSH}
-				}
+			if f := fieldIn(words[i+1:]); f != "" {
+				return &reparsedField{f, "an argument of mosh, which hands its options and destination to ssh and its command to the login shell on the remote host", fixSSH}
 			}
 			continue
 		default:
@@ -114,10 +113,8 @@ func ownShellCommandArg(args []string) (int, string, string) {
 		}
 		options, _ := walkOptions(args, i, runner.options)
 		for _, o := range options {
-			for _, name := range runner.command {
-				if o.name == name && o.value > 0 {
-					return o.value, path.Base(a), runner.shell
-				}
+			if slices.Contains(runner.command, o.name) && o.value > 0 {
+				return o.value, path.Base(a), runner.shell
 			}
 		}
 	}
@@ -166,10 +163,8 @@ func ownShellField(words []string) *reparsedField {
 			if !hasOption(options, "s", "i", "shell", "login") {
 				continue
 			}
-			for _, a := range words[command:] {
-				if f := firstField(a); f != "" {
-					return &reparsedField{f, "in the command that sudo -s or -i joins into one line for a shell, which leaves $ unescaped and may be the target user's login shell", fixOwnShell}
-				}
+			if f := fieldIn(words[command:]); f != "" {
+				return &reparsedField{f, "in the command that sudo -s or -i joins into one line for a shell, which leaves $ unescaped and may be the target user's login shell", fixOwnShell}
 			}
 		}
 	}
@@ -242,7 +237,7 @@ func scriptFileField(words []string) *reparsedField {
 		}
 		script := operand
 		for _, o := range options {
-			if hasOption([]cliOption{o}, runner.script...) {
+			if slices.Contains(runner.script, o.name) {
 				// The options after python3 -m MODULE belong to the module.
 				script = o.value
 				break
@@ -270,10 +265,7 @@ func sourcedFileField(words []string) *reparsedField {
 	if first < 0 || words[first] != "." && words[first] != "source" {
 		return nil
 	}
-	file := first + 1
-	if file < len(words) && words[file] == "--" {
-		file++
-	}
+	file := sourcedFileArg(words, first)
 	if file >= len(words) {
 		return nil
 	}
@@ -281,4 +273,14 @@ func sourcedFileField(words []string) *reparsedField {
 		return &reparsedField{f, "the file that " + words[first] + " runs as shell code, so a value that names an uploaded G-code file runs its contents", fixScript}
 	}
 	return nil
+}
+
+// sourcedFileArg returns the index of the file that the . or source at
+// words[at] reads, after an optional --, or len(words) for none.
+func sourcedFileArg(words []string, at int) int {
+	file := at + 1
+	if file < len(words) && words[file] == "--" {
+		file++
+	}
+	return file
 }
