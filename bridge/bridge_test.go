@@ -117,6 +117,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{CommandGcode, "{\"id\":\"b35\",\"source\":\"hook\xff\",\"commands\":[\"M105\"]}", "b35", "\"source\" must be valid UTF-8: \"hook\ufffd\""},
 		{CommandGcode, `{"id":"b36","source":"hook\udc00","commands":["M105"]}`, "b36", `"source" must be valid UTF-8`},
 		{CommandGcode, `{"id":"b37","source":"hook\ufffd","commands":["M105"]}`, "", ""},
+		{CommandGcode, `{"id":"b38\ud800\\ufffd","commands":["M105"]}`, "b38\ufffd\\ufffd", `"id" must be valid UTF-8`},
+		{CommandGcode, `{"id":"b39\\\ufffd","commands":["M105"]}`, "", ""},
 		{CommandGcode, `{"id":"c10","commands":["M105"],"expires":"yesterday"}`, "c10", "RFC 3339"},
 		{CommandGcode, `{"id":"c11","commands":["", "  "]}`, "c11", "only blank lines"},
 		{CommandEvent, `{"id":"e1","event":"plugin_a_b","payload":[1]}`, "e1", `"payload" must be a JSON object`},

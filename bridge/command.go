@@ -559,9 +559,9 @@ func nonStringID(raw json.RawMessage) *CommandError {
 }
 
 // validUTF8String reports whether the JSON string raw, which decoded to
-// text, is valid UTF-8: encoding/json turns invalid bytes and lone
-// surrogate escapes such as \ud800 into U+FFFD, so text contains U+FFFD
-// that raw does not spell out.
+// text, is valid UTF-8. encoding/json turns invalid bytes and lone
+// surrogate escapes such as \ud800 into U+FFFD, so text then contains
+// more U+FFFD than raw spells out.
 func validUTF8String(raw json.RawMessage, text string) bool {
 	if !utf8.Valid(raw) {
 		return false
@@ -569,8 +569,28 @@ func validUTF8String(raw json.RawMessage, text string) bool {
 	if !strings.ContainsRune(text, utf8.RuneError) {
 		return true
 	}
-	spelled := strings.Count(string(raw), string(utf8.RuneError)) + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
-	return spelled == strings.Count(text, string(utf8.RuneError))
+	return spelledReplacements(raw) == strings.Count(text, string(utf8.RuneError))
+}
+
+// spelledReplacements counts the U+FFFD characters that the JSON string
+// raw spells out, as the character or as a \ufffd escape. An escaped
+// backslash is skipped, so `\\ufffd` is not counted.
+func spelledReplacements(raw json.RawMessage) int {
+	count := 0
+	for i := 0; i < len(raw); i++ {
+		switch {
+		case raw[i] == '\\' && i+1 < len(raw) && raw[i+1] == 'u':
+			if i+6 <= len(raw) && bytes.EqualFold(raw[i+2:i+6], []byte("fffd")) {
+				count++
+			}
+			i += 5
+		case raw[i] == '\\':
+			i++
+		case bytes.HasPrefix(raw[i:], []byte(string(utf8.RuneError))):
+			count++
+		}
+	}
+	return count
 }
 
 func truncate(s string, n int) string {

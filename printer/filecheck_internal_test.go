@@ -82,11 +82,7 @@ func checkSlowCommand(raw []byte) string {
 }
 
 func checkFastCommand(raw []byte) ([]byte, bool) {
-	code := bytes.TrimRight(raw, "\r\n")
-	if i := bytes.IndexByte(code, ';'); i >= 0 {
-		code = code[:i]
-	}
-	return printableCommand(raw, code)
+	return printableCommand(raw, commandPart(raw))
 }
 
 func TestPrintableCommandMatchesSender(t *testing.T) {

@@ -188,10 +188,11 @@ func (s *session) handleOK(line string, now time.Time) {
 			// The line number names the line that was processed, so oks lost
 			// on the wire cannot shift the accounting.
 			n, _ := strconv.Atoi(m[1])
-			acked = s.ackedByNumber(n)
 			if s.okNumberUnsent(n) {
 				s.reportOKNumber(line, n, now)
 				acked = 1
+			} else {
+				acked = s.ackedByNumber(n)
 			}
 			if acked == 0 {
 				s.log.Debug("ok for a line no longer in flight ignored", "line", line)

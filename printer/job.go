@@ -355,11 +355,7 @@ func (s *session) readJobCommand() (string, bool) {
 		}
 		// Most lines of a slicer's file are printable ASCII, and many
 		// are only comments: read those without a string per line.
-		code := bytes.TrimRight(raw, "\r\n")
-		if i := bytes.IndexByte(code, ';'); i >= 0 {
-			code = code[:i]
-		}
-		if cmd, ok := printableCommand(raw, code); ok {
+		if cmd, ok := printableCommand(raw, commandPart(raw)); ok {
 			if len(cmd) > 0 {
 				return string(cmd), true
 			}
@@ -668,10 +664,7 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 		if lineNo == 1 {
 			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
 		}
-		code := bytes.TrimRight(raw, "\r\n")
-		if i := bytes.IndexByte(code, ';'); i >= 0 {
-			code = code[:i]
-		}
+		code := commandPart(raw)
 		for _, c := range code {
 			if c < 0x20 && c != '\t' {
 				return fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, path, c)
@@ -709,6 +702,16 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", path, gcodes, commands)
 	}
 	return nil
+}
+
+// commandPart returns the part of the file line raw before its first `;`,
+// without CR or LF.
+func commandPart(raw []byte) []byte {
+	code := bytes.TrimRight(raw, "\r\n")
+	if i := bytes.IndexByte(code, ';'); i >= 0 {
+		code = code[:i]
+	}
+	return code
 }
 
 // printableCommand returns the command of the file line raw, given code,

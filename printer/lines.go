@@ -64,10 +64,9 @@ func (lr *LineReader) ReadLine() (string, error) {
 }
 
 // Overlong returns the length in bytes, without the line feed, of the
-// line whose end the last ReadLine returned, when that line was longer
-// than the maximum and its start was dropped; otherwise it returns 0.
-// Only the first of the lines that NUL bytes split from such a line
-// reports it.
+// line whose end the last ReadLine returned. It returns 0 unless that
+// line was longer than the maximum and its start was dropped. Only the
+// first of the lines that NUL bytes split from such a line reports it.
 func (lr *LineReader) Overlong() int {
 	return lr.overlong
 }

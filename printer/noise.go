@@ -79,13 +79,13 @@ var overlongOKPattern = lazy.Regexp{Expr: `^.*(ok(?: N\d+)?(?: P\d+ B\d+)?(?: T:
 // longest replies are a few hundred bytes), so the line is noise or output
 // that lost its line feeds. The firmware's next message follows the noise
 // directly, so a message at the very end of the line is taken as real,
-// even after a letter: `Error:`, `Resend:` or `echo:busy:` wherever it
-// starts, and an ok only as the last word. Noise that happens to end in
-// "ok" gives one false ok, which costs less than the lost one: that stalls
-// the print until the communication timeout, 300 s behind a long-running
-// command. A `start` banner is not looked for, because a false one would
-// abort the print, and a reset mid-line sends NUL bytes, which split the
-// line before the banner (see LineReader).
+// even after a letter. `Error:`, `Resend:` or `echo:busy:` is taken
+// wherever it starts, and an ok only as the last word. Noise that happens
+// to end in "ok" gives one false ok, which costs less than a lost ok,
+// because that stalls the print until the communication timeout, 300 s
+// behind a long-running command. A `start` banner is not looked for,
+// because a false one would abort the print, and a reset mid-line sends
+// NUL bytes, which split the line before the banner (see LineReader).
 func overlongMessage(tail string) string {
 	start := -1
 	for _, tok := range gluedHeadTokens {

@@ -198,8 +198,11 @@ func TestBusyKeepsLongCommandAlive(t *testing.T) {
 	}
 }
 
-func TestSilentFirmwareTimesOut(t *testing.T) {
-	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
+// newHangingFirmware returns a Marlin that stops responding to every
+// command once it receives `G1 X2`, the second line of moves.
+func newHangingFirmware(t *testing.T) *scriptedFirmware {
+	t.Helper()
+	return newScriptedFirmware(t, marlinGreeting, scriptFuncs{
 		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
 			if strings.HasPrefix(cmd, "M115") {
 				return m115Lines()
@@ -212,6 +215,10 @@ func TestSilentFirmwareTimesOut(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+func TestSilentFirmwareTimesOut(t *testing.T) {
+	fw := newHangingFirmware(t)
 	p, rec := startScripted(t, fw, printer.Config{Flow: printer.FlowPingPong, CommTimeout: 200 * time.Millisecond, MaxTimeouts: 2})
 	_ = p.SendGcode(context.Background(), moves(3), "test", nil)
 	waitFor(t, "Error", 10*time.Second, func() bool { return rec.count(bridge.EventError) == 1 })

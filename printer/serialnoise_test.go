@@ -92,8 +92,8 @@ func writeJob(t *testing.T, lines []string) string {
 	return dir
 }
 
-// runNoisyJob prints moves(12) on a Marlin that answers the move
-// `G1 X6 Y6` with answer instead of a plain ok, and returns once the
+// runNoisyJob prints moves(12) on a Marlin that sends the lines answer
+// in place of the plain ok of the move `G1 X6 Y6`, and returns once the
 // print is done. A print that fails or stalls fails the test.
 func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFirmware, *recorder, *noiseCounters, *logCapture) {
 	t.Helper()
@@ -110,11 +110,13 @@ func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFi
 			return out
 		},
 	})
+
 	job := moves(12)
 	cfg.FilesDir = writeJob(t, job)
 	counters := &noiseCounters{}
 	logs := &logCapture{}
 	p, rec := startScriptedWith(t, fw, cfg, counters.metrics(), logs)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.Job(ctx, bridge.ActionStart, "job.gcode", nil); err != nil {
@@ -123,11 +125,13 @@ func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFi
 	waitFor(t, "PrintDone or PrintFailed", 15*time.Second, func() bool {
 		return rec.count(bridge.EventPrintDone)+rec.count(bridge.EventPrintFailed) > 0
 	})
+
 	for _, name := range []string{bridge.EventPrintFailed, bridge.EventPrinterReset, bridge.EventError} {
 		if n := rec.count(name); n != 0 {
 			t.Errorf("%s fired %d times; events %v", name, n, rec.names())
 		}
 	}
+
 	// The job starts after the last M110. The edge's own commands, such
 	// as the M105 poll and M21 after connect, may come between its lines
 	// and after its M400, so only the job's lines are compared.
@@ -139,6 +143,7 @@ func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFi
 	if i < 0 {
 		t.Fatalf("job's M110 never accepted: %q", cmds)
 	}
+
 	want := append(slices.Clone(job), "M400")
 	inJob := map[string]bool{}
 	for _, line := range want {
@@ -153,6 +158,7 @@ func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFi
 	if !slices.Equal(got, want) {
 		t.Errorf("firmware accepted %q after the job's M110, want %q", got, want)
 	}
+
 	return fw, rec, counters, logs
 }
 
@@ -202,18 +208,7 @@ func TestOKWithUnsentLineNumber(t *testing.T) {
 }
 
 func TestTimeoutMessageMatchesMetric(t *testing.T) {
-	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
-		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
-			if strings.HasPrefix(cmd, "M115") {
-				return m115Lines()
-			}
-			if strings.HasPrefix(cmd, "G1 X2") {
-				fw.silent = true
-				return []string{}
-			}
-			return nil
-		},
-	})
+	fw := newHangingFirmware(t)
 	counters := &noiseCounters{}
 	p, rec := startScriptedWith(t, fw, printer.Config{Flow: printer.FlowPingPong, CommTimeout: 200 * time.Millisecond, MaxTimeouts: 2},
 		counters.metrics(), nil)
