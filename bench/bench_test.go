@@ -94,10 +94,11 @@ func checkMemory(t *testing.T, res *Results) {
 	for _, m := range res.WorkerMemory {
 		checkWorkerMemory(t, fmt.Sprintf("worker at %d events/s", m.Rate), &m)
 	}
-	if m := res.LeanWorkerMemory; m == nil {
-		t.Errorf("no worker memory result of the -tags %s build", LeanBuildTag)
-	} else {
-		checkWorkerMemory(t, "worker, -tags "+LeanBuildTag, m)
+	if len(res.LeanWorkerMemory) != 2 {
+		t.Fatalf("%d worker memory results of the -tags %s build, want a paced and an unpaced one", len(res.LeanWorkerMemory), LeanBuildTag)
+	}
+	for _, m := range res.LeanWorkerMemory {
+		checkWorkerMemory(t, fmt.Sprintf("worker at %d events/s, -tags %s", m.Rate, LeanBuildTag), &m)
 	}
 }
 

@@ -141,10 +141,10 @@ type Results struct {
 	Streams      []StreamResult
 	EdgeMemory   *EdgeMemoryResult
 	WorkerMemory []WorkerMemoryResult
-	// LeanEdgeMemory and LeanWorkerMemory are the edge and the paced
-	// worker run of the build without the embedded broker.
+	// LeanEdgeMemory and LeanWorkerMemory are the edge and the worker
+	// runs, paced and unpaced, of the build without the embedded broker.
 	LeanEdgeMemory   *EdgeMemoryResult
-	LeanWorkerMemory *WorkerMemoryResult
+	LeanWorkerMemory []WorkerMemoryResult
 	Pipelines        []PipelineResult
 	WorkerAlone      []PipelineResult
 	Latencies        []LatencyResult
@@ -332,6 +332,7 @@ func measureMemory(ctx context.Context, opts Options, res *Results) (Table, erro
 	runs := []workerRun{{"default", opts.Binary, opts.WorkerRate, false, false}, {"default", opts.Binary, 0, false, false}}
 	if opts.LeanBinary != "" {
 		runs = append(runs, workerRun{"-tags " + LeanBuildTag, opts.LeanBinary, opts.WorkerRate, true, false},
+			workerRun{"-tags " + LeanBuildTag, opts.LeanBinary, 0, true, false},
 			workerRun{"-tags " + LeanBuildTag + ", " + keepStartupPagesEnv + "=1", opts.LeanBinary, opts.WorkerRate, true, true})
 	}
 	for _, run := range runs {
@@ -348,7 +349,7 @@ func measureMemory(ctx context.Context, opts Options, res *Results) (Table, erro
 		switch {
 		case run.keepPages:
 		case run.lean:
-			res.LeanWorkerMemory = &workerMem
+			res.LeanWorkerMemory = append(res.LeanWorkerMemory, workerMem)
 		default:
 			res.WorkerMemory = append(res.WorkerMemory, workerMem)
 		}

@@ -46,14 +46,10 @@ func targetTable(res *Results) Table {
 			m.EdgePeakRSS <= targetEdgeRSS)
 	}
 	for _, m := range res.WorkerMemory {
-		pace := fmt.Sprintf("%d events/s", m.Rate)
-		if m.Rate == 0 {
-			pace = "unpaced burst"
-		}
-		add("worker peak RSS ≤ 15 MiB, "+pace, formatMiB(m.PeakRSS), m.PeakRSS <= targetWorkerRSS)
+		add("worker peak RSS ≤ 15 MiB, "+workerPace(m), formatMiB(m.PeakRSS), m.PeakRSS <= targetWorkerRSS)
 	}
-	if m := res.LeanWorkerMemory; m != nil {
-		add(fmt.Sprintf("worker peak RSS ≤ 15 MiB, %d events/s, -tags %s", m.Rate, LeanBuildTag), formatMiB(m.PeakRSS), m.PeakRSS <= targetWorkerRSS)
+	for _, m := range res.LeanWorkerMemory {
+		add(fmt.Sprintf("worker peak RSS ≤ 15 MiB, %s, -tags %s", workerPace(m), LeanBuildTag), formatMiB(m.PeakRSS), m.PeakRSS <= targetWorkerRSS)
 	}
 	for _, p := range res.Pipelines {
 		if p.Broker == BrokerNATS {
@@ -104,4 +100,12 @@ func yesNo(ok bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// workerPace names the event rate of a worker memory run.
+func workerPace(m WorkerMemoryResult) string {
+	if m.Rate == 0 {
+		return "unpaced burst"
+	}
+	return fmt.Sprintf("%d events/s", m.Rate)
 }

@@ -180,3 +180,40 @@ func BenchmarkCheckGcodeFileAllocating(b *testing.B) {
 		}
 	}
 }
+
+func TestFileCommandStripsBOM(t *testing.T) {
+	cases := []struct {
+		raw   string
+		first bool
+		want  string
+	}{
+		{"\xef\xbb\xbfG28 ; home\r\n", true, "G28"},
+		{"\xef\xbb\xbf; only a comment\n", true, ""},
+		{"\xef\xbb\xbfM117 é\n", true, "M117 é"},
+		{"G28\n", true, "G28"},
+		{"  G1 X1 ; move\n", false, "G1 X1"},
+		{"; comment\n", false, ""},
+	}
+	for _, c := range cases {
+		if got := fileCommand([]byte(c.raw), c.first); got != c.want {
+			t.Errorf("fileCommand(%q, first=%v) = %q, want %q", c.raw, c.first, got, c.want)
+		}
+	}
+	// Past the first line a byte order mark is no longer stripped, so it
+	// is not read as G-code either.
+	if got := fileCommand([]byte("\xef\xbb\xbfG28\n"), false); got == "G28" {
+		t.Errorf("fileCommand stripped a byte order mark after the first line")
+	}
+}
+
+func TestCheckGcodeFileAcceptsBOM(t *testing.T) {
+	// Half of the commands are G-code only if the first one is read
+	// without the mark, so a kept mark fails the G-code share check.
+	path := filepath.Join(t.TempDir(), "bom.gcode")
+	if err := os.WriteFile(path, []byte("\xef\xbb\xbfG28\nX10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkGcodeFile(path, "bom.gcode", 1, 96); err != nil {
+		t.Errorf("a file starting with a UTF-8 byte order mark failed the check: %v", err)
+	}
+}

@@ -350,21 +350,28 @@ func (s *session) readJobCommand() (string, bool) {
 			}
 			return "", false
 		}
-		if first {
-			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
-		}
-		// Most lines of a slicer's file are printable ASCII, and many
-		// are only comments: read those without a string per line.
-		if cmd, ok := printableCommand(raw, commandPart(raw)); ok {
-			if len(cmd) > 0 {
-				return string(cmd), true
-			}
-			continue
-		}
-		if cmd := NormalizeCommand(CleanLine(raw)); cmd != "" {
+		if cmd := fileCommand(raw, first); cmd != "" {
 			return cmd, true
 		}
 	}
+}
+
+// utf8BOM starts the files of editors that save UTF-8 with a byte order
+// mark. It is not part of the first command.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// fileCommand returns the command of the file line raw, or "" for a line
+// without one. first strips a byte order mark from the file's first line.
+func fileCommand(raw []byte, first bool) string {
+	if first {
+		raw = bytes.TrimPrefix(raw, utf8BOM)
+	}
+	// Most lines of a slicer's file are printable ASCII, and many are only
+	// comments: those are read without a string per line.
+	if cmd, ok := printableCommand(raw, commandPart(raw)); ok {
+		return string(cmd)
+	}
+	return NormalizeCommand(CleanLine(raw))
 }
 
 func (s *session) finishJob() {
@@ -662,7 +669,7 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
 		if lineNo == 1 {
-			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
+			raw = bytes.TrimPrefix(raw, utf8BOM)
 		}
 		code := commandPart(raw)
 		for _, c := range code {

@@ -2,7 +2,6 @@ package printer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -727,11 +726,9 @@ func (s *session) readTransferCommand() (string, bool) {
 			s.endTransfer()
 			return "", false
 		}
-		if t.first {
-			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
-			t.first = false
-		}
-		if cmd := NormalizeCommand(CleanLine(raw)); cmd != "" {
+		first := t.first
+		t.first = false
+		if cmd := fileCommand(raw, first); cmd != "" {
 			return cmd, true
 		}
 	}
