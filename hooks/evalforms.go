@@ -24,6 +24,7 @@ func evalTextField(commands []shellCommand, code string) *reparsedField {
 		return nil
 	}
 	for _, c := range commands {
+		c = c.arguments()
 		first := commandName(c.words)
 		if first < 0 {
 			continue
@@ -93,7 +94,7 @@ func processSubstitutionField(code string) *reparsedField {
 			if field == "" || len(commands) == 0 {
 				continue
 			}
-			words := commands[len(commands)-1].words
+			words := commands[len(commands)-1].arguments().words
 			k := pipedProgram(words)
 			if k < 0 {
 				continue
@@ -111,7 +112,7 @@ func processSubstitutionField(code string) *reparsedField {
 // runs its standard input as code, as in bash -c 'source /dev/fd/0'.
 func scriptReadsStdinCode(script string) bool {
 	for _, c := range splitShellCommands(script) {
-		if stdinCodeField(c.words, "{x}") != nil {
+		if stdinCodeField(c.arguments().words, "{x}") != nil {
 			return true
 		}
 	}
