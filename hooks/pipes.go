@@ -49,6 +49,12 @@ func stdinCodeField(words []string, field string) *reparsedField {
 		}
 	case name == "xargs":
 		return xargsField(words, k, field)
+	case name == "at" || name == "batch":
+		// at -f reads the job from a file, and -l, -r, -d and -c read none.
+		options, _ := walkOptions(words, k, atOptions)
+		if !hasOption(options, "f", "l", "r", "d", "c", "V") {
+			return &reparsedField{field, "in a pipeline into " + name + ", which runs its standard input as a shell script later", fixAt}
+		}
 	default:
 		runner, ok := lookupScriptRunner(name)
 		if !ok {
