@@ -83,15 +83,24 @@ func (spec cliOptions) longOption(name string) (string, bool) {
 // permute, options end at the first operand. Options always end at --,
 // and a lone - is an operand.
 func walkOptions(args []string, at int, spec cliOptions) (options []cliOption, operand int) {
-	operand = -1
+	options, operands := walkArguments(args, at, spec)
+	if len(operands) == 0 {
+		return options, len(args)
+	}
+	return options, operands[0]
+}
+
+// walkArguments returns the options of the program at args[at] and the
+// indexes of all its operands, as walkOptions reads them.
+func walkArguments(args []string, at int, spec cliOptions) (options []cliOption, operands []int) {
 	for j := at + 1; j < len(args); j++ {
 		a := args[j]
 		switch {
 		case a == "--":
-			if operand < 0 {
-				operand = j + 1
+			for k := j + 1; k < len(args); k++ {
+				operands = append(operands, k)
 			}
-			return options, operand
+			return options, operands
 		case strings.HasPrefix(a, "--"):
 			written, text, attached := strings.Cut(a[2:], "=")
 			name, takesValue := spec.longOption(written)
@@ -106,18 +115,16 @@ func walkOptions(args []string, at int, spec cliOptions) (options []cliOption, o
 		case len(a) > 1 && (a[0] == '-' || spec.plus && a[0] == '+'):
 			j = walkShortGroup(args, j, spec, &options)
 		default:
-			if operand < 0 {
-				operand = j
-			}
 			if !spec.permute {
-				return options, operand
+				for k := j; k < len(args); k++ {
+					operands = append(operands, k)
+				}
+				return options, operands
 			}
+			operands = append(operands, j)
 		}
 	}
-	if operand < 0 {
-		operand = len(args)
-	}
-	return options, operand
+	return options, operands
 }
 
 // walkShortGroup appends the options of the group of short options at

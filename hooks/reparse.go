@@ -38,6 +38,9 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 	if r := sessionCommandField(words); r != nil {
 		return r
 	}
+	if r := remoteCopyField(words); r != nil {
+		return r
+	}
 	for _, s := range dashCScripts(words) {
 		if inShellCode {
 			if f := firstField(words[s]); f != "" {

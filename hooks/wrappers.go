@@ -32,7 +32,12 @@ var autosshOptions = cliOptions{value: sshOptions.value + "M"}
 // configuration, such as a user or host name that ProxyCommand and Match
 // exec get through %r and %h.
 func remoteShellField(words []string) *reparsedField {
+	copyPrograms := remoteCopyProgramWords(words)
 	for i, w := range words {
+		if copyPrograms[i] {
+			// The value of rsync -e ssh is checked as an option of rsync.
+			continue
+		}
 		var spec cliOptions
 		switch path.Base(w) {
 		case "ssh":
