@@ -49,6 +49,14 @@ func stdinCodeField(words []string, field string) *reparsedField {
 		}
 	case name == "xargs":
 		return xargsField(words, k, field)
+	case name == "dc" || name == "m4":
+		if macroReadsStdin(words, k) {
+			fix := fixM4
+			if name == "dc" {
+				fix = fixDC
+			}
+			return &reparsedField{field, "in a pipeline into " + name + ", which runs its standard input as a program that can run shell commands (! in dc, syscmd in m4)", fix}
+		}
 	case name == "at" || name == "batch":
 		// at -f reads the job from a file, and -l, -r, -d and -c read none.
 		options, _ := walkOptions(words, k, atOptions)

@@ -66,6 +66,9 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 	if r := programTextField(words); r != nil {
 		return r
 	}
+	if r := macroProgramField(words); r != nil {
+		return r
+	}
 	if r := scriptFileField(words); r != nil {
 		return r
 	}
