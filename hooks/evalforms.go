@@ -109,14 +109,19 @@ func processSubstitutionField(code string) *reparsedField {
 }
 
 // scriptReadsStdinCode reports whether the shell code of a -c script
-// runs its standard input as code, as in bash -c 'source /dev/fd/0'.
+// runs its standard input as code, as in bash -c 'source /dev/fd/0', or
+// may do so because it runs eval or trap on text that is not constant,
+// as in sh -c 'eval "$(cat)"'.
 func scriptReadsStdinCode(script string) bool {
-	for _, c := range splitShellCommands(script) {
+	commands := splitShellCommands(script)
+	for _, c := range commands {
 		if stdinCodeField(c.arguments().words, "{x}") != nil {
 			return true
 		}
 	}
-	return false
+	// evalTextField finds eval on text that is not constant in code
+	// with a placeholder, so one stands for the standard input.
+	return evalTextField(commands, "{x}") != nil
 }
 
 // awkNames are the awk implementations whose first operand is program
@@ -230,6 +235,21 @@ func variableNameField(words []string) *reparsedField {
 		}
 		if f := fieldIn(words[first+1:]); f != "" {
 			return &reparsedField{f, "an argument of " + name + " -n, whose value bash reads as the name of a variable and evaluates the array subscript of, which runs the command in a subscript such as a[$(cmd)]", "store the value in a plain variable, as in n={name}, in place of a nameref"}
+		}
+	case "mapfile", "readarray":
+		// bash 5.2 rejects an array name with a subscript here, and the
+		// names are checked in case another version does not.
+		_, operand := walkOptions(words, first, cliOptions{value: "CcdnOsu"})
+		if operand < len(words) {
+			if f := firstField(words[operand]); f != "" {
+				return &reparsedField{f, "the array name of " + name + ", where bash may evaluate an array subscript such as a[$(cmd)] as arithmetic, which runs the command", "write the array name as fixed text"}
+			}
+		}
+	case "getopts":
+		if first+2 < len(words) {
+			if f := firstField(words[first+2]); f != "" {
+				return &reparsedField{f, "the variable name of getopts, where bash may evaluate an array subscript such as a[$(cmd)] as arithmetic, which runs the command", "write the variable name as fixed text"}
+			}
 		}
 	case "read":
 		options, operand := walkOptions(words, first, cliOptions{value: "adinNptu"})

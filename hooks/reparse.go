@@ -54,6 +54,9 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 				return &reparsedField{f, "an argument of a -c script that runs eval or trap, which parses the value as shell code", "use the value as \"$1\" without eval"}
 			}
 		}
+		if r := positionalField(words, s); r != nil {
+			return r
+		}
 	}
 	if r := ownShellField(words); r != nil {
 		return r
