@@ -50,9 +50,9 @@ type cliOption struct {
 // starts with name. When several options start with it, getopt_long
 // fails and the program runs nothing, so name is returned as it is.
 //
-// NOTE: glibc also takes the first of several matches that are aliases
-// of one option; such a prefix is read here as an unknown option without
-// a value.
+// NOTE: glibc also takes the first of several matches when all of them
+// are aliases of one option. Such a prefix is read here as an unknown
+// option without a value.
 func (spec cliOptions) longOption(name string) (string, bool) {
 	if slices.Contains(spec.valueLong, name) {
 		return name, true

@@ -33,6 +33,9 @@ var gnuHelp = []string{"help", "version"}
 // sudoOptions are the options of sudo, from the option tables in
 // src/parse_args.c of sudo 1.9.17. -h takes a value only when it is
 // attached, and sudo reads abbreviated long options with getopt_long.
+//
+// NOTE: flagLong was not compared with a sudo binary. A name missing
+// from it only makes a prefix that selects it read as unknown.
 var sudoOptions = cliOptions{
 	value:    "aCcDgpRrTtUu",
 	attached: "h",
@@ -62,9 +65,9 @@ var xargsOptions = cliOptions{value: "adEIJLnPRSs", attached: "eil",
 // commandRunners are the programs whose program operand is checked: the
 // wrappers of coreutils, util-linux and sudo, the shell builtins exec,
 // command and builtin, and xargs, which runs its command with lines of
-// its standard input. The options are those of coreutils 9.1,
-// util-linux 2.38, procps-ng 4.0, systemd 252 and GNU time 1.9, which
-// take abbreviated long options.
+// its standard input. The options are those of the --help output of
+// coreutils 9.1, util-linux 2.38, findutils 4.9, systemd 252 and the GNU
+// time of Debian 12, which all take abbreviated long options.
 var commandRunners = map[string]commandRunner{
 	"env":   {options: envOptions, assignments: true, keepsStdin: true},
 	"nice":  {options: cliOptions{value: "n", valueLong: []string{"adjustment"}, flagLong: gnuHelp, abbreviations: true}, keepsStdin: true},
@@ -144,7 +147,8 @@ func wrappedProgram(words []string, at int, stdinOnly bool) (int, string) {
 		}
 		next += runner.fixed
 		if name == "flock" && next < len(words) && (words[next] == "-c" || words[next] == "--command") {
-			// flock FILE -c CMD runs CMD through $SHELL; see ownShellField.
+			// flock FILE -c CMD runs CMD through $SHELL, which
+			// ownShellField checks.
 			return -1, name
 		}
 		if next >= len(words) {

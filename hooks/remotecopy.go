@@ -101,9 +101,9 @@ func fixedSlashBefore(w string) bool {
 }
 
 // remoteCopyProgramWords returns the indexes of the words that are the
-// separate value of a scp or sftp -S or an rsync -e or --rsh, such as
-// ssh in rsync -e ssh, so that remoteShellField does not read that word
-// as ssh with the operands of rsync after it.
+// separate value of scp -S, sftp -S or rsync -e and --rsh, such as ssh
+// in rsync -e ssh. remoteShellField skips them, because the operands of
+// rsync after such a word are no ssh command.
 func remoteCopyProgramWords(words []string) map[int]bool {
 	skip := map[int]bool{}
 	for i, w := range words {

@@ -86,8 +86,8 @@ func (s *shellSplitter) endWord() {
 	s.inWord, s.wordExpands, s.wordRedirect = false, false, ""
 }
 
-// endCommand ends the current command. continued says whether the words
-// after the operator that ends it continue an enclosing command.
+// endCommand ends the current command. With continued, the words after
+// the operator that ends it continue an enclosing command.
 func (s *shellSplitter) endCommand(pipe, continued bool) {
 	s.endWord()
 	if len(s.cur.words) > 0 {
