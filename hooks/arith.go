@@ -417,7 +417,7 @@ func arithmeticReparse(code string, commands []shellCommand, shell string) *repa
 	}
 	integerCode := declaresInteger(commands)
 	for _, c := range commands {
-		if r := builtinArithmeticField(c.words, integerCode, path.Base(shell)); r != nil {
+		if r := builtinArithmeticField(c.arguments().words, integerCode, path.Base(shell)); r != nil {
 			return r
 		}
 	}

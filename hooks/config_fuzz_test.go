@@ -24,6 +24,8 @@ func FuzzLoadConfig(f *testing.F) {
 		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: true, command: 'ssh -p 2 h -- x; flock f -c y; sudo -s z; . ./a; python3 -m b {name}'}\n",
 		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: true, command: 'echo $(( {name} )) $[ {x} ] ${{a[{i}]:{o}}}; (( {n} )); [[ {l} -gt 1 ]]; let {n}; declare -i v={v}; printf -v {p} x'}\n",
 		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: 'bash -c \"echo {name} | xargs -I X sh -c echo\\\\ X; printf %s {n} | nice sh; echo {s} | . /dev/stdin\"'}\n",
+		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: true, command: 'tmux setenv -g N {name} ; watch -x x {n}; scp ./{p} h:/d/ 2>&1 | sh -c \"\"$@\" ${{1}}\" sh {q} <<< {r}; make N={m} &>> l; a=( $(( {i} )) ) {j}'}\n",
+		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: 'sudo -hx --us u env --chd d timeout 5 find . -exec rsync -e ssh ./{p} h: ; sh -c \"$0 $@ ${{\" {a} $'}\n",
 		"events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: true, command: \"cat <<E\\n$((\\nE\\n# [[ ${{\\nx=$( ( echo ) ); echo {name} | xargs -i -- -d\"}\n",
 	}
 	for _, s := range seeds {

@@ -3,7 +3,6 @@ package hooks
 import (
 	"errors"
 	"path"
-	"slices"
 	"strings"
 )
 
@@ -49,44 +48,15 @@ func expandEnvSplit(args []string) (words []string, origin []int, r *reparsedFie
 // env of coreutils 9.1 rejects -a, which later releases take.
 const envValueOptions = "CSua"
 
-// envLongOptions are the long options of GNU env 9.x, with true for
-// those that take a separate value when no = follows. getopt_long takes
-// any unique prefix of a name.
-var envLongOptions = map[string]bool{
-	"ignore-environment": false, "null": false, "unset": true, "chdir": true, "split-string": true,
-	"block-signal": false, "default-signal": false, "ignore-signal": false, "list-signal-handling": false,
-	"debug": false, "argv0": true, "help": false, "version": false,
-}
-
-// envValueLongOptions returns the long options of env that take a
-// value, sorted.
-func envValueLongOptions() []string {
-	var names []string
-	for name, takesValue := range envLongOptions {
-		if takesValue {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	return names
-}
-
-// envLongOption returns the long option of env that the word --name
-// (without its =value) selects, or "".
-func envLongOption(name string) string {
-	if _, ok := envLongOptions[name]; ok {
-		return name
-	}
-	found := ""
-	for option := range envLongOptions {
-		if strings.HasPrefix(option, name) {
-			if found != "" {
-				return ""
-			}
-			found = option
-		}
-	}
-	return found
+// envOptions are the options of GNU env 9.x. The signal options take an
+// optional value after = only. getopt_long takes any unique prefix of a
+// long name, such as --chd for --chdir.
+var envOptions = cliOptions{
+	value:     envValueOptions,
+	valueLong: []string{"argv0", "chdir", "split-string", "unset"},
+	flagLong: []string{"block-signal", "debug", "default-signal", "help", "ignore-environment", "ignore-signal",
+		"list-signal-handling", "null", "version"},
+	abbreviations: true,
 }
 
 // expandEnvAt reads the options of the env at words[at] as GNU env's
@@ -108,13 +78,13 @@ func expandEnvAt(words []string, origin []int, at int) (_ []string, _ []int, exp
 			return words, origin, expandsAt, envCommandField(words, j+1)
 		case strings.HasPrefix(a, "--"):
 			name, inline, hasValue := strings.Cut(a[2:], "=")
-			option := envLongOption(name)
+			option, takesValue := envOptions.longOption(name)
 			switch {
 			case option == "split-string" && hasValue:
 				value, isSplit = inline, true
 			case option == "split-string" && j+1 < len(words):
 				value, isSplit, end = words[j+1], true, j+1
-			case envLongOptions[option] && !hasValue:
+			case takesValue && !hasValue:
 				end = j + 1
 			}
 		case len(a) > 1 && a[0] == '-':

@@ -24,6 +24,7 @@ func evalTextField(commands []shellCommand, code string) *reparsedField {
 		return nil
 	}
 	for _, c := range commands {
+		c = c.arguments()
 		first := commandName(c.words)
 		if first < 0 {
 			continue
@@ -93,7 +94,7 @@ func processSubstitutionField(code string) *reparsedField {
 			if field == "" || len(commands) == 0 {
 				continue
 			}
-			words := commands[len(commands)-1].words
+			words := commands[len(commands)-1].arguments().words
 			k := pipedProgram(words)
 			if k < 0 {
 				continue
@@ -108,14 +109,19 @@ func processSubstitutionField(code string) *reparsedField {
 }
 
 // scriptReadsStdinCode reports whether the shell code of a -c script
-// runs its standard input as code, as in bash -c 'source /dev/fd/0'.
+// runs its standard input as code, as in bash -c 'source /dev/fd/0', or
+// may do so because it runs eval or trap on text that is not constant,
+// as in sh -c 'eval "$(cat)"'.
 func scriptReadsStdinCode(script string) bool {
-	for _, c := range splitShellCommands(script) {
-		if stdinCodeField(c.words, "{x}") != nil {
+	commands := splitShellCommands(script)
+	for _, c := range commands {
+		if stdinCodeField(c.arguments().words, "{x}") != nil {
 			return true
 		}
 	}
-	return false
+	// evalTextField finds eval on text that is not constant in code
+	// with a placeholder, so one stands for the standard input.
+	return evalTextField(commands, "{x}") != nil
 }
 
 // awkNames are the awk implementations whose first operand is program
@@ -125,24 +131,38 @@ var awkNames = []string{"awk", "gawk", "mawk", "nawk", "original-awk"}
 // awkOptions are the options of gawk, mawk and busybox awk that take a
 // value. -f, -E and --file name a program file, and -e and --source give
 // program text.
-var awkOptions = cliOptions{value: "FvfEeiWl", valueLong: []string{"field-separator", "assign", "file", "exec", "source", "include", "load"}}
+var awkOptions = cliOptions{value: "FvfEeiWl", valueLong: []string{"field-separator", "assign", "file", "exec", "source", "include", "load"},
+	flagLong: []string{"bignum", "characters-as-bytes", "copyright", "csv", "debug", "dump-variables", "gen-pot", "help", "lint",
+		"lint-old", "no-optimize", "non-decimal-data", "optimize", "posix", "pretty-print", "profile", "re-interval",
+		"sandbox", "traditional", "use-lc-numeric", "version"},
+	abbreviations: true}
 
-// sedOptions are the options of GNU sed that take a value. -i and -s
-// take none or an attached one.
-var sedOptions = cliOptions{value: "efl", valueLong: []string{"expression", "file", "line-length"}, permute: true}
+// sedOptions are the options of GNU sed 4.9. -i takes a value only when
+// it is attached, as --in-place does after =.
+var sedOptions = cliOptions{value: "efl", attached: "i", valueLong: []string{"expression", "file", "line-length"},
+	flagLong: []string{"binary", "debug", "follow-symlinks", "help", "in-place", "null-data", "posix", "quiet",
+		"regexp-extended", "sandbox", "separate", "silent", "unbuffered", "version", "zero-terminated"},
+	abbreviations: true, permute: true}
+
+// awkLoadOptions are the options of gawk whose value names a file of
+// awk source (-i, --include) or a shared library (-l, --load) that gawk
+// loads besides its program.
+var awkLoadOptions = []string{"i", "include", "l", "load"}
 
 // programTextField returns the first placeholder in the program text of
 // awk (its first operand or the value of -e/--source) or sed (its first
-// operand or the value of -e/--expression). awk's system() and | getline
-// run shell commands, and so do GNU sed's e command and s///e.
+// operand or the value of -e/--expression), or in the name of a file
+// that holds such text (awk -f, gawk -i and -l, sed -f). awk's system()
+// and | getline run shell commands, and so do GNU sed's e command and
+// s///e.
 func programTextField(words []string) *reparsedField {
 	for i, w := range words {
 		name := path.Base(w)
 		var spec cliOptions
-		var textOptions, fileOptions []string
+		var textOptions, fileOptions, loadOptions []string
 		switch {
 		case slices.Contains(awkNames, name):
-			spec, textOptions, fileOptions = awkOptions, []string{"e", "source"}, []string{"f", "E", "file", "exec"}
+			spec, textOptions, fileOptions, loadOptions = awkOptions, []string{"e", "source"}, []string{"f", "E", "file", "exec"}, awkLoadOptions
 		case name == "sed" || name == "gsed":
 			spec, textOptions, fileOptions = sedOptions, []string{"e", "expression"}, []string{"f", "file"}
 		default:
@@ -154,14 +174,18 @@ func programTextField(words []string) *reparsedField {
 			if o.value < 0 {
 				continue
 			}
-			if slices.Contains(textOptions, o.name) {
+			f := firstField(words[o.value])
+			switch {
+			case slices.Contains(textOptions, o.name):
 				hasProgram = true
-				if f := firstField(words[o.value]); f != "" {
+				if f != "" {
 					return &reparsedField{f, "in the program text of " + name + ", which can run shell commands (system() in awk, the e command in GNU sed)", fixProgramText}
 				}
-			}
-			if slices.Contains(fileOptions, o.name) {
-				hasProgram = true
+			case slices.Contains(fileOptions, o.name) || slices.Contains(loadOptions, o.name):
+				hasProgram = hasProgram || slices.Contains(fileOptions, o.name)
+				if f != "" {
+					return &reparsedField{f, "the name of a program file that " + name + " runs, so a value that names an uploaded G-code file runs its contents, which can run shell commands (system() in awk, the e command in GNU sed)", fixProgramFile}
+				}
 			}
 		}
 		if !hasProgram && operand >= 0 && operand < len(words) {
@@ -172,6 +196,8 @@ func programTextField(words []string) *reparsedField {
 	}
 	return nil
 }
+
+const fixProgramFile = `write the name of the program file as fixed text and pass the value as data after it, as in awk -f ./report.awk {path}`
 
 const fixProgramText = `write the program as fixed text and pass the value as data, as in awk -v name={name} '{{print name}}' or a file operand after the program`
 
@@ -209,6 +235,21 @@ func variableNameField(words []string) *reparsedField {
 		}
 		if f := fieldIn(words[first+1:]); f != "" {
 			return &reparsedField{f, "an argument of " + name + " -n, whose value bash reads as the name of a variable and evaluates the array subscript of, which runs the command in a subscript such as a[$(cmd)]", "store the value in a plain variable, as in n={name}, in place of a nameref"}
+		}
+	case "mapfile", "readarray":
+		// bash 5.2 rejects an array name with a subscript here, and the
+		// names are checked in case another version does not.
+		_, operand := walkOptions(words, first, cliOptions{value: "CcdnOsu"})
+		if operand < len(words) {
+			if f := firstField(words[operand]); f != "" {
+				return &reparsedField{f, "the array name of " + name + ", where bash may evaluate an array subscript such as a[$(cmd)] as arithmetic, which runs the command", "write the array name as fixed text"}
+			}
+		}
+	case "getopts":
+		if first+2 < len(words) {
+			if f := firstField(words[first+2]); f != "" {
+				return &reparsedField{f, "the variable name of getopts, where bash may evaluate an array subscript such as a[$(cmd)] as arithmetic, which runs the command", "write the variable name as fixed text"}
+			}
 		}
 	case "read":
 		options, operand := walkOptions(words, first, cliOptions{value: "adinNptu"})

@@ -9,24 +9,6 @@ import (
 // stdinFiles are the names under which source and . read standard input.
 var stdinFiles = []string{"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "-"}
 
-// pipeWrappers are programs that run the rest of their words as a
-// command with the same standard input, so | nice sh still runs a shell.
-//
-// NOTE: walkOptions reads no abbreviated long option, so a pipeline into
-// env --chd DIR sh is not found, although getopt_long takes --chd.
-var pipeWrappers = map[string]cliOptions{
-	"env":     {value: envValueOptions, valueLong: envValueLongOptions()},
-	"nice":    {value: "n", valueLong: []string{"adjustment"}},
-	"nohup":   {},
-	"setsid":  {},
-	"stdbuf":  {value: "ioe"},
-	"ionice":  {value: "cnp", valueLong: []string{"class", "classdata", "pid"}},
-	"timeout": {value: "ks", valueLong: []string{"kill-after", "signal"}},
-	"sudo":    sudoOptions,
-	"doas":    {value: "uC"},
-	"busybox": {},
-}
-
 // pipelineField returns the first placeholder in a pipeline stage whose
 // output, through this stage or later ones, reaches a command that runs
 // its standard input as code: a shell or interpreter without a script
@@ -36,7 +18,7 @@ func pipelineField(commands []shellCommand) *reparsedField {
 	field := ""
 	for _, c := range commands {
 		if field != "" {
-			if r := stdinCodeField(c.words, field); r != nil {
+			if r := stdinCodeField(c.arguments().words, field); r != nil {
 				return r
 			}
 		}
@@ -67,6 +49,20 @@ func stdinCodeField(words []string, field string) *reparsedField {
 		}
 	case name == "xargs":
 		return xargsField(words, k, field)
+	case name == "dc" || name == "m4":
+		if macroReadsStdin(words, k) {
+			fix := fixM4
+			if name == "dc" {
+				fix = fixDC
+			}
+			return &reparsedField{field, "in a pipeline into " + name + ", which runs its standard input as a program that can run shell commands (! in dc, syscmd in m4)", fix}
+		}
+	case name == "at" || name == "batch":
+		// at -f reads the job from a file, and -l, -r, -d and -c read none.
+		options, _ := walkOptions(words, k, atOptions)
+		if !hasOption(options, "f", "l", "r", "d", "c", "V") {
+			return &reparsedField{field, "in a pipeline into " + name + ", which runs its standard input as a shell script later", fixAt}
+		}
 	default:
 		runner, ok := lookupScriptRunner(name)
 		if !ok {
@@ -91,28 +87,10 @@ func stdinCodeField(words []string, field string) *reparsedField {
 }
 
 // pipedProgram returns the index of the program that gets the standard
-// input of a simple command, after the wrappers in pipeWrappers and the
-// NAME=value words of env, or -1.
+// input of a simple command, after the runners of commandRunners that
+// pass it on, such as nice, env NAME=value and timeout 10, or -1.
 func pipedProgram(words []string) int {
-	k := commandName(words)
-	for k >= 0 && k < len(words) {
-		spec, ok := pipeWrappers[path.Base(words[k])]
-		if !ok {
-			return k
-		}
-		_, next := walkOptions(words, k, spec)
-		if path.Base(words[k]) == "timeout" {
-			// timeout DURATION COMMAND
-			next++
-		}
-		for next < len(words) && isAssignment(words[next]) {
-			next++
-		}
-		if next >= len(words) {
-			return -1
-		}
-		k = next
-	}
+	k, _ := wrappedProgram(words, leadingWordsEnd(words), true)
 	return k
 }
 
@@ -122,61 +100,7 @@ func pipedProgram(words []string) int {
 // replacement string, or as its last argument, and is checked as shell
 // code checks a command with the placeholder in that place.
 func xargsField(words []string, at int, field string) *reparsedField {
-	replace := ""
-	command := len(words)
-	for j := at + 1; j < len(words); j++ {
-		a := words[j]
-		if a == "--" {
-			command = j + 1
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			command = j
-			break
-		}
-		if strings.HasPrefix(a, "--") {
-			name, value, attached := strings.Cut(a[2:], "=")
-			switch {
-			case name == "replace":
-				// --replace without a value means {}, written {{}} in a
-				// template.
-				replace = "{{}}"
-				if attached {
-					replace = value
-				}
-			case !attached && slices.Contains([]string{"arg-file", "delimiter", "max-args", "max-procs", "max-chars", "process-slot-var"}, name):
-				j++
-			}
-			continue
-		}
-	group:
-		for p := 1; p < len(a); p++ {
-			rest := a[p+1:]
-			switch a[p] {
-			case 'I', 'J':
-				if rest == "" && j+1 < len(words) {
-					j++
-					rest = words[j]
-				}
-				replace = rest
-				break group
-			case 'i':
-				replace = "{{}}"
-				if rest != "" {
-					replace = rest
-				}
-				break group
-			case 'e', 'l':
-				// An optional value, attached only.
-				break group
-			case 'a', 'd', 'E', 'L', 'n', 'P', 's', 'R', 'S':
-				if rest == "" {
-					j++
-				}
-				break group
-			}
-		}
-	}
+	replace, command := xargsCommand(words, at)
 	if command >= len(words) {
 		// xargs runs echo, which prints the lines.
 		return nil
@@ -193,7 +117,61 @@ func xargsField(words []string, at int, field string) *reparsedField {
 	}
 	r := argvReparse(line, true)
 	if r == nil {
+		r = programField(line, true)
+	}
+	if r == nil {
 		return nil
 	}
 	return &reparsedField{field, "in a pipeline into xargs, which passes each input line to " + strings.Join(words[command:], " ") + ", and there the line is " + r.where, r.fix}
+}
+
+// xargsCommand returns the replacement string of the xargs at words[at]
+// ("" without one) and the index of its command, or len(words) when it
+// has none.
+func xargsCommand(words []string, at int) (replace string, command int) {
+	options, command := walkOptions(words, at, xargsOptions)
+	for _, o := range options {
+		switch o.name {
+		case "I", "J":
+			replace = o.text
+		case "i", "replace":
+			// Without a value the string is {}, written {{}} in a
+			// template.
+			replace = "{{}}"
+			if o.value >= 0 {
+				replace = o.text
+			}
+		}
+	}
+	return replace, command
+}
+
+// redirectedStdinField returns the first placeholder in the standard
+// input that a redirection gives a command that runs its standard input
+// as code: the text of a here-string (bash -s <<< {name}) or the file
+// that < opens (sh < {path}), which a user who uploaded it wrote.
+func redirectedStdinField(c shellCommand) *reparsedField {
+	args := c.arguments().words
+	for i, w := range c.words {
+		op := c.redirects[i]
+		if op != "<" && op != "<<<" {
+			continue
+		}
+		f := firstField(w)
+		if f == "" {
+			continue
+		}
+		r := stdinCodeField(args, f)
+		if r == nil {
+			continue
+		}
+		if op == "<<<" {
+			r.where = strings.Replace(r.where, "in a pipeline into ", "in a here-string (<<<) into ", 1)
+			return r
+		}
+		r.where = strings.Replace(r.where, "in a pipeline into ", "the name of a file that < gives as standard input to ", 1)
+		r.fix = fixScript
+		return r
+	}
+	return nil
 }

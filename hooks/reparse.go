@@ -35,6 +35,12 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 	if r := remoteShellField(words); r != nil {
 		return r
 	}
+	if r := sessionCommandField(words); r != nil {
+		return r
+	}
+	if r := remoteCopyField(words); r != nil {
+		return r
+	}
 	for _, s := range dashCScripts(words) {
 		if inShellCode {
 			if f := firstField(words[s]); f != "" {
@@ -48,6 +54,9 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 				return &reparsedField{f, "an argument of a -c script that runs eval or trap, which parses the value as shell code", "use the value as \"$1\" without eval"}
 			}
 		}
+		if r := positionalField(words, s); r != nil {
+			return r
+		}
 	}
 	if r := ownShellField(words); r != nil {
 		return r
@@ -60,7 +69,18 @@ func argvReparse(args []string, inShellCode bool) *reparsedField {
 	if r := programTextField(words); r != nil {
 		return r
 	}
-	return scriptFileField(words)
+	if r := macroProgramField(words); r != nil {
+		return r
+	}
+	if r := scriptFileField(words); r != nil {
+		return r
+	}
+	if inShellCode {
+		// shellCodeReparse checks the program of each simple command
+		// that is no continuation of another.
+		return nil
+	}
+	return programField(words, false)
 }
 
 // shellCodeReparse returns the first placeholder in shell code (a shell:
@@ -84,7 +104,10 @@ func shellCodeReparse(code, shell string) *reparsedField {
 		return r
 	}
 	for _, c := range commands {
-		words := c.words
+		if r := redirectedStdinField(c); r != nil {
+			return r
+		}
+		words := c.arguments().words
 		if first := commandName(words); first >= 0 && words[first] == "eval" {
 			if f := fieldIn(words[first+1:]); f != "" {
 				return &reparsedField{f, "an argument of eval, which parses the value again as shell code after the shell removed its quoting", "write the command without eval, with the placeholder as a word of its own"}
@@ -98,6 +121,11 @@ func shellCodeReparse(code, shell string) *reparsedField {
 		}
 		if r := argvReparse(words, true); r != nil {
 			return r
+		}
+		if !c.continued {
+			if r := programField(words, true); r != nil {
+				return r
+			}
 		}
 	}
 	return nil
@@ -150,128 +178,4 @@ func firstField(w string) string {
 		return "{" + names[0] + "}"
 	}
 	return ""
-}
-
-// shellCommand is one simple command of shell code. pipe is true when
-// its output goes into the next command through |.
-type shellCommand struct {
-	words []string
-	pipe  bool
-	// expands marks the words that contain a $ or backtick expansion
-	// outside single quotes, whose text is known only when the code runs.
-	expands []bool
-	// substituted is true when a $(...) or backtick command substitution
-	// ends the command, as in eval $(cat), so its last word is not known.
-	substituted bool
-}
-
-// shellCommands splits shell code into the words of its simple commands,
-// with quotes and backslashes removed, for finding the program that gets
-// a word. See splitShellCommands.
-func shellCommands(code string) [][]string {
-	var commands [][]string
-	for _, c := range splitShellCommands(code) {
-		commands = append(commands, c.words)
-	}
-	return commands
-}
-
-// splitShellCommands splits shell code into its simple commands. It
-// splits at unquoted ; & | ( ) ` $( and line breaks and drops the
-// operators, and it keeps replacement fields whole. Redirection targets
-// stay words of the command, and commands inside double quotes are not
-// split out: a placeholder there is already an error of
-// unsafePlaceholder. A | after a ) marks the command before the ) as
-// piped, as in $(printf %s {name}) | sh.
-func splitShellCommands(code string) []shellCommand {
-	r := []rune(code)
-	inField := fieldMask(r)
-	var commands []shellCommand
-	var words []string
-	var expands []bool
-	var cur []rune
-	inWord, curExpands, substituted := false, false, false
-	endWord := func() {
-		if inWord {
-			words = append(words, string(cur))
-			expands = append(expands, curExpands)
-			cur = cur[:0]
-			inWord, curExpands = false, false
-		}
-	}
-	endCommand := func(pipe bool) {
-		endWord()
-		if len(words) > 0 {
-			commands = append(commands, shellCommand{words: words, pipe: pipe, expands: expands, substituted: substituted})
-			words, expands = nil, nil
-		} else if pipe && len(commands) > 0 {
-			commands[len(commands)-1].pipe = true
-		}
-		substituted = false
-	}
-	for i := 0; i < len(r); i++ {
-		c := r[i]
-		if inField[i] {
-			cur = append(cur, c)
-			inWord = true
-			continue
-		}
-		switch c {
-		case ' ', '\t', '<', '>':
-			endWord()
-		case '|':
-			switch {
-			case i+1 < len(r) && r[i+1] == '|':
-				endCommand(false)
-				i++
-			case i+1 < len(r) && r[i+1] == '&':
-				endCommand(true)
-				i++
-			default:
-				endCommand(true)
-			}
-		case '`':
-			substituted = true
-			endCommand(false)
-		case '\n', ';', '&', '(', ')':
-			endCommand(false)
-		case '\\':
-			if i+1 < len(r) {
-				i++
-				if r[i] != '\n' {
-					cur = append(cur, r[i])
-					inWord = true
-				}
-			}
-		case '\'':
-			inWord = true
-			for i++; i < len(r) && r[i] != '\''; i++ {
-				cur = append(cur, r[i])
-			}
-		case '"':
-			inWord = true
-			for i++; i < len(r) && r[i] != '"'; i++ {
-				if r[i] == '\\' && i+1 < len(r) && strings.ContainsRune("\\\"$`", r[i+1]) {
-					i++
-				} else if r[i] == '$' || r[i] == '`' {
-					curExpands = true
-				}
-				cur = append(cur, r[i])
-			}
-		case '$':
-			if i+1 < len(r) && r[i+1] == '(' {
-				substituted = true
-				endCommand(false)
-				i++
-				continue
-			}
-			cur = append(cur, c)
-			inWord, curExpands = true, true
-		default:
-			cur = append(cur, c)
-			inWord = true
-		}
-	}
-	endCommand(false)
-	return commands
 }

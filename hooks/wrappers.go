@@ -32,7 +32,12 @@ var autosshOptions = cliOptions{value: sshOptions.value + "M"}
 // configuration, such as a user or host name that ProxyCommand and Match
 // exec get through %r and %h.
 func remoteShellField(words []string) *reparsedField {
+	copyPrograms := remoteCopyProgramWords(words)
 	for i, w := range words {
+		if copyPrograms[i] {
+			// The value of rsync -e ssh is checked as an option of rsync.
+			continue
+		}
 		var spec cliOptions
 		switch path.Base(w) {
 		case "ssh":
@@ -94,11 +99,14 @@ var ownShellRunners = map[string]struct {
 	command []string
 	shell   string
 }{
-	"su": {cliOptions{value: "cgGsw", valueLong: []string{"command", "session-command", "group", "supp-group", "shell", "whitelist-environment"}, permute: true},
+	"su": {cliOptions{value: "cgGsw", valueLong: []string{"command", "session-command", "group", "supp-group", "shell", "whitelist-environment"},
+		flagLong: []string{"fast", "login", "preserve-environment", "pty", "help", "version"}, abbreviations: true, permute: true},
 		[]string{"c", "command", "session-command"}, "the target user's login shell"},
-	"runuser": {cliOptions{value: "cgGsuw", valueLong: []string{"command", "session-command", "group", "supp-group", "shell", "user", "whitelist-environment"}, permute: true},
+	"runuser": {cliOptions{value: "cgGsuw", valueLong: []string{"command", "session-command", "group", "supp-group", "shell", "user", "whitelist-environment"},
+		flagLong: []string{"fast", "login", "preserve-environment", "pty", "help", "version"}, abbreviations: true, permute: true},
 		[]string{"c", "command", "session-command"}, "the target user's login shell"},
-	"script": {cliOptions{value: "BcEImOoT", valueLong: []string{"command", "echo", "log-in", "log-io", "log-out", "log-timing", "logging-format", "output-limit"}, permute: true},
+	"script": {cliOptions{value: "BcEImOoT", attached: "t", valueLong: []string{"command", "echo", "log-in", "log-io", "log-out", "log-timing", "logging-format", "output-limit"},
+		flagLong: []string{"append", "flush", "force", "quiet", "return", "timing", "help", "version"}, abbreviations: true, permute: true},
 		[]string{"c", "command"}, "$SHELL"},
 }
 
@@ -120,16 +128,6 @@ func ownShellCommandArg(args []string) (int, string, string) {
 	}
 	return 0, "", ""
 }
-
-// flockOptions are the options of util-linux flock, which stop at the
-// lock file.
-var flockOptions = cliOptions{value: "wE", valueLong: []string{"timeout", "conflict-exit-code"}}
-
-// sudoOptions are the options of sudo that take a value, from the option
-// tables in src/parse_args.c of sudo 1.9.17. -h takes one only when it is
-// attached.
-var sudoOptions = cliOptions{value: "aCcDgpRrTtUu", valueLong: []string{
-	"auth-type", "chdir", "chroot", "close-from", "command-timeout", "group", "host", "login-class", "other-user", "prompt", "role", "type", "user"}}
 
 // ownShellField returns the first placeholder in a command that a
 // program runs through a shell it picks itself: su, runuser and script

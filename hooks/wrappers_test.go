@@ -94,8 +94,9 @@ func TestSSHPlaceholderRejected(t *testing.T) {
 		{"shell: true, ", `ssh host notify {name}`, remote + " ssh"},
 		{"shell: true, ", `cd /tmp && ssh -p 22 host notify {name} >> log`, remote + " ssh"},
 		{"shell: true, ", `ssh {name} uptime`, destination},
-		// ssh here is only the value of rsync's -e, but it is read as ssh.
-		{"shell: false, ", `rsync -e ssh {path} backup:prints/`, destination},
+		// A word ssh that is only data to the program before it is read
+		// as ssh, unless it is the value of rsync -e or scp -S.
+		{"shell: false, ", `echo ssh {path}`, destination},
 	})
 	errs := loadErrors(t, "shell: false, ", `ssh host notify {name}`)
 	if len(errs) != 1 {
@@ -114,7 +115,9 @@ func TestSSHSafeFormsLoad(t *testing.T) {
 		{"shell: false, ", `sh -c 'printf "%s\n" "$1" | ssh pi@host read-name' sh {name}`},
 		{"shell: true, ", `printf '%s\n' {name} | ssh pi@host read-name`},
 		{"shell: true, ", `ssh pi@host uptime; record {name}`},
-		{"shell: false, ", `rsync --rsh=ssh {path} backup:prints/`},
+		{"shell: false, ", `rsync --rsh=ssh ./{path} backup:prints/`},
+		{"shell: false, ", `rsync -e ssh ./{path} backup:prints/`},
+		{"shell: false, ", `scp -S ssh ./{path} backup:prints/`},
 		{"shell: false, ", `sh -c 'NAME="$1" ssh -o SendEnv=NAME pi@printserver notify' sh {name}`},
 		// The example of docs/hooks.md.
 		{"shell: false, ", `sh -c 'printf "%s\n" "$1" | ssh pi@printserver /usr/local/bin/notify-from-stdin' sh {name}`},
