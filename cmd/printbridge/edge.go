@@ -498,7 +498,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		Flow: o.flow, RXBufferSize: o.rxBuffer, Settings: settings,
 	}, log.With("printer", o.printerID, "port", o.port), printStatistics(e.Emit, files, log), metrics.PrinterMetrics())
 	e.Attach(p)
-	stopIntegrations, err := startIntegrations(o, e, log)
+	stopIntegrations, err := startIntegrations(o, e, metrics, log)
 	if err != nil {
 		return err
 	}

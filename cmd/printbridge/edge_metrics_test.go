@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/homeassistant"
+	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/printer/virtual"
 )
 
@@ -20,10 +23,10 @@ import (
 // whose lines carry component=edge between the message and the address.
 var edgeMetricsAddress = regexp.MustCompile(`msg="metrics endpoint listening" .*address=(127\.0\.0\.1:[0-9]+)`)
 
-// startMetricsEdge runs an edge with a virtual printer on the NATS server
-// at natsURL and a metrics endpoint on a free port, and returns the
-// endpoint's URL once it listens.
-func startMetricsEdge(t *testing.T, natsURL string, configure func(*edgeOptions)) string {
+// startMetricsEdge runs an edge with a virtual printer on the brokers of
+// bus and a metrics endpoint on a free port. It returns the endpoint's
+// URL once it listens, and the edge's log.
+func startMetricsEdge(t *testing.T, bus busOptions, configure func(*edgeOptions)) (string, *syncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	vcfg := virtual.DefaultConfig()
@@ -42,7 +45,7 @@ func startMetricsEdge(t *testing.T, natsURL string, configure func(*edgeOptions)
 	opts := edgeOptions{
 		port: vp.Path(), baud: 115200, printerID: "m1", filesDir: filepath.Join(dir, "files"),
 		dataDir: filepath.Join(dir, "edge"), maxLineLength: 96, autoConnect: true, metricsListen: "127.0.0.1:0",
-		bus: busOptions{natsURL: natsURL, baseTopic: bridge.DefaultBase},
+		bus: bus,
 	}
 	if configure != nil {
 		configure(&opts)
@@ -70,7 +73,7 @@ func startMetricsEdge(t *testing.T, natsURL string, configure func(*edgeOptions)
 		address = m[1]
 		return true
 	})
-	return "http://" + address + "/metrics"
+	return "http://" + address + "/metrics", edgeLog
 }
 
 // seriesValue returns the value of the counter series of name whose labels
@@ -98,7 +101,7 @@ func seriesValue(families map[string]*dto.MetricFamily, name string, labels map[
 // increment.
 func TestEdgeMetricsStartAtZero(t *testing.T) {
 	emb := brokertest.StartNATS(t, false, false)
-	url := startMetricsEdge(t, emb.NATSURL(), nil)
+	url, _ := startMetricsEdge(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, nil)
 	families := scrapeMetricFamilies(t, url)
 
 	type series struct {
@@ -138,5 +141,63 @@ func TestEdgeMetricsStartAtZero(t *testing.T) {
 		if value != 0 {
 			t.Errorf("%s%v = %v on a fresh edge, want 0", s.name, s.labels, value)
 		}
+	}
+}
+
+// Home Assistant button messages that do not become a command are counted
+// in printbridge_commands_total{kind="homeassistant_button"}: an unknown
+// payload as rejected and a retained message as retained.
+func TestEdgeCountsIgnoredButtons(t *testing.T) {
+	mqttURL := brokertest.StartMosquitto(t)
+	client, err := mqtt.New(context.Background(), mqtt.Config{URL: mqttURL, ClientID: "button-presser", Topics: bridge.Topics{}},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	topic := homeassistant.ButtonTopic(bridge.Topics{}, "m1")
+	// Published before the edge starts, so the edge receives it with the
+	// retained flag when it subscribes.
+	if err := client.PublishRaw(context.Background(), topic, true, []byte("pause")); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := client.PublishRaw(context.Background(), topic, true, nil); err != nil {
+			t.Errorf("clear the retained button message: %v", err)
+		}
+	}()
+
+	url, edgeLog := startMetricsEdge(t, busOptions{mqttURL: mqttURL, baseTopic: bridge.DefaultBase}, func(o *edgeOptions) {
+		o.integrations.homeAssistant = true
+	})
+	dropped := map[string]string{"kind": "homeassistant_button", "outcome": "dropped"}
+	if value, ok := seriesValue(scrapeMetricFamilies(t, url), "printbridge_commands_total", dropped); !ok || value != 0 {
+		t.Errorf("printbridge_commands_total%v = %v (exists: %v) on a fresh edge, want 0", dropped, value, ok)
+	}
+	retained := map[string]string{"kind": "homeassistant_button", "outcome": "retained"}
+	waitFor(t, "the retained button message counted", 20*time.Second, func() bool {
+		value, _ := seriesValue(scrapeMetricFamilies(t, url), "printbridge_commands_total", retained)
+		return value >= 1
+	})
+
+	for _, payload := range []string{"bogus", `{"x":1}`, ""} {
+		if err := client.PublishRaw(context.Background(), topic, false, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rejected := map[string]string{"kind": "homeassistant_button", "outcome": "rejected"}
+	waitFor(t, "three rejected button messages", 20*time.Second, func() bool {
+		value, _ := seriesValue(scrapeMetricFamilies(t, url), "printbridge_commands_total", rejected)
+		return value >= 3
+	})
+	families := scrapeMetricFamilies(t, url)
+	if value, _ := seriesValue(families, "printbridge_commands_total", rejected); value != 3 {
+		t.Errorf("printbridge_commands_total%v = %v, want 3 (bogus, {\"x\":1} and empty)", rejected, value)
+	}
+	if value, _ := seriesValue(families, "printbridge_commands_total", retained); value != 1 {
+		t.Errorf("printbridge_commands_total%v = %v, want 1", retained, value)
+	}
+	if n := strings.Count(edgeLog.String(), "unknown Home Assistant button payload ignored"); n != 3 {
+		t.Errorf("edge logged %d unknown button payloads, want 3", n)
 	}
 }
