@@ -91,12 +91,21 @@ func (r *replyWaiter) deliver(data []byte) {
 }
 
 // gcodeCommandID returns the command id of the gcode hook at position
-// index of the event's matching subscriptions. It depends only on the
-// event id and the hook, so a command that a worker sends again after a
-// crash or a takeover has the id of the first one. The edge remembers
-// its last 1024 command ids and repeats its reply to a known one instead
-// of executing the lines twice.
-func gcodeCommandID(eventID string, index int, hook string) string {
-	sum := sha256.Sum256([]byte(eventID + "\x00" + strconv.Itoa(index) + "\x00" + hook))
+// index of the event's matching subscriptions, sent by a worker of group
+// ("" for none). A worker of the group that sends the command again after
+// a crash or a takeover sends the same id, and the edge, which remembers
+// its last 1024 command ids, repeats its reply instead of executing the
+// lines twice. Each group runs every event, so the group is part of the
+// id, or the edge would skip the second group's lines as a repeat. An
+// empty group leaves the id as it was before the group was added.
+//
+// NOTE: two workers without a group that run the same config get the
+// same id, so the edge runs the G-code of only the first of them.
+func gcodeCommandID(eventID, group string, index int, hook string) string {
+	input := eventID + "\x00" + strconv.Itoa(index) + "\x00" + hook
+	if group != "" {
+		input += "\x00group\x00" + group
+	}
+	sum := sha256.Sum256([]byte(input))
 	return "hook-" + hex.EncodeToString(sum[:16])
 }

@@ -689,22 +689,39 @@ func TestGateMissingProgramStartsNothing(t *testing.T) {
 }
 
 func TestGcodeCommandIDDeterministic(t *testing.T) {
-	a := gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ab", 1, "home")
-	if again := gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ab", 1, "home"); again != a {
-		t.Errorf("ids for one event and hook differ: %s, %s", a, again)
-	}
-	others := []string{
-		gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ac", 1, "home"),
-		gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ab", 2, "home"),
-		gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ab", 1, "park"),
-	}
-	for _, o := range others {
-		if o == a {
-			t.Errorf("id %s repeats for another event or hook", o)
+	const event = "0190f3c2-7b1e-7c3a-9d4e-1234567890ab"
+	for _, group := range []string{"", "farm"} {
+		a := gcodeCommandID(event, group, 1, "home")
+		if again := gcodeCommandID(event, group, 1, "home"); again != a {
+			t.Errorf("group %q: ids for one event and hook differ: %s, %s", group, a, again)
+		}
+		others := []string{
+			gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ac", group, 1, "home"),
+			gcodeCommandID(event, group, 2, "home"),
+			gcodeCommandID(event, group, 1, "park"),
+		}
+		for _, o := range others {
+			if o == a {
+				t.Errorf("group %q: id %s repeats for another event or hook", group, o)
+			}
+		}
+		if !strings.HasPrefix(a, "hook-") || len(a) != len("hook-")+32 {
+			t.Errorf("group %q: id %q, want hook- and 32 hex digits", group, a)
 		}
 	}
-	if !strings.HasPrefix(a, "hook-") || len(a) != len("hook-")+32 {
-		t.Errorf("id %q, want hook- and 32 hex digits", a)
+}
+
+// Each group runs every event, so the edge must see a distinct command
+// id from each group, or it skips the G-code of all groups but the first.
+func TestGcodeCommandIDDiffersByGroup(t *testing.T) {
+	const event = "0190f3c2-7b1e-7c3a-9d4e-1234567890ab"
+	ids := map[string]string{}
+	for _, group := range []string{"", "a", "b", "ab"} {
+		id := gcodeCommandID(event, group, 1, "home")
+		if other, ok := ids[id]; ok {
+			t.Errorf("groups %q and %q share the command id %s", other, group, id)
+		}
+		ids[id] = group
 	}
 }
 

@@ -307,7 +307,7 @@ events:
 	// lcd is the second subscription matching PrintStarted. A worker that
 	// sends it again after a crash uses the same id, so the edge repeats
 	// its reply instead of executing the lines twice.
-	if want := gcodeCommandID("e1", 1, "lcd"); commands[0].ID != want {
+	if want := gcodeCommandID("e1", "", 1, "lcd"); commands[0].ID != want {
 		t.Errorf("command id = %s, want %s, derived from the event id and the hook", commands[0].ID, want)
 	}
 

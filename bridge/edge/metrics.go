@@ -1,8 +1,11 @@
 package edge
 
 import (
+	"slices"
 	"time"
 
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/outbox"
 	"github.com/printbridge/printbridge/printer"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -78,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OutboxWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_outbox_write_errors_total",
 			Help: "Events the outbox failed to store, which were then held in memory."}),
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_commands_total",
-			Help: "Command messages received, by kind and first outcome (accepted, rejected, retained, expired, dropped)."}, []string{"kind", "outcome"}),
+			Help: "Command messages received, by kind and first outcome (accepted, rejected, retained, expired, dropped, empty)."}, []string{"kind", "outcome"}),
 		RepliesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_replies_dropped_total",
 			Help: "Command replies never published, by reason (reply_queue_full, publish_failed, encode)."}, []string{"reason"}),
 		CommandResults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_command_results_total",
@@ -133,7 +136,43 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// with 0.
 	m.DuplicateEdges.WithLabelValues("probe")
 	m.DuplicateEdges.WithLabelValues("running")
+	m.initLabelValues()
 	return m
+}
+
+// Label values of the edge's counters, exported at 0 from the start (see
+// initLabelValues).
+var (
+	eventDropReasons  = []string{"queue_full", "encode", "stopped", "not_started"}
+	outboxDropReasons = []string{outbox.DropMaxBytes, outbox.DropMaxAge, outbox.DropCorrupt}
+	replyDropReasons  = []string{"reply_queue_full", "publish_failed", "encode"}
+	commandOutcomes   = []string{"accepted", "rejected", "retained", "expired", "dropped", "empty"}
+	commandStatuses   = []string{bridge.ReplyDone, bridge.ReplyFailed, bridge.ReplyRejected}
+)
+
+// initLabelValues creates every known series of the labelled counters at
+// 0. A series appears in /metrics only once it exists, so without this a
+// dashboard panel or an alert on a counter that never rose finds no data
+// instead of 0.
+func (m *Metrics) initLabelValues() {
+	for _, reason := range eventDropReasons {
+		m.EventsDropped.WithLabelValues(reason)
+	}
+	for _, reason := range outboxDropReasons {
+		m.OutboxDropped.WithLabelValues(reason)
+	}
+	for _, reason := range replyDropReasons {
+		m.RepliesDropped.WithLabelValues(reason)
+	}
+	kinds := append(slices.Clone(bridge.CommandKinds), "unknown")
+	for _, kind := range kinds {
+		for _, outcome := range commandOutcomes {
+			m.Commands.WithLabelValues(kind, outcome)
+		}
+		for _, status := range commandStatuses {
+			m.CommandResults.WithLabelValues(kind, status)
+		}
+	}
 }
 
 // PrinterMetrics returns the counters the serial side feeds.

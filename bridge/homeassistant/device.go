@@ -71,7 +71,18 @@ type Config struct {
 	// MQTT has no marker for "no retained message", so without a wait the
 	// first payload would leave out the heaters of a printer that is off.
 	RetainedWait time.Duration
+	// OnIgnoredButton, if set, counts n button messages that did not
+	// become a command, by outcome: ButtonRejected (an unknown payload),
+	// ButtonRetained or ButtonDropped (too many presses waiting).
+	OnIgnoredButton func(outcome string, n int)
 }
+
+// Outcomes of OnIgnoredButton.
+const (
+	ButtonRejected = "rejected"
+	ButtonRetained = "retained"
+	ButtonDropped  = "dropped"
+)
 
 // Device announces one printer and executes its button presses.
 type Device struct {
@@ -269,6 +280,7 @@ func (d *Device) onButton(m mqtt.RawMessage) {
 	if m.Retained {
 		d.log.Warn("ignored a retained Home Assistant button message; clear it with an empty retained publish",
 			"topic", m.Topic, "payload", truncate(string(m.Payload), 40))
+		d.countIgnored(ButtonRetained, 1)
 		return
 	}
 	d.mu.Lock()
@@ -316,6 +328,7 @@ func (d *Device) process(ctx context.Context) {
 	}
 	if in.droppedPresses > 0 {
 		d.log.Warn("Home Assistant button presses dropped: too many waiting", "count", in.droppedPresses)
+		d.countIgnored(ButtonDropped, in.droppedPresses)
 	}
 	for _, press := range in.presses {
 		d.press(ctx, press)
@@ -455,6 +468,7 @@ func (d *Device) press(ctx context.Context, payload string) {
 		d.log.Warn("unknown Home Assistant button payload ignored",
 			"topic", d.topics.button, "payload", truncate(payload, 40),
 			"expected", strings.Join([]string{PressPause, PressResume, PressCancel, PressEmergencyStop, PressConnect}, ","))
+		d.countIgnored(ButtonRejected, 1)
 		return
 	}
 	data, err := json.Marshal(cmd)
@@ -472,6 +486,12 @@ func (d *Device) press(ctx context.Context, payload string) {
 		return
 	}
 	d.log.Info("Home Assistant button pressed", "button", payload, "kind", kind, "command_id", cmd.ID)
+}
+
+func (d *Device) countIgnored(outcome string, n int) {
+	if d.cfg.OnIgnoredButton != nil {
+		d.cfg.OnIgnoredButton(outcome, n)
+	}
 }
 
 func truncate(s string, n int) string {

@@ -78,7 +78,7 @@ func (o *busOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.natsUser, "nats-user", "", "NATS user")
 	fs.StringVar(&o.natsPassword, "nats-password", "", "NATS password (prefer PRINTBRIDGE_NATS_PASSWORD)")
 	fs.StringVar(&o.natsToken, "nats-token", "", "NATS token (prefer PRINTBRIDGE_NATS_TOKEN)")
-	fs.BoolVar(&o.jetStream, "jetstream", false, "store events in a NATS JetStream stream (the server must have JetStream enabled)")
+	fs.BoolVar(&o.jetStream, "jetstream", false, "store events in a NATS JetStream stream (needs --nats, and the server must have JetStream enabled)")
 	fs.StringVar(&o.baseTopic, "base-topic", bridge.DefaultBase, "first level of every MQTT topic and NATS subject")
 	o.secrets.register(fs)
 }
@@ -165,10 +165,16 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 }
 
 // checkConfig checks the bus options that need no broker to check: that
-// a broker is given, the broker URLs and the base topic.
+// a broker is given, that --jetstream comes with --nats, the broker URLs
+// and the base topic.
 func (o busOptions) checkConfig() error {
 	if o.mqttURL == "" && o.natsURL == "" {
 		return errors.New("no broker configured: give --mqtt URL, --nats URL or both")
+	}
+	// JetStream is a NATS feature, so without --nats the flag would
+	// otherwise be ignored and the user would believe events are stored.
+	if o.jetStream && o.natsURL == "" {
+		return errors.New("--jetstream needs a NATS server: give --nats URL as well, or drop --jetstream (and PRINTBRIDGE_JETSTREAM); over MQTT alone there is no JetStream")
 	}
 	if err := validateBrokerURLs(o); err != nil {
 		return err
@@ -492,7 +498,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		Flow: o.flow, RXBufferSize: o.rxBuffer, Settings: settings,
 	}, log.With("printer", o.printerID, "port", o.port), printStatistics(e.Emit, files, log), metrics.PrinterMetrics())
 	e.Attach(p)
-	stopIntegrations, err := startIntegrations(o, e, log)
+	stopIntegrations, err := startIntegrations(o, e, metrics, log)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,10 @@ func (o *integrationOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.octoprintBaseTopic, "octoprint-mqtt-base-topic", octoprintmqtt.DefaultBaseTopic, "base topic of the OctoPrint-MQTT mirror; give each printer its own when several share a broker")
 }
 
+// haButtonKind is the kind label of printbridge_commands_total for Home
+// Assistant button messages that did not become a command.
+const haButtonKind = "homeassistant_button"
+
 // integrationRetryMax caps the wait between connection attempts of an
 // integration whose broker is unreachable.
 const integrationRetryMax = 30 * time.Second
@@ -57,7 +61,7 @@ const integrationRetryMax = 30 * time.Second
 // succeed, so a broker that is briefly away does not stop the edge. The
 // returned func stops them and waits; call it after the edge has stopped,
 // so the mirror can still pass on the edge's Shutdown event.
-func startIntegrations(o edgeOptions, e *edge.Edge, log *slog.Logger) (stop func(), err error) {
+func startIntegrations(o edgeOptions, e *edge.Edge, metrics *edge.Metrics, log *slog.Logger) (stop func(), err error) {
 	in := o.integrations
 	if !in.homeAssistant && !in.octoprintMQTT {
 		return func() {}, nil
@@ -80,6 +84,12 @@ func startIntegrations(o edgeOptions, e *edge.Edge, log *slog.Logger) (stop func
 		ha := homeassistant.Config{
 			PrinterID: o.printerID, Topics: topics, Prefix: in.haPrefix, StatusTopic: in.haStatusTopic,
 			DeviceName: in.haDeviceName, Version: edge.Version, Republish: e.RepublishRetained,
+			OnIgnoredButton: func(outcome string, n int) {
+				metrics.Commands.WithLabelValues(haButtonKind, outcome).Add(float64(n))
+			},
+		}
+		for _, outcome := range []string{homeassistant.ButtonRejected, homeassistant.ButtonRetained, homeassistant.ButtonDropped} {
+			metrics.Commands.WithLabelValues(haButtonKind, outcome)
 		}
 		run("homeassistant", func(ctx context.Context) error { return runHomeAssistant(ctx, o, ha, log) })
 	}

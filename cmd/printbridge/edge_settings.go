@@ -142,6 +142,13 @@ func newSettingsReloader(o edgeOptions, st printer.Settings, p *printer.Printer,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_config_reloads_total",
 			Help: "Configuration reloads by trigger (sighup, or profile_change when the watched printer profile file changed) and outcome (applied, failed)."}, []string{"trigger", "outcome"})}
 	reg.MustRegister(r.reloads)
+	// Every series exists from the start, so a failed-reload alert
+	// compares with 0 instead of finding no data.
+	for _, trigger := range []string{"sighup", "profile_change"} {
+		for _, outcome := range []string{"applied", "failed"} {
+			r.reloads.WithLabelValues(trigger, outcome)
+		}
+	}
 	return r
 }
 

@@ -208,3 +208,41 @@ func TestWorkerBadBrokerURLLeavesDataDir(t *testing.T) {
 		}
 	}
 }
+
+// A worker given --jetstream without NATS stops at start instead of
+// running on MQTT with a file store, whatever form the setting takes.
+// The broker may come from the config file's printbridge.mqtt.
+func TestWorkerJetStreamWithoutNATS(t *testing.T) {
+	dir := t.TempDir()
+	plain := writeWorkerConfig(t, dir, "events:\n  subscriptions: []\n")
+	withMQTT := filepath.Join(dir, "mqtt-config.yaml")
+	if err := os.WriteFile(withMQTT, []byte("printbridge:\n  mqtt: tcp://127.0.0.1:1\nevents:\n  subscriptions: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"flag", nil, []string{"--config", plain, "--mqtt", "tcp://127.0.0.1:1", "--jetstream"}},
+		{"environment", map[string]string{"PRINTBRIDGE_JETSTREAM": "true"}, []string{"--config", plain, "--mqtt", "tcp://127.0.0.1:1"}},
+		{"broker from config file", nil, []string{"--config", withMQTT, "--jetstream"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			dataDir := filepath.Join(t.TempDir(), "worker-data")
+			ctx, cancel := context.WithTimeout(context.Background(), workerWait)
+			defer cancel()
+			args := append([]string{"--metrics-listen", "", "--data-dir", dataDir}, tc.args...)
+			err := runWorker(ctx, args, io.Discard, io.Discard)
+			if want := "--jetstream needs a NATS server: give --nats URL"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("worker returned %v, want an error containing %q", err, want)
+			}
+			if _, statErr := os.Stat(dataDir); !errors.Is(statErr, os.ErrNotExist) {
+				t.Errorf("--data-dir %s exists after the rejected start (%v)", dataDir, statErr)
+			}
+		})
+	}
+}
