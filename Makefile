@@ -32,9 +32,10 @@ test-deps:
 build:
 	$(GO) build -o bin/printbridge ./cmd/printbridge
 
-# A binary without the embedded nats-server, which only the demo needs:
-# about 10 MB smaller, and about 3 MiB less resident memory per edge or
-# worker process (docs/benchmarks.md).
+# A binary without the embedded nats-server, which only the demo needs,
+# and stripped: 14.0 MB against 34.4 MB from build (Go 1.26,
+# linux/amd64), 10.0 MB of it the server, and about 3 MiB less resident
+# memory per edge or worker process (docs/benchmarks.md).
 build-lean:
 	CGO_ENABLED=0 $(GO) build -tags noembeddedbroker -trimpath -ldflags="-s -w" -o bin/printbridge ./cmd/printbridge
 

@@ -150,6 +150,11 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 		}
 	}
 	if cmd.ID == "" {
+		for key := range fields {
+			if key != "id" && strings.EqualFold(key, "id") {
+				return nil, &CommandError{Reason: fmt.Sprintf(`missing "id": the message has %q, but keys are case-sensitive; use "id"`, key)}
+			}
+		}
 		return nil, &CommandError{Reason: `missing "id": every command needs an id so that its replies can be matched`}
 	}
 	if !validUTF8String(fields["id"], cmd.ID) {
@@ -275,6 +280,8 @@ func jsonValueKind(value []byte) string {
 		return "a JSON boolean"
 	case 'n':
 		return "JSON null"
+	case '{':
+		return "a JSON object"
 	}
 	return "a JSON number"
 }
@@ -392,9 +399,17 @@ func decodeLines(raw json.RawMessage) ([]string, error) {
 	if err := json.Unmarshal(raw, &one); err == nil {
 		return []string{one}, nil
 	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
+	var elements []json.RawMessage
+	if err := json.Unmarshal(raw, &elements); err != nil {
 		return nil, fmt.Errorf(`invalid "commands": want a string or a list of strings, got %s`, truncate(string(raw), 60))
+	}
+	// Decoding into []string would turn a null element into "", which
+	// then reads as a blank line instead of a wrong type.
+	many := make([]string, len(elements))
+	for i, element := range elements {
+		if err := json.Unmarshal(element, &many[i]); err != nil || element[0] != '"' {
+			return nil, fmt.Errorf(`commands[%d] must be a string with one G-code line, not %s`, i, jsonValueKind(element))
+		}
 	}
 	return many, nil
 }
@@ -452,8 +467,16 @@ func validateCommand(kind string, cmd *Command) error {
 		if cmd.Origin == OriginSDCard {
 			return validateSDFileCommand(cmd)
 		}
-		if cmd.Action == FileUpload {
+		// The action decides which other keys are needed, so it is
+		// checked first.
+		switch cmd.Action {
+		case FileAdd, FileMove, FileCopy, FileRemove, FileMkdir, FileList:
+		case FileUpload:
 			return errors.New(`file upload copies a file to the printer's SD card: add "origin": "sdcard"`)
+		case "":
+			return errors.New(`missing "action": use add, move, copy, remove, mkdir, list or upload`)
+		default:
+			return fmt.Errorf("unknown file action %q: use add, move, copy, remove, mkdir, list or upload", cmd.Action)
 		}
 		if cmd.Path == "" && cmd.Action != FileList {
 			return errors.New(`missing "path": name the file or folder inside the edge's files directory`)
@@ -467,11 +490,6 @@ func validateCommand(kind string, cmd *Command) error {
 			if cmd.Destination == "" {
 				return fmt.Errorf(`file %s needs "destination"`, cmd.Action)
 			}
-		case FileRemove, FileMkdir, FileList:
-		case "":
-			return errors.New(`missing "action": use add, move, copy, remove, mkdir, list or upload`)
-		default:
-			return fmt.Errorf("unknown file action %q: use add, move, copy, remove, mkdir, list or upload", cmd.Action)
 		}
 	case CommandConnection:
 		switch cmd.Action {

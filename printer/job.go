@@ -548,7 +548,10 @@ func (s *session) resumeJob(done DoneFunc) error {
 }
 
 func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
-	if s.job == nil || s.state == StateCancelling {
+	if s.state == StateCancelling {
+		return errors.New("cannot cancel: a cancel is already in progress; wait for the PrintCancelled event")
+	}
+	if s.job == nil {
 		return fmt.Errorf("cannot cancel in state %s: no print is running", s.state)
 	}
 	s.setState(StateCancelling)

@@ -624,3 +624,31 @@ func TestBadFilesRejectedAtStart(t *testing.T) {
 		t.Errorf("PrintFailed fired %d times; bad files must fail before the print starts", n)
 	}
 }
+
+func TestSecondCancelReportsCancelInProgress(t *testing.T) {
+	// Real time, so the dwell holds the M114 of the cancel, and with it
+	// the CANCELLING state, until the test ends the virtual printer.
+	vcfg := virtual.DefaultConfig()
+	r := startRig(t, vcfg, printer.Config{})
+	if err := os.WriteFile(filepath.Join(r.files, "dwell.gcode"), []byte("G4 S600\nM117 after the dwell\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState("OPERATIONAL", 10*time.Second)
+	r.job(bridge.ActionStart, "dwell.gcode")
+	waitFor(t, "G4 executing", 20*time.Second, func() bool { return slices.Contains(r.vp.Executed(), "G4 S600") })
+	r.job(bridge.ActionCancel, "")
+	r.waitState("CANCELLING", 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := r.p.Job(ctx, bridge.ActionCancel, "", nil)
+	if err == nil {
+		t.Fatal("a second cancel during CANCELLING was accepted")
+	}
+	if want := "a cancel is already in progress"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	if strings.Contains(err.Error(), "no print is running") {
+		t.Errorf("error %q says no print is running while one is being cancelled", err)
+	}
+}

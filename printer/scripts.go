@@ -1,6 +1,7 @@
 package printer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -82,7 +83,33 @@ func LoadScript(dir, name string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read GCODE script: %w", err)
 	}
+	if err := checkScriptBytes(path, name, data); err != nil {
+		return nil, err
+	}
 	return ParseTemplate(path, string(data), scriptVariables.Get())
+}
+
+// checkScriptBytes rejects a script whose command part (before `;`) has
+// a control byte other than tab, with the rule job files are checked by.
+// Sending it would strip or replace the byte, so the printer would run a
+// command other than the one in the file.
+func checkScriptBytes(path, name string, data []byte) error {
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if c, ok := controlByte(commandPart(line)); ok {
+			return fmt.Errorf("GCODE script %s line %d contains the control byte 0x%02x; remove it from %s", name, i+1, c, path)
+		}
+	}
+	return nil
+}
+
+// controlByte returns the first byte of code below 0x20 other than tab.
+func controlByte(code []byte) (byte, bool) {
+	for _, c := range code {
+		if c < 0x20 && c != '\t' {
+			return c, true
+		}
+	}
+	return 0, false
 }
 
 // CheckScripts parses every script in dir, so a template error shows at
@@ -164,6 +191,11 @@ func (s *session) scriptLines(name string, vars map[string]any) (lines []string,
 		return nil, true, err
 	}
 	for i, raw := range strings.Split(text, "\n") {
+		// A variable's value can carry a control byte that the file
+		// check at load time did not see.
+		if c, ok := controlByte(commandPart([]byte(raw))); ok {
+			return nil, true, fmt.Errorf("GCODE script %s output line %d contains the control byte 0x%02x", name, i+1, c)
+		}
 		cmd := NormalizeCommand(CleanLine([]byte(raw)))
 		if cmd == "" {
 			continue

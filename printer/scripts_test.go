@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -484,5 +485,55 @@ func TestWatchProfileReportsChanges(t *testing.T) {
 	case p := <-changes:
 		t.Errorf("an invalid profile was applied: %+v", p)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestLoadScriptsRejectsControlBytes(t *testing.T) {
+	dir := writeScripts(t, map[string]string{
+		printer.ScriptAfterPrinterConnected: "M117 fine ; a\x01 in a comment is dropped\nM117 a\x00b\x01c\n",
+	})
+	_, _, err := printer.LoadScripts(dir)
+	if err == nil {
+		t.Fatal("a script with a NUL byte loaded")
+	}
+	for _, want := range []string{"GCODE script " + printer.ScriptAfterPrinterConnected, "line 2", "control byte 0x00"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+
+	dir = writeScripts(t, map[string]string{
+		printer.ScriptAfterPrintDone: "M117 tab\tand CRLF ok\r\nM117 done\r\n",
+	})
+	if _, _, err := printer.LoadScripts(dir); err != nil {
+		t.Errorf("a script with tabs and CRLF line ends was rejected: %v", err)
+	}
+}
+
+func TestScriptWithControlByteNotSent(t *testing.T) {
+	dir := writeScripts(t, map[string]string{
+		printer.ScriptAfterPrinterConnected: "M117 before\nM117 a\x00b\x01c\n",
+	})
+	var mu sync.Mutex
+	errorsCounted := 0
+	metrics := printer.Metrics{ScriptError: func() {
+		mu.Lock()
+		defer mu.Unlock()
+		errorsCounted++
+	}}
+	r := startRigMetrics(t, fastConfig(), printer.Config{Settings: printer.Settings{ScriptsDir: dir}}, metrics)
+	r.waitState("OPERATIONAL", 10*time.Second)
+	waitFor(t, "script error counted", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return errorsCounted > 0
+	})
+	// The printer replies to M400 after every line before it, so the script would
+	// have been executed by the time its reply arrives.
+	r.gcode("M400")
+	for _, line := range r.vp.Executed() {
+		if strings.HasPrefix(line, "M117 a") || line == "M117 before" {
+			t.Errorf("the printer executed %q from a script with a control byte", line)
+		}
 	}
 }

@@ -181,7 +181,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	digest := sha256.Sum256(append([]byte(m.Kind+"\x00"), canonical...))
 	if el, ok := c.seen[cmd.ID]; ok {
 		prev := el.Value.(*seenEntry)
-		if prev.digest != digest {
+		switch {
+		case prev.digest != digest && prev.last.Status == bridge.ReplyRejected:
+			// A rejected command never ran, so a corrected command may
+			// take its id. Its entry goes, so remember adds the new one.
+			log.Info("command id of a rejected command reused for a different command, running it", "rejection", prev.last.Reason)
+			c.seenOrder.Remove(el)
+			delete(c.seen, cmd.ID)
+		case prev.digest != digest:
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 			log.Warn("command id reused for a different command, rejected")
 			// Published without touching the remembered reply, so a later
@@ -189,10 +196,11 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			c.publishUnremembered(ctx, replyOut{replyTo: replyTo, reply: bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
 				Reason: fmt.Sprintf("id %q was already used for a different command; give every command a new id", cmd.ID)}})
 			return
+		default:
+			log.Info("duplicate command id, repeating its last reply without executing", "status", prev.last.Status)
+			c.publish(ctx, replyOut{replyTo: replyTo, reply: prev.last})
+			return
 		}
-		log.Info("duplicate command id, repeating its last reply without executing", "status", prev.last.Status)
-		c.publish(ctx, replyOut{replyTo: replyTo, reply: prev.last})
-		return
 	}
 	if cmd.Expires != nil && time.Now().After(*cmd.Expires) {
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "expired").Inc()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,76 @@ func TestCommandFloodEveryCommandReplied(t *testing.T) {
 	}
 	if strings.Contains(c.edgeLog.String(), "command reply dropped") {
 		t.Errorf("the edge dropped replies; log:\n%s", c.edgeLog.String())
+	}
+}
+
+// repliesOf returns the replies with id, in the order they arrived.
+func (c *collector) repliesOf(id string) []bridge.Reply {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []bridge.Reply
+	for _, r := range c.replies {
+		if r.ID == id {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// statuses lists the statuses of replies.
+func statuses(replies []bridge.Reply) []string {
+	out := make([]string, len(replies))
+	for i, r := range replies {
+		out[i] = r.Status
+	}
+	return out
+}
+
+func TestRejectedCommandIDReusable(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	newBus := mqttChainBuses(url, "e2e-")
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, newBus, vcfg)
+	waitFor(t, "Connected", 20*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
+
+	// The printer rejects a cancel without a print, after the edge has
+	// remembered the id; the corrected command under that id runs.
+	c.command("job", `{"id": "r1", "action": "cancel"}`)
+	waitFor(t, "rejection of r1", 30*time.Second, func() bool { _, ok := c.col.reply("r1", bridge.ReplyRejected); return ok })
+	c.command("gcode", `{"id": "r1", "commands": ["M105"]}`)
+	waitFor(t, "done reply of r1", 30*time.Second, func() bool { _, ok := c.col.reply("r1", bridge.ReplyDone); return ok })
+
+	// A message rejected while it is decoded never takes its id.
+	c.command("gcode", `{"id": "r2", "commands": [null]}`)
+	c.command("gcode", `{"id": "r2", "commands": ["M105"]}`)
+	waitFor(t, "done reply of r2", 30*time.Second, func() bool { _, ok := c.col.reply("r2", bridge.ReplyDone); return ok })
+
+	// The same rejected command again gets its rejection repeated.
+	c.command("job", `{"id": "r3", "action": "cancel"}`)
+	c.command("job", `{"id": "r3", "action": "cancel"}`)
+	// Once a command ran, its id stays taken for other commands.
+	c.command("gcode", `{"id": "r1", "commands": ["M115"]}`)
+	c.command("gcode", `{"id": "after-reuse", "commands": ["M105"]}`)
+	// The edge replies in order, so once this reply is here the replies
+	// before it would have been too.
+	waitFor(t, "done reply of after-reuse", 30*time.Second, func() bool { _, ok := c.col.reply("after-reuse", bridge.ReplyDone); return ok })
+
+	if got := statuses(c.col.repliesOf("r1")); !slices.Equal(got, []string{"rejected", "accepted", "done", "rejected"}) {
+		t.Errorf("r1 replies %v, want rejected, then accepted and done for the corrected command, then rejected for the reuse", got)
+	}
+	r1 := c.col.repliesOf("r1")
+	if last := r1[len(r1)-1]; !strings.Contains(last.Reason, "already used for a different command") {
+		t.Errorf("reuse of a done id rejected with %q, want the id-reuse reason", last.Reason)
+	}
+	if got := statuses(c.col.repliesOf("r2")); !slices.Equal(got, []string{"rejected", "accepted", "done"}) {
+		t.Errorf("r2 replies %v, want rejected, accepted, done", got)
+	}
+	r3 := c.col.repliesOf("r3")
+	if got := statuses(r3); !slices.Equal(got, []string{"rejected", "rejected"}) {
+		t.Fatalf("r3 replies %v, want two rejections", got)
+	}
+	if r3[0].Reason != r3[1].Reason {
+		t.Errorf("the repeated r3 got reason %q, want the first reply's %q", r3[1].Reason, r3[0].Reason)
 	}
 }

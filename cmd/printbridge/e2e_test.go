@@ -331,11 +331,11 @@ func runPrint(t *testing.T, c *chain) {
 	}
 
 	// Files added through command/file fire OctoPrint's file events and
-	// get analysed.
+	// get analysed. The add creates the missing folder sub first.
 	c.command("file", `{"id": "f-1", "action": "add", "path": "sub/hello.gcode", "data": "G28\nG1 Z0.2 F300\nG1 X10 Y10 E1 F1200\n"}`)
-	waitFor(t, "rejection of f-1 (no folder yet)", 10*time.Second, func() bool { _, ok := c.col.reply("f-1", bridge.ReplyRejected); return ok })
+	waitFor(t, "done reply of f-1", 10*time.Second, func() bool { _, ok := c.col.reply("f-1", bridge.ReplyDone); return ok })
 	c.command("file", `{"id": "f-2", "action": "mkdir", "path": "sub"}`)
-	c.command("file", `{"id": "f-3", "action": "add", "path": "sub/hello.gcode", "data": "G28\nG1 Z0.2 F300\nG1 X10 Y10 E1 F1200\n"}`)
+	waitFor(t, "rejection of f-2 (folder exists)", 10*time.Second, func() bool { _, ok := c.col.reply("f-2", bridge.ReplyRejected); return ok })
 	waitFor(t, "Upload", 10*time.Second, func() bool { return c.col.has(bridge.EventUpload) })
 	waitFor(t, "analysis of the upload", 20*time.Second, func() bool { return c.col.has("MetadataAnalysisFinished") })
 	for _, want := range []string{"FolderAdded", "FileAdded", "UpdatedFiles"} {

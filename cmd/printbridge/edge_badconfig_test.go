@@ -23,7 +23,7 @@ func TestEdgeBadConfigLeavesNoOutbox(t *testing.T) {
 		{"no broker", nil, "no broker configured"},
 		{"JetStream without NATS", []string{"--mqtt", "tcp://127.0.0.1:1", "--jetstream"}, "--jetstream needs a NATS server: give --nats URL"},
 		{"base topic wildcard", []string{"--mqtt", "tcp://127.0.0.1:1", "--base-topic", "print/#"}, "--base-topic: invalid base topic"},
-		{"bad fsync policy", []string{"--mqtt", "tcp://127.0.0.1:1", "--outbox-fsync", "sometimes"}, "invalid --outbox-fsync"},
+		{"bad fsync policy", []string{"--mqtt", "tcp://127.0.0.1:1", "--outbox-fsync", "sometimes"}, `invalid value "sometimes" for flag -outbox-fsync`},
 		{"missing policy file", []string{"--mqtt", "tcp://127.0.0.1:1", "--command-policy", "/nonexistent/policy.yaml"}, "--command-policy"},
 		{"Home Assistant without MQTT", []string{"--nats", "nats://127.0.0.1:1", "--homeassistant"}, "give --mqtt URL as well"},
 		{"Home Assistant wildcard prefix", []string{"--mqtt", "tcp://127.0.0.1:1", "--homeassistant", "--homeassistant-prefix", "ha/+"}, "invalid Home Assistant discovery prefix"},

@@ -40,7 +40,7 @@ func checkFlagRanges(fs *flag.FlagSet, ranges []flagRange) error {
 			panic(fmt.Sprintf("checkFlagRanges: flag %s is not numeric: %v", r.name, err))
 		}
 		if value < r.min || value > r.max {
-			problems = append(problems, fmt.Errorf("invalid --%s %s: %s", r.name, text, r.expected))
+			problems = append(problems, fmt.Errorf("invalid %s %s: %s", flagSource(fs, r.name), text, r.expected))
 		}
 	}
 	return errors.Join(problems...)

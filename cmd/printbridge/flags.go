@@ -47,15 +47,17 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, configFlag bo
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	warnMisspelledEnv(fs, os.Environ(), stderr)
+	configSource := "--config"
 	if configFlag && !explicit["config"] {
 		configPath = os.Getenv("PRINTBRIDGE_CONFIG")
+		configSource = "PRINTBRIDGE_CONFIG"
 	}
 
 	var fileValues map[string]any
 	if configPath != "" {
 		data, err := os.ReadFile(configPath)
 		if err != nil {
-			return fmt.Errorf("read config file: %w", err)
+			return fmt.Errorf("%s: read config file: %w", configSource, err)
 		}
 		if err := yaml.Unmarshal(data, &fileValues); err != nil {
 			return fmt.Errorf("parse config file %s: %w", configPath, err)
@@ -245,4 +247,51 @@ func expectedValue(fs *flag.FlagSet, f *flag.Flag) string {
 		return "want a duration such as 30s or 5m"
 	}
 	return fmt.Sprintf("see 'printbridge %s -h' for the expected form", fs.Name())
+}
+
+// checkedString is a string flag whose Set rejects a value that check
+// rejects. A value checked only after parsing would be reported as
+// --flag even when a PRINTBRIDGE_ variable or the config file gave it.
+type checkedString struct {
+	value *string
+	check func(string) error
+}
+
+func (c checkedString) String() string {
+	if c.value == nil {
+		return ""
+	}
+	return *c.value
+}
+
+func (c checkedString) Set(v string) error {
+	if err := c.check(v); err != nil {
+		return err
+	}
+	*c.value = v
+	return nil
+}
+
+// checkedStringVar defines a string flag like fs.StringVar, whose values
+// must pass check.
+func checkedStringVar(fs *flag.FlagSet, p *string, name, value, usage string, check func(string) error) {
+	*p = value
+	fs.Var(checkedString{value: p, check: check}, name, usage)
+}
+
+// flagSource returns what set the value of the flag name of fs, for
+// errors found after parsing: the PRINTBRIDGE_ variable when that set
+// it, else "--name" (the command line, the config file or the default).
+func flagSource(fs *flag.FlagSet, name string) string {
+	onCommandLine := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			onCommandLine = true
+		}
+	})
+	env := "PRINTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	if _, ok := os.LookupEnv(env); ok && !onCommandLine {
+		return env
+	}
+	return "--" + name
 }

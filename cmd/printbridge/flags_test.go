@@ -177,7 +177,7 @@ func TestNumericFlagRangesCheckEnvAndConfig(t *testing.T) {
 		t.Fatalf("exit code 0 for invalid values; stderr:\n%s", stderr.String())
 	}
 	// Every bad value is reported at once.
-	for _, want := range []string{"invalid --baud -5", "invalid --rx-buffer -1", "invalid --max-line-length 0"} {
+	for _, want := range []string{"invalid --baud -5", "invalid PRINTBRIDGE_RX_BUFFER -1", "invalid --max-line-length 0"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr %q does not contain %q", stderr.String(), want)
 		}
@@ -280,5 +280,46 @@ func TestMisspelledEnvWarns(t *testing.T) {
 	want := "printbridge edge: warning: environment variable PRINTBRIDGE_AUTO_CONECT names no flag and is ignored; did you mean PRINTBRIDGE_AUTO_CONNECT?\n"
 	if out != want {
 		t.Errorf("warnings %q, expected %q", out, want)
+	}
+}
+
+func TestEnvFlagErrorNamesVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env, value string
+		want       string
+	}{
+		{"PRINTBRIDGE_FLOW", "sideways", `invalid value "sideways" in PRINTBRIDGE_FLOW: invalid flow control "sideways"`},
+		{"PRINTBRIDGE_LOG_LEVEL", "loud", `invalid value "loud" in PRINTBRIDGE_LOG_LEVEL: invalid log level "loud"`},
+		{"PRINTBRIDGE_LOG_FORMAT", "xml", `invalid value "xml" in PRINTBRIDGE_LOG_FORMAT: invalid log format "xml"`},
+		{"PRINTBRIDGE_OUTBOX_FSYNC", "sometimes", `invalid value "sometimes" in PRINTBRIDGE_OUTBOX_FSYNC: invalid outbox fsync policy "sometimes"`},
+		{"PRINTBRIDGE_CONFIG", "/nonexistent/edge.yaml", "PRINTBRIDGE_CONFIG: read config file: open /nonexistent/edge.yaml"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			dir := t.TempDir()
+			var stdout, stderr strings.Builder
+			code := runMain([]string{"edge", "--data-dir", filepath.Join(dir, "data"), "--mqtt", "tcp://127.0.0.1:1"}, &stdout, &stderr)
+			if code == 0 {
+				t.Fatalf("exit code 0 for %s=%s", tc.env, tc.value)
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tc.want)
+			}
+			if strings.Contains(stderr.String(), "--"+strings.ToLower(strings.TrimPrefix(tc.env, "PRINTBRIDGE_"))) {
+				t.Errorf("stderr %q names the flag, not the variable that set it", stderr.String())
+			}
+		})
+	}
+}
+
+func TestCommandLineFlagErrorNamesFlag(t *testing.T) {
+	t.Setenv("PRINTBRIDGE_FLOW", "window")
+	var stdout, stderr strings.Builder
+	code := runMain([]string{"edge", "--flow", "sideways", "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt", "tcp://127.0.0.1:1"}, &stdout, &stderr)
+	if code == 0 {
+		t.Fatal("exit code 0 for --flow sideways")
+	}
+	if want := `invalid value "sideways" for flag -flow`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not contain %q", stderr.String(), want)
 	}
 }

@@ -94,17 +94,33 @@ func printUsage(w io.Writer) {
 
 // newLogger builds the process logger; format is "text" or "json".
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	if err := checkLogLevel(level); err != nil {
+		return nil, err
+	}
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if err := checkLogFormat(format); err != nil {
+		return nil, err
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+func checkLogLevel(level string) error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("invalid log level %q: use debug, info, warn or error", level)
+		return fmt.Errorf("invalid log level %q: use debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	return nil
+}
+
+func checkLogFormat(format string) error {
 	switch format {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("invalid log format %q: use text or json", format)
+	case "text", "", "json":
+		return nil
 	}
+	return fmt.Errorf("invalid log format %q: use text or json", format)
 }

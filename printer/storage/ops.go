@@ -13,8 +13,9 @@ import (
 // there, and emits FileAdded (operation add) and UpdatedFiles. The
 // analysis follows in the background. The content goes to a temporary
 // file first and is renamed into place, so no reader of the folder gets
-// half a file. The folder of path must exist. Upload is the caller's
-// event and is not emitted here.
+// half a file. Missing folders of path are created first, each with
+// FolderAdded, as OctoPrint's LocalFileStorage.add_file creates them
+// with os.makedirs. Upload is the caller's event and is not emitted here.
 func (s *Storage) Add(path string, data io.Reader) error {
 	clean, err := ValidateFilePath(path)
 	if err != nil {
@@ -37,13 +38,20 @@ func (s *Storage) Add(path string, data io.Reader) error {
 		s.mu.Unlock()
 		return err
 	}
+	evs, err := s.createParentsLocked(clean)
+	if err != nil {
+		// The folders made before the failure stay, so they get their
+		// events.
+		s.unlockAndEmit(withUpdatedFiles(evs))
+		return err
+	}
 	if err := os.Rename(tmp, s.full(clean)); err != nil {
-		s.mu.Unlock()
+		s.unlockAndEmit(withUpdatedFiles(evs))
 		return fmt.Errorf("add %q: %w", clean, err)
 	}
 	n, err := s.statNode(clean)
 	if err != nil {
-		s.mu.Unlock()
+		s.unlockAndEmit(withUpdatedFiles(evs))
 		return fmt.Errorf("add %q: %w", clean, err)
 	}
 	s.gen++
@@ -51,8 +59,59 @@ func (s *Storage) Add(path string, data io.Reader) error {
 	delete(s.pending, clean)
 	s.forgetFileLocked(clean)
 	s.enqueueLocked(clean)
-	s.unlockAndEmit([]event{fileEvent(EventFileAdded, clean, opAdd), updatedFilesEvent()})
+	s.unlockAndEmit(append(evs, fileEvent(EventFileAdded, clean, opAdd), updatedFilesEvent()))
 	return nil
+}
+
+// withUpdatedFiles appends UpdatedFiles to evs, unless evs is empty.
+func withUpdatedFiles(evs []event) []event {
+	if len(evs) == 0 {
+		return nil
+	}
+	return append(evs, updatedFilesEvent())
+}
+
+// checkParentsLocked rejects a file path with a file among its folders.
+// Missing folders are fine, because Add creates them.
+func (s *Storage) checkParentsLocked(clean string) error {
+	for p := parentOf(clean); p != ""; p = parentOf(p) {
+		if n, ok := s.tree[p]; ok && !n.folder {
+			return fmt.Errorf("add %q: %q is a file, not a folder; choose another path", clean, p)
+		}
+	}
+	return nil
+}
+
+// createParentsLocked creates the missing folders of the file path
+// clean, outermost first, and returns their FolderAdded events.
+func (s *Storage) createParentsLocked(clean string) ([]event, error) {
+	var missing []string
+	for p := parentOf(clean); p != ""; p = parentOf(p) {
+		if _, ok := s.tree[p]; ok {
+			break
+		}
+		missing = append(missing, p)
+	}
+	var evs []event
+	for i := len(missing) - 1; i >= 0; i-- {
+		p := missing[i]
+		if err := os.Mkdir(s.full(p), 0o755); err != nil {
+			// Something on disk that the storage does not list (such as
+			// a link it does not follow) is not used as the folder.
+			if errors.Is(err, fs.ErrExist) {
+				return evs, fmt.Errorf("add %q: create folder %q: %w on disk but is not listed yet; retry after the next scan of the files folder", clean, p, ErrExists)
+			}
+			return evs, fmt.Errorf("add %q: create folder %q: %w", clean, p, err)
+		}
+		n, err := s.statNode(p)
+		if err != nil {
+			return evs, fmt.Errorf("add %q: create folder %q: %w", clean, p, err)
+		}
+		s.gen++
+		s.tree[p] = n
+		evs = append(evs, folderEvent(EventFolderAdded, p))
+	}
+	return evs, nil
 }
 
 // AddFrom stores a copy of the local file srcPath (a path on disk,
@@ -75,7 +134,7 @@ func (s *Storage) AddFrom(path, srcPath string) error {
 }
 
 func (s *Storage) checkAddLocked(clean string) error {
-	if err := s.requireFolderLocked(parentOf(clean), clean); err != nil {
+	if err := s.checkParentsLocked(clean); err != nil {
 		return err
 	}
 	if n, ok := s.tree[clean]; ok {

@@ -329,7 +329,7 @@ func TestOperationErrors(t *testing.T) {
 		want error
 		text string
 	}{
-		{"add into missing folder", s.Add("missing/a.gcode", strings.NewReader("")), ErrNotFound, "create it with the mkdir action first"},
+		{"add below a file", s.Add("a.gcode/x.gcode", strings.NewReader("")), nil, `"a.gcode" is a file, not a folder; choose another path`},
 		{"add over a folder", s.Add("f", strings.NewReader("")), ErrInvalidPath, "G-code"},
 		{"move missing", s.Move("nope.gcode", "x.gcode"), ErrNotFound, `"nope.gcode"`},
 		{"move onto existing", s.Move("a.gcode", "b.gcode"), ErrExists, `"b.gcode"`},
@@ -450,5 +450,49 @@ func TestCopyRefusesLinkOutOfFolder(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "copied.gcode")); !os.IsNotExist(err) {
 		t.Errorf("copied.gcode exists after a refused copy: %v", err)
+	}
+}
+
+func TestAddCreatesMissingFolders(t *testing.T) {
+	dir := t.TempDir()
+	rec := newRecorder(t)
+	s := newTestStorage(t, dir, rec)
+	if err := s.Mkdir("a"); err != nil {
+		t.Fatal(err)
+	}
+	rec.take()
+
+	if err := s.Add("a/b/c/cube.gcode", strings.NewReader("G1 X1\n")); err != nil {
+		t.Fatalf("Add into missing folders: %v", err)
+	}
+	expectEvents(t, rec.take(), []event{
+		folderEv(EventFolderAdded, "a/b"),
+		folderEv(EventFolderAdded, "a/b/c"),
+		fileEv(EventFileAdded, "a/b/c/cube.gcode", "add"),
+		updated(),
+	})
+	for _, folder := range []string{"a/b", "a/b/c"} {
+		info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(folder)))
+		if err != nil || !info.IsDir() {
+			t.Errorf("folder %s on disk: %v", folder, err)
+		}
+		e, err := s.Stat(folder)
+		if err != nil {
+			t.Errorf("Stat(%q): %v", folder, err)
+		} else if e.Type != "folder" {
+			t.Errorf("Stat(%q).Type = %q, want folder", folder, e.Type)
+		}
+	}
+	if _, err := s.Stat("a/b/c/cube.gcode"); err != nil {
+		t.Errorf("Stat of the added file: %v", err)
+	}
+
+	// A folder that exists on disk but not in the listing is not used.
+	if err := os.Mkdir(filepath.Join(dir, "hidden-from-listing"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Add("hidden-from-listing/x.gcode", strings.NewReader("G1 X1\n"))
+	if !errors.Is(err, ErrExists) {
+		t.Errorf("Add into a folder missing from the listing = %v, want ErrExists", err)
 	}
 }
