@@ -323,3 +323,16 @@ func TestCommandLineFlagErrorNamesFlag(t *testing.T) {
 		t.Errorf("stderr %q does not contain %q", stderr.String(), want)
 	}
 }
+
+func TestWorkerConfigEnvErrorNamesVariable(t *testing.T) {
+	t.Setenv("PRINTBRIDGE_CONFIG", "/nonexistent/config.yaml")
+	var stdout, stderr strings.Builder
+	code := runMain([]string{"worker", "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt", "tcp://127.0.0.1:1"}, &stdout, &stderr)
+	if code == 0 {
+		t.Fatal("exit code 0 for a PRINTBRIDGE_CONFIG file that does not exist")
+	}
+	want := "PRINTBRIDGE_CONFIG: read OctoPrint config: open /nonexistent/config.yaml"
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not contain %q", stderr.String(), want)
+	}
+}

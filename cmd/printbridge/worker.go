@@ -122,6 +122,7 @@ func (b *boundedDuration) Set(v string) error {
 // the config file's printbridge: section in place.
 type workerOptions struct {
 	config             string
+	configFromEnv      bool // config came from PRINTBRIDGE_CONFIG, so its errors name the variable
 	printers           listFlag
 	group              string
 	hookTimeout        boundedDuration
@@ -264,6 +265,9 @@ func (o *workerOptions) overridingFlag(key string) string {
 func (o *workerOptions) load() (*hooks.Config, []hooks.Problem, error) {
 	cfg, problems, err := hooks.LoadConfig(o.config)
 	if err != nil {
+		if o.configFromEnv {
+			err = fmt.Errorf("PRINTBRIDGE_CONFIG: %w", err)
+		}
 		return nil, nil, err
 	}
 	if err := o.apply(&cfg.Settings); err != nil {
@@ -294,6 +298,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if o.config == "" {
 		o.config = os.Getenv("PRINTBRIDGE_CONFIG")
+		o.configFromEnv = o.config != ""
 	}
 	if o.config == "" {
 		fmt.Fprintln(stderr, "missing --config: give the OctoPrint config.yaml whose events: hooks the worker runs")
