@@ -838,9 +838,7 @@ func (e *Edge) publishInfo(ctx context.Context) {
 	data, _ := json.Marshal(info)
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if infoBus, ok := e.bus.(interface {
-		PublishBridgeInfo(context.Context, []byte) error
-	}); ok {
+	if infoBus, ok := e.bus.(bridge.BridgeInfoPublisher); ok {
 		if err := infoBus.PublishBridgeInfo(pctx, data); err != nil {
 			e.log.Warn("publishing bridge info failed", "error", err)
 		}
