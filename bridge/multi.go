@@ -23,11 +23,20 @@ type multi struct {
 //
 // A handler receives the messages of every bus, one call at a time, so it
 // needs no locking of its own. CommandMessage.Bus names the bus a command
-// came from, and PublishReplyOn answers on that bus only. An event that
+// came from, and PublishReplyOn publishes replies on that bus only. An event that
 // arrives on two buses is delivered twice, and workers deduplicate by
 // event id.
 func NewMulti(buses ...Bus) Bus {
 	return &multi{buses: append([]Bus(nil), buses...)}
+}
+
+// Buses returns the buses that b fans out to when b comes from NewMulti,
+// and b alone otherwise.
+func Buses(b Bus) []Bus {
+	if m, ok := b.(*multi); ok {
+		return append([]Bus(nil), m.buses...)
+	}
+	return []Bus{b}
 }
 
 // Name joins the names of the buses with '+', such as "mqtt+nats".
