@@ -568,7 +568,23 @@ type statePayload struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
+// publishState publishes the retained state on every change, at most once
+// per StateInterval. Each bus gets the state from its own goroutine, so a
+// bus whose broker hangs does not delay the state on another.
 func (e *Edge) publishState(ctx context.Context) {
+	var senders []*stateSender
+	var wg sync.WaitGroup
+	for _, b := range bridge.Buses(e.bus) {
+		s := &stateSender{bus: b, log: e.log.With("bus", b.Name()), wake: make(chan struct{}, 1)}
+		senders = append(senders, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.sendStates(ctx, s)
+		}()
+	}
+	defer wg.Wait()
+
 	var last time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -595,13 +611,68 @@ func (e *Edge) publishState(ctx context.Context) {
 			e.log.Error("encoding state failed", "error", err)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
-		if err := e.bus.PublishState(pctx, e.cfg.PrinterID, data); err != nil && ctx.Err() == nil {
-			e.log.Warn("publishing state failed; the next change retries", "error", err)
-			pending = true
-			timer.Reset(2 * time.Second)
+		for _, s := range senders {
+			s.offer(data)
 		}
-		cancel()
+	}
+}
+
+// stateSender publishes the newest state on one bus. A state that arrives
+// while the previous publish still waits for the broker replaces any
+// state not yet sent, because the retained state needs only the newest.
+type stateSender struct {
+	bus  bridge.Bus
+	log  *slog.Logger
+	wake chan struct{}
+	// mu guards next, the state not yet published, or nil.
+	mu   sync.Mutex
+	next []byte
+}
+
+func (s *stateSender) offer(data []byte) {
+	s.mu.Lock()
+	s.next = data
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendStates publishes what s is offered until ctx ends. A failed publish
+// is retried after 2 s unless a newer state has arrived meanwhile.
+func (e *Edge) sendStates(ctx context.Context, s *stateSender) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		for ctx.Err() == nil {
+			s.mu.Lock()
+			data := s.next
+			s.next = nil
+			s.mu.Unlock()
+			if data == nil {
+				break
+			}
+			pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+			err := s.bus.PublishState(pctx, e.cfg.PrinterID, data)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			s.log.Warn("publishing state failed; retrying in 2s unless the state changes", "error", err)
+			s.mu.Lock()
+			if s.next == nil {
+				s.next = data
+			}
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
 	}
 }
 
