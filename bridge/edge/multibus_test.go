@@ -11,12 +11,15 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/edge"
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
+	"github.com/printbridge/printbridge/bridge/outbox"
 	"github.com/printbridge/printbridge/printer"
 )
 
@@ -102,6 +105,13 @@ type multiBusRig struct {
 
 func startMultiBusRig(t *testing.T) *multiBusRig {
 	t.Helper()
+	return startMultiBusRigWith(t, edge.Config{}, nil)
+}
+
+// startMultiBusRigWith starts the rig with the outbox options of cfg and
+// the edge metrics m (new ones when nil).
+func startMultiBusRigWith(t *testing.T, cfg edge.Config, m *edge.Metrics) *multiBusRig {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := brokertest.Logger()
@@ -147,7 +157,8 @@ func startMultiBusRig(t *testing.T) *multiBusRig {
 		t.Fatalf("connect the edge to NATS: %v", err)
 	}
 	bus := bridge.NewMulti(mqttBus, natsBus)
-	e, err := edge.New(edge.Config{PrinterID: "p1", DataDir: t.TempDir(), PublishTimeout: 2 * time.Second}, bus, log, nil)
+	cfg.PrinterID, cfg.DataDir, cfg.PublishTimeout = "p1", t.TempDir(), 2*time.Second
+	e, err := edge.New(cfg, bus, log, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +205,12 @@ func (r *multiBusRig) emit(n int, after uint64) uint64 {
 	return after + uint64(n)
 }
 
-func waitSignal(t *testing.T, what string, ch <-chan struct{}) {
+func waitSignal(t *testing.T, event string, ch <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-ch:
 	case <-time.After(waitLimit):
-		t.Fatalf("%s did not happen within %s", what, waitLimit)
+		t.Fatalf("%s did not happen within %s", event, waitLimit)
 	}
 }
 
@@ -384,4 +395,67 @@ func checkInfo(t *testing.T, bus string, data []byte) {
 	if !slices.Equal(info.Printers, []string{"p1"}) {
 		t.Errorf("%s bridge info printers %v, want [p1]", bus, info.Printers)
 	}
+}
+
+// An outbox that overflows while mosquitto is down drops events that only
+// MQTT had not taken: MQTT counts them as lost and gets the later ones in
+// order, and NATS, which took every event, loses none.
+func TestEdgeOutboxDropLostForLaggingBus(t *testing.T) {
+	m := edge.NewMetrics(nil)
+	r := startMultiBusRigWith(t, edge.Config{Outbox: outbox.Options{MaxBytes: 64 << 10, SegmentBytes: 8 << 10}}, m)
+
+	r.mosquitto.Stop()
+	waitSignal(t, "the edge's MQTT connection drop", r.mqttLost)
+	// A Home envelope takes about 200 bytes, so 1000 of them overflow the
+	// 64 KiB outbox several times. They are fired in steps that NATS takes
+	// before the next, so that the drops hit only events that NATS has.
+	last := uint64(1)
+	for range 20 {
+		last = r.emit(50, last)
+		r.natsSeen.waitFor(t, "NATS", last)
+	}
+	checkSeqs(t, "NATS", r.natsSeen, last)
+
+	r.mosquitto.Start()
+	r.mqttSeen.waitFor(t, "MQTT", last)
+	// paho sends the events that it had in flight when a publish gave up
+	// again after the reconnect, so MQTT may get copies of some events and
+	// a few that the outbox dropped. The first copy of each arrives in
+	// order.
+	var firsts []uint64
+	seen := map[uint64]bool{}
+	for _, seq := range r.mqttSeen.get() {
+		if !seen[seq] {
+			seen[seq] = true
+			firsts = append(firsts, seq)
+		}
+	}
+	if !slices.IsSorted(firsts) {
+		t.Errorf("MQTT observer's first copies arrived in the order %v, want seq order", firsts)
+	}
+	missing := 0
+	for seq := uint64(1); seq <= last; seq++ {
+		if !seen[seq] {
+			missing++
+		}
+	}
+	if missing == 0 {
+		t.Fatalf("MQTT observer got every seq up to %d, want a gap where the outbox dropped events", last)
+	}
+	lost := busLost(t, m.BusEventsLost.WithLabelValues("mqtt"))
+	if lost < float64(missing) {
+		t.Errorf("MQTT lost %v events by the metric, want at least the %d that its observer never got", lost, missing)
+	}
+	if lost := busLost(t, m.BusEventsLost.WithLabelValues("nats")); lost != 0 {
+		t.Errorf("NATS lost %v events by the metric, want 0", lost)
+	}
+}
+
+func busLost(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var metric dto.Metric
+	if err := c.Write(&metric); err != nil {
+		t.Fatal(err)
+	}
+	return metric.GetCounter().GetValue()
 }
