@@ -389,7 +389,8 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	defer cancel()
 	if err := bridge.PublishReplyOn(pctx, c.e.bus, r.replyTo.bus, c.e.cfg.PrinterID, r.replyTo.to, data); err != nil {
 		c.e.metrics.RepliesDropped.WithLabelValues("publish_failed").Inc()
-		c.e.log.Warn("publishing reply failed", "command_id", logText(r.reply.ID), "status", r.reply.Status, "error", err)
+		c.e.log.Warn("publishing reply failed", "command_id", logText(r.reply.ID), "status", r.reply.Status, "bus", r.replyTo.bus,
+			"error", err)
 	}
 }
 
