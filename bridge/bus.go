@@ -1,6 +1,9 @@
 package bridge
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // CommandMessage is one message received on a command topic.
 type CommandMessage struct {
@@ -16,6 +19,9 @@ type CommandMessage struct {
 	Retained bool
 	// Reply is the NATS reply inbox of a request, or "".
 	Reply string
+	// Bus is the Name of the bus the message arrived on. The fan-out of
+	// NewMulti sets it, so that PublishReplyOn answers on that bus only.
+	Bus string
 }
 
 // EventMessage is one event envelope received from the bus.
@@ -98,6 +104,28 @@ func PublishUnownedAvailability(ctx context.Context, b Bus, printer string, onli
 		return nil
 	}
 	return b.PublishAvailability(ctx, printer, online)
+}
+
+// PublishReplyOn publishes a command reply like b.PublishReply, but when b
+// is a fan-out from NewMulti and busName is not "", only on the bus called
+// busName: a NATS reply inbox or an MQTT reply_to topic exists on the bus
+// that the command came from only.
+func PublishReplyOn(ctx context.Context, b Bus, busName, printer, replyTo string, data []byte) error {
+	m, ok := b.(*multi)
+	if !ok || busName == "" {
+		return b.PublishReply(ctx, printer, replyTo, data)
+	}
+	target := m.bus(busName)
+	if target == nil {
+		return fmt.Errorf("publish reply: no bus named %q among %s", busName, m.Name())
+	}
+	return target.PublishReply(ctx, printer, replyTo, data)
+}
+
+// BridgeInfoPublisher is a Bus that publishes the bridge description
+// (version, schema, printers) on its bridge info topic.
+type BridgeInfoPublisher interface {
+	PublishBridgeInfo(ctx context.Context, data []byte) error
 }
 
 // PresenceBus is a Bus that carries the presence messages of edges on the

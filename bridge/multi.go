@@ -13,20 +13,30 @@ type multi struct {
 	buses []Bus
 }
 
-// NewMulti returns a Bus that publishes to and subscribes on every bus, in
-// the order given. A publish tries every bus and returns the failures
-// joined, each prefixed with the bus name, so one broker being down does
-// not stop delivery on the other. Subscribing does the same, and the buses
+// NewMulti returns a Bus that publishes to and subscribes on every bus.
+// A call runs on all buses at once, each under the caller's ctx, and
+// returns the failures joined, each prefixed with the bus name. So a
+// broker that is down fails only its own part and does not use up the
+// time of the other bus, although the call returns only when every bus
+// has finished or ctx has ended. Subscribing does the same, and the buses
 // that succeeded stay subscribed.
 //
 // A handler receives the messages of every bus, one call at a time, so it
-// needs no locking of its own. An event that arrives on two buses is
-// delivered twice, and workers deduplicate by event id.
-// NOTE: PublishReply sends replyTo to every bus, although a reply inbox
-// belongs to the bus the command came from. CommandMessage does not name
-// that bus, so the fan-out cannot pick it.
+// needs no locking of its own. CommandMessage.Bus names the bus a command
+// came from, and PublishReplyOn publishes replies on that bus only. An event that
+// arrives on two buses is delivered twice, and workers deduplicate by
+// event id.
 func NewMulti(buses ...Bus) Bus {
 	return &multi{buses: append([]Bus(nil), buses...)}
+}
+
+// Buses returns the buses that b fans out to when b comes from NewMulti,
+// and b alone otherwise.
+func Buses(b Bus) []Bus {
+	if m, ok := b.(*multi); ok {
+		return append([]Bus(nil), m.buses...)
+	}
+	return []Bus{b}
 }
 
 // Name joins the names of the buses with '+', such as "mqtt+nats".
@@ -38,15 +48,32 @@ func (m *multi) Name() string {
 	return strings.Join(names, "+")
 }
 
-// each calls f on every bus and joins the errors, named by bus.
+// each calls f on every bus concurrently and joins the errors, named by
+// bus. It returns when every call has returned.
 func (m *multi) each(f func(Bus) error) error {
-	var errs []error
+	errs := make([]error, len(m.buses))
+	var wg sync.WaitGroup
+	for i, b := range m.buses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(b); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", b.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// bus returns the bus called name, or nil.
+func (m *multi) bus(name string) Bus {
 	for _, b := range m.buses {
-		if err := f(b); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+		if b.Name() == name {
+			return b
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) error {
@@ -57,10 +84,13 @@ func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) er
 // that every bus confirmed, so a retry repeats the rest on each bus,
 // including events that some of them already took.
 func (m *multi) PublishEvents(ctx context.Context, events []OutgoingEvent) (int, error) {
+	var mu sync.Mutex
 	taken := len(events)
 	err := m.each(func(b Bus) error {
 		n, err := PublishEvents(ctx, b, events)
+		mu.Lock()
 		taken = min(taken, n)
+		mu.Unlock()
 		return err
 	})
 	return taken, err
@@ -86,9 +116,30 @@ func (m *multi) PublishCommand(ctx context.Context, printer, kind string, data [
 	return m.each(func(b Bus) error { return b.PublishCommand(ctx, printer, kind, data) })
 }
 
+// SubscribeCommands subscribes on every bus and sets CommandMessage.Bus
+// to the name of the bus each message arrived on, unless the bus set it.
 func (m *multi) SubscribeCommands(ctx context.Context, printer string, h func(CommandMessage)) error {
 	h = serialize(h)
-	return m.each(func(b Bus) error { return b.SubscribeCommands(ctx, printer, h) })
+	return m.each(func(b Bus) error {
+		name := b.Name()
+		return b.SubscribeCommands(ctx, printer, func(msg CommandMessage) {
+			if msg.Bus == "" {
+				msg.Bus = name
+			}
+			h(msg)
+		})
+	})
+}
+
+// PublishBridgeInfo publishes the bridge description on every bus that
+// is a BridgeInfoPublisher.
+func (m *multi) PublishBridgeInfo(ctx context.Context, data []byte) error {
+	return m.each(func(b Bus) error {
+		if ib, ok := b.(BridgeInfoPublisher); ok {
+			return ib.PublishBridgeInfo(ctx, data)
+		}
+		return nil
+	})
 }
 
 func (m *multi) SubscribeEvents(ctx context.Context, printer, group string, h func(EventMessage)) error {
@@ -117,18 +168,21 @@ func (m *multi) SubscribePresence(ctx context.Context, printer string, h func(da
 // when none is.
 func (m *multi) eachPresence(f func(PresenceBus) error) error {
 	found := false
-	err := m.each(func(b Bus) error {
+	for _, b := range m.buses {
+		if _, ok := b.(PresenceBus); ok {
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("none of the buses %s carries presence messages", m.Name())
+	}
+	return m.each(func(b Bus) error {
 		pb, ok := b.(PresenceBus)
 		if !ok {
 			return nil
 		}
-		found = true
 		return f(pb)
 	})
-	if !found {
-		return fmt.Errorf("none of the buses %s carries presence messages", m.Name())
-	}
-	return err
 }
 
 // serialize makes h safe to call from the delivery goroutines of several

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +252,113 @@ func TestPublishUnownedAvailabilitySkipsOwner(t *testing.T) {
 	}
 	if got := alone.recorded(); len(got) != 0 {
 		t.Errorf("a single owner bus got %q, want no call", got)
+	}
+}
+
+// hungBus is a fakeBus whose state publish waits until ctx ends, as a
+// publish to a broker that is down does.
+type hungBus struct {
+	fakeBus
+	entered chan struct{}
+}
+
+func (h *hungBus) PublishState(ctx context.Context, printer string, _ []byte) error {
+	close(h.entered)
+	<-ctx.Done()
+	return h.record("state " + printer + " timed out")
+}
+
+func TestMultiHungBusDoesNotHoldOther(t *testing.T) {
+	hung := &hungBus{fakeBus: fakeBus{name: "mqtt"}, entered: make(chan struct{})}
+	working := &fakeBus{name: "nats"}
+	m := NewMulti(hung, working)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.PublishState(ctx, "p1", nil) }()
+	<-hung.entered
+	// The working bus must be called while the hung one still waits: a
+	// fan-out that calls the buses one after another would call it only
+	// after cancel, and this loop would end at the deadline of the test.
+	for len(working.recorded()) == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("PublishState returned %v before its ctx ended", err)
+		default:
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("PublishState error %v, want nil, because the fake records the hung call without failing", err)
+	}
+	if got := working.recorded(); len(got) != 1 || got[0] != "state p1" {
+		t.Errorf("working bus calls %q, want one state publish", got)
+	}
+}
+
+func TestMultiReplyGoesToCommandBus(t *testing.T) {
+	mqttBus, natsBus := &fakeBus{name: "mqtt"}, &fakeBus{name: "nats"}
+	m := NewMulti(mqttBus, natsBus)
+	var got []CommandMessage
+	if err := m.SubscribeCommands(context.Background(), "p1", func(msg CommandMessage) { got = append(got, msg) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, bus := range []*fakeBus{mqttBus, natsBus} {
+		bus.mu.Lock()
+		handlers := append([]func(CommandMessage){}, bus.commands...)
+		bus.mu.Unlock()
+		for _, h := range handlers {
+			h(CommandMessage{Printer: "p1", Kind: CommandGcode})
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("handler got %d commands, want 2", len(got))
+	}
+	if got[0].Bus != "mqtt" {
+		t.Errorf("command from the MQTT bus has Bus %q, want mqtt", got[0].Bus)
+	}
+	if got[1].Bus != "nats" {
+		t.Errorf("command from the NATS bus has Bus %q, want nats", got[1].Bus)
+	}
+
+	if err := PublishReplyOn(context.Background(), m, "nats", "p1", "_INBOX.1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if calls := natsBus.recorded(); calls[len(calls)-1] != "reply p1 _INBOX.1" {
+		t.Errorf("NATS bus calls %q, want the reply last", calls)
+	}
+	for _, call := range mqttBus.recorded() {
+		if strings.HasPrefix(call, "reply") {
+			t.Errorf("MQTT bus got %q, want no reply to a NATS command", call)
+		}
+	}
+	if err := PublishReplyOn(context.Background(), m, "amqp", "p1", "", nil); err == nil || !strings.Contains(err.Error(), `"amqp"`) {
+		t.Errorf("reply to an unknown bus: error %v, want one naming amqp", err)
+	}
+}
+
+// infoBus is a fakeBus that publishes the bridge description.
+type infoBus struct {
+	fakeBus
+}
+
+func (i *infoBus) PublishBridgeInfo(context.Context, []byte) error { return i.record("bridge info") }
+
+func TestMultiPublishesBridgeInfo(t *testing.T) {
+	withInfo, without := &infoBus{fakeBus: fakeBus{name: "mqtt"}}, &fakeBus{name: "nats"}
+	m := NewMulti(withInfo, without)
+	ib, ok := m.(BridgeInfoPublisher)
+	if !ok {
+		t.Fatal("the fan-out is no BridgeInfoPublisher")
+	}
+	if err := ib.PublishBridgeInfo(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := withInfo.recorded(); len(got) != 1 || got[0] != "bridge info" {
+		t.Errorf("bus with bridge info got %q, want one publish", got)
+	}
+	if got := without.recorded(); len(got) != 0 {
+		t.Errorf("bus without bridge info got %q, want no call", got)
 	}
 }

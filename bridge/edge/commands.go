@@ -45,14 +45,22 @@ type commandRunner struct {
 }
 
 type replyOut struct {
-	replyTo string
+	replyTo replyAddr
 	reply   bridge.Reply
+}
+
+// replyAddr is the destination of a reply: the topic or inbox in to (the
+// printer's reply topic when to is ""), on the bus named bus (every bus
+// when bus is "").
+type replyAddr struct {
+	bus string
+	to  string
 }
 
 type seenEntry struct {
 	id    string
 	last  bridge.Reply
-	reply string
+	reply replyAddr
 	// digest identifies the message, so a reused id with a different
 	// command is told apart from a redelivery.
 	digest [sha256.Size]byte
@@ -76,7 +84,7 @@ func (c *commandRunner) receive(m bridge.CommandMessage) {
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "dropped").Inc()
 		id := bridge.PeekCommandID(m.Data)
 		c.e.log.Warn("command queue full, command rejected", "kind", m.Kind, "command_id", logText(id))
-		c.sendReply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected,
+		c.sendReply(replyAddr{bus: m.Bus, to: m.Reply}, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected,
 			Reason: "edge command queue is full; retry later"}, maxQueuedReplies/2)
 	}
 }
@@ -128,14 +136,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		id := bridge.PeekCommandID(m.Data)
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 		log.Warn("command on an invalid topic rejected", "topic", m.Topic, "command_id", logText(id), "error", err)
-		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+		c.reply(replyAddr{bus: m.Bus, to: m.Reply}, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
 	}
 	if pol := c.e.currentPolicy(); pol != nil {
 		if err := pol.CheckMessageSize(len(m.Data)); err != nil {
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 			log.Warn("command rejected by policy", "command_id", logText(bridge.PeekCommandID(m.Data)), "error", err)
-			c.reply(m.Reply, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+			c.reply(replyAddr{bus: m.Bus, to: m.Reply}, bridge.Reply{ID: bridge.PeekCommandID(m.Data), Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 			return
 		}
 	}
@@ -148,7 +156,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		}
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 		log.Warn("command rejected", "command_id", logText(id), "error", err)
-		c.reply(m.Reply, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+		c.reply(replyAddr{bus: m.Bus, to: m.Reply}, bridge.Reply{ID: id, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 		return
 	}
 	if cmd.ReplyTo != "" {
@@ -157,13 +165,13 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 			// is not safe to publish to.
 			c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "rejected").Inc()
 			log.Warn("command rejected", "command_id", logText(cmd.ID), "error", err)
-			c.reply(m.Reply, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
+			c.reply(replyAddr{bus: m.Bus, to: m.Reply}, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected, Reason: err.Error()})
 			return
 		}
 	}
-	replyTo := cmd.ReplyTo
-	if replyTo == "" {
-		replyTo = m.Reply
+	replyTo := replyAddr{bus: m.Bus, to: cmd.ReplyTo}
+	if replyTo.to == "" {
+		replyTo.to = m.Reply
 	}
 	log = log.With("command_id", logText(cmd.ID), "source", logText(cmd.Source))
 	if err := c.e.cfg.Presence.CommandsStopped(); err != nil {
@@ -270,7 +278,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 	c.publish(ctx, replyOut{replyTo: replyTo, reply: bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyAccepted}})
 }
 
-func (c *commandRunner) remember(id, replyTo string, digest [sha256.Size]byte) {
+func (c *commandRunner) remember(id string, replyTo replyAddr, digest [sha256.Size]byte) {
 	el := c.seenOrder.PushBack(&seenEntry{id: id, reply: replyTo, digest: digest})
 	c.seen[id] = el
 	if c.seenOrder.Len() > recentCommandIDs {
@@ -281,13 +289,13 @@ func (c *commandRunner) remember(id, replyTo string, digest [sha256.Size]byte) {
 }
 
 // reply publishes from the run goroutine.
-func (c *commandRunner) reply(replyTo string, r bridge.Reply) {
+func (c *commandRunner) reply(replyTo replyAddr, r bridge.Reply) {
 	c.publish(context.Background(), replyOut{replyTo: replyTo, reply: r})
 }
 
 // sendReply queues a reply from another goroutine while fewer than limit
 // replies wait, and otherwise drops it, counted and logged.
-func (c *commandRunner) sendReply(replyTo string, r bridge.Reply, limit int) {
+func (c *commandRunner) sendReply(replyTo replyAddr, r bridge.Reply, limit int) {
 	if c.replies.push(replyOut{replyTo: replyTo, reply: r}, limit) {
 		return
 	}
@@ -387,9 +395,10 @@ func (c *commandRunner) publishUnremembered(ctx context.Context, r replyOut) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.e.cfg.PublishTimeout)
 	defer cancel()
-	if err := c.e.bus.PublishReply(pctx, c.e.cfg.PrinterID, r.replyTo, data); err != nil {
+	if err := bridge.PublishReplyOn(pctx, c.e.bus, r.replyTo.bus, c.e.cfg.PrinterID, r.replyTo.to, data); err != nil {
 		c.e.metrics.RepliesDropped.WithLabelValues("publish_failed").Inc()
-		c.e.log.Warn("publishing reply failed", "command_id", logText(r.reply.ID), "status", r.reply.Status, "error", err)
+		c.e.log.Warn("publishing reply failed", "command_id", logText(r.reply.ID), "status", r.reply.Status, "bus", r.replyTo.bus,
+			"error", err)
 	}
 }
 

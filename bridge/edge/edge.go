@@ -132,10 +132,12 @@ type Edge struct {
 	// queued in memory gets its own copy.
 	encodeBuf []byte
 
-	// mu guards queue.
+	// mu guards queue and publishers.
 	mu    sync.Mutex
 	queue []pendingEvent
-	wake  chan struct{}
+	// publishers are the delivery loops of the buses, one per bus, which
+	// Run starts (deliver.go).
+	publishers []*busPublisher
 
 	commands *commandRunner
 	// failed receives the error of a failed command subscription (see
@@ -178,7 +180,6 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 		cfg:      cfg,
 		log:      log,
 		metrics:  metrics,
-		wake:     make(chan struct{}, 1),
 		busReady: make(chan struct{}),
 		failed:   make(chan error, 1),
 	}
@@ -430,10 +431,15 @@ func (e *Edge) enqueue(ev pendingEvent) {
 	e.metrics.QueueDepth.Set(float64(len(e.queue)))
 }
 
+// signal wakes the delivery loop of every bus.
 func (e *Edge) signal() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.publishers {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -554,202 +560,6 @@ func (e *Edge) pendingCount() int {
 	return n
 }
 
-// maxPublishBatch bounds the events that one publish keeps in flight, and
-// so the events a failed batch publishes again.
-const maxPublishBatch = 256
-
-// nextBatch returns up to max pending events in seq order, merged from the
-// outbox and the memory queue.
-func (e *Edge) nextBatch(max int) ([]pendingEvent, error) {
-	var disk []outbox.Record
-	if e.outbox != nil {
-		recs, err := e.outbox.Peek(max)
-		if err != nil {
-			return nil, err
-		}
-		disk = recs
-	}
-	e.mu.Lock()
-	mem := append([]pendingEvent(nil), e.queue[:min(len(e.queue), max)]...)
-	e.mu.Unlock()
-	batch := make([]pendingEvent, 0, min(max, len(disk)+len(mem)))
-	for len(batch) < max && (len(disk) > 0 || len(mem) > 0) {
-		if len(disk) > 0 && (len(mem) == 0 || disk[0].Seq < mem[0].env.Seq) {
-			// The bus needs only the routing fields and the id; the
-			// envelope itself travels as stored.
-			d := disk[0]
-			env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: d.ID, Seq: d.Seq, Printer: e.cfg.PrinterID,
-				Event: d.Event, Time: d.Time}
-			batch = append(batch, pendingEvent{env: env, data: d.Data, fromOutbox: true})
-			disk = disk[1:]
-			continue
-		}
-		batch = append(batch, mem[0])
-		mem = mem[1:]
-	}
-	return batch, nil
-}
-
-// delivered removes published events, which are the oldest pending ones in
-// seq order, from where they waited. The outbox gets one ack for the last
-// of its events among them.
-func (e *Edge) delivered(events []pendingEvent) {
-	var last *pendingEvent
-	for i := range events {
-		ev := &events[i]
-		if ev.fromOutbox {
-			last = ev
-			continue
-		}
-		e.mu.Lock()
-		if len(e.queue) > 0 && e.queue[0].env.ID == ev.env.ID {
-			e.queue = e.queue[1:]
-		}
-		e.metrics.QueueDepth.Set(float64(len(e.queue)))
-		e.mu.Unlock()
-	}
-	if last == nil {
-		return
-	}
-	if err := e.outbox.Ack(last.env.Seq); err != nil {
-		e.log.Error("acknowledging events in the outbox failed; they may be published again", "event_id", last.env.ID,
-			"seq", last.env.Seq, "error", err)
-	}
-	e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
-}
-
-// observeOutbox refreshes the outbox gauges.
-func (e *Edge) observeOutbox() {
-	if e.outbox == nil {
-		return
-	}
-	e.metrics.OutboxDepth.Set(float64(e.outbox.Len()))
-	e.metrics.OutboxOldestAge.Set(e.outbox.OldestAge().Seconds())
-}
-
-// publishEvents runs on the publisher goroutine: batches of events in
-// seq order, each retried with capped backoff from its first event that
-// the broker did not take. Events leave the outbox only once the broker
-// has taken them.
-// NOTE: an event that the broker always rejects (larger than its maximum
-// payload, say) holds up every later event until MaxAge drops it.
-func (e *Edge) publishEvents(ctx context.Context) {
-	gauges := time.NewTicker(gaugeInterval)
-	defer gauges.Stop()
-	attempt := 0
-	for {
-		batch, err := e.nextBatch(maxPublishBatch)
-		if err != nil {
-			attempt++
-			if attempt == 1 || attempt%20 == 0 {
-				e.log.Error("reading the outbox failed, retrying", "attempt", attempt, "error", err)
-			}
-			if !e.sleep(ctx, backoff(attempt), gauges) {
-				return
-			}
-			continue
-		}
-		if len(batch) == 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-e.wake:
-			case <-gauges.C:
-				e.observeOutbox()
-			}
-			continue
-		}
-		taken, err := e.publishBatch(batch)
-		e.delivered(batch[:taken])
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			attempt++
-			if attempt == 1 || attempt%20 == 0 {
-				ev := batch[taken].env
-				e.log.Warn("publishing event failed, retrying", "event", ev.Event, "event_id", ev.ID,
-					"seq", ev.Seq, "attempt", attempt, "error", err)
-			}
-			if !e.sleep(ctx, backoff(attempt), gauges) {
-				return
-			}
-			continue
-		}
-		if attempt > 0 {
-			e.log.Info("event publishing recovered", "attempts", attempt, "pending", e.pendingCount())
-		}
-		attempt = 0
-	}
-}
-
-func backoff(attempt int) time.Duration {
-	return min(time.Duration(1<<min(attempt-1, 5))*200*time.Millisecond, 10*time.Second)
-}
-
-// sleep waits d, refreshing the gauges meanwhile; false when ctx ended.
-func (e *Edge) sleep(ctx context.Context, d time.Duration, gauges *time.Ticker) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-timer.C:
-			return true
-		case <-gauges.C:
-			e.observeOutbox()
-		}
-	}
-}
-
-// publishBatch publishes events in order and returns how many, counted
-// from the first, the broker has taken. The attempt is bounded by
-// PublishTimeout but not cancelled by Run's ctx: a publish cut short by
-// shutdown may still reach the broker, and publishing it again from drain
-// would deliver it twice.
-func (e *Edge) publishBatch(events []pendingEvent) (int, error) {
-	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
-	defer cancel()
-	out := make([]bridge.OutgoingEvent, len(events))
-	for i, ev := range events {
-		out[i] = bridge.OutgoingEvent{Env: ev.env, Data: ev.data}
-	}
-	taken, err := bridge.PublishEvents(pctx, e.bus, out)
-	if err != nil && taken >= len(events) {
-		// A bus reported an error for a batch it counted as taken: publish
-		// the last event again rather than risk losing it.
-		taken = len(events) - 1
-	}
-	for _, ev := range events[:taken] {
-		e.metrics.EventsPublished.WithLabelValues(ev.env.Event).Inc()
-	}
-	if err != nil {
-		e.metrics.PublishErrors.Inc()
-	}
-	return taken, err
-}
-
-func (e *Edge) drain(ctx context.Context) {
-	for ctx.Err() == nil {
-		batch, err := e.nextBatch(maxPublishBatch)
-		if err != nil {
-			e.log.Warn("reading the outbox at shutdown failed", "error", err)
-			return
-		}
-		if len(batch) == 0 {
-			return
-		}
-		taken, err := e.publishBatch(batch)
-		e.delivered(batch[:taken])
-		if err != nil {
-			ev := batch[taken].env
-			e.log.Warn("publishing event at shutdown failed", "event", ev.Event, "event_id", ev.ID, "error", err)
-			return
-		}
-	}
-}
-
 // statePayload is the retained state: the printer snapshot plus the time
 // it was taken.
 type statePayload struct {
@@ -758,7 +568,23 @@ type statePayload struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
+// publishState publishes the retained state on every change, at most once
+// per StateInterval. Each bus gets the state from its own goroutine, so a
+// bus whose broker hangs does not delay the state on another.
 func (e *Edge) publishState(ctx context.Context) {
+	var senders []*stateSender
+	var wg sync.WaitGroup
+	for _, b := range bridge.Buses(e.bus) {
+		s := &stateSender{bus: b, log: e.log.With("bus", b.Name()), wake: make(chan struct{}, 1)}
+		senders = append(senders, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.sendStates(ctx, s)
+		}()
+	}
+	defer wg.Wait()
+
 	var last time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -785,13 +611,68 @@ func (e *Edge) publishState(ctx context.Context) {
 			e.log.Error("encoding state failed", "error", err)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
-		if err := e.bus.PublishState(pctx, e.cfg.PrinterID, data); err != nil && ctx.Err() == nil {
-			e.log.Warn("publishing state failed; the next change retries", "error", err)
-			pending = true
-			timer.Reset(2 * time.Second)
+		for _, s := range senders {
+			s.offer(data)
 		}
-		cancel()
+	}
+}
+
+// stateSender publishes the newest state on one bus. A state that arrives
+// while the previous publish still waits for the broker replaces any
+// state not yet sent, because the retained state needs only the newest.
+type stateSender struct {
+	bus  bridge.Bus
+	log  *slog.Logger
+	wake chan struct{}
+	// mu guards next, the state not yet published, or nil.
+	mu   sync.Mutex
+	next []byte
+}
+
+func (s *stateSender) offer(data []byte) {
+	s.mu.Lock()
+	s.next = data
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendStates publishes what s is offered until ctx ends. A failed publish
+// is retried after 2 s unless a newer state has arrived meanwhile.
+func (e *Edge) sendStates(ctx context.Context, s *stateSender) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		for ctx.Err() == nil {
+			s.mu.Lock()
+			data := s.next
+			s.next = nil
+			s.mu.Unlock()
+			if data == nil {
+				break
+			}
+			pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+			err := s.bus.PublishState(pctx, e.cfg.PrinterID, data)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			s.log.Warn("publishing state failed; retrying in 2s unless the state changes", "error", err)
+			s.mu.Lock()
+			if s.next == nil {
+				s.next = data
+			}
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
 	}
 }
 
@@ -838,9 +719,7 @@ func (e *Edge) publishInfo(ctx context.Context) {
 	data, _ := json.Marshal(info)
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if infoBus, ok := e.bus.(interface {
-		PublishBridgeInfo(context.Context, []byte) error
-	}); ok {
+	if infoBus, ok := e.bus.(bridge.BridgeInfoPublisher); ok {
 		if err := infoBus.PublishBridgeInfo(pctx, data); err != nil {
 			e.log.Warn("publishing bridge info failed", "error", err)
 		}

@@ -16,6 +16,13 @@ type Metrics struct {
 	EventsDropped   *prometheus.CounterVec
 	PublishErrors   prometheus.Counter
 	QueueDepth      prometheus.Gauge
+	// Per-bus delivery metrics, labelled with the bus name (mqtt, nats).
+	// Each bus delivers the events from its own position, so with two
+	// buses one may lag behind the other.
+	BusEventsPublished *prometheus.CounterVec
+	BusPublishErrors   *prometheus.CounterVec
+	BusEventsLost      *prometheus.CounterVec
+	BusLastSeq         *prometheus.GaugeVec
 	// Outbox metrics; depth and age are refreshed by the publisher at
 	// least once a second.
 	OutboxDropped     *prometheus.CounterVec
@@ -70,6 +77,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events dropped before delivery outside the outbox, by reason (queue_full, encode, stopped, not_started)."}, []string{"reason"}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_event_publish_errors_total",
 			Help: "Failed event publish attempts; each is retried."}),
+		BusEventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_bus_events_published_total",
+			Help: "Events acknowledged by the broker, by bus."}, []string{"bus"}),
+		BusPublishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_bus_event_publish_errors_total",
+			Help: "Failed event publish attempts, by bus; each is retried."}, []string{"bus"}),
+		BusEventsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_bus_events_lost_total",
+			Help: "Events that a bus never got, because the outbox limits or the memory queue dropped them before that bus took them, by bus."}, []string{"bus"}),
+		BusLastSeq: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_bus_last_seq",
+			Help: "Seq of the last event the broker of a bus acknowledged, by bus; 0 before the first of this run."}, []string{"bus"}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "printbridge_event_queue_depth",
 			Help: "Events waiting for the broker in memory, because there is no data directory or the outbox write failed."}),
 		OutboxDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_outbox_dropped_total",
@@ -129,6 +144,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults, m.RepliesDropped,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
+		m.BusEventsPublished, m.BusPublishErrors, m.BusEventsLost, m.BusLastSeq,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.Overlong, m.OKLatency, m.Temperature, m.TargetTemp,
 		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors,
 		m.DuplicateEdges, m.CommandsStopped, m.PresenceInvalid)

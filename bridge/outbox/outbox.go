@@ -15,9 +15,9 @@
 // dropped. Drops are counted, reported to Options.OnDrop and logged.
 //
 // Memory use is bounded by the number of segments (a few dozen bytes
-// each), one read window of 16 KiB (or of the largest record read), and
-// the Meta of the records that the last Peek returned. Records stay on
-// disk until read.
+// each), one read window of 16 KiB (or of the largest record read), the
+// Meta of the records that the last Peek returned, and up to maxCursors
+// read positions of PeekAfter. Records stay on disk until read.
 //
 // An Outbox is safe for concurrent use. It starts one goroutine, for
 // batched fsync, which Close stops.
@@ -193,13 +193,17 @@ type Outbox struct {
 	// emptied when records are dropped other than from the head.
 	ahead     []recordInfo
 	aheadNext int
-	unacked   int
-	bytes     int64
-	lastSeq   uint64
-	dirty     bool // appended since the last fsync
-	closed    bool
-	dropped   uint64
-	drops     dropLog
+	// cursors maps the seq of the last record that PeekAfter returned to
+	// the position after it, so the next PeekAfter from that seq starts
+	// there instead of reading every record from the head on.
+	cursors map[uint64]cursor
+	unacked int
+	bytes   int64
+	lastSeq uint64
+	dirty   bool // appended since the last fsync
+	closed  bool
+	dropped uint64
+	drops   dropLog
 	// lastExpire is when Append last checked MaxAge.
 	lastExpire time.Time
 	wbuf       []byte
@@ -627,6 +631,109 @@ func (o *Outbox) Peek(n int) ([]Record, error) {
 		idx++
 	}
 	return out, nil
+}
+
+// maxCursors bounds the positions that PeekAfter remembers. One reader
+// uses one at a time, and the edge runs one reader per bus.
+const maxCursors = 8
+
+// cursor is a position in the log: record idx of segment num, at offset
+// off.
+type cursor struct {
+	num uint64
+	off int64
+	idx int
+}
+
+// PeekAfter returns up to n records with a seq above after, in order,
+// without removing them. A reader that keeps its own position, such as
+// the delivery loop of one bus, passes the seq of the last record it
+// took, so several readers advance independently while Ack removes what
+// all of them took. It first drops records older than MaxAge.
+func (o *Outbox) PeekAfter(after uint64, n int) ([]Record, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil, ErrClosed
+	}
+	o.expireLocked(o.opts.Now())
+	if o.unacked == 0 || n <= 0 {
+		return nil, nil
+	}
+
+	si, off, idx := o.startAfterLocked(after)
+	out := make([]Record, 0, min(n, o.unacked))
+	// Records read from the head on fill the head cache as in Peek, so
+	// that Ack does not read them again.
+	caching := si == 0 && idx == o.headIdx
+	for len(out) < n && si < len(o.segs) {
+		seg := o.segs[si]
+		if idx >= seg.count {
+			if si == len(o.segs)-1 {
+				break
+			}
+			si, off, idx = si+1, int64(len(segmentMagic)), 0
+			continue
+		}
+		rec, size, err := o.readLocked(seg, off, true)
+		if err != nil {
+			if len(out) > 0 {
+				break
+			}
+			if errors.Is(err, errCorrupt) && si == 0 {
+				o.dropCorruptHeadLocked(err)
+				si, off, idx = 0, o.headOff, o.headIdx
+				caching = false
+				continue
+			}
+			return nil, err
+		}
+		off += size
+		idx++
+		if rec.Seq <= after {
+			caching = false
+			continue
+		}
+		if caching {
+			if len(out) == 0 {
+				o.clearAheadLocked()
+			}
+			o.ahead = append(o.ahead, recordInfo{Meta: rec.Meta, size: size})
+		}
+		out = append(out, rec)
+	}
+
+	if len(out) > 0 {
+		if o.cursors == nil || len(o.cursors) >= maxCursors {
+			o.cursors = map[uint64]cursor{}
+		}
+		o.cursors[out[len(out)-1].Seq] = cursor{num: o.segs[si].num, off: off, idx: idx}
+	}
+	return out, nil
+}
+
+// startAfterLocked returns the position from which PeekAfter(after)
+// reads: the cursor that a previous PeekAfter left at after, while its
+// segment exists and its record has not been removed, or else the head,
+// moved past the segments whose records all have a seq of at most after.
+func (o *Outbox) startAfterLocked(after uint64) (si int, off int64, idx int) {
+	if c, ok := o.cursors[after]; ok {
+		for i, seg := range o.segs {
+			if seg.num != c.num {
+				continue
+			}
+			if i > 0 || c.idx >= o.headIdx {
+				return i, c.off, c.idx
+			}
+			break
+		}
+		delete(o.cursors, after)
+	}
+	si, off, idx = 0, o.headOff, o.headIdx
+	for si < len(o.segs)-1 && o.segs[si].lastSeq <= after {
+		si, off, idx = si+1, int64(len(segmentMagic)), 0
+	}
+	return si, off, idx
 }
 
 // dropCorruptHeadLocked drops the rest of segs[0] after a read found a

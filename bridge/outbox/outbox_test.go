@@ -634,3 +634,78 @@ func BenchmarkOutboxAppendAck(b *testing.B) {
 		})
 	}
 }
+
+func peekAfter(t testing.TB, o *Outbox, after uint64, n int) []Record {
+	t.Helper()
+	recs, err := o.PeekAfter(after, n)
+	if err != nil {
+		t.Fatalf("PeekAfter(%d, %d): %v", after, n, err)
+	}
+	return recs
+}
+
+// Two readers of PeekAfter, one far ahead of the other, across segment
+// boundaries, with Ack removing what both took and Append dropping the
+// oldest segments under MaxBytes.
+func TestOutboxPeekAfterTwoReaders(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := openTest(t, dir, Options{SegmentBytes: 4096, MaxBytes: 64 << 10})
+	appendRange(t, o, 1, 60, 300, time.Now())
+
+	checkSeqs(t, peekAfter(t, o, 0, 10), 1, 10)
+	// The leading reader walks to the end in batches, from its cursor.
+	var lead uint64
+	for {
+		recs := peekAfter(t, o, lead, 7)
+		if len(recs) == 0 {
+			break
+		}
+		checkSeqs(t, recs, lead+1, min(lead+7, 60))
+		lead = recs[len(recs)-1].Seq
+	}
+	if lead != 60 {
+		t.Fatalf("leading reader stopped at seq %d, want 60", lead)
+	}
+	// Without a cursor for seq 33, the read starts from the head and
+	// skips the older segments.
+	checkSeqs(t, peekAfter(t, o, 33, 5), 34, 38)
+
+	// The lagging reader took 1..10. Ack of what both took removes it.
+	if err := o.Ack(10); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Len(); got != 50 {
+		t.Errorf("Len after Ack(10) = %d, want 50", got)
+	}
+	checkSeqs(t, peekAfter(t, o, 10, 100), 11, 60)
+	if recs := peekAfter(t, o, 60, 10); len(recs) != 0 {
+		t.Errorf("PeekAfter(60) returned %d records, want none before the next Append", len(recs))
+	}
+	appendRange(t, o, 61, 62, 300, time.Now())
+	checkSeqs(t, peekAfter(t, o, 60, 10), 61, 62)
+	// Peek still returns from the head, and Ack after it works.
+	checkSeqs(t, peekAll(t, o), 11, 62)
+	if err := o.Ack(62); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Len(); got != 0 {
+		t.Errorf("Len after Ack(62) = %d, want 0", got)
+	}
+
+	// A cursor into a segment that MaxBytes dropped is not used: the read
+	// starts from the new head, after the drop.
+	appendRange(t, o, 63, 70, 300, time.Now())
+	checkSeqs(t, peekAfter(t, o, 65, 2), 66, 67)
+	appendRange(t, o, 71, 400, 300, time.Now())
+	if o.Dropped() == 0 {
+		t.Fatal("no records dropped after writing 100 KB into a 64 KiB outbox")
+	}
+	recs := peekAfter(t, o, 67, 1000)
+	if len(recs) == 0 {
+		t.Fatal("PeekAfter(67) after the drop returned nothing")
+	}
+	checkSeqs(t, recs, recs[0].Seq, 400)
+	if first := peekAll(t, o)[0].Seq; recs[0].Seq != first {
+		t.Errorf("PeekAfter(67) after the drop starts at seq %d, want the head %d", recs[0].Seq, first)
+	}
+}
