@@ -72,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		heaters: map[string]bool{},
 		EventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_published_total",
-			Help: "Events acknowledged by the broker, by event name."}, []string{"event"}),
+			Help: "Events acknowledged by the broker, by event name. With MQTT and NATS both, each bus counts its own, so an event counts twice."}, []string{"event"}),
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_events_dropped_total",
 			Help: "Events dropped before delivery outside the outbox, by reason (queue_full, encode, stopped, not_started)."}, []string{"reason"}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_event_publish_errors_total",
