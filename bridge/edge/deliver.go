@@ -30,6 +30,13 @@ type busPublisher struct {
 	taken uint64
 }
 
+// initBusMetrics creates the series of every bus of bus at 0.
+func (e *Edge) initBusMetrics(bus bridge.Bus) {
+	for _, b := range bridge.Buses(bus) {
+		e.metrics.InitBus(b.Name())
+	}
+}
+
 // startPublishers makes one delivery loop per bus of e.bus.
 func (e *Edge) startPublishers() []*busPublisher {
 	var publishers []*busPublisher

@@ -295,6 +295,7 @@ func (e *Edge) attached() *printer.Printer {
 // first call has an effect.
 func (e *Edge) SetBus(bus bridge.Bus) {
 	e.busOnce.Do(func() {
+		e.initBusMetrics(bus)
 		e.busMu.Lock()
 		e.bus = bus
 		e.busMu.Unlock()

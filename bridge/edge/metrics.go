@@ -170,6 +170,18 @@ var (
 // 0. A series appears in /metrics only once it exists, so without this a
 // dashboard panel or an alert on a counter that never rose finds no data
 // instead of 0.
+// InitBus creates the series of the bus named name (such as "mqtt" or
+// "nats") at 0, so that a dashboard shows 0 rather than no data before
+// the first publish, error or loss. The edge calls it for each bus once
+// it is connected; a command calls it earlier, when the metrics endpoint
+// may be scraped before the broker answers.
+func (m *Metrics) InitBus(name string) {
+	m.BusEventsPublished.WithLabelValues(name)
+	m.BusPublishErrors.WithLabelValues(name)
+	m.BusEventsLost.WithLabelValues(name)
+	m.BusLastSeq.WithLabelValues(name)
+}
+
 func (m *Metrics) initLabelValues() {
 	for _, reason := range eventDropReasons {
 		m.EventsDropped.WithLabelValues(reason)

@@ -370,6 +370,12 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := edge.NewMetrics(reg)
+	if o.bus.mqttURL != "" {
+		metrics.InitBus("mqtt")
+	}
+	if o.bus.natsURL != "" {
+		metrics.InitBus("nats")
+	}
 	presence, err := newPresence(o, log, metrics)
 	if err != nil {
 		return err

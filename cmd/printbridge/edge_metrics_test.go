@@ -132,6 +132,9 @@ func TestEdgeMetricsStartAtZero(t *testing.T) {
 			want = append(want, series{"printbridge_command_results_total", map[string]string{"kind": kind, "status": status}})
 		}
 	}
+	for _, name := range []string{"printbridge_bus_event_publish_errors_total", "printbridge_bus_events_lost_total"} {
+		want = append(want, series{name, map[string]string{"bus": "nats"}})
+	}
 	for _, s := range want {
 		value, ok := seriesValue(families, s.name, s.labels)
 		if !ok {
