@@ -592,45 +592,7 @@ func (o *Outbox) removeFirstLocked() error {
 // Peek returns up to n records from the oldest unacknowledged one, in
 // order, without removing them. It first drops records older than MaxAge.
 func (o *Outbox) Peek(n int) ([]Record, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return nil, ErrClosed
-	}
-	o.expireLocked(o.opts.Now())
-	if o.unacked == 0 || n <= 0 {
-		return nil, nil
-	}
-	out := make([]Record, 0, min(n, o.unacked))
-	o.clearAheadLocked()
-	si, off, idx := 0, o.headOff, o.headIdx
-	for len(out) < n && si < len(o.segs) {
-		seg := o.segs[si]
-		if idx >= seg.count {
-			si, off, idx = si+1, int64(len(segmentMagic)), 0
-			continue
-		}
-		rec, size, err := o.readLocked(seg, off, true)
-		if err != nil {
-			if len(out) > 0 {
-				// The next Peek starts at the bad record.
-				return out, nil
-			}
-			if errors.Is(err, errCorrupt) && si == 0 {
-				o.dropCorruptHeadLocked(err)
-				si, off, idx = 0, o.headOff, o.headIdx
-				continue
-			}
-			return nil, err
-		}
-		// Every record read here follows the previous one from the head
-		// on, so Ack of it then needs no second read.
-		o.ahead = append(o.ahead, recordInfo{Meta: rec.Meta, size: size})
-		out = append(out, rec)
-		off += size
-		idx++
-	}
-	return out, nil
+	return o.PeekAfter(0, n)
 }
 
 // maxCursors bounds the positions that PeekAfter remembers. One reader
