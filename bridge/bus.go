@@ -20,7 +20,7 @@ type CommandMessage struct {
 	// Reply is the NATS reply inbox of a request, or "".
 	Reply string
 	// Bus is the Name of the bus the message arrived on. The fan-out of
-	// NewMulti sets it, so that PublishReplyOn answers on that bus only.
+	// NewMulti sets it, so that PublishReplyOn sends the reply on that bus only.
 	Bus string
 }
 

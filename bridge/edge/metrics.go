@@ -173,8 +173,8 @@ var (
 // InitBus creates the series of the bus named name (such as "mqtt" or
 // "nats") at 0, so that a dashboard shows 0 rather than no data before
 // the first publish, error or loss. The edge calls it for each bus once
-// it is connected; a command calls it earlier, when the metrics endpoint
-// may be scraped before the broker answers.
+// it is connected, and a command calls it earlier, when the metrics endpoint
+// may be scraped before the broker connection is up.
 func (m *Metrics) InitBus(name string) {
 	m.BusEventsPublished.WithLabelValues(name)
 	m.BusPublishErrors.WithLabelValues(name)
