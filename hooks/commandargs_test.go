@@ -10,21 +10,31 @@ import (
 	"time"
 )
 
-// runProgram runs argv in dir with the environment env added and fails
-// the test when it does not finish within a minute. Its exit status
-// does not matter to the callers.
-func runProgram(t *testing.T, dir string, env []string, argv ...string) {
+// runProgram runs argv in dir with the environment env added, returns
+// its combined output and fails the test when it does not finish within
+// a minute. Its exit status does not matter to the callers. The
+// variables a parent make exports (the test command runs under make)
+// are left out, so a make run here reads only its own arguments.
+func runProgram(t *testing.T, dir string, env []string, argv ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	for _, kv := range os.Environ() {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "MAKEFLAGS", "MFLAGS", "GNUMAKEFLAGS", "MAKELEVEL", "MAKEOVERRIDES":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader("")
 	out, _ := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("%q did not finish (output %q)", argv, out)
 	}
+	return string(out)
 }
 
 // renderArgv renders the words of a command without a shell as a hook

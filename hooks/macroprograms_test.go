@@ -111,9 +111,9 @@ func TestMakeRunsValues(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(c.makefile), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		runProgram(t, dir, c.env, c.argv...)
+		out := runProgram(t, dir, c.env, c.argv...)
 		if got := exists(filepath.Join(dir, "PWNED")); got != c.runs {
-			t.Errorf("%q with makefile %q: the value ran a command: %v, want %v", c.argv, c.makefile, got, c.runs)
+			t.Errorf("%q with makefile %q: the value ran a command: %v, want %v (make printed %q)", c.argv, c.makefile, got, c.runs, out)
 		}
 		if out, err := os.ReadFile(filepath.Join(dir, "out.txt")); err == nil && string(out) != value+"\n" {
 			t.Errorf("%q with makefile %q: out.txt = %q, want the value", c.argv, c.makefile, out)
