@@ -98,7 +98,7 @@ type AvailabilityOwner interface {
 // of an AvailabilityOwner.
 func PublishUnownedAvailability(ctx context.Context, b Bus, printer string, online bool) error {
 	if m, ok := b.(*multi); ok {
-		return m.each(func(b Bus) error { return PublishUnownedAvailability(ctx, b, printer, online) })
+		return m.eachConnected(func(b Bus) error { return PublishUnownedAvailability(ctx, b, printer, online) })
 	}
 	if owner, ok := b.(AvailabilityOwner); ok && owner.OwnsAvailability(printer) {
 		return nil

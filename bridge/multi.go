@@ -21,6 +21,10 @@ type multi struct {
 // has finished or ctx has ended. Subscribing does the same, and the buses
 // that succeeded stay subscribed.
 //
+// A Pending bus that is not attached yet is left out of publishes, which
+// fail only when no bus is connected. Subscriptions on it are recorded
+// and made when it attaches.
+//
 // A handler receives the messages of every bus, one call at a time, so it
 // needs no locking of its own. CommandMessage.Bus names the bus a command
 // came from, and PublishReplyOn publishes replies on that bus only. An event that
@@ -66,6 +70,29 @@ func (m *multi) each(f func(Bus) error) error {
 	return errors.Join(errs...)
 }
 
+// eachConnected is each for publishing: it leaves out the Pending buses
+// that are not attached yet, and fails when that leaves none.
+func (m *multi) eachConnected(f func(Bus) error) error {
+	var waiting []error
+	connected := 0
+	for _, b := range m.buses {
+		if notAttached(b) {
+			waiting = append(waiting, fmt.Errorf("%s: %w", b.Name(), ErrNotConnected))
+			continue
+		}
+		connected++
+	}
+	if connected == 0 {
+		return errors.Join(waiting...)
+	}
+	return m.each(func(b Bus) error {
+		if notAttached(b) {
+			return nil
+		}
+		return f(b)
+	})
+}
+
 // bus returns the bus called name, or nil.
 func (m *multi) bus(name string) Bus {
 	for _, b := range m.buses {
@@ -77,7 +104,7 @@ func (m *multi) bus(name string) Bus {
 }
 
 func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) error {
-	return m.each(func(b Bus) error { return b.PublishEvent(ctx, env, data) })
+	return m.eachConnected(func(b Bus) error { return b.PublishEvent(ctx, env, data) })
 }
 
 // PublishEvents publishes the batch on every bus and returns the count
@@ -86,7 +113,7 @@ func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) er
 func (m *multi) PublishEvents(ctx context.Context, events []OutgoingEvent) (int, error) {
 	var mu sync.Mutex
 	taken := len(events)
-	err := m.each(func(b Bus) error {
+	err := m.eachConnected(func(b Bus) error {
 		n, err := PublishEvents(ctx, b, events)
 		mu.Lock()
 		taken = min(taken, n)
@@ -97,23 +124,23 @@ func (m *multi) PublishEvents(ctx context.Context, events []OutgoingEvent) (int,
 }
 
 func (m *multi) PublishState(ctx context.Context, printer string, data []byte) error {
-	return m.each(func(b Bus) error { return b.PublishState(ctx, printer, data) })
+	return m.eachConnected(func(b Bus) error { return b.PublishState(ctx, printer, data) })
 }
 
 func (m *multi) PublishAvailability(ctx context.Context, printer string, online bool) error {
-	return m.each(func(b Bus) error { return b.PublishAvailability(ctx, printer, online) })
+	return m.eachConnected(func(b Bus) error { return b.PublishAvailability(ctx, printer, online) })
 }
 
 func (m *multi) PublishReply(ctx context.Context, printer, replyTo string, data []byte) error {
-	return m.each(func(b Bus) error { return b.PublishReply(ctx, printer, replyTo, data) })
+	return m.eachConnected(func(b Bus) error { return b.PublishReply(ctx, printer, replyTo, data) })
 }
 
 func (m *multi) PublishHook(ctx context.Context, printer string, data []byte) error {
-	return m.each(func(b Bus) error { return b.PublishHook(ctx, printer, data) })
+	return m.eachConnected(func(b Bus) error { return b.PublishHook(ctx, printer, data) })
 }
 
 func (m *multi) PublishCommand(ctx context.Context, printer, kind string, data []byte) error {
-	return m.each(func(b Bus) error { return b.PublishCommand(ctx, printer, kind, data) })
+	return m.eachConnected(func(b Bus) error { return b.PublishCommand(ctx, printer, kind, data) })
 }
 
 // SubscribeCommands subscribes on every bus and sets CommandMessage.Bus
@@ -134,7 +161,7 @@ func (m *multi) SubscribeCommands(ctx context.Context, printer string, h func(Co
 // PublishBridgeInfo publishes the bridge description on every bus that
 // is a BridgeInfoPublisher.
 func (m *multi) PublishBridgeInfo(ctx context.Context, data []byte) error {
-	return m.each(func(b Bus) error {
+	return m.eachConnected(func(b Bus) error {
 		if ib, ok := b.(BridgeInfoPublisher); ok {
 			return ib.PublishBridgeInfo(ctx, data)
 		}
@@ -154,19 +181,19 @@ func (m *multi) SubscribeReplies(ctx context.Context, printer string, h func(dat
 
 // PublishPresence publishes on every bus that carries presence messages.
 func (m *multi) PublishPresence(ctx context.Context, printer string, data []byte) error {
-	return m.eachPresence(func(b PresenceBus) error { return b.PublishPresence(ctx, printer, data) })
+	return m.eachPresence(m.eachConnected, func(b PresenceBus) error { return b.PublishPresence(ctx, printer, data) })
 }
 
 // SubscribePresence subscribes on every bus that carries presence
 // messages. A message published on all of them arrives once per bus.
 func (m *multi) SubscribePresence(ctx context.Context, printer string, h func(data []byte)) error {
 	h = serialize(h)
-	return m.eachPresence(func(b PresenceBus) error { return b.SubscribePresence(ctx, printer, h) })
+	return m.eachPresence(m.each, func(b PresenceBus) error { return b.SubscribePresence(ctx, printer, h) })
 }
 
-// eachPresence is each for the buses that are a PresenceBus. It fails
-// when none is.
-func (m *multi) eachPresence(f func(PresenceBus) error) error {
+// eachPresence runs f through each or eachConnected, for the buses that
+// are a PresenceBus. It fails when none is.
+func (m *multi) eachPresence(each func(func(Bus) error) error, f func(PresenceBus) error) error {
 	found := false
 	for _, b := range m.buses {
 		if _, ok := b.(PresenceBus); ok {
@@ -176,7 +203,7 @@ func (m *multi) eachPresence(f func(PresenceBus) error) error {
 	if !found {
 		return fmt.Errorf("none of the buses %s carries presence messages", m.Name())
 	}
-	return m.each(func(b Bus) error {
+	return each(func(b Bus) error {
 		pb, ok := b.(PresenceBus)
 		if !ok {
 			return nil

@@ -171,6 +171,9 @@ func (e *Edge) publishEvents(ctx context.Context) {
 // payload, say) holds up every later event on that bus until MaxAge drops
 // it.
 func (e *Edge) publishTo(ctx context.Context, p *busPublisher) {
+	if !waitAttached(ctx, p.bus) {
+		return
+	}
 	gauges := time.NewTicker(gaugeInterval)
 	defer gauges.Stop()
 	attempt := 0
@@ -218,6 +221,22 @@ func (e *Edge) publishTo(ctx context.Context, p *busPublisher) {
 			p.log.Info("event publishing recovered", "attempts", attempt, "after_seq", p.taken)
 		}
 		attempt = 0
+	}
+}
+
+// waitAttached waits until b, when it is a bridge.Pending bus, has its
+// broker connection. It returns false when ctx ends first. The events
+// wait in the outbox meanwhile, and the bus then starts from the oldest.
+func waitAttached(ctx context.Context, b bridge.Bus) bool {
+	p, ok := b.(*bridge.Pending)
+	if !ok {
+		return true
+	}
+	select {
+	case <-p.Ready():
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

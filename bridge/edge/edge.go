@@ -114,6 +114,14 @@ type Edge struct {
 	busOnce  sync.Once
 	busReady chan struct{}
 
+	// announceMu guards running and announced. running is true from Run's
+	// start markers (bridge info, availability online) until its stop
+	// markers. announced names the buses that got the start markers, so a
+	// bus that connects late (BusAttached) gets them once.
+	announceMu sync.Mutex
+	running    bool
+	announced  map[string]bool
+
 	// emitMu orders seq numbering with the append, so records enter the
 	// outbox in seq order even when Emit runs on two goroutines.
 	emitMu sync.Mutex
@@ -468,8 +476,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	// A bus is up, so the run has begun even if the caller did not say so.
 	e.Start()
-	e.publishInfo(ctx)
-	e.publishRunAvailability(ctx, true)
+	e.announceStart(ctx)
 	// The buses wait for the reconnect themselves when the connection
 	// drops during the subscription, so an error here is one that a retry
 	// does not fix, such as a broker that rejects the subscription.
@@ -501,7 +508,10 @@ func (e *Edge) Run(ctx context.Context) error {
 	if err := e.publishCurrentState(shutdownCtx); err != nil {
 		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
 	}
-	e.publishRunAvailability(shutdownCtx, false)
+	e.announceMu.Lock()
+	e.running = false
+	e.announceMu.Unlock()
+	e.publishRunAvailability(shutdownCtx, e.bus, false)
 	return errors.Join(subscribeErr, e.close())
 }
 
@@ -643,6 +653,9 @@ func (s *stateSender) offer(data []byte) {
 // sendStates publishes what s is offered until ctx ends. A failed publish
 // is retried after 2 s unless a newer state has arrived meanwhile.
 func (e *Edge) sendStates(ctx context.Context, s *stateSender) {
+	if !waitAttached(ctx, s.bus) {
+		return
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -704,23 +717,80 @@ func (e *Edge) RepublishState(ctx context.Context) {
 	}
 }
 
+// announceStart publishes the start markers on every bus that is
+// connected. A bus that connects later gets them from BusAttached.
+func (e *Edge) announceStart(ctx context.Context) {
+	var buses []bridge.Bus
+	e.announceMu.Lock()
+	e.running = true
+	if e.announced == nil {
+		e.announced = map[string]bool{}
+	}
+	for _, b := range bridge.Buses(e.bus) {
+		if p, ok := b.(*bridge.Pending); ok && p.Attached() == nil {
+			continue
+		}
+		e.announced[b.Name()] = true
+		buses = append(buses, b)
+	}
+	e.announceMu.Unlock()
+	if len(buses) == 0 {
+		return
+	}
+	bus := buses[0]
+	if len(buses) > 1 {
+		bus = bridge.NewMulti(buses...)
+	}
+	e.publishInfo(ctx, bus)
+	e.publishRunAvailability(ctx, bus, true)
+}
+
+// BusAttached publishes the start markers on b, a bus of the edge whose
+// broker connection came up after the others (bridge.Pending), unless
+// Run has not published them yet (it then includes b) or has stopped.
+// The state and the pending events follow from b's own delivery loops.
+func (e *Edge) BusAttached(b bridge.Bus) {
+	e.announceMu.Lock()
+	publish := e.running && !e.announced[b.Name()]
+	if publish {
+		e.announced[b.Name()] = true
+	}
+	e.announceMu.Unlock()
+	if !publish {
+		return
+	}
+	e.log.Info("publishing bridge info and availability on a bus that connected late", "bus", b.Name())
+	e.publishInfo(context.Background(), b)
+	e.publishRunAvailability(context.Background(), b, true)
+}
+
+// RepublishInfo publishes the bridge description again, for a broker
+// that may have lost the retained one while the edge was away from it.
+// It does nothing before SetBus.
+func (e *Edge) RepublishInfo(ctx context.Context) {
+	if bus := e.currentBus(); bus != nil {
+		e.publishInfo(ctx, bus)
+	}
+}
+
 // publishRunAvailability publishes the marker of the edge's start or stop
-// on the buses that do not publish it themselves, so a subscriber gets
-// one "online" per connection and one "offline" per stop.
-func (e *Edge) publishRunAvailability(ctx context.Context, online bool) {
+// on the buses of bus that do not publish it themselves, so a subscriber
+// gets one "online" per connection and one "offline" per stop.
+func (e *Edge) publishRunAvailability(ctx context.Context, bus bridge.Bus, online bool) {
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if err := bridge.PublishUnownedAvailability(pctx, e.currentBus(), e.cfg.PrinterID, online); err != nil {
+	if err := bridge.PublishUnownedAvailability(pctx, bus, e.cfg.PrinterID, online); err != nil {
 		e.log.Warn("publishing availability failed", "online", online, "error", err)
 	}
 }
 
-func (e *Edge) publishInfo(ctx context.Context) {
+// publishInfo publishes the retained bridge description on bus.
+func (e *Edge) publishInfo(ctx context.Context, bus bridge.Bus) {
 	info := map[string]any{"version": Version, "schema": bridge.SchemaVersion, "printers": []string{e.cfg.PrinterID}}
 	data, _ := json.Marshal(info)
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
-	if infoBus, ok := e.bus.(bridge.BridgeInfoPublisher); ok {
+	if infoBus, ok := bus.(bridge.BridgeInfoPublisher); ok {
 		if err := infoBus.PublishBridgeInfo(pctx, data); err != nil {
 			e.log.Warn("publishing bridge info failed", "error", err)
 		}

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -64,8 +66,15 @@ type busOptions struct {
 	// onConnectivity, if set, hears each broker connection come up
 	// (true) or drop (false), by bus name (mqtt, nats).
 	onConnectivity func(bus string, up bool)
-	// onRetry, if set, is called after each failed connection attempt.
+	// onRetry, if set, is called after each failed connection attempt
+	// while no broker has taken the connection.
 	onRetry func()
+	// onAttach, if set, hears of a bus whose broker came up after
+	// connectBus returned (see bridge.Pending).
+	onAttach func(bridge.Bus)
+	// onLateError, if set, hears that such a bus could not make the
+	// subscriptions asked for before it came up.
+	onLateError func(error)
 	// secrets are the credential files and TLS flags (secrets.go).
 	secrets secretOptions
 }
@@ -85,6 +94,10 @@ func (o *busOptions) register(fs *flag.FlagSet) {
 
 // connectBus connects to every configured broker, retrying with backoff
 // until ctx ends, so an edge that boots before its broker still starts.
+// With both --mqtt and --nats it returns as soon as either broker has
+// taken the connection. The other then stands in as a bridge.Pending bus
+// that goes on connecting in the background, so one broker that is down
+// does not hold up the other; onAttach hears when it is up.
 func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus, error) {
 	if err := o.checkConfig(); err != nil {
 		return nil, err
@@ -92,76 +105,178 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 	if err := o.resolveSecrets(log); err != nil {
 		return nil, err
 	}
-	topics := bridge.Topics{Base: o.baseTopic}
-	var buses []bridge.Bus
-	busUp := func(name string, up bool) {
-		if o.onConnectivity != nil {
-			o.onConnectivity(name, up)
+	dials := o.dialers(ctx, log)
+	if len(dials) == 1 {
+		d := dials[0]
+		b, err := retryDial(ctx, d, log, o.onRetry)
+		if err != nil {
+			return nil, err
+		}
+		o.busUp(d.name, true)
+		return b, nil
+	}
+
+	// onRetry means that no broker has taken the connection yet, so it is
+	// called only once every bus has failed and none is up.
+	var (
+		mu       sync.Mutex
+		failed   = map[string]bool{}
+		up       bool
+		returned bool
+	)
+	onRetry := func(name string) {
+		mu.Lock()
+		failed[name] = true
+		call := !up && len(failed) == len(dials)
+		mu.Unlock()
+		if call && o.onRetry != nil {
+			o.onRetry()
 		}
 	}
-	connect := func(name string, dial func() (bridge.Bus, error)) error {
-		for attempt := 0; ; attempt++ {
-			b, err := dial()
-			if err == nil {
-				buses = append(buses, b)
-				busUp(name, true)
-				return nil
+	// connectBus waits for the first attempt of every bus, so that on a
+	// normal start both buses are up before it returns, and then for the
+	// first bus that is up.
+	firstResult := make(chan struct{}, len(dials))
+	connected := make(chan struct{}, len(dials))
+	pending := make([]bridge.Bus, len(dials))
+	for i, d := range dials {
+		p := bridge.NewPending(d.name)
+		pending[i] = p
+		go func() {
+			var once sync.Once
+			settle := func() { once.Do(func() { firstResult <- struct{}{} }) }
+			b, err := retryDial(ctx, d, log, func() {
+				onRetry(d.name)
+				settle()
+			})
+			if err != nil {
+				return
 			}
-			wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
-			log.Warn("broker connection failed, retrying", "bus", name, "error", err, "retry_in", wait)
-			if o.onRetry != nil {
-				o.onRetry()
+			if err := p.Attach(b); err != nil {
+				if ctx.Err() == nil && !errors.Is(err, bridge.ErrBusClosed) {
+					log.Error("subscribing on a broker that came up after the others failed", "bus", d.name, "error", err)
+					if o.onLateError != nil {
+						o.onLateError(fmt.Errorf("%s connected after the start, but %w", d.name, err))
+					}
+				}
+				return
 			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("connect to %s: %w", name, err)
-			case <-time.After(wait):
+			mu.Lock()
+			up = true
+			late := returned
+			mu.Unlock()
+			o.busUp(d.name, true)
+			settle()
+			connected <- struct{}{}
+			if late {
+				log.Info("broker connection up; this bus takes part from now on", "bus", d.name)
+				if o.onAttach != nil {
+					o.onAttach(p)
+				}
 			}
+		}()
+	}
+	results, anyUp := 0, false
+	for results < len(dials) || !anyUp {
+		select {
+		case <-firstResult:
+			results++
+		case <-connected:
+			anyUp = true
+		case <-ctx.Done():
+			for _, p := range pending {
+				_ = p.Close()
+			}
+			return nil, fmt.Errorf("connect to %s: %w", strings.Join(o.busNames(), " and "), ctx.Err())
 		}
 	}
+	mu.Lock()
+	returned = true
+	mu.Unlock()
+	return bridge.NewMulti(pending...), nil
+}
+
+// busDialer connects one bus once.
+type busDialer struct {
+	name string
+	dial func() (bridge.Bus, error)
+}
+
+// busNames names the configured buses.
+func (o busOptions) busNames() []string {
+	var names []string
 	if o.mqttURL != "" {
-		err := connect("mqtt", func() (bridge.Bus, error) {
+		names = append(names, "mqtt")
+	}
+	if o.natsURL != "" {
+		names = append(names, "nats")
+	}
+	return names
+}
+
+// busUp passes a change of a broker connection to onConnectivity.
+func (o busOptions) busUp(name string, up bool) {
+	if o.onConnectivity != nil {
+		o.onConnectivity(name, up)
+	}
+}
+
+// retryDial runs d until it connects, waiting longer after each failure
+// (up to 30s) and calling onRetry after each, until ctx ends.
+func retryDial(ctx context.Context, d busDialer, log *slog.Logger, onRetry func()) (bridge.Bus, error) {
+	for attempt := 0; ; attempt++ {
+		b, err := d.dial()
+		if err == nil {
+			return b, nil
+		}
+		wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
+		log.Warn("broker connection failed, retrying", "bus", d.name, "error", err, "retry_in", wait)
+		if onRetry != nil {
+			onRetry()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to %s: %w", d.name, err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// dialers returns a dialer for each configured broker, MQTT first.
+func (o busOptions) dialers(ctx context.Context, log *slog.Logger) []busDialer {
+	topics := bridge.Topics{Base: o.baseTopic}
+	var dials []busDialer
+	if o.mqttURL != "" {
+		dials = append(dials, busDialer{"mqtt", func() (bridge.Bus, error) {
 			return mqtt.New(ctx, mqtt.Config{
 				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword, TLS: o.secrets.mqttTLS(),
 				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second,
 				OnConnect: func() {
-					busUp("mqtt", true)
+					o.busUp("mqtt", true)
 					if o.onConnect != nil {
 						o.onConnect()
 					}
 				},
-				OnConnectionLost:    func(error) { busUp("mqtt", false) },
+				OnConnectionLost:    func(error) { o.busUp("mqtt", false) },
 				PersistentSession:   o.persistentSession,
 				ClientIDClashAdvice: o.clientIDClashAdvice,
 			}, log.With("bus", "mqtt"))
-		})
-		if err != nil {
-			return nil, err
-		}
+		}})
 	}
 	if o.natsURL != "" {
-		err := connect("nats", func() (bridge.Bus, error) {
+		dials = append(dials, busDialer{"nats", func() (bridge.Bus, error) {
 			return natsbus.New(ctx, natsbus.Config{
 				URL: o.natsURL, Name: o.clientID, User: o.natsUser, Password: o.natsPassword, Token: o.natsToken,
 				NKeySeedFile: o.secrets.natsNKeyFile, CredsFile: o.secrets.natsCredsFile, TLS: o.secrets.natsTLS(),
 				Topics: topics, JetStream: o.jetStream, MaxAckPending: o.maxAckPending, WorkerID: o.workerID,
 				EventPendingMessages: o.eventPendingMessages, EventPendingBytes: o.eventPendingBytes,
 				OnEventsDropped: o.onEventsDropped,
-				OnDisconnect:    func(error) { busUp("nats", false) },
-				OnReconnect:     func() { busUp("nats", true) },
+				OnDisconnect:    func(error) { o.busUp("nats", false) },
+				OnReconnect:     func() { o.busUp("nats", true) },
 			}, log.With("bus", "nats"))
-		})
-		if err != nil {
-			for _, b := range buses {
-				_ = b.Close()
-			}
-			return nil, err
-		}
+		}})
 	}
-	if len(buses) == 1 {
-		return buses[0], nil
-	}
-	return bridge.NewMulti(buses...), nil
+	return dials
 }
 
 // checkConfig checks the bus options that need no broker to check: that
@@ -399,18 +514,35 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	// connect, but not one that connected while the two were cut off
 	// from each other.
 	o.bus.clientIDClashAdvice = fmt.Sprintf("such as a second edge with --printer %s, whose client id is derived from it: stop the other edge, or give this printer its own --printer id (docs/integrations.md, \"Two edges with one printer id\")", o.printerID)
+	var reconnect atomic.Bool
 	o.bus.onConnect = func() {
 		edgeMu.Lock()
 		cur := e
 		edgeMu.Unlock()
+		// Run publishes the state and the info after the first
+		// connection itself.
+		if !reconnect.Swap(true) {
+			return
+		}
 		if cur != nil {
 			// The MQTT bus has published the online marker of this
-			// connection itself, so only the state is published again.
+			// connection itself. The state and the bridge info are
+			// published again, for a broker that restarted without its
+			// retained messages.
 			go func() {
 				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				cur.RepublishState(rctx)
+				cur.RepublishInfo(rctx)
 			}()
+		}
+	}
+	o.bus.onAttach = func(b bridge.Bus) {
+		edgeMu.Lock()
+		cur := e
+		edgeMu.Unlock()
+		if cur != nil {
+			cur.BusAttached(b)
 		}
 	}
 	log.Info("edge starting", "printer", o.printerID, "port", o.port, "baud", o.baud, "files", o.filesDir)
@@ -454,6 +586,14 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	busDone := make(chan bridge.Bus, 1)
 	presenceBusDone := make(chan bridge.Bus, 1)
 	busFailed := make(chan error, 1)
+	// A bus that connects after the start and cannot subscribe to the
+	// commands stops the edge, as it would have at the start.
+	o.bus.onLateError = func(err error) {
+		select {
+		case busFailed <- err:
+		default:
+		}
+	}
 	printerMayStart := make(chan struct{})
 	allowPrinter := sync.OnceFunc(func() {
 		e.Start()

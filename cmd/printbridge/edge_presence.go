@@ -37,6 +37,8 @@ func presenceBusOptions(o busOptions, presence *edge.Presence) busOptions {
 	o.jetStream = false
 	o.persistentSession = false
 	o.onConnect = nil
+	o.onAttach = nil
+	o.onLateError = nil
 	o.onEventsDropped = nil
 	o.onConnectivity = func(_ string, up bool) {
 		if up {

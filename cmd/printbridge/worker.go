@@ -381,7 +381,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		defer seenLock.Close()
 	}
-	bus, natsBus, err := connectWorkerBus(ctx, busOpts, log)
+	bus, natsBus, err := connectWorkerBus(ctx, busOpts, store == seenStoreKV, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil
@@ -490,44 +490,34 @@ func (o *workerOptions) resolveSeenStore(jetStream bool) (string, error) {
 	}
 }
 
-// connectWorkerBus connects like connectBus, one broker at a time, so
-// that the worker keeps the NATS bus for its seen-events bucket. natsBus
-// is nil without --nats.
-func connectWorkerBus(ctx context.Context, o busOptions, log *slog.Logger) (bus bridge.Bus, natsBus *natsbus.Bus, err error) {
-	if err := o.resolveSecrets(log); err != nil {
+// connectWorkerBus connects like connectBus and returns the NATS bus for
+// the seen-events bucket as well, nil without --nats. With needNATS it
+// waits for the NATS connection even when MQTT came up first, because
+// the bucket lives on it.
+func connectWorkerBus(ctx context.Context, o busOptions, needNATS bool, log *slog.Logger) (bus bridge.Bus, natsBus *natsbus.Bus, err error) {
+	bus, err = connectBus(ctx, o, log)
+	if err != nil {
 		return nil, nil, err
 	}
-	var buses []bridge.Bus
-	if o.mqttURL != "" {
-		mqttOnly := o
-		mqttOnly.natsURL = ""
-		b, err := connectBus(ctx, mqttOnly, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		buses = append(buses, b)
-	}
-	if o.natsURL != "" {
-		natsOnly := o
-		natsOnly.mqttURL = ""
-		b, err := connectBus(ctx, natsOnly, log)
-		if err != nil {
-			for _, other := range buses {
-				_ = other.Close()
+	for _, b := range bridge.Buses(bus) {
+		if p, ok := b.(*bridge.Pending); ok {
+			if !needNATS || p.Name() != "nats" {
+				continue
 			}
-			return nil, nil, err
+			log.Info("waiting for the NATS connection, which holds the seen-events bucket", "nats", o.natsURL)
+			select {
+			case <-p.Ready():
+			case <-ctx.Done():
+				_ = bus.Close()
+				return nil, nil, ctx.Err()
+			}
+			b = p.Attached()
 		}
-		natsBus, _ = b.(*natsbus.Bus)
-		buses = append(buses, b)
+		if nb, ok := b.(*natsbus.Bus); ok {
+			natsBus = nb
+		}
 	}
-	switch len(buses) {
-	case 0:
-		return nil, nil, errors.New("no broker configured: give --mqtt URL, --nats URL or both")
-	case 1:
-		return buses[0], natsBus, nil
-	default:
-		return bridge.NewMulti(buses...), natsBus, nil
-	}
+	return bus, natsBus, nil
 }
 
 // openSeenBucket opens the --seen-bucket on the worker's NATS connection.

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
+	"github.com/printbridge/printbridge/bridge/mqtt"
+)
+
+// busRecord keeps what an observer of one bus received: the seq of each
+// event, the event names, and the other messages by topic.
+type busRecord struct {
+	mu     sync.Mutex
+	seqs   []uint64
+	events []string
+	other  map[string][]string
+}
+
+func newBusRecord() *busRecord { return &busRecord{other: map[string][]string{}} }
+
+func (r *busRecord) add(topic string, event string, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if event == "" {
+		r.other[topic] = append(r.other[topic], string(data))
+		return
+	}
+	var env struct{ Seq uint64 }
+	if err := json.Unmarshal(data, &env); err == nil {
+		r.seqs = append(r.seqs, env.Seq)
+		r.events = append(r.events, event)
+	}
+}
+
+func (r *busRecord) snapshot() (seqs []uint64, events []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seqs), slices.Clone(r.events)
+}
+
+func (r *busRecord) messages(topic string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.other[topic])
+}
+
+// TestEdgeStartsWithOneBrokerDown starts an edge process on MQTT and NATS
+// while one of the two brokers is unreachable. The edge must run on the
+// other from the start (events, state, commands), and once the missing
+// broker is reachable, that bus must get the start markers and every
+// event from seq 1 on, in order, and take commands.
+func TestEdgeStartsWithOneBrokerDown(t *testing.T) {
+	bin := buildPrintbridge(t)
+	for _, down := range []string{"nats", "mqtt"} {
+		t.Run(down+" down", func(t *testing.T) {
+			testEdgeStartsWithBrokerDown(t, bin, down)
+		})
+	}
+}
+
+func testEdgeStartsWithBrokerDown(t *testing.T, bin, down string) {
+	dir := t.TempDir()
+	mosquitto := brokertest.StartMosquittoProcess(t, 0)
+	natsServer := brokertest.StartNATS(t, false, false)
+	mqttProxy := brokertest.StartProxy(t, mosquitto.Addr())
+	natsProxy := brokertest.StartProxy(t, strings.TrimPrefix(natsServer.NATSURL(), "nats://"))
+	downProxy := map[string]*brokertest.Proxy{"mqtt": mqttProxy, "nats": natsProxy}[down]
+	downProxy.SetDown(true)
+
+	const printerID = "late1"
+	topics := bridge.Topics{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// The observers connect to the brokers directly, so they see what the
+	// edge publishes as soon as its connection is up.
+	seen := map[string]*busRecord{"mqtt": newBusRecord(), "nats": newBusRecord()}
+	mqttWatcher, err := mqtt.New(ctx, mqtt.Config{URL: mosquitto.URL(), ClientID: "late-bus-watcher"}, brokertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mqttWatcher.Close() })
+	err = mqttWatcher.SubscribeRaw(ctx, "printbridge/#", func(m mqtt.RawMessage) {
+		_, event, _ := topics.EventOfMQTT(m.Topic)
+		seen["mqtt"].add(m.Topic, event, m.Payload)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(natsServer.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Subscribe("printbridge.>", func(m *nats.Msg) {
+		_, event, _ := topics.EventOfNATS(m.Subject)
+		seen["nats"].add(m.Subject, event, m.Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	link := filepath.Join(dir, "printer-tty")
+	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
+	vp.ready = "virtual printer ready"
+	vp.Start()
+	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
+		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
+		"--mqtt", mqttProxy.URL(), "--nats", "nats://"+natsProxy.Addr())
+	edge.Start()
+
+	up := map[string]string{"mqtt": "nats", "nats": "mqtt"}[down]
+	hasEvent := func(bus, name string) bool {
+		_, events := seen[bus].snapshot()
+		return slices.Contains(events, name)
+	}
+	waitFor(t, "Connected event on "+up, time.Minute, func() bool { return hasEvent(up, bridge.EventConnected) })
+	checkCommandReply(t, ctx, up, mqttWatcher, nc, printerID, "on-"+up+"-while-"+down+"-down")
+	if seqs, _ := seen[down].snapshot(); len(seqs) > 0 {
+		t.Fatalf("%s observer got events %v although its broker was unreachable for the edge", down, seqs)
+	}
+
+	downProxy.SetDown(false)
+	waitFor(t, "Connected event on "+down+" after its broker became reachable", time.Minute, func() bool {
+		return hasEvent(down, bridge.EventConnected)
+	})
+	checkCommandReply(t, ctx, down, mqttWatcher, nc, printerID, "on-"+down+"-after-it-came-up")
+
+	// Every event that the edge stored while the broker was unreachable
+	// arrives on the late bus, once and in order, as on the other bus.
+	upSeqs, _ := seen[up].snapshot()
+	last := upSeqs[len(upSeqs)-1]
+	waitFor(t, "every event on "+down, time.Minute, func() bool {
+		seqs, _ := seen[down].snapshot()
+		return slices.Contains(seqs, last)
+	})
+	lateSeqs, _ := seen[down].snapshot()
+	for i, seq := range lateSeqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("%s observer got seqs %v, want 1, 2, 3, ... without gaps or repeats", down, lateSeqs)
+		}
+	}
+
+	markers := map[string][2]string{
+		"mqtt": {topics.MQTTAvailability(printerID), topics.MQTTBridgeInfo()},
+		"nats": {topics.NATSAvailability(printerID), topics.NATSBridgeInfo()},
+	}[down]
+	waitFor(t, "availability and bridge info on "+down, time.Minute, func() bool {
+		return len(seen[down].messages(markers[0])) > 0 && len(seen[down].messages(markers[1])) > 0
+	})
+	if got := seen[down].messages(markers[0]); !slices.Equal(got, []string{"online"}) {
+		t.Errorf("availability on %s = %q, want one \"online\"", down, got)
+	}
+	if got := seen[down].messages(markers[1]); len(got) != 1 || !strings.Contains(got[0], printerID) {
+		t.Errorf("bridge info on %s = %q, want one message that lists %s", down, got, printerID)
+	}
+	if err := edge.Stop(); err != nil {
+		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
+	}
+}
+
+// checkCommandReply sends a G-code command with id on bus and waits for
+// the edge's reply with that id on the same bus.
+func checkCommandReply(t *testing.T, ctx context.Context, bus string, mqttClient *mqtt.Bus, nc *nats.Conn, printerID, id string) {
+	t.Helper()
+	topics := bridge.Topics{}
+	command := []byte(`{"id": "` + id + `", "commands": ["M117 ` + id + `"]}`)
+	var reply []byte
+	switch bus {
+	case "nats":
+		msg, err := nc.Request(topics.NATSCommand(printerID, bridge.CommandGcode), command, time.Minute)
+		if err != nil {
+			t.Fatalf("NATS command %s: %v", id, err)
+		}
+		reply = msg.Data
+	case "mqtt":
+		replies := make(chan []byte, 8)
+		if err := mqttClient.SubscribeRaw(ctx, topics.MQTTReply(printerID), func(m mqtt.RawMessage) { replies <- m.Payload }); err != nil {
+			t.Fatal(err)
+		}
+		if err := mqttClient.PublishRaw(ctx, topics.MQTTCommand(printerID, bridge.CommandGcode), false, command); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(time.Minute)
+		for reply == nil {
+			select {
+			case data := <-replies:
+				if strings.Contains(string(data), id) {
+					reply = data
+				}
+			case <-deadline:
+				t.Fatalf("no MQTT reply to command %s within a minute", id)
+			}
+		}
+	}
+	var r struct{ ID, Status string }
+	if err := json.Unmarshal(reply, &r); err != nil || r.ID != id {
+		t.Fatalf("reply %s to command %s on %s: want its id (decode error %v)", reply, id, bus, err)
+	}
+}
+
+// TestWorkerStartsWithOneBrokerDown starts a worker on MQTT and NATS while
+// NATS is unreachable. It must run the hooks of MQTT events from the
+// start, and those of NATS events once NATS is reachable, with the
+// subscriptions it asked for at the start.
+func TestWorkerStartsWithOneBrokerDown(t *testing.T) {
+	mosquitto := brokertest.StartMosquittoProcess(t, 0)
+	natsServer := brokertest.StartNATS(t, false, false)
+	natsProxy := brokertest.StartProxy(t, strings.TrimPrefix(natsServer.NATSURL(), "nats://"))
+	natsProxy.SetDown(true)
+	cfg := writeWorkerConfig(t, t.TempDir(), `events:
+  subscriptions:
+  - {name: note, event: PrintStarted, type: system, shell: false, command: "true"}
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mqttSender, err := mqtt.New(ctx, mqtt.Config{URL: mosquitto.URL(), ClientID: "late-worker-sender"}, brokertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mqttSender.Close() })
+	mqttResults := make(chan string, 16)
+	if err := mqttSender.SubscribeRaw(ctx, bridge.Topics{}.MQTTHook("w1"), func(m mqtt.RawMessage) { mqttResults <- string(m.Payload) }); err != nil {
+		t.Fatal(err)
+	}
+	natsSender := newEventSender(t, natsServer.NATSURL(), "w1")
+
+	w := startWorker(t, "--config", cfg, "--mqtt", mosquitto.URL(), "--nats", "nats://"+natsProxy.Addr(), "--metrics-listen", "")
+	env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: "over-mqtt-1", Printer: "w1", Event: bridge.EventPrintStarted, Time: time.Now()}
+	data, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mqttSender.PublishEvent(ctx, env, data); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case result := <-mqttResults:
+		if !strings.Contains(result, `"over-mqtt-1"`) {
+			t.Errorf("hook result %s is not the one of event over-mqtt-1", result)
+		}
+	case <-ctx.Done():
+		t.Fatalf("no hook result on MQTT while NATS was unreachable; worker log:\n%s", w.log.String())
+	}
+
+	natsProxy.SetDown(false)
+	waitFor(t, "the worker's NATS connection", workerWait, func() bool {
+		return len(w.lines("broker connection up", "bus=nats")) > 0
+	})
+	natsSender.send("w1", "over-nats-1", bridge.EventPrintStarted, nil)
+	if r := natsSender.waitResult("over-nats-1", "note"); r["exit_code"] != float64(0) {
+		t.Errorf("hook result of over-nats-1 = %v, want exit code 0", r)
+	}
+}
