@@ -125,6 +125,15 @@ type Subscription struct {
 
 // HookName returns the name key, or "#<entry> <event>" for an entry
 // without a name.
+// templates returns the commands as written in the file.
+func (s *Subscription) templates() []string {
+	out := make([]string, len(s.Commands))
+	for i, c := range s.Commands {
+		out[i] = c.Template
+	}
+	return out
+}
+
 func (s *Subscription) HookName(event string) string {
 	if s.Name != "" {
 		return s.Name

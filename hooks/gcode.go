@@ -92,19 +92,25 @@ func (r *replyWaiter) deliver(data []byte) {
 
 // gcodeCommandID returns the command id of the gcode hook at position
 // index of the event's matching subscriptions, sent by a worker of group
-// ("" for none). A worker of the group that sends the command again after
-// a crash or a takeover sends the same id, and the edge, which remembers
-// its last 1024 command ids, repeats its reply instead of executing the
-// lines twice. Each group runs every event, so the group is part of the
-// id, or the edge would skip the second group's lines as a repeat. An
-// empty group leaves the id as it was before the group was added.
-//
-// NOTE: two workers without a group that run the same config get the
-// same id, so the edge runs the G-code of only the first of them.
-func gcodeCommandID(eventID, group string, index int, hook string) string {
+// ("" for none), with the hook's configured G-code lines. A worker of the group that sends the command
+// again after a crash or a takeover sends the same id, and the edge, which
+// remembers its last 1024 command ids, repeats its reply instead of
+// executing the lines twice. Each group runs every event, so the group is
+// part of the id, or the edge would skip the second group's lines as a
+// repeat. The configured lines are part of the id too, so two workers
+// without a group that run the same hook of one config send it once,
+// while two configs with different hooks of one name both reach the
+// printer. The lines are taken before placeholders are filled in, because
+// a value such as {__now} differs between a first send and a resend.
+func gcodeCommandID(eventID, group string, index int, hook string, lines []string) string {
 	input := eventID + "\x00" + strconv.Itoa(index) + "\x00" + hook
 	if group != "" {
 		input += "\x00group\x00" + group
+	}
+	// Each line goes in with its length, so no split of the lines gives
+	// the same input as another.
+	for _, line := range lines {
+		input += "\x00gcode\x00" + strconv.Itoa(len(line)) + ":" + line
 	}
 	sum := sha256.Sum256([]byte(input))
 	return "hook-" + hex.EncodeToString(sum[:16])

@@ -691,14 +691,14 @@ func TestGateMissingProgramStartsNothing(t *testing.T) {
 func TestGcodeCommandIDDeterministic(t *testing.T) {
 	const event = "0190f3c2-7b1e-7c3a-9d4e-1234567890ab"
 	for _, group := range []string{"", "farm"} {
-		a := gcodeCommandID(event, group, 1, "home")
-		if again := gcodeCommandID(event, group, 1, "home"); again != a {
+		a := gcodeCommandID(event, group, 1, "home", []string{"G28"})
+		if again := gcodeCommandID(event, group, 1, "home", []string{"G28"}); again != a {
 			t.Errorf("group %q: ids for one event and hook differ: %s, %s", group, a, again)
 		}
 		others := []string{
-			gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ac", group, 1, "home"),
-			gcodeCommandID(event, group, 2, "home"),
-			gcodeCommandID(event, group, 1, "park"),
+			gcodeCommandID("0190f3c2-7b1e-7c3a-9d4e-1234567890ac", group, 1, "home", []string{"G28"}),
+			gcodeCommandID(event, group, 2, "home", []string{"G28"}),
+			gcodeCommandID(event, group, 1, "park", []string{"G28"}),
 		}
 		for _, o := range others {
 			if o == a {
@@ -717,11 +717,31 @@ func TestGcodeCommandIDDiffersByGroup(t *testing.T) {
 	const event = "0190f3c2-7b1e-7c3a-9d4e-1234567890ab"
 	ids := map[string]string{}
 	for _, group := range []string{"", "a", "b", "ab"} {
-		id := gcodeCommandID(event, group, 1, "home")
+		id := gcodeCommandID(event, group, 1, "home", []string{"G28"})
 		if other, ok := ids[id]; ok {
 			t.Errorf("groups %q and %q share the command id %s", other, group, id)
 		}
 		ids[id] = group
+	}
+}
+
+// Two workers without a group whose configs give different G-code to
+// hooks of one name must both reach the printer, while two that run the
+// same config send the lines once.
+func TestGcodeCommandIDDiffersByLines(t *testing.T) {
+	const event = "0190f3c2-7b1e-7c3a-9d4e-1234567890ab"
+	lcd := gcodeCommandID(event, "", 1, "lcd", []string{"M117 {name}"})
+	if again := gcodeCommandID(event, "", 1, "lcd", []string{"M117 {name}"}); again != lcd {
+		t.Errorf("one config gave the ids %s and %s", lcd, again)
+	}
+	for _, other := range [][]string{{"M117 Printing {name}"}, {"M117 {name}", "M300"}, {"M117 {name}\x00"}} {
+		if id := gcodeCommandID(event, "", 1, "lcd", other); id == lcd {
+			t.Errorf("lines %q share the command id %s with M117 {name}", other, id)
+		}
+	}
+	joined := gcodeCommandID(event, "", 1, "lcd", []string{"M117 a", "M117 b"})
+	if split := gcodeCommandID(event, "", 1, "lcd", []string{"M117 a\x00gcode\x00M117 b"}); split == joined {
+		t.Error("two lines and one line that contains the separator share a command id")
 	}
 }
 

@@ -610,7 +610,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	}
 
 	start := w.now()
-	cmd := bridge.Command{ID: gcodeCommandID(res.EventID, w.group, index, res.Hook), Commands: lines, Source: "hook:" + res.Hook}
+	cmd := bridge.Command{ID: gcodeCommandID(res.EventID, w.group, index, res.Hook, sub.templates()), Commands: lines, Source: "hook:" + res.Hook}
 	res.CommandID = cmd.ID
 	data, err := json.Marshal(cmd)
 	if err != nil {

@@ -307,8 +307,8 @@ events:
 	// lcd is the second subscription matching PrintStarted. A worker that
 	// sends it again after a crash uses the same id, so the edge repeats
 	// its reply instead of executing the lines twice.
-	if want := gcodeCommandID("e1", "", 1, "lcd"); commands[0].ID != want {
-		t.Errorf("command id = %s, want %s, derived from the event id and the hook", commands[0].ID, want)
+	if want := gcodeCommandID("e1", "", 1, "lcd", []string{"M117 Printing {name}", "M300 S440 P10"}); commands[0].ID != want {
+		t.Errorf("command id = %s, want %s, derived from the event id, the hook and its configured lines", commands[0].ID, want)
 	}
 
 	published := map[string]map[string]any{}

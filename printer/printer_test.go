@@ -99,6 +99,13 @@ func startRig(t *testing.T, vcfg virtual.Config, pcfg printer.Config) *rig {
 // startRigMetrics is startRig with the printer's metrics hooks.
 func startRigMetrics(t *testing.T, vcfg virtual.Config, pcfg printer.Config, metrics printer.Metrics) *rig {
 	t.Helper()
+	return startRigLogger(t, vcfg, pcfg, metrics, nil)
+}
+
+// startRigLogger is startRigMetrics with the printer's logger, nil for
+// none (or stderr with PRINTBRIDGE_TEST_DEBUG set).
+func startRigLogger(t *testing.T, vcfg virtual.Config, pcfg printer.Config, metrics printer.Metrics, log *slog.Logger) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	files := filepath.Join(dir, "files")
 	if err := os.MkdirAll(files, 0o750); err != nil {
@@ -120,7 +127,9 @@ func startRigMetrics(t *testing.T, vcfg virtual.Config, pcfg printer.Config, met
 		pcfg.ReconnectMin = 50 * time.Millisecond
 		pcfg.ReconnectMax = 200 * time.Millisecond
 	}
-	log := slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if os.Getenv("PRINTBRIDGE_TEST_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -102,6 +102,16 @@ func checkScriptBytes(path, name string, data []byte) error {
 	return nil
 }
 
+// nonASCII returns the first character of cmd that ToASCII replaces.
+func nonASCII(cmd string) (rune, bool) {
+	for _, r := range cmd {
+		if r < 0x20 || r > 0x7e {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
 // controlByte returns the first byte of code below 0x20 other than tab.
 func controlByte(code []byte) (byte, bool) {
 	for _, c := range code {
@@ -199,6 +209,10 @@ func (s *session) scriptLines(name string, vars map[string]any) (lines []string,
 		cmd := NormalizeCommand(CleanLine([]byte(raw)))
 		if cmd == "" {
 			continue
+		}
+		if r, ok := nonASCII(cmd); ok {
+			s.log.Warn("GCODE script line has a character outside printable ASCII; the printer gets '?' in its place, as from OctoPrint",
+				"script", name, "line", i+1, "character", fmt.Sprintf("%q", r), "command", cmd)
 		}
 		if err := s.checkLine(cmd); err != nil {
 			return nil, true, fmt.Errorf("GCODE script %s output line %d: %w", name, i+1, err)

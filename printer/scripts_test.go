@@ -537,3 +537,47 @@ func TestScriptWithControlByteNotSent(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptNonASCIIWarnsAndSendsQuestionMark runs a script with an
+// umlaut in an M117 message, common in scripts written for German
+// displays. The printer gets '?' in its place, as from OctoPrint, and the
+// log names the script, the line and the character.
+func TestScriptNonASCIIWarnsAndSendsQuestionMark(t *testing.T) {
+	dir := writeScripts(t, map[string]string{
+		printer.ScriptAfterPrinterConnected: "M117 ready\nM117 Drücken ; Knopf\n",
+	})
+	var logs syncLog
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r := startRigLogger(t, fastConfig(), printer.Config{Settings: printer.Settings{ScriptsDir: dir}}, printer.Metrics{}, log)
+	r.waitState("OPERATIONAL", 10*time.Second)
+	// The printer replies to M400 after every line before it has run.
+	r.gcode("M400")
+	if !slices.Contains(r.vp.Executed(), "M117 Dr?cken") {
+		t.Errorf("the printer executed %q, want M117 Dr?cken among them", r.vp.Executed())
+	}
+	text := logs.String()
+	for _, want := range []string{"outside printable ASCII", "script=afterPrinterConnected", "line=2", "character='ü'"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the log does not contain %s:\n%s", want, text)
+		}
+	}
+}
+
+// syncLog is a log destination that the printer's goroutines may write
+// to while the test reads it.
+type syncLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}

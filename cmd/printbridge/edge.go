@@ -73,7 +73,7 @@ type busOptions struct {
 	// connectBus returned (see bridge.Pending).
 	onAttach func(bridge.Bus)
 	// onLateError, if set, hears that such a bus could not make the
-	// subscriptions asked for before it came up.
+	// subscriptions requested before it came up.
 	onLateError func(error)
 	// secrets are the credential files and TLS flags (secrets.go).
 	secrets secretOptions
@@ -95,9 +95,9 @@ func (o *busOptions) register(fs *flag.FlagSet) {
 // connectBus connects to every configured broker, retrying with backoff
 // until ctx ends, so an edge that boots before its broker still starts.
 // With both --mqtt and --nats it returns as soon as either broker has
-// taken the connection. The other then stands in as a bridge.Pending bus
-// that goes on connecting in the background, so one broker that is down
-// does not hold up the other; onAttach hears when it is up.
+// taken the connection. The other is then a bridge.Pending bus that goes
+// on connecting in the background, so one broker that is down does not
+// hold up the other. onAttach hears when it is up.
 func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus, error) {
 	if err := o.checkConfig(); err != nil {
 		return nil, err
@@ -495,11 +495,16 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	if err != nil {
 		return err
 	}
-	stopMetrics, err := serveMetrics(o.metricsListen, reg, log)
+	metricsReady := make(chan struct{})
+	stopMetrics, err := serveMetrics(o.metricsListen, reg, log, metricsReady)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
+	// A start that fails before all series exist lets waiting scrapes
+	// through, so they do not hold up the endpoint's shutdown.
+	markMetricsReady := sync.OnceFunc(func() { close(metricsReady) })
+	defer markMetricsReady()
 
 	var (
 		edgeMu sync.Mutex
@@ -651,6 +656,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	}
 	defer stopIntegrations()
 	reloader := newSettingsReloader(o, settings, p, e, reg, log)
+	markMetricsReady()
 	reloadCtx, stopReload := context.WithCancel(context.Background())
 	reloadDone := make(chan struct{})
 	go func() {
@@ -735,8 +741,15 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	return errors.Join(busErr, perr, edgeErr)
 }
 
+// metricsStartWait bounds how long a scrape waits for the start, below
+// Prometheus's default scrape timeout of 10s.
+const metricsStartWait = 5 * time.Second
+
 // serveMetrics starts the Prometheus endpoint; the returned func stops it.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+// A scrape waits until ready is closed (nil does not wait), so that the
+// first scrape finds every series that the process creates at 0 during
+// its start, and a port that is taken still fails the start early.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger, ready <-chan struct{}) (func(), error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -745,7 +758,20 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 		return nil, fmt.Errorf("metrics listener on %s: %w (set --metrics-listen to a free address, or empty to disable)", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	handler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			select {
+			case <-ready:
+			case <-r.Context().Done():
+				return
+			case <-time.After(metricsStartWait):
+				http.Error(w, "printbridge is still starting; scrape again", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		handler.ServeHTTP(w, r)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

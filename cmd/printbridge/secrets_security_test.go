@@ -338,7 +338,7 @@ func TestMetricsWarnsBeyondLoopback(t *testing.T) {
 
 	// The real endpoint on loopback logs no warning.
 	logs.Reset()
-	stop, err := serveMetrics("127.0.0.1:0", prometheus.NewRegistry(), log)
+	stop, err := serveMetrics("127.0.0.1:0", prometheus.NewRegistry(), log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

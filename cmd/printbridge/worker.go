@@ -329,22 +329,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if cfg.Settings.MQTT == "" && cfg.Settings.NATS == "" {
 		return fmt.Errorf("no broker configured: give --mqtt URL or --nats URL, or set printbridge.mqtt or printbridge.nats in %s", o.config)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := hooks.NewMetrics(reg)
-	stopMetrics, err := serveMetrics(cfg.Settings.MetricsListen, reg, log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-
 	busOpts := o.bus
 	busOpts.mqttURL, busOpts.natsURL, busOpts.baseTopic = cfg.Settings.MQTT, cfg.Settings.NATS, cfg.Settings.BaseTopic
 	busOpts.clientID = workerClientID()
 	busOpts.clientIDClashAdvice = "such as a second worker with the same --mqtt-client-id, or with --mqtt-persistent-session on the same host and group: give each worker its own --mqtt-client-id"
 	busOpts.maxAckPending = o.maxInFlight.value
 	busOpts.eventPendingMessages, busOpts.eventPendingBytes = o.natsMaxPending.value, natsMaxPendingBytes
-	busOpts.onEventsDropped = metrics.AddClientDropped
 	if o.mqttClientID != "" || o.mqttPersistent {
 		// A persistent session is only found again under the same id, so
 		// it needs an id that survives a restart.
@@ -354,8 +344,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		busOpts.persistentSession = o.mqttPersistent
 	}
-	// Checked before the seen-events lock, so a bad broker URL leaves
-	// nothing in --data-dir.
+	// Checked before the metrics endpoint and the seen-events lock, so a
+	// bad broker setting leaves no port open and nothing in --data-dir.
 	if err := busOpts.checkConfig(); err != nil {
 		return err
 	}
@@ -363,6 +353,16 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := hooks.NewMetrics(reg)
+	stopMetrics, err := serveMetrics(cfg.Settings.MetricsListen, reg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	busOpts.onEventsDropped = metrics.AddClientDropped
+
 	if cfg.Settings.Group == "" && busOpts.natsURL != "" && busOpts.jetStream {
 		// Without a group every worker runs every event, so on JetStream
 		// each one needs a consumer and a seen-events scope of its own.

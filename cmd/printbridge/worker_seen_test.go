@@ -210,8 +210,9 @@ func TestWorkerBadBrokerURLLeavesDataDir(t *testing.T) {
 }
 
 // A worker given --jetstream without NATS stops at start instead of
-// running on MQTT with a file store, whatever form the setting takes.
-// The broker may come from the config file's printbridge.mqtt.
+// running on MQTT with a file store, whatever form the setting takes,
+// before it opens its metrics endpoint. The broker may come from the
+// config file's printbridge.mqtt.
 func TestWorkerJetStreamWithoutNATS(t *testing.T) {
 	dir := t.TempDir()
 	plain := writeWorkerConfig(t, dir, "events:\n  subscriptions: []\n")
@@ -235,10 +236,14 @@ func TestWorkerJetStreamWithoutNATS(t *testing.T) {
 			dataDir := filepath.Join(t.TempDir(), "worker-data")
 			ctx, cancel := context.WithTimeout(context.Background(), workerWait)
 			defer cancel()
-			args := append([]string{"--metrics-listen", "", "--data-dir", dataDir}, tc.args...)
-			err := runWorker(ctx, args, io.Discard, io.Discard)
+			var logs syncBuffer
+			args := append([]string{"--metrics-listen", "127.0.0.1:0", "--data-dir", dataDir}, tc.args...)
+			err := runWorker(ctx, args, io.Discard, &logs)
 			if want := "--jetstream needs a NATS server: give --nats URL"; err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("worker returned %v, want an error containing %q", err, want)
+			}
+			if strings.Contains(logs.String(), "metrics endpoint listening") {
+				t.Errorf("the worker opened its metrics endpoint before it rejected the setting:\n%s", logs.String())
 			}
 			if _, statErr := os.Stat(dataDir); !errors.Is(statErr, os.ErrNotExist) {
 				t.Errorf("--data-dir %s exists after the rejected start (%v)", dataDir, statErr)
