@@ -122,6 +122,19 @@ func PublishReplyOn(ctx context.Context, b Bus, busName, printer, replyTo string
 	return target.PublishReply(ctx, printer, replyTo, data)
 }
 
+// ConnectionReporter is a Bus that reports whether its broker connection
+// is up at the moment.
+type ConnectionReporter interface {
+	Connected() bool
+}
+
+// Connected reports whether b's broker connection is up. A bus that does
+// not report it counts as connected.
+func Connected(b Bus) bool {
+	r, ok := b.(ConnectionReporter)
+	return !ok || r.Connected()
+}
+
 // BridgeInfoPublisher is a Bus that publishes the bridge description
 // (version, schema, printers) on its bridge info topic.
 type BridgeInfoPublisher interface {

@@ -89,6 +89,12 @@ func (p *Pending) Attached() Bus {
 	return p.bus
 }
 
+// Connected reports whether the bus is attached and its connection is up.
+func (p *Pending) Connected() bool {
+	b := p.Attached()
+	return b != nil && Connected(b)
+}
+
 // Name returns the name given to NewPending.
 func (p *Pending) Name() string { return p.name }
 

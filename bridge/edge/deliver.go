@@ -200,7 +200,7 @@ func (e *Edge) publishTo(ctx context.Context, p *busPublisher) {
 			continue
 		}
 		e.checkGap(p, batch)
-		taken, err := e.publishBatch(p, batch)
+		taken, err := e.publishBatch(ctx, p, batch)
 		e.delivered(p, batch[:taken])
 		if err != nil {
 			if ctx.Err() != nil {
@@ -262,12 +262,20 @@ func (e *Edge) sleep(ctx context.Context, d time.Duration, gauges *time.Ticker) 
 
 // publishBatch publishes events in order on p's bus and returns how many,
 // counted from the first, the broker has taken. The attempt is bounded by
-// PublishTimeout but not cancelled by Run's ctx: a publish cut short by
-// shutdown may still reach the broker, and publishing it again from drain
-// would deliver it twice.
-func (e *Edge) publishBatch(p *busPublisher, events []pendingEvent) (int, error) {
+// PublishTimeout. The end of ctx cancels it only while the bus's
+// connection is down: a publish on a live connection that shutdown cut
+// short may still reach the broker, and publishing it again from drain
+// would deliver it twice, while one that waits for a broker that is gone
+// would only delay the stop.
+func (e *Edge) publishBatch(ctx context.Context, p *busPublisher, events []pendingEvent) (int, error) {
 	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
 	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		if !bridge.Connected(p.bus) {
+			cancel()
+		}
+	})
+	defer stop()
 	out := make([]bridge.OutgoingEvent, len(events))
 	for i, ev := range events {
 		out[i] = bridge.OutgoingEvent{Env: ev.env, Data: ev.data}
@@ -307,6 +315,10 @@ func (e *Edge) drain(ctx context.Context) {
 }
 
 func (e *Edge) drainTo(ctx context.Context, p *busPublisher) {
+	if !bridge.Connected(p.bus) {
+		p.log.Info("not publishing the events left at shutdown: the broker connection is down; they stay in the outbox for the next start")
+		return
+	}
 	for ctx.Err() == nil {
 		batch, err := e.nextBatch(p.taken, maxPublishBatch)
 		if err != nil {
@@ -317,7 +329,7 @@ func (e *Edge) drainTo(ctx context.Context, p *busPublisher) {
 			return
 		}
 		e.checkGap(p, batch)
-		taken, err := e.publishBatch(p, batch)
+		taken, err := e.publishBatch(ctx, p, batch)
 		e.delivered(p, batch[:taken])
 		if err != nil {
 			ev := batch[taken].env

@@ -40,6 +40,9 @@ var Version = "0.1.0-dev"
 const (
 	// shutdownDrainTimeout bounds the publishing of what is left at stop.
 	shutdownDrainTimeout = 5 * time.Second
+	// stopPublishTimeout bounds the last state and the offline marker on
+	// each bus at stop.
+	stopPublishTimeout = 3 * time.Second
 	// gaugeInterval is how often the outbox depth and age gauges are
 	// refreshed while the publisher waits.
 	gaugeInterval = time.Second
@@ -503,16 +506,37 @@ func (e *Edge) Run(ctx context.Context) error {
 	defer cancel()
 	e.Emit(bridge.EventShutdown, nil, bridge.Context{})
 	e.drain(shutdownCtx)
-	// The last state (Offline after the printer stopped) replaces the
-	// retained one, so it does not go on saying Printing.
-	if err := e.publishCurrentState(shutdownCtx); err != nil {
-		e.log.Warn("publishing the final state failed; the retained state may be stale", "error", err)
-	}
 	e.announceMu.Lock()
 	e.running = false
 	e.announceMu.Unlock()
-	e.publishRunAvailability(shutdownCtx, e.bus, false)
+	e.publishStopMarkers()
 	return errors.Join(subscribeErr, e.close())
+}
+
+// publishStopMarkers publishes the last state and the offline marker on
+// every bus whose connection is up, each bus under its own deadline, so a
+// bus whose broker went down neither delays the stop nor uses up the time
+// of the other. The last state (Offline after the printer stopped)
+// replaces the retained one, so it does not go on saying Printing.
+func (e *Edge) publishStopMarkers() {
+	var wg sync.WaitGroup
+	for _, b := range bridge.Buses(e.bus) {
+		if !bridge.Connected(b) {
+			e.log.Info("not publishing the last state and the offline marker: the broker connection is down", "bus", b.Name())
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), stopPublishTimeout)
+			defer cancel()
+			if err := e.publishCurrentStateOn(ctx, b); err != nil {
+				e.log.Warn("publishing the final state failed; the retained state may be stale", "bus", b.Name(), "error", err)
+			}
+			e.publishRunAvailability(ctx, b, false)
+		}()
+	}
+	wg.Wait()
 }
 
 // Failed returns a channel that receives the error of Run's command
@@ -528,7 +552,12 @@ func (e *Edge) Failed() <-chan error {
 // publishCurrentState publishes the printer's current snapshot as the
 // retained state, outside publishState's rate limit.
 func (e *Edge) publishCurrentState(ctx context.Context) error {
-	bus, p := e.currentBus(), e.attached()
+	return e.publishCurrentStateOn(ctx, e.currentBus())
+}
+
+// publishCurrentStateOn is publishCurrentState on bus, which may be nil.
+func (e *Edge) publishCurrentStateOn(ctx context.Context, bus bridge.Bus) error {
+	p := e.attached()
 	if bus == nil || p == nil {
 		return nil
 	}

@@ -276,6 +276,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 // Name returns "mqtt".
 func (b *Bus) Name() string { return "mqtt" }
 
+// Connected reports whether the connection to the broker is up.
+func (b *Bus) Connected() bool { return b.client.IsConnectionOpen() }
+
 // Close publishes the offline marker when Config.Printer is set,
 // disconnects, and waits until the delivery goroutines have handled what
 // they had queued.
@@ -307,7 +310,13 @@ func (b *Bus) Close() error {
 
 // stop disconnects and waits for the goroutines of the bus.
 func (b *Bus) stop() {
-	b.client.Disconnect(uint(closeTimeout / time.Millisecond))
+	// Without a connection there is no DISCONNECT to send, and paho would
+	// wait the whole quiesce time for the connection attempt in progress.
+	quiesce := uint(closeTimeout / time.Millisecond)
+	if !b.client.IsConnectionOpen() {
+		quiesce = 0
+	}
+	b.client.Disconnect(quiesce)
 	b.abandon()
 }
 

@@ -320,6 +320,9 @@ func streamConfigured(have, want jetstream.StreamConfig) bool {
 // Name returns "nats".
 func (b *Bus) Name() string { return "nats" }
 
+// Connected reports whether the connection to the server is up.
+func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
 // Conn returns the underlying connection, for request-reply clients and
 // tests.
 func (b *Bus) Conn() *nats.Conn { return b.nc }

@@ -264,3 +264,84 @@ func TestWorkerStartsWithOneBrokerDown(t *testing.T) {
 		t.Errorf("hook result of over-nats-1 = %v, want exit code 0", r)
 	}
 }
+
+// TestEdgeStopsWithOneBrokerGone stops an edge on MQTT and NATS after the
+// NATS server became unreachable. The edge must not spend its stop on
+// the broker that is gone: MQTT still gets the Shutdown event, the last
+// state (closed) and the offline marker, and the events NATS did not
+// take stay in the outbox.
+func TestEdgeStopsWithOneBrokerGone(t *testing.T) {
+	bin := buildPrintbridge(t)
+	dir := t.TempDir()
+	mosquitto := brokertest.StartMosquittoProcess(t, 0)
+	natsServer := brokertest.StartNATS(t, false, false)
+	natsProxy := brokertest.StartProxy(t, strings.TrimPrefix(natsServer.NATSURL(), "nats://"))
+	const printerID = "gone1"
+	topics := bridge.Topics{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	seen := newBusRecord()
+	watcher, err := mqtt.New(ctx, mqtt.Config{URL: mosquitto.URL(), ClientID: "gone-bus-watcher"}, brokertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watcher.Close() })
+	err = watcher.SubscribeRaw(ctx, "printbridge/#", func(m mqtt.RawMessage) {
+		_, event, _ := topics.EventOfMQTT(m.Topic)
+		seen.add(m.Topic, event, m.Payload)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	link := filepath.Join(dir, "printer-tty")
+	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
+	vp.ready = "virtual printer ready"
+	vp.Start()
+	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
+		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
+		"--mqtt", mosquitto.URL(), "--nats", "nats://"+natsProxy.Addr())
+	edge.Start()
+	waitFor(t, "Connected event on MQTT", time.Minute, func() bool {
+		_, events := seen.snapshot()
+		return slices.Contains(events, bridge.EventConnected)
+	})
+
+	natsProxy.SetDown(true)
+	waitFor(t, "the edge to see NATS go", time.Minute, func() bool {
+		return strings.Contains(edge.Log(), "disconnected from NATS server; reconnecting")
+	})
+	if err := edge.Stop(); err != nil {
+		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
+	}
+
+	// The watcher gets a barrier after everything the edge published.
+	barrier := "printbridge/" + printerID + "/test-barrier"
+	if err := watcher.PublishRaw(ctx, barrier, false, []byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "barrier message", 20*time.Second, func() bool { return len(seen.messages(barrier)) > 0 })
+	if _, events := seen.snapshot(); events[len(events)-1] != bridge.EventShutdown {
+		t.Errorf("last event on MQTT is %s, want Shutdown (events %v)", events[len(events)-1], events)
+	}
+	states := seen.messages(topics.MQTTState(printerID))
+	if len(states) == 0 || !strings.Contains(states[len(states)-1], `"state_id":"CLOSED"`) {
+		last := "none"
+		if len(states) > 0 {
+			last = states[len(states)-1]
+		}
+		t.Errorf("last state on MQTT is %s, want state_id CLOSED", last)
+	}
+	if markers := seen.messages(topics.MQTTAvailability(printerID)); len(markers) == 0 || markers[len(markers)-1] != "offline" {
+		t.Errorf("availability markers on MQTT %q, want offline last", markers)
+	}
+	for _, want := range []string{
+		"not publishing the events left at shutdown: the broker connection is down",
+		"not publishing the last state and the offline marker: the broker connection is down",
+	} {
+		if lines := matchingLines(edge.Log(), want, "bus=nats"); len(lines) != 1 {
+			t.Errorf("edge log has %d lines with %q for NATS, want 1:\n%s", len(lines), want, edge.Tail(30))
+		}
+	}
+}
