@@ -135,7 +135,9 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 	}
 	// connectBus waits for the first attempt of every bus, so that on a
 	// normal start both buses are up before it returns, and then for the
-	// first bus that is up.
+	// first bus that is up. Once one is up, it waits at most
+	// otherBusWait for the other, so a broker host that drops packets
+	// (a connect that times out after 10s) does not hold up the start.
 	firstResult := make(chan struct{}, len(dials))
 	connected := make(chan struct{}, len(dials))
 	pending := make([]bridge.Bus, len(dials))
@@ -177,12 +179,19 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 		}()
 	}
 	results, anyUp := 0, false
+	var otherTimeout <-chan time.Time
+wait:
 	for results < len(dials) || !anyUp {
 		select {
 		case <-firstResult:
 			results++
 		case <-connected:
-			anyUp = true
+			if !anyUp {
+				anyUp = true
+				otherTimeout = time.After(otherBusWait)
+			}
+		case <-otherTimeout:
+			break wait
 		case <-ctx.Done():
 			for _, p := range pending {
 				_ = p.Close()
@@ -195,6 +204,10 @@ func connectBus(ctx context.Context, o busOptions, log *slog.Logger) (bridge.Bus
 	mu.Unlock()
 	return bridge.NewMulti(pending...), nil
 }
+
+// otherBusWait is how long connectBus waits for the first attempt of
+// the other bus once one bus is up.
+const otherBusWait = time.Second
 
 // busDialer connects one bus once.
 type busDialer struct {

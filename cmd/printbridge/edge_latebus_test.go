@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -343,5 +344,77 @@ func TestEdgeStopsWithOneBrokerGone(t *testing.T) {
 		if lines := matchingLines(edge.Log(), want, "bus=nats"); len(lines) != 1 {
 			t.Errorf("edge log has %d lines with %q for NATS, want 1:\n%s", len(lines), want, edge.Tail(30))
 		}
+	}
+}
+
+// TestEdgeStartsBesideSilentBroker starts an edge whose MQTT broker
+// accepts the TCP connection and never answers, as a host that drops
+// packets behind a port forward does, while NATS is up. The edge must
+// run on NATS before the MQTT connect attempt times out.
+func TestEdgeStartsBesideSilentBroker(t *testing.T) {
+	bin := buildPrintbridge(t)
+	dir := t.TempDir()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = silent.Close() })
+	var held []net.Conn
+	var heldMu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, c)
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	natsServer := brokertest.StartNATS(t, false, false)
+	const printerID = "silent1"
+	seen := newBusRecord()
+	nc, err := nats.Connect(natsServer.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	topics := bridge.Topics{}
+	if _, err := nc.Subscribe("printbridge.>", func(m *nats.Msg) {
+		_, event, _ := topics.EventOfNATS(m.Subject)
+		seen.add(m.Subject, event, m.Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	link := filepath.Join(dir, "printer-tty")
+	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
+	vp.ready = "virtual printer ready"
+	vp.Start()
+	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
+		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
+		"--mqtt", "tcp://"+silent.Addr().String(), "--nats", natsServer.NATSURL())
+	edge.Start()
+	waitFor(t, "Connected event on NATS", time.Minute, func() bool {
+		_, events := seen.snapshot()
+		return slices.Contains(events, bridge.EventConnected)
+	})
+	// The first MQTT attempt ends only after its 10s connect timeout.
+	if lines := matchingLines(edge.Log(), "broker connection failed", "bus=mqtt"); len(lines) > 0 {
+		t.Errorf("the edge ran on NATS only after the MQTT attempt failed:\n%s", strings.Join(lines, "\n"))
+	}
+	if err := edge.Stop(); err != nil {
+		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
 	}
 }
