@@ -23,10 +23,11 @@ type busPublisher struct {
 	name string
 	log  *slog.Logger
 	wake chan struct{}
-	// taken is the seq of the last event that the bus took, 0 before the
-	// first. It is in memory only, so after a restart every bus starts
-	// again from the oldest event that the outbox still holds. Only the
-	// publisher's goroutine writes it, under Edge.mu.
+	// taken is the seq of the last event that the bus took. It starts
+	// just below the oldest event pending when delivery starts
+	// (deliveryFloor). It is in memory only, so after a restart every bus
+	// starts again from the oldest event that the outbox still holds. Only
+	// the publisher's goroutine writes it, under Edge.mu.
 	taken uint64
 }
 
@@ -37,21 +38,46 @@ func (e *Edge) initBusMetrics(bus bridge.Bus) {
 	}
 }
 
-// startPublishers makes one delivery loop per bus of e.bus.
+// startPublishers makes one delivery loop per bus of e.bus. Each starts
+// just below the oldest event still pending, so that events dropped from
+// the outbox before a bus took them, such as while its broker was down
+// from the start, count as lost for that bus (checkGap).
 func (e *Edge) startPublishers() []*busPublisher {
+	floor := e.deliveryFloor()
 	var publishers []*busPublisher
 	for _, b := range bridge.Buses(e.bus) {
 		publishers = append(publishers, &busPublisher{
-			bus:  b,
-			name: b.Name(),
-			log:  e.log.With("bus", b.Name()),
-			wake: make(chan struct{}, 1),
+			bus:   b,
+			name:  b.Name(),
+			log:   e.log.With("bus", b.Name()),
+			wake:  make(chan struct{}, 1),
+			taken: floor,
 		})
 	}
 	e.mu.Lock()
 	e.publishers = publishers
 	e.mu.Unlock()
 	return publishers
+}
+
+// deliveryFloor returns the seq just below the oldest pending event, or
+// the last seq handed out when none is pending, 0 when there is none.
+// emitMu keeps an event from being numbered between the two reads.
+func (e *Edge) deliveryFloor() uint64 {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	e.seq.mu.Lock()
+	next := e.seq.next
+	e.seq.mu.Unlock()
+	oldest, err := e.nextBatch(0, 1)
+	switch {
+	case err == nil && len(oldest) > 0:
+		return oldest[0].env.Seq - 1
+	case err == nil && next > 0:
+		return next - 1
+	default:
+		return 0
+	}
 }
 
 // nextBatch returns up to max pending events with a seq above after, in
@@ -128,7 +154,7 @@ func (e *Edge) delivered(p *busPublisher, events []pendingEvent) {
 // size or age limit, a full memory queue or a failed encoding dropped
 // them before this bus took them, although another bus may have.
 func (e *Edge) checkGap(p *busPublisher, batch []pendingEvent) {
-	if p.taken == 0 || len(batch) == 0 {
+	if len(batch) == 0 {
 		return
 	}
 	first := batch[0].env.Seq

@@ -459,3 +459,96 @@ func busLost(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return metric.GetCounter().GetValue()
 }
+
+// TestEdgeOutboxDropLostForBusNotYetConnected runs an edge whose MQTT
+// connection comes up only after the outbox has overflowed. The events
+// that the outbox dropped before MQTT took anything count as lost for
+// MQTT, as they do for a bus that was connected once.
+func TestEdgeOutboxDropLostForBusNotYetConnected(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := brokertest.Logger()
+	mosquittoURL := brokertest.StartMosquitto(t)
+	natsServer := brokertest.StartNATS(t, false, false)
+
+	mqttSeen, natsSeen := newSeqLog(), newSeqLog()
+	mqttObserver, err := mqtt.New(ctx, mqtt.Config{URL: mosquittoURL, ClientID: "late-observer"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mqttObserver.Close()
+	if err := mqttObserver.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) { mqttSeen.add(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(natsServer.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Subscribe("printbridge.p1.event.>", func(m *nats.Msg) { natsSeen.add(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	natsBus, err := natsbus.New(ctx, natsbus.Config{URL: natsServer.NATSURL(), Name: "late-edge"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateMQTT := bridge.NewPending("mqtt")
+	bus := bridge.NewMulti(natsBus, lateMQTT)
+	defer bus.Close()
+	m := edge.NewMetrics(nil)
+	e, err := edge.New(edge.Config{PrinterID: "p1", DataDir: t.TempDir(), PublishTimeout: 2 * time.Second,
+		Outbox: outbox.Options{MaxBytes: 64 << 10, SegmentBytes: 8 << 10}}, bus, log, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Attach(printer.New(printer.Config{Port: "/nonexistent/p1"}, slog.New(slog.DiscardHandler), e.Emit, printer.Metrics{}))
+	runCtx, stopRun := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+	defer func() {
+		stopRun()
+		if err := <-done; err != nil {
+			t.Errorf("edge Run: %v", err)
+		}
+	}()
+
+	// About 200 bytes per Home envelope, so 1000 overflow the 64 KiB
+	// outbox several times, in steps that NATS takes before the next.
+	natsSeen.waitFor(t, "NATS", 1)
+	last := uint64(1)
+	for range 20 {
+		for range 50 {
+			e.Emit(bridge.EventHome, nil, bridge.Context{})
+		}
+		last += 50
+		natsSeen.waitFor(t, "NATS", last)
+	}
+	checkSeqs(t, "NATS", natsSeen, last)
+
+	mqttBus, err := mqtt.New(ctx, mqtt.Config{URL: mosquittoURL, ClientID: "late-edge", Printer: "p1"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lateMQTT.Attach(mqttBus); err != nil {
+		t.Fatal(err)
+	}
+	mqttSeen.waitFor(t, "MQTT", last)
+	got := mqttSeen.get()
+	if !slices.IsSorted(got) {
+		t.Errorf("MQTT observer got seqs out of order: %v", got)
+	}
+	missing := int(last) - len(got)
+	if missing <= 0 || got[0] == 1 {
+		t.Fatalf("MQTT observer got %d of %d events from seq %d, want the oldest dropped by the outbox", len(got), last, got[0])
+	}
+	if lost := busLost(t, m.BusEventsLost.WithLabelValues("mqtt")); lost != float64(missing) {
+		t.Errorf("MQTT lost %v events by the metric, want the %d that its observer never got", lost, missing)
+	}
+	if lost := busLost(t, m.BusEventsLost.WithLabelValues("nats")); lost != 0 {
+		t.Errorf("NATS lost %v events by the metric, want 0", lost)
+	}
+}
