@@ -192,9 +192,11 @@ func isToolChange[T ~string | ~[]byte](line T) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// ToASCII replaces every byte outside printable ASCII with '?', as
+// ToASCII replaces every character outside printable ASCII with '?', as
 // OctoPrint's default ascii encoding does, so a firmware that reads bytes
-// never sees a partial UTF-8 sequence.
+// never sees a partial UTF-8 sequence. A tab becomes a space, because it
+// separates words in the file, and Marlin's parser skips only spaces
+// between them: a '?' or a tab would reach it as a stray parameter.
 func ToASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
@@ -207,11 +209,14 @@ func ToASCII(s string) string {
 func toASCIISlow(s string) string {
 	var sb strings.Builder
 	for _, r := range s {
-		if r < 0x20 || r > 0x7e {
+		switch {
+		case r == '\t':
+			sb.WriteByte(' ')
+		case r < 0x20 || r > 0x7e:
 			sb.WriteByte('?')
-			continue
+		default:
+			sb.WriteRune(r)
 		}
-		sb.WriteRune(r)
 	}
 	return sb.String()
 }

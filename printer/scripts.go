@@ -102,10 +102,11 @@ func checkScriptBytes(path, name string, data []byte) error {
 	return nil
 }
 
-// nonASCII returns the first character of cmd that ToASCII replaces.
+// nonASCII returns the first character of cmd that ToASCII replaces with
+// '?'.
 func nonASCII(cmd string) (rune, bool) {
 	for _, r := range cmd {
-		if r < 0x20 || r > 0x7e {
+		if r != '\t' && (r < 0x20 || r > 0x7e) {
 			return r, true
 		}
 	}
@@ -212,7 +213,7 @@ func (s *session) scriptLines(name string, vars map[string]any) (lines []string,
 		}
 		if r, ok := nonASCII(cmd); ok {
 			s.log.Warn("GCODE script line has a character outside printable ASCII; the printer gets '?' in its place, as from OctoPrint",
-				"script", name, "line", i+1, "character", fmt.Sprintf("%q", r), "command", cmd)
+				"script", name, "output_line", i+1, "character", fmt.Sprintf("%q", r), "command", cmd)
 		}
 		if err := s.checkLine(cmd); err != nil {
 			return nil, true, fmt.Errorf("GCODE script %s output line %d: %w", name, i+1, err)

@@ -541,10 +541,11 @@ func TestScriptWithControlByteNotSent(t *testing.T) {
 // TestScriptNonASCIIWarnsAndSendsQuestionMark runs a script with an
 // umlaut in an M117 message, common in scripts written for German
 // displays. The printer gets '?' in its place, as from OctoPrint, and the
-// log names the script, the line and the character.
+// log names the script, the line and the character. A tab between
+// parameters is sent as a space.
 func TestScriptNonASCIIWarnsAndSendsQuestionMark(t *testing.T) {
 	dir := writeScripts(t, map[string]string{
-		printer.ScriptAfterPrinterConnected: "M117 ready\nM117 Drücken ; Knopf\n",
+		printer.ScriptAfterPrinterConnected: "M117 ready\nM117 Drücken ; Knopf\nG1\tZ5 F600\n",
 	})
 	var logs syncLog
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -552,14 +553,19 @@ func TestScriptNonASCIIWarnsAndSendsQuestionMark(t *testing.T) {
 	r.waitState("OPERATIONAL", 10*time.Second)
 	// The printer replies to M400 after every line before it has run.
 	r.gcode("M400")
-	if !slices.Contains(r.vp.Executed(), "M117 Dr?cken") {
-		t.Errorf("the printer executed %q, want M117 Dr?cken among them", r.vp.Executed())
+	for _, want := range []string{"M117 Dr?cken", "G1 Z5 F600"} {
+		if !slices.Contains(r.vp.Executed(), want) {
+			t.Errorf("the printer executed %q, want %s among them", r.vp.Executed(), want)
+		}
 	}
 	text := logs.String()
-	for _, want := range []string{"outside printable ASCII", "script=afterPrinterConnected", "line=2", "character='ü'"} {
+	for _, want := range []string{"outside printable ASCII", "script=afterPrinterConnected", "output_line=2", "character='ü'"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the log does not contain %s:\n%s", want, text)
 		}
+	}
+	if lines := strings.Count(text, "outside printable ASCII"); lines != 1 {
+		t.Errorf("the log has %d warnings, want 1 (a tab is sent as a space, without one):\n%s", lines, text)
 	}
 }
 

@@ -289,9 +289,9 @@ func (e *Edge) sleep(ctx context.Context, d time.Duration, gauges *time.Ticker) 
 // publishBatch publishes events in order on p's bus and returns how many,
 // counted from the first, the broker has taken. The attempt is bounded by
 // PublishTimeout. The end of ctx cancels it only while the bus's
-// connection is down: a publish on a live connection that shutdown cut
-// short may still reach the broker, and publishing it again from drain
-// would deliver it twice, while one that waits for a broker that is gone
+// connection is down. A publish on a live connection that shutdown cut
+// short may still reach the broker, so publishing it again from drain
+// would deliver it twice. A publish that waits for a broker that is gone
 // would only delay the stop.
 func (e *Edge) publishBatch(ctx context.Context, p *busPublisher, events []pendingEvent) (int, error) {
 	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)

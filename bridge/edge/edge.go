@@ -514,7 +514,7 @@ func (e *Edge) Run(ctx context.Context) error {
 }
 
 // publishStopMarkers publishes the last state and the offline marker on
-// every bus whose connection is up, each bus under its own deadline, so a
+// every bus whose connection is up, each bus under its own deadline. So a
 // bus whose broker went down neither delays the stop nor uses up the time
 // of the other. The last state (Offline after the printer stopped)
 // replaces the retained one, so it does not go on saying Printing.

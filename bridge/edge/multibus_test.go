@@ -460,11 +460,11 @@ func busLost(t *testing.T, c prometheus.Counter) float64 {
 	return metric.GetCounter().GetValue()
 }
 
-// TestEdgeOutboxDropLostForBusNotYetConnected runs an edge whose MQTT
+// TestOutboxDropLostForLateBus runs an edge whose MQTT
 // connection comes up only after the outbox has overflowed. The events
 // that the outbox dropped before MQTT took anything count as lost for
 // MQTT, as they do for a bus that was connected once.
-func TestEdgeOutboxDropLostForBusNotYetConnected(t *testing.T) {
+func TestOutboxDropLostForLateBus(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := brokertest.Logger()

@@ -348,7 +348,7 @@ func TestEdgeStopsWithOneBrokerGone(t *testing.T) {
 }
 
 // TestEdgeStartsBesideSilentBroker starts an edge whose MQTT broker
-// accepts the TCP connection and never answers, as a host that drops
+// accepts the TCP connection and never replies, as a host that drops
 // packets behind a port forward does, while NATS is up. The edge must
 // run on NATS before the MQTT connect attempt times out.
 func TestEdgeStartsBesideSilentBroker(t *testing.T) {
@@ -359,23 +359,23 @@ func TestEdgeStartsBesideSilentBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = silent.Close() })
-	var held []net.Conn
-	var heldMu sync.Mutex
+	var accepted []net.Conn
+	var acceptedMu sync.Mutex
 	go func() {
 		for {
 			c, err := silent.Accept()
 			if err != nil {
 				return
 			}
-			heldMu.Lock()
-			held = append(held, c)
-			heldMu.Unlock()
+			acceptedMu.Lock()
+			accepted = append(accepted, c)
+			acceptedMu.Unlock()
 		}
 	}()
 	t.Cleanup(func() {
-		heldMu.Lock()
-		defer heldMu.Unlock()
-		for _, c := range held {
+		acceptedMu.Lock()
+		defer acceptedMu.Unlock()
+		for _, c := range accepted {
 			_ = c.Close()
 		}
 	})
