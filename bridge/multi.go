@@ -21,9 +21,9 @@ type multi struct {
 // has finished or ctx has ended. Subscribing does the same, and the buses
 // that succeeded stay subscribed.
 //
-// A Pending bus that is not attached yet is left out of publishes, which
-// fail only when no bus is connected. Subscriptions on it are recorded
-// and made when it attaches.
+// A bus whose connection is down, such as a Pending bus that is not
+// attached yet, is left out of publishes while another bus is connected.
+// Subscriptions on a Pending bus are recorded and made when it attaches.
 //
 // A handler receives the messages of every bus, one call at a time, so it
 // needs no locking of its own. CommandMessage.Bus names the bus a command
@@ -70,23 +70,22 @@ func (m *multi) each(f func(Bus) error) error {
 	return errors.Join(errs...)
 }
 
-// eachConnected is each for publishing: it leaves out the Pending buses
-// that are not attached yet, and fails when that leaves none.
+// eachConnected is each for publishing: it leaves out the buses whose
+// connection is down, Pending buses not attached yet included, so a
+// publish neither waits for nor fails on a broker that is away while the
+// other bus takes it. When every bus is down, it runs f on all of them.
 func (m *multi) eachConnected(f func(Bus) error) error {
-	var waiting []error
 	connected := 0
 	for _, b := range m.buses {
-		if notAttached(b) {
-			waiting = append(waiting, fmt.Errorf("%s: %w", b.Name(), ErrNotConnected))
-			continue
+		if Connected(b) {
+			connected++
 		}
-		connected++
 	}
 	if connected == 0 {
-		return errors.Join(waiting...)
+		return m.each(f)
 	}
 	return m.each(func(b Bus) error {
-		if notAttached(b) {
+		if !Connected(b) {
 			return nil
 		}
 		return f(b)
@@ -103,17 +102,21 @@ func (m *multi) bus(name string) Bus {
 	return nil
 }
 
+// PublishEvent publishes on every bus, also one whose connection is down,
+// as PublishEvents does.
 func (m *multi) PublishEvent(ctx context.Context, env *Envelope, data []byte) error {
-	return m.eachConnected(func(b Bus) error { return b.PublishEvent(ctx, env, data) })
+	return m.each(func(b Bus) error { return b.PublishEvent(ctx, env, data) })
 }
 
 // PublishEvents publishes the batch on every bus and returns the count
 // that every bus confirmed, so a retry repeats the rest on each bus,
-// including events that some of them already took.
+// including events that some of them already took. Unlike the other
+// publishes it does not leave out a bus whose connection is down, since
+// that bus would lose the events.
 func (m *multi) PublishEvents(ctx context.Context, events []OutgoingEvent) (int, error) {
 	var mu sync.Mutex
 	taken := len(events)
-	err := m.eachConnected(func(b Bus) error {
+	err := m.each(func(b Bus) error {
 		n, err := PublishEvents(ctx, b, events)
 		mu.Lock()
 		taken = min(taken, n)

@@ -15,6 +15,8 @@ import (
 type fakeBus struct {
 	name     string
 	failWith error
+	// down makes Connected report a lost connection.
+	down bool
 
 	mu       sync.Mutex
 	calls    []string
@@ -37,6 +39,8 @@ func (f *fakeBus) recorded() []string {
 }
 
 func (f *fakeBus) Name() string { return f.name }
+
+func (f *fakeBus) Connected() bool { return !f.down }
 
 func (f *fakeBus) PublishEvent(_ context.Context, env *Envelope, _ []byte) error {
 	return f.record("event " + env.Printer + " " + env.Event)

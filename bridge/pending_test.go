@@ -135,3 +135,34 @@ func TestMultiLeavesOutPendingBus(t *testing.T) {
 		t.Errorf("PublishState with no bus connected = %v, want ErrNotConnected", err)
 	}
 }
+
+// TestMultiLeavesOutDisconnectedBus checks that a publish skips a bus
+// whose connection dropped while the other is up, so a worker's G-code
+// command or hook result neither waits for nor fails on it, and that
+// events still go to every bus.
+func TestMultiLeavesOutDisconnectedBus(t *testing.T) {
+	ctx := context.Background()
+	up := &fakeBus{name: "nats"}
+	lost := &fakeBus{name: "mqtt", down: true, failWith: errors.New("not connected")}
+	m := NewMulti(lost, up)
+	if err := m.PublishCommand(ctx, "p1", CommandGcode, nil); err != nil {
+		t.Errorf("PublishCommand with MQTT down = %v, want nil", err)
+	}
+	if err := m.PublishHook(ctx, "p1", nil); err != nil {
+		t.Errorf("PublishHook with MQTT down = %v, want nil", err)
+	}
+	if got := lost.recorded(); len(got) != 0 {
+		t.Errorf("the bus that is down got %q, want nothing", got)
+	}
+	if got := up.recorded(); !slices.Equal(got, []string{"command p1 gcode", "hook p1"}) {
+		t.Errorf("the connected bus got %q", got)
+	}
+	if err := m.PublishEvent(ctx, &Envelope{Printer: "p1", Event: "Home"}, nil); err == nil {
+		t.Error("PublishEvent with MQTT down succeeded, want its error: the events must reach every bus")
+	}
+
+	up.down = true
+	if err := m.PublishState(ctx, "p1", nil); err == nil {
+		t.Error("PublishState with both buses down succeeded, want the error of the bus that failed")
+	}
+}

@@ -226,7 +226,7 @@ func (e *Edge) publishTo(ctx context.Context, p *busPublisher) {
 			continue
 		}
 		e.checkGap(p, batch)
-		taken, err := e.publishBatch(ctx, p, batch)
+		taken, err := e.publishBatch(ctx, p, batch, stopGrace)
 		e.delivered(p, batch[:taken])
 		if err != nil {
 			if ctx.Err() != nil {
@@ -288,18 +288,20 @@ func (e *Edge) sleep(ctx context.Context, d time.Duration, gauges *time.Ticker) 
 
 // publishBatch publishes events in order on p's bus and returns how many,
 // counted from the first, the broker has taken. The attempt is bounded by
-// PublishTimeout. The end of ctx cancels it only while the bus's
-// connection is down. A publish on a live connection that shutdown cut
-// short may still reach the broker, so publishing it again from drain
-// would deliver it twice. A publish that waits for a broker that is gone
-// would only delay the stop.
-func (e *Edge) publishBatch(ctx context.Context, p *busPublisher, events []pendingEvent) (int, error) {
+// PublishTimeout. When ctx ends, it is cancelled at once if the bus's
+// connection is down, and after grace if it is up. A publish on a live
+// connection that the stop cut short may still reach the broker, so
+// publishing it again from drain would deliver it twice. A publish that
+// waits for a broker that is gone or hangs would only delay the stop.
+func (e *Edge) publishBatch(ctx context.Context, p *busPublisher, events []pendingEvent, grace time.Duration) (int, error) {
 	pctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
-		if !bridge.Connected(p.bus) {
+		if grace == 0 || !bridge.Connected(p.bus) {
 			cancel()
+			return
 		}
+		time.AfterFunc(grace, cancel)
 	})
 	defer stop()
 	out := make([]bridge.OutgoingEvent, len(events))
@@ -323,44 +325,31 @@ func (e *Edge) publishBatch(ctx context.Context, p *busPublisher, events []pendi
 	return taken, err
 }
 
-// drain publishes what is left on every bus at once, until each bus has
-// taken everything, fails, or ctx ends.
-func (e *Edge) drain(ctx context.Context) {
-	e.mu.Lock()
-	publishers := e.publishers
-	e.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range publishers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.drainTo(ctx, p)
-		}()
-	}
-	wg.Wait()
-}
-
-func (e *Edge) drainTo(ctx context.Context, p *busPublisher) {
+// drainTo publishes on p's bus what it has not taken, until it has taken
+// everything, a publish fails or ctx ends. It returns true when the bus
+// took everything.
+func (e *Edge) drainTo(ctx context.Context, p *busPublisher) bool {
 	if !bridge.Connected(p.bus) {
 		p.log.Info("not publishing the events left at shutdown: the broker connection is down; they stay in the outbox for the next start")
-		return
+		return false
 	}
 	for ctx.Err() == nil {
 		batch, err := e.nextBatch(p.taken, maxPublishBatch)
 		if err != nil {
 			p.log.Warn("reading the outbox at shutdown failed", "error", err)
-			return
+			return false
 		}
 		if len(batch) == 0 {
-			return
+			return true
 		}
 		e.checkGap(p, batch)
-		taken, err := e.publishBatch(ctx, p, batch)
+		taken, err := e.publishBatch(ctx, p, batch, 0)
 		e.delivered(p, batch[:taken])
 		if err != nil {
 			ev := batch[taken].env
 			p.log.Warn("publishing event at shutdown failed", "event", ev.Event, "event_id", ev.ID, "error", err)
-			return
+			return false
 		}
 	}
+	return false
 }

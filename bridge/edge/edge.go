@@ -43,6 +43,10 @@ const (
 	// stopPublishTimeout bounds the last state and the offline marker on
 	// each bus at stop.
 	stopPublishTimeout = 3 * time.Second
+	// stopGrace is how long the stop lets a publish on a live connection
+	// finish before it cancels it, so a broker that hangs costs at most
+	// this before the drain.
+	stopGrace = time.Second
 	// gaugeInterval is how often the outbox depth and age gauges are
 	// refreshed while the publisher waits.
 	gaugeInterval = time.Second
@@ -505,38 +509,58 @@ func (e *Edge) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownDrainTimeout)
 	defer cancel()
 	e.Emit(bridge.EventShutdown, nil, bridge.Context{})
-	e.drain(shutdownCtx)
 	e.announceMu.Lock()
 	e.running = false
 	e.announceMu.Unlock()
-	e.publishStopMarkers()
+	e.stopBuses(shutdownCtx)
 	return errors.Join(subscribeErr, e.close())
 }
 
-// publishStopMarkers publishes the last state and the offline marker on
-// every bus whose connection is up, each bus under its own deadline. So a
-// bus whose broker went down neither delays the stop nor uses up the time
-// of the other. The last state (Offline after the printer stopped)
-// replaces the retained one, so it does not go on saying Printing.
-func (e *Edge) publishStopMarkers() {
+// stopBuses publishes on each bus at once what is left of the events,
+// until ctx ends, and then the last state and the offline marker under a
+// deadline of their own. A bus that did not take every event in time
+// (its broker hangs) gets no markers, so it does not delay the stop any
+// further.
+func (e *Edge) stopBuses(ctx context.Context) {
+	e.mu.Lock()
+	publishers := map[string]*busPublisher{}
+	for _, p := range e.publishers {
+		publishers[p.name] = p
+	}
+	e.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, b := range bridge.Buses(e.bus) {
-		if !bridge.Connected(b) {
-			e.log.Info("not publishing the last state and the offline marker: the broker connection is down", "bus", b.Name())
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), stopPublishTimeout)
-			defer cancel()
-			if err := e.publishCurrentStateOn(ctx, b); err != nil {
-				e.log.Warn("publishing the final state failed; the retained state may be stale", "bus", b.Name(), "error", err)
+			drained := true
+			if p := publishers[b.Name()]; p != nil {
+				drained = e.drainTo(ctx, p)
 			}
-			e.publishRunAvailability(ctx, b, false)
+			switch {
+			case !bridge.Connected(b):
+				e.log.Info("not publishing the last state and the offline marker: the broker connection is down", "bus", b.Name())
+			case !drained:
+				e.log.Warn("not publishing the last state and the offline marker: the broker did not take the last events in time", "bus", b.Name())
+			default:
+				e.publishStopMarkersOn(b)
+			}
 		}()
 	}
 	wg.Wait()
+}
+
+// publishStopMarkersOn publishes the last state and the offline marker
+// on b under stopPublishTimeout. The last state (Offline after the
+// printer stopped) replaces the retained one, so it does not go on saying
+// Printing.
+func (e *Edge) publishStopMarkersOn(b bridge.Bus) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopPublishTimeout)
+	defer cancel()
+	if err := e.publishCurrentStateOn(ctx, b); err != nil {
+		e.log.Warn("publishing the final state failed; the retained state may be stale", "bus", b.Name(), "error", err)
+	}
+	e.publishRunAvailability(ctx, b, false)
 }
 
 // Failed returns a channel that receives the error of Run's command
@@ -809,7 +833,7 @@ func (e *Edge) publishRunAvailability(ctx context.Context, bus bridge.Bus, onlin
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
 	if err := bridge.PublishUnownedAvailability(pctx, bus, e.cfg.PrinterID, online); err != nil {
-		e.log.Warn("publishing availability failed", "online", online, "error", err)
+		e.log.Warn("publishing availability failed", "bus", bus.Name(), "online", online, "error", err)
 	}
 }
 

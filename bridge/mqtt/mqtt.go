@@ -36,7 +36,7 @@ const (
 	// made again after a reconnect, where no caller ctx exists.
 	subscribeTimeout = 30 * time.Second
 	// closeTimeout bounds the offline marker and the DISCONNECT at Close.
-	closeTimeout = 2 * time.Second
+	closeTimeout = time.Second
 
 	availabilityOnline  = "online"
 	availabilityOffline = "offline"

@@ -44,6 +44,9 @@ const (
 	// drainTimeout bounds Close's wait for handlers to finish pending
 	// messages.
 	drainTimeout = 10 * time.Second
+	// closeWait bounds Close's wait for the connection's drain when the
+	// bus has no JetStream consumers.
+	closeWait = time.Second
 	// ackWait is how long JetStream waits for an ack before delivering a
 	// message again.
 	ackWait = 30 * time.Second
@@ -367,7 +370,14 @@ func (b *Bus) Close() error {
 			cc.Stop()
 		}
 	}
-	timer := time.NewTimer(drainTimeout + time.Second)
+	// Only JetStream consumers need the long wait. The connection's own
+	// drain flushes what is buffered, which takes milliseconds on a live
+	// server, so a server that hangs does not hold up the stop for long.
+	wait := closeWait
+	if len(consumers) > 0 {
+		wait = drainTimeout + time.Second
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for _, cc := range consumers {
 		select {

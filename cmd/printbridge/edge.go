@@ -242,6 +242,10 @@ func retryDial(ctx context.Context, d busDialer, log *slog.Logger, onRetry func(
 		if err == nil {
 			return b, nil
 		}
+		if ctx.Err() != nil {
+			// The process is stopping: nothing is retried.
+			return nil, fmt.Errorf("connect to %s: %w", d.name, err)
+		}
 		wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
 		log.Warn("broker connection failed, retrying", "bus", d.name, "error", err, "retry_in", wait)
 		if onRetry != nil {

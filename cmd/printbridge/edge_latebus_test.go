@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,16 +268,44 @@ func TestWorkerStartsWithOneBrokerDown(t *testing.T) {
 }
 
 // TestEdgeStopsWithOneBrokerGone stops an edge on MQTT and NATS after the
-// NATS server became unreachable. The edge must not spend its stop on
-// the broker that is gone: MQTT still gets the Shutdown event, the last
-// state (closed) and the offline marker, and the events NATS did not
-// take stay in the outbox.
+// NATS server became unreachable, and after it froze (SIGSTOP: the
+// connection stays up but nothing is answered). The edge must not spend
+// its stop on that broker: MQTT still gets the Shutdown event, the last
+// state (closed) and the offline marker, and the events NATS did not take
+// stay in the outbox.
 func TestEdgeStopsWithOneBrokerGone(t *testing.T) {
 	bin := buildPrintbridge(t)
+	t.Run("unreachable", func(t *testing.T) {
+		natsServer := brokertest.StartNATS(t, false, false)
+		natsProxy := brokertest.StartProxy(t, strings.TrimPrefix(natsServer.NATSURL(), "nats://"))
+		testEdgeStopWithNATSAway(t, bin, "nats://"+natsProxy.Addr(), func(edge *proc) {
+			natsProxy.SetDown(true)
+			waitFor(t, "the edge to see NATS go", time.Minute, func() bool {
+				return strings.Contains(edge.Log(), "disconnected from NATS server; reconnecting")
+			})
+		}, []string{
+			"not publishing the events left at shutdown: the broker connection is down",
+			"not publishing the last state and the offline marker: the broker connection is down",
+		})
+	})
+	t.Run("frozen", func(t *testing.T) {
+		natsServer := startFaultNATS(t, t.TempDir())
+		testEdgeStopWithNATSAway(t, bin, natsServer.url(), func(*proc) {
+			natsServer.p.signal(syscall.SIGSTOP)
+			t.Cleanup(func() { natsServer.p.signal(syscall.SIGCONT) })
+		}, []string{
+			"publishing event at shutdown failed",
+			"not publishing the last state and the offline marker: the broker did not take the last events in time",
+		})
+	})
+}
+
+// testEdgeStopWithNATSAway runs an edge on a mosquitto and natsURL, calls
+// away once the edge runs, stops the edge and checks what MQTT got and
+// that the edge logged each of wantLogs once for NATS.
+func testEdgeStopWithNATSAway(t *testing.T, bin, natsURL string, away func(edge *proc), wantLogs []string) {
 	dir := t.TempDir()
 	mosquitto := brokertest.StartMosquittoProcess(t, 0)
-	natsServer := brokertest.StartNATS(t, false, false)
-	natsProxy := brokertest.StartProxy(t, strings.TrimPrefix(natsServer.NATSURL(), "nats://"))
 	const printerID = "gone1"
 	topics := bridge.Topics{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -302,17 +331,15 @@ func TestEdgeStopsWithOneBrokerGone(t *testing.T) {
 	vp.Start()
 	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
 		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
-		"--mqtt", mosquitto.URL(), "--nats", "nats://"+natsProxy.Addr())
+		"--mqtt", mosquitto.URL(), "--nats", natsURL)
 	edge.Start()
 	waitFor(t, "Connected event on MQTT", time.Minute, func() bool {
 		_, events := seen.snapshot()
 		return slices.Contains(events, bridge.EventConnected)
 	})
 
-	natsProxy.SetDown(true)
-	waitFor(t, "the edge to see NATS go", time.Minute, func() bool {
-		return strings.Contains(edge.Log(), "disconnected from NATS server; reconnecting")
-	})
+	away(edge)
+	// Stop kills the edge if it has not exited 15 s after SIGTERM.
 	if err := edge.Stop(); err != nil {
 		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
 	}
@@ -337,10 +364,7 @@ func TestEdgeStopsWithOneBrokerGone(t *testing.T) {
 	if markers := seen.messages(topics.MQTTAvailability(printerID)); len(markers) == 0 || markers[len(markers)-1] != "offline" {
 		t.Errorf("availability markers on MQTT %q, want offline last", markers)
 	}
-	for _, want := range []string{
-		"not publishing the events left at shutdown: the broker connection is down",
-		"not publishing the last state and the offline marker: the broker connection is down",
-	} {
+	for _, want := range wantLogs {
 		if lines := matchingLines(edge.Log(), want, "bus=nats"); len(lines) != 1 {
 			t.Errorf("edge log has %d lines with %q for NATS, want 1:\n%s", len(lines), want, edge.Tail(30))
 		}

@@ -148,6 +148,20 @@ func (p *proc) waitLogLocked(from int64, exited <-chan struct{}) {
 	}
 }
 
+// signal sends sig to the running process, such as SIGSTOP to freeze a
+// broker.
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		p.t.Fatalf("%s is not running", p.name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %s to %s: %v", sig, p.name, err)
+	}
+}
+
 // Kill sends SIGKILL and waits for the process to exit.
 func (p *proc) Kill() {
 	p.t.Helper()
