@@ -38,6 +38,24 @@ func renderGcode(sub *Subscription, event string, params placeholderLookup) ([]s
 	return lines, nil
 }
 
+// toASCII replaces each character above ASCII in line with '?' and
+// reports whether it changed anything. Control characters stay, so the
+// edge's policy rejects them as it does for any other source.
+func toASCII(line string) (string, bool) {
+	changed := false
+	out := []rune(line)
+	for i, r := range out {
+		if r > 0x7e {
+			out[i] = '?'
+			changed = true
+		}
+	}
+	if !changed {
+		return line, false
+	}
+	return string(out), true
+}
+
 // replyWaiter hands final command replies to the hook runs waiting for
 // them. The bus delivers every reply of the served printers; replies to
 // commands this worker did not send are ignored.

@@ -602,6 +602,15 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 		w.finish(ctx, res)
 		return
 	}
+	for i, line := range lines {
+		if ascii, changed := toASCII(line); changed {
+			// A file name such as Würfel.gcode in {name}: the edge
+			// rejects bytes outside ASCII, while OctoPrint sends '?'.
+			w.log.Warn("G-code hook line has characters outside printable ASCII; sending '?' in their place, as OctoPrint does",
+				"hook", res.Hook, "event", res.Event, "event_id", res.EventID, "printer", res.Printer, "line", line, "sent", ascii)
+			lines[i] = ascii
+		}
+	}
 	if len(lines) == 0 {
 		res.ExitCode = 0
 		res.OutputTail = "no G-code lines to send"

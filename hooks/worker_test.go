@@ -389,3 +389,28 @@ func TestWorkerStopKillsRunningHook(t *testing.T) {
 		t.Errorf("Run returned before the killed hook reported its result")
 	}
 }
+
+// TestGcodeHookSendsNonASCIIAsQuestionMark runs a G-code hook whose
+// {name} is a file name with an umlaut. OctoPrint sends '?' in its place,
+// while the edge rejects bytes outside ASCII, so the worker sends '?'.
+func TestGcodeHookSendsNonASCIIAsQuestionMark(t *testing.T) {
+	h := newHarness(t, `printbridge:
+  printers: [mk3s-1]
+events:
+  subscriptions:
+  - name: lcd
+    event: PrintPaused
+    type: gcode
+    command: "M117 Paused {name}"
+`)
+	h.publish(&bridge.Envelope{ID: "u1", Event: bridge.EventPrintPaused, Payload: bridge.Payload{{Key: "name", Value: "Würfel 立方体.gcode"}}})
+	if r := byHook(h.waitResults(1))["lcd/u1"]; r.Err != nil {
+		t.Fatalf("lcd = %+v", r)
+	}
+	h.mu.Lock()
+	commands := h.commands
+	h.mu.Unlock()
+	if len(commands) != 1 || strings.Join(commands[0].Commands, "|") != "M117 Paused W?rfel ???.gcode" {
+		t.Errorf("edge got %+v, want one command with M117 Paused W?rfel ???.gcode", commands)
+	}
+}
