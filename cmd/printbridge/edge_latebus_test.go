@@ -269,7 +269,7 @@ func TestWorkerStartsWithOneBrokerDown(t *testing.T) {
 
 // TestEdgeStopsWithOneBrokerGone stops an edge on MQTT and NATS after the
 // NATS server became unreachable, and after it froze (SIGSTOP: the
-// connection stays up but nothing is answered). The edge must not spend
+// connection stays up but the server sends nothing). The edge must not spend
 // its stop on that broker: MQTT still gets the Shutdown event, the last
 // state (closed) and the offline marker, and the events NATS did not take
 // stay in the outbox.
