@@ -252,9 +252,9 @@ func (p *Pending) Close() error {
 	return nil
 }
 
-// notAttached reports whether b is a Pending bus still waiting for its
-// connection.
-func notAttached(b Bus) bool {
+// Waiting reports whether b is a Pending bus whose first connection is
+// not up yet.
+func Waiting(b Bus) bool {
 	p, ok := b.(*Pending)
 	return ok && p.Attached() == nil
 }

@@ -61,22 +61,22 @@ func (e *Edge) startPublishers() []*busPublisher {
 }
 
 // deliveryFloor returns the seq just below the oldest pending event, or
-// the last seq handed out when none is pending, 0 when there is none.
-// emitMu keeps an event from being numbered between the two reads.
+// the last seq handed out when none is pending. emitMu keeps an event from
+// being numbered between the two reads. When the outbox cannot be read it
+// returns 0, so every bus starts from the oldest event rather than skip
+// one.
 func (e *Edge) deliveryFloor() uint64 {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
-	e.seq.mu.Lock()
-	next := e.seq.next
-	e.seq.mu.Unlock()
+	last := e.seq.Last()
 	oldest, err := e.nextBatch(0, 1)
 	switch {
-	case err == nil && len(oldest) > 0:
-		return oldest[0].env.Seq - 1
-	case err == nil && next > 0:
-		return next - 1
-	default:
+	case err != nil:
 		return 0
+	case len(oldest) > 0:
+		return oldest[0].env.Seq - 1
+	default:
+		return last
 	}
 }
 

@@ -780,7 +780,7 @@ func (e *Edge) announceStart(ctx context.Context) {
 		e.announced = map[string]bool{}
 	}
 	for _, b := range bridge.Buses(e.bus) {
-		if p, ok := b.(*bridge.Pending); ok && p.Attached() == nil {
+		if bridge.Waiting(b) {
 			continue
 		}
 		e.announced[b.Name()] = true
@@ -845,7 +845,7 @@ func (e *Edge) publishInfo(ctx context.Context, bus bridge.Bus) {
 	defer cancel()
 	if infoBus, ok := bus.(bridge.BridgeInfoPublisher); ok {
 		if err := infoBus.PublishBridgeInfo(pctx, data); err != nil {
-			e.log.Warn("publishing bridge info failed", "error", err)
+			e.log.Warn("publishing bridge info failed", "bus", bus.Name(), "error", err)
 		}
 	}
 }

@@ -60,6 +60,13 @@ func (s *seqStore) Next() uint64 {
 	return n
 }
 
+// Last returns the last sequence number handed out, 0 before the first.
+func (s *seqStore) Last() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next - 1
+}
+
 // Persist writes n to the seq file, for an event the outbox did not
 // store.
 func (s *seqStore) Persist(n uint64) error {

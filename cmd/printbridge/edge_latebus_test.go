@@ -56,6 +56,67 @@ func (r *busRecord) messages(topic string) []string {
 	return slices.Clone(r.other[topic])
 }
 
+// hasEvent reports whether the record contains an event called name.
+func (r *busRecord) hasEvent(name string) bool {
+	_, events := r.snapshot()
+	return slices.Contains(events, name)
+}
+
+// recordMQTT connects a client with clientID to the broker at url and
+// records every message under printbridge/ in rec until the test ends.
+func recordMQTT(t *testing.T, ctx context.Context, url, clientID string, rec *busRecord) *mqtt.Bus {
+	t.Helper()
+	client, err := mqtt.New(ctx, mqtt.Config{URL: url, ClientID: clientID}, brokertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	err = client.SubscribeRaw(ctx, "printbridge/#", func(m mqtt.RawMessage) {
+		_, event, _ := bridge.Topics{}.EventOfMQTT(m.Topic)
+		rec.add(m.Topic, event, m.Payload)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// recordNATS connects to the NATS server at url and records every message
+// under printbridge. in rec until the test ends.
+func recordNATS(t *testing.T, url string, rec *busRecord) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe("printbridge.>", func(m *nats.Msg) {
+		_, event, _ := bridge.Topics{}.EventOfNATS(m.Subject)
+		rec.add(m.Subject, event, m.Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// startPrinterAndEdge starts a virtual printer and an edge process of
+// printerID on it, with the broker flags brokerArgs, in dir.
+func startPrinterAndEdge(t *testing.T, bin, dir, printerID string, brokerArgs ...string) *proc {
+	t.Helper()
+	link := filepath.Join(dir, "printer-tty")
+	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
+	vp.ready = "virtual printer ready"
+	vp.Start()
+	args := append([]string{"edge", "--port", link, "--printer", printerID,
+		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", ""}, brokerArgs...)
+	edge := newProc(t, dir, "edge", bin, args...)
+	edge.Start()
+	return edge
+}
+
 // TestEdgeStartsWithOneBrokerDown starts an edge process on MQTT and NATS
 // while one of the two brokers is unreachable. The edge must run on the
 // other from the start (events, state, commands), and once the missing
@@ -87,48 +148,13 @@ func testEdgeStartsWithBrokerDown(t *testing.T, bin, down string) {
 	// The observers connect to the brokers directly, so they see what the
 	// edge publishes as soon as its connection is up.
 	seen := map[string]*busRecord{"mqtt": newBusRecord(), "nats": newBusRecord()}
-	mqttWatcher, err := mqtt.New(ctx, mqtt.Config{URL: mosquitto.URL(), ClientID: "late-bus-watcher"}, brokertest.Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mqttWatcher.Close() })
-	err = mqttWatcher.SubscribeRaw(ctx, "printbridge/#", func(m mqtt.RawMessage) {
-		_, event, _ := topics.EventOfMQTT(m.Topic)
-		seen["mqtt"].add(m.Topic, event, m.Payload)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(natsServer.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.Subscribe("printbridge.>", func(m *nats.Msg) {
-		_, event, _ := topics.EventOfNATS(m.Subject)
-		seen["nats"].add(m.Subject, event, m.Data)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	mqttWatcher := recordMQTT(t, ctx, mosquitto.URL(), "late-bus-watcher", seen["mqtt"])
+	nc := recordNATS(t, natsServer.NATSURL(), seen["nats"])
 
-	link := filepath.Join(dir, "printer-tty")
-	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
-	vp.ready = "virtual printer ready"
-	vp.Start()
-	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
-		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
-		"--mqtt", mqttProxy.URL(), "--nats", "nats://"+natsProxy.Addr())
-	edge.Start()
+	edge := startPrinterAndEdge(t, bin, dir, printerID, "--mqtt", mqttProxy.URL(), "--nats", "nats://"+natsProxy.Addr())
 
 	up := map[string]string{"mqtt": "nats", "nats": "mqtt"}[down]
-	hasEvent := func(bus, name string) bool {
-		_, events := seen[bus].snapshot()
-		return slices.Contains(events, name)
-	}
-	waitFor(t, "Connected event on "+up, time.Minute, func() bool { return hasEvent(up, bridge.EventConnected) })
+	waitFor(t, "Connected event on "+up, time.Minute, func() bool { return seen[up].hasEvent(bridge.EventConnected) })
 	checkCommandReply(t, ctx, up, mqttWatcher, nc, printerID, "on-"+up+"-while-"+down+"-down")
 	if seqs, _ := seen[down].snapshot(); len(seqs) > 0 {
 		t.Fatalf("%s observer got events %v although its broker was unreachable for the edge", down, seqs)
@@ -136,7 +162,7 @@ func testEdgeStartsWithBrokerDown(t *testing.T, bin, down string) {
 
 	downProxy.SetDown(false)
 	waitFor(t, "Connected event on "+down+" after its broker became reachable", time.Minute, func() bool {
-		return hasEvent(down, bridge.EventConnected)
+		return seen[down].hasEvent(bridge.EventConnected)
 	})
 	checkCommandReply(t, ctx, down, mqttWatcher, nc, printerID, "on-"+down+"-after-it-came-up")
 
@@ -312,31 +338,9 @@ func testEdgeStopWithNATSAway(t *testing.T, bin, natsURL string, away func(edge 
 	defer cancel()
 
 	seen := newBusRecord()
-	watcher, err := mqtt.New(ctx, mqtt.Config{URL: mosquitto.URL(), ClientID: "gone-bus-watcher"}, brokertest.Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = watcher.Close() })
-	err = watcher.SubscribeRaw(ctx, "printbridge/#", func(m mqtt.RawMessage) {
-		_, event, _ := topics.EventOfMQTT(m.Topic)
-		seen.add(m.Topic, event, m.Payload)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	link := filepath.Join(dir, "printer-tty")
-	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
-	vp.ready = "virtual printer ready"
-	vp.Start()
-	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
-		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
-		"--mqtt", mosquitto.URL(), "--nats", natsURL)
-	edge.Start()
-	waitFor(t, "Connected event on MQTT", time.Minute, func() bool {
-		_, events := seen.snapshot()
-		return slices.Contains(events, bridge.EventConnected)
-	})
+	watcher := recordMQTT(t, ctx, mosquitto.URL(), "gone-bus-watcher", seen)
+	edge := startPrinterAndEdge(t, bin, dir, printerID, "--mqtt", mosquitto.URL(), "--nats", natsURL)
+	waitFor(t, "Connected event on MQTT", time.Minute, func() bool { return seen.hasEvent(bridge.EventConnected) })
 
 	away(edge)
 	// Stop kills the edge if it has not exited 15 s after SIGTERM.
@@ -406,34 +410,9 @@ func TestEdgeStartsBesideSilentBroker(t *testing.T) {
 	natsServer := brokertest.StartNATS(t, false, false)
 	const printerID = "silent1"
 	seen := newBusRecord()
-	nc, err := nats.Connect(natsServer.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	topics := bridge.Topics{}
-	if _, err := nc.Subscribe("printbridge.>", func(m *nats.Msg) {
-		_, event, _ := topics.EventOfNATS(m.Subject)
-		seen.add(m.Subject, event, m.Data)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	link := filepath.Join(dir, "printer-tty")
-	vp := newProc(t, dir, "virtual-printer", bin, "virtual-printer", "--link", link, "--log-level", "warn")
-	vp.ready = "virtual printer ready"
-	vp.Start()
-	edge := newProc(t, dir, "edge", bin, "edge", "--port", link, "--printer", printerID,
-		"--data-dir", filepath.Join(dir, "edge-data"), "--files", filepath.Join(dir, "files"), "--metrics-listen", "",
-		"--mqtt", "tcp://"+silent.Addr().String(), "--nats", natsServer.NATSURL())
-	edge.Start()
-	waitFor(t, "Connected event on NATS", time.Minute, func() bool {
-		_, events := seen.snapshot()
-		return slices.Contains(events, bridge.EventConnected)
-	})
+	recordNATS(t, natsServer.NATSURL(), seen)
+	edge := startPrinterAndEdge(t, bin, dir, printerID, "--mqtt", "tcp://"+silent.Addr().String(), "--nats", natsServer.NATSURL())
+	waitFor(t, "Connected event on NATS", time.Minute, func() bool { return seen.hasEvent(bridge.EventConnected) })
 	// The first MQTT attempt ends only after its 10s connect timeout.
 	if lines := matchingLines(edge.Log(), "broker connection failed", "bus=mqtt"); len(lines) > 0 {
 		t.Errorf("the edge ran on NATS only after the MQTT attempt failed:\n%s", strings.Join(lines, "\n"))
