@@ -382,6 +382,9 @@ func testEdgeStopWithNATSAway(t *testing.T, bin, natsURL string, away func(edge 
 func TestEdgeStartsBesideSilentBroker(t *testing.T) {
 	bin := buildPrintbridge(t)
 	dir := t.TempDir()
+
+	// The silent broker accepts connections and keeps them open without
+	// reading or writing.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -407,16 +410,18 @@ func TestEdgeStartsBesideSilentBroker(t *testing.T) {
 			_ = c.Close()
 		}
 	})
+
 	natsServer := brokertest.StartNATS(t, false, false)
-	const printerID = "silent1"
 	seen := newBusRecord()
 	recordNATS(t, natsServer.NATSURL(), seen)
-	edge := startPrinterAndEdge(t, bin, dir, printerID, "--mqtt", "tcp://"+silent.Addr().String(), "--nats", natsServer.NATSURL())
+	edge := startPrinterAndEdge(t, bin, dir, "silent1", "--mqtt", "tcp://"+silent.Addr().String(), "--nats", natsServer.NATSURL())
 	waitFor(t, "Connected event on NATS", time.Minute, func() bool { return seen.hasEvent(bridge.EventConnected) })
+
 	// The first MQTT attempt ends only after its 10s connect timeout.
 	if lines := matchingLines(edge.Log(), "broker connection failed", "bus=mqtt"); len(lines) > 0 {
 		t.Errorf("the edge ran on NATS only after the MQTT attempt failed:\n%s", strings.Join(lines, "\n"))
 	}
+
 	if err := edge.Stop(); err != nil {
 		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
 	}
