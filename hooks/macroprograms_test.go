@@ -94,17 +94,22 @@ func TestMakeRunsValues(t *testing.T) {
 		t.Skip("make is not installed")
 	}
 	value := "$(shell touch PWNED)"
+	// make evaluates a command-line assignment before it sets its own
+	// default SHELL, so there $(shell ...) runs only with SHELL in the
+	// environment, as a login session and systemd's user units have it;
+	// an environment without SHELL (some CI runners) would hide the risk.
+	shell := []string{"SHELL=/bin/sh"}
 	cases := []struct {
 		makefile string
 		argv     []string
 		env      []string
 		runs     bool
 	}{
-		{"all: ; @:\n", renderArgv(t, `make N={name}`, value), nil, false},
-		{"all: ; @:\n", renderArgv(t, `make N:={name}`, value), nil, true},
-		{"all: ; @echo $(N)\n", renderArgv(t, `make N={name}`, value), nil, true},
-		{"all: ; @echo \"$$NAME\" > out.txt\n", []string{"make"}, []string{"NAME=" + value}, false},
-		{"all: ; @echo \"$(NAME)\"\n", []string{"make"}, []string{"NAME=" + value}, true},
+		{"all: ; @:\n", renderArgv(t, `make N={name}`, value), shell, false},
+		{"all: ; @:\n", renderArgv(t, `make N:={name}`, value), shell, true},
+		{"all: ; @echo $(N)\n", renderArgv(t, `make N={name}`, value), shell, true},
+		{"all: ; @echo \"$$NAME\" > out.txt\n", []string{"make"}, append([]string{"NAME=" + value}, shell...), false},
+		{"all: ; @echo \"$(NAME)\"\n", []string{"make"}, append([]string{"NAME=" + value}, shell...), true},
 	}
 	for _, c := range cases {
 		dir := t.TempDir()
