@@ -94,22 +94,21 @@ func TestMakeRunsValues(t *testing.T) {
 		t.Skip("make is not installed")
 	}
 	value := "$(shell touch PWNED)"
-	// make evaluates a command-line assignment before it sets its own
-	// default SHELL, so there $(shell ...) runs only with SHELL in the
-	// environment, as a login session and systemd's user units have it;
-	// an environment without SHELL (some CI runners) would hide the risk.
-	shell := []string{"SHELL=/bin/sh"}
+	// make evaluates a command-line assignment before it sets its default
+	// SHELL, so there $(shell ...) runs only when SHELL is in the
+	// environment. A login session sets it, and a CI runner may not.
+	shellEnv := []string{"SHELL=/bin/sh"}
 	cases := []struct {
 		makefile string
 		argv     []string
 		env      []string
 		runs     bool
 	}{
-		{"all: ; @:\n", renderArgv(t, `make N={name}`, value), shell, false},
-		{"all: ; @:\n", renderArgv(t, `make N:={name}`, value), shell, true},
-		{"all: ; @echo $(N)\n", renderArgv(t, `make N={name}`, value), shell, true},
-		{"all: ; @echo \"$$NAME\" > out.txt\n", []string{"make"}, append([]string{"NAME=" + value}, shell...), false},
-		{"all: ; @echo \"$(NAME)\"\n", []string{"make"}, append([]string{"NAME=" + value}, shell...), true},
+		{"all: ; @:\n", renderArgv(t, `make N={name}`, value), shellEnv, false},
+		{"all: ; @:\n", renderArgv(t, `make N:={name}`, value), shellEnv, true},
+		{"all: ; @echo $(N)\n", renderArgv(t, `make N={name}`, value), shellEnv, true},
+		{"all: ; @echo \"$$NAME\" > out.txt\n", []string{"make"}, append([]string{"NAME=" + value}, shellEnv...), false},
+		{"all: ; @echo \"$(NAME)\"\n", []string{"make"}, append([]string{"NAME=" + value}, shellEnv...), true},
 	}
 	for _, c := range cases {
 		dir := t.TempDir()
