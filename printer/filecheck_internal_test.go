@@ -140,7 +140,7 @@ func BenchmarkCheckGcodeFile(b *testing.B) {
 	b.SetBytes(info.Size())
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := checkGcodeFile(src, "cura.gcode", 1, 96); err != nil {
+		if _, err := checkGcodeFile(src, "cura.gcode", 1, 96); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -213,7 +213,7 @@ func TestCheckGcodeFileAcceptsBOM(t *testing.T) {
 	if err := os.WriteFile(path, []byte("\xef\xbb\xbfG28\nX10\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkGcodeFile(path, "bom.gcode", 1, 96); err != nil {
+	if _, err := checkGcodeFile(path, "bom.gcode", 1, 96); err != nil {
 		t.Errorf("a file starting with a UTF-8 byte order mark failed the check: %v", err)
 	}
 }

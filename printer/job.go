@@ -635,8 +635,28 @@ func (s *session) checkJobFile() error {
 }
 
 // checkGcodeFile is checkJobFile for the file full, named path in errors.
+// It also warns about commands with characters outside printable ASCII,
+// which the printer gets as '?'.
 func (s *session) checkGcodeFile(full, path string) error {
-	return checkGcodeFile(full, path, s.nextLine, s.p.cfg.MaxLineLength)
+	found, err := checkGcodeFile(full, path, s.nextLine, s.p.cfg.MaxLineLength)
+	if err != nil {
+		return err
+	}
+	if found.nonASCIICommands > 0 {
+		s.log.Warn("G-code file has commands with characters outside printable ASCII; the printer gets '?' in their place, as from OctoPrint",
+			"file", path, "commands", found.nonASCIICommands, "first_line", found.firstLine,
+			"character", fmt.Sprintf("%q", found.firstCharacter), "command", found.firstCommand)
+	}
+	return nil
+}
+
+// nonASCIIFound counts a file's commands (comments left out) that have
+// characters outside printable ASCII, and records the first of them.
+type nonASCIIFound struct {
+	nonASCIICommands int
+	firstLine        int
+	firstCharacter   rune
+	firstCommand     string
 }
 
 // checkGcodeFile reads the file full, named path in errors, whose first
@@ -645,10 +665,11 @@ func (s *session) checkGcodeFile(full, path string) error {
 // so it allocates nothing for lines of plain ASCII G-code. A 50 MB file
 // has two million of them, and their garbage grew the edge's heap by
 // megabytes at the start of every large print.
-func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
+func checkGcodeFile(full, path string, nextLine, maxLineLength int) (nonASCIIFound, error) {
+	var found nonASCIIFound
 	f, err := os.Open(full)
 	if err != nil {
-		return fmt.Errorf("open %q: %w", path, err)
+		return found, fmt.Errorf("open %q: %w", path, err)
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, maxFileLine)
@@ -658,10 +679,10 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 		lineNo++
 		if errors.Is(err, bufio.ErrBufferFull) {
 			if !bytes.HasPrefix(bytes.TrimLeft(raw, " \t"), []byte(";")) {
-				return fmt.Errorf("line %d of %s is longer than %d bytes and is not a comment; no firmware accepts it", lineNo, path, maxFileLine)
+				return found, fmt.Errorf("line %d of %s is longer than %d bytes and is not a comment; no firmware accepts it", lineNo, path, maxFileLine)
 			}
 			if _, err := skipRestOfLine(r); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read %s: %w", path, err)
+				return found, fmt.Errorf("read %s: %w", path, err)
 			}
 			continue
 		}
@@ -669,7 +690,7 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return fmt.Errorf("read %s: %w", path, err)
+			return found, fmt.Errorf("read %s: %w", path, err)
 		}
 		if lineNo == 1 {
 			raw = bytes.TrimPrefix(raw, utf8BOM)
@@ -677,7 +698,7 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 		code := commandPart(raw)
 		for _, c := range code {
 			if c < 0x20 && c != '\t' {
-				return fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, path, c)
+				return found, fmt.Errorf("line %d of %s contains the control byte 0x%02x; the file is corrupt or not G-code", lineNo, path, c)
 			}
 		}
 		// Hook and user commands interleave with the file, so the line
@@ -692,7 +713,7 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 				gcodes++
 			}
 			if l := numberedLength(number, cmd); l > maxLineLength {
-				return lineTooLong(lineNo, path, string(cmd), l, maxLineLength)
+				return found, lineTooLong(lineNo, path, string(cmd), l, maxLineLength)
 			}
 			continue
 		}
@@ -700,18 +721,24 @@ func checkGcodeFile(full, path string, nextLine, maxLineLength int) error {
 		if cmd == "" {
 			continue
 		}
+		if r, ok := nonASCII(cmd); ok {
+			if found.nonASCIICommands == 0 {
+				found.firstLine, found.firstCharacter, found.firstCommand = lineNo, r, truncateText(cmd, 40)
+			}
+			found.nonASCIICommands++
+		}
 		commands++
 		if CodeOf(cmd) != "" {
 			gcodes++
 		}
 		if l := wireLength(number, ToASCII(cmd)); l > maxLineLength {
-			return lineTooLong(lineNo, path, cmd, l, maxLineLength)
+			return found, lineTooLong(lineNo, path, cmd, l, maxLineLength)
 		}
 	}
 	if commands > 0 && gcodes*2 < commands {
-		return fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", path, gcodes, commands)
+		return found, fmt.Errorf("%s does not look like G-code: only %d of its %d commands are G or M codes", path, gcodes, commands)
 	}
-	return nil
+	return found, nil
 }
 
 // commandPart returns the part of the file line raw before its first `;`,

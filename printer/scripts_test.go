@@ -569,6 +569,32 @@ func TestScriptNonASCIIWarnsAndSendsQuestionMark(t *testing.T) {
 	}
 }
 
+func TestJobNonASCIIWarnsOnce(t *testing.T) {
+	var logs syncLog
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r := startRigLogger(t, fastConfig(), printer.Config{}, printer.Metrics{}, log)
+	r.waitState("OPERATIONAL", 10*time.Second)
+	// Comments are not sent, so their characters need no warning.
+	r.writeJob("wuerfel.gcode", "; Würfel, 立方体", "G28", "M117 Würfel", "G1 X5 F600", "M117 Größe ok")
+	r.job("start", "wuerfel.gcode")
+	waitFor(t, "PrintDone", 20*time.Second, func() bool { return r.rec.count(bridge.EventPrintDone) == 1 })
+
+	for _, want := range []string{"M117 W?rfel", "M117 Gr??e ok"} {
+		if !slices.Contains(r.vp.Executed(), want) {
+			t.Errorf("the printer executed %q, want %s among them", r.vp.Executed(), want)
+		}
+	}
+	text := logs.String()
+	for _, want := range []string{"outside printable ASCII", "file=wuerfel.gcode", "commands=2", "first_line=3", "character='ü'"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the log does not contain %s:\n%s", want, text)
+		}
+	}
+	if lines := strings.Count(text, "outside printable ASCII"); lines != 1 {
+		t.Errorf("the log has %d warnings, want 1 for the whole file:\n%s", lines, text)
+	}
+}
+
 // syncLog is a log destination that the printer's goroutines may write
 // to while the test reads it.
 type syncLog struct {
