@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,7 @@ var routineLines = []string{
 // host not found) and the SOCKS proxy's error. paho 1.5.1 logs the text
 // at ERROR on every connect and reconnect attempt. TLS and MQTT
 // handshake errors are not among them, so they stay at ERROR.
+// isDialFailure also counts a connection that closed before CONNACK.
 var dialFailurePrefixes = []string{"dial ", "socks connect "}
 
 // dialFailureWarnInterval is how often one failed-dial message is logged
@@ -93,7 +95,25 @@ func (r *repeatLimiter) allow(text string, now time.Time) (ok bool, held int) {
 	return true, held
 }
 
+// closedBeforeConnackSuffixes end paho's "[net] connect got error" line
+// when the connection closed before the broker's CONNACK: a broker that
+// is starting or stopping, or a TCP proxy whose broker is down (Docker,
+// Kubernetes). paho retries such an attempt as it retries a failed dial.
+var closedBeforeConnackSuffixes = []string{" EOF", ": connection reset by peer", ": broken pipe", ": i/o timeout"}
+
 func isDialFailure(text string) bool {
+	if rest, ok := strings.CutPrefix(text, "[net]"); ok {
+		rest = strings.TrimSpace(rest)
+		if !strings.HasPrefix(rest, "connect got error ") {
+			return false
+		}
+		for _, suffix := range closedBeforeConnackSuffixes {
+			if strings.HasSuffix(rest, suffix) {
+				return true
+			}
+		}
+		return false
+	}
 	rest, ok := strings.CutPrefix(text, "[client]")
 	if !ok {
 		return false
@@ -120,7 +140,7 @@ func (l libraryLogger) write(text string) {
 	if level > slog.LevelDebug && isDialFailure(text) {
 		// A broker that is down or restarting: expected, and retried.
 		level = slog.LevelDebug
-		if ok, held := dialFailureLimiter.allow(text, time.Now()); ok {
+		if ok, held := dialFailureLimiter.allow(localAddress.ReplaceAllString(text, ""), time.Now()); ok {
 			level = slog.LevelWarn
 			if held > 0 {
 				attrs = append(attrs, "repeats_logged_at_debug", held)
@@ -129,6 +149,11 @@ func (l libraryLogger) write(text string) {
 	}
 	l.log.Log(context.Background(), level, text, attrs...)
 }
+
+// localAddress matches the local end of a connection in a Go network
+// error ("read tcp 127.0.0.1:52640->127.0.0.1:1883"). Each reconnect
+// has a new local port, so the rate limit leaves it out.
+var localAddress = regexp.MustCompile(`\S+->`)
 
 var routeLibraryLogsOnce sync.Once
 

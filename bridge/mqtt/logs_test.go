@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -189,9 +190,36 @@ func TestDialFailureRecognized(t *testing.T) {
 		{"[client]   tls: failed to verify certificate: x509: certificate signed by unknown authority", false},
 		{"[client]   internalConnLost stopDone unexpectedly nil - BUG BUG", false},
 		{"[net]      dial tcp 127.0.0.1:1883: connect: connection refused", false},
+		{"[net]      connect got error EOF", true},
+		{"[net]      connect got error read tcp 127.0.0.1:48634->127.0.0.1:1883: read: connection reset by peer", true},
+		{"[net]      connect got error write tcp 127.0.0.1:48634->127.0.0.1:1883: write: broken pipe", true},
+		{"[net]      connect got error read tcp 127.0.0.1:48634->127.0.0.1:1883: i/o timeout", true},
+		{"[net]      connect got error unknown packet type", false},
+		{"[net]      logic got error", false},
 	} {
 		if got := isDialFailure(c.text); got != c.want {
 			t.Errorf("isDialFailure(%q) = %v, want %v", c.text, got, c.want)
 		}
+	}
+}
+
+// TestClosedBeforeConnackWarnsOnce writes paho's line for a connection
+// that closed before CONNACK twice, from two local ports: a reconnect's
+// new port must not make the repeat a second warning.
+func TestClosedBeforeConnackWarnsOnce(t *testing.T) {
+	var out syncLog
+	logger := libraryLogger{slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})), slog.LevelError}
+	for _, port := range []string{"52640", "52654"} {
+		logger.Println(paho.NET, "connect got error read tcp 127.0.0.1:"+port+"->192.0.2.7:1883: read: connection reset by peer")
+	}
+	text := out.String()
+	if lines := matchingLogLines(text, "level=WARN", "connection reset by peer"); len(lines) != 1 {
+		t.Errorf("warnings = %q, want one", lines)
+	}
+	if lines := matchingLogLines(text, "level=DEBUG", "connection reset by peer"); len(lines) != 1 {
+		t.Errorf("debug lines = %q, want the repeat", lines)
+	}
+	if lines := matchingLogLines(text, "level=ERROR"); len(lines) != 0 {
+		t.Errorf("errors = %q, want none", lines)
 	}
 }

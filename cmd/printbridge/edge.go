@@ -458,6 +458,10 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 		return fmt.Errorf("--flow: %w", err)
 	}
 	log = log.With("component", "edge")
+	// paho's loggers are package-wide, and the first MQTT client to start
+	// would set them to its own logger. Here that is the presence
+	// connection, whose attribute would then mark every paho message.
+	mqtt.RouteLibraryLogs(log.With("bus", "mqtt"))
 	// Everything that can be checked without a broker is checked before
 	// the data folder is made and the outbox opened. The outbox would
 	// otherwise store Startup and Shutdown of a run that never started,

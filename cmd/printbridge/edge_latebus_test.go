@@ -197,6 +197,35 @@ func testEdgeStartsWithBrokerDown(t *testing.T, bin, down string) {
 	if err := edge.Stop(); err != nil {
 		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
 	}
+	if down == "mqtt" {
+		checkPahoLogLines(t, edge.Log())
+	}
+}
+
+// checkPahoLogLines checks the lines that paho logged while its broker
+// was unreachable. paho's loggers are package-wide, so a line must not
+// carry the attributes of the edge's presence connection. The proxy
+// closes each connection before CONNACK, and that is retried like a
+// refused dial, so it must not be logged as an error.
+func checkPahoLogLines(t *testing.T, log string) {
+	t.Helper()
+	var pahoLines []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "library=paho.mqtt.golang") {
+			pahoLines = append(pahoLines, line)
+		}
+	}
+	if len(pahoLines) == 0 {
+		t.Fatalf("paho logged nothing while the MQTT broker was unreachable; the edge's log:\n%s", log)
+	}
+	for _, line := range pahoLines {
+		if strings.Contains(line, "connection=presence") {
+			t.Errorf("paho's line carries the presence connection's attribute: %s", line)
+		}
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "connect got error") {
+			t.Errorf("a connection closed before CONNACK was logged as an error: %s", line)
+		}
+	}
 }
 
 // checkCommandReply sends a G-code command with id on bus and waits for
