@@ -197,7 +197,7 @@ func (e *Edge) publishEvents(ctx context.Context) {
 // payload, say) holds up every later event on that bus until MaxAge drops
 // it.
 func (e *Edge) publishTo(ctx context.Context, p *busPublisher) {
-	if !waitAttached(ctx, p.bus) {
+	if !e.waitAnnounced(ctx, p.bus) {
 		return
 	}
 	gauges := time.NewTicker(gaugeInterval)

@@ -128,6 +128,9 @@ type Edge struct {
 	announceMu sync.Mutex
 	running    bool
 	announced  map[string]bool
+	// announcedReady has a channel per bus name that closes once the bus
+	// got the start markers, so its events and state come after them.
+	announcedReady map[string]chan struct{}
 
 	// emitMu orders seq numbering with the append, so records enter the
 	// outbox in seq order even when Emit runs on two goroutines.
@@ -706,7 +709,7 @@ func (s *stateSender) offer(data []byte) {
 // sendStates publishes what s is offered until ctx ends. A failed publish
 // is retried after 2 s unless a newer state has arrived meanwhile.
 func (e *Edge) sendStates(ctx context.Context, s *stateSender) {
-	if !waitAttached(ctx, s.bus) {
+	if !e.waitAnnounced(ctx, s.bus) {
 		return
 	}
 	for {
@@ -796,6 +799,53 @@ func (e *Edge) announceStart(ctx context.Context) {
 	}
 	e.publishInfo(ctx, bus)
 	e.publishRunAvailability(ctx, bus, true)
+	for _, b := range buses {
+		e.markAnnounced(b.Name())
+	}
+}
+
+// announcedChan returns the channel that closes once the bus called name
+// got the start markers. The caller holds announceMu.
+func (e *Edge) announcedChan(name string) chan struct{} {
+	if e.announcedReady == nil {
+		e.announcedReady = map[string]chan struct{}{}
+	}
+	ch := e.announcedReady[name]
+	if ch == nil {
+		ch = make(chan struct{})
+		e.announcedReady[name] = ch
+	}
+	return ch
+}
+
+// markAnnounced records that the bus called name got the start markers.
+func (e *Edge) markAnnounced(name string) {
+	e.announceMu.Lock()
+	defer e.announceMu.Unlock()
+	ch := e.announcedChan(name)
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// waitAnnounced waits until b is attached (see waitAttached) and has got
+// the start markers, so a late bus gets bridge info and "online" before
+// the state and the events. It returns false when ctx ends first.
+func (e *Edge) waitAnnounced(ctx context.Context, b bridge.Bus) bool {
+	if !waitAttached(ctx, b) {
+		return false
+	}
+	e.announceMu.Lock()
+	ch := e.announcedChan(b.Name())
+	e.announceMu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // BusAttached publishes the start markers on b, a bus of the edge whose
@@ -815,6 +865,7 @@ func (e *Edge) BusAttached(b bridge.Bus) {
 	e.log.Info("publishing bridge info and availability on a bus that connected late", "bus", b.Name())
 	e.publishInfo(context.Background(), b)
 	e.publishRunAvailability(context.Background(), b, true)
+	e.markAnnounced(b.Name())
 }
 
 // RepublishInfo publishes the bridge description again, for a broker

@@ -536,6 +536,7 @@ func TestOutboxDropLostForLateBus(t *testing.T) {
 	if err := lateMQTT.Attach(mqttBus); err != nil {
 		t.Fatal(err)
 	}
+	e.BusAttached(lateMQTT)
 	mqttSeen.waitFor(t, "MQTT", last)
 	got := mqttSeen.get()
 	if !slices.IsSorted(got) {

@@ -26,6 +26,8 @@ type busRecord struct {
 	seqs   []uint64
 	events []string
 	other  map[string][]string
+	// arrival is the topic of every message in the order of arrival.
+	arrival []string
 }
 
 func newBusRecord() *busRecord { return &busRecord{other: map[string][]string{}} }
@@ -33,6 +35,7 @@ func newBusRecord() *busRecord { return &busRecord{other: map[string][]string{}}
 func (r *busRecord) add(topic string, event string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.arrival = append(r.arrival, topic)
 	if event == "" {
 		r.other[topic] = append(r.other[topic], string(data))
 		return
@@ -54,6 +57,26 @@ func (r *busRecord) messages(topic string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.other[topic])
+}
+
+// firstArrival returns the position of topic's first message among all
+// messages, or -1.
+func (r *busRecord) firstArrival(topic string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Index(r.arrival, topic)
+}
+
+// firstEventArrival returns the position of the first event among all
+// messages, or -1.
+func (r *busRecord) firstEventArrival(topics bridge.Topics) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.IndexFunc(r.arrival, func(topic string) bool {
+		_, mqttEvent, _ := topics.EventOfMQTT(topic)
+		_, natsEvent, _ := topics.EventOfNATS(topic)
+		return mqttEvent != "" || natsEvent != ""
+	})
 }
 
 // hasEvent reports whether the record contains an event called name.
@@ -193,6 +216,19 @@ func testEdgeStartsWithBrokerDown(t *testing.T, bin, down string) {
 	}
 	if got := seen[down].messages(markers[1]); len(got) != 1 || !strings.Contains(got[0], printerID) {
 		t.Errorf("bridge info on %s = %q, want one message that lists %s", down, got, printerID)
+	}
+	// A subscriber of the late bus learns that the edge is online before
+	// it gets the edge's state and events.
+	state := map[string]string{"mqtt": topics.MQTTState(printerID), "nats": topics.NATSState(printerID)}[down]
+	firstEvent, firstState := seen[down].firstEventArrival(topics), seen[down].firstArrival(state)
+	for _, marker := range markers {
+		at := seen[down].firstArrival(marker)
+		if at > firstEvent {
+			t.Errorf("on %s, %s arrived as message %d, after the first event (message %d)", down, marker, at, firstEvent)
+		}
+		if firstState >= 0 && at > firstState {
+			t.Errorf("on %s, %s arrived as message %d, after the first state (message %d)", down, marker, at, firstState)
+		}
 	}
 	if err := edge.Stop(); err != nil {
 		t.Fatalf("the edge exited with %v after SIGTERM; its log:\n%s", err, edge.Tail(40))
