@@ -97,10 +97,10 @@ func TestQuickAckOnEdgeAndWorker(t *testing.T) {
 }
 
 func TestQuickAckUnderTLS(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := brokertest.NewPKI(t)
 	url := startTLSBroker(t, pki) // without set_tcp_nodelay
 	cfg := mqtt.Config{URL: url, Username: "edge", Password: tlsPassword, Topics: topics,
-		TLS: mqtt.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "broker.test"}}
+		TLS: mqtt.TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "broker.test"}}
 	edge := newBus(t, cfg)
 	worker := newBus(t, cfg)
 	exchangeEvents(t, edge, worker, "tls-1", 40)

@@ -3,15 +3,8 @@ package mqtt_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -27,99 +20,6 @@ import (
 	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/mqtt"
 )
-
-// testPKI is a certificate authority with a server and a client
-// certificate, written as PEM files, plus a second CA that signed nothing
-// the broker uses.
-type testPKI struct {
-	caFile, otherCAFile     string
-	serverCert, serverKey   string
-	clientCert, clientKey   string
-	strangerCert, strangerK string
-}
-
-// newTestPKI makes the certificates. The server certificate is valid for
-// the DNS name broker.test only, so a client that dials 127.0.0.1 must
-// set the server name.
-func newTestPKI(tb testing.TB) *testPKI {
-	tb.Helper()
-	dir := tb.TempDir()
-	ca, caKey := newCA(tb, "printbridge test CA")
-	other, otherKey := newCA(tb, "unrelated CA")
-	p := &testPKI{
-		caFile:      writePEM(tb, dir, "ca.pem", "CERTIFICATE", ca.Raw),
-		otherCAFile: writePEM(tb, dir, "other-ca.pem", "CERTIFICATE", other.Raw),
-	}
-	p.serverCert, p.serverKey = issue(tb, dir, "server", ca, caKey, x509.ExtKeyUsageServerAuth, []string{"broker.test"})
-	p.clientCert, p.clientKey = issue(tb, dir, "client", ca, caKey, x509.ExtKeyUsageClientAuth, nil)
-	p.strangerCert, p.strangerK = issue(tb, dir, "stranger", other, otherKey, x509.ExtKeyUsageClientAuth, nil)
-	return p
-}
-
-func newCA(tb testing.TB, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cert, key
-}
-
-func issue(tb testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage, dnsNames []string) (certFile, keyFile string) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     dnsNames,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return writePEM(tb, dir, name+".pem", "CERTIFICATE", der), writePEM(tb, dir, name+".key", "PRIVATE KEY", keyDER)
-}
-
-func writePEM(tb testing.TB, dir, name, typ string, der []byte) string {
-	tb.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
-}
 
 // startMosquittoWith runs mosquitto with one listener on a free loopback
 // port and the given listener options, and returns the port. It stops
@@ -220,11 +120,11 @@ const tlsPassword = "s3cret-tls-Pa55word"
 
 // startTLSBroker runs mosquitto with a TLS listener that requires a
 // client certificate from the test CA and a password.
-func startTLSBroker(t *testing.T, pki *testPKI) string {
+func startTLSBroker(t *testing.T, pki *brokertest.PKI) string {
 	t.Helper()
 	passwd := writePasswordFile(t, "edge", tlsPassword)
 	port := startMosquittoWith(t,
-		"cafile "+pki.caFile, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
+		"cafile "+pki.CAFile, "certfile "+pki.ServerCert, "keyfile "+pki.ServerKey,
 		"require_certificate true", "tls_version tlsv1.2",
 		"allow_anonymous false", "password_file "+passwd)
 	return fmt.Sprintf("ssl://127.0.0.1:%d", port)
@@ -243,11 +143,11 @@ func tryConnect(t *testing.T, cfg mqtt.Config, log *slog.Logger) (*mqtt.Bus, err
 }
 
 func TestTLSClientCertAndPassword(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := brokertest.NewPKI(t)
 	url := startTLSBroker(t, pki)
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tlsOpts := mqtt.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "broker.test"}
+	tlsOpts := mqtt.TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "broker.test"}
 
 	pub, err := tryConnect(t, mqtt.Config{URL: url, Username: "edge", Password: tlsPassword, TLS: tlsOpts, Topics: topics}, log)
 	if err != nil {
@@ -273,9 +173,9 @@ func TestTLSClientCertAndPassword(t *testing.T) {
 }
 
 func TestTLSRejectsWrongSetups(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := brokertest.NewPKI(t)
 	url := startTLSBroker(t, pki)
-	good := mqtt.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "broker.test"}
+	good := mqtt.TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "broker.test"}
 	cases := []struct {
 		name     string
 		tls      mqtt.TLSOptions
@@ -285,10 +185,10 @@ func TestTLSRejectsWrongSetups(t *testing.T) {
 		// alert or, when the broker closes first, a reset.
 		want []string
 	}{
-		{"unknown CA", mqtt.TLSOptions{CAFile: pki.otherCAFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "broker.test"}, tlsPassword, []string{"unknown authority"}},
-		{"wrong server name", mqtt.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}, tlsPassword, []string{"doesn't contain any IP SANs"}},
-		{"no client certificate", mqtt.TLSOptions{CAFile: pki.caFile, ServerName: "broker.test"}, tlsPassword, []string{"certificate required", "connection reset"}},
-		{"client certificate of another CA", mqtt.TLSOptions{CAFile: pki.caFile, CertFile: pki.strangerCert, KeyFile: pki.strangerK, ServerName: "broker.test"}, tlsPassword, []string{"unknown certificate authority", "connection reset"}},
+		{"unknown CA", mqtt.TLSOptions{CAFile: pki.OtherCAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "broker.test"}, tlsPassword, []string{"unknown authority"}},
+		{"wrong server name", mqtt.TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, tlsPassword, []string{"doesn't contain any IP SANs"}},
+		{"no client certificate", mqtt.TLSOptions{CAFile: pki.CAFile, ServerName: "broker.test"}, tlsPassword, []string{"certificate required", "connection reset"}},
+		{"client certificate of another CA", mqtt.TLSOptions{CAFile: pki.CAFile, CertFile: pki.StrangerCert, KeyFile: pki.StrangerKey, ServerName: "broker.test"}, tlsPassword, []string{"unknown certificate authority", "connection reset"}},
 		{"wrong password", good, "wrong-" + tlsPassword, []string{"not Authorized"}},
 	}
 	for _, c := range cases {
@@ -313,11 +213,11 @@ func TestTLSRejectsWrongSetups(t *testing.T) {
 }
 
 func TestTLSInsecureSkipVerifyWarns(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := brokertest.NewPKI(t)
 	url := startTLSBroker(t, pki)
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	tlsOpts := mqtt.TLSOptions{CertFile: pki.clientCert, KeyFile: pki.clientKey, InsecureSkipVerify: true}
+	tlsOpts := mqtt.TLSOptions{CertFile: pki.ClientCert, KeyFile: pki.ClientKey, InsecureSkipVerify: true}
 	if _, err := tryConnect(t, mqtt.Config{URL: url, Username: "edge", Password: tlsPassword, TLS: tlsOpts, Topics: topics}, log); err != nil {
 		t.Fatalf("connect without verification: %v", err)
 	}
@@ -327,7 +227,7 @@ func TestTLSInsecureSkipVerifyWarns(t *testing.T) {
 }
 
 func TestTLSOptionsErrors(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := brokertest.NewPKI(t)
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	notPEM := filepath.Join(t.TempDir(), "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
@@ -339,11 +239,11 @@ func TestTLSOptionsErrors(t *testing.T) {
 		tls  mqtt.TLSOptions
 		want string
 	}{
-		{"TLS options on tcp://", "tcp://127.0.0.1:1", mqtt.TLSOptions{CAFile: pki.caFile}, "ssl://"},
+		{"TLS options on tcp://", "tcp://127.0.0.1:1", mqtt.TLSOptions{CAFile: pki.CAFile}, "ssl://"},
 		{"missing CA file", "ssl://127.0.0.1:1", mqtt.TLSOptions{CAFile: missing}, missing},
 		{"CA file without PEM", "ssl://127.0.0.1:1", mqtt.TLSOptions{CAFile: notPEM}, "no PEM certificate"},
-		{"certificate without key", "ssl://127.0.0.1:1", mqtt.TLSOptions{CertFile: pki.clientCert}, "key file"},
-		{"key of another certificate", "ssl://127.0.0.1:1", mqtt.TLSOptions{CertFile: pki.clientCert, KeyFile: pki.serverKey}, pki.clientCert},
+		{"certificate without key", "ssl://127.0.0.1:1", mqtt.TLSOptions{CertFile: pki.ClientCert}, "key file"},
+		{"key of another certificate", "ssl://127.0.0.1:1", mqtt.TLSOptions{CertFile: pki.ClientCert, KeyFile: pki.ServerKey}, pki.ClientCert},
 	}
 	for _, c := range cases {
 		_, err := mqtt.New(context.Background(), mqtt.Config{URL: c.url, TLS: c.tls, Topics: topics}, slog.New(slog.DiscardHandler))

@@ -3,14 +3,7 @@ package natsbus_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,101 +16,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
-
-// testPKI is a certificate authority with a server and a client
-// certificate, written as PEM files, plus a second CA that signed nothing
-// the broker uses.
-type testPKI struct {
-	caFile, otherCAFile     string
-	serverCert, serverKey   string
-	clientCert, clientKey   string
-	strangerCert, strangerK string
-}
-
-// newTestPKI makes the certificates. The server certificate is valid for
-// the DNS name broker.test only, so a client that dials 127.0.0.1 must
-// set the server name.
-func newTestPKI(tb testing.TB) *testPKI {
-	tb.Helper()
-	dir := tb.TempDir()
-	ca, caKey := newCA(tb, "printbridge test CA")
-	other, otherKey := newCA(tb, "unrelated CA")
-	p := &testPKI{
-		caFile:      writePEM(tb, dir, "ca.pem", "CERTIFICATE", ca.Raw),
-		otherCAFile: writePEM(tb, dir, "other-ca.pem", "CERTIFICATE", other.Raw),
-	}
-	p.serverCert, p.serverKey = issue(tb, dir, "server", ca, caKey, x509.ExtKeyUsageServerAuth, []string{"broker.test"})
-	p.clientCert, p.clientKey = issue(tb, dir, "client", ca, caKey, x509.ExtKeyUsageClientAuth, nil)
-	p.strangerCert, p.strangerK = issue(tb, dir, "stranger", other, otherKey, x509.ExtKeyUsageClientAuth, nil)
-	return p
-}
-
-func newCA(tb testing.TB, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cert, key
-}
-
-func issue(tb testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage, dnsNames []string) (certFile, keyFile string) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     dnsNames,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return writePEM(tb, dir, name+".pem", "CERTIFICATE", der), writePEM(tb, dir, name+".key", "PRIVATE KEY", keyDER)
-}
-
-func writePEM(tb testing.TB, dir, name, typ string, der []byte) string {
-	tb.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
-}
 
 // lockedBuffer is a log sink that several goroutines write.
 type lockedBuffer struct {
@@ -165,9 +66,9 @@ func startAuthServer(t *testing.T, apply func(*server.Options)) string {
 
 // withTLS makes the server require TLS with a client certificate of the
 // test CA.
-func withTLS(t *testing.T, pki *testPKI, opts *server.Options) {
+func withTLS(t *testing.T, pki *brokertest.PKI, opts *server.Options) {
 	t.Helper()
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.serverCert, KeyFile: pki.serverKey, CaFile: pki.caFile, Verify: true})
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CaFile: pki.CAFile, Verify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,14 +120,14 @@ func writeFile(t *testing.T, name, content string, mode os.FileMode) string {
 }
 
 func TestNATSPasswordOverTLS(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := brokertest.NewPKI(t)
 	url := startAuthServer(t, func(o *server.Options) {
 		withTLS(t, pki, o)
 		o.Username, o.Password = "edge", natsPassword
 	})
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tlsOpts := natsbus.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "broker.test"}
+	tlsOpts := natsbus.TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "broker.test"}
 	b, err := connectNATS(t, natsbus.Config{URL: url, User: "edge", Password: natsPassword, TLS: tlsOpts, Topics: topics}, log)
 	if err != nil {
 		t.Fatalf("connect with password over TLS: %v", err)
@@ -243,9 +144,9 @@ func TestNATSPasswordOverTLS(t *testing.T) {
 	}{
 		{"wrong password", natsbus.Config{URL: url, User: "edge", Password: "wrong-" + natsPassword, TLS: tlsOpts}, "Authorization Violation"},
 		{"unknown CA", natsbus.Config{URL: url, User: "edge", Password: natsPassword,
-			TLS: natsbus.TLSOptions{CAFile: pki.otherCAFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "broker.test"}}, "unknown authority"},
+			TLS: natsbus.TLSOptions{CAFile: pki.OtherCAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "broker.test"}}, "unknown authority"},
 		{"wrong server name", natsbus.Config{URL: url, User: "edge", Password: natsPassword,
-			TLS: natsbus.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}}, "certificate"},
+			TLS: natsbus.TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}}, "certificate"},
 		// nats.go upgrades to TLS when the server requires it, and then
 		// fails to verify the certificate with the system's roots.
 		{"no TLS options", natsbus.Config{URL: url, User: "edge", Password: natsPassword}, "certificate"},
