@@ -36,10 +36,10 @@ func TestOutOfOrderHandlersKeepOrder(t *testing.T) {
 		close(later)
 		wg.Wait()
 	})
-	got := newCollector[bridge.EventMessage]()
+	got := brokertest.NewCollector[bridge.EventMessage]()
 	arrived := 0
 	if err := worker.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
-		got.add(m)
+		got.Add(m)
 		ack := m.Defer()
 		arrived++
 		if arrived%3 == 0 {
@@ -62,7 +62,7 @@ func TestOutOfOrderHandlersKeepOrder(t *testing.T) {
 			t.Fatalf("PublishEvents from seq %d: %d published: %v", first, done, err)
 		}
 	}
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	seqs := decodeSeqs(t, msgs)
 	var late []uint64
 	var highest uint64
@@ -88,20 +88,20 @@ func TestReplyPassesHeldEvents(t *testing.T) {
 	ctx := context.Background()
 
 	firstAck := make(chan bridge.AckFunc, 1)
-	events := newCollector[bridge.EventMessage]()
+	events := brokertest.NewCollector[bridge.EventMessage]()
 	if err := worker.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
 		ack := m.Defer()
-		if len(events.snapshot()) == 0 {
+		if len(events.Snapshot()) == 0 {
 			firstAck <- ack
 		} else {
 			ack(true)
 		}
-		events.add(m)
+		events.Add(m)
 	}); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
-	replies := newCollector[string]()
-	if err := worker.SubscribeReplies(ctx, "p1", func(data []byte) { replies.add(string(data)) }); err != nil {
+	replies := brokertest.NewCollector[string]()
+	if err := worker.SubscribeReplies(ctx, "p1", func(data []byte) { replies.Add(string(data)) }); err != nil {
 		t.Fatalf("SubscribeReplies: %v", err)
 	}
 
@@ -116,10 +116,10 @@ func TestReplyPassesHeldEvents(t *testing.T) {
 	if err := edge.PublishReply(ctx, "p1", "", []byte(`{"id":"g1","status":"ok"}`)); err != nil {
 		t.Fatalf("PublishReply: %v", err)
 	}
-	replies.waitFor(t, "the reply while the first event is unacknowledged", atLeast[string](1))
+	replies.WaitFor(t, "the reply while the first event is unacknowledged", atLeast[string](1))
 
 	(<-firstAck)(true)
-	msgs := events.waitFor(t, "every event after the first PUBACK", atLeast[bridge.EventMessage](n))
+	msgs := events.WaitFor(t, "every event after the first PUBACK", atLeast[bridge.EventMessage](n))
 	if len(msgs) != n {
 		t.Errorf("received %d events, want %d", len(msgs), n)
 	}

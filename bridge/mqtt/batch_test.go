@@ -15,8 +15,8 @@ func TestBatchArrivesInOrder(t *testing.T) {
 	edge := newBus(t, mqtt.Config{URL: url})
 	ctx := context.Background()
 
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(ctx, "", "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	// 250 is not a multiple of the in-flight window, so the last window
@@ -36,7 +36,7 @@ func TestBatchArrivesInOrder(t *testing.T) {
 			t.Fatalf("PublishEvents from seq %d took %d events, want %d", from, taken, batchSize)
 		}
 	}
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	if len(msgs) != n {
 		t.Errorf("received %d events, want %d", len(msgs), n)
 	}

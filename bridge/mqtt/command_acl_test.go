@@ -26,15 +26,15 @@ func TestCommandsUnderNarrowACL(t *testing.T) {
 	edge := newBus(t, mqtt.Config{URL: url})
 	ctx := context.Background()
 
-	got := newCollector[bridge.CommandMessage]()
-	if err := edge.SubscribeCommands(ctx, "p1", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.CommandMessage]()
+	if err := edge.SubscribeCommands(ctx, "p1", got.Add); err != nil {
 		t.Fatalf("SubscribeCommands under an ACL without command/#: %v", err)
 	}
 	sender := newBus(t, mqtt.Config{URL: url})
 	if err := sender.PublishCommand(ctx, "p1", bridge.CommandGcode, []byte(`{"id":"c1","commands":["M105"]}`)); err != nil {
 		t.Fatalf("PublishCommand: %v", err)
 	}
-	msgs := got.waitFor(t, "the command", atLeast[bridge.CommandMessage](1))
+	msgs := got.WaitFor(t, "the command", atLeast[bridge.CommandMessage](1))
 	if msgs[0].Kind != bridge.CommandGcode {
 		t.Errorf("command kind = %q, want %q", msgs[0].Kind, bridge.CommandGcode)
 	}

@@ -84,54 +84,6 @@ func event(t testing.TB, printer string, seq uint64) (*bridge.Envelope, []byte) 
 	return env, data
 }
 
-// collector gathers values from a handler goroutine.
-type collector[T any] struct {
-	mu     sync.Mutex
-	values []T
-	added  chan struct{}
-}
-
-func newCollector[T any]() *collector[T] {
-	return &collector[T]{added: make(chan struct{}, 1)}
-}
-
-func (c *collector[T]) add(v T) {
-	c.mu.Lock()
-	c.values = append(c.values, v)
-	c.mu.Unlock()
-	select {
-	case c.added <- struct{}{}:
-	default:
-	}
-}
-
-func (c *collector[T]) snapshot() []T {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.values)
-}
-
-// waitFor waits until ok accepts the values collected so far.
-func (c *collector[T]) waitFor(t *testing.T, what string, ok func([]T) bool) []T {
-	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		if values := c.snapshot(); ok(values) {
-			return values
-		}
-		select {
-		case <-c.added:
-		case <-deadline.C:
-			values := c.snapshot()
-			if texts, ok := any(values).([]string); ok {
-				t.Fatalf("timed out after %s waiting for %s; got %q", waitTimeout, what, texts)
-			}
-			t.Fatalf("timed out after %s waiting for %s; got %d values", waitTimeout, what, len(values))
-		}
-	}
-}
-
 func atLeast[T any](n int) func([]T) bool {
 	return func(v []T) bool { return len(v) >= n }
 }
@@ -159,8 +111,8 @@ func TestEventsArriveInOrder(t *testing.T) {
 	edge := newBus(t, mqtt.Config{URL: url})
 	ctx := context.Background()
 
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(ctx, "", "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	const n = 1000
@@ -170,7 +122,7 @@ func TestEventsArriveInOrder(t *testing.T) {
 			t.Fatalf("PublishEvent seq %d: %v", seq, err)
 		}
 	}
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	if len(msgs) != n {
 		t.Errorf("received %d events, want %d", len(msgs), n)
 	}
@@ -195,10 +147,10 @@ func TestSlowHandlerLosesNothing(t *testing.T) {
 	// default max_inflight_messages of 20 and queues the rest, up to its
 	// default max_queued_messages of 1000 (Mosquitto 2.0.11).
 	release := make(chan struct{})
-	got := newCollector[bridge.EventMessage]()
+	got := brokertest.NewCollector[bridge.EventMessage]()
 	if err := worker.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
 		<-release
-		got.add(m)
+		got.Add(m)
 	}); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
@@ -210,7 +162,7 @@ func TestSlowHandlerLosesNothing(t *testing.T) {
 		}
 	}
 	close(release)
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	for i, seq := range decodeSeqs(t, msgs) {
 		if seq != uint64(i+1) {
 			t.Fatalf("event %d has seq %d, want %d", i, seq, i+1)
@@ -232,12 +184,12 @@ func TestRetainedStateLateSubscriber(t *testing.T) {
 	}
 
 	late := rawClient(t, url, "late")
-	got := newCollector[string]()
+	got := brokertest.NewCollector[string]()
 	rawSubscribe(t, late, "printbridge/#", func(_ paho.Client, m paho.Message) {
-		got.add(fmt.Sprintf("%s retained=%v %s", m.Topic(), m.Retained(), m.Payload()))
+		got.Add(fmt.Sprintf("%s retained=%v %s", m.Topic(), m.Retained(), m.Payload()))
 	})
-	got.waitFor(t, "retained state", contains(topics.MQTTState("p1")+` retained=true {"state":"OPERATIONAL"}`))
-	got.waitFor(t, "retained bridge info", contains(topics.MQTTBridgeInfo()+` retained=true {"schema":1}`))
+	got.WaitFor(t, "retained state", contains(topics.MQTTState("p1")+` retained=true {"state":"OPERATIONAL"}`))
+	got.WaitFor(t, "retained bridge info", contains(topics.MQTTBridgeInfo()+` retained=true {"schema":1}`))
 }
 
 func TestEventsAreNotRetained(t *testing.T) {
@@ -253,14 +205,14 @@ func TestEventsAreNotRetained(t *testing.T) {
 		t.Fatalf("PublishState: %v", err)
 	}
 	late := rawClient(t, url, "late")
-	got := newCollector[string]()
-	record := func(_ paho.Client, m paho.Message) { got.add(m.Topic()) }
+	got := brokertest.NewCollector[string]()
+	record := func(_ paho.Client, m paho.Message) { got.Add(m.Topic()) }
 	// Mosquitto sends the retained messages of one SUBSCRIBE before it
 	// handles the next, and paho delivers in order, so a retained event
 	// would arrive before the retained state.
 	rawSubscribe(t, late, topics.MQTTAllEvents("p1"), record)
 	rawSubscribe(t, late, topics.MQTTState("p1"), record)
-	topicsSeen := got.waitFor(t, "retained state", contains(topics.MQTTState("p1")))
+	topicsSeen := got.WaitFor(t, "retained state", contains(topics.MQTTState("p1")))
 	if slices.Contains(topicsSeen, topics.MQTTEvent("p1", "ZChange")) {
 		t.Errorf("a late subscriber received the event, so it was retained: %v", topicsSeen)
 	}
@@ -271,20 +223,20 @@ func TestLastWillAfterCut(t *testing.T) {
 	proxy := brokertest.StartProxy(t, url[len("tcp://"):])
 
 	watcher := rawClient(t, url, "watcher")
-	got := newCollector[string]()
+	got := brokertest.NewCollector[string]()
 	rawSubscribe(t, watcher, topics.MQTTAvailability("p1"), func(_ paho.Client, m paho.Message) {
-		got.add(string(m.Payload()))
+		got.Add(string(m.Payload()))
 	})
 
 	newBus(t, mqtt.Config{URL: proxy.URL(), Printer: "p1"})
-	got.waitFor(t, "online after connect", contains("online"))
+	got.WaitFor(t, "online after connect", contains("online"))
 
 	proxy.Cut()
-	got.waitFor(t, "offline from the last will", func(v []string) bool {
+	got.WaitFor(t, "offline from the last will", func(v []string) bool {
 		return len(v) >= 2 && v[len(v)-1] == "offline"
 	})
 	// paho reconnects through the proxy, and the bus publishes online.
-	got.waitFor(t, "online after reconnect", func(v []string) bool {
+	got.WaitFor(t, "online after reconnect", func(v []string) bool {
 		return len(v) >= 3 && v[len(v)-1] == "online"
 	})
 }
@@ -299,11 +251,11 @@ func TestCloseMarksOffline(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	late := rawClient(t, url, "late")
-	got := newCollector[string]()
+	got := brokertest.NewCollector[string]()
 	rawSubscribe(t, late, topics.MQTTAvailability("p1"), func(_ paho.Client, m paho.Message) {
-		got.add(string(m.Payload()))
+		got.Add(string(m.Payload()))
 	})
-	got.waitFor(t, "retained offline", contains("offline"))
+	got.WaitFor(t, "retained offline", contains("offline"))
 	if err := edge.PublishState(context.Background(), "p1", nil); !errors.Is(err, mqtt.ErrClosed) {
 		t.Errorf("PublishState after Close = %v, want ErrClosed", err)
 	}
@@ -316,15 +268,15 @@ func TestResubscribeAfterBrokerRestart(t *testing.T) {
 	worker := newBus(t, mqtt.Config{URL: broker.URL(), OnConnect: func() { reconnects <- struct{}{} }})
 	ctx := context.Background()
 
-	got := newCollector[string]()
-	if err := worker.SubscribeCommands(ctx, "p1", func(m bridge.CommandMessage) { got.add(string(m.Data)) }); err != nil {
+	got := brokertest.NewCollector[string]()
+	if err := worker.SubscribeCommands(ctx, "p1", func(m bridge.CommandMessage) { got.Add(string(m.Data)) }); err != nil {
 		t.Fatalf("SubscribeCommands: %v", err)
 	}
 	<-reconnects // the first connect
 	if err := edge.PublishCommand(ctx, "p1", bridge.CommandGcode, []byte("before")); err != nil {
 		t.Fatalf("PublishCommand: %v", err)
 	}
-	got.waitFor(t, "command before the restart", contains("before"))
+	got.WaitFor(t, "command before the restart", contains("before"))
 
 	broker.Stop()
 	broker.Start()
@@ -345,7 +297,7 @@ func TestResubscribeAfterBrokerRestart(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	got.waitFor(t, "command after the restart", contains("after"))
+	got.WaitFor(t, "command after the restart", contains("after"))
 }
 
 func TestRetainedCommandIsFlagged(t *testing.T) {
@@ -357,11 +309,11 @@ func TestRetainedCommandIsFlagged(t *testing.T) {
 	}
 
 	edge := newBus(t, mqtt.Config{URL: url})
-	got := newCollector[bridge.CommandMessage]()
-	if err := edge.SubscribeCommands(context.Background(), "p1", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.CommandMessage]()
+	if err := edge.SubscribeCommands(context.Background(), "p1", got.Add); err != nil {
 		t.Fatalf("SubscribeCommands: %v", err)
 	}
-	retained := got.waitFor(t, "retained command", atLeast[bridge.CommandMessage](1))[0]
+	retained := got.WaitFor(t, "retained command", atLeast[bridge.CommandMessage](1))[0]
 	if !retained.Retained {
 		t.Errorf("retained command has Retained = false")
 	}
@@ -373,7 +325,7 @@ func TestRetainedCommandIsFlagged(t *testing.T) {
 	if !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
 		t.Fatalf("publish live command: %v", tok.Error())
 	}
-	msgs := got.waitFor(t, "live command", atLeast[bridge.CommandMessage](2))
+	msgs := got.WaitFor(t, "live command", atLeast[bridge.CommandMessage](2))
 	if len(msgs) != 2 {
 		t.Fatalf("received %d commands, want the retained one once and the live one: %+v", len(msgs), msgs)
 	}
@@ -389,7 +341,7 @@ func TestRetainedCommandIsFlagged(t *testing.T) {
 func TestSharedSubscriptionSplitsEvents(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
 	ctx := context.Background()
-	got := newCollector[string]()
+	got := brokertest.NewCollector[string]()
 	for i := range 2 {
 		worker := newBus(t, mqtt.Config{URL: url})
 		name := fmt.Sprintf("worker%d", i)
@@ -399,7 +351,7 @@ func TestSharedSubscriptionSplitsEvents(t *testing.T) {
 				t.Errorf("decode: %v", err)
 				return
 			}
-			got.add(fmt.Sprintf("%s %d", name, env.Seq))
+			got.Add(fmt.Sprintf("%s %d", name, env.Seq))
 		}); err != nil {
 			t.Fatalf("SubscribeEvents: %v", err)
 		}
@@ -413,7 +365,7 @@ func TestSharedSubscriptionSplitsEvents(t *testing.T) {
 			t.Fatalf("PublishEvent: %v", err)
 		}
 	}
-	values := got.waitFor(t, "every event once", atLeast[string](n))
+	values := got.WaitFor(t, "every event once", atLeast[string](n))
 	perWorker := map[string]int{}
 	seen := map[uint64]bool{}
 	for _, v := range values {
@@ -446,8 +398,8 @@ func TestPersistentSessionKeepsEvents(t *testing.T) {
 		URL: proxy.URL(), ClientID: "worker-persistent", PersistentSession: true,
 		OnConnect: func() { reconnects <- struct{}{} },
 	})
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "p1", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(ctx, "p1", "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	<-reconnects
@@ -464,7 +416,7 @@ func TestPersistentSessionKeepsEvents(t *testing.T) {
 		}
 	}
 	proxy.SetDown(false)
-	msgs := got.waitFor(t, "events sent while the worker was away", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "events sent while the worker was away", atLeast[bridge.EventMessage](n))
 	for i, seq := range decodeSeqs(t, msgs) {
 		if seq != uint64(i+1) {
 			t.Fatalf("event %d has seq %d, want %d", i, seq, i+1)
@@ -498,11 +450,11 @@ func TestPersistentSessionAcrossRestart(t *testing.T) {
 	// The broker sends the queued events right after CONNACK, before the
 	// new process subscribes, so the bus must keep them until then.
 	second := newBus(t, cfg)
-	got := newCollector[bridge.EventMessage]()
-	if err := second.SubscribeEvents(ctx, "p1", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := second.SubscribeEvents(ctx, "p1", "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
-	msgs := got.waitFor(t, "events queued in the session", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "events queued in the session", atLeast[bridge.EventMessage](n))
 	for i, seq := range decodeSeqs(t, msgs) {
 		if seq != uint64(i+1) {
 			t.Fatalf("event %d has seq %d, want %d", i, seq, i+1)
@@ -547,7 +499,7 @@ func TestDeferredAckRedelivery(t *testing.T) {
 	first := newBus(t, cfg)
 	var mu sync.Mutex
 	var acks []bridge.AckFunc
-	got := newCollector[bridge.EventMessage]()
+	got := brokertest.NewCollector[bridge.EventMessage]()
 	err := first.SubscribeEvents(ctx, "p1", "", func(m bridge.EventMessage) {
 		if m.Defer == nil {
 			t.Error("an MQTT event message has no Defer")
@@ -556,7 +508,7 @@ func TestDeferredAckRedelivery(t *testing.T) {
 		mu.Lock()
 		acks = append(acks, m.Defer())
 		mu.Unlock()
-		got.add(m)
+		got.Add(m)
 	})
 	if err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
@@ -568,7 +520,7 @@ func TestDeferredAckRedelivery(t *testing.T) {
 			t.Fatalf("PublishEvent: %v", err)
 		}
 	}
-	if s := decodeSeqs(t, got.waitFor(t, "three unacked events", atLeast[bridge.EventMessage](3))); !slices.Equal(s, []uint64{1, 2, 3}) {
+	if s := decodeSeqs(t, got.WaitFor(t, "three unacked events", atLeast[bridge.EventMessage](3))); !slices.Equal(s, []uint64{1, 2, 3}) {
 		t.Fatalf("seqs before any PUBACK = %v, want 1, 2, 3", s)
 	}
 	mu.Lock()
@@ -582,7 +534,7 @@ func TestDeferredAckRedelivery(t *testing.T) {
 	if err := edge.PublishEvent(ctx, env, data); err != nil {
 		t.Fatalf("PublishEvent: %v", err)
 	}
-	got.waitFor(t, "seq 4", atLeast[bridge.EventMessage](4))
+	got.WaitFor(t, "seq 4", atLeast[bridge.EventMessage](4))
 	mu.Lock()
 	acks[3](true)
 	mu.Unlock()
@@ -591,15 +543,15 @@ func TestDeferredAckRedelivery(t *testing.T) {
 	}
 
 	second := newBus(t, cfg)
-	again := newCollector[bridge.EventMessage]()
-	if err := second.SubscribeEvents(ctx, "p1", "", again.add); err != nil {
+	again := brokertest.NewCollector[bridge.EventMessage]()
+	if err := second.SubscribeEvents(ctx, "p1", "", again.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	env, data = event(t, "p1", 5)
 	if err := edge.PublishEvent(ctx, env, data); err != nil {
 		t.Fatalf("PublishEvent: %v", err)
 	}
-	msgs := again.waitFor(t, "the unacked events and seq 5", func(v []bridge.EventMessage) bool {
+	msgs := again.WaitFor(t, "the unacked events and seq 5", func(v []bridge.EventMessage) bool {
 		s := decodeSeqs(t, v)
 		return len(s) > 0 && s[len(s)-1] == 5
 	})

@@ -28,8 +28,8 @@ import (
 func exchangeEvents(t *testing.T, edge, worker *mqtt.Bus, printer string, n int) {
 	t.Helper()
 	ctx := context.Background()
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, printer, "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(ctx, printer, "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	var batch []bridge.OutgoingEvent
@@ -44,7 +44,7 @@ func exchangeEvents(t *testing.T, edge, worker *mqtt.Bus, printer string, n int)
 	if taken != n {
 		t.Fatalf("PublishEvents took %d events, want %d", taken, n)
 	}
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	for i, seq := range decodeSeqs(t, msgs) {
 		if seq != uint64(i+1) {
 			t.Fatalf("event %d has seq %d, want %d: order not kept", i, seq, i+1)

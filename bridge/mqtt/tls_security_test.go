@@ -157,15 +157,15 @@ func TestTLSClientCertAndPassword(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second TLS client: %v", err)
 	}
-	got := newCollector[bridge.EventMessage]()
-	if err := sub.SubscribeEvents(context.Background(), "tls-1", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := sub.SubscribeEvents(context.Background(), "tls-1", "", got.Add); err != nil {
 		t.Fatal(err)
 	}
 	env, data := event(t, "tls-1", 1)
 	if err := pub.PublishEvent(context.Background(), env, data); err != nil {
 		t.Fatalf("publish over TLS: %v", err)
 	}
-	got.waitFor(t, "event over TLS", atLeast[bridge.EventMessage](1))
+	got.WaitFor(t, "event over TLS", atLeast[bridge.EventMessage](1))
 
 	if strings.Contains(logs.String(), tlsPassword) {
 		t.Errorf("the password appears in the log:\n%s", logs.String())

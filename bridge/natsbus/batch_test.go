@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
 
@@ -25,8 +26,8 @@ func TestCoreBatchArrivesInOrder(t *testing.T) {
 	worker := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 	edge := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(context.Background(), "", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(context.Background(), "", "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	const n = 1000
@@ -39,7 +40,7 @@ func TestCoreBatchArrivesInOrder(t *testing.T) {
 			t.Fatalf("PublishEvents from seq %d took %d events, want 250", from, taken)
 		}
 	}
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	if !slices.Equal(seqs(t, msgs), seqRange(1, n)) {
 		t.Errorf("events arrived out of order or twice")
 	}

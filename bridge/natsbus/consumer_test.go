@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
 
@@ -56,8 +57,8 @@ func TestConsumerNameCollisionRejected(t *testing.T) {
 			second := newBus(t, cfg)
 			ctx := context.Background()
 
-			got := newCollector[bridge.EventMessage]()
-			if err := first.SubscribeEvents(ctx, tc.firstPrinter, tc.firstGroup, got.add); err != nil {
+			got := brokertest.NewCollector[bridge.EventMessage]()
+			if err := first.SubscribeEvents(ctx, tc.firstPrinter, tc.firstGroup, got.Add); err != nil {
 				t.Fatalf("first SubscribeEvents: %v", err)
 			}
 			err := second.SubscribeEvents(ctx, tc.secondPrinter, tc.secondGroup, func(bridge.EventMessage) {
@@ -104,7 +105,7 @@ func TestConsumerNameCollisionRejected(t *testing.T) {
 			if tc.firstPrinter == "" {
 				want = 5
 			}
-			events := got.waitFor(t, "first worker's events", atLeast[bridge.EventMessage](want))
+			events := got.WaitFor(t, "first worker's events", atLeast[bridge.EventMessage](want))
 			ownEvents := 0
 			for _, m := range events {
 				if m.Printer == own {
@@ -127,18 +128,18 @@ func TestConsumerSharedBySameGroup(t *testing.T) {
 	edge := newBus(t, cfg)
 	ctx := context.Background()
 
-	got := newCollector[bridge.EventMessage]()
+	got := brokertest.NewCollector[bridge.EventMessage]()
 	for i := range 2 {
 		worker := newBus(t, cfg)
-		if err := worker.SubscribeEvents(ctx, "p1", "farm", got.add); err != nil {
+		if err := worker.SubscribeEvents(ctx, "p1", "farm", got.Add); err != nil {
 			t.Fatalf("worker %d SubscribeEvents: %v", i, err)
 		}
 	}
 	publishEvents(t, edge, "p1", 1, 6)
-	got.waitFor(t, "events of both workers", atLeast[bridge.EventMessage](6))
+	got.WaitFor(t, "events of both workers", atLeast[bridge.EventMessage](6))
 	ackedUpTo(t, edge, "farm_p1", 6)
 
-	sorted := seqs(t, got.snapshot())
+	sorted := seqs(t, got.Snapshot())
 	slices.Sort(sorted)
 	if !slices.Equal(sorted, seqRange(1, 6)) {
 		t.Errorf("workers got seqs %v, want 1..6 once each", sorted)
@@ -204,9 +205,9 @@ func TestConsumerWithoutMetadataAdopted(t *testing.T) {
 		t.Fatalf("fetched %d events from the old consumer, want 2", fetched)
 	}
 
-	got := newCollector[bridge.EventMessage]()
+	got := brokertest.NewCollector[bridge.EventMessage]()
 	worker := newBus(t, cfg)
-	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.add); err != nil {
+	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents on a consumer without metadata: %v", err)
 	}
 	stored := consumerConfig(t, edge, "workers_p1")
@@ -217,9 +218,9 @@ func TestConsumerWithoutMetadataAdopted(t *testing.T) {
 		t.Errorf("consumer metadata printer = %q (set: %t), want p1", p, ok)
 	}
 
-	got.waitFor(t, "the event the old consumer left", atLeast[bridge.EventMessage](1))
+	got.WaitFor(t, "the event the old consumer left", atLeast[bridge.EventMessage](1))
 	ackedUpTo(t, edge, "workers_p1", 3)
-	if s := seqs(t, got.snapshot()); !slices.Equal(s, []uint64{3}) {
+	if s := seqs(t, got.Snapshot()); !slices.Equal(s, []uint64{3}) {
 		t.Errorf("worker got seqs %v, want 3 after the old consumer acked 1..2", s)
 	}
 }
@@ -258,21 +259,21 @@ func TestConsumerPerWorkerWithoutGroup(t *testing.T) {
 	edge := newBus(t, cfg)
 	ctx := context.Background()
 
-	var got []*collector[bridge.EventMessage]
+	var got []*brokertest.Collector[bridge.EventMessage]
 	for _, id := range []string{"a", "b"} {
-		c := newCollector[bridge.EventMessage]()
+		c := brokertest.NewCollector[bridge.EventMessage]()
 		wcfg := cfg
 		wcfg.WorkerID = id
 		worker := newBus(t, wcfg)
-		if err := worker.SubscribeEvents(ctx, "p1", "", c.add); err != nil {
+		if err := worker.SubscribeEvents(ctx, "p1", "", c.Add); err != nil {
 			t.Fatalf("worker %s SubscribeEvents: %v", id, err)
 		}
 		got = append(got, c)
 	}
 	publishEvents(t, edge, "p1", 1, 4)
 	for i, c := range got {
-		c.waitFor(t, "every event", atLeast[bridge.EventMessage](4))
-		sorted := seqs(t, c.snapshot())
+		c.WaitFor(t, "every event", atLeast[bridge.EventMessage](4))
+		sorted := seqs(t, c.Snapshot())
 		slices.Sort(sorted)
 		if !slices.Equal(sorted, seqRange(1, 4)) {
 			t.Errorf("worker %d got seqs %v, want 1..4", i, sorted)
@@ -292,13 +293,13 @@ func TestConsumerPerWorkerResumesShared(t *testing.T) {
 	edge := newBus(t, cfg)
 	ctx := context.Background()
 
-	old := newCollector[bridge.EventMessage]()
+	old := brokertest.NewCollector[bridge.EventMessage]()
 	oldWorker := newBus(t, cfg)
-	if err := oldWorker.SubscribeEvents(ctx, "p1", "", old.add); err != nil {
+	if err := oldWorker.SubscribeEvents(ctx, "p1", "", old.Add); err != nil {
 		t.Fatalf("shared SubscribeEvents: %v", err)
 	}
 	publishEvents(t, edge, "p1", 1, 3)
-	old.waitFor(t, "events of the shared consumer", atLeast[bridge.EventMessage](3))
+	old.WaitFor(t, "events of the shared consumer", atLeast[bridge.EventMessage](3))
 	ackedUpTo(t, edge, natsbus.DefaultDurable+"_p1", 3)
 	if err := oldWorker.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -308,21 +309,21 @@ func TestConsumerPerWorkerResumesShared(t *testing.T) {
 	wcfg := cfg
 	wcfg.WorkerID = "a"
 	for run := range 2 {
-		c := newCollector[bridge.EventMessage]()
+		c := brokertest.NewCollector[bridge.EventMessage]()
 		worker := newBus(t, wcfg)
-		if err := worker.SubscribeEvents(ctx, "p1", "", c.add); err != nil {
+		if err := worker.SubscribeEvents(ctx, "p1", "", c.Add); err != nil {
 			t.Fatalf("run %d SubscribeEvents: %v", run, err)
 		}
 		if run == 0 {
-			c.waitFor(t, "events after the shared ack floor", atLeast[bridge.EventMessage](2))
+			c.WaitFor(t, "events after the shared ack floor", atLeast[bridge.EventMessage](2))
 			ackedUpTo(t, edge, "printbridge-worker-a_p1", 5)
-			if s := seqs(t, c.snapshot()); !slices.Equal(s, seqRange(4, 5)) {
+			if s := seqs(t, c.Snapshot()); !slices.Equal(s, seqRange(4, 5)) {
 				t.Errorf("new consumer got seqs %v, want 4..5", s)
 			}
 		} else {
 			publishEvents(t, edge, "p1", 6, 6)
-			c.waitFor(t, "the event after the restart", atLeast[bridge.EventMessage](1))
-			if s := seqs(t, c.snapshot()); !slices.Equal(s, seqRange(6, 6)) {
+			c.WaitFor(t, "the event after the restart", atLeast[bridge.EventMessage](1))
+			if s := seqs(t, c.Snapshot()); !slices.Equal(s, seqRange(6, 6)) {
 				t.Errorf("restarted consumer got seqs %v, want 6", s)
 			}
 		}

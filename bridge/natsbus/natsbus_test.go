@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/mqtt"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
@@ -85,49 +86,6 @@ func publishEvents(t *testing.T, b bridge.Bus, printer string, from, to uint64) 
 	}
 }
 
-// collector gathers values from a handler goroutine.
-type collector[T any] struct {
-	mu     sync.Mutex
-	values []T
-	added  chan struct{}
-}
-
-func newCollector[T any]() *collector[T] {
-	return &collector[T]{added: make(chan struct{}, 1)}
-}
-
-func (c *collector[T]) add(v T) {
-	c.mu.Lock()
-	c.values = append(c.values, v)
-	c.mu.Unlock()
-	select {
-	case c.added <- struct{}{}:
-	default:
-	}
-}
-
-func (c *collector[T]) snapshot() []T {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.values)
-}
-
-func (c *collector[T]) waitFor(t *testing.T, what string, ok func([]T) bool) []T {
-	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		if values := c.snapshot(); ok(values) {
-			return values
-		}
-		select {
-		case <-c.added:
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s; got %d values", waitTimeout, what, len(c.snapshot()))
-		}
-	}
-}
-
 func atLeast[T any](n int) func([]T) bool {
 	return func(v []T) bool { return len(v) >= n }
 }
@@ -174,13 +132,13 @@ func TestCoreEventsArriveInOrder(t *testing.T) {
 	worker := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 	edge := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(context.Background(), "", "", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(context.Background(), "", "", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	const n = 1000
 	publishEvents(t, edge, "p1", 1, n)
-	msgs := got.waitFor(t, "all events", atLeast[bridge.EventMessage](n))
+	msgs := got.WaitFor(t, "all events", atLeast[bridge.EventMessage](n))
 	if !slices.Equal(seqs(t, msgs), seqRange(1, n)) {
 		t.Errorf("events arrived out of order or twice")
 	}
@@ -191,7 +149,7 @@ func TestCoreEventsArriveInOrder(t *testing.T) {
 
 func TestQueueGroupSplitsEvents(t *testing.T) {
 	srv := startServer(t, natsbus.EmbeddedOptions{NoJetStream: true})
-	got := newCollector[string]()
+	got := brokertest.NewCollector[string]()
 	for i := range 2 {
 		worker := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 		name := fmt.Sprintf("worker%d", i)
@@ -201,7 +159,7 @@ func TestQueueGroupSplitsEvents(t *testing.T) {
 				t.Errorf("decode: %v", err)
 				return
 			}
-			got.add(name + " " + strconv.FormatUint(env.Seq, 10))
+			got.Add(name + " " + strconv.FormatUint(env.Seq, 10))
 		}); err != nil {
 			t.Fatalf("SubscribeEvents: %v", err)
 		}
@@ -210,7 +168,7 @@ func TestQueueGroupSplitsEvents(t *testing.T) {
 	const n = 200
 	publishEvents(t, edge, "p1", 1, n)
 
-	values := got.waitFor(t, "every event", atLeast[string](n))
+	values := got.WaitFor(t, "every event", atLeast[string](n))
 	perWorker := map[string]int{}
 	seen := map[string]bool{}
 	for _, v := range values {
@@ -291,16 +249,16 @@ func TestDurableConsumerResumes(t *testing.T) {
 	edge := newBus(t, cfg)
 	ctx := context.Background()
 
-	first := newCollector[bridge.EventMessage]()
+	first := brokertest.NewCollector[bridge.EventMessage]()
 	worker, err := natsbus.New(ctx, cfg, testLogger())
 	if err != nil {
 		t.Fatalf("natsbus.New: %v", err)
 	}
-	if err := worker.SubscribeEvents(ctx, "", "", first.add); err != nil {
+	if err := worker.SubscribeEvents(ctx, "", "", first.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	publishEvents(t, edge, "p1", 1, 5)
-	if got := seqs(t, first.waitFor(t, "first events", atLeast[bridge.EventMessage](5))); !slices.Equal(got, seqRange(1, 5)) {
+	if got := seqs(t, first.WaitFor(t, "first events", atLeast[bridge.EventMessage](5))); !slices.Equal(got, seqRange(1, 5)) {
 		t.Errorf("first worker got seqs %v, want 1..5", got)
 	}
 	ackedUpTo(t, edge, natsbus.DefaultDurable, 5)
@@ -309,14 +267,14 @@ func TestDurableConsumerResumes(t *testing.T) {
 	}
 
 	publishEvents(t, edge, "p1", 6, 10)
-	second := newCollector[bridge.EventMessage]()
+	second := brokertest.NewCollector[bridge.EventMessage]()
 	restarted := newBus(t, cfg)
-	if err := restarted.SubscribeEvents(ctx, "", "", second.add); err != nil {
+	if err := restarted.SubscribeEvents(ctx, "", "", second.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
-	second.waitFor(t, "events sent while away", atLeast[bridge.EventMessage](5))
+	second.WaitFor(t, "events sent while away", atLeast[bridge.EventMessage](5))
 	ackedUpTo(t, edge, natsbus.DefaultDurable, 10)
-	if got := seqs(t, second.snapshot()); !slices.Equal(got, seqRange(6, 10)) {
+	if got := seqs(t, second.Snapshot()); !slices.Equal(got, seqRange(6, 10)) {
 		t.Errorf("restarted worker got seqs %v, want 6..10 without the acked 1..5", got)
 	}
 }
@@ -330,12 +288,12 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 	worker := newBus(t, cfg)
 	ctx := context.Background()
 
-	got := newCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.add); err != nil {
+	got := brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.Add); err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	publishEvents(t, edge, "p1", 1, 3)
-	got.waitFor(t, "events before the restart", atLeast[bridge.EventMessage](3))
+	got.WaitFor(t, "events before the restart", atLeast[bridge.EventMessage](3))
 	ackedUpTo(t, edge, "workers_p1", 3)
 
 	srv.Shutdown()
@@ -348,9 +306,9 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 			return edge.PublishEvent(ctx, env, data)
 		})
 	}
-	got.waitFor(t, "events after the restart", atLeast[bridge.EventMessage](6))
+	got.WaitFor(t, "events after the restart", atLeast[bridge.EventMessage](6))
 	ackedUpTo(t, edge, "workers_p1", 6)
-	if got := seqs(t, got.snapshot()); !slices.Equal(got, seqRange(1, 6)) {
+	if got := seqs(t, got.Snapshot()); !slices.Equal(got, seqRange(1, 6)) {
 		t.Errorf("worker got seqs %v, want 1..6 once each", got)
 	}
 }
@@ -360,9 +318,9 @@ func TestCommandRequestReply(t *testing.T) {
 	edge := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 	ctx := context.Background()
 
-	got := newCollector[bridge.CommandMessage]()
+	got := brokertest.NewCollector[bridge.CommandMessage]()
 	if err := edge.SubscribeCommands(ctx, "p1", func(m bridge.CommandMessage) {
-		got.add(m)
+		got.Add(m)
 		if err := edge.PublishReply(ctx, m.Printer, m.Reply, []byte(`{"status":"accepted"}`)); err != nil {
 			t.Errorf("PublishReply: %v", err)
 		}
@@ -382,7 +340,7 @@ func TestCommandRequestReply(t *testing.T) {
 	if string(reply.Data) != `{"status":"accepted"}` {
 		t.Errorf("reply = %s, want the accepted reply", reply.Data)
 	}
-	cmd := got.snapshot()[0]
+	cmd := got.Snapshot()[0]
 	if cmd.Reply == "" {
 		t.Error("CommandMessage.Reply is empty for a NATS request")
 	}
@@ -400,8 +358,8 @@ func TestRepliesOnDefaultSubject(t *testing.T) {
 	worker := newBus(t, natsbus.Config{URL: srv.NATSURL()})
 	ctx := context.Background()
 
-	got := newCollector[string]()
-	if err := worker.SubscribeReplies(ctx, "", func(data []byte) { got.add(string(data)) }); err != nil {
+	got := brokertest.NewCollector[string]()
+	if err := worker.SubscribeReplies(ctx, "", func(data []byte) { got.Add(string(data)) }); err != nil {
 		t.Fatalf("SubscribeReplies: %v", err)
 	}
 	if err := worker.PublishCommand(ctx, "p1", bridge.CommandJob, []byte(`{"id":"c-2","action":"pause"}`)); err != nil {
@@ -410,7 +368,7 @@ func TestRepliesOnDefaultSubject(t *testing.T) {
 	if err := edge.PublishReply(ctx, "p1", "", []byte("done")); err != nil {
 		t.Fatalf("PublishReply: %v", err)
 	}
-	if v := got.waitFor(t, "reply", atLeast[string](1)); v[0] != "done" {
+	if v := got.WaitFor(t, "reply", atLeast[string](1)); v[0] != "done" {
 		t.Errorf("reply = %q, want %q", v[0], "done")
 	}
 }
@@ -455,8 +413,8 @@ func TestMQTTListenerGetsNATSEvent(t *testing.T) {
 		t.Fatalf("mqtt.New on the NATS MQTT listener: %v", err)
 	}
 	defer consumer.Close()
-	events := newCollector[bridge.EventMessage]()
-	if err := consumer.SubscribeEvents(ctx, "p1", "", events.add); err != nil {
+	events := brokertest.NewCollector[bridge.EventMessage]()
+	if err := consumer.SubscribeEvents(ctx, "p1", "", events.Add); err != nil {
 		t.Fatalf("MQTT SubscribeEvents: %v", err)
 	}
 
@@ -465,7 +423,7 @@ func TestMQTTListenerGetsNATSEvent(t *testing.T) {
 	if err := edge.PublishEvent(ctx, env, data); err != nil {
 		t.Fatalf("NATS PublishEvent: %v", err)
 	}
-	msg := events.waitFor(t, "event over MQTT", atLeast[bridge.EventMessage](1))[0]
+	msg := events.WaitFor(t, "event over MQTT", atLeast[bridge.EventMessage](1))[0]
 	if string(msg.Data) != string(data) {
 		t.Errorf("MQTT subscriber got %s, want %s", msg.Data, data)
 	}
@@ -474,14 +432,14 @@ func TestMQTTListenerGetsNATSEvent(t *testing.T) {
 	}
 
 	// The other way: a command published over MQTT reaches the NATS side.
-	commands := newCollector[bridge.CommandMessage]()
-	if err := edge.SubscribeCommands(ctx, "p1", commands.add); err != nil {
+	commands := brokertest.NewCollector[bridge.CommandMessage]()
+	if err := edge.SubscribeCommands(ctx, "p1", commands.Add); err != nil {
 		t.Fatalf("NATS SubscribeCommands: %v", err)
 	}
 	if err := consumer.PublishCommand(ctx, "p1", bridge.CommandConnection, []byte(`{"id":"c-3","action":"connect"}`)); err != nil {
 		t.Fatalf("MQTT PublishCommand: %v", err)
 	}
-	cmd := commands.waitFor(t, "command over NATS", atLeast[bridge.CommandMessage](1))[0]
+	cmd := commands.WaitFor(t, "command over NATS", atLeast[bridge.CommandMessage](1))[0]
 	if cmd.Kind != bridge.CommandConnection || cmd.Printer != "p1" {
 		t.Errorf("printer/kind = %q/%q, want p1/connection", cmd.Printer, cmd.Kind)
 	}
@@ -536,7 +494,7 @@ func TestDeferredAckAndNak(t *testing.T) {
 
 	var mu sync.Mutex
 	var acks []bridge.AckFunc
-	got := newCollector[bridge.EventMessage]()
+	got := brokertest.NewCollector[bridge.EventMessage]()
 	err := worker.SubscribeEvents(ctx, "", "", func(m bridge.EventMessage) {
 		if m.Defer == nil {
 			t.Error("a JetStream event message has no Defer")
@@ -545,20 +503,20 @@ func TestDeferredAckAndNak(t *testing.T) {
 		mu.Lock()
 		acks = append(acks, m.Defer())
 		mu.Unlock()
-		got.add(m)
+		got.Add(m)
 	})
 	if err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
 	}
 	publishEvents(t, edge, "p1", 1, 3)
-	if s := seqs(t, got.waitFor(t, "three unacked events", atLeast[bridge.EventMessage](3))); !slices.Equal(s, seqRange(1, 3)) {
+	if s := seqs(t, got.WaitFor(t, "three unacked events", atLeast[bridge.EventMessage](3))); !slices.Equal(s, seqRange(1, 3)) {
 		t.Fatalf("seqs before any ack = %v, want 1..3", s)
 	}
 
 	mu.Lock()
 	acks[0](false)
 	mu.Unlock()
-	if s := seqs(t, got.waitFor(t, "the nakked event again", atLeast[bridge.EventMessage](4))); s[3] != 1 {
+	if s := seqs(t, got.WaitFor(t, "the nakked event again", atLeast[bridge.EventMessage](4))); s[3] != 1 {
 		t.Errorf("seq after the Nak = %d, want 1", s[3])
 	}
 	mu.Lock()
@@ -567,7 +525,7 @@ func TestDeferredAckAndNak(t *testing.T) {
 	}
 	mu.Unlock()
 	ackedUpTo(t, edge, natsbus.DefaultDurable, 3)
-	if s := seqs(t, got.snapshot()); len(s) != 4 {
+	if s := seqs(t, got.Snapshot()); len(s) != 4 {
 		t.Errorf("seqs = %v, want 1, 2, 3 and the redelivered 1", s)
 	}
 }

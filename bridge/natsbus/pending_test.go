@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
 
@@ -27,10 +28,10 @@ func TestPendingLimitCountsDrops(t *testing.T) {
 
 	release := make(chan struct{})
 	var once sync.Once
-	handled := newCollector[bridge.EventMessage]()
+	handled := brokertest.NewCollector[bridge.EventMessage]()
 	err := worker.SubscribeEvents(context.Background(), "", "", func(m bridge.EventMessage) {
 		once.Do(func() { <-release })
-		handled.add(m)
+		handled.Add(m)
 	})
 	if err != nil {
 		t.Fatalf("SubscribeEvents: %v", err)
@@ -38,24 +39,24 @@ func TestPendingLimitCountsDrops(t *testing.T) {
 	// The reply comes after the events on the same server connection,
 	// so once it arrives the client has taken every event off the socket
 	// while the handler still waits on the first.
-	marker := newCollector[[]byte]()
-	if err := worker.SubscribeReplies(context.Background(), "p1", marker.add); err != nil {
+	marker := brokertest.NewCollector[[]byte]()
+	if err := worker.SubscribeReplies(context.Background(), "p1", marker.Add); err != nil {
 		t.Fatalf("SubscribeReplies: %v", err)
 	}
 	publishEvents(t, edge, "p1", 1, events)
 	if err := edge.PublishReply(context.Background(), "p1", "", []byte("marker")); err != nil {
 		t.Fatalf("PublishReply: %v", err)
 	}
-	marker.waitFor(t, "the marker reply", atLeast[[]byte](1))
+	marker.WaitFor(t, "the marker reply", atLeast[[]byte](1))
 	close(release)
 
 	pollUntil(t, "every event handled or counted as dropped", func() error {
-		if n := int64(len(handled.snapshot())) + dropped.Load(); n != events {
-			return fmt.Errorf("handled %d + dropped %d = %d, want %d", len(handled.snapshot()), dropped.Load(), n, events)
+		if n := int64(len(handled.Snapshot())) + dropped.Load(); n != events {
+			return fmt.Errorf("handled %d + dropped %d = %d, want %d", len(handled.Snapshot()), dropped.Load(), n, events)
 		}
 		return nil
 	})
-	if n := len(handled.snapshot()); n > pendingLimit+1 {
+	if n := len(handled.Snapshot()); n > pendingLimit+1 {
 		t.Errorf("handled %d events, want at most the pending limit %d and the one in the handler", n, pendingLimit)
 	}
 	if dropped.Load() == 0 {
