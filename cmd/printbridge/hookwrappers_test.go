@@ -64,34 +64,7 @@ func TestWorkerRejectsHostileWrapperHooks(t *testing.T) {
 	cfg := writeWorkerConfig(t, t.TempDir(), config.String())
 	w := startWorker(t, "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "127.0.0.1:0")
 
-	loaded := 0
-	for i, h := range hooks {
-		errors := w.lines("level=ERROR", fmt.Sprintf(`(entry #%d \"%s\")`, i+1, h.name))
-		if !h.rejected {
-			loaded++
-			if len(errors) != 0 {
-				t.Errorf("hook %q was rejected: %s", h.name, errors)
-			}
-			continue
-		}
-		if len(errors) != 1 {
-			t.Errorf("hook %q: %d error lines, want 1 that rejects it:\n%s", h.name, len(errors), w.log.String())
-			continue
-		}
-		for _, want := range []string{"placeholder {name} in command #1", "lets a value such as a file name run code"} {
-			if !strings.Contains(errors[0], want) {
-				t.Errorf("hook %q: error line lacks %q: %s", h.name, want, errors[0])
-			}
-		}
-	}
-	m := metricsAddress.FindStringSubmatch(w.log.String())
-	if m == nil {
-		t.Fatalf("no metrics address in the log:\n%s", w.log.String())
-	}
-	families := scrapeMetricFamilies(t, "http://"+m[1]+"/metrics")
-	if got := metricSample(families, "printbridge_worker_config_entries_skipped", nil); got != float64(len(hooks)-loaded) {
-		t.Errorf("entries_skipped = %v, want %d", got, len(hooks)-loaded)
-	}
+	checkHookRejections(t, w, hooks)
 
 	names := []string{"a;touch PWNED-semicolon", "$(touch PWNED-subst)", "x';touch PWNED-quote;'", "-oProxyCommand=touch PWNED-proxy", "evil.gcode"}
 	sender := newEventSender(t, emb.NATSURL(), "mk3s")
@@ -136,5 +109,41 @@ func TestWorkerRejectsHostileWrapperHooks(t *testing.T) {
 		if command != "echo ready" && command != "cat >> received.txt" {
 			t.Errorf("the SSH server ran %q, want only the fixed command of the hook", command)
 		}
+	}
+}
+
+// checkHookRejections checks the log and the metrics of the worker w,
+// started with hooks in config order: each rejected hook has one error
+// line that names its placeholder, the others have none, and
+// printbridge_worker_config_entries_skipped counts the rejected ones.
+func checkHookRejections(t *testing.T, w *workerRun, hooks []wrapperHook) {
+	t.Helper()
+	loaded := 0
+	for i, h := range hooks {
+		errors := w.lines("level=ERROR", fmt.Sprintf(`(entry #%d \"%s\")`, i+1, h.name))
+		if !h.rejected {
+			loaded++
+			if len(errors) != 0 {
+				t.Errorf("hook %q was rejected: %s", h.name, errors)
+			}
+			continue
+		}
+		if len(errors) != 1 {
+			t.Errorf("hook %q: %d error lines, want 1 that rejects it:\n%s", h.name, len(errors), w.log.String())
+			continue
+		}
+		for _, want := range []string{"placeholder {name} in command #1", "lets a value such as a file name run code"} {
+			if !strings.Contains(errors[0], want) {
+				t.Errorf("hook %q: error line lacks %q: %s", h.name, want, errors[0])
+			}
+		}
+	}
+	m := metricsAddress.FindStringSubmatch(w.log.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", w.log.String())
+	}
+	families := scrapeMetricFamilies(t, "http://"+m[1]+"/metrics")
+	if got := metricSample(families, "printbridge_worker_config_entries_skipped", nil); got != float64(len(hooks)-loaded) {
+		t.Errorf("entries_skipped = %v, want %d", got, len(hooks)-loaded)
 	}
 }
