@@ -263,11 +263,15 @@ func TestSplitGluedLines(t *testing.T) {
 		"T:22.00 /0.00 B:22start":                      {"T:22.00 /0.00 B:22", "start"},
 		"T:1 /0 B:0 /0 @:0 B@:0Error:Line Number is not Last Line Number+1, Last Line: 2": {"T:1 /0 B:0 /0 @:0 B@:0", "Error:Line Number is not Last Line Number+1, Last Line: 2"},
 		"X:1.00 Y:2.00 Z:3.00 E:0.00 Count X:80ok N12 P15 B3":                             {"X:1.00 Y:2.00 Z:3.00 E:0.00 Count X:80", "ok N12 P15 B3"},
-		"ok":                                    nil,
-		"ok T:21.0 /0.0":                        nil,
-		"echo:Now fresh file: book":             nil,
-		"start":                                 nil,
-		"Error:checksum mismatch, Last Line: 9": nil,
+		`echo:Unknown command: "M486 S0"ok`:                                               {`echo:Unknown command: "M486 S0"`, "ok"},
+		"echo:Settings Stored (628 bytes; crc 11947)ok":                                   {"echo:Settings Stored (628 bytes; crc 11947)", "ok"},
+		"Done saving file.ok":                                                             {"Done saving file.", "ok"},
+		"echo:SD card ok":                                                                 nil,
+		"ok":                                                                              nil,
+		"ok T:21.0 /0.0":                                                                  nil,
+		"echo:Now fresh file: book":                                                       nil,
+		"start":                                                                           nil,
+		"Error:checksum mismatch, Last Line: 9":                                           nil,
 	}
 	for line, want := range cases {
 		got := splitGlued(line)

@@ -299,3 +299,27 @@ func TestQuirkStarInM117(t *testing.T) {
 	vcfg.FirstStarChecksum = true
 	printM117Job(t, vcfg, "M117 *** Test ***", "*")
 }
+
+// TestGluedOKAfterUnknownCommand sends a command the firmware does not
+// know while every ok is glued to the output before it
+// (`echo:Unknown command: "M486 S0"ok`). The ok must count at once, so
+// each request gets its own replies well before the 30 s communication
+// timeout, which would otherwise resend the line.
+func TestGluedOKAfterUnknownCommand(t *testing.T) {
+	vcfg := fastConfig()
+	vcfg.GluedOKs = 100
+	r := startRig(t, vcfg, printer.Config{})
+	r.waitState("OPERATIONAL", 10*time.Second)
+
+	first := r.gcode("M486 S0", "M105")
+	second := r.gcode("G29")
+	if !slices.ContainsFunc(first, func(l string) bool { return strings.Contains(l, `Unknown command: "M486 S0"`) }) {
+		t.Errorf("replies to M486 S0 and M105 = %q, want the Unknown command line of M486 S0", first)
+	}
+	if slices.ContainsFunc(first, func(l string) bool { return strings.Contains(l, "G29") }) {
+		t.Errorf("replies to M486 S0 and M105 = %q, want none of G29's", first)
+	}
+	if !slices.ContainsFunc(second, func(l string) bool { return strings.Contains(l, `Unknown command: "G29"`) }) {
+		t.Errorf("replies to G29 = %q, want its Unknown command line", second)
+	}
+}

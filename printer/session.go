@@ -780,9 +780,10 @@ func gluedOK(line string) bool {
 
 // gluedTailPattern finds an ok or a reset banner that lost its line feed
 // and stuck to the end of the previous output (`...B@:17ok`,
-// `Cap:CONFIG_EXPORT:0ok`, `T:22.00 /0.00 B:22start`). Only a tail after a
-// digit, ':' or '?' counts, so words that end in "ok" stay whole.
-var gluedTailPattern = lazy.Regexp{Expr: `^(.*[0-9:?])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`}
+// `Cap:CONFIG_EXPORT:0ok`, `T:22.00 /0.00 B:22start`,
+// `echo:Unknown command: "M486 S0"ok`). Only a tail after a digit or one
+// of : ? " ) . counts, so words that end in "ok" stay whole.
+var gluedTailPattern = lazy.Regexp{Expr: `^(.*[0-9:?").])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`}
 
 // gluedHeadTokens start a message of their own when they appear inside
 // another line.

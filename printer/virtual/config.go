@@ -175,7 +175,8 @@ type Config struct {
 	// deleted:x.gok` or an auto-report ending in `B@:0ok`. Only lines sent
 	// while a command runs can get an ok glued to them: with GluedOKs on,
 	// their line feed is held back until the next output, so they reach
-	// the host up to one report interval late.
+	// the host up to one report interval late. A line that ends in a
+	// letter keeps its line feed (see okMayGlue).
 	GluedOKs int
 	// DuplicateResend sends every resend request twice: after a rejected
 	// line, whatever the error (checksum, missing checksum or line

@@ -122,10 +122,26 @@ func (s *session) outLine(line string) outLine {
 	switch {
 	case isOKLine(line):
 		out.glue = s.p.rand.percent(s.cfg.GluedOKs)
-	case s.busy.Load() && line != s.busyLine():
+	case s.busy.Load() && line != s.busyLine() && okMayGlue(line):
 		out.hold = true
 	}
 	return out
+}
+
+// okMayGlue reports whether GluedOKs may put an ok right after line: a
+// line that ends in a digit or one of : ? " ) ., or a `File deleted:`
+// line. After a letter the ok would read as the end of a word (`echo:SD
+// card ok`), which no host can tell from a glued one, so such a line
+// keeps its line feed.
+func okMayGlue(line string) bool {
+	if line == "" {
+		return false
+	}
+	if strings.HasPrefix(line, "File deleted") {
+		return true
+	}
+	last := line[len(line)-1]
+	return last >= '0' && last <= '9' || strings.IndexByte(`:?").`, last) >= 0
 }
 
 // midlineReport returns the temperature report that AutoreportMidline

@@ -39,6 +39,32 @@ func TestGluedOKAfterAutoreport(t *testing.T) {
 	}
 }
 
+func TestGluedOKAfterQuote(t *testing.T) {
+	cfg := fastConfig()
+	cfg.GluedOKs = 100
+	p := startPrinter(t, cfg)
+	h := connect(t, p)
+	h.send("M486 S0")
+	line := h.until("glued ok", func(l string) bool { return strings.HasSuffix(l, "ok") })
+	if want := `echo:Unknown command: "M486 S0"ok`; line[len(line)-1] != want {
+		t.Errorf("M486 reply = %q, want %q", line, want)
+	}
+}
+
+// TestGluedOKNeverAfterLetter lists the SD card with every ok glued where
+// it may be: "End file list" ends in a letter, so its ok stays on a line
+// of its own.
+func TestGluedOKNeverAfterLetter(t *testing.T) {
+	cfg := fastConfig()
+	cfg.GluedOKs = 100
+	p := startPrinter(t, cfg)
+	h := connect(t, p)
+	got := h.command("M20")
+	if len(got) < 2 || got[len(got)-2] != "End file list" || got[len(got)-1] != "ok" {
+		t.Errorf("M20 reply = %q, want it to end with \"End file list\" and \"ok\" on two lines", got)
+	}
+}
+
 func TestGluedOKsOffByDefault(t *testing.T) {
 	p := startPrinter(t, fastConfig())
 	h := connect(t, p)
