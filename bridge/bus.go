@@ -135,10 +135,12 @@ func Connected(b Bus) bool {
 	return !ok || r.Connected()
 }
 
-// BridgeInfoPublisher is a Bus that publishes the bridge description
-// (version, schema, printers) on its bridge info topic.
+// BridgeInfoPublisher is a Bus that publishes the description of an edge
+// (version, schema, printers) on the printer's own info topic and on the
+// bridge info topic that all edges share. Only the printers' topics
+// together list every edge of a farm.
 type BridgeInfoPublisher interface {
-	PublishBridgeInfo(ctx context.Context, data []byte) error
+	PublishBridgeInfo(ctx context.Context, printer string, data []byte) error
 }
 
 // PresenceBus is a Bus that carries the presence messages of edges on the

@@ -163,10 +163,10 @@ func (m *multi) SubscribeCommands(ctx context.Context, printer string, h func(Co
 
 // PublishBridgeInfo publishes the bridge description on every bus that
 // is a BridgeInfoPublisher.
-func (m *multi) PublishBridgeInfo(ctx context.Context, data []byte) error {
+func (m *multi) PublishBridgeInfo(ctx context.Context, printer string, data []byte) error {
 	return m.eachConnected(func(b Bus) error {
 		if ib, ok := b.(BridgeInfoPublisher); ok {
-			return ib.PublishBridgeInfo(ctx, data)
+			return ib.PublishBridgeInfo(ctx, printer, data)
 		}
 		return nil
 	})

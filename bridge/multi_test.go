@@ -347,7 +347,9 @@ type infoBus struct {
 	fakeBus
 }
 
-func (i *infoBus) PublishBridgeInfo(context.Context, []byte) error { return i.record("bridge info") }
+func (i *infoBus) PublishBridgeInfo(context.Context, string, []byte) error {
+	return i.record("bridge info")
+}
 
 func TestMultiPublishesBridgeInfo(t *testing.T) {
 	withInfo, without := &infoBus{fakeBus: fakeBus{name: "mqtt"}}, &fakeBus{name: "nats"}
@@ -356,7 +358,7 @@ func TestMultiPublishesBridgeInfo(t *testing.T) {
 	if !ok {
 		t.Fatal("the fan-out is no BridgeInfoPublisher")
 	}
-	if err := ib.PublishBridgeInfo(context.Background(), nil); err != nil {
+	if err := ib.PublishBridgeInfo(context.Background(), "p1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := withInfo.recorded(); len(got) != 1 || got[0] != "bridge info" {

@@ -189,13 +189,13 @@ func (p *Pending) PublishCommand(ctx context.Context, printer, kind string, data
 
 // PublishBridgeInfo publishes on the attached bus when it is a
 // BridgeInfoPublisher.
-func (p *Pending) PublishBridgeInfo(ctx context.Context, data []byte) error {
+func (p *Pending) PublishBridgeInfo(ctx context.Context, printer string, data []byte) error {
 	b, err := p.current()
 	if err != nil {
 		return err
 	}
 	if ib, ok := b.(BridgeInfoPublisher); ok {
-		return ib.PublishBridgeInfo(ctx, data)
+		return ib.PublishBridgeInfo(ctx, printer, data)
 	}
 	return nil
 }

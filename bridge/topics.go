@@ -112,6 +112,9 @@ func (t Topics) MQTTHook(printer string) string { return t.mqtt(printer, "hook")
 // each other (bridge/edge/presence.go).
 func (t Topics) MQTTPresence(printer string) string { return t.mqtt(printer, "presence") }
 
+// MQTTInfo is the retained description of the printer's edge.
+func (t Topics) MQTTInfo(printer string) string { return t.mqtt(printer, "info") }
+
 // MQTTBridgeInfo is the retained bridge description.
 func (t Topics) MQTTBridgeInfo() string { return t.mqtt("bridge", "info") }
 
@@ -169,6 +172,9 @@ func (t Topics) NATSHook(printer string) string { return t.nats(printer, "hook")
 // NATSPresence is the subject on which the edges of one printer id find
 // each other (bridge/edge/presence.go).
 func (t Topics) NATSPresence(printer string) string { return t.nats(printer, "presence") }
+
+// NATSInfo is the subject of the description of the printer's edge.
+func (t Topics) NATSInfo(printer string) string { return t.nats(printer, "info") }
 
 // NATSBridgeInfo is the bridge description subject.
 func (t Topics) NATSBridgeInfo() string { return t.nats("bridge", "info") }

@@ -895,7 +895,7 @@ func (e *Edge) publishInfo(ctx context.Context, bus bridge.Bus) {
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
 	if infoBus, ok := bus.(bridge.BridgeInfoPublisher); ok {
-		if err := infoBus.PublishBridgeInfo(pctx, data); err != nil {
+		if err := infoBus.PublishBridgeInfo(pctx, e.cfg.PrinterID, data); err != nil {
 			e.log.Warn("publishing bridge info failed", "bus", bus.Name(), "error", err)
 		}
 	}

@@ -179,7 +179,7 @@ func TestRetainedStateLateSubscriber(t *testing.T) {
 	if err := edge.PublishState(ctx, "p1", state); err != nil {
 		t.Fatalf("PublishState: %v", err)
 	}
-	if err := edge.PublishBridgeInfo(ctx, []byte(`{"schema":1}`)); err != nil {
+	if err := edge.PublishBridgeInfo(ctx, "p1", []byte(`{"schema":1}`)); err != nil {
 		t.Fatalf("PublishBridgeInfo: %v", err)
 	}
 
@@ -190,6 +190,7 @@ func TestRetainedStateLateSubscriber(t *testing.T) {
 	})
 	got.WaitFor(t, "retained state", contains(topics.MQTTState("p1")+` retained=true {"state":"OPERATIONAL"}`))
 	got.WaitFor(t, "retained bridge info", contains(topics.MQTTBridgeInfo()+` retained=true {"schema":1}`))
+	got.WaitFor(t, "retained printer info", contains(topics.MQTTInfo("p1")+` retained=true {"schema":1}`))
 }
 
 func TestEventsAreNotRetained(t *testing.T) {

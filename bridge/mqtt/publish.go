@@ -115,8 +115,12 @@ func (b *Bus) PublishCommand(ctx context.Context, printer, kind string, data []b
 	return b.publish(ctx, b.cfg.Topics.MQTTCommand(printer, kind), false, data)
 }
 
-// PublishBridgeInfo publishes the retained bridge description.
-func (b *Bus) PublishBridgeInfo(ctx context.Context, data []byte) error {
+// PublishBridgeInfo publishes the retained description of the edge of
+// printer on the printer's info topic and on the shared bridge info topic.
+func (b *Bus) PublishBridgeInfo(ctx context.Context, printer string, data []byte) error {
+	if err := b.publish(ctx, b.cfg.Topics.MQTTInfo(printer), true, data); err != nil {
+		return err
+	}
 	return b.publish(ctx, b.cfg.Topics.MQTTBridgeInfo(), true, data)
 }
 

@@ -121,9 +121,14 @@ func (b *Bus) PublishAvailability(ctx context.Context, printer string, online bo
 	return b.publishStored(ctx, b.cfg.Topics.NATSAvailability(printer), printer+".availability", []byte(payload))
 }
 
-// PublishBridgeInfo publishes the bridge description and, with JetStream,
-// stores it in the state bucket under bridge.info.
-func (b *Bus) PublishBridgeInfo(ctx context.Context, data []byte) error {
+// PublishBridgeInfo publishes the description of the edge of printer on
+// the printer's info subject and on the shared bridge info subject. With
+// JetStream it stores them in the state bucket under <printer>.info and
+// bridge.info.
+func (b *Bus) PublishBridgeInfo(ctx context.Context, printer string, data []byte) error {
+	if err := b.publishStored(ctx, b.cfg.Topics.NATSInfo(printer), printer+".info", data); err != nil {
+		return err
+	}
 	return b.publishStored(ctx, b.cfg.Topics.NATSBridgeInfo(), bridgeInfoKey, data)
 }
 

@@ -363,7 +363,7 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	waitUntil(t, "printer A's presence", func() bool { return seen.hasTopic("printbridge/mk3s/presence") })
 	waitUntil(t, "the worker's hook G-code on printer A", func() bool { return executedContains(edgeA.vp, "M117 acl-hook Connected") })
 	waitUntil(t, "the worker's hook result", func() bool { return seen.hasTopic("printbridge/mk3s/hook") })
-	for _, topic := range []string{"printbridge/mk3s/state", "printbridge/mk3s/availability", "printbridge/bridge/info"} {
+	for _, topic := range []string{"printbridge/mk3s/state", "printbridge/mk3s/availability", "printbridge/mk3s/info", "printbridge/bridge/info"} {
 		waitUntil(t, topic, func() bool { return seen.hasTopic(topic) })
 	}
 
@@ -387,6 +387,7 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	rawPublish(t, impostor, "printbridge/mk4/event/PrintDone", false, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk4/state", true, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk4/availability", true, "online")
+	rawPublish(t, impostor, "printbridge/mk4/info", true, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk4/reply", false, `{"forged": true}`)
 	rawPublish(t, impostor, "printbridge/mk4/command/gcode", false, `{"id": "forged", "commands": ["M84"]}`)
 	rawPublish(t, impostor, "printbridge/mk4/presence", false, `{"forged": true}`)
@@ -609,6 +610,7 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 	waitUntil(t, "printer A's presence", func() bool { return seen.hasSubject("printbridge.mk3s.presence") })
 	waitUntil(t, "the worker's hook G-code on printer A", func() bool { return executedContains(edgeA.vp, "M117 acl-hook Connected") })
 	waitUntil(t, "the worker's hook result", func() bool { return seen.hasSubject("printbridge.mk3s.hook") })
+	waitUntil(t, "printer A's info", func() bool { return seen.hasSubject("printbridge.mk3s.info") })
 
 	// A NATS request gets its replies on its inbox, which
 	// allow_responses permits, but a reply_to on B's subjects is rejected
@@ -628,7 +630,7 @@ func TestNATSAuthConfIsolatesPrinters(t *testing.T) {
 	perms := &permissionErrors{}
 	impostor := rawNATS(t, url, "edge-"+aclPrinterA, passwords["edge-"+aclPrinterA], perms)
 	for _, subject := range []string{"printbridge.mk4.event.PrintDone", "printbridge.mk4.state", "printbridge.mk4.availability",
-		"printbridge.mk4.reply", "printbridge.mk4.command.gcode", "printbridge.mk3s.command.gcode", "printbridge.mk4.presence"} {
+		"printbridge.mk4.info", "printbridge.mk4.reply", "printbridge.mk4.command.gcode", "printbridge.mk3s.command.gcode", "printbridge.mk4.presence"} {
 		natsPublish(t, impostor, subject, `{"forged": true}`)
 	}
 	// On its own subject, an envelope that names printer B must not make
