@@ -195,6 +195,7 @@ func (s *session) handleOK(line string, now time.Time) {
 				acked = s.ackedByNumber(n)
 			}
 			if acked == 0 {
+				s.countStrayOK()
 				s.log.Debug("ok for a line no longer in flight ignored", "line", line)
 				s.pump()
 				return
@@ -202,6 +203,7 @@ func (s *session) handleOK(line string, now time.Time) {
 		}
 	}
 	if len(s.inflight) == 0 {
+		s.countStrayOK()
 		s.log.Debug("ok without a line in flight ignored", "line", line)
 		if len(line) > 2 {
 			s.parseReport(line)
@@ -467,7 +469,12 @@ func (s *session) handleResend(n int) {
 		s.expectOKAfterResend(now)
 		return
 	}
-	s.log.Warn("printer requested resend", "line_number", n, "next_line", s.nextLine)
+	if count, ok := s.resendLog.allow(now); ok {
+		s.log.Warn("printer requested resend; logged at most once a minute, printbridge_serial_resends_total counts them all",
+			"line_number", n, "next_line", s.nextLine, "count", count)
+	} else {
+		s.log.Debug("printer requested resend", "line_number", n, "next_line", s.nextLine)
+	}
 	s.requestedLine = n
 	dropped := s.requeueFrom(n)
 	if dropped > 1 || s.windowed() {
@@ -674,4 +681,13 @@ func (s *session) sanitizeRejected(n int) {
 	s.log.Warn("firmware rejects a display line every time; sending it without ':', '*' and ';'", "line_number", n, "line", h.text, "sent", clean)
 	h.text = clean
 	s.history[n] = h
+}
+
+// countStrayOK counts an ok that acknowledged no line. A few come after a
+// communication timeout, when the firmware had the line after all. Many
+// come from a firmware or a device on the line that sends oks of its own.
+func (s *session) countStrayOK() {
+	if f := s.p.metrics.StrayOK; f != nil {
+		f()
+	}
 }

@@ -3,6 +3,7 @@ package printer
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/printbridge/printbridge/bridge/lazy"
 )
@@ -111,10 +112,21 @@ func (s *session) handleOverlong(tail string, length int, now time.Time) {
 	}
 	if count, ok := s.overlongLog.allow(now); ok {
 		s.log.Warn("line from the printer longer than the maximum ignored; check the baud rate and the cable if this repeats",
-			"length", length, "tail", truncateText(tail[max(0, len(tail)-40):], 40), "count", count)
+			"length", length, "tail", lastRunes(tail, 40), "count", count)
 	}
 	if msg := overlongMessage(tail); msg != "" {
 		s.log.Debug("firmware message at the end of an overlong line", "line", msg)
 		s.handleLine(msg)
 	}
+}
+
+// lastRunes returns the last n characters of s. A cut by bytes could
+// split a character, and the log would show a broken one.
+func lastRunes(s string, n int) string {
+	i := len(s)
+	for ; n > 0 && i > 0; n-- {
+		_, size := utf8.DecodeLastRuneInString(s[:i])
+		i -= size
+	}
+	return s[i:]
 }

@@ -3,6 +3,7 @@ package printer
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestChecksumKnownLines(t *testing.T) {
@@ -284,5 +285,20 @@ func TestSplitGluedLines(t *testing.T) {
 				t.Errorf("splitGlued(%q)[%d] = %q, want %q", line, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+func TestLastRunesKeepsCharactersWhole(t *testing.T) {
+	// Latin-1 noise decoded as runes of two bytes each in UTF-8.
+	noise := CleanLine([]byte("\x89IOT\xe4i\x80\xbf\xbd"))
+	got := lastRunes(noise, 4)
+	if !utf8.ValidString(got) {
+		t.Errorf("lastRunes(%q, 4) = %q, not valid UTF-8", noise, got)
+	}
+	if want := "i\u0080\u00bf\u00bd"; got != want {
+		t.Errorf("lastRunes(%q, 4) = %q, want %q", noise, got, want)
+	}
+	if got := lastRunes("ok", 40); got != "ok" {
+		t.Errorf("lastRunes(\"ok\", 40) = %q, want the whole string", got)
 	}
 }

@@ -183,6 +183,8 @@ type Metrics struct {
 	// ScriptError counts GCODE scripts not sent because they failed to
 	// load or render.
 	ScriptError func()
+	// StrayOK counts oks that acknowledged no line in flight.
+	StrayOK func()
 }
 
 // Printer is one serial connection to a Marlin-style firmware and the

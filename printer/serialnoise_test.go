@@ -71,7 +71,7 @@ func (h teeHandler) WithGroup(name string) slog.Handler {
 
 // noiseCounters are the printer metrics that count corrupt serial input.
 type noiseCounters struct {
-	garbage, overlong, timeouts atomic.Int64
+	garbage, overlong, timeouts, strayOKs atomic.Int64
 }
 
 func (c *noiseCounters) metrics() printer.Metrics {
@@ -79,6 +79,7 @@ func (c *noiseCounters) metrics() printer.Metrics {
 		Garbage:  func() { c.garbage.Add(1) },
 		Overlong: func() { c.overlong.Add(1) },
 		Timeout:  func() { c.timeouts.Add(1) },
+		StrayOK:  func() { c.strayOKs.Add(1) },
 	}
 }
 
@@ -193,6 +194,15 @@ func TestOverlongLineKeepsGluedOK(t *testing.T) {
 	}
 	if got := logs.lines("level=WARN", "longer than the maximum", "length=200002"); len(got) != 1 {
 		t.Errorf("%d warnings naming the length 200002, want 1", len(got))
+	}
+}
+
+func TestStrayOKsCounted(t *testing.T) {
+	// With one line in flight, the move's first ok acknowledges it and the
+	// two after it acknowledge nothing.
+	_, _, counters, _ := runNoisyJob(t, printer.Config{Flow: printer.FlowPingPong}, []string{"ok", "ok", "ok"})
+	if got := counters.strayOKs.Load(); got != 2 {
+		t.Errorf("stray oks counted = %d, want 2", got)
 	}
 }
 

@@ -226,11 +226,15 @@ type session struct {
 	pendingError   string
 	pendingErrorAt time.Time
 	// garbageLog, badResendLog, overlongLog and okNumberLog rate-limit
-	// the warnings about corrupt serial input.
+	// the warnings about corrupt serial input, and rejectedLog and
+	// resendLog those about rejected lines and resend requests, which a
+	// noisy line sends many times a second.
 	garbageLog   logLimiter
 	badResendLog logLimiter
 	overlongLog  logLimiter
 	okNumberLog  logLimiter
+	rejectedLog  logLimiter
+	resendLog    logLimiter
 
 	// firmware
 	firmwareName string
@@ -959,7 +963,12 @@ func (s *session) classifyErrorLine(line string) {
 			f()
 		}
 		s.lineError = line
-		s.log.Warn("firmware rejected a line", "line", line)
+		if count, ok := s.rejectedLog.allow(time.Now()); ok {
+			s.log.Warn("firmware rejected a line; logged at most once a minute, printbridge_serial_checksum_errors_total counts them all",
+				"line", line, "count", count)
+		} else {
+			s.log.Debug("firmware rejected a line", "line", line)
+		}
 	case ErrorIgnored:
 		s.log.Info("firmware reported a recoverable error", "line", line)
 		if len(s.inflight) > 0 && s.inflight[0].owner != nil {

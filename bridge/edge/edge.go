@@ -336,6 +336,13 @@ const maxReusedEncodeBuf = 64 << 10
 // disk write (and fsync under the "every" fsync policy).
 // Before Start, it holds the event in memory instead (Config.WaitForStart).
 func (e *Edge) Emit(name string, payload bridge.Payload, ctx bridge.Context) {
+	if name == bridge.EventPrinterStateChanged {
+		if id, ok := payload.Get("state_id"); ok {
+			if state, ok := id.(string); ok {
+				e.metrics.StateChanges.WithLabelValues(state).Inc()
+			}
+		}
+	}
 	env := e.newEnvelope(name, payload, ctx)
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()

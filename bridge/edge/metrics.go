@@ -39,11 +39,16 @@ type Metrics struct {
 	Timeouts          prometheus.Counter
 	Garbage           prometheus.Counter
 	Overlong          prometheus.Counter
+	StrayOKs          prometheus.Counter
 	OKLatency         prometheus.Histogram
 	Temperature       *prometheus.GaugeVec
 	TargetTemp        *prometheus.GaugeVec
 	Progress          prometheus.Gauge
 	State             *prometheus.GaugeVec
+	// StateChanges counts the printer's entries into each state, from
+	// PrinterStateChanged, so that a state shorter than a scrape
+	// interval (ERROR lasts until the port closes) still shows.
+	StateChanges *prometheus.CounterVec
 	// Suppressed counts lines not sent (CommandSuppressed), and
 	// ScriptErrors GCODE scripts that failed to load or render.
 	Suppressed   prometheus.Counter
@@ -115,6 +120,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Received lines ignored as corrupt: bytes that are not printable ASCII, resend requests without a valid line number, and oks naming a line never sent."}),
 		Overlong: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_overlong_lines_total",
 			Help: "Received lines longer than 8 times --max-line-length (768 bytes by default), of which only the end was read."}),
+		StrayOKs: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_serial_stray_oks_total",
+			Help: "oks from the firmware that acknowledged no line in flight, and were ignored."}),
 		OKLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "printbridge_serial_ok_latency_seconds",
 			Help:    "Time from writing a line to its ok.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60}}),
@@ -126,6 +133,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Progress of the selected file, 0 to 1."}),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_printer_state",
 			Help: "1 for the current OctoPrint state id, 0 for the others seen."}, []string{"state"}),
+		StateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "printbridge_printer_state_changes_total",
+			Help: "Entries of the printer into each OctoPrint state id (PrinterStateChanged events)."}, []string{"state"}),
 		Suppressed: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_commands_suppressed_total",
 			Help: "G-code lines not sent to the printer because they were blocked, ignored or did not fit the printer profile (CommandSuppressed)."}),
 		ScriptErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_gcode_script_errors_total",
@@ -145,13 +154,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.EventsPublished, m.EventsDropped, m.PublishErrors, m.QueueDepth, m.Commands, m.CommandResults, m.RepliesDropped,
 		m.OutboxDropped, m.OutboxDepth, m.OutboxOldestAge, m.OutboxWriteErrors,
 		m.BusEventsPublished, m.BusPublishErrors, m.BusEventsLost, m.BusLastSeq,
-		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.Overlong, m.OKLatency, m.Temperature, m.TargetTemp,
-		m.Progress, m.State, m.Suppressed, m.ScriptErrors, m.JobRecordErrors,
+		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.Overlong, m.StrayOKs, m.OKLatency, m.Temperature, m.TargetTemp,
+		m.Progress, m.State, m.StateChanges, m.Suppressed, m.ScriptErrors, m.JobRecordErrors,
 		m.DuplicateEdges, m.CommandsStopped, m.PresenceInvalid)
 	// Both kinds are exported from the start, so an alert can compare
 	// with 0.
 	m.DuplicateEdges.WithLabelValues("probe")
 	m.DuplicateEdges.WithLabelValues("running")
+	// ERROR and OFFLINE (PrinterStateChanged has no CLOSED_WITH_ERROR) are
+	// exported at 0, so an alert on their increase fires on the first one.
+	for _, state := range []printer.State{printer.StateError, printer.StateOffline} {
+		m.StateChanges.WithLabelValues(string(state))
+	}
 	m.initLabelValues()
 	return m
 }
@@ -214,6 +228,7 @@ func (m *Metrics) PrinterMetrics() printer.Metrics {
 		OKLatency:    func(d time.Duration) { m.OKLatency.Observe(d.Seconds()) },
 		Garbage:      m.Garbage.Inc,
 		Overlong:     m.Overlong.Inc,
+		StrayOK:      m.StrayOKs.Inc,
 		Suppressed:   m.Suppressed.Inc,
 		ScriptError:  m.ScriptErrors.Inc,
 	}

@@ -64,7 +64,7 @@ const (
 	// Availability templates on the state topic. The serial link is up in
 	// every state with an open, operational connection.
 	tplLinkUp      = `{{ 'online' if value_json.flags.operational else 'offline' }}`
-	tplCanPause    = `{{ 'online' if value_json.state_id == 'PRINTING' else 'offline' }}`
+	tplCanPause    = `{{ 'online' if value_json.state_id in ['PRINTING', 'STARTING'] else 'offline' }}`
 	tplCanResume   = `{{ 'online' if value_json.state_id == 'PAUSED' else 'offline' }}`
 	tplCanCancel   = `{{ 'online' if value_json.flags.printing or value_json.flags.paused else 'offline' }}`
 	tplCanConnect  = `{{ 'online' if not value_json.flags.operational and value_json.state_id not in ['OPEN_SERIAL', 'CONNECTING'] else 'offline' }}`

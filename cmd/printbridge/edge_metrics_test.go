@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -135,6 +136,10 @@ func TestEdgeMetricsStartAtZero(t *testing.T) {
 	for _, name := range []string{"printbridge_bus_event_publish_errors_total", "printbridge_bus_events_lost_total"} {
 		want = append(want, series{name, map[string]string{"bus": "nats"}})
 	}
+	for _, state := range []string{"ERROR", "OFFLINE"} {
+		want = append(want, series{"printbridge_printer_state_changes_total", map[string]string{"state": state}})
+	}
+	want = append(want, series{"printbridge_serial_stray_oks_total", nil})
 	for _, s := range want {
 		value, ok := seriesValue(families, s.name, s.labels)
 		if !ok {
@@ -144,6 +149,36 @@ func TestEdgeMetricsStartAtZero(t *testing.T) {
 		if value != 0 {
 			t.Errorf("%s%v = %v on a fresh edge, want 0", s.name, s.labels, value)
 		}
+	}
+}
+
+// TestEdgeCountsErrorState halts the printer with M112. The ERROR state
+// lasts only until the port closes, so printbridge_printer_state rarely
+// shows it at a scrape, but printbridge_printer_state_changes_total
+// counts it.
+func TestEdgeCountsErrorState(t *testing.T) {
+	emb := brokertest.StartNATS(t, false, false)
+	url, _ := startMetricsEdge(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, nil)
+	nc, err := nats.Connect(emb.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	topics := bridge.Topics{}
+	waitFor(t, "state OPERATIONAL", 20*time.Second, func() bool {
+		value, _ := seriesValue(scrapeMetricFamilies(t, url), "printbridge_printer_state_changes_total", map[string]string{"state": "OPERATIONAL"})
+		return value >= 1
+	})
+	if _, err := nc.Request(topics.NATSCommand("m1", bridge.CommandGcode), []byte(`{"id": "halt", "commands": ["M112"]}`), 10*time.Second); err != nil {
+		t.Fatalf("M112 command: %v", err)
+	}
+	errorState := map[string]string{"state": "ERROR"}
+	waitFor(t, "the ERROR state counted", 20*time.Second, func() bool {
+		value, _ := seriesValue(scrapeMetricFamilies(t, url), "printbridge_printer_state_changes_total", errorState)
+		return value >= 1
+	})
+	if value, _ := seriesValue(scrapeMetricFamilies(t, url), "printbridge_printer_state_changes_total", errorState); value != 1 {
+		t.Errorf("printbridge_printer_state_changes_total%v = %v, want 1", errorState, value)
 	}
 }
 

@@ -376,6 +376,13 @@ func TestHomeAssistantDiscoveryTemplates(t *testing.T) {
 		"pause": {"online"}, "resume": {"offline"}, "cancel": {"online"}, "connect": {"offline"},
 	})
 	checkNumeric(t, cfg, printing, "progress", "print_time", "time_left")
+	// A pause also works while the print starts (M110 and the
+	// beforePrintStarted script), a state that passes too fast to sample.
+	starting := strings.Replace(printing, `"state_id":"PRINTING"`, `"state_id":"STARTING"`, 1)
+	if starting == printing {
+		t.Fatalf("state %s has no state_id PRINTING to replace", printing)
+	}
+	expectRendered(t, cfg, starting, nil, map[string][]string{"pause": {"online"}, "resume": {"offline"}})
 
 	started := c.waitEvent(bridge.EventPrintStarted)
 	state, avail := renderComponent(t, cfg.Components["print_started"], started)
