@@ -414,6 +414,11 @@ func (s *session) handleResend(n int) {
 		// one of the copies and ask once more. The ok that comes with
 		// the request belongs to it, not to the copy.
 		s.log.Debug("repeated resend request for a line already sent again ignored", "line_number", n, "error", rejection)
+		for i := range s.inflight {
+			if s.inflight[i].n == n {
+				s.inflight[i].suspect = true
+			}
+		}
 		s.expectOKAfterResend(now)
 		return
 	}
@@ -575,6 +580,14 @@ func isLineNumberError(line string) bool {
 	lower := strings.ToLower(line)
 	return strings.Contains(lower, "line number is not") || strings.Contains(lower, "expected line")
 }
+
+// suspectCopyTimeout is how long a resent line may wait for its ok after
+// the firmware requested it again (see sentLine.suspect). An echo's copy
+// is acknowledged within milliseconds, unless the planner is full and the
+// move ahead of it takes longer. A copy sent again too early costs one
+// line-number error, while one waited for in vain costs the whole
+// communication timeout.
+const suspectCopyTimeout = 5 * time.Second
 
 // resendSettle is how long no further echo of a resend request must
 // arrive before the requested line is sent again. Echoes come from lines

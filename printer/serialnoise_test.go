@@ -234,3 +234,61 @@ func TestTimeoutMessageMatchesMetric(t *testing.T) {
 		t.Errorf("timeouts counted = %d, want 3 (MaxTimeouts 2, then the one that gives up)", got)
 	}
 }
+
+// TestDamagedResentLineSentAgain rejects `G1 X6 Y6` for its checksum and
+// then its resent copy for its line number, as when noise hits the
+// number of the copy. The firmware requests the line a second time while
+// the copy is in flight, which an echo does too. The edge then waits for
+// the copy's ok for 5 s, not for the 30 s communication timeout, which
+// would outlast the wait for PrintDone.
+func TestDamagedResentLineSentAgain(t *testing.T) {
+	for _, flow := range []string{printer.FlowAuto, printer.FlowPingPong} {
+		t.Run(flow, func(t *testing.T) {
+			var rejections atomic.Int32
+			fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
+				respond: respondM115,
+				reject: func(fw *scriptedFirmware, n int, cmd string) []string {
+					if cmd != "G1 X6 Y6" {
+						return nil
+					}
+					switch rejections.Add(1) {
+					case 1:
+						return []string{fmt.Sprintf("Error:checksum mismatch, Last Line: %d", n-1), fmt.Sprintf("Resend: %d", n), "ok"}
+					case 2:
+						return []string{fmt.Sprintf("Error:Line Number is not Last Line Number+1, Last Line: %d", n-1), fmt.Sprintf("Resend: %d", n), "ok"}
+					}
+					return nil
+				},
+			})
+			job := moves(12)
+			counters := &noiseCounters{}
+			logs := &logCapture{}
+			p, rec := startScriptedWith(t, fw, printer.Config{Flow: flow, FilesDir: writeJob(t, job)}, counters.metrics(), logs)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := p.Job(ctx, bridge.ActionStart, "job.gcode", nil); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "PrintDone", 20*time.Second, func() bool { return rec.count(bridge.EventPrintDone) > 0 })
+
+			if got := rejections.Load(); got != 3 {
+				t.Errorf("G1 X6 Y6 reached the firmware's checks %d times, want 3 (two rejected, one accepted)", got)
+			}
+			if got := counters.timeouts.Load(); got != 0 {
+				t.Errorf("%d communication timeouts, want 0", got)
+			}
+			if got := logs.lines("level=WARN", "after the printer requested it again", "line_number="); len(got) != 1 {
+				t.Errorf("%d warnings about the resent line sent again, want 1", len(got))
+			}
+			var accepted []string
+			for _, cmd := range fw.commands() {
+				if slices.Contains(job, cmd) {
+					accepted = append(accepted, cmd)
+				}
+			}
+			if !slices.Equal(accepted, job) {
+				t.Errorf("firmware accepted %q, want the job %q once each, in order", accepted, job)
+			}
+		})
+	}
+}

@@ -42,7 +42,12 @@ type sentLine struct {
 	answersRequest bool
 	// retry marks a copy sent again after a communication timeout, which
 	// took the original's ok for lost.
-	retry   bool
+	retry bool
+	// suspect marks a copy whose request the firmware repeated while the
+	// copy was in flight. The repeat is an echo, or the firmware rejected
+	// the copy because its line number was damaged on the wire. Its ok
+	// gets suspectCopyTimeout, not the communication timeout.
+	suspect bool
 	text    string
 	owner   *gcodeRequest
 	sentAt  time.Time
@@ -996,6 +1001,17 @@ func (s *session) checkTimeouts(now time.Time) {
 			return
 		}
 		limit *= 10
+	}
+	if head.suspect && since >= min(limit, suspectCopyTimeout) {
+		// Sending the copy again is safe either way: a firmware that has
+		// the line rejects the new copy with a line-number error and
+		// requests the next one, which acknowledges it.
+		s.log.Warn("no ok for a resent line after the printer requested it again; sending it again",
+			"line_number", head.n, "waited", since.Round(time.Millisecond))
+		s.lastProgress = now
+		s.requeueInflight()
+		s.pump()
+		return
 	}
 	if since < limit {
 		return
