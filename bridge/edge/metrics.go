@@ -197,6 +197,10 @@ func (m *Metrics) InitBus(name string) {
 }
 
 func (m *Metrics) initLabelValues() {
+	// The Error event's series starts at 0, so that increase() in an
+	// alert counts the first Error of a run. Without it, that Error would
+	// create the series at 1, with no earlier sample to compare with.
+	m.EventsPublished.WithLabelValues(bridge.EventError)
 	for _, reason := range eventDropReasons {
 		m.EventsDropped.WithLabelValues(reason)
 	}

@@ -291,10 +291,11 @@ func loadDashboard(t *testing.T) dashboard {
 	return d
 }
 
-func TestGrafanaDashboardMetricNames(t *testing.T) {
-	d := loadDashboard(t)
-	// The names the edge and the worker register, vectors without series
-	// included.
+// registeredMetric returns a function that reports whether the edge or
+// the worker registers the metric name, vectors without series included.
+// A histogram's _bucket, _sum and _count series count as its name.
+func registeredMetric(t *testing.T) func(name string) bool {
+	t.Helper()
 	rec := &metricNamesRecorder{names: map[string]bool{}}
 	edge.NewMetrics(rec)
 	edgeCount := len(rec.names)
@@ -302,7 +303,7 @@ func TestGrafanaDashboardMetricNames(t *testing.T) {
 	if edgeCount == 0 || len(rec.names) == edgeCount {
 		t.Fatalf("recorded %d edge and %d worker metric names, want some of each", edgeCount, len(rec.names)-edgeCount)
 	}
-	known := func(name string) bool {
+	return func(name string) bool {
 		if rec.names[name] {
 			return true
 		}
@@ -313,14 +314,22 @@ func TestGrafanaDashboardMetricNames(t *testing.T) {
 		}
 		return false
 	}
-	metric := regexp.MustCompile(`\bprintbridge_[a-z_]+`)
+}
+
+// printbridgeMetric matches the printbridge metric names in a PromQL
+// expression.
+var printbridgeMetric = regexp.MustCompile(`\bprintbridge_[a-z_]+`)
+
+func TestGrafanaDashboardMetricNames(t *testing.T) {
+	d := loadDashboard(t)
+	known := registeredMetric(t)
 	queried := map[string]bool{}
 	for _, p := range d.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, target := range p.Targets {
-			names := metric.FindAllString(target.Expr, -1)
+			names := printbridgeMetric.FindAllString(target.Expr, -1)
 			if len(names) == 0 {
 				t.Errorf("panel %q queries no printbridge metric: %s", p.Title, target.Expr)
 			}
@@ -457,6 +466,107 @@ func TestPrometheusConfigsPassPromtool(t *testing.T) {
 	if !slices.Equal(targets["printbridge-edge"], []string{"127.0.0.1:9464"}) ||
 		!slices.Equal(targets["printbridge-worker"], []string{"127.0.0.1:9465"}) {
 		t.Errorf("scrape targets = %v, want the edge on 127.0.0.1:9464 and the worker on 127.0.0.1:9465", targets)
+	}
+}
+
+// alertRulesPath is the rule file that both Prometheus configs load.
+var alertRulesPath = filepath.Join(repoRoot, "deploy", "prometheus", "alerts.yml")
+
+type alertRules struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []struct {
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			For         string            `yaml:"for"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+func TestAlertRulesPassPromtool(t *testing.T) {
+	tool := promtool(t)
+	out, err := exec.Command(tool, "check", "rules", alertRulesPath).CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check rules %s: %v\n%s", alertRulesPath, err, out)
+	}
+	// The unit tests name the rule file relative to their own directory.
+	tests := filepath.Join(repoRoot, "testdata", "prometheus", "alerts_test.yml")
+	out, err = exec.Command(tool, "test", "rules", tests).CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool test rules %s: %v\n%s", tests, err, out)
+	}
+}
+
+func TestAlertRulesMetricNames(t *testing.T) {
+	known := registeredMetric(t)
+	var rules alertRules
+	readYAML(t, alertRulesPath, &rules)
+	count := 0
+	for _, group := range rules.Groups {
+		for _, rule := range group.Rules {
+			count++
+			names := printbridgeMetric.FindAllString(rule.Expr, -1)
+			if len(names) == 0 && !strings.Contains(rule.Expr, "up{") {
+				t.Errorf("alert %s queries neither a printbridge metric nor up: %s", rule.Alert, rule.Expr)
+			}
+			for _, name := range names {
+				if !known(name) {
+					t.Errorf("alert %s queries %s, which neither the edge nor the worker registers", rule.Alert, name)
+				}
+			}
+			if rule.For == "" {
+				t.Errorf("alert %s has no for: duration", rule.Alert)
+			}
+			if severity := rule.Labels["severity"]; severity != "warning" && severity != "critical" {
+				t.Errorf("alert %s has severity %q, want warning or critical", rule.Alert, severity)
+			}
+			if rule.Annotations["summary"] == "" || rule.Annotations["description"] == "" {
+				t.Errorf("alert %s lacks a summary or a description annotation", rule.Alert)
+			}
+		}
+	}
+	if count == 0 {
+		t.Fatalf("%s has no rules", alertRulesPath)
+	}
+}
+
+// TestComposeMountsAlertRules checks that Prometheus in compose finds the
+// rule file that prometheus-compose.yml names, relative to the directory
+// where compose mounts that config.
+func TestComposeMountsAlertRules(t *testing.T) {
+	var cfg struct {
+		RuleFiles []string `yaml:"rule_files"`
+	}
+	readYAML(t, filepath.Join(repoRoot, "deploy", "prometheus", "prometheus-compose.yml"), &cfg)
+	if len(cfg.RuleFiles) == 0 {
+		t.Fatal("prometheus-compose.yml has no rule_files")
+	}
+	mounts := map[string]string{}
+	for _, v := range loadCompose(t).Services["prometheus"].Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 {
+			mounts[parts[1]] = parts[0]
+		}
+	}
+	configDir := ""
+	for target, source := range mounts {
+		if source == "./deploy/prometheus/prometheus-compose.yml" {
+			configDir = filepath.Dir(target)
+		}
+	}
+	if configDir == "" {
+		t.Fatal("compose does not mount deploy/prometheus/prometheus-compose.yml in the prometheus service")
+	}
+	for _, rule := range cfg.RuleFiles {
+		target := rule
+		if !filepath.IsAbs(rule) {
+			target = filepath.Join(configDir, rule)
+		}
+		if got := mounts[target]; got != "./deploy/prometheus/alerts.yml" {
+			t.Errorf("compose mounts %q at %s, want ./deploy/prometheus/alerts.yml", got, target)
+		}
 	}
 }
 
