@@ -334,7 +334,7 @@ func TestKilledWorkerHookWaitedForKV(t *testing.T) {
 	if got := metricValue(next.metrics.interrupted.WithLabelValues(interruptedWaited)); got != 1 {
 		t.Errorf("interrupted{waited} = %v, want 1", got)
 	}
-	if got := metricValue(next.metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultInterrupted)); got != 1 {
+	if got := metricValue(next.metrics.hookRuns.WithLabelValues(env.Printer, "note", env.Event, string(TypeSystem), ResultInterrupted)); got != 1 {
 		t.Errorf("hook runs{result=interrupted} = %v, want 1", got)
 	}
 	if got := next.claims(claimResultTakenOver); got != 1 {
@@ -400,7 +400,7 @@ func TestKilledBeforeGateRunsHookOnceKV(t *testing.T) {
 	if got := hook.count(t, "start"); got != 1 {
 		t.Errorf("hook started %d times, want once: %v", got, hook.lines(t))
 	}
-	if got := metricValue(next.metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultOK)); got != 1 {
+	if got := metricValue(next.metrics.hookRuns.WithLabelValues(env.Printer, "note", env.Event, string(TypeSystem), ResultOK)); got != 1 {
 		t.Errorf("hook runs{result=ok} = %v, want 1", got)
 	}
 	if got := metricValue(next.metrics.interrupted.WithLabelValues(interruptedUnknown)); got != 0 {
@@ -571,7 +571,7 @@ func TestKilledBeforeGateRunsHookOnceFile(t *testing.T) {
 	}
 	_, metrics, stop := seenFileWorker(t, url, config, seenFile)
 	waitUntil(t, "the hook to run on the next worker", func() bool {
-		return metricValue(metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultOK)) == 1
+		return metricValue(metrics.hookRuns.WithLabelValues(env.Printer, "note", env.Event, string(TypeSystem), ResultOK)) == 1
 	}, func() string { return fmt.Sprint(hook.lines(t)) })
 	stop()
 	if got := hook.count(t, "start"); got != 1 {
@@ -868,7 +868,7 @@ func TestKilledAfterRecordRunsHookOnceKV(t *testing.T) {
 	if got := hook.count(t, "start"); got != 1 {
 		t.Errorf("hook started %d times, want once: %v", got, hook.lines(t))
 	}
-	if got := metricValue(next.metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultOK)); got != 1 {
+	if got := metricValue(next.metrics.hookRuns.WithLabelValues(env.Printer, "note", env.Event, string(TypeSystem), ResultOK)); got != 1 {
 		t.Errorf("hook runs{result=ok} = %v, want 1", got)
 	}
 	if got := metricValue(next.metrics.interrupted.WithLabelValues(interruptedUnknown)); got != 0 {
@@ -897,7 +897,7 @@ func TestKilledAfterRecordRunsHookOnceFile(t *testing.T) {
 	}
 	_, metrics, stop := seenFileWorker(t, url, config, seenFile)
 	waitUntil(t, "the hook to run on the next worker", func() bool {
-		return metricValue(metrics.hookRuns.WithLabelValues("note", env.Event, string(TypeSystem), ResultOK)) == 1
+		return metricValue(metrics.hookRuns.WithLabelValues(env.Printer, "note", env.Event, string(TypeSystem), ResultOK)) == 1
 	}, func() string { return fmt.Sprint(hook.lines(t)) })
 	stop()
 	if got := hook.count(t, "start"); got != 1 {

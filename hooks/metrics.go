@@ -60,8 +60,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		hookRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_hook_runs_total",
-			Help: "Hook runs by subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted).",
-		}, []string{"hook", "event", "type", "result"}),
+			Help: "Hook runs by printer, subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted).",
+		}, []string{"printer", "hook", "event", "type", "result"}),
 		hookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "printbridge_hook_duration_seconds",
 			Help:    "Run time of hooks that ran: all commands of a system hook, or a G-code hook from publishing to the edge's final reply.",
@@ -69,8 +69,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type"}),
 		eventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_worker_events_received_total",
-			Help: "Valid event envelopes received for the served printers, redeliveries included; names outside the catalogue count as event=\"other\".",
-		}, []string{"event"}),
+			Help: "Valid event envelopes received for the served printers, by printer and event, redeliveries included; names outside the catalogue count as event=\"other\".",
+		}, []string{"printer", "event"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "printbridge_worker_events_duplicate_total",
 			Help: "Received events whose event id was already handled, so their hooks did not run again.",
@@ -169,18 +169,18 @@ func resultLabel(res Result) string {
 
 func (m *Metrics) observeResult(res Result) {
 	result := resultLabel(res)
-	m.hookRuns.WithLabelValues(res.Hook, res.Event, string(res.Type), result).Inc()
+	m.hookRuns.WithLabelValues(res.Printer, res.Hook, res.Event, string(res.Type), result).Inc()
 	ran := len(res.Commands) > 0 || res.CommandID != ""
 	if ran && result != ResultSkipped && result != ResultLoopGuard {
 		m.hookDuration.WithLabelValues(string(res.Type)).Observe(res.Duration.Seconds())
 	}
 }
 
-func (m *Metrics) observeReceived(event string) {
+func (m *Metrics) observeReceived(printer, event string) {
 	if _, ok := bridge.LookupEvent(event); !ok && !bridge.IsDynamicEvent(event) {
 		event = otherEvent
 	}
-	m.eventsReceived.WithLabelValues(event).Inc()
+	m.eventsReceived.WithLabelValues(printer, event).Inc()
 }
 
 // observeConfig sets the gauges that describe the config in force.

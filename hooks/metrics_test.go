@@ -53,7 +53,7 @@ func TestMetricsCountHookResults(t *testing.T) {
 		{"home", "Home", "gcode", ResultLoopGuard},
 		{"lcd", "Home", "gcode", ResultOK},
 	} {
-		labels := map[string]string{"hook": c.hook, "event": c.event, "type": c.typ, "result": c.result}
+		labels := map[string]string{"printer": testPrinter, "hook": c.hook, "event": c.event, "type": c.typ, "result": c.result}
 		if v := counterValue(t, reg, "printbridge_hook_runs_total", labels); v != 1 {
 			t.Errorf("hook_runs_total%v = %v, want 1", labels, v)
 		}
@@ -75,7 +75,7 @@ func TestMetricsCountHookResults(t *testing.T) {
 	// Received events include the redelivery; a name outside the
 	// catalogue is counted as other.
 	for event, want := range map[string]float64{"PrintStarted": 2, "Home": 1, "plugin_acme_ping": 1, "other": 1, "PrintDone": 0} {
-		if v := counterValue(t, reg, "printbridge_worker_events_received_total", map[string]string{"event": event}); v != want {
+		if v := counterValue(t, reg, "printbridge_worker_events_received_total", map[string]string{"printer": testPrinter, "event": event}); v != want {
 			t.Errorf("events_received_total{event=%q} = %v, want %v", event, v, want)
 		}
 	}

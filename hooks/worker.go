@@ -362,7 +362,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		ack(false)
 		return
 	}
-	w.metrics.observeReceived(env.Event)
+	w.metrics.observeReceived(env.Printer, env.Event)
 	if !w.seen.add(env.ID) {
 		w.duplicates.Add(1)
 		w.metrics.duplicates.Inc()
