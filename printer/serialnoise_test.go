@@ -292,3 +292,38 @@ func TestDamagedResentLineSentAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestLostOKAfterBusyTimesOutSooner homes on a firmware that sends busy
+// lines while G28 runs, as Marlin's host keepalive does, and then loses
+// the ok. Once the busy lines stop, the ok is overdue after the
+// communication timeout (1 s here), not the ten times longer limit of a
+// long-running command, which gives no sign that it runs.
+func TestLostOKAfterBusyTimesOutSooner(t *testing.T) {
+	var homed atomic.Bool
+	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
+		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
+			if cmd != "G28" || homed.Swap(true) {
+				return respondM115(fw, n, cmd)
+			}
+			go func() {
+				for range 3 {
+					time.Sleep(300 * time.Millisecond)
+					fw.send("echo:busy: processing")
+				}
+			}()
+			return []string{} // the ok is lost
+		},
+	})
+	counters := &noiseCounters{}
+	logs := &logCapture{}
+	p, _ := startScriptedWith(t, fw, printer.Config{CommTimeout: time.Second}, counters.metrics(), logs)
+	if err := sendAll(t, p, []string{"G28"}, 8*time.Second); err != nil {
+		t.Fatalf("G28: %v", err)
+	}
+	if got := counters.timeouts.Load(); got != 1 {
+		t.Errorf("%d communication timeouts, want 1", got)
+	}
+	if got := fw.commands(); slices.Index(got, "G28") < 0 {
+		t.Errorf("firmware accepted %q, want G28 among them", got)
+	}
+}

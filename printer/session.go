@@ -48,6 +48,13 @@ type sentLine struct {
 	// the copy because its line number was damaged on the wire. Its ok
 	// gets suspectCopyTimeout, not the communication timeout.
 	suspect bool
+	// runningSignAt is when the firmware last showed that this line, at
+	// the head of the window, still runs (a busy line, or a report of a
+	// heating wait), and runningSignGap the longest gap between two such
+	// signs. Once the signs stop, the ok is overdue much sooner than the
+	// long-running limit.
+	runningSignAt  time.Time
+	runningSignGap time.Duration
 	text    string
 	owner   *gcodeRequest
 	sentAt  time.Time
@@ -857,7 +864,7 @@ func (s *session) handleLine(raw string) {
 	}
 
 	if strings.HasPrefix(raw, "echo:busy:") || strings.HasPrefix(raw, "busy:") {
-		s.lastProgress = now
+		s.noteRunning(now)
 		s.timeouts = 0
 		return
 	}
@@ -1001,6 +1008,13 @@ func (s *session) checkTimeouts(now time.Time) {
 			return
 		}
 		limit *= 10
+		if !head.runningSignAt.IsZero() {
+			// The command showed that it ran and then went quiet: it
+			// ended and its ok was lost, or the firmware hangs. Marlin
+			// sends a busy line every 2 s (M113), so three of its gaps,
+			// and at least the communication timeout, are long enough.
+			limit = max(s.p.cfg.CommTimeout, 3*head.runningSignGap)
+		}
 	}
 	if head.suspect && since >= min(limit, suspectCopyTimeout) {
 		// Sending the copy again is safe either way: a firmware that has
@@ -1032,6 +1046,20 @@ func (s *session) checkTimeouts(now time.Time) {
 	s.lastProgress = now
 	s.requeueInflight()
 	s.pump()
+}
+
+// noteRunning records a sign that the line at the head of the window
+// still runs, and counts as progress.
+func (s *session) noteRunning(now time.Time) {
+	s.lastProgress = now
+	if len(s.inflight) == 0 {
+		return
+	}
+	head := &s.inflight[0]
+	if !head.runningSignAt.IsZero() {
+		head.runningSignGap = max(head.runningSignGap, now.Sub(head.runningSignAt))
+	}
+	head.runningSignAt = now
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -1078,7 +1106,7 @@ func (s *session) parseReport(line string) {
 			// A heating wait reports once a second with its W: (wait)
 			// field; that is its progress. Auto-reports have no W: and
 			// keep coming after a lost ok, so they do not count.
-			s.lastProgress = time.Now()
+			s.noteRunning(time.Now())
 		}
 		return
 	}
