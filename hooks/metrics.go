@@ -18,6 +18,8 @@ const (
 	// ResultInterrupted is a hook that a killed worker had started; it
 	// was not started again (see ErrInterrupted).
 	ResultInterrupted = "interrupted"
+	// ResultStale is a G-code hook whose event came too late (ErrStale).
+	ResultStale = "stale"
 )
 
 // otherEvent is the event label of names that are neither in the
@@ -160,6 +162,8 @@ func resultLabel(res Result) string {
 		return ResultTimeout
 	case errors.Is(res.Err, ErrLoopGuard):
 		return ResultLoopGuard
+	case errors.Is(res.Err, ErrStale):
+		return ResultStale
 	case errors.As(res.Err, &fe):
 		return ResultSkipped
 	default:
@@ -171,7 +175,7 @@ func (m *Metrics) observeResult(res Result) {
 	result := resultLabel(res)
 	m.hookRuns.WithLabelValues(res.Printer, res.Hook, res.Event, string(res.Type), result).Inc()
 	ran := len(res.Commands) > 0 || res.CommandID != ""
-	if ran && result != ResultSkipped && result != ResultLoopGuard {
+	if ran && result != ResultSkipped && result != ResultLoopGuard && result != ResultStale {
 		m.hookDuration.WithLabelValues(string(res.Type)).Observe(res.Duration.Seconds())
 	}
 }

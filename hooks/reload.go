@@ -67,7 +67,7 @@ func (w *Worker) Reload(cfg *Config) error {
 	limit, _ := w.slots.current()
 	w.log.Info("config reloaded", "config", next.Path, "subscriptions", len(next.Subscriptions),
 		"events_enabled", next.EventsEnabled, "hook_timeout", next.Settings.HookTimeout,
-		"max_concurrent_hooks", limit, "log_level", next.Settings.LogLevel)
+		"gcode_max_age", next.Settings.GcodeMaxAge, "max_concurrent_hooks", limit, "log_level", next.Settings.LogLevel)
 	return nil
 }
 

@@ -18,6 +18,9 @@ var (
 	ErrLoopGuard = errors.New("G-code would fire the hook's own event again")
 	// ErrStopped is a hook run cut short because the worker is stopping.
 	ErrStopped = errors.New("worker is stopping")
+	// ErrStale is a G-code hook not sent because its event is older than
+	// printbridge.gcode_max_age behind a newer event of its printer.
+	ErrStale = errors.New("event too old for its G-code")
 )
 
 // CommandResult is the outcome of one command of a system hook.

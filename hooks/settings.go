@@ -28,6 +28,9 @@ type Settings struct {
 	Group string
 	// HookTimeout bounds each hook run; zero means no timeout.
 	HookTimeout time.Duration
+	// GcodeMaxAge skips the G-code hooks of an event once a newer event of
+	// its printer is more than this much newer; zero sends them always.
+	GcodeMaxAge time.Duration
 	// MaxConcurrentHooks bounds the system hooks running at once.
 	MaxConcurrentHooks int
 	BaseTopic          string
@@ -43,6 +46,7 @@ type Settings struct {
 // an edge and a worker on one host do not collide.
 const (
 	DefaultHookTimeout        = 60 * time.Second
+	DefaultGcodeMaxAge        = 2 * time.Minute
 	DefaultMaxConcurrentHooks = 4
 	DefaultMetricsListen      = "127.0.0.1:9465"
 )
@@ -51,6 +55,7 @@ const (
 func DefaultSettings() Settings {
 	return Settings{
 		HookTimeout:        DefaultHookTimeout,
+		GcodeMaxAge:        DefaultGcodeMaxAge,
 		MaxConcurrentHooks: DefaultMaxConcurrentHooks,
 		BaseTopic:          bridge.DefaultBase,
 		LogFormat:          "text",
@@ -59,7 +64,7 @@ func DefaultSettings() Settings {
 	}
 }
 
-var settingsKeys = []string{"mqtt", "nats", "printers", "group", "hook_timeout", "max_concurrent_hooks", "base_topic", "log_format", "log_level", "metrics_listen"}
+var settingsKeys = []string{"mqtt", "nats", "printers", "group", "hook_timeout", "gcode_max_age", "max_concurrent_hooks", "base_topic", "log_format", "log_level", "metrics_listen"}
 
 func (l *loader) loadSettings(n *yaml.Node) {
 	v := resolve(n)
@@ -93,6 +98,8 @@ func (l *loader) loadSettings(n *yaml.Node) {
 			err = setValue(&s.Printers, val, settingPrinters)
 		case "hook_timeout":
 			err = setValue(&s.HookTimeout, val, parseSeconds)
+		case "gcode_max_age":
+			err = setValue(&s.GcodeMaxAge, val, parseSeconds)
 		case "max_concurrent_hooks":
 			err = setValue(&s.MaxConcurrentHooks, val, settingPositiveInt)
 		case "log_format":

@@ -127,6 +127,11 @@ type Worker struct {
 	dropLogMu    sync.Mutex // guards dropLastLog and dropUnlogged
 	dropLastLog  time.Time
 	dropUnlogged int64
+
+	// newest has the time of the newest event received of each printer,
+	// by the edge's clock, for the G-code age check (see staleBy).
+	newestMu sync.Mutex
+	newest   map[string]time.Time
 }
 
 // dropLogInterval is the shortest time between two WARN lines about
@@ -250,7 +255,7 @@ func (w *Worker) subscribe(ctx context.Context) error {
 	limit, _ := w.slots.current()
 	w.log.Info("worker started", "bus", w.bus.Name(), "printers", strings.Join(w.printers, ","),
 		"group", w.group, "config", cfg.Path, "subscriptions", len(cfg.Subscriptions), "events_enabled", cfg.EventsEnabled,
-		"hook_timeout", cfg.Settings.HookTimeout, "max_concurrent_hooks", limit)
+		"hook_timeout", cfg.Settings.HookTimeout, "gcode_max_age", cfg.Settings.GcodeMaxAge, "max_concurrent_hooks", limit)
 	return nil
 }
 
@@ -363,6 +368,7 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		return
 	}
 	w.metrics.observeReceived(env.Printer, env.Event)
+	w.noteEventTime(env)
 	if !w.seen.add(env.ID) {
 		w.duplicates.Add(1)
 		w.metrics.duplicates.Inc()
@@ -516,9 +522,47 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 			}
 			w.startSystem(ctx, i, first, sub, timeout, params, res, run)
 		case TypeGcode:
+			if maxAge := cfg.Settings.GcodeMaxAge; maxAge > 0 {
+				if behind := w.staleBy(env); behind > maxAge {
+					res.Err = fmt.Errorf("%w: printer %s fired a newer event %s after this one, more than printbridge.gcode_max_age %s, so its G-code was not sent",
+						ErrStale, env.Printer, behind.Round(time.Second), maxAge)
+					w.finish(ctx, res)
+					continue
+				}
+			}
 			w.startGcode(ctx, i, sub, timeout, params, res, run)
 		}
 	}
+}
+
+// noteEventTime records env's time as its printer's newest, if it is.
+func (w *Worker) noteEventTime(env *bridge.Envelope) {
+	if env.Time.IsZero() {
+		return
+	}
+	w.newestMu.Lock()
+	defer w.newestMu.Unlock()
+	if w.newest == nil {
+		w.newest = map[string]time.Time{}
+	}
+	if env.Time.After(w.newest[env.Printer]) {
+		w.newest[env.Printer] = env.Time
+	}
+}
+
+// staleBy returns how much older env is than the newest event of its
+// printer that this worker has received. Both times come from the edge's
+// clock, so a clock that differs between hosts does not matter. A backlog
+// that a broker delivers after an outage (a worker's persistent session,
+// a JetStream consumer) arrives in order and faster than its hooks run,
+// so the newer events are known when an old one's hooks start.
+func (w *Worker) staleBy(env *bridge.Envelope) time.Duration {
+	if env.Time.IsZero() {
+		return 0
+	}
+	w.newestMu.Lock()
+	defer w.newestMu.Unlock()
+	return w.newest[env.Printer].Sub(env.Time)
 }
 
 func hookTimeout(cfg *Config, sub *Subscription) time.Duration {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -412,5 +413,55 @@ events:
 	h.mu.Unlock()
 	if len(commands) != 1 || strings.Join(commands[0].Commands, "|") != "M117 Paused W?rfel ???.gcode" {
 		t.Errorf("edge got %+v, want one command with M117 Paused W?rfel ???.gcode", commands)
+	}
+}
+
+// TestGcodeHookOfLateEventNotSent delivers an event after an event of its
+// printer that the edge fired three minutes later, as a JetStream
+// redelivery or a broker's backlog after an outage does. Its G-code (here
+// a PrintDone cool-down, which would turn the heaters off in the next
+// print) must not reach the printer, while its system hook still runs.
+func TestGcodeHookOfLateEventNotSent(t *testing.T) {
+	const config = `events:
+  subscriptions:
+  - {name: cool, event: PrintDone, type: gcode, command: M104 S0}
+  - {name: note, event: PrintDone, type: system, shell: false, command: "true"}
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`
+	for _, c := range []struct {
+		name     string
+		settings string
+		stale    bool
+	}{
+		{"default age", "", true},
+		{"age off", "printbridge:\n  gcode_max_age: 0\n", false},
+		{"age longer", "printbridge:\n  gcode_max_age: 5m\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.settings+config)
+			now := time.Now()
+			h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "new", Event: bridge.EventPrintStarted, Time: now})
+			h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "old", Event: bridge.EventPrintDone, Time: now.Add(-3 * time.Minute)})
+			results := byHook(h.waitResults(3))
+
+			if r := results["cool/old"]; errors.Is(r.Err, ErrStale) != c.stale {
+				t.Errorf("cool = %+v, want stale %v", r, c.stale)
+			}
+			if r := results["note/old"]; r.Err != nil {
+				t.Errorf("note = %+v, want it run", r)
+			}
+			if r := results["lcd/new"]; r.Err != nil {
+				t.Errorf("lcd = %+v, want it sent", r)
+			}
+			h.mu.Lock()
+			var sent []string
+			for _, cmd := range h.commands {
+				sent = append(sent, cmd.Commands...)
+			}
+			h.mu.Unlock()
+			if got := slices.Contains(sent, "M104 S0"); got == c.stale {
+				t.Errorf("edge got %q; M104 S0 among them: %v, want %v", sent, got, !c.stale)
+			}
+		})
 	}
 }

@@ -126,6 +126,7 @@ type workerOptions struct {
 	printers           listFlag
 	group              string
 	hookTimeout        boundedDuration
+	gcodeMaxAge        boundedDuration
 	maxConcurrentHooks boundedInt
 	maxInFlight        boundedInt
 	natsMaxPending     boundedInt
@@ -172,6 +173,8 @@ func (o *workerOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.group, "group", "", "name under which workers share the events: NATS queue group, MQTT shared subscription, or JetStream consumer name; with the same --printer list on every worker and --max-in-flight 1, JetStream keeps each printer's order across workers (docs/delivery.md) (default: printbridge.group, else none)")
 	o.hookTimeout = boundedDuration{zeroAllowed: true}
 	fs.Var(&o.hookTimeout, "hook-timeout", "maximum run time (a `duration`) of one hook, such as 90s; 0 for none (default: printbridge.hook_timeout, else 60s)")
+	o.gcodeMaxAge = boundedDuration{zeroAllowed: true}
+	fs.Var(&o.gcodeMaxAge, "gcode-max-age", "G-code hooks of an event are not sent once a newer event of its printer is this `duration` newer, such as after a broker delivered a backlog; 0 sends them always (default: printbridge.gcode_max_age, else 2m)")
 	o.maxConcurrentHooks = boundedInt{min: 1}
 	o.maxInFlight = boundedInt{value: defaultMaxInFlight, min: 1, max: hooks.DefaultQueueSize}
 	o.natsMaxPending = boundedInt{value: defaultNATSMaxPending, min: 1}
@@ -222,6 +225,9 @@ func (o *workerOptions) apply(s *hooks.Settings) error {
 	}
 	if o.hookTimeout.set {
 		s.HookTimeout = o.hookTimeout.value
+	}
+	if o.gcodeMaxAge.set {
+		s.GcodeMaxAge = o.gcodeMaxAge.value
 	}
 	if o.maxConcurrentHooks.set {
 		s.MaxConcurrentHooks = o.maxConcurrentHooks.value
@@ -343,6 +349,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			busOpts.clientID = stableWorkerClientID(o.group)
 		}
 		busOpts.persistentSession = o.mqttPersistent
+	}
+	if busOpts.persistentSession && busOpts.mqttURL != "" && cfg.Settings.Group != "" {
+		// Mosquitto keeps an absent member's session in the group and
+		// goes on queueing its share of the events there.
+		log.Info("MQTT shared subscription with a persistent session: while this worker is down, the broker keeps its share of the group's events for it; restart it under the same --mqtt-client-id, or leave out --mqtt-persistent-session so the other members take over",
+			"group", cfg.Settings.Group, "client_id", busOpts.clientID)
 	}
 	// Checked before the metrics endpoint and the seen-events lock, so a
 	// bad broker setting leaves no port open and nothing in --data-dir.
