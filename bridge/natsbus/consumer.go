@@ -77,6 +77,7 @@ func (b *Bus) ensureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, 
 			if err != nil {
 				return nil, fmt.Errorf("create JetStream consumer %s on stream %s failed: %w", cfg.Durable, b.stream, err)
 			}
+			b.warnWithoutMetadata(consumer, owner)
 			return consumer, nil
 		case err != nil:
 			return nil, fmt.Errorf("look up JetStream consumer %s on stream %s failed: %w", cfg.Durable, b.stream, err)
@@ -98,8 +99,23 @@ func (b *Bus) ensureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, 
 		if err != nil {
 			return nil, fmt.Errorf("update JetStream consumer %s on stream %s failed: %w", cfg.Durable, b.stream, err)
 		}
+		b.warnWithoutMetadata(consumer, owner)
 		return consumer, nil
 	}
+}
+
+// warnWithoutMetadata logs once when the server dropped the consumer's
+// metadata, as nats-server before 2.10 does. The owner check above then
+// cannot tell two groups whose names map to one consumer name, and their
+// workers share it without an error.
+func (b *Bus) warnWithoutMetadata(consumer jetstream.Consumer, owner consumerOwner) {
+	if _, ok := consumer.CachedInfo().Config.Metadata[metadataGroup]; ok {
+		return
+	}
+	b.metadataWarning.Do(func() {
+		b.log.Warn("the NATS server keeps no JetStream consumer metadata (it needs nats-server 2.10 or later), so two worker groups whose names map to one consumer name, such as a.b and a_b, would share it without an error; upgrade nats-server, or use group names without '_' and '.'",
+			"server_version", b.nc.ConnectedServerVersion(), "consumer", consumer.CachedInfo().Name, "group", owner.group)
+	})
 }
 
 // checkConsumerOwner returns an error wrapping ErrConsumerTaken when the

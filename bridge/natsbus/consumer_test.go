@@ -3,7 +3,9 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -331,4 +333,52 @@ func TestConsumerPerWorkerResumesShared(t *testing.T) {
 			t.Fatalf("close: %v", err)
 		}
 	}
+}
+
+// TestConsumerWithoutMetadataWarns subscribes a group on the machine's
+// nats-server. Before 2.10 it drops the consumer's metadata, so the check
+// that rejects two groups with one consumer name (a.b and a_b) cannot
+// work, and the worker must say so; from 2.10 on the metadata is kept and
+// nothing is logged.
+func TestConsumerWithoutMetadataWarns(t *testing.T) {
+	url, version := brokertest.StartNATSProcess(t)
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	worker, err := natsbus.New(ctx, natsbus.Config{URL: url, JetStream: true}, log)
+	if err != nil {
+		t.Fatalf("natsbus.New on nats-server %s: %v", version, err)
+	}
+	defer worker.Close()
+	for range 2 {
+		if err := worker.SubscribeEvents(ctx, "q1", "a.b", func(bridge.EventMessage) {}); err != nil {
+			t.Fatalf("SubscribeEvents: %v", err)
+		}
+	}
+
+	kept := consumerConfig(t, worker, "a_b_q1").Metadata["printbridge.group"] == "a.b"
+	warnings := strings.Count(logs.String(), "keeps no JetStream consumer metadata")
+	oldServer := versionBefore(version, 2, 10)
+	if kept == oldServer {
+		t.Errorf("nats-server %s kept the consumer metadata: %v, want %v", version, kept, !oldServer)
+	}
+	if want := map[bool]int{true: 1, false: 0}[oldServer]; warnings != want {
+		t.Errorf("nats-server %s: %d warnings about consumer metadata, want %d:\n%s", version, warnings, want, logs.String())
+	}
+	if oldServer && !strings.Contains(logs.String(), "server_version="+version) {
+		t.Errorf("the warning does not name the server version %s:\n%s", version, logs.String())
+	}
+}
+
+// versionBefore reports whether version ("2.9.10") is before
+// major.minor.
+func versionBefore(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	gotMajor, _ := strconv.Atoi(parts[0])
+	gotMinor, _ := strconv.Atoi(parts[1])
+	return gotMajor < major || gotMajor == major && gotMinor < minor
 }

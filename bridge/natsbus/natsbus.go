@@ -141,6 +141,10 @@ type Bus struct {
 	// eventSubs are the core event subscriptions, whose dropped events
 	// Close reports once more.
 	eventSubs []*dropReporter
+
+	// metadataWarning logs once that the server keeps no consumer
+	// metadata (see warnWithoutMetadata).
+	metadataWarning sync.Once
 }
 
 // New connects to the server and, with JetStream, creates or updates the
