@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,10 @@ type Worker struct {
 	dropLogMu    sync.Mutex // guards dropLastLog and dropUnlogged
 	dropLastLog  time.Time
 	dropUnlogged int64
+
+	// newerSchemas has the printer and schema pairs already warned about
+	// (see warnNewerSchema).
+	newerSchemas sync.Map
 
 	// newest has the time of the newest event received of each printer,
 	// by the edge's clock, for the G-code age check (see staleBy).
@@ -369,6 +374,9 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 	}
 	w.metrics.observeReceived(env.Printer, env.Event)
 	w.noteEventTime(env)
+	if env.Schema > bridge.SchemaVersion {
+		w.warnNewerSchema(env)
+	}
 	if !w.seen.add(env.ID) {
 		w.duplicates.Add(1)
 		w.metrics.duplicates.Inc()
@@ -533,6 +541,19 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 			w.startGcode(ctx, i, sub, timeout, params, res, run)
 		}
 	}
+}
+
+// warnNewerSchema logs once per printer and schema that an edge sends
+// envelopes of a newer schema than this worker knows. Its hooks still
+// run with the fields that the worker reads, so a rolling upgrade that
+// starts with the edges loses no hook.
+func (w *Worker) warnNewerSchema(env *bridge.Envelope) {
+	key := env.Printer + "\x00" + strconv.Itoa(env.Schema)
+	if _, warned := w.newerSchemas.LoadOrStore(key, true); warned {
+		return
+	}
+	w.log.Warn("event envelope has a newer schema than this worker knows; upgrade the worker to read its new fields",
+		"printer", env.Printer, "event", env.Event, "event_id", env.ID, "schema", env.Schema, "worker_schema", bridge.SchemaVersion)
 }
 
 // noteEventTime records env's time as its printer's newest, if it is.

@@ -465,3 +465,29 @@ func TestGcodeHookOfLateEventNotSent(t *testing.T) {
 		})
 	}
 }
+
+// TestNewerSchemaWarnsOnceAndRuns sends envelopes of schema 2, as an edge
+// upgraded before the worker does: the hooks run, and the worker warns
+// once for the printer and schema.
+func TestNewerSchemaWarnsOnceAndRuns(t *testing.T) {
+	logs, log := newLogBuffer()
+	h := newHarnessLog(t, `events:
+  subscriptions:
+  - {name: note, event: PrintDone, type: system, shell: false, command: "true"}
+`, log)
+	for _, id := range []string{"s1", "s2"} {
+		h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion + 1, Printer: testPrinter, ID: id, Event: bridge.EventPrintDone, Time: time.Now()})
+	}
+	results := byHook(h.waitResults(2))
+	for _, key := range []string{"note/s1", "note/s2"} {
+		if r, ok := results[key]; !ok || r.Err != nil {
+			t.Errorf("%s = %+v, want it run", key, r)
+		}
+	}
+	if got := strings.Count(logs.String(), "newer schema than this worker knows"); got != 1 {
+		t.Errorf("%d warnings about the schema, want 1:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logs.String(), "schema=2") {
+		t.Errorf("the warning does not name schema 2:\n%s", logs.String())
+	}
+}
