@@ -218,6 +218,23 @@ func TestValidatePrinterID(t *testing.T) {
 	}
 }
 
+func TestValidatePrinterIDRejectsBridge(t *testing.T) {
+	err := ValidatePrinterID("bridge")
+	if err == nil {
+		t.Fatal(`printer id "bridge" accepted, but printbridge/bridge/info is the shared bridge topic`)
+	}
+	for _, want := range []string{`"bridge"`, "reserved for the bridge topics", "printbridge/bridge/info"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	for _, id := range []string{"Bridge", "bridge1", "my-bridge"} {
+		if err := ValidatePrinterID(id); err != nil {
+			t.Errorf("%q rejected: %v", id, err)
+		}
+	}
+}
+
 // TestIsTokenNameMatchesPatterns checks isTokenName against the regular
 // expressions it replaced in ValidatePrinterID and IsDynamicEvent.
 func TestIsTokenNameMatchesPatterns(t *testing.T) {

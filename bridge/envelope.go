@@ -80,13 +80,23 @@ func NewEventID(now time.Time) string {
 }
 
 // ValidatePrinterID checks that id can be used as one MQTT topic level and
-// one NATS subject token: letters, digits, '-' and '_' only.
+// one NATS subject token: letters, digits, '-' and '_' only. It rejects
+// ReservedPrinterID.
 func ValidatePrinterID(id string) error {
 	if !isTokenName(id, 64, true) {
 		return fmt.Errorf("invalid printer id %q: use 1 to 64 letters, digits, '-' or '_'", id)
 	}
+	if id == ReservedPrinterID {
+		return fmt.Errorf("invalid printer id %q: it is reserved for the bridge topics that all edges share, such as printbridge/bridge/info; choose another id", id)
+	}
 	return nil
 }
+
+// ReservedPrinterID is the topic level of the topics that all edges of a
+// base topic share (bridge/info). A printer with this id would publish
+// its info to that same topic, so ValidatePrinterID rejects it. Topic
+// levels are case-sensitive, so "Bridge" is a valid id.
+const ReservedPrinterID = "bridge"
 
 // DecodeEnvelope parses one envelope and checks the fields every consumer
 // relies on. The envelopes the edge writes take a fast path (see

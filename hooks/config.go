@@ -80,6 +80,17 @@ func HasErrors(problems []Problem) bool {
 	return false
 }
 
+// CountErrors returns the number of problems with SeverityError.
+func CountErrors(problems []Problem) int {
+	n := 0
+	for _, p := range problems {
+		if p.Severity == SeverityError {
+			n++
+		}
+	}
+	return n
+}
+
 // Command is one command template of a subscription.
 type Command struct {
 	// Template is the command as written in the file.
@@ -163,7 +174,10 @@ type Config struct {
 	// an events.subscriptions that is not a list, loads no entry and is
 	// not counted here.
 	SkippedEntries int
-	Settings       Settings
+	// Errors counts the problems with SeverityError that loading the file
+	// reported, skipped entries included.
+	Errors   int
+	Settings Settings
 
 	byEvent map[string][]*Subscription
 }
@@ -199,6 +213,7 @@ func ParseConfig(file string, data []byte) (*Config, []Problem, error) {
 	}
 	l := &loader{file: file, cfg: &Config{Path: file, Settings: DefaultSettings(), byEvent: map[string][]*Subscription{}}}
 	l.load(&doc)
+	l.cfg.Errors = CountErrors(l.problems)
 	sort.SliceStable(l.problems, func(i, j int) bool {
 		a, b := l.problems[i], l.problems[j]
 		if a.Line != b.Line {

@@ -376,7 +376,7 @@ events: {subscriptions: []}
 	checkProblems(t, problems, []wantProblem{
 		{4, SeverityError, 0, "invalid printbridge.max_concurrent_hooks"},
 		{5, SeverityError, 0, `"verbose" is not one of debug, info, warn, error`},
-		{6, SeverityWarning, 0, `unknown key printbridge.printer is ignored; did you mean "printers"?`},
+		{6, SeverityError, 0, "unknown key printbridge.printer; did you mean printbridge.printers?"},
 	})
 	if cfg.Settings.HookTimeout != 2500*time.Millisecond || strings.Join(cfg.Settings.Printers, ",") != "a,b" {
 		t.Errorf("settings = %+v", cfg.Settings)
@@ -507,6 +507,45 @@ func TestConfigCountsSkippedEntries(t *testing.T) {
 		}
 		if cfg.SkippedEntries != c.want {
 			t.Errorf("%s: SkippedEntries = %d, want %d", c.name, cfg.SkippedEntries, c.want)
+		}
+	}
+}
+
+func TestConfigUnknownSettingIsError(t *testing.T) {
+	cfg, problems := parseTestConfig(t, `printbridge:
+  hook_timout: 30s
+  colour: blue
+events: {subscriptions: []}
+`)
+	checkProblems(t, problems, []wantProblem{
+		{2, SeverityError, 0, "unknown key printbridge.hook_timout; did you mean printbridge.hook_timeout?"},
+		{3, SeverityError, 0, "unknown key printbridge.colour; valid keys are mqtt, nats, printers, group, hook_timeout,"},
+	})
+	if cfg.Settings.HookTimeout != DefaultHookTimeout {
+		t.Errorf("hook_timeout = %v, want the default %v", cfg.Settings.HookTimeout, DefaultHookTimeout)
+	}
+	if cfg.Errors != 2 {
+		t.Errorf("Errors = %d, want 2", cfg.Errors)
+	}
+}
+
+func TestConfigCountsErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		want       int
+	}{
+		{"good", "events:\n  subscriptions:\n  - {event: PrintDone, type: system, command: \"true\"}\n", 0},
+		{"misspelled subscriptions", "events:\n  subscription:\n  - {event: PrintDone, type: system, command: \"true\"}\n", 1},
+		{"misspelled enabled", "events:\n  enabeld: true\n  subscriptions: []\n", 1},
+		{"entry without type", "events:\n  subscriptions:\n  - {event: PrintDone, command: \"true\"}\n", 1},
+		{"misspelled events", "evnets:\n  subscriptions: []\n", 1},
+	} {
+		cfg, problems := parseTestConfig(t, c.text)
+		if cfg.Errors != c.want {
+			t.Errorf("%s: Errors = %d, want %d (problems %v)", c.name, cfg.Errors, c.want, problems)
+		}
+		if got := CountErrors(problems); got != cfg.Errors {
+			t.Errorf("%s: CountErrors = %d, want Errors %d", c.name, got, cfg.Errors)
 		}
 	}
 }

@@ -42,6 +42,7 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
 	entriesSkipped prometheus.Gauge
+	configErrors   prometheus.Gauge
 	subscriptions  prometheus.Gauge
 	claims         *prometheus.CounterVec
 	claimsOpen     prometheus.Gauge
@@ -109,6 +110,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "printbridge_worker_config_entries_skipped",
 			Help: "Entries of events.subscriptions in the running config that were skipped because of an error, so their hooks never run; the config problems logged at start name them.",
 		}),
+		configErrors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "printbridge_worker_config_errors",
+			Help: "Errors in the running config, as printbridge check-config counts them: entries with errors, which are skipped, and errors outside entries, such as an unknown key under events:, which keep hooks from loading. The config problems logged at start name them.",
+		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "printbridge_worker_subscriptions",
 			Help: "Subscriptions of the running config that loaded and are enabled.",
@@ -140,7 +145,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.interrupted.WithLabelValues(resolution)
 	}
 	reg.MustRegister(m.hookRuns, m.hookDuration, m.eventsReceived, m.duplicates, m.invalid, m.queueDepth, m.dropped,
-		m.clientDropped, m.errors, m.reloads, m.reloadOK, m.entriesSkipped, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
+		m.clientDropped, m.errors, m.reloads, m.reloadOK, m.entriesSkipped, m.configErrors, m.subscriptions, m.claims, m.claimsOpen, m.interrupted)
 	return m
 }
 
@@ -191,6 +196,7 @@ func (m *Metrics) observeReceived(printer, event string) {
 func (m *Metrics) observeConfig(cfg *Config) {
 	m.subscriptions.Set(float64(len(cfg.Subscriptions)))
 	m.entriesSkipped.Set(float64(cfg.SkippedEntries))
+	m.configErrors.Set(float64(cfg.Errors))
 }
 
 func (m *Metrics) observeReload(ok bool) {

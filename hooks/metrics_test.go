@@ -175,3 +175,25 @@ events:
 		t.Errorf("duplicates = %v, want 0 (the redelivery of a dropped event is not a duplicate)", v)
 	}
 }
+
+func TestMetricsCountConfigErrors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg, _ := parseTestConfig(t, `events:
+  subscription:
+  - {name: lights, event: PrintDone, type: system, shell: false, command: "true"}
+`)
+	w := NewWorker(cfg, nil, nil, WithMetrics(NewMetrics(reg)))
+	if v := gaugeValue(t, reg, "printbridge_worker_config_errors"); v != 1 {
+		t.Errorf("config_errors at start = %v, want 1 for the unknown key events.subscription", v)
+	}
+	if v := gaugeValue(t, reg, "printbridge_worker_subscriptions"); v != 0 {
+		t.Errorf("subscriptions at start = %v, want 0", v)
+	}
+
+	if err := w.Reload(mustParse(t, "events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: \"true\"}\n")); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if v := gaugeValue(t, reg, "printbridge_worker_config_errors"); v != 0 {
+		t.Errorf("config_errors after a reload without errors = %v, want 0", v)
+	}
+}

@@ -109,20 +109,35 @@ func (l *loader) loadSettings(n *yaml.Node) {
 		case "metrics_listen":
 			err = setValue(&s.MetricsListen, val, settingListenAddress)
 		default:
-			hint := ""
-			for _, k := range settingsKeys {
-				if levenshtein(strings.ToLower(p.key.Value), k) <= 2 {
-					hint = fmt.Sprintf("; did you mean %q?", k)
-					break
-				}
-			}
-			l.report(SeverityWarning, p.key, entryRef{}, key, "unknown key %s is ignored%s", key, hint)
+			// An error, unlike an unknown key in an entry: a misspelled
+			// setting such as hook_timout would leave the worker running
+			// with the default of the setting that was meant.
+			l.report(SeverityError, p.key, entryRef{}, key, "unknown key %s; %s", key, settingsKeyHint(p.key.Value))
 			continue
 		}
 		if err != nil {
 			l.report(SeverityError, keyOrEntry(val.node, p.key), entryRef{}, key, "invalid %s: %v", key, err)
 		}
 	}
+}
+
+// maxSettingsKeyDistance is the largest edit distance at which an unknown
+// key of the printbridge: section is taken for a misspelling of a known one.
+const maxSettingsKeyDistance = 3
+
+// settingsKeyHint returns "did you mean ...?" with the valid key closest to
+// key, or the list of valid keys when none is close.
+func settingsKeyHint(key string) string {
+	closest, best := "", maxSettingsKeyDistance+1
+	for _, k := range settingsKeys {
+		if d := levenshtein(strings.ToLower(key), k); d < best {
+			closest, best = k, d
+		}
+	}
+	if closest == "" {
+		return "valid keys are " + strings.Join(settingsKeys, ", ")
+	}
+	return fmt.Sprintf("did you mean printbridge.%s?", closest)
 }
 
 func setValue[T any](dst *T, v pyValue, parse func(pyValue) (T, error)) error {

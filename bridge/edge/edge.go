@@ -193,6 +193,7 @@ func New(cfg Config, bus bridge.Bus, log *slog.Logger, metrics *Metrics) (*Edge,
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	metrics.SetPrinter(cfg.PrinterID)
 	log = log.With("printer", cfg.PrinterID)
 	e := &Edge{
 		cfg:      cfg,

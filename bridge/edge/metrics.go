@@ -65,14 +65,19 @@ type Metrics struct {
 	// PresenceInvalid counts messages on the presence topic that are not
 	// valid presence messages of this printer.
 	PresenceInvalid prometheus.Counter
-	printerID       string
-	lastState       string
+	// Info is 1 for the printer id and version of this edge
+	// (printbridge_edge_info), so that alert rules and dashboards can
+	// join it on instance to name the printer when several edges run on
+	// one host.
+	Info      *prometheus.GaugeVec
+	printerID string
+	lastState string
 	// heaters are the heater labels of the temperature gauges.
 	heaters map[string]bool
 }
 
 // NewMetrics registers the edge metrics on reg (a private registry when
-// nil). printerID labels the per-printer gauges.
+// nil). printbridge_edge_info has no series until SetPrinter is called.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		heaters: map[string]bool{},
@@ -147,6 +152,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while this edge rejects every command because another running edge with this printer id started first, 0 otherwise."}),
 		PresenceInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "printbridge_presence_messages_invalid_total",
 			Help: "Messages on the printer's presence topic that are not valid presence messages of this printer."}),
+		Info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "printbridge_edge_info",
+			Help: "1 for the edge's printer id and printbridge version; join it on instance to name the printer in alerts."}, []string{"printer", "version"}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -156,7 +163,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.BusEventsPublished, m.BusPublishErrors, m.BusEventsLost, m.BusLastSeq,
 		m.LinesSent, m.LinesReceived, m.Resends, m.ChecksumErrors, m.Timeouts, m.Garbage, m.Overlong, m.StrayOKs, m.OKLatency, m.Temperature, m.TargetTemp,
 		m.Progress, m.State, m.StateChanges, m.Suppressed, m.ScriptErrors, m.JobRecordErrors,
-		m.DuplicateEdges, m.CommandsStopped, m.PresenceInvalid)
+		m.DuplicateEdges, m.CommandsStopped, m.PresenceInvalid, m.Info)
 	// Both kinds are exported from the start, so an alert can compare
 	// with 0.
 	m.DuplicateEdges.WithLabelValues("probe")
@@ -168,6 +175,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.initLabelValues()
 	return m
+}
+
+// SetPrinter sets printbridge_edge_info to 1 for printerID and Version.
+// It replaces the series of an earlier printer id, so the gauge always has
+// one series.
+func (m *Metrics) SetPrinter(printerID string) {
+	if printerID == m.printerID {
+		return
+	}
+	m.Info.Reset()
+	m.Info.WithLabelValues(printerID, Version).Set(1)
+	m.printerID = printerID
 }
 
 // Label values of the edge's counters, exported at 0 from the start (see

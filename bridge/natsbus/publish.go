@@ -14,8 +14,8 @@ const (
 	availabilityOnline  = "online"
 	availabilityOffline = "offline"
 	// bridgeInfoKey is the state bucket key of the bridge description.
-	// bridge.ValidatePrinterID allows no '.' in a printer id, so a valid
-	// id cannot collide with it.
+	// bridge.ValidatePrinterID rejects the printer id "bridge", so no
+	// printer's <printer>.info key can collide with it.
 	bridgeInfoKey = "bridge.info"
 )
 

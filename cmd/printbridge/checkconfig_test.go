@@ -136,6 +136,10 @@ func TestCheckConfigWorkerOutcome(t *testing.T) {
 	}{
 		{"settings", "printbridge:\n  hook_timeout: banana\nevents:\n  subscriptions: []\n",
 			"the worker does not start with this file, because its printbridge: section has 1 error"},
+		{"unknown setting", "printbridge:\n  hook_timout: 30s\nevents:\n  subscriptions: []\n",
+			"the worker does not start with this file, because its printbridge: section has 1 error"},
+		{"unknown events key", "events:\n  subscription: []\n",
+			"the worker starts, but without the hooks that these errors keep from loading"},
 		{"entry", "events:\n  subscriptions:\n  - {event: PrintDone, command: \"true\"}\n",
 			"the worker starts and skips the entries with errors, as OctoPrint does, and a SIGHUP reload rejects the whole file"},
 		{"structure", "evnets:\n  subscriptions: []\n",

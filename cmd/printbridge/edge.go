@@ -506,6 +506,7 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := edge.NewMetrics(reg)
+	metrics.SetPrinter(o.printerID)
 	if o.bus.mqttURL != "" {
 		metrics.InitBus("mqtt")
 	}

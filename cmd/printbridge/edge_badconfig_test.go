@@ -21,6 +21,7 @@ func TestEdgeBadConfigLeavesNoOutbox(t *testing.T) {
 		{"http NATS URL", []string{"--nats", "http://127.0.0.1:4222"}, `--nats: unsupported scheme "http"`},
 		{"second MQTT URL bad", []string{"--mqtt", "tcp://127.0.0.1:1,ftp://127.0.0.1:2"}, `unsupported scheme "ftp"`},
 		{"no broker", nil, "no broker configured"},
+		{"reserved printer id", []string{"--mqtt", "tcp://127.0.0.1:1", "--printer", "bridge"}, `invalid printer id "bridge": it is reserved for the bridge topics`},
 		{"JetStream without NATS", []string{"--mqtt", "tcp://127.0.0.1:1", "--jetstream"}, "--jetstream needs a NATS server: give --nats URL"},
 		{"base topic wildcard", []string{"--mqtt", "tcp://127.0.0.1:1", "--base-topic", "print/#"}, "--base-topic: invalid base topic"},
 		{"bad fsync policy", []string{"--mqtt", "tcp://127.0.0.1:1", "--outbox-fsync", "sometimes"}, `invalid value "sometimes" for flag -outbox-fsync`},

@@ -289,6 +289,7 @@ func (o *workerOptions) load() (*hooks.Config, []hooks.Problem, error) {
 			p.Message += fmt.Sprintf("; --%s replaces it", name)
 		}
 	}
+	cfg.Errors = hooks.CountErrors(problems)
 	return cfg, problems, nil
 }
 

@@ -222,6 +222,30 @@ events:
 	}
 }
 
+func TestWorkerRejectsUnknownSetting(t *testing.T) {
+	cfg := writeWorkerConfig(t, t.TempDir(), `printbridge:
+  hook_timout: 30s
+events:
+  subscriptions:
+  - {event: PrintDone, type: system, shell: false, command: "true"}
+`)
+	code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "")
+	if code != 1 {
+		t.Fatalf("worker exited %d, want 1\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		cfg + ":2:3: error: unknown key printbridge.hook_timout; did you mean printbridge.hook_timeout?",
+		"1 error in the printbridge: section",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "worker started") {
+		t.Error("the worker started despite the unknown key")
+	}
+}
+
 func TestWorkerFlagReplacesBrokenSetting(t *testing.T) {
 	emb := brokertest.StartNATS(t, false, false)
 	cfg := writeWorkerConfig(t, t.TempDir(), `printbridge:
@@ -577,6 +601,9 @@ func TestWorkerMetricsCountSkippedEntries(t *testing.T) {
 			metricSample(families, "printbridge_worker_config_last_reload_successful", nil),
 			metricSample(families, "printbridge_worker_subscriptions", nil)
 	}
+	configErrors := func() float64 {
+		return metricSample(scrapeMetricFamilies(t, url), "printbridge_worker_config_errors", nil)
+	}
 	hup := func(wantLine string) {
 		t.Helper()
 		n := len(matchingLines(logs.String(), wantLine))
@@ -596,6 +623,9 @@ func TestWorkerMetricsCountSkippedEntries(t *testing.T) {
 	if subscriptions != 1 {
 		t.Errorf("subscriptions at start = %v, want 1", subscriptions)
 	}
+	if v := configErrors(); v != 2 {
+		t.Errorf("config_errors at start = %v, want 2", v)
+	}
 
 	// A reload that fails keeps the running config, so its count stays.
 	writeWorkerConfig(t, dir, "events:\n  subscriptions:\n  - {event: PrintDone, command: \"true\"}\n")
@@ -606,6 +636,19 @@ func TestWorkerMetricsCountSkippedEntries(t *testing.T) {
 	}
 	if reloadOK != 0 {
 		t.Errorf("last_reload_successful after a failed reload = %v, want 0", reloadOK)
+	}
+	if v := configErrors(); v != 2 {
+		t.Errorf("config_errors after a failed reload = %v, want 2 of the running config", v)
+	}
+
+	// An unknown key in the printbridge: section rejects the reload too.
+	writeWorkerConfig(t, dir, "printbridge:\n  hook_timout: 30s\nevents:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: \"true\"}\n")
+	hup("config reload failed")
+	if lines := matchingLines(logs.String(), "unknown key printbridge.hook_timout; did you mean printbridge.hook_timeout?"); len(lines) != 1 {
+		t.Errorf("log lines naming the unknown key = %q, want 1", lines)
+	}
+	if _, _, subscriptions = gauges(); subscriptions != 1 {
+		t.Errorf("subscriptions after the rejected reload = %v, want 1 of the running config", subscriptions)
 	}
 
 	writeWorkerConfig(t, dir, "events:\n  subscriptions:\n  - {event: PrintDone, type: system, shell: false, command: \"true\"}\n")
@@ -619,6 +662,9 @@ func TestWorkerMetricsCountSkippedEntries(t *testing.T) {
 	}
 	if subscriptions != 1 {
 		t.Errorf("subscriptions after a good reload = %v, want 1", subscriptions)
+	}
+	if v := configErrors(); v != 0 {
+		t.Errorf("config_errors after a good reload = %v, want 0", v)
 	}
 }
 
