@@ -61,23 +61,32 @@ func toASCII(line string) (string, bool) {
 // commands this worker did not send are ignored.
 type replyWaiter struct {
 	mu      sync.Mutex // guards pending
-	pending map[string]chan bridge.Reply
+	pending map[string]*pendingReply
 	// onInvalid counts a reply that is not JSON.
 	onInvalid func()
 }
 
+// pendingReply is a command waiting for its replies: firstReply closes at the
+// first reply of any status, and final gets the final one.
+type pendingReply struct {
+	firstReply     chan struct{}
+	firstReplyOnce sync.Once
+	final          chan bridge.Reply
+}
+
 func newReplyWaiter(onInvalid func()) *replyWaiter {
-	return &replyWaiter{pending: map[string]chan bridge.Reply{}, onInvalid: onInvalid}
+	return &replyWaiter{pending: map[string]*pendingReply{}, onInvalid: onInvalid}
 }
 
 // register must be called before the command is published, so that a fast
-// reply cannot arrive before anyone waits for it.
-func (r *replyWaiter) register(id string) <-chan bridge.Reply {
-	ch := make(chan bridge.Reply, 1)
+// reply cannot arrive before anyone waits for it. firstReply closes at the
+// command's first reply, final gets its final reply.
+func (r *replyWaiter) register(id string) (firstReply <-chan struct{}, final <-chan bridge.Reply) {
+	p := &pendingReply{firstReply: make(chan struct{}), final: make(chan bridge.Reply, 1)}
 	r.mu.Lock()
-	r.pending[id] = ch
+	r.pending[id] = p
 	r.mu.Unlock()
-	return ch
+	return p.firstReply, p.final
 }
 
 func (r *replyWaiter) forget(id string) {
@@ -96,15 +105,21 @@ func (r *replyWaiter) deliver(data []byte) {
 		}
 		return
 	}
-	if reply.ID == "" || !reply.Final() {
+	if reply.ID == "" {
 		return
 	}
 	r.mu.Lock()
-	ch, ok := r.pending[reply.ID]
-	delete(r.pending, reply.ID)
+	p, ok := r.pending[reply.ID]
+	if ok && reply.Final() {
+		delete(r.pending, reply.ID)
+	}
 	r.mu.Unlock()
-	if ok {
-		ch <- reply
+	if !ok {
+		return
+	}
+	p.firstReplyOnce.Do(func() { close(p.firstReply) })
+	if reply.Final() {
+		p.final <- reply
 	}
 }
 

@@ -697,7 +697,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 			"printer", res.Printer, "command_id", cmd.ID, "commands", lines)
 	}
 
-	reply := w.replies.register(cmd.ID)
+	firstReply, reply := w.replies.register(cmd.ID)
 	pubCtx, cancel := context.WithTimeout(ctx, publishTimeout)
 	err = w.bus.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, data)
 	cancel()
@@ -709,35 +709,57 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	}
 	run.hookStarted()
 	w.wg.Add(1)
-	go w.awaitReply(ctx, reply, timeout, start, res, run)
+	go w.awaitReply(ctx, firstReply, reply, timeout, start, res, run)
 }
+
+// gcodeFirstReplyWait is how long a gcode hook waits for the edge's first
+// reply (accepted) before it fails. The edge sends it as soon as the
+// command arrives, so without it no edge of the printer runs, and the
+// hook does not hold its event (and, on MQTT, a slot of the broker's
+// in-flight window) for the whole hook timeout.
+var gcodeFirstReplyWait = 10 * time.Second
 
 // awaitReply waits for the final reply to the command of a gcode hook and
 // finishes its result.
-func (w *Worker) awaitReply(ctx context.Context, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun) {
+func (w *Worker) awaitReply(ctx context.Context, firstReply <-chan struct{}, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun) {
 	defer w.wg.Done()
 	waitCtx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		waitCtx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
+	firstReplyTimer := time.NewTimer(gcodeFirstReplyWait)
+	defer firstReplyTimer.Stop()
 
-	select {
-	case r := <-reply:
-		res.OutputTail = tailString(strings.Join(r.Lines, "\n"), w.outputLimit)
-		if r.Status == bridge.ReplyDone {
-			res.ExitCode = 0
-		} else {
-			res.ExitCode = 1
-			res.Err = fmt.Errorf("the edge replied %s to G-code command %s: %s", r.Status, res.CommandID, r.Reason)
-		}
-	case <-waitCtx.Done():
-		w.replies.forget(res.CommandID)
-		if ctx.Err() != nil {
-			res.Err = fmt.Errorf("G-code command %s: %w before its final reply", res.CommandID, ErrStopped)
-		} else {
-			res.Err = fmt.Errorf("G-code command %s: %w: no final reply within %s (is the edge of printer %s running?)",
-				res.CommandID, ErrTimeout, timeout, res.Printer)
+wait:
+	for {
+		select {
+		case <-firstReply:
+			firstReply = nil
+			firstReplyTimer.Stop()
+		case <-firstReplyTimer.C:
+			w.replies.forget(res.CommandID)
+			res.Err = fmt.Errorf("G-code command %s: %w: no reply from an edge of printer %s within %s; is its edge running and connected to this broker?",
+				res.CommandID, ErrTimeout, res.Printer, gcodeFirstReplyWait)
+			break wait
+		case r := <-reply:
+			res.OutputTail = tailString(strings.Join(r.Lines, "\n"), w.outputLimit)
+			if r.Status == bridge.ReplyDone {
+				res.ExitCode = 0
+			} else {
+				res.ExitCode = 1
+				res.Err = fmt.Errorf("the edge replied %s to G-code command %s: %s", r.Status, res.CommandID, r.Reason)
+			}
+			break wait
+		case <-waitCtx.Done():
+			w.replies.forget(res.CommandID)
+			if ctx.Err() != nil {
+				res.Err = fmt.Errorf("G-code command %s: %w before its final reply", res.CommandID, ErrStopped)
+			} else {
+				res.Err = fmt.Errorf("G-code command %s: %w: no final reply within %s (is the edge of printer %s running?)",
+					res.CommandID, ErrTimeout, timeout, res.Printer)
+			}
+			break wait
 		}
 	}
 	res.Duration = w.now().Sub(start)

@@ -491,3 +491,31 @@ func TestNewerSchemaWarnsOnceAndRuns(t *testing.T) {
 		t.Errorf("the warning does not name schema 2:\n%s", logs.String())
 	}
 }
+
+// TestGcodeHookWithoutEdgeFailsSoon sends a G-code hook to a printer that
+// no edge serves: no reply comes at all, so the hook fails once
+// gcodeFirstReplyWait has passed, long before its 60 s hook timeout, and names
+// the printer. A hook of the served printer gets its replies as before.
+func TestGcodeHookWithoutEdgeFailsSoon(t *testing.T) {
+	saved := gcodeFirstReplyWait
+	gcodeFirstReplyWait = 300 * time.Millisecond
+	t.Cleanup(func() { gcodeFirstReplyWait = saved })
+	h := newHarness(t, `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`)
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	results := byHook(h.waitResults(2))
+
+	ghost := results["lcd/g1"]
+	if !errors.Is(ghost.Err, ErrTimeout) || !strings.Contains(ghost.Err.Error(), "no reply from an edge of printer ghost") {
+		t.Errorf("hook of printer ghost = %+v, want a timeout that names the printer", ghost)
+	}
+	if ghost.Duration >= DefaultHookTimeout {
+		t.Errorf("hook of printer ghost ended after %s, want well before the hook timeout %s", ghost.Duration, DefaultHookTimeout)
+	}
+	if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
+		t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)
+	}
+}
