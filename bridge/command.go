@@ -81,6 +81,10 @@ type Command struct {
 	Payload Payload `json:"payload,omitempty"`
 }
 
+// ReasonExpired starts the reason of the rejected reply to a command whose
+// Expires had passed when the edge got it, followed by that time.
+const ReasonExpired = "command expired at"
+
 // Reply statuses, in the order a command goes through them.
 const (
 	ReplyAccepted = "accepted"

@@ -328,6 +328,8 @@ func (l *loader) load(doc *yaml.Node) {
 	}
 	if settings != nil {
 		l.loadSettings(settings.value)
+	} else {
+		l.reportMisspelledSettings(topKeys)
 	}
 	if events == nil {
 		l.cfg.EventsMissing = true
@@ -335,6 +337,21 @@ func (l *loader) load(doc *yaml.Node) {
 		return
 	}
 	l.loadEvents(events)
+}
+
+// reportMisspelledSettings reports a top-level key that looks like a
+// misspelling of printbridge: as an error. OctoPrint's config.yaml has many
+// other sections, so only a near miss counts: with it the worker would run
+// on the defaults instead of the settings written there.
+func (l *loader) reportMisspelledSettings(topKeys []yamlPair) {
+	for _, p := range topKeys {
+		k := p.key.Value
+		if strings.EqualFold(k, "printbridge") || levenshtein(strings.ToLower(k), "printbridge") <= 2 {
+			l.report(SeverityError, p.key, entryRef{}, "printbridge",
+				"top-level key %q is not the worker's printbridge: section, so its settings are not read; did you mean \"printbridge\"?", k)
+			return
+		}
+	}
 }
 
 // reportNoEvents reports a config without events:, and a top-level key

@@ -549,3 +549,21 @@ func TestConfigCountsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigMisspelledSettingsSectionIsError(t *testing.T) {
+	for _, name := range []string{"printbrige", "Printbridge", "print_bridge"} {
+		_, problems := parseTestConfig(t, name+`:
+  hook_timeout: 30s
+events: {subscriptions: []}
+`)
+		checkProblems(t, problems, []wantProblem{
+			{1, SeverityError, 0, `top-level key "` + name + `" is not the worker's printbridge: section, so its settings are not read; did you mean "printbridge"?`},
+		})
+	}
+	_, problems := parseTestConfig(t, `serial:
+  port: /dev/ttyACM0
+plugins: {}
+events: {subscriptions: []}
+`)
+	checkProblems(t, problems, nil)
+}

@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		hookRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_hook_runs_total",
-			Help: "Hook runs by printer, subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted).",
+			Help: "Hook runs by printer, subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted, stale).",
 		}, []string{"printer", "hook", "event", "type", "result"}),
 		hookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "printbridge_hook_duration_seconds",

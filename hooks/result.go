@@ -63,11 +63,11 @@ func (r Result) MarshalJSON() ([]byte, error) {
 }
 
 // encodedSizeHint is a buffer capacity for AppendJSON that rarely needs to
-// grow. It counts about 180 bytes of keys, quotes and numbers, the
+// grow. It counts about 200 bytes of keys, quotes and numbers, the
 // strings, and about 48 bytes per command, so only escapes and long error
 // texts exceed it.
 func (r Result) encodedSizeHint() int {
-	return 192 + len(r.Hook) + len(r.Event) + len(r.EventID) + len(r.Printer) + len(r.Type) +
+	return 216 + len(r.Hook) + len(r.Event) + len(r.EventID) + len(r.Printer) + len(r.Type) +
 		len(r.OutputTail) + len(r.CommandID) + 48*len(r.Commands)
 }
 
@@ -88,6 +88,8 @@ func (r Result) AppendJSON(dst []byte) ([]byte, error) {
 	dst = jsonwire.AppendString(dst, r.Printer)
 	dst = append(dst, `,"type":`...)
 	dst = jsonwire.AppendString(dst, string(r.Type))
+	dst = append(dst, `,"result":`...)
+	dst = jsonwire.AppendString(dst, resultLabel(r))
 	dst = append(dst, `,"exit_code":`...)
 	dst = strconv.AppendInt(dst, int64(r.ExitCode), 10)
 	dst = append(dst, `,"duration_seconds":`...)

@@ -10,7 +10,8 @@ import (
 )
 
 // referenceResultJSON encodes r as Result.MarshalJSON did before
-// AppendJSON: json.Marshal of these structs, copied unchanged.
+// AppendJSON: json.Marshal of these structs, copied unchanged but for the
+// result field, added since.
 func referenceResultJSON(r Result) ([]byte, error) {
 	type commandJSON struct {
 		ExitCode        int     `json:"exit_code"`
@@ -22,6 +23,7 @@ func referenceResultJSON(r Result) ([]byte, error) {
 		EventID         string        `json:"event_id"`
 		Printer         string        `json:"printer"`
 		Type            HookType      `json:"type"`
+		Result          string        `json:"result"`
 		ExitCode        int           `json:"exit_code"`
 		DurationSeconds float64       `json:"duration_seconds"`
 		OutputTail      string        `json:"output_tail"`
@@ -30,7 +32,7 @@ func referenceResultJSON(r Result) ([]byte, error) {
 		CommandID       string        `json:"command_id,omitempty"`
 	}
 	out := resultJSON{
-		Hook: r.Hook, Event: r.Event, EventID: r.EventID, Printer: r.Printer, Type: r.Type,
+		Hook: r.Hook, Event: r.Event, EventID: r.EventID, Printer: r.Printer, Type: r.Type, Result: resultLabel(r),
 		ExitCode: r.ExitCode, DurationSeconds: r.Duration.Seconds(), OutputTail: r.OutputTail,
 		Commands: make([]commandJSON, len(r.Commands)), CommandID: r.CommandID,
 	}

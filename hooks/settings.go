@@ -253,7 +253,7 @@ func parseSeconds(v pyValue) (time.Duration, error) {
 		return 0, fmt.Errorf("want a duration such as 90s or a number of seconds, got %s", v.kind)
 	}
 	if d < 0 {
-		return 0, fmt.Errorf("%s is negative; use 0 for no timeout", v.text)
+		return 0, fmt.Errorf("%s is negative; give a duration of 0 or more, where 0 turns the limit off", v.text)
 	}
 	return d, nil
 }

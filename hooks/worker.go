@@ -132,11 +132,6 @@ type Worker struct {
 	// newerSchemas has the printer and schema pairs already warned about
 	// (see warnNewerSchema).
 	newerSchemas sync.Map
-
-	// newest has the time of the newest event received of each printer,
-	// by the edge's clock, for the G-code age check (see staleBy).
-	newestMu sync.Mutex
-	newest   map[string]time.Time
 }
 
 // dropLogInterval is the shortest time between two WARN lines about
@@ -373,7 +368,6 @@ func (w *Worker) handleEvent(msg bridge.EventMessage) {
 		return
 	}
 	w.metrics.observeReceived(env.Printer, env.Event)
-	w.noteEventTime(env)
 	if env.Schema > bridge.SchemaVersion {
 		w.warnNewerSchema(env)
 	}
@@ -530,15 +524,12 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 			}
 			w.startSystem(ctx, i, first, sub, timeout, params, res, run)
 		case TypeGcode:
-			if maxAge := cfg.Settings.GcodeMaxAge; maxAge > 0 {
-				if behind := w.staleBy(env); behind > maxAge {
-					res.Err = fmt.Errorf("%w: printer %s fired a newer event %s after this one, more than printbridge.gcode_max_age %s, so its G-code was not sent",
-						ErrStale, env.Printer, behind.Round(time.Second), maxAge)
-					w.finish(ctx, res)
-					continue
-				}
+			var expires *time.Time
+			if maxAge := cfg.Settings.GcodeMaxAge; maxAge > 0 && !env.Time.IsZero() {
+				at := env.Time.Add(maxAge)
+				expires = &at
 			}
-			w.startGcode(ctx, i, sub, timeout, params, res, run)
+			w.startGcode(ctx, i, sub, timeout, params, expires, res, run)
 		}
 	}
 }
@@ -554,36 +545,6 @@ func (w *Worker) warnNewerSchema(env *bridge.Envelope) {
 	}
 	w.log.Warn("event envelope has a newer schema than this worker knows; upgrade the worker to read its new fields",
 		"printer", env.Printer, "event", env.Event, "event_id", env.ID, "schema", env.Schema, "worker_schema", bridge.SchemaVersion)
-}
-
-// noteEventTime records env's time as its printer's newest, if it is.
-func (w *Worker) noteEventTime(env *bridge.Envelope) {
-	if env.Time.IsZero() {
-		return
-	}
-	w.newestMu.Lock()
-	defer w.newestMu.Unlock()
-	if w.newest == nil {
-		w.newest = map[string]time.Time{}
-	}
-	if env.Time.After(w.newest[env.Printer]) {
-		w.newest[env.Printer] = env.Time
-	}
-}
-
-// staleBy returns how much older env is than the newest event of its
-// printer that this worker has received. Both times come from the edge's
-// clock, so a clock that differs between hosts does not matter. A backlog
-// that a broker delivers after an outage (a worker's persistent session,
-// a JetStream consumer) arrives in order and faster than its hooks run,
-// so the newer events are known when an old one's hooks start.
-func (w *Worker) staleBy(env *bridge.Envelope) time.Duration {
-	if env.Time.IsZero() {
-		return 0
-	}
-	w.newestMu.Lock()
-	defer w.newestMu.Unlock()
-	return w.newest[env.Printer].Sub(env.Time)
 }
 
 func hookTimeout(cfg *Config, sub *Subscription) time.Duration {
@@ -660,7 +621,10 @@ func (w *Worker) logStart(sub *Subscription, res Result, commands []preparedComm
 	w.log.Info("hook started", append(attrs, "commands", rendered)...)
 }
 
-func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, timeout time.Duration, params placeholderLookup, res Result, run *eventRun) {
+// startGcode sends the G-code of a gcode hook. expires, when set, is when
+// the edge is to drop the command unsent: the event's time plus
+// printbridge.gcode_max_age, both by the edge's clock.
+func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, timeout time.Duration, params placeholderLookup, expires *time.Time, res Result, run *eventRun) {
 	lines, err := renderGcode(sub, res.Event, params)
 	if err != nil {
 		res.Err = err
@@ -684,7 +648,8 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	}
 
 	start := w.now()
-	cmd := bridge.Command{ID: gcodeCommandID(res.EventID, w.group, index, res.Hook, sub.templates()), Commands: lines, Source: "hook:" + res.Hook}
+	cmd := bridge.Command{ID: gcodeCommandID(res.EventID, w.group, index, res.Hook, sub.templates()), Commands: lines, Source: "hook:" + res.Hook,
+		Expires: expires}
 	res.CommandID = cmd.ID
 	data, err := json.Marshal(cmd)
 	if err != nil {
@@ -714,9 +679,9 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 
 // gcodeFirstReplyWait is how long a gcode hook waits for the edge's first
 // reply (accepted) before it fails. The edge sends it as soon as the
-// command arrives, so without it no edge of the printer runs, and the
-// hook does not hold its event (and, on MQTT, a slot of the broker's
-// in-flight window) for the whole hook timeout.
+// command arrives, so without it no edge of the printer runs. Failing
+// early keeps the hook from holding its event for the whole hook timeout,
+// and on MQTT also a slot of the broker's in-flight window.
 var gcodeFirstReplyWait = 10 * time.Second
 
 // awaitReply waits for the final reply to the command of a gcode hook and
@@ -744,9 +709,14 @@ wait:
 			break wait
 		case r := <-reply:
 			res.OutputTail = tailString(strings.Join(r.Lines, "\n"), w.outputLimit)
-			if r.Status == bridge.ReplyDone {
+			switch {
+			case r.Status == bridge.ReplyDone:
 				res.ExitCode = 0
-			} else {
+			case r.Status == bridge.ReplyRejected && strings.HasPrefix(r.Reason, bridge.ReasonExpired):
+				res.ExitCode = 1
+				res.Err = fmt.Errorf("%w: the edge dropped G-code command %s unsent, because it arrived over printbridge.gcode_max_age after its event: %s",
+					ErrStale, res.CommandID, r.Reason)
+			default:
 				res.ExitCode = 1
 				res.Err = fmt.Errorf("the edge replied %s to G-code command %s: %s", r.Status, res.CommandID, r.Reason)
 			}
@@ -813,6 +783,8 @@ func (w *Worker) logResult(res Result) {
 		level, msg = slog.LevelWarn, "hook interrupted: a killed worker had started it"
 	case errors.Is(res.Err, ErrLoopGuard):
 		level, msg = slog.LevelError, "G-code hook not sent: it would fire its own event again"
+	case errors.Is(res.Err, ErrStale):
+		level, msg = slog.LevelWarn, "G-code hook not sent: its event came too late"
 	default:
 		level, msg, withOutput = slog.LevelWarn, "hook failed", true
 	}

@@ -146,6 +146,16 @@ func (h *harness) answerCommand(msg bridge.CommandMessage) {
 		h.t.Errorf("worker sent an invalid command: %v", err)
 		return
 	}
+	if cmd.Expires != nil && time.Now().After(*cmd.Expires) {
+		// As the edge does, by the clock of the host it runs on.
+		reply := bridge.Reply{ID: cmd.ID, Printer: msg.Printer, Kind: msg.Kind, Status: bridge.ReplyRejected, Time: time.Now(),
+			Reason: bridge.ReasonExpired + " " + cmd.Expires.Format(time.RFC3339)}
+		data, _ := json.Marshal(reply)
+		if err := h.edge.PublishReply(context.Background(), msg.Printer, "", data); err != nil {
+			h.t.Errorf("publish reply: %v", err)
+		}
+		return
+	}
 	h.mu.Lock()
 	h.commands = append(h.commands, *cmd)
 	h.mu.Unlock()
@@ -416,11 +426,12 @@ events:
 	}
 }
 
-// TestGcodeHookOfLateEventNotSent delivers an event after an event of its
-// printer that the edge fired three minutes later, as a JetStream
-// redelivery or a broker's backlog after an outage does. Its G-code (here
-// a PrintDone cool-down, which would turn the heaters off in the next
-// print) must not reach the printer, while its system hook still runs.
+// TestGcodeHookOfLateEventNotSent delivers a PrintDone that the edge fired
+// three minutes ago, as a broker delivers a worker's backlog after an
+// outage. Its G-code (a cool-down, which would turn the heater off in the
+// next print) carries an expiry of the event's time plus gcode_max_age, so
+// the edge drops it, while its system hook still runs. A newer event
+// delivered before it, as in a JetStream redelivery, does not matter.
 func TestGcodeHookOfLateEventNotSent(t *testing.T) {
 	const config = `events:
   subscriptions:
@@ -444,8 +455,12 @@ func TestGcodeHookOfLateEventNotSent(t *testing.T) {
 			h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "old", Event: bridge.EventPrintDone, Time: now.Add(-3 * time.Minute)})
 			results := byHook(h.waitResults(3))
 
-			if r := results["cool/old"]; errors.Is(r.Err, ErrStale) != c.stale {
-				t.Errorf("cool = %+v, want stale %v", r, c.stale)
+			cool := results["cool/old"]
+			if errors.Is(cool.Err, ErrStale) != c.stale {
+				t.Errorf("cool = %+v, want stale %v", cool, c.stale)
+			}
+			if got := resultLabel(cool); (got == ResultStale) != c.stale {
+				t.Errorf("cool has result %s, want stale %v", got, c.stale)
 			}
 			if r := results["note/old"]; r.Err != nil {
 				t.Errorf("note = %+v, want it run", r)
@@ -460,7 +475,7 @@ func TestGcodeHookOfLateEventNotSent(t *testing.T) {
 			}
 			h.mu.Unlock()
 			if got := slices.Contains(sent, "M104 S0"); got == c.stale {
-				t.Errorf("edge got %q; M104 S0 among them: %v, want %v", sent, got, !c.stale)
+				t.Errorf("edge ran %q; M104 S0 among them: %v, want %v", sent, got, !c.stale)
 			}
 		})
 	}

@@ -55,10 +55,10 @@ type sentLine struct {
 	// long-running limit.
 	runningSignAt  time.Time
 	runningSignGap time.Duration
-	text    string
-	owner   *gcodeRequest
-	sentAt  time.Time
-	longRun bool
+	text           string
+	owner          *gcodeRequest
+	sentAt         time.Time
+	longRun        bool
 	// emergency marks an unnumbered M108 or M410 written out of band by
 	// sendEmergency. Its bytes wait in the firmware's RX buffer and it
 	// gets an ok in its place in the stream, like a numbered line, but it

@@ -214,7 +214,7 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		c.e.metrics.Commands.WithLabelValues(kindLabel(m.Kind), "expired").Inc()
 		log.Warn("expired command rejected", "expires", cmd.Expires.Format(time.RFC3339))
 		c.reply(replyTo, bridge.Reply{ID: cmd.ID, Kind: m.Kind, Status: bridge.ReplyRejected,
-			Reason: fmt.Sprintf("command expired at %s", cmd.Expires.Format(time.RFC3339))})
+			Reason: fmt.Sprintf("%s %s", bridge.ReasonExpired, cmd.Expires.Format(time.RFC3339))})
 		return
 	}
 	c.remember(cmd.ID, replyTo, digest)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -107,7 +108,14 @@ func (b *boundedDuration) String() string {
 }
 
 func (b *boundedDuration) Set(v string) error {
-	d, err := time.ParseDuration(strings.TrimSpace(v))
+	v = strings.TrimSpace(v)
+	d, err := time.ParseDuration(v)
+	if seconds, perr := strconv.ParseFloat(v, 64); err != nil && perr == nil && !math.IsInf(seconds, 0) && math.Abs(seconds) < 1e9 {
+		// A bare number is seconds, as in the config file's printbridge:
+		// section, so `--hook-timeout 30` means what `hook_timeout: 30`
+		// means.
+		d, err = time.Duration(seconds*float64(time.Second)), nil
+	}
 	switch {
 	case b.zeroAllowed && (err != nil || d < 0):
 		return errors.New("give a duration such as 90s, or 0 for none")
@@ -330,7 +338,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	warnIfRoot(log, os.Geteuid())
 	hooks.LogProblems(ctx, log, problems)
 	if n := settingsErrors(problems); n > 0 {
-		return fmt.Errorf("config %s: %s in the printbridge: section (logged above); fix them, or give the flags that replace them", o.config, count(n, "error"))
+		return fmt.Errorf("config %s: %s in the printbridge: section (logged above); fix them, or give a flag in place of an invalid value (an unknown or misspelled key has no flag that replaces it)", o.config, count(n, "error"))
 	}
 
 	if cfg.Settings.MQTT == "" && cfg.Settings.NATS == "" {

@@ -828,3 +828,76 @@ func TestWorkerPersistentSessionCatchesUp(t *testing.T) {
 		return string(got) == "away.gcode\n"
 	})
 }
+
+// sendAt is send with the event's time set to at.
+func (s *eventSender) sendAt(printer, id, event string, at time.Time) {
+	s.t.Helper()
+	env := &bridge.Envelope{Schema: bridge.SchemaVersion, ID: id, Printer: printer, Event: event, Time: at}
+	data, err := json.Marshal(env)
+	if err != nil {
+		s.t.Fatalf("encode envelope: %v", err)
+	}
+	if err := s.bus.PublishEvent(context.Background(), env, data); err != nil {
+		s.t.Fatalf("publish %s: %v", event, err)
+	}
+}
+
+// TestLateGcodeHookDroppedByEdge runs a real edge and worker and delivers a
+// PrintDone that the edge fired three minutes ago, as a backlog after an
+// outage brings it. The worker sends its G-code with an expiry of the
+// event's time plus gcode_max_age (2 minutes), the edge drops it by its own
+// clock, and the result says stale. A PrintDone of now is sent as usual.
+func TestLateGcodeHookDroppedByEdge(t *testing.T) {
+	emb := brokertest.StartNATS(t, false, false)
+	_, edgeLog := startMetricsEdge(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, nil)
+	cfg := writeWorkerConfig(t, t.TempDir(), `events:
+  subscriptions:
+  - {name: lcd, event: PrintDone, type: gcode, command: "M117 done"}
+`)
+	startWorker(t, "--config", cfg, "--nats", emb.NATSURL(), "--metrics-listen", "")
+	sender := newEventSender(t, emb.NATSURL(), "m1")
+	waitFor(t, "the edge's printer operational", 20*time.Second, func() bool {
+		return strings.Contains(edgeLog.String(), "to=OPERATIONAL")
+	})
+
+	sender.sendAt("m1", "late-1", bridge.EventPrintDone, time.Now().Add(-3*time.Minute))
+	late := sender.waitResult("late-1", "lcd")
+	if msg, _ := late["error"].(string); !strings.Contains(msg, "gcode_max_age") || !strings.Contains(msg, bridge.ReasonExpired) {
+		t.Errorf("result of the late PrintDone = %v, want an error about gcode_max_age and the expiry", late)
+	}
+	if !strings.Contains(edgeLog.String(), "expired command rejected") {
+		t.Errorf("the edge did not log the expired command:\n%s", edgeLog.String())
+	}
+
+	sender.sendAt("m1", "now-1", bridge.EventPrintDone, time.Now())
+	if r := sender.waitResult("now-1", "lcd"); r["exit_code"] != float64(0) {
+		t.Errorf("result of the PrintDone of now = %v, want exit code 0", r)
+	}
+}
+
+func TestDurationFlagTakesSeconds(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"90s", 90 * time.Second, true},
+		{"30", 30 * time.Second, true},
+		{"0.5", 500 * time.Millisecond, true},
+		{"0", 0, true},
+		{"-5", 0, false},
+		{"-5s", 0, false},
+		{"soon", 0, false},
+		{"1e30", 0, false},
+	} {
+		d := boundedDuration{zeroAllowed: true}
+		err := d.Set(c.in)
+		if (err == nil) != c.ok {
+			t.Errorf("Set(%q) error = %v, want ok %v", c.in, err, c.ok)
+			continue
+		}
+		if c.ok && d.value != c.want {
+			t.Errorf("Set(%q) = %s, want %s", c.in, d.value, c.want)
+		}
+	}
+}
