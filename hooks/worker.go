@@ -535,7 +535,7 @@ func (w *Worker) dispatch(ctx context.Context, cfg *Config, env *bridge.Envelope
 }
 
 // warnNewerSchema logs once per printer and schema that an edge sends
-// envelopes of a newer schema than this worker knows. Its hooks still
+// envelopes of a newer schema than this worker reads. Its hooks still
 // run with the fields that the worker reads, so a rolling upgrade that
 // starts with the edges loses no hook.
 func (w *Worker) warnNewerSchema(env *bridge.Envelope) {

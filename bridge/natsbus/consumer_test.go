@@ -338,8 +338,8 @@ func TestConsumerPerWorkerResumesShared(t *testing.T) {
 // TestConsumerWithoutMetadataWarns subscribes a group on the machine's
 // nats-server. Before 2.10 it drops the consumer's metadata, so the check
 // that rejects two groups with one consumer name (a.b and a_b) cannot
-// work, and the worker must say so; from 2.10 on the metadata is kept and
-// nothing is logged.
+// work, and the worker must log a warning. From 2.10 on the metadata is
+// kept and nothing is logged.
 func TestConsumerWithoutMetadataWarns(t *testing.T) {
 	url, version := brokertest.StartNATSProcess(t)
 	var logs lockedBuffer

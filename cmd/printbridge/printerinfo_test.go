@@ -15,9 +15,9 @@ import (
 
 // TestPrinterInfoOfEveryEdge starts two edges of a farm on one broker.
 // The shared bridge info topic keeps only the last one, so each edge
-// describes itself on its printer's info topic too, and a client that
-// connects later finds both there: retained on MQTT, and in the
-// JetStream state bucket on NATS.
+// describes itself on its printer's info topic too. A client that
+// connects later finds both there, retained on MQTT and in the JetStream
+// state bucket on NATS.
 func TestPrinterInfoOfEveryEdge(t *testing.T) {
 	printers := []string{"farm-a", "farm-b"}
 	t.Run("mqtt", func(t *testing.T) {

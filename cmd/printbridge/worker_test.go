@@ -846,7 +846,7 @@ func (s *eventSender) sendAt(printer, id, event string, at time.Time) {
 // PrintDone that the edge fired three minutes ago, as a backlog after an
 // outage brings it. The worker sends its G-code with an expiry of the
 // event's time plus gcode_max_age (2 minutes), the edge drops it by its own
-// clock, and the result says stale. A PrintDone of now is sent as usual.
+// clock, and the result is stale. A PrintDone of now is sent as usual.
 func TestLateGcodeHookDroppedByEdge(t *testing.T) {
 	emb := brokertest.StartNATS(t, false, false)
 	_, edgeLog := startMetricsEdge(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, nil)
