@@ -14,6 +14,19 @@ import (
 // debianNATSServer is the path of the binary of Debian's nats-server package.
 const debianNATSServer = "/usr/sbin/nats-server"
 
+// FindNATSServer returns the path of the machine's nats-server binary, from
+// PATH or Debian's package, and fails the test when there is none.
+func FindNATSServer(tb testing.TB) string {
+	tb.Helper()
+	if bin, err := exec.LookPath("nats-server"); err == nil {
+		return bin
+	}
+	if _, err := os.Stat(debianNATSServer); err != nil {
+		tb.Fatalf("nats-server not found in PATH or at %s: install Debian's nats-server package, which `make test` does", debianNATSServer)
+	}
+	return debianNATSServer
+}
+
 // StartNATSProcess runs the nats-server binary of the machine (Debian's
 // package, which `make test` installs) with JetStream on a free loopback
 // port, and returns its URL and its version, such as "2.9.10". Unlike the
@@ -21,13 +34,7 @@ const debianNATSServer = "/usr/sbin/nats-server"
 // when the test ends.
 func StartNATSProcess(tb testing.TB) (url, version string) {
 	tb.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		bin = debianNATSServer
-		if _, err := os.Stat(bin); err != nil {
-			tb.Fatalf("nats-server not found in PATH or at %s: install Debian's nats-server package, which `make test` does", bin)
-		}
-	}
+	bin := FindNATSServer(tb)
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
 		tb.Fatalf("%s --version: %v", bin, err)

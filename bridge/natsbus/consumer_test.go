@@ -357,11 +357,11 @@ func TestConsumerWithoutMetadataWarns(t *testing.T) {
 		}
 	}
 
-	kept := consumerConfig(t, worker, "a_b_q1").Metadata["printbridge.group"] == "a.b"
+	metadataKept := consumerConfig(t, worker, "a_b_q1").Metadata["printbridge.group"] == "a.b"
 	warnings := strings.Count(logs.String(), "keeps no JetStream consumer metadata")
 	oldServer := versionBefore(version, 2, 10)
-	if kept == oldServer {
-		t.Errorf("nats-server %s kept the consumer metadata: %v, want %v", version, kept, !oldServer)
+	if metadataKept == oldServer {
+		t.Errorf("nats-server %s kept the consumer metadata: %v, want %v", version, metadataKept, !oldServer)
 	}
 	if want := map[bool]int{true: 1, false: 0}[oldServer]; warnings != want {
 		t.Errorf("nats-server %s: %d warnings about consumer metadata, want %d:\n%s", version, warnings, want, logs.String())

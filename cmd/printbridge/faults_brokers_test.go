@@ -175,13 +175,7 @@ type natsBroker struct {
 
 func startFaultNATS(t testing.TB, dir string) *natsBroker {
 	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		bin = "/usr/sbin/nats-server"
-		if _, err := os.Stat(bin); err != nil {
-			t.Skipf("nats-server not found in PATH or at %s: install Debian's nats-server package to run the JetStream fault test", bin)
-		}
-	}
+	bin := brokertest.FindNATSServer(t)
 	n := &natsBroker{t: t, port: brokertest.FreePort(t)}
 	store := filepath.Join(dir, "jetstream")
 	n.p = newProc(t, dir, "nats-server", bin, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port), "-js", "-sd", store,

@@ -195,54 +195,53 @@ func (s *eventSender) waitResult(eventID, hook string) map[string]any {
 	return found
 }
 
+// TestWorkerRejectsSettingsErrors starts the worker with mistakes in the
+// printbridge: section. Each one stops it at start with the file, line
+// and problem, because it would otherwise run on settings the file does
+// not give.
 func TestWorkerRejectsSettingsErrors(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeWorkerConfig(t, dir, `printbridge:
-  hook_timeout: soon
-  max_concurrent_hooks: 0
-events:
+	const events = `events:
   subscriptions:
   - {event: PrintDone, type: system, shell: false, command: "true"}
-`)
-	code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "")
-	if code != 1 {
-		t.Fatalf("worker exited %d, want 1\n%s", code, stderr)
-	}
-	for _, want := range []string{
-		cfg + `:2:17: error: invalid printbridge.hook_timeout`,
-		cfg + `:3:25: error: invalid printbridge.max_concurrent_hooks`,
-		"2 errors in the printbridge: section",
+`
+	for _, c := range []struct {
+		name     string
+		settings string
+		want     []string
+	}{
+		{"invalid values", "printbridge:\n  hook_timeout: soon\n  max_concurrent_hooks: 0\n", []string{
+			`:2:17: error: invalid printbridge.hook_timeout`,
+			`:3:25: error: invalid printbridge.max_concurrent_hooks`,
+			"2 errors in the printbridge: section",
+		}},
+		{"unknown key", "printbridge:\n  hook_timout: 30s\n", []string{
+			":2:3: error: unknown key printbridge.hook_timout; did you mean printbridge.hook_timeout?",
+			"1 error in the printbridge: section",
+		}},
+		{"misspelled section", "printbrige:\n  hook_timeout: 30s\n", []string{
+			// The log line quotes the message, so its quotes are escaped.
+			`:1:1: error: top-level key \"printbrige\" is not the worker's printbridge: section`,
+			"1 error in the printbridge: section",
+		}},
 	} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr)
-		}
-	}
-	if strings.Contains(stderr, "worker started") {
-		t.Error("the worker started despite the errors")
-	}
-}
-
-func TestWorkerRejectsUnknownSetting(t *testing.T) {
-	cfg := writeWorkerConfig(t, t.TempDir(), `printbridge:
-  hook_timout: 30s
-events:
-  subscriptions:
-  - {event: PrintDone, type: system, shell: false, command: "true"}
-`)
-	code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "")
-	if code != 1 {
-		t.Fatalf("worker exited %d, want 1\n%s", code, stderr)
-	}
-	for _, want := range []string{
-		cfg + ":2:3: error: unknown key printbridge.hook_timout; did you mean printbridge.hook_timeout?",
-		"1 error in the printbridge: section",
-	} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr)
-		}
-	}
-	if strings.Contains(stderr, "worker started") {
-		t.Error("the worker started despite the unknown key")
+		t.Run(c.name, func(t *testing.T) {
+			cfg := writeWorkerConfig(t, t.TempDir(), c.settings+events)
+			code, _, stderr := runCLI(t, "worker", "--config", cfg, "--nats", "nats://127.0.0.1:1", "--metrics-listen", "")
+			if code != 1 {
+				t.Fatalf("worker exited %d, want 1\n%s", code, stderr)
+			}
+			for _, want := range c.want {
+				if strings.HasPrefix(want, ":") {
+					want = cfg + want
+				}
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+			if strings.Contains(stderr, "worker started") {
+				t.Error("the worker started despite the errors")
+			}
+		})
 	}
 }
 

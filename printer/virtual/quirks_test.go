@@ -13,15 +13,22 @@ import (
 // quirkSeed makes the random quirks repeat from run to run.
 const quirkSeed = 42
 
+// TestGluedOKAfterOutput sends commands whose output ends in a digit and
+// in a quote: the ok follows each without a line feed.
 func TestGluedOKAfterOutput(t *testing.T) {
-	cfg := fastConfig()
-	cfg.GluedOKs = 100
-	p := startPrinter(t, cfg)
-	h := connect(t, p)
-	h.send("M114")
-	line := h.until("glued ok", func(l string) bool { return strings.HasSuffix(l, "ok") })
-	if want := "X:0.00 Y:0.00 Z:0.00 E:0.00 Count X:0 Y:0 Z:0ok"; line[len(line)-1] != want {
-		t.Errorf("M114 reply = %q, want %q", line, want)
+	for _, c := range []struct{ command, want string }{
+		{"M114", "X:0.00 Y:0.00 Z:0.00 E:0.00 Count X:0 Y:0 Z:0ok"},
+		{"M486 S0", `echo:Unknown command: "M486 S0"ok`},
+	} {
+		cfg := fastConfig()
+		cfg.GluedOKs = 100
+		p := startPrinter(t, cfg)
+		h := connect(t, p)
+		h.send(c.command)
+		line := h.until("glued ok", func(l string) bool { return strings.HasSuffix(l, "ok") })
+		if line[len(line)-1] != c.want {
+			t.Errorf("%s reply = %q, want %q", c.command, line, c.want)
+		}
 	}
 }
 
@@ -36,18 +43,6 @@ func TestGluedOKAfterAutoreport(t *testing.T) {
 	last := got[len(got)-1]
 	if !strings.HasPrefix(last, " T:") || !strings.HasSuffix(last, " B@:0ok") {
 		t.Errorf("line with the dwell's ok = %q, want an auto-report ending in B@:0ok", last)
-	}
-}
-
-func TestGluedOKAfterQuote(t *testing.T) {
-	cfg := fastConfig()
-	cfg.GluedOKs = 100
-	p := startPrinter(t, cfg)
-	h := connect(t, p)
-	h.send("M486 S0")
-	line := h.until("glued ok", func(l string) bool { return strings.HasSuffix(l, "ok") })
-	if want := `echo:Unknown command: "M486 S0"ok`; line[len(line)-1] != want {
-		t.Errorf("M486 reply = %q, want %q", line, want)
 	}
 }
 
