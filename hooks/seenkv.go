@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -158,6 +159,26 @@ func WithSeenBucket(kv jetstream.KeyValue) Option {
 	return func(w *Worker) { w.seenKV = kv }
 }
 
+// WithSeenBucketRestore gives the worker a way to create the bucket of
+// WithSeenBucket again, such as OpenSeenBucket on the same connection.
+// The worker calls it when claims fail because the server has lost the
+// bucket, as a nats-server that restarted without its store has. Without
+// it the hooks would wait until the worker restarted.
+func WithSeenBucketRestore(restore func(context.Context) error) Option {
+	return func(w *Worker) { w.seenRestore = restore }
+}
+
+// seenBucketRestoreEvery is how often claims that fail on a lost bucket
+// call the restore function of WithSeenBucketRestore.
+const seenBucketRestoreEvery = 5 * time.Second
+
+// bucketGone reports whether err from a key-value operation means that
+// the bucket's stream is missing on the server.
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
+}
+
 // WithSeenGroup makes the worker keep its claims under the scope of the
 // worker group group in the bucket of WithSeenBucket. Workers of one
 // group share the scope and run each event once between them, while each
@@ -258,9 +279,13 @@ type claimStore struct {
 	scope   string
 	log     *slog.Logger
 	metrics *Metrics
+	// restore creates the bucket again (WithSeenBucketRestore), or nil.
+	restore func(context.Context) error
 
-	mu   sync.Mutex // guards open
+	mu   sync.Mutex // guards open and lastRestore
 	open map[string]*claim
+	// lastRestore is when restore was last called.
+	lastRestore time.Time
 }
 
 func newClaimStore(kv jetstream.KeyValue, lease time.Duration, instance, scope string, log *slog.Logger, m *Metrics) *claimStore {
@@ -313,6 +338,9 @@ func (s *claimStore) acquire(ctx context.Context, env *bridge.Envelope) *claim {
 			return got
 		}
 		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		if bucketGone(err) {
+			s.restoreBucket(ctx)
+		}
 		if failingSince.IsZero() {
 			failingSince = time.Now()
 		}
@@ -327,6 +355,28 @@ func (s *claimStore) acquire(ctx context.Context, env *bridge.Envelope) *claim {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, claimRetryMax)
+	}
+}
+
+// restoreBucket calls restore, at most every seenBucketRestoreEvery.
+func (s *claimStore) restoreBucket(ctx context.Context) {
+	if s.restore == nil {
+		return
+	}
+	s.mu.Lock()
+	due := time.Since(s.lastRestore) >= seenBucketRestoreEvery
+	if due {
+		s.lastRestore = time.Now()
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	s.log.Warn("the seen-events bucket is missing on the NATS server, as after a restart without its store; creating it again (the claims it held are gone)", "bucket", s.kv.Bucket())
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.restore(rctx); err != nil {
+		s.log.Error("creating the seen-events bucket again failed; the next failed claim tries again", "bucket", s.kv.Bucket(), "error", err)
 	}
 }
 
@@ -721,6 +771,9 @@ func (s *claimStore) writeLocked(ctx context.Context, c *claim, attrs []any) err
 			return errClaimLost
 		}
 		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		if bucketGone(err) {
+			s.restoreBucket(ctx)
+		}
 		if failingSince.IsZero() {
 			failingSince = time.Now()
 			s.log.Warn("recording the hook start in the seen-events bucket failed; retrying, and the hook waits",

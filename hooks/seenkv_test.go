@@ -328,6 +328,33 @@ func TestSeenBucketRestartedWorkerSkipsDone(t *testing.T) {
 	}
 }
 
+// A seen-events bucket that the server has lost (deleted here; a server
+// that restarted without its store loses it too) is created again by the
+// worker, whose hooks otherwise waited for a claim until it restarted.
+func TestSeenBucketDeletedIsCreatedAgain(t *testing.T) {
+	h := newKVHarness(t)
+	restore := func(ctx context.Context) error {
+		_, err := OpenSeenBucket(ctx, h.js, SeenBucketConfig{Bucket: "test_seen"}, brokertest.Logger())
+		return err
+	}
+	h.startWorkerOpts("only", "host-a", "", WithSeenBucketRestore(restore))
+	before := doneEnvelope("lost-bucket-1")
+	h.publish(before)
+	h.waitDrained("host-a")
+	h.waitKey(before.ID, claimDone)
+
+	if err := h.js.DeleteKeyValue(context.Background(), "test_seen"); err != nil {
+		t.Fatalf("delete the seen-events bucket: %v", err)
+	}
+	after := doneEnvelope("lost-bucket-2")
+	h.publish(after)
+	h.waitDrained("host-a")
+	h.waitKey(after.ID, claimDone)
+	if got := h.ran()[after.ID]; len(got) != 1 {
+		t.Errorf("hook of the event after the delete ran %d times, want once", len(got))
+	}
+}
+
 func TestSeenBucketTakesOverDeadClaim(t *testing.T) {
 	h := newKVHarness(t)
 	env := doneEnvelope("dead-owner-1")

@@ -93,6 +93,8 @@ type Worker struct {
 	// seenKV, if set, is the shared claim bucket (WithSeenBucket), and
 	// claims runs the claim protocol on it.
 	seenKV jetstream.KeyValue
+	// seenRestore creates seenKV's bucket again (WithSeenBucketRestore).
+	seenRestore func(context.Context) error
 	// seenScope is the key prefix of this worker's claims in seenKV
 	// (WithSeenGroup, WithSeenWorker).
 	seenScope  string
@@ -179,6 +181,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 	}
 	if w.seenKV != nil {
 		w.claims = newClaimStore(w.seenKV, w.claimLease, w.instance, w.seenScope, w.log, w.metrics)
+		w.claims.restore = w.seenRestore
 	}
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))

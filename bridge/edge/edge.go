@@ -769,9 +769,8 @@ func (e *Edge) RepublishRetained(ctx context.Context) {
 	e.RepublishState(ctx)
 }
 
-// RepublishState publishes the retained state again. The MQTT adapter
-// calls it after a reconnect, after the bus has published its online
-// marker itself. It does nothing before SetBus.
+// RepublishState publishes the retained state again on every bus. It does
+// nothing before SetBus.
 func (e *Edge) RepublishState(ctx context.Context) {
 	if e.currentBus() == nil {
 		return
@@ -876,12 +875,42 @@ func (e *Edge) BusAttached(b bridge.Bus) {
 	e.markAnnounced(b.Name())
 }
 
-// RepublishInfo publishes the bridge description again, for a broker
-// that may have lost the retained one while the edge was away from it.
-// It does nothing before SetBus.
-func (e *Edge) RepublishInfo(ctx context.Context) {
-	if bus := e.currentBus(); bus != nil {
-		e.publishInfo(ctx, bus)
+// BusReconnected publishes the start markers and the state again on the
+// bus called name, whose broker connection came back after it dropped.
+// A broker that restarted has lost MQTT's retained messages and, with
+// memory storage, the JetStream state bucket's keys; and a JetStream key
+// put that failed while the connection was away is not retried. An MQTT
+// bus publishes its "online" itself on each connect. It does nothing
+// before Run has published the start markers on that bus or after Run
+// has stopped.
+func (e *Edge) BusReconnected(name string) {
+	e.announceMu.Lock()
+	publish := e.running && e.announced[name]
+	e.announceMu.Unlock()
+	if !publish {
+		return
+	}
+	cur := e.currentBus()
+	if cur == nil {
+		return
+	}
+	var bus bridge.Bus
+	for _, b := range bridge.Buses(cur) {
+		if b.Name() == name {
+			bus = b
+		}
+	}
+	if bus == nil {
+		return
+	}
+	e.log.Info("publishing bridge info, availability and state again after a reconnect", "bus", name)
+	ctx := context.Background()
+	e.publishInfo(ctx, bus)
+	e.publishRunAvailability(ctx, bus, true)
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+	defer cancel()
+	if err := e.publishCurrentStateOn(pctx, bus); err != nil {
+		e.log.Warn("republishing the state failed; the next change publishes it", "bus", name, "error", err)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -145,6 +146,25 @@ type Bus struct {
 	// metadataWarning logs once that the server keeps no consumer
 	// metadata (see warnWithoutMetadata).
 	metadataWarning sync.Once
+
+	// streamConfig is the event stream's configuration, which
+	// restoreJetStream creates again when the server has lost it.
+	streamConfig jetstream.StreamConfig
+	// streamCreated is when the event stream was created, guarded by
+	// restoring after New.
+	streamCreated time.Time
+	// jetStreamReady is set once New has set up js, kv and streamConfig,
+	// which restoreJetStream reads from nats.go's callback goroutine.
+	jetStreamReady atomic.Bool
+	// restoring is held while restoreJetStream runs. restoreMu guards
+	// lastRestore, when a failed publish last started it.
+	restoring   sync.Mutex
+	restoreMu   sync.Mutex
+	lastRestore time.Time
+	// consumerSpecs are the durable consumers that this bus consumes
+	// from, guarded by mu, for restoreJetStream; consumers holds their
+	// consume contexts at the same index.
+	consumerSpecs []*consumerSpec
 }
 
 // New connects to the server and, with JetStream, creates or updates the
@@ -209,6 +229,13 @@ func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info("reconnected to NATS server", "server_url", redactURLs(nc.ConnectedUrl()), "reconnects", nc.Stats().Reconnects)
+			// Before OnReconnect, so what the edge publishes again
+			// after a reconnect finds the stream and the bucket.
+			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+			if !b.restoreJetStream(rctx) {
+				b.startRestore()
+			}
+			cancel()
 			if b.cfg.OnReconnect != nil {
 				b.cfg.OnReconnect()
 			}
@@ -290,28 +317,19 @@ func (b *Bus) setupJetStream(ctx context.Context) error {
 		Duplicates:  streamDuplicates,
 		Discard:     jetstream.DiscardOld,
 	}
-	// A stream that already has this configuration is left alone: every
-	// edge and worker starts here, and nats-server 2.15.3 has a data race
-	// between a stream update and a consumer being created on it.
-	if s, err := js.Stream(ctx, b.stream); err != nil || !streamConfigured(s.CachedInfo().Config, want) {
-		if _, err := js.CreateOrUpdateStream(ctx, want); err != nil {
-			return fmt.Errorf("create or update JetStream stream %s on %s failed: %w; check that JetStream is enabled on the server and that no other stream takes these subjects", b.stream, subjects, err)
-		}
-	}
-	kv, err := js.KeyValue(ctx, StateBucket)
-	if err != nil {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      StateBucket,
-			Description: "printbridge state and availability by printer",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("create or update JetStream key-value bucket %s failed: %w", StateBucket, err)
-	}
 	b.js = js
+	created, err := b.ensureStream(ctx, want)
+	if err != nil {
+		return err
+	}
+	b.streamCreated = created
+	kv, err := b.ensureBucket(ctx)
+	if err != nil {
+		return err
+	}
+	b.streamConfig = want
 	b.kv = kv
+	b.jetStreamReady.Store(true)
 	b.log.Info("JetStream ready", "stream", b.stream, "subjects", subjects, "bucket", StateBucket)
 	return nil
 }

@@ -33,6 +33,7 @@ func (b *Bus) PublishEvent(ctx context.Context, env *bridge.Envelope, data []byt
 	}
 	ack, err := b.js.Publish(ctx, subject, data, jetstream.WithMsgID(env.ID), jetstream.WithExpectStream(b.stream))
 	if err != nil {
+		b.restoreAfterError(err)
 		return fmt.Errorf("publish event %s to JetStream subject %q: %w", env.ID, subject, err)
 	}
 	if ack.Duplicate {
@@ -74,6 +75,7 @@ func (b *Bus) PublishEvents(ctx context.Context, events []bridge.OutgoingEvent) 
 				b.log.Debug("JetStream dropped a duplicate event", "event_id", ev.Env.ID, "printer", ev.Env.Printer)
 			}
 		case err := <-f.Err():
+			b.restoreAfterError(err)
 			return i, fmt.Errorf("publish event %s to JetStream subject %q: %w", ev.Env.ID, f.Msg().Subject, err)
 		case <-ctx.Done():
 			return i, fmt.Errorf("publish event %s to JetStream: waiting for the ack: %w", ev.Env.ID, ctx.Err())
@@ -198,6 +200,7 @@ func (b *Bus) publishStored(ctx context.Context, subject, key string, data []byt
 		return nil
 	}
 	if _, err := b.kv.Put(ctx, key, data); err != nil {
+		b.restoreAfterError(err)
 		return fmt.Errorf("store key %q in JetStream bucket %s: %w", key, StateBucket, err)
 	}
 	return nil

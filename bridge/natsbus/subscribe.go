@@ -239,16 +239,24 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 		return err
 	}
 	log := b.log.With("consumer", durable)
-	cc, err := consumer.Consume(func(msg jetstream.Msg) {
-		d := &deferredAck{msg: msg, log: log}
-		printer, event, _ := b.cfg.Topics.EventOfNATS(msg.Subject())
-		h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject(), Printer: printer, Event: event, Defer: d.take})
-		if !d.taken {
-			d.ack(true)
-		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		log.Warn("JetStream consumer error", "error", err)
-	}))
+	spec := &consumerSpec{cfg: cfg, owner: ownerOf(ownGroup, printer)}
+	spec.consume = func(consumer jetstream.Consumer) (jetstream.ConsumeContext, error) {
+		return consumer.Consume(func(msg jetstream.Msg) {
+			if meta, err := msg.Metadata(); err == nil {
+				spec.lastSeq.Store(meta.Sequence.Stream)
+			}
+			d := &deferredAck{msg: msg, log: log}
+			printer, event, _ := b.cfg.Topics.EventOfNATS(msg.Subject())
+			h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject(), Printer: printer, Event: event, Defer: d.take})
+			if !d.taken {
+				d.ack(true)
+			}
+		}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			log.Warn("JetStream consumer error", "error", err)
+			b.restoreAfterConsumerError(spec, err)
+		}))
+	}
+	cc, err := spec.consume(consumer)
 	if err != nil {
 		return fmt.Errorf("consume from JetStream consumer %s: %w", durable, err)
 	}
@@ -259,7 +267,9 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 		cc.Stop()
 		return fmt.Errorf("consume NATS subject %q: %w", subject, ErrClosed)
 	}
+	spec.index = len(b.consumers)
 	b.consumers = append(b.consumers, cc)
+	b.consumerSpecs = append(b.consumerSpecs, spec)
 	log.Info("consuming events", "subject", subject)
 	return nil
 }

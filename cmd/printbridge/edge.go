@@ -61,8 +61,10 @@ type busOptions struct {
 	// queue QoS 1 messages while the client is away (needs a fixed id).
 	persistentSession bool
 	// printer sets the MQTT last will on its availability topic.
-	printer   string
-	onConnect func()
+	printer string
+	// onReconnect, if set, hears that the broker connection of the bus
+	// called bus came back after it dropped.
+	onReconnect func(bus string)
 	// onConnectivity, if set, hears each broker connection come up
 	// (true) or drop (false), by bus name (mqtt, nats).
 	onConnectivity func(bus string, up bool)
@@ -265,13 +267,17 @@ func (o busOptions) dialers(ctx context.Context, log *slog.Logger) []busDialer {
 	var dials []busDialer
 	if o.mqttURL != "" {
 		dials = append(dials, busDialer{"mqtt", func() (bridge.Bus, error) {
+			var mqttConnected atomic.Bool
 			return mqtt.New(ctx, mqtt.Config{
 				URL: o.mqttURL, ClientID: o.clientID, Username: o.mqttUser, Password: o.mqttPassword, TLS: o.secrets.mqttTLS(),
 				Topics: topics, Printer: o.printer, ConnectTimeout: 10 * time.Second,
 				OnConnect: func() {
 					o.busUp("mqtt", true)
-					if o.onConnect != nil {
-						o.onConnect()
+					// paho calls OnConnect after the first connect
+					// too; connectBus and the late-bus path announce
+					// that one.
+					if mqttConnected.Swap(true) && o.onReconnect != nil {
+						o.onReconnect("mqtt")
 					}
 				},
 				OnConnectionLost:    func(error) { o.busUp("mqtt", false) },
@@ -289,7 +295,12 @@ func (o busOptions) dialers(ctx context.Context, log *slog.Logger) []busDialer {
 				EventPendingMessages: o.eventPendingMessages, EventPendingBytes: o.eventPendingBytes,
 				OnEventsDropped: o.onEventsDropped,
 				OnDisconnect:    func(error) { o.busUp("nats", false) },
-				OnReconnect:     func() { o.busUp("nats", true) },
+				OnReconnect: func() {
+					o.busUp("nats", true)
+					if o.onReconnect != nil {
+						o.onReconnect("nats")
+					}
+				},
 			}, log.With("bus", "nats"))
 		}})
 	}
@@ -541,27 +552,12 @@ func runEdgeWith(ctx context.Context, o edgeOptions, log *slog.Logger, onEnvelop
 	// connect, but not one that connected while the two were cut off
 	// from each other.
 	o.bus.clientIDClashAdvice = fmt.Sprintf("such as a second edge with --printer %s, whose client id is derived from it: stop the other edge, or give this printer its own --printer id (docs/integrations.md, \"Two edges with one printer id\")", o.printerID)
-	var reconnect atomic.Bool
-	o.bus.onConnect = func() {
+	o.bus.onReconnect = func(bus string) {
 		edgeMu.Lock()
 		cur := e
 		edgeMu.Unlock()
-		// Run publishes the state and the info after the first
-		// connection itself.
-		if !reconnect.Swap(true) {
-			return
-		}
 		if cur != nil {
-			// The MQTT bus has published the online marker of this
-			// connection itself. The state and the bridge info are
-			// published again, for a broker that restarted without its
-			// retained messages.
-			go func() {
-				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				cur.RepublishState(rctx)
-				cur.RepublishInfo(rctx)
-			}()
+			go cur.BusReconnected(bus)
 		}
 	}
 	o.bus.onAttach = func(b bridge.Bus) {

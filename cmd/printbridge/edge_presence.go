@@ -36,7 +36,7 @@ func presenceBusOptions(o busOptions, presence *edge.Presence) busOptions {
 	o.printer = ""
 	o.jetStream = false
 	o.persistentSession = false
-	o.onConnect = nil
+	o.onReconnect = nil
 	o.onAttach = nil
 	o.onLateError = nil
 	o.onEventsDropped = nil

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 	"github.com/printbridge/printbridge/printer/virtual"
@@ -738,6 +741,64 @@ func TestEdgeBrokerRestartMidPrint(t *testing.T) {
 			checkPhaseRecord(t, e.vp.Executed(), 1)
 		})
 	}
+}
+
+// TestEdgeNATSServerLostStore replaces nats-server with one that has an
+// empty store, as a container without a volume does when it restarts.
+// The edge creates the stream and the state bucket again, publishes its
+// availability, info and state into the new bucket, and its events reach
+// a consumer that was also created again.
+func TestEdgeNATSServerLostStore(t *testing.T) {
+	dir := t.TempDir()
+	broker := startFaultNATS(t, dir)
+	col := &faultCollector{}
+	obs := broker.Observer(t, "lost1", col)
+	startInProcessEdge(t, dir, "lost1", edgeBusOptions(broker), 0)
+	waitCollected(t, col, "Connected", 30*time.Second, hasEvent(bridge.EventConnected))
+
+	broker.Down()
+	if err := os.RemoveAll(filepath.Join(dir, "jetstream")); err != nil {
+		t.Fatal(err)
+	}
+	broker.Start()
+
+	nc, err := nats.Connect(broker.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want := map[string]string{"lost1.availability": "online", "lost1.info": `"printers":["lost1"]`, "lost1": `"state_id":"OPERATIONAL"`}
+	var got map[string]string
+	defer func() {
+		if t.Failed() {
+			t.Logf("state bucket after the loss: %v", got)
+		}
+	}()
+	waitFor(t, "availability, info and state in the new state bucket", 30*time.Second, func() bool {
+		got = map[string]string{}
+		kv, err := js.KeyValue(ctx, natsbus.StateBucket)
+		if err != nil {
+			return false
+		}
+		ok := true
+		for key, part := range want {
+			if entry, err := kv.Get(ctx, key); err == nil {
+				got[key] = string(entry.Value())
+			}
+			ok = ok && strings.Contains(got[key], part)
+		}
+		return ok
+	})
+	cmd := fmt.Sprintf(`{"id": "job-1", "action": "start", "path": %q}`, faultFile)
+	if err := obs.PublishCommand(ctx, "lost1", bridge.CommandJob, []byte(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	waitCollected(t, col, "PrintStarted after the store was lost", 30*time.Second, hasEvent(bridge.EventPrintStarted))
 }
 
 // TestEdgeInvalidBrokerConfigStops checks that a configuration error of

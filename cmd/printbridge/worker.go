@@ -418,11 +418,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workerOpts := []hooks.Option{hooks.WithMetrics(metrics), hooks.WithLogLevel(level)}
 	switch {
 	case store == seenStoreKV:
-		kv, err := openSeenBucket(ctx, natsBus, o.seenBucket, o.seenTTL.value, log)
+		kv, restore, err := openSeenBucket(ctx, natsBus, o.seenBucket, o.seenTTL.value, log)
 		if err != nil {
 			return err
 		}
-		workerOpts = append(workerOpts, hooks.WithSeenBucket(kv))
+		workerOpts = append(workerOpts, hooks.WithSeenBucket(kv), hooks.WithSeenBucketRestore(restore))
 		if group := cfg.Settings.Group; group != "" {
 			workerOpts = append(workerOpts, hooks.WithSeenGroup(group))
 		} else {
@@ -542,24 +542,30 @@ func connectWorkerBus(ctx context.Context, o busOptions, needNATS bool, log *slo
 }
 
 // openSeenBucket opens the --seen-bucket on the worker's NATS connection.
-func openSeenBucket(ctx context.Context, natsBus *natsbus.Bus, bucket string, ttl time.Duration, log *slog.Logger) (jetstream.KeyValue, error) {
+// restore opens it again, creating it when the server has lost it.
+func openSeenBucket(ctx context.Context, natsBus *natsbus.Bus, bucket string, ttl time.Duration, log *slog.Logger) (kv jetstream.KeyValue, restore func(context.Context) error, err error) {
 	if natsBus == nil {
-		return nil, errors.New("--seen-store kv needs a NATS connection: give --nats URL and --jetstream")
+		return nil, nil, errors.New("--seen-store kv needs a NATS connection: give --nats URL and --jetstream")
 	}
 	if ttl <= 0 {
-		return nil, fmt.Errorf("invalid --seen-ttl %s: give a positive duration such as 24h", ttl)
+		return nil, nil, fmt.Errorf("invalid --seen-ttl %s: give a positive duration such as 24h", ttl)
 	}
 	js, err := jetstream.New(natsBus.Conn())
 	if err != nil {
-		return nil, fmt.Errorf("set up JetStream for the seen-events bucket: %w", err)
+		return nil, nil, fmt.Errorf("set up JetStream for the seen-events bucket: %w", err)
 	}
+	cfg := hooks.SeenBucketConfig{Bucket: bucket, TTL: ttl}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	kv, err := hooks.OpenSeenBucket(openCtx, js, hooks.SeenBucketConfig{Bucket: bucket, TTL: ttl}, log)
+	kv, err = hooks.OpenSeenBucket(openCtx, js, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("--seen-bucket %s: %w", bucket, err)
+		return nil, nil, fmt.Errorf("--seen-bucket %s: %w", bucket, err)
 	}
-	return kv, nil
+	restore = func(ctx context.Context) error {
+		_, err := hooks.OpenSeenBucket(ctx, js, cfg, log)
+		return err
+	}
+	return kv, restore, nil
 }
 
 // reloadRereadDelay is the pause before a config without an events:
