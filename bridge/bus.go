@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -120,6 +121,51 @@ func PublishReplyOn(ctx context.Context, b Bus, busName, printer, replyTo string
 		return fmt.Errorf("publish reply: no bus named %q among %s", busName, m.Name())
 	}
 	return target.PublishReply(ctx, printer, replyTo, data)
+}
+
+// ErrNoAvailability is returned by SubscribeAvailability for a bus that
+// keeps no availability marker for a late subscriber, or whose marker can
+// stay "online" after the edge died: NATS has no last will.
+var ErrNoAvailability = errors.New("the bus keeps no availability markers")
+
+// AvailabilitySubscriber is a Bus from which a subscriber that starts
+// late still learns each printer's availability marker, and whose broker
+// publishes "offline" when an edge dies: MQTT, with its retained topic and
+// last will.
+type AvailabilitySubscriber interface {
+	// SubscribeAvailability calls h with the current marker of printer
+	// ("" for all printers) and with each change. A marker other than
+	// "online" and "offline", or a deleted one, comes as known false.
+	SubscribeAvailability(ctx context.Context, printer string, h func(printer string, online, known bool)) error
+}
+
+// SubscribeAvailability subscribes h on each bus of b that keeps
+// availability markers. It returns ErrNoAvailability when none does.
+func SubscribeAvailability(ctx context.Context, b Bus, printer string, h func(printer string, online, known bool)) error {
+	var errs []error
+	subscribed := false
+	for _, one := range Buses(b) {
+		if p, ok := one.(*Pending); ok {
+			// The bus behind it is known once it connects; a NATS bus
+			// there then subscribes to nothing.
+			subscribed = true
+			errs = append(errs, p.subscribe(ctx, func(ctx context.Context, b Bus) error {
+				if s, ok := b.(AvailabilitySubscriber); ok {
+					return s.SubscribeAvailability(ctx, printer, h)
+				}
+				return nil
+			}))
+			continue
+		}
+		if s, ok := one.(AvailabilitySubscriber); ok {
+			subscribed = true
+			errs = append(errs, s.SubscribeAvailability(ctx, printer, h))
+		}
+	}
+	if !subscribed {
+		return ErrNoAvailability
+	}
+	return errors.Join(errs...)
 }
 
 // ConnectionReporter is a Bus that reports whether its broker connection

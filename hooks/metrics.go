@@ -20,6 +20,9 @@ const (
 	ResultInterrupted = "interrupted"
 	// ResultStale is a G-code hook whose event came too late (ErrStale).
 	ResultStale = "stale"
+	// ResultOffline is a G-code hook not sent because the edge of its
+	// printer is offline (ErrOffline).
+	ResultOffline = "offline"
 )
 
 // otherEvent is the event label of names that are neither in the
@@ -169,6 +172,8 @@ func resultLabel(res Result) string {
 		return ResultLoopGuard
 	case errors.Is(res.Err, ErrStale):
 		return ResultStale
+	case errors.Is(res.Err, ErrOffline):
+		return ResultOffline
 	case errors.As(res.Err, &fe):
 		return ResultSkipped
 	default:
@@ -180,7 +185,7 @@ func (m *Metrics) observeResult(res Result) {
 	result := resultLabel(res)
 	m.hookRuns.WithLabelValues(res.Printer, res.Hook, res.Event, string(res.Type), result).Inc()
 	ran := len(res.Commands) > 0 || res.CommandID != ""
-	if ran && result != ResultSkipped && result != ResultLoopGuard && result != ResultStale {
+	if ran && result != ResultSkipped && result != ResultLoopGuard && result != ResultStale && result != ResultOffline {
 		m.hookDuration.WithLabelValues(string(res.Type)).Observe(res.Duration.Seconds())
 	}
 }

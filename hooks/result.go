@@ -21,6 +21,9 @@ var (
 	// ErrStale is a G-code hook not sent because its event is older than
 	// printbridge.gcode_max_age behind a newer event of its printer.
 	ErrStale = errors.New("event too old for its G-code")
+	// ErrOffline is a G-code hook not sent because the edge of its
+	// printer published "offline".
+	ErrOffline = errors.New("printer offline")
 )
 
 // CommandResult is the outcome of one command of a system hook.

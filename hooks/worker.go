@@ -93,6 +93,9 @@ type Worker struct {
 	// seenKV, if set, is the shared claim bucket (WithSeenBucket), and
 	// claims runs the claim protocol on it.
 	seenKV jetstream.KeyValue
+	// avail is the printers' availability markers, which the first
+	// subscribeReplies subscribes to.
+	avail *availability
 	// seenRestore creates seenKV's bucket again (WithSeenBucketRestore).
 	seenRestore func(context.Context) error
 	// seenScope is the key prefix of this worker's claims in seenKV
@@ -183,6 +186,7 @@ func NewWorker(cfg *Config, bus bridge.Bus, log *slog.Logger, opts ...Option) *W
 		w.claims = newClaimStore(w.seenKV, w.claimLease, w.instance, w.seenScope, w.log, w.metrics)
 		w.claims.restore = w.seenRestore
 	}
+	w.avail = newAvailability()
 	w.replies = newReplyWaiter(func() { w.metrics.errors.WithLabelValues(opInvalidReply).Inc() })
 	w.slots = newLimiter(concurrency(cfg.Settings))
 	w.cfg.Store(cfg)
@@ -274,6 +278,7 @@ func (w *Worker) subscribedPrinters() []string {
 // subscribeReplies subscribes to the command replies that gcode hooks
 // wait for. The caller holds reloadMu.
 func (w *Worker) subscribeReplies(ctx context.Context) error {
+	w.subscribeAvailability(ctx)
 	for _, p := range w.subscribedPrinters() {
 		if err := w.bus.SubscribeReplies(ctx, p, w.replies.deliver); err != nil {
 			return fmt.Errorf("subscribe to command replies of %s: %w", printerLabel(p), err)
@@ -281,6 +286,28 @@ func (w *Worker) subscribeReplies(ctx context.Context) error {
 	}
 	w.repliesSubscribed = true
 	return nil
+}
+
+// subscribeAvailability subscribes to the printers' availability markers,
+// so that a gcode hook for a printer whose edge is offline fails at once
+// instead of after gcodeFirstReplyWait. On MQTT such a hook held a slot of
+// the broker's in-flight window meanwhile, which stalled the hooks of the
+// other printers too. A failed subscription leaves the hooks working as
+// without markers. The caller holds reloadMu.
+func (w *Worker) subscribeAvailability(ctx context.Context) {
+	for _, p := range w.subscribedPrinters() {
+		err := bridge.SubscribeAvailability(ctx, w.bus, p, w.avail.set)
+		switch {
+		case errors.Is(err, bridge.ErrNoAvailability):
+			w.log.Debug("the bus keeps no availability markers; gcode hooks for a printer without an edge fail after the first reply wait",
+				"bus", w.bus.Name(), "wait", gcodeFirstReplyWait)
+			return
+		case err != nil:
+			w.log.Warn("subscribing to availability markers failed; gcode hooks for a printer without an edge fail after the first reply wait",
+				"printer", printerLabel(p), "error", err, "wait", gcodeFirstReplyWait)
+		}
+	}
+	w.avail.start()
 }
 
 // stop ends dispatch and waits for every goroutine the worker started.
@@ -650,6 +677,14 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 		return
 	}
 
+	if !w.avail.waitOnline(ctx, res.Printer, offlineGrace) {
+		res.ExitCode = 1
+		res.Err = fmt.Errorf("%w: the edge of printer %s published \"offline\", so the G-code was not sent; start the edge, or check its serial and broker connection",
+			ErrOffline, res.Printer)
+		w.finish(ctx, res)
+		return
+	}
+
 	start := w.now()
 	cmd := bridge.Command{ID: gcodeCommandID(res.EventID, w.group, index, res.Hook, sub.templates()), Commands: lines, Source: "hook:" + res.Hook,
 		Expires: expires}
@@ -788,6 +823,8 @@ func (w *Worker) logResult(res Result) {
 		level, msg = slog.LevelError, "G-code hook not sent: it would fire its own event again"
 	case errors.Is(res.Err, ErrStale):
 		level, msg = slog.LevelWarn, "G-code hook not sent: its event came too late"
+	case errors.Is(res.Err, ErrOffline):
+		level, msg = slog.LevelWarn, "G-code hook not sent: the printer's edge is offline"
 	default:
 		level, msg, withOutput = slog.LevelWarn, "hook failed", true
 	}

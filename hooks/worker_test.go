@@ -32,7 +32,7 @@ const waitTimeout = 20 * time.Second
 type harness struct {
 	t         *testing.T
 	natsURL   string
-	edge      *natsbus.Bus
+	edge      bridge.Bus
 	results   chan Result
 	published chan []byte
 	worker    *Worker
@@ -120,6 +120,16 @@ func (b *subscribedBus) SubscribeEvents(ctx context.Context, printer, group stri
 	err := b.Bus.SubscribeEvents(ctx, printer, group, h)
 	b.subscribed <- struct{}{}
 	return err
+}
+
+// SubscribeAvailability passes the availability markers of an MQTT bus
+// through, which the embedded interface would hide.
+func (b *subscribedBus) SubscribeAvailability(ctx context.Context, printer string, h func(printer string, online, known bool)) error {
+	s, ok := b.Bus.(bridge.AvailabilitySubscriber)
+	if !ok {
+		return bridge.ErrNoAvailability
+	}
+	return s.SubscribeAvailability(ctx, printer, h)
 }
 
 func (h *harness) stop() {

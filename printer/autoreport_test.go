@@ -112,6 +112,16 @@ func TestPositionAutoReportOffAroundM114(t *testing.T) {
 	if around != 2 {
 		t.Errorf("M154 S0, M114, M154 S1 executed %d times, want twice (pause and cancel): %q", around, executed)
 	}
+	// Both wait for the moves already sent with M400 before they ask.
+	waited := 0
+	for i := 0; i+1 < len(executed); i++ {
+		if executed[i] == "M400" && executed[i+1] == "M154 S0" {
+			waited++
+		}
+	}
+	if waited != 2 {
+		t.Errorf("M400 right before M154 S0 executed %d times, want twice (pause and cancel): %q", waited, executed)
+	}
 	if got := countCode(executed, "M114"); got != 2 {
 		t.Errorf("M114 executed %d times, want one for the pause and one for the cancel", got)
 	}

@@ -465,6 +465,9 @@ func (s *session) pauseJob(done DoneFunc) error {
 	// A pause during STARTING is for the print whose start sequence
 	// (M110, beforePrintStarted) is still going out: a client that sent it
 	// on the PRINTING state of the print before cannot know better.
+	if s.job != nil && (s.state == StatePausing || s.state == StatePaused) {
+		return fmt.Errorf("cannot pause in state %s: the print is pausing or paused already; send resume to go on", s.state)
+	}
 	if s.job == nil || (s.state != StatePrinting && s.state != StateStarting) {
 		return fmt.Errorf("cannot pause in state %s: no print is running", s.state)
 	}
@@ -573,8 +576,12 @@ func (s *session) cancelJob(done DoneFunc, firmwareError string) error {
 		s.enqueue(queued{text: "M27"})
 		s.enqueue(queued{text: "M26 S0"})
 	}
+	// M400 then M114, as for a pause: the cancel position (the
+	// afterPrintCancelled script's cancel_position) is where the moves
+	// already sent have ended, not where the planner stood.
 	s.position = nil
 	s.positionReason = "cancel"
+	s.enqueue(queued{text: "M400"})
 	s.requestPosition()
 	s.enqueue(queued{marker: func() {
 		if s.job == nil {

@@ -634,30 +634,41 @@ func TestBadFilesRejectedAtStart(t *testing.T) {
 	}
 }
 
-func TestSecondCancelReportsCancelInProgress(t *testing.T) {
-	// Real time, so the dwell holds the M114 of the cancel, and with it
-	// the CANCELLING state, until the test ends the virtual printer.
-	vcfg := virtual.DefaultConfig()
-	r := startRig(t, vcfg, printer.Config{})
-	if err := os.WriteFile(filepath.Join(r.files, "dwell.gcode"), []byte("G4 S600\nM117 after the dwell\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.waitState("OPERATIONAL", 10*time.Second)
-	r.job(bridge.ActionStart, "dwell.gcode")
-	waitFor(t, "G4 executing", 20*time.Second, func() bool { return slices.Contains(r.vp.Executed(), "G4 S600") })
-	r.job(bridge.ActionCancel, "")
-	r.waitState("CANCELLING", 10*time.Second)
+// TestSecondRequestNamesOneInProgress sends a second pause or cancel
+// while the first still waits behind a dwell: the rejection names the
+// request in progress, not "no print is running".
+func TestSecondRequestNamesOneInProgress(t *testing.T) {
+	for _, c := range []struct {
+		action, state, want string
+	}{
+		{bridge.ActionCancel, "CANCELLING", "a cancel is already in progress"},
+		{bridge.ActionPause, "PAUSING", "the print is pausing or paused already"},
+	} {
+		t.Run(c.action, func(t *testing.T) {
+			// Real time, so the dwell holds the M400 of the request, and
+			// with it the state, until the test ends the virtual printer.
+			r := startRig(t, virtual.DefaultConfig(), printer.Config{})
+			if err := os.WriteFile(filepath.Join(r.files, "dwell.gcode"), []byte("G4 S600\nM117 after the dwell\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r.waitState("OPERATIONAL", 10*time.Second)
+			r.job(bridge.ActionStart, "dwell.gcode")
+			waitFor(t, "G4 executing", 20*time.Second, func() bool { return slices.Contains(r.vp.Executed(), "G4 S600") })
+			r.job(c.action, "")
+			r.waitState(c.state, 10*time.Second)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := r.p.Job(ctx, bridge.ActionCancel, "", nil)
-	if err == nil {
-		t.Fatal("a second cancel during CANCELLING was accepted")
-	}
-	if want := "a cancel is already in progress"; !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not contain %q", err, want)
-	}
-	if strings.Contains(err.Error(), "no print is running") {
-		t.Errorf("error %q says no print is running while one is being cancelled", err)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := r.p.Job(ctx, c.action, "", nil)
+			if err == nil {
+				t.Fatalf("a second %s during %s was accepted", c.action, c.state)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "no print is running") {
+				t.Errorf("error %q says no print is running while one is in %s", err, c.state)
+			}
+		})
 	}
 }

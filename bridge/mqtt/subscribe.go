@@ -156,6 +156,31 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 	})
 }
 
+// SubscribeAvailability delivers the retained availability marker of
+// printer, or of every printer when printer is "", and each change. The
+// edge publishes "online" at each connect, and "offline" at a clean stop
+// or, as its last will, through the broker when its connection is lost.
+func (b *Bus) SubscribeAvailability(ctx context.Context, printer string, h func(printer string, online, known bool)) error {
+	if printer == "" {
+		printer = "+"
+	}
+	return b.subscribe(ctx, b.cfg.Topics.MQTTAvailability(printer), func(msg paho.Message) bool {
+		p, section, _, ok := b.cfg.Topics.ParseMQTT(msg.Topic())
+		if !ok || section != "availability" {
+			return false
+		}
+		switch string(msg.Payload()) {
+		case availabilityOnline:
+			h(p, true, true)
+		case availabilityOffline:
+			h(p, false, true)
+		default:
+			h(p, false, false)
+		}
+		return false
+	})
+}
+
 // SubscribePresence delivers the messages on the presence topic of
 // printer, this client's own included. A retained message is dropped with
 // a warning, because it may be left from an edge that stopped long ago.

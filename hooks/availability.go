@@ -1,0 +1,94 @@
+package hooks
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// offlineGrace is how long a gcode hook for a printer whose edge is
+// offline waits for its "online" before it fails unsent, and how long
+// after the availability subscription a hook for a printer without a
+// marker waits for one. An edge publishes "online" before its first
+// event, but the worker handles each subscription on its own goroutine,
+// and on MQTT a persistent session's queued events come before the
+// retained markers.
+const offlineGrace = time.Second
+
+// availability is the last availability marker of each printer that the
+// worker has seen, from buses that keep one for late subscribers (MQTT's
+// retained topic and last will).
+type availability struct {
+	mu sync.Mutex
+	// online has an entry for each printer with a marker: true for
+	// "online" or a marker of another text, false for "offline".
+	online map[string]bool
+	// subscribed is when the markers were subscribed to, zero before.
+	subscribed time.Time
+	// changed is closed and replaced at each change, to wake waiters.
+	changed chan struct{}
+}
+
+func newAvailability() *availability {
+	return &availability{online: map[string]bool{}, changed: make(chan struct{})}
+}
+
+// start records that the markers are subscribed to from now on.
+func (a *availability) start() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.subscribed = time.Now()
+}
+
+// set records a printer's marker. A marker that is neither "online" nor
+// "offline" (known false) counts as online, so hooks behave as without
+// markers.
+func (a *availability) set(printer string, online, known bool) {
+	now := online || !known
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if was, ok := a.online[printer]; ok && was == now {
+		return
+	}
+	a.online[printer] = now
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+// waitOnline reports whether printer may be sent G-code: its marker is
+// "online", or it has none. For a printer that is offline it waits up
+// to grace for "online" first, and for one without a marker it waits
+// for one until grace after the subscription.
+func (a *availability) waitOnline(ctx context.Context, printer string, grace time.Duration) bool {
+	offlineUntil := time.Now().Add(grace)
+	for {
+		a.mu.Lock()
+		online, known := a.online[printer]
+		subscribed, changed := a.subscribed, a.changed
+		a.mu.Unlock()
+		until := offlineUntil
+		switch {
+		case known && online:
+			return true
+		case !known && (subscribed.IsZero() || time.Since(subscribed) >= grace):
+			return true
+		case !known:
+			until = subscribed.Add(grace)
+		}
+		wait := time.Until(until)
+		if wait <= 0 {
+			return false
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+			timer.Stop()
+		case <-timer.C:
+			// The loop decides: an unknown printer counts as online
+			// once the subscription's grace has passed.
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		}
+	}
+}
