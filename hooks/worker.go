@@ -712,7 +712,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	}
 	run.hookStarted()
 	w.wg.Add(1)
-	go w.awaitReply(ctx, firstReply, reply, timeout, start, res, run)
+	go w.awaitReply(ctx, firstReply, reply, timeout, start, res, run, data)
 }
 
 // gcodeFirstReplyWait is how long a gcode hook waits for the edge's first
@@ -722,9 +722,16 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 // and on MQTT also a slot of the broker's in-flight window.
 var gcodeFirstReplyWait = 10 * time.Second
 
+// gcodeReplyRecheck is how long a gcode hook waits after the last reply
+// before it publishes its command again. A final reply that the broker
+// lost, such as one published while the edge or this worker was
+// reconnecting, is then sent again: the edge answers a command id it has
+// seen with its last reply and does not run the command again.
+var gcodeReplyRecheck = 20 * time.Second
+
 // awaitReply waits for the final reply to the command of a gcode hook and
 // finishes its result.
-func (w *Worker) awaitReply(ctx context.Context, firstReply <-chan struct{}, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun) {
+func (w *Worker) awaitReply(ctx context.Context, firstReply <-chan struct{}, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun, command []byte) {
 	defer w.wg.Done()
 	waitCtx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -733,6 +740,11 @@ func (w *Worker) awaitReply(ctx context.Context, firstReply <-chan struct{}, rep
 	defer cancel()
 	firstReplyTimer := time.NewTimer(gcodeFirstReplyWait)
 	defer firstReplyTimer.Stop()
+	// The recheck starts at the first reply: before it, no edge may have
+	// the command, and firstReplyTimer ends the wait.
+	recheck := time.NewTimer(gcodeReplyRecheck)
+	recheck.Stop()
+	defer recheck.Stop()
 
 wait:
 	for {
@@ -740,6 +752,16 @@ wait:
 		case <-firstReply:
 			firstReply = nil
 			firstReplyTimer.Stop()
+			recheck.Reset(gcodeReplyRecheck)
+		case <-recheck.C:
+			w.log.Debug("no reply to the G-code command for a while; publishing it again, so the edge repeats its last reply",
+				"hook", res.Hook, "event_id", res.EventID, "printer", res.Printer, "command_id", res.CommandID, "after", gcodeReplyRecheck)
+			pubCtx, cancel := context.WithTimeout(ctx, publishTimeout)
+			if err := w.bus.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, command); err != nil {
+				w.log.Debug("publishing the G-code command again failed; trying again later", "command_id", res.CommandID, "error", err)
+			}
+			cancel()
+			recheck.Reset(gcodeReplyRecheck)
 		case <-firstReplyTimer.C:
 			w.replies.forget(res.CommandID)
 			res.Err = fmt.Errorf("G-code command %s: %w: no reply from an edge of printer %s within %s; is its edge running and connected to this broker?",

@@ -517,6 +517,56 @@ func TestNewerSchemaWarnsOnceAndRuns(t *testing.T) {
 	}
 }
 
+// TestGcodeFinalReplyLostAskedAgain loses the final reply of a G-code
+// command, as a broker restart can. The worker publishes the command
+// again after gcodeReplyRecheck, the edge repeats its last reply for the
+// known id, and the hook ends done instead of timing out.
+func TestGcodeFinalReplyLostAskedAgain(t *testing.T) {
+	saved := gcodeReplyRecheck
+	gcodeReplyRecheck = 200 * time.Millisecond
+	t.Cleanup(func() { gcodeReplyRecheck = saved })
+	h := newHarness(t, `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`)
+	var mu sync.Mutex
+	received := map[string]int{}
+	err := h.edge.SubscribeCommands(context.Background(), "lossy", func(msg bridge.CommandMessage) {
+		cmd, err := bridge.DecodeCommand(msg.Kind, msg.Data)
+		if err != nil {
+			t.Errorf("worker sent an invalid command: %v", err)
+			return
+		}
+		mu.Lock()
+		received[cmd.ID]++
+		n := received[cmd.ID]
+		mu.Unlock()
+		// The first copy gets accepted and a done that the broker
+		// loses; a copy with a known id gets the last reply again.
+		status := bridge.ReplyAccepted
+		if n > 1 {
+			status = bridge.ReplyDone
+		}
+		data, _ := json.Marshal(bridge.Reply{ID: cmd.ID, Printer: msg.Printer, Kind: msg.Kind, Status: status, Time: time.Now()})
+		if err := h.edge.PublishReply(context.Background(), msg.Printer, "", data); err != nil {
+			t.Errorf("publish reply: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "lossy", ID: "l1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	r := byHook(h.waitResults(1))["lcd/l1"]
+	if r.Err != nil || r.ExitCode != 0 {
+		t.Errorf("hook = %+v, want done after the command was published again", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := received[r.CommandID]; got < 2 {
+		t.Errorf("edge received the command %d times, want it again after the lost reply", got)
+	}
+}
+
 // TestGcodeHookWithoutEdgeFailsSoon sends a G-code hook to a printer that
 // no edge serves: no reply comes at all, so the hook fails once
 // gcodeFirstReplyWait has passed, long before its 60 s hook timeout, and names

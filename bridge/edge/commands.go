@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -205,7 +206,14 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 				Reason: fmt.Sprintf("id %q was already used for a different command; give every command a new id", cmd.ID)}})
 			return
 		default:
-			log.Info("duplicate command id, repeating its last reply without executing", "status", prev.last.Status)
+			// A worker publishes a command again while it waits long for
+			// the final reply, so a duplicate of a running command is
+			// routine; one of a finished command means a reply was lost.
+			level := slog.LevelInfo
+			if !prev.last.Final() {
+				level = slog.LevelDebug
+			}
+			log.Log(ctx, level, "duplicate command id, repeating its last reply without executing", "status", prev.last.Status)
 			c.publish(ctx, replyOut{replyTo: replyTo, reply: prev.last})
 			return
 		}
