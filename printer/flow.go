@@ -452,8 +452,16 @@ func (s *session) handleResend(n int) {
 			s.sanitizeRejected(n)
 		}
 		if s.resendRepeats >= 10 {
-			s.fail("resend_loop", "printer keeps requesting line "+strconv.Itoa(n)+" ("+strconv.Itoa(s.resendRepeats)+
-				" times); the firmware rejects that line every time", "disconnect", false)
+			msg := "printer keeps requesting line " + strconv.Itoa(n) + " (" + strconv.Itoa(s.resendRepeats) +
+				" times); the firmware rejects that line every time"
+			if sent, ok := s.history[n]; ok {
+				// A firmware built with a MAX_CMD_SIZE below the edge's
+				// --max-line-length cuts long lines, whose checksum then
+				// fails on every copy.
+				msg += fmt.Sprintf(" (%q, %d bytes on the wire): if the firmware's MAX_CMD_SIZE is below %d, lower --max-line-length to it",
+					truncateText(sent.text, 40), wireLength(sent.wire, sent.text), s.p.cfg.MaxLineLength)
+			}
+			s.fail("resend_loop", msg, "disconnect", false)
 			return
 		}
 	} else {

@@ -275,6 +275,14 @@ func TestResendLoopFails(t *testing.T) {
 	if reason, _ := ev.payload.Get("reason"); reason != "resend_loop" {
 		t.Errorf("Error reason = %v, want resend_loop (%v)", reason, ev.payload)
 	}
+	// A firmware with a short MAX_CMD_SIZE rejects long lines this way,
+	// so the error names the line and the flag to lower.
+	msg, _ := ev.payload.Get("error")
+	for _, want := range []string{`"G1 X2 Y2"`, "bytes on the wire", "MAX_CMD_SIZE", "--max-line-length"} {
+		if text, _ := msg.(string); !strings.Contains(text, want) {
+			t.Errorf("Error message %q does not contain %q", msg, want)
+		}
+	}
 }
 
 func TestTimeoutRetriesOneAtATime(t *testing.T) {

@@ -1243,7 +1243,9 @@ func hasGarbage(line string) bool {
 }
 
 // reportGarbage logs unreadable lines at most once a minute, with the
-// count since the last report, and counts each in metrics.
+// count since the last report, and counts each in metrics. The line is
+// still handled, and goes into replies as it came: an ok or a reply after
+// line noise must not be lost.
 func (s *session) reportGarbage(line string, now time.Time) {
 	if f := s.p.metrics.Garbage; f != nil {
 		f()
@@ -1252,6 +1254,6 @@ func (s *session) reportGarbage(line string, now time.Time) {
 	if !ok {
 		return
 	}
-	s.log.Warn("unreadable bytes from the printer ignored; check the baud rate and the cable if this repeats",
+	s.log.Warn("unreadable bytes from the printer (control characters or bytes outside ASCII), in a line handled as received; check the baud rate and the cable if this repeats",
 		"line", truncateText(line, 80), "count", count)
 }
