@@ -722,11 +722,12 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 // and on MQTT also a slot of the broker's in-flight window.
 var gcodeFirstReplyWait = 10 * time.Second
 
-// gcodeReplyRecheck is how long a gcode hook waits after the last reply
-// before it publishes its command again. A final reply that the broker
+// gcodeReplyRecheck is how long a gcode hook waits for its final reply,
+// counted from the first reply and then from each repeat, before it
+// publishes its command again. A final reply that the broker
 // lost, such as one published while the edge or this worker was
-// reconnecting, is then sent again: the edge answers a command id it has
-// seen with its last reply and does not run the command again.
+// reconnecting, is then sent again: for a command id it has seen, the
+// edge repeats its last reply and does not run the command again.
 var gcodeReplyRecheck = 20 * time.Second
 
 // awaitReply waits for the final reply to the command of a gcode hook and

@@ -208,7 +208,8 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 		default:
 			// A worker publishes a command again while it waits long for
 			// the final reply, so a duplicate of a running command is
-			// routine; one of a finished command means a reply was lost.
+			// routine. A duplicate of a finished one means a reply was
+			// lost.
 			level := slog.LevelInfo
 			if !prev.last.Final() {
 				level = slog.LevelDebug

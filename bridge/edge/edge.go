@@ -878,8 +878,8 @@ func (e *Edge) BusAttached(b bridge.Bus) {
 // BusReconnected publishes the start markers and the state again on the
 // bus called name, whose broker connection came back after it dropped.
 // A broker that restarted has lost MQTT's retained messages and, with
-// memory storage, the JetStream state bucket's keys; and a JetStream key
-// put that failed while the connection was away is not retried. An MQTT
+// memory storage, the JetStream state bucket's keys. A JetStream key put
+// that failed while the connection was away is not retried either. An MQTT
 // bus publishes its "online" itself on each connect. It does nothing
 // before Run has published the start markers on that bus or after Run
 // has stopped.
