@@ -300,8 +300,9 @@ func checkPresenceAllowed(t *testing.T, se *secureEdge) {
 }
 
 // startHookWorker runs a worker with a gcode hook on Connected, on a
-// bus the caller opened with the worker's credentials.
-func startHookWorker(t *testing.T, bus bridge.Bus) {
+// bus the caller opened with the worker's credentials. It returns the
+// worker's log.
+func startHookWorker(t *testing.T, bus bridge.Bus) *syncBuffer {
 	t.Helper()
 	cfg, problems, err := hooks.ParseConfig("config.yaml", []byte(`events:
   enabled: true
@@ -316,12 +317,14 @@ func startHookWorker(t *testing.T, bus bridge.Bus) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	w := hooks.NewWorker(cfg, bus, slog.New(slog.DiscardHandler))
+	logs := &syncBuffer{}
+	w := hooks.NewWorker(cfg, bus, slog.New(slog.NewTextHandler(logs, nil)))
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		stop()
 		<-done
 	})
+	return logs
 }
 
 func executedContains(vp *virtual.Printer, line string) bool {
@@ -349,7 +352,7 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 		t.Fatalf("worker connect: %v", err)
 	}
 	t.Cleanup(func() { _ = workerBus.Close() })
-	startHookWorker(t, workerBus)
+	workerLog := startHookWorker(t, workerBus)
 
 	secrets := t.TempDir()
 	bus := busOptions{mqttURL: url, mqttUser: "edge-" + aclPrinterA, baseTopic: bridge.DefaultBase}
@@ -363,6 +366,10 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	waitUntil(t, "printer A's presence", func() bool { return seen.hasTopic("printbridge/mk3s/presence") })
 	waitUntil(t, "the worker's hook G-code on printer A", func() bool { return executedContains(edgeA.vp, "M117 acl-hook Connected") })
 	waitUntil(t, "the worker's hook result", func() bool { return seen.hasTopic("printbridge/mk3s/hook") })
+	// The worker may subscribe to the printers' availability markers.
+	if strings.Contains(workerLog.String(), "subscribing to availability markers failed") {
+		t.Errorf("the access control denies the worker the availability topics:\n%s", workerLog.String())
+	}
 	for _, topic := range []string{"printbridge/mk3s/state", "printbridge/mk3s/availability", "printbridge/mk3s/info", "printbridge/bridge/info"} {
 		waitUntil(t, topic, func() bool { return seen.hasTopic(topic) })
 	}
@@ -450,6 +457,18 @@ func TestMosquittoACLIsolatesPrinters(t *testing.T) {
 	if executedContains(edgeA.vp, "M117 deputy") {
 		t.Error("the command with a reply_to on printer B's event topic ran on printer A")
 	}
+
+	// The worker reads the markers too, so it does not send the G-code
+	// hook of printer B, whose edge left "offline".
+	stoppedB := rawMQTT(t, url, "acl-stopped-b", "edge-"+aclPrinterB, passwords["edge-"+aclPrinterB])
+	rawPublish(t, stoppedB, "printbridge/mk4/availability", true, "offline")
+	rawPublish(t, stoppedB, "printbridge/mk4/event/Connected", false,
+		`{"schema":1,"id":"01a2462b-9ad0-7c91-9056-986064903eb2","seq":1,"printer":"mk4","event":"Connected","time":"2026-12-05T12:00:00Z","payload":{}}`)
+	waitUntil(t, "the worker's offline result for printer B", func() bool {
+		return seen.has(func(topic, payload string) bool {
+			return topic == "printbridge/mk4/hook" && strings.Contains(payload, `"result":"offline"`)
+		})
+	})
 }
 
 // startNATSWithAuthConf runs nats-server in process from a config that
