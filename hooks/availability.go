@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// offlineGrace is how long a gcode hook for a printer whose edge is
-// offline waits for its "online" before it fails unsent, and how long
+// offlineGrace is how long after a printer's "offline" arrived a gcode
+// hook for it waits for "online" before it fails unsent, and how long
 // after the availability subscription a hook for a printer without a
 // marker waits for one. An edge publishes "online" before its first
-// event, but the worker handles each subscription on its own goroutine,
-// and on MQTT a persistent session's queued events come before the
-// retained markers.
+// event, but the markers come on another connection than the events.
+// Counting from the marker, not from each hook, lets a backlog of one
+// printer's hooks end at once after the first second.
 const offlineGrace = time.Second
 
 // availability is the last availability marker of each printer that the
@@ -23,6 +23,8 @@ type availability struct {
 	// online has an entry for each printer with a marker: true for
 	// "online" or a marker of another text, false for "offline".
 	online map[string]bool
+	// since is when each printer's entry in online last changed.
+	since map[string]time.Time
 	// subscribed is when the markers were subscribed to, zero before.
 	subscribed time.Time
 	// changed is closed and replaced at each change, to wake waiters.
@@ -30,7 +32,7 @@ type availability struct {
 }
 
 func newAvailability() *availability {
-	return &availability{online: map[string]bool{}, changed: make(chan struct{})}
+	return &availability{online: map[string]bool{}, since: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
 // start records that the markers are subscribed to from now on.
@@ -51,22 +53,22 @@ func (a *availability) set(printer string, online, known bool) {
 		return
 	}
 	a.online[printer] = now
+	a.since[printer] = time.Now()
 	close(a.changed)
 	a.changed = make(chan struct{})
 }
 
 // waitOnline reports whether printer may be sent G-code: its marker is
-// "online", or it has none. For a printer that is offline it waits up
-// to grace for "online" first, and for one without a marker it waits
-// for one until grace after the subscription.
+// "online", or it has none. For a printer that is offline it waits for
+// "online" until grace after its "offline" arrived, and for one without
+// a marker it waits for one until grace after the subscription.
 func (a *availability) waitOnline(ctx context.Context, printer string, grace time.Duration) bool {
-	offlineUntil := time.Now().Add(grace)
 	for {
 		a.mu.Lock()
 		online, known := a.online[printer]
-		subscribed, changed := a.subscribed, a.changed
+		since, subscribed, changed := a.since[printer], a.subscribed, a.changed
 		a.mu.Unlock()
-		until := offlineUntil
+		until := since.Add(grace)
 		switch {
 		case known && online:
 			return true

@@ -3,6 +3,8 @@ package hooks
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,31 +21,53 @@ import (
 func newMQTTHarness(t *testing.T, url, configYAML string) *harness {
 	t.Helper()
 	h := &harness{t: t, results: make(chan Result, 100), published: make(chan []byte, 100), done: make(chan error, 1)}
-	ctx := context.Background()
 	h.edge = connectMQTT(t, url, "test-edge", testPrinter)
-	if err := h.edge.SubscribeCommands(ctx, testPrinter, h.answerCommand); err != nil {
+	if err := h.edge.SubscribeCommands(context.Background(), testPrinter, h.answerCommand); err != nil {
 		t.Fatalf("subscribe fake edge to commands: %v", err)
 	}
+	h.startMQTTWorker(configYAML, mqtt.Config{URL: url, ClientID: "test-worker"})
+	return h
+}
 
-	cfg, problems := parseTestConfig(t, configYAML)
+// startMQTTWorker runs a worker on an MQTT bus of cfg whose results go to
+// h.results. It returns a function that stops the worker and then
+// closes its bus, as `printbridge worker` does; the test's end calls it
+// too.
+func (h *harness) startMQTTWorker(configYAML string, cfg mqtt.Config) (stop func()) {
+	h.t.Helper()
+	conf, problems := parseTestConfig(h.t, configYAML)
 	if HasErrors(problems) {
-		t.Fatalf("test config has errors: %v", problems)
+		h.t.Fatalf("test config has errors: %v", problems)
 	}
-	bus := &subscribedBus{Bus: connectMQTT(t, url, "test-worker", ""), subscribed: make(chan struct{}, 10)}
-	h.worker = NewWorker(cfg, bus, brokertest.Logger(), WithMetrics(NewMetrics(prometheus.NewRegistry())),
+	b, err := mqtt.New(context.Background(), cfg, brokertest.Logger())
+	if err != nil {
+		h.t.Fatalf("connect %s: %v", cfg.ClientID, err)
+	}
+	bus := &subscribedBus{Bus: b, subscribed: make(chan struct{}, 10)}
+	h.worker = NewWorker(conf, bus, brokertest.Logger(), WithMetrics(NewMetrics(prometheus.NewRegistry())),
 		OnResult(func(r Result) { h.results <- r }))
-	runCtx, cancel := context.WithCancel(ctx)
-	h.cancel = cancel
-	go func() { h.done <- h.worker.Run(runCtx) }()
-	t.Cleanup(h.stop)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.worker.Run(runCtx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("Run returned %v", err)
+			}
+			_ = b.Close()
+		})
+	}
+	h.t.Cleanup(stop)
 	select {
 	case <-bus.subscribed:
-	case err := <-h.done:
-		t.Fatalf("Run returned before subscribing: %v", err)
+	case err := <-done:
+		h.t.Fatalf("Run returned before subscribing: %v", err)
 	case <-time.After(waitTimeout):
-		t.Fatalf("the worker did not subscribe to events")
+		h.t.Fatalf("the worker did not subscribe to events")
 	}
-	return h
+	return stop
 }
 
 // connectMQTT connects an MQTT bus; with printer set it publishes that
@@ -101,5 +125,47 @@ func TestGcodeHookForOfflinePrinter(t *testing.T) {
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g2", Event: bridge.EventPrintStarted, Time: time.Now()})
 	if r := byHook(h.waitResults(1))["lcd/g2"]; r.Err != nil || r.ExitCode != 0 {
 		t.Errorf("hook of printer ghost after its edge came back = %+v, want done", r)
+	}
+}
+
+// TestOfflineBacklogEndsAtOnce queues more events of a printer whose edge
+// has stopped than Mosquitto's in-flight window (20) in a persistent
+// session, and one event of a printer with a running edge. Each hook of
+// the stopped printer ends offline, and the other printer's hook is sent.
+// The markers once came on the events' connection, behind the backlog,
+// so these hooks ended as timeouts.
+func TestOfflineBacklogEndsAtOnce(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	ghost := connectMQTT(t, url, "ghost-edge", "ghost")
+	if err := ghost.Close(); err != nil {
+		t.Fatalf("close the edge of ghost: %v", err)
+	}
+	config := `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`
+	h := newMQTTHarness(t, url, config)
+	session := mqtt.Config{URL: url, ClientID: "backlog-worker", PersistentSession: true}
+	stop := h.startMQTTWorker(config, session)
+	stop()
+
+	const backlog = 25
+	for i := range backlog {
+		h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: fmt.Sprintf("g%d", i), Event: bridge.EventPrintStarted, Time: time.Now()})
+	}
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	// The first worker took the events too; only the session's backlog
+	// counts from here.
+	h.waitResults(backlog + 1)
+	h.startMQTTWorker(config, session)
+	results := byHook(h.waitResults(backlog + 1))
+
+	for i := range backlog {
+		if r := results[fmt.Sprintf("lcd/g%d", i)]; !errors.Is(r.Err, ErrOffline) {
+			t.Errorf("hook of queued event g%d of printer ghost = %+v, want ErrOffline", i, r)
+		}
+	}
+	if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
+		t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)
 	}
 }

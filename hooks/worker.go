@@ -679,7 +679,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 
 	if !w.avail.waitOnline(ctx, res.Printer, offlineGrace) {
 		res.ExitCode = 1
-		res.Err = fmt.Errorf("%w: the edge of printer %s published \"offline\", so the G-code was not sent; start the edge, or check its serial and broker connection",
+		res.Err = fmt.Errorf("%w: the availability of printer %s is \"offline\" (its edge stopped, or the broker published the edge's last will when its connection was lost), so the G-code was not sent; start the edge, or check its broker connection",
 			ErrOffline, res.Printer)
 		w.finish(ctx, res)
 		return

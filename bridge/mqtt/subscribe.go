@@ -160,11 +160,20 @@ func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data 
 // printer, or of every printer when printer is "", and each change. The
 // edge publishes "online" at each connect, and "offline" at a clean stop
 // or, as its last will, through the broker when its connection is lost.
+//
+// It subscribes on the connection of SubscribeReplies. On the bus's own
+// connection, a persistent session's backlog of events would come first,
+// and with 20 or more of them (Mosquitto's default in-flight window) the
+// retained markers waited until hooks had given up on them.
 func (b *Bus) SubscribeAvailability(ctx context.Context, printer string, h func(printer string, online, known bool)) error {
 	if printer == "" {
 		printer = "+"
 	}
-	return b.subscribe(ctx, b.cfg.Topics.MQTTAvailability(printer), func(msg paho.Message) bool {
+	replies, err := b.replyBus(ctx)
+	if err != nil {
+		return err
+	}
+	return replies.subscribe(ctx, b.cfg.Topics.MQTTAvailability(printer), func(msg paho.Message) bool {
 		p, section, _, ok := b.cfg.Topics.ParseMQTT(msg.Topic())
 		if !ok || section != "availability" {
 			return false

@@ -97,6 +97,11 @@ type Config struct {
 	// goroutine and must not block.
 	OnDisconnect func(error)
 	OnReconnect  func()
+	// OnRestored is called when the bus created the event stream or the
+	// state bucket again after the server lost it while the connection
+	// stayed up (after a reconnect, OnReconnect follows instead). It runs
+	// on the bus's restore goroutine and must not block.
+	OnRestored func()
 	// MaxAckPending is how many events a JetStream consumer of
 	// SubscribeEvents hands out before it waits for an ack, 1 when zero.
 	// Workers that share a consumer share this limit.
@@ -157,10 +162,12 @@ type Bus struct {
 	// which restoreJetStream reads from nats.go's callback goroutine.
 	jetStreamReady atomic.Bool
 	// restoring is held while restoreJetStream runs. restoreMu guards
-	// lastRestore, when a failed publish last started it.
-	restoring   sync.Mutex
-	restoreMu   sync.Mutex
-	lastRestore time.Time
+	// restoreWanted, a restore asked for since the last one started, and
+	// restoreRunning, whether restoreLoop runs.
+	restoring      sync.Mutex
+	restoreMu      sync.Mutex
+	restoreWanted  bool
+	restoreRunning bool
 	// consumerSpecs are the durable consumers that this bus consumes
 	// from, guarded by mu, for restoreJetStream; consumers holds their
 	// consume contexts at the same index.
@@ -232,7 +239,7 @@ func (b *Bus) connect(ctx context.Context, servers string) (*nats.Conn, error) {
 			// Before OnReconnect, so what the edge publishes again
 			// after a reconnect finds the stream and the bucket.
 			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
-			if !b.restoreJetStream(rctx) {
+			if ok, _ := b.restoreJetStream(rctx); !ok {
 				b.startRestore()
 			}
 			cancel()

@@ -14,9 +14,11 @@ import (
 const (
 	// restoreTimeout bounds one restoreJetStream.
 	restoreTimeout = 10 * time.Second
-	// restoreEvery is how often a failed publish may start
-	// restoreJetStream.
+	// restoreEvery is the pause before a restore that failed runs again.
 	restoreEvery = 5 * time.Second
+	// restoreDebounce is the wait between a request for a restore and
+	// the restore (see restoreLoop).
+	restoreDebounce = time.Second
 )
 
 // consumerSpec is a durable consumer that the bus consumes from.
@@ -77,11 +79,12 @@ func (b *Bus) ensureBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // stream" until the edge restarted, and a worker pulled from a consumer
 // that no longer existed. What a lost stream held is gone.
 //
-// It reports whether everything is in place, and startRestore tries
-// again when not.
-func (b *Bus) restoreJetStream(ctx context.Context) bool {
+// It reports whether everything is in place, so restoreLoop tries again
+// when not, and whether it created the stream or the state bucket, after
+// which the edge publishes its info, availability and state again.
+func (b *Bus) restoreJetStream(ctx context.Context) (ok, created bool) {
 	if !b.jetStreamReady.Load() || b.isClosed() {
-		return true
+		return true, false
 	}
 	b.restoring.Lock()
 	defer b.restoring.Unlock()
@@ -92,25 +95,28 @@ func (b *Bus) restoreJetStream(ctx context.Context) bool {
 		b.log.Warn("the NATS server has lost the JetStream event stream, as after a restart without its store; creating it again (the events it held are gone)", "stream", b.stream)
 		if b.streamCreated, err = b.ensureStream(ctx, b.streamConfig); err != nil {
 			b.log.Error("restoring the JetStream event stream failed; trying again", "stream", b.stream, "error", err)
-			return false
+			return false, false
 		}
+		created = true
 		// Sequences of the lost stream mean nothing in the new one.
 		b.resetConsumerPositions()
 	case err != nil:
 		b.log.Warn("checking the JetStream event stream failed; trying again", "stream", b.stream, "error", err)
-		return false
+		return false, false
 	case !stream.CachedInfo().Created.Equal(b.streamCreated):
 		// Another edge or worker made the stream again first.
 		b.streamCreated = stream.CachedInfo().Created
 		b.resetConsumerPositions()
 	}
 
-	ok := true
+	ok = true
 	if _, err := b.js.KeyValue(ctx, StateBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
 		b.log.Warn("the NATS server has lost the JetStream state bucket; creating it again", "bucket", StateBucket)
 		if _, err := b.ensureBucket(ctx); err != nil {
 			b.log.Error("restoring the JetStream state bucket failed; trying again", "bucket", StateBucket, "error", err)
 			ok = false
+		} else {
+			created = true
 		}
 	}
 
@@ -122,7 +128,7 @@ func (b *Bus) restoreJetStream(ctx context.Context) bool {
 			ok = false
 		}
 	}
-	return ok
+	return ok, created
 }
 
 // resetConsumerPositions makes every consumer that is created again
@@ -208,39 +214,64 @@ func (b *Bus) restoreAfterConsumerError(spec *consumerSpec, err error) {
 	b.startRestore()
 }
 
-// startRestore runs restoreJetStream on its own goroutine, at most every
-// restoreEvery, and again every restoreEvery until it has put everything
-// in place or the bus is closed: a stopped consumer reports no further
-// error that would start it.
+// startRestore asks for a restoreJetStream on the bus's restore
+// goroutine, which it starts when none runs. Requests that come while a
+// restore waits or runs are served by one more run after it, so none is
+// lost: a stopped consumer reports no further error that would ask again.
 func (b *Bus) startRestore() {
 	if !b.jetStreamReady.Load() {
 		return
 	}
 	b.restoreMu.Lock()
-	due := time.Since(b.lastRestore) >= restoreEvery
-	if due {
-		b.lastRestore = time.Now()
-	}
+	b.restoreWanted = true
+	running := b.restoreRunning
+	b.restoreRunning = true
 	b.restoreMu.Unlock()
-	if !due {
-		return
+	if !running {
+		go b.restoreLoop()
 	}
-	go func() {
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
-			ok := b.restoreJetStream(ctx)
-			cancel()
-			if ok {
-				return
-			}
-			select {
-			case <-b.connClosed:
-				return
-			case <-time.After(restoreEvery):
-			}
+}
+
+// restoreLoop runs restoreJetStream while restores are asked for, and
+// every restoreEvery until one puts everything in place or the bus is
+// closed. It waits restoreDebounce before each run: nats-server 2.9.10
+// left a stream broken ("msgs/1.blk: no such file or directory") when a
+// worker created it again 2 ms after an operator deleted it, and the
+// wait also lets one run serve a burst of consumer errors.
+func (b *Bus) restoreLoop() {
+	for {
+		select {
+		case <-b.connClosed:
 			b.restoreMu.Lock()
-			b.lastRestore = time.Now()
+			b.restoreRunning = false
 			b.restoreMu.Unlock()
+			return
+		case <-time.After(restoreDebounce):
 		}
-	}()
+		b.restoreMu.Lock()
+		if !b.restoreWanted {
+			b.restoreRunning = false
+			b.restoreMu.Unlock()
+			return
+		}
+		b.restoreWanted = false
+		b.restoreMu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+		ok, created := b.restoreJetStream(ctx)
+		cancel()
+		if created && b.cfg.OnRestored != nil {
+			b.cfg.OnRestored()
+		}
+		if ok {
+			continue
+		}
+		b.restoreMu.Lock()
+		b.restoreWanted = true
+		b.restoreMu.Unlock()
+		select {
+		case <-b.connClosed:
+		case <-time.After(restoreEvery):
+		}
+	}
 }

@@ -157,8 +157,23 @@ func TestJetStreamConsumerDeletedResumes(t *testing.T) {
 	publishEvents(t, edge, "p1", 4, 5)
 	got.WaitFor(t, "events after the delete", atLeast[bridge.EventMessage](5))
 	ackedUpTo(t, edge, "workers_p1", 5)
+
+	// Deletes that follow each other within the restore's pauses are
+	// each restored too.
+	for range 2 {
+		if err := stream.DeleteConsumer(ctx, "workers_p1"); err != nil {
+			t.Fatalf("delete consumer again: %v", err)
+		}
+		pollUntil(t, "consumer restored", func() error {
+			_, err := stream.Consumer(ctx, "workers_p1")
+			return err
+		})
+	}
+	publishEvents(t, edge, "p1", 6, 7)
+	got.WaitFor(t, "events after the deletes", atLeast[bridge.EventMessage](7))
+	ackedUpTo(t, edge, "workers_p1", 7)
 	time.Sleep(200 * time.Millisecond)
-	if got := seqs(t, got.Snapshot()); !slices.Equal(got, seqRange(1, 5)) {
-		t.Errorf("worker got seqs %v, want 1..5 once each", got)
+	if got := seqs(t, got.Snapshot()); !slices.Equal(got, seqRange(1, 7)) {
+		t.Errorf("worker got seqs %v, want 1..7 once each", got)
 	}
 }

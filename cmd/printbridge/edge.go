@@ -301,6 +301,13 @@ func (o busOptions) dialers(ctx context.Context, log *slog.Logger) []busDialer {
 						o.onReconnect("nats")
 					}
 				},
+				// A state bucket made again holds none of the edge's
+				// keys, so they are published again as after a reconnect.
+				OnRestored: func() {
+					if o.onReconnect != nil {
+						o.onReconnect("nats")
+					}
+				},
 			}, log.With("bus", "nats"))
 		}})
 	}

@@ -779,7 +779,9 @@ func TestEdgeNATSServerLostStore(t *testing.T) {
 			t.Logf("state bucket after the loss: %v", got)
 		}
 	}()
-	waitFor(t, "availability, info and state in the new state bucket", 30*time.Second, func() bool {
+	// bucketHolds reports whether the state bucket has every key of want,
+	// and leaves what it read in got.
+	bucketHolds := func() bool {
 		got = map[string]string{}
 		kv, err := js.KeyValue(ctx, natsbus.StateBucket)
 		if err != nil {
@@ -793,12 +795,64 @@ func TestEdgeNATSServerLostStore(t *testing.T) {
 			ok = ok && strings.Contains(got[key], part)
 		}
 		return ok
-	})
+	}
+	waitFor(t, "availability, info and state in the new state bucket", 30*time.Second, bucketHolds)
+
 	cmd := fmt.Sprintf(`{"id": "job-1", "action": "start", "path": %q}`, faultFile)
 	if err := obs.PublishCommand(ctx, "lost1", bridge.CommandJob, []byte(cmd)); err != nil {
 		t.Fatal(err)
 	}
 	waitCollected(t, col, "PrintStarted after the store was lost", 30*time.Second, hasEvent(bridge.EventPrintStarted))
+
+	// An operator deletes the state bucket alone: the next state that
+	// the edge stores makes it create the bucket again and store its
+	// availability and info there too.
+	if err := js.DeleteKeyValue(ctx, natsbus.StateBucket); err != nil {
+		t.Fatalf("delete the state bucket: %v", err)
+	}
+	want["lost1"] = `"state_id":`
+	waitFor(t, "availability, info and state in the state bucket made again", 30*time.Second, bucketHolds)
+}
+
+// TestWorkerNATSServerLostStore replaces nats-server with one that has an
+// empty store under a running JetStream worker. Without any event, the
+// worker creates its consumer and its seen-events bucket again after the
+// reconnect, so the first event's claim need not fail first.
+func TestWorkerNATSServerLostStore(t *testing.T) {
+	dir := t.TempDir()
+	broker := startFaultNATS(t, dir)
+	config := writeWorkerConfig(t, t.TempDir(), `events:
+  subscriptions:
+  - {name: note, event: PrintDone, type: system, command: "true"}
+`)
+	w := startWorker(t, "--config", config, "--nats", broker.url(), "--jetstream", "--group", "lost")
+
+	broker.Down()
+	if err := os.RemoveAll(filepath.Join(dir, "jetstream")); err != nil {
+		t.Fatal(err)
+	}
+	broker.Start()
+
+	nc, err := nats.Connect(broker.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	waitFor(t, "the seen-events bucket and the consumer made again", 30*time.Second, func() bool {
+		if _, err := js.KeyValue(ctx, "printbridge_seen"); err != nil {
+			return false
+		}
+		_, err := js.Consumer(ctx, natsbus.DefaultStream, "lost")
+		return err == nil
+	})
+	if len(w.lines("seen-events bucket is missing")) == 0 {
+		t.Errorf("the worker did not log the lost seen-events bucket; log:\n%s", w.log.String())
+	}
 }
 
 // TestEdgeInvalidBrokerConfigStops checks that a configuration error of

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -402,6 +403,23 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		defer seenLock.Close()
 	}
+	// After a NATS reconnect, and after the bus made the stream again,
+	// the seen-events bucket is checked too, so the first claims after a
+	// server that lost its store do not wait for a claim to fail.
+	var seenRestore atomic.Pointer[func(context.Context) error]
+	busOpts.onReconnect = func(bus string) {
+		restore := seenRestore.Load()
+		if bus != "nats" || restore == nil {
+			return
+		}
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := (*restore)(rctx); err != nil {
+				log.Warn("checking the seen-events bucket after a reconnect failed; the next failed claim tries again", "bucket", o.seenBucket, "error", err)
+			}
+		}()
+	}
 	bus, natsBus, err := connectWorkerBus(ctx, busOpts, store == seenStoreKV, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -423,6 +441,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		workerOpts = append(workerOpts, hooks.WithSeenBucket(kv), hooks.WithSeenBucketRestore(restore))
+		seenRestore.Store(&restore)
 		if group := cfg.Settings.Group; group != "" {
 			workerOpts = append(workerOpts, hooks.WithSeenGroup(group))
 		} else {
@@ -562,6 +581,9 @@ func openSeenBucket(ctx context.Context, natsBus *natsbus.Bus, bucket string, tt
 		return nil, nil, fmt.Errorf("--seen-bucket %s: %w", bucket, err)
 	}
 	restore = func(ctx context.Context) error {
+		if _, err := js.KeyValue(ctx, bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+			log.Warn("the seen-events bucket is missing on the NATS server, as after a restart without its store; creating it again (the claims it held are gone)", "bucket", bucket)
+		}
 		_, err := hooks.OpenSeenBucket(ctx, js, cfg, log)
 		return err
 	}
