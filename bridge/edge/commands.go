@@ -43,6 +43,8 @@ type commandRunner struct {
 	// seen maps command id to its last reply; only run touches it.
 	seen      map[string]*list.Element
 	seenOrder *list.List
+	// persist keeps seen across restarts, nil without a data folder.
+	persist *commandLog
 }
 
 type replyOut struct {
@@ -68,13 +70,30 @@ type seenEntry struct {
 }
 
 func newCommandRunner(e *Edge) *commandRunner {
-	return &commandRunner{
+	c := &commandRunner{
 		e:         e,
 		queue:     make(chan bridge.CommandMessage, commandQueueSize),
 		replies:   replyQueue{wake: make(chan struct{}, 1)},
 		seen:      map[string]*list.Element{},
 		seenOrder: list.New(),
 	}
+	if e.cfg.DataDir != "" {
+		var entries []*seenEntry
+		c.persist, entries = openCommandLog(e.cfg.DataDir, e.cfg.PrinterID, e.log)
+		for _, entry := range entries {
+			c.seen[entry.id] = c.seenOrder.PushBack(entry)
+		}
+	}
+	return c
+}
+
+// entries returns the remembered commands, oldest first.
+func (c *commandRunner) entries() []*seenEntry {
+	out := make([]*seenEntry, 0, c.seenOrder.Len())
+	for el := c.seenOrder.Front(); el != nil; el = el.Next() {
+		out = append(out, el.Value.(*seenEntry))
+	}
+	return out
 }
 
 // receive is the bus handler; it must not block.
@@ -288,8 +307,12 @@ func (c *commandRunner) handle(ctx context.Context, m bridge.CommandMessage) {
 }
 
 func (c *commandRunner) remember(id string, replyTo replyAddr, digest [sha256.Size]byte) {
-	el := c.seenOrder.PushBack(&seenEntry{id: id, reply: replyTo, digest: digest})
+	entry := &seenEntry{id: id, reply: replyTo, digest: digest}
+	el := c.seenOrder.PushBack(entry)
 	c.seen[id] = el
+	// Recorded before the command runs: an edge that dies before its
+	// first reply finds it and does not run it again.
+	c.persist.append(entry, c.entries)
 	if c.seenOrder.Len() > recentCommandIDs {
 		oldest := c.seenOrder.Front()
 		c.seenOrder.Remove(oldest)
@@ -381,7 +404,12 @@ func (c *commandRunner) publish(ctx context.Context, r replyOut) {
 	if el, ok := c.seen[r.reply.ID]; ok {
 		reply := r.reply
 		reply.Printer = c.e.cfg.PrinterID
-		el.Value.(*seenEntry).last = reply
+		entry := el.Value.(*seenEntry)
+		changed := entry.last.Status != reply.Status
+		entry.last = reply
+		if changed {
+			c.persist.append(entry, c.entries)
+		}
 	}
 	c.publishUnremembered(ctx, r)
 }

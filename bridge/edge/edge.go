@@ -622,6 +622,7 @@ func (e *Edge) close() error {
 		errs = append(errs, e.outbox.Close())
 	}
 	errs = append(errs, e.seq.Close())
+	errs = append(errs, e.commands.persist.close())
 	return errors.Join(errs...)
 }
 

@@ -855,6 +855,50 @@ func TestWorkerNATSServerLostStore(t *testing.T) {
 	}
 }
 
+// TestEdgeRestartRemembersCommandIDs sends a G-code command again after
+// the edge restarted on the same data folder, as a worker does whose
+// final reply was lost: the new edge repeats the reply and does not run
+// the lines a second time.
+func TestEdgeRestartRemembersCommandIDs(t *testing.T) {
+	dir := t.TempDir()
+	broker := startFaultBroker(t, "mosquitto", dir)
+	col := &faultCollector{}
+	obs := broker.Observer(t, "cmdlog1", col)
+	first := startInProcessEdge(t, dir, "cmdlog1", edgeBusOptions(broker), 0)
+	waitCollected(t, col, "Connected", 30*time.Second, hasEvent(bridge.EventConnected))
+	cmd := []byte(`{"id": "once-1", "commands": ["M117 once"]}`)
+	finals := func() []string {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		var out []string
+		for _, r := range col.replies {
+			if r.ID == "once-1" && r.Final() {
+				out = append(out, r.Status)
+			}
+		}
+		return out
+	}
+	if err := obs.PublishCommand(context.Background(), "cmdlog1", bridge.CommandGcode, cmd); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the final reply", 30*time.Second, func() bool { return len(finals()) == 1 })
+	first.Stop(t)
+
+	from := len(col.snapshot())
+	second := startInProcessEdge(t, dir, "cmdlog1", edgeBusOptions(broker), 0)
+	waitFor(t, "Connected of the restarted edge", 30*time.Second, func() bool { return col.countSince(bridge.EventConnected, from) > 0 })
+	if err := obs.PublishCommand(context.Background(), "cmdlog1", bridge.CommandGcode, cmd); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the repeated final reply", 30*time.Second, func() bool { return len(finals()) == 2 })
+	if got := finals(); got[1] != bridge.ReplyDone {
+		t.Errorf("the restarted edge replied %s, want the first run's done", got[1])
+	}
+	if executedContains(second.vp, "M117 once") {
+		t.Error("the restarted edge ran the command a second time")
+	}
+}
+
 // TestEdgeInvalidBrokerConfigStops checks that a configuration error of
 // the background broker connection stops the edge with that error,
 // instead of leaving it running without a broker.

@@ -1,0 +1,211 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// commandLog keeps the command ids that the edge remembers in
+// DataDir/<printer>.commands, one JSON line per change, so that a command
+// sent again after the edge restarted gets its last reply instead of
+// running a second time. A worker sends a G-code hook's command again
+// while its final reply is overdue, and a broker redelivers commands.
+type commandLog struct {
+	path string
+	log  *slog.Logger
+	// mu guards f, lines and failed: run writes, and close comes from
+	// the edge's stop.
+	mu sync.Mutex
+	f  *os.File
+	// lines is how many lines f has, for compaction.
+	lines int
+	// failed is set after a write failed, which is logged once.
+	failed bool
+}
+
+// commandLogLine is one line of the log: a command and its last reply.
+type commandLogLine struct {
+	ID     string       `json:"id"`
+	Digest string       `json:"digest"`
+	Bus    string       `json:"bus,omitempty"`
+	To     string       `json:"to,omitempty"`
+	Reply  bridge.Reply `json:"reply"`
+}
+
+// reasonRestarted is the reply to a command that was running when the
+// edge stopped: whether the firmware took its lines is unknown, and
+// running them again could repeat a move or a heater change.
+const reasonRestarted = "the edge restarted while this command ran, so its outcome is unknown; it is not run again: check the printer, and send it under a new id to run it"
+
+// openCommandLog reads the log a previous run left and opens it for
+// appending. It returns the remembered commands, oldest first, at most
+// recentCommandIDs of them. Lines that cannot be read are skipped with a
+// warning. A log that cannot be opened leaves the edge remembering
+// commands in memory only, which it logs.
+func openCommandLog(dataDir, printerID string, log *slog.Logger) (*commandLog, []*seenEntry) {
+	l := &commandLog{path: filepath.Join(dataDir, printerID+".commands"), log: log}
+	entries, err := l.read()
+	if err != nil {
+		log.Warn("reading the remembered command ids failed; commands sent again after this restart may run twice", "file", l.path, "error", err)
+	}
+	if err := l.rewrite(entries); err != nil {
+		log.Warn("writing the remembered command ids failed; they are kept in memory only, so commands sent again after a restart may run twice",
+			"file", l.path, "error", err)
+		l.failed = true
+	}
+	return l, entries
+}
+
+// read loads the entries of the log, the last line of each id winning.
+func (l *commandLog) read() ([]*seenEntry, error) {
+	data, err := os.ReadFile(l.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	byID := map[string]*seenEntry{}
+	var order []string
+	bad := 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 16<<20)
+	for sc.Scan() {
+		var line commandLogLine
+		var digest []byte
+		if err := json.Unmarshal(sc.Bytes(), &line); err == nil {
+			digest, err = hex.DecodeString(line.Digest)
+		}
+		if err != nil || line.ID == "" || len(digest) != len(seenEntry{}.digest) {
+			bad++
+			continue
+		}
+		e, ok := byID[line.ID]
+		if !ok {
+			e = &seenEntry{id: line.ID}
+			byID[line.ID] = e
+			order = append(order, line.ID)
+		}
+		copy(e.digest[:], digest)
+		e.reply = replyAddr{bus: line.Bus, to: line.To}
+		e.last = line.Reply
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", l.path, err)
+	}
+
+	if bad > 0 {
+		l.log.Warn("skipped unreadable lines of the remembered command ids", "file", l.path, "lines", bad)
+	}
+	if len(order) > recentCommandIDs {
+		order = order[len(order)-recentCommandIDs:]
+	}
+
+	entries := make([]*seenEntry, 0, len(order))
+	for _, id := range order {
+		e := byID[id]
+		if !e.last.Final() || e.last.Status == "" {
+			e.last = bridge.Reply{ID: e.id, Printer: e.last.Printer, Kind: e.last.Kind, Status: bridge.ReplyFailed,
+				Reason: reasonRestarted, Time: e.last.Time}
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// rewrite replaces the log with entries, through a temporary file, and
+// keeps it open for appending.
+func (l *commandLog) rewrite(entries []*seenEntry) error {
+	var buf bytes.Buffer
+	for _, e := range entries {
+		data, err := json.Marshal(lineOf(e))
+		if err != nil {
+			return err
+		}
+		buf.Write(data)
+		buf.WriteByte('\n')
+	}
+	tmp := l.path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, l.path); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		_ = l.f.Close()
+	}
+	l.f, l.lines = f, len(entries)
+	return nil
+}
+
+func lineOf(e *seenEntry) commandLogLine {
+	return commandLogLine{ID: e.id, Digest: hex.EncodeToString(e.digest[:]), Bus: e.reply.bus, To: e.reply.to, Reply: e.last}
+}
+
+// append records e's current reply. When the log has grown to four times
+// the remembered ids, it is rewritten with entries, the ones remembered
+// now.
+func (l *commandLog) append(e *seenEntry, entries func() []*seenEntry) {
+	if l == nil {
+		return
+	}
+	data, err := json.Marshal(lineOf(e))
+	if err == nil {
+		data = append(data, '\n')
+		l.mu.Lock()
+		if l.f == nil {
+			l.mu.Unlock()
+			return
+		}
+		_, err = l.f.Write(data)
+		l.lines++
+		grown := l.lines > 4*recentCommandIDs
+		l.mu.Unlock()
+		if err == nil && grown {
+			err = l.rewrite(entries())
+		}
+	}
+	if err != nil {
+		l.mu.Lock()
+		first := !l.failed
+		l.failed = true
+		l.mu.Unlock()
+		if first {
+			l.log.Warn("writing the remembered command ids failed; commands sent again after a restart may run twice",
+				"file", l.path, "command_id", logText(e.id), "error", err)
+		}
+	}
+}
+
+// close closes the file; appends after it do nothing.
+func (l *commandLog) close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}

@@ -1,0 +1,90 @@
+package edge
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/printbridge/printbridge/bridge"
+)
+
+// TestCommandLogAfterRestart writes the commands of one run and reads
+// them as the next run does. A finished command keeps its reply. One that
+// was running, or had no reply yet, is reported failed, so that a repeat
+// does not run it again. A broken line is skipped.
+func TestCommandLogAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	logs := &bytes.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	l, entries := openCommandLog(dir, "p1", log)
+	if len(entries) != 0 {
+		t.Fatalf("a new log has %d entries", len(entries))
+	}
+	done := &seenEntry{id: "done-1", digest: sha256.Sum256([]byte("a")), reply: replyAddr{bus: "mqtt", to: "x/reply"},
+		last: bridge.Reply{ID: "done-1", Kind: "gcode", Status: bridge.ReplyDone, Lines: []string{"ok"}, Time: time.Now().UTC()}}
+	running := &seenEntry{id: "running-1", digest: sha256.Sum256([]byte("b")),
+		last: bridge.Reply{ID: "running-1", Kind: "gcode", Status: bridge.ReplyAccepted}}
+	fresh := &seenEntry{id: "fresh-1", digest: sha256.Sum256([]byte("c"))}
+	all := func() []*seenEntry { return []*seenEntry{done, running, fresh} }
+	for _, e := range all() {
+		l.append(e, all)
+	}
+	if err := l.close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "p1.commands"), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("{not json\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+
+	l, entries = openCommandLog(dir, "p1", log)
+	defer l.close()
+	if len(entries) != 3 {
+		t.Fatalf("read %d entries, want 3", len(entries))
+	}
+	byID := map[string]*seenEntry{}
+	for _, e := range entries {
+		byID[e.id] = e
+	}
+	if got := byID["done-1"]; got.last.Status != bridge.ReplyDone || got.digest != done.digest || got.reply != done.reply || len(got.last.Lines) != 1 {
+		t.Errorf("done command read back as %+v, want its reply, digest and reply address", got)
+	}
+	for _, id := range []string{"running-1", "fresh-1"} {
+		got := byID[id].last
+		if got.Status != bridge.ReplyFailed || got.Reason != reasonRestarted || got.ID != id {
+			t.Errorf("%s read back with reply %+v, want failed with the restart reason", id, got)
+		}
+	}
+	if !strings.Contains(logs.String(), "skipped unreadable lines") {
+		t.Errorf("the broken line was not logged:\n%s", logs.String())
+	}
+}
+
+// TestCommandLogCompacts appends more lines than four times the
+// remembered ids: the file is rewritten with the remembered commands.
+func TestCommandLogCompacts(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
+	defer l.close()
+	kept := []*seenEntry{{id: "kept", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "kept", Status: bridge.ReplyDone}}}
+	entry := &seenEntry{id: "busy", digest: sha256.Sum256([]byte("b"))}
+	for range 4*recentCommandIDs + 1 {
+		l.append(entry, func() []*seenEntry { return kept })
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "p1.commands"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(string(data), "\n"); lines != 1 {
+		t.Errorf("log has %d lines after the compaction, want 1", lines)
+	}
+}
