@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -66,6 +65,36 @@ func openCommandLog(dataDir, printerID string, log *slog.Logger) (*commandLog, [
 	return l, entries
 }
 
+// maxCommandLogLine is the longest line that read takes; a longer one,
+// which the edge never writes, is skipped as unreadable.
+const maxCommandLogLine = 4 << 20
+
+// readLogLine returns the next line of r without its line feed, or
+// tooLong for a line over maxCommandLogLine, and io.EOF at the end.
+func readLogLine(r *bufio.Reader) (line []byte, tooLong bool, err error) {
+	read := false
+	for {
+		part, isPrefix, err := r.ReadLine()
+		if err != nil {
+			if read {
+				break
+			}
+			return nil, false, err
+		}
+		read = true
+		if !tooLong {
+			line = append(line, part...)
+			if len(line) > maxCommandLogLine {
+				tooLong, line = true, nil
+			}
+		}
+		if !isPrefix {
+			break
+		}
+	}
+	return line, tooLong, nil
+}
+
 // read loads the entries of the log, the last line of each id winning.
 func (l *commandLog) read() ([]*seenEntry, error) {
 	data, err := os.ReadFile(l.path)
@@ -79,12 +108,19 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 	byID := map[string]*seenEntry{}
 	var order []string
 	bad := 0
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 16<<20)
-	for sc.Scan() {
+	r := bufio.NewReader(bytes.NewReader(data))
+	for {
+		raw, tooLong, err := readLogLine(r)
+		if err != nil {
+			break
+		}
+		if tooLong {
+			bad++
+			continue
+		}
 		var line commandLogLine
 		var digest []byte
-		if err := json.Unmarshal(sc.Bytes(), &line); err == nil {
+		if err := json.Unmarshal(raw, &line); err == nil {
 			digest, err = hex.DecodeString(line.Digest)
 		}
 		if err != nil || line.ID == "" || len(digest) != len(seenEntry{}.digest) {
@@ -100,9 +136,6 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 		copy(e.digest[:], digest)
 		e.reply = replyAddr{bus: line.Bus, to: line.To}
 		e.last = line.Reply
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", l.path, err)
 	}
 
 	if bad > 0 {
@@ -141,6 +174,7 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 		return err
 	}
 	if err := os.Rename(tmp, l.path); err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o600)
@@ -154,6 +188,17 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 	}
 	l.f, l.lines = f, len(entries)
 	return nil
+}
+
+// replaced reports whether the path no longer names the open file. The
+// caller holds mu.
+func (l *commandLog) replaced() bool {
+	open, err := l.f.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := os.Stat(l.path)
+	return err != nil || !os.SameFile(open, now)
 }
 
 func lineOf(e *seenEntry) commandLogLine {
@@ -175,11 +220,21 @@ func (l *commandLog) append(e *seenEntry, entries func() []*seenEntry) {
 			l.mu.Unlock()
 			return
 		}
-		_, err = l.f.Write(data)
-		l.lines++
+		replaced := l.replaced()
+		if !replaced {
+			_, err = l.f.Write(data)
+			l.lines++
+		}
 		grown := l.lines > 4*recentCommandIDs
 		l.mu.Unlock()
-		if err == nil && grown {
+		switch {
+		case replaced:
+			// Lines appended to a removed file are lost at the next start,
+			// and with them the ids of commands that must not run twice.
+			l.log.Warn("the file of the remembered command ids was removed or replaced while the edge ran; writing it again",
+				"file", l.path)
+			err = l.rewrite(entries())
+		case err == nil && grown:
 			err = l.rewrite(entries())
 		}
 	}

@@ -88,3 +88,67 @@ func TestCommandLogCompacts(t *testing.T) {
 		t.Errorf("log has %d lines after the compaction, want 1", lines)
 	}
 }
+
+// TestCommandLogSkipsHugeLine reads a log with a line of 64 MiB before a
+// good one: the huge line is skipped, and the good entry is kept.
+func TestCommandLogSkipsHugeLine(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
+	good := &seenEntry{id: "good-1", digest: sha256.Sum256([]byte("g")), last: bridge.Reply{ID: "good-1", Status: bridge.ReplyDone}}
+	l.append(good, func() []*seenEntry { return []*seenEntry{good} })
+	if err := l.close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "p1.commands")
+	kept, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := append(bytes.Repeat([]byte("a"), 64<<20), '\n')
+	if err := os.WriteFile(path, append(huge, kept...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &bytes.Buffer{}
+	l, entries := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
+	defer l.close()
+	if len(entries) != 1 || entries[0].id != "good-1" || entries[0].last.Status != bridge.ReplyDone {
+		t.Errorf("read %d entries (%v), want good-1 done", len(entries), entries)
+	}
+	if !strings.Contains(logs.String(), "skipped unreadable lines") {
+		t.Errorf("the huge line was not logged as skipped:\n%s", logs.String())
+	}
+}
+
+// TestCommandLogRemovedWhileRunning removes the log while the edge runs:
+// the next append writes it again with every remembered command.
+func TestCommandLogRemovedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	logs := &bytes.Buffer{}
+	l, _ := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
+	defer l.close()
+	first := &seenEntry{id: "first", digest: sha256.Sum256([]byte("1")), last: bridge.Reply{ID: "first", Status: bridge.ReplyDone}}
+	second := &seenEntry{id: "second", digest: sha256.Sum256([]byte("2"))}
+	remembered := []*seenEntry{first}
+	all := func() []*seenEntry { return remembered }
+	l.append(first, all)
+	path := filepath.Join(dir, "p1.commands")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	remembered = append(remembered, second)
+	l.append(second, all)
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the log was not written again: %v", err)
+	}
+	for _, id := range []string{`"id":"first"`, `"id":"second"`} {
+		if !strings.Contains(string(data), id) {
+			t.Errorf("the log written again lacks %s:\n%s", id, data)
+		}
+	}
+	if !strings.Contains(logs.String(), "removed or replaced") {
+		t.Errorf("the removal was not logged:\n%s", logs.String())
+	}
+}
