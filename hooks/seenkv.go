@@ -604,10 +604,14 @@ func (s *claimStore) refresh(ctx context.Context, c *claim) {
 			return
 		}
 	}
+	lost := errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound)
+	if lost && s.rewriteMissing(ctx, c, data) {
+		return
+	}
 	switch {
 	case err == nil:
 		c.rev = rev
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound):
+	case lost:
 		c.ended = true
 		s.untrack(c)
 		s.metrics.claims.WithLabelValues(claimResultLost).Inc()
@@ -623,6 +627,27 @@ func (s *claimStore) refresh(ctx context.Context, c *claim) {
 // revision mismatch. When the key still contains this worker's claim, the
 // server stored an earlier write and stopped before it replied, so the
 // claim is still this worker's at the revision returned.
+// rewriteMissing writes data as a new key for c when c's key is gone,
+// and reports whether it did. A key vanishes with a seen-events bucket
+// that the server lost and this or another worker made again, or when
+// it outlived the bucket's TTL. It is still this worker's claim, unless
+// another worker created the key meanwhile.
+func (s *claimStore) rewriteMissing(ctx context.Context, c *claim, data []byte) bool {
+	if _, _, err := s.get(ctx, c.key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false
+	}
+	opCtx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+	rev, err := s.kv.Create(opCtx, c.key, data)
+	cancel()
+	if err != nil {
+		return false
+	}
+	c.rev = rev
+	s.log.Info("the claim was missing from the seen-events bucket (made again after a loss, or past its TTL); wrote it again",
+		"printer", c.value.Printer, "event", c.value.Event, "event_id", c.eventID, "key", c.key)
+	return true
+}
+
 func (s *claimStore) ownRevision(ctx context.Context, c *claim) (rev uint64, state string, ours bool, err error) {
 	entry, value, err := s.get(ctx, c.key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -685,11 +710,17 @@ func (s *claimStore) complete(ctx context.Context, c *claim) {
 			}
 		}
 		if mismatch || errors.Is(err, jetstream.ErrKeyNotFound) {
+			if s.rewriteMissing(context.WithoutCancel(ctx), c, data) {
+				return
+			}
 			s.metrics.claims.WithLabelValues(claimResultLost).Inc()
 			s.log.Warn("the claim was taken over while the hooks ran; they may have run twice", append(attrs, "error", err)...)
 			return
 		}
 		s.metrics.errors.WithLabelValues(opSeenStore).Inc()
+		if bucketGone(err) {
+			s.restoreBucket(context.WithoutCancel(ctx))
+		}
 		if attempt == 0 {
 			s.log.Warn("recording the event as done failed; retrying", append(attrs, "error", err)...)
 		}
@@ -761,6 +792,9 @@ func (s *claimStore) writeLocked(ctx context.Context, c *claim, attrs []any) err
 				c.rev = own
 				continue
 			}
+		}
+		if (mismatch || errors.Is(err, jetstream.ErrKeyNotFound)) && s.rewriteMissing(ctx, c, data) {
+			return nil
 		}
 		if mismatch || errors.Is(err, jetstream.ErrKeyNotFound) {
 			c.ended = true

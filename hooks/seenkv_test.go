@@ -355,6 +355,39 @@ func TestSeenBucketDeletedIsCreatedAgain(t *testing.T) {
 	}
 }
 
+// TestSeenBucketDeletedWhileHookRuns deletes the seen-events bucket while
+// a hook runs. Recording the event as done makes the bucket again and
+// writes the missing claim as done, without the warning that another
+// worker took the claim over.
+func TestSeenBucketDeletedWhileHookRuns(t *testing.T) {
+	h := newKVHarness(t)
+	restore := func(ctx context.Context) error {
+		_, err := OpenSeenBucket(ctx, h.js, SeenBucketConfig{Bucket: "test_seen"}, brokertest.Logger())
+		return err
+	}
+	release := filepath.Join(t.TempDir(), "release")
+	kw := h.startWorkerOpts("only", "host-a", fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.05; done; echo "$PRINTBRIDGE_EVENT_ID only" >> %s`, release, h.ranLog),
+		WithSeenBucketRestore(restore))
+	env := doneEnvelope("lost-while-running")
+	h.publish(env)
+	h.waitKey(env.ID, claimRunning)
+
+	if err := h.js.DeleteKeyValue(context.Background(), "test_seen"); err != nil {
+		t.Fatalf("delete the seen-events bucket: %v", err)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.waitDrained("host-a")
+	h.waitKey(env.ID, claimDone)
+	if got := kw.claims(claimResultLost); got != 0 {
+		t.Errorf("%v claims counted lost, want 0: the claim was only missing with the bucket", got)
+	}
+	if got := h.ran()[env.ID]; len(got) != 1 {
+		t.Errorf("hook ran %d times, want once", len(got))
+	}
+}
+
 func TestSeenBucketTakesOverDeadClaim(t *testing.T) {
 	h := newKVHarness(t)
 	env := doneEnvelope("dead-owner-1")

@@ -155,9 +155,10 @@ type Bus struct {
 	// streamConfig is the event stream's configuration, which
 	// restoreJetStream creates again when the server has lost it.
 	streamConfig jetstream.StreamConfig
-	// streamCreated is when the event stream was created, guarded by
-	// restoring after New.
+	// streamCreated and bucketCreated are when the event stream and the
+	// state bucket were created, guarded by restoring after New.
 	streamCreated time.Time
+	bucketCreated time.Time
 	// jetStreamReady is set once New has set up js, kv and streamConfig,
 	// which restoreJetStream reads from nats.go's callback goroutine.
 	jetStreamReady atomic.Bool
@@ -336,7 +337,9 @@ func (b *Bus) setupJetStream(ctx context.Context) error {
 	}
 	b.streamConfig = want
 	b.kv = kv
+	b.bucketCreated = b.bucketCreatedAt(ctx)
 	b.jetStreamReady.Store(true)
+	go b.watchJetStream(jetStreamCheckEvery)
 	b.log.Info("JetStream ready", "stream", b.stream, "subjects", subjects, "bucket", StateBucket)
 	return nil
 }

@@ -21,6 +21,10 @@ const (
 	restoreDebounce = time.Second
 )
 
+// jetStreamCheckEvery is how often a bus checks its stream, bucket and
+// consumers while nothing fails (see watchJetStream). Tests shorten it.
+var jetStreamCheckEvery = 30 * time.Second
+
 // consumerSpec is a durable consumer that the bus consumes from.
 type consumerSpec struct {
 	cfg   jetstream.ConsumerConfig
@@ -52,6 +56,38 @@ func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) (ti
 		return time.Time{}, fmt.Errorf("create or update JetStream stream %s on %s failed: %w; check that JetStream is enabled on the server and that no other stream takes these subjects", b.stream, want.Subjects[0], err)
 	}
 	return s.CachedInfo().Created, nil
+}
+
+// bucketStream is the stream behind the state bucket, whose creation time
+// tells a bucket made again from the one this bus found.
+const bucketStream = "KV_" + StateBucket
+
+// bucketCreatedAt returns when the state bucket was created, or the zero
+// time when that cannot be read, which the next restore then corrects.
+func (b *Bus) bucketCreatedAt(ctx context.Context) time.Time {
+	s, err := b.js.Stream(ctx, bucketStream)
+	if err != nil {
+		return time.Time{}
+	}
+	return s.CachedInfo().Created
+}
+
+// watchJetStream starts a restore every interval of every until the bus
+// is closed. An edge whose state does not change stores nothing, so
+// without it a deleted state bucket went unnoticed.
+func (b *Bus) watchJetStream(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.connClosed:
+			return
+		case <-t.C:
+			if b.Connected() {
+				b.startRestore()
+			}
+		}
+	}
 }
 
 // ensureBucket opens the state bucket, or creates it when it is missing.
@@ -110,14 +146,26 @@ func (b *Bus) restoreJetStream(ctx context.Context) (ok, created bool) {
 	}
 
 	ok = true
-	if _, err := b.js.KeyValue(ctx, StateBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+	bucket, err := b.js.Stream(ctx, bucketStream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
 		b.log.Warn("the NATS server has lost the JetStream state bucket; creating it again", "bucket", StateBucket)
 		if _, err := b.ensureBucket(ctx); err != nil {
 			b.log.Error("restoring the JetStream state bucket failed; trying again", "bucket", StateBucket, "error", err)
 			ok = false
-		} else {
-			created = true
+			break
 		}
+		created = true
+		b.bucketCreated = b.bucketCreatedAt(ctx)
+	case err != nil:
+		b.log.Warn("checking the JetStream state bucket failed; trying again", "bucket", StateBucket, "error", err)
+		ok = false
+	case !bucket.CachedInfo().Created.Equal(b.bucketCreated):
+		// Another edge, a worker or `printbridge publish` made the bucket
+		// again first, without this bus's keys.
+		b.log.Warn("the JetStream state bucket was made again since this bus last saw it", "bucket", StateBucket)
+		b.bucketCreated = bucket.CachedInfo().Created
+		created = true
 	}
 
 	b.mu.Lock()

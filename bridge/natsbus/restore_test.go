@@ -177,3 +177,38 @@ func TestJetStreamConsumerDeletedResumes(t *testing.T) {
 		t.Errorf("worker got seqs %v, want 1..7 once each", got)
 	}
 }
+
+// TestJetStreamBucketMadeAgainByOther deletes the state bucket and makes
+// it again from another client while the edge's bus is idle. The bus's
+// periodic check sees the new bucket and calls OnRestored, so the edge
+// publishes its keys into it.
+func TestJetStreamBucketMadeAgainByOther(t *testing.T) {
+	natsbus.SetJetStreamCheckEvery(t, 200*time.Millisecond)
+	srv := startServer(t, natsbus.EmbeddedOptions{})
+	restored := make(chan struct{}, 10)
+	newBus(t, natsbus.Config{URL: srv.NATSURL(), JetStream: true, OnRestored: func() { restored <- struct{}{} }})
+
+	nc, err := nats.Connect(srv.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Deleted and made again at once, between two of the bus's checks,
+	// as `printbridge publish --jetstream` or a worker would.
+	if err := js.DeleteKeyValue(ctx, natsbus.StateBucket); err != nil {
+		t.Fatalf("delete the state bucket: %v", err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: natsbus.StateBucket, History: 1}); err != nil {
+		t.Fatalf("make the state bucket again: %v", err)
+	}
+	select {
+	case <-restored:
+	case <-time.After(waitTimeout):
+		t.Fatal("OnRestored was not called for the bucket that another client made again")
+	}
+}
