@@ -1,6 +1,7 @@
 package printer_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -154,5 +155,44 @@ func TestPositionPolledWithoutAutoReport(t *testing.T) {
 				t.Errorf("M114 executed %d times, want one for the pause and one for the cancel", got)
 			}
 		})
+	}
+}
+
+// TestAutoReportsLeftOutOfReplies sends a dwell longer than the
+// temperature and position auto-report intervals: its reply carries none
+// of those reports, while the replies of M105 and M114 carry theirs.
+func TestAutoReportsLeftOutOfReplies(t *testing.T) {
+	r := startRig(t, virtual.DefaultConfig(), printer.Config{PositionReportInterval: time.Second})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	reply := func(line string) []string {
+		t.Helper()
+		res := make(chan []string, 1)
+		err := r.p.SendGcode(context.Background(), []string{line}, "test", func(replies []string, err error) {
+			if err != nil {
+				t.Errorf("%s failed: %v", line, err)
+			}
+			res <- replies
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-res:
+			return got
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no reply to %s", line)
+			return nil
+		}
+	}
+	for _, line := range reply("G4 S3") {
+		if strings.Contains(line, "T:") || strings.Contains(line, "X:") {
+			t.Errorf("reply of the dwell carries the auto-report %q", line)
+		}
+	}
+	if got := strings.Join(reply("M105"), "\n"); !strings.Contains(got, "T:") {
+		t.Errorf("reply of M105 = %q, want the temperatures", got)
+	}
+	if got := strings.Join(reply("M114"), "\n"); !strings.Contains(got, "X:") {
+		t.Errorf("reply of M114 = %q, want the position", got)
 	}
 }

@@ -910,10 +910,27 @@ func (s *session) handleLine(raw string) {
 	if s.expectResendOK {
 		defer s.missedResendOK()
 	}
-	if len(s.inflight) > 0 && s.inflight[0].owner != nil {
+	if len(s.inflight) > 0 && s.inflight[0].owner != nil && !s.unrequestedReport(line, s.inflight[0].text) {
 		s.inflight[0].owner.addReply(line)
 	}
 	s.parseReport(line)
+}
+
+// unrequestedReport reports whether line is a temperature or position
+// auto-report that arrived while sent ran, rather than output of sent.
+// Such reports come every few seconds, so a long command (a dwell, a
+// homing) would otherwise carry them in its reply. A heating wait's
+// reports (with W:) and the replies of M105 and M114 stay.
+func (s *session) unrequestedReport(line, sent string) bool {
+	code := CodeOf(sent)
+	switch {
+	case s.autoReport && IsTemperatureLine(line) && !strings.Contains(line, "W:"):
+		return code != "M105" && !heatingCodes.Get()[code]
+	case s.posAutoReport && strings.Contains(line, "X:") && strings.Contains(line, "Y:") && strings.Contains(line, "Z:"):
+		_, isPosition := ParsePosition(line)
+		return isPosition && code != "M114"
+	}
+	return false
 }
 
 func (s *session) handleConnectingLine(line string) {
