@@ -58,8 +58,8 @@ func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) (ti
 	return s.CachedInfo().Created, nil
 }
 
-// bucketStream is the stream behind the state bucket, whose creation time
-// tells a bucket made again from the one this bus found.
+// bucketStream is the stream behind the state bucket. Its creation time
+// distinguishes a bucket made again from the one this bus found.
 const bucketStream = "KV_" + StateBucket
 
 // bucketCreatedAt returns when the state bucket was created, or the zero
@@ -262,7 +262,7 @@ func (b *Bus) restoreAfterConsumerError(spec *consumerSpec, err error) {
 	b.startRestore()
 }
 
-// startRestore asks for a restoreJetStream on the bus's restore
+// startRestore requests a restoreJetStream on the bus's restore
 // goroutine, which it starts when none runs. Requests that come while a
 // restore waits or runs are served by one more run after it, so none is
 // lost: a stopped consumer reports no further error that would ask again.

@@ -180,7 +180,7 @@ func TestJetStreamConsumerDeletedResumes(t *testing.T) {
 
 // TestJetStreamBucketMadeAgainByOther deletes the state bucket and makes
 // it again from another client while the edge's bus is idle. The bus's
-// periodic check sees the new bucket and calls OnRestored, so the edge
+// periodic check finds the new bucket and calls OnRestored, so the edge
 // publishes its keys into it.
 func TestJetStreamBucketMadeAgainByOther(t *testing.T) {
 	natsbus.SetJetStreamCheckEvery(t, 200*time.Millisecond)
