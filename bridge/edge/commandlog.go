@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -26,8 +27,10 @@ type commandLog struct {
 	// the edge's stop.
 	mu sync.Mutex
 	f  *os.File
-	// lines is how many lines f has, for compaction.
+	// lines is how many lines f has, for compaction, and size how many
+	// bytes this edge wrote to it, to notice a file emptied in place.
 	lines int
+	size  int64
 	// failed is set after a write failed, which is logged once.
 	failed bool
 }
@@ -53,6 +56,13 @@ const reasonRestarted = "the edge restarted while this command ran, so its outco
 // commands in memory only, which it logs.
 func openCommandLog(dataDir, printerID string, log *slog.Logger) (*commandLog, []*seenEntry) {
 	l := &commandLog{path: filepath.Join(dataDir, printerID+".commands"), log: log}
+	if info, err := os.Lstat(l.path); err == nil && !info.Mode().IsRegular() {
+		// Reading a named pipe would block the start for good.
+		log.Warn("the file of the remembered command ids is not a regular file; remembering them in memory only, so commands sent again after a restart may run twice: remove it",
+			"file", l.path, "mode", info.Mode().String())
+		l.failed = true
+		return l, nil
+	}
 	entries, err := l.read()
 	if err != nil {
 		log.Warn("reading the remembered command ids failed; commands sent again after this restart may run twice", "file", l.path, "error", err)
@@ -105,9 +115,13 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 		return nil, err
 	}
 
+	// The edge remembers an id again when a rejected command's id is
+	// reused, and forgets the ids remembered first, so the order is that
+	// of each id's last line.
 	byID := map[string]*seenEntry{}
-	var order []string
+	lastLine := map[string]int{}
 	bad := 0
+	n := 0
 	r := bufio.NewReader(bytes.NewReader(data))
 	for {
 		raw, tooLong, err := readLogLine(r)
@@ -131,13 +145,19 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 		if !ok {
 			e = &seenEntry{id: line.ID}
 			byID[line.ID] = e
-			order = append(order, line.ID)
 		}
+		n++
+		lastLine[line.ID] = n
 		copy(e.digest[:], digest)
 		e.reply = replyAddr{bus: line.Bus, to: line.To}
 		e.last = line.Reply
 	}
 
+	order := make([]string, 0, len(byID))
+	for id := range byID {
+		order = append(order, id)
+	}
+	slices.SortFunc(order, func(a, b string) int { return lastLine[a] - lastLine[b] })
 	if bad > 0 {
 		l.log.Warn("skipped unreadable lines of the remembered command ids", "file", l.path, "lines", bad)
 	}
@@ -186,11 +206,12 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 	if l.f != nil {
 		_ = l.f.Close()
 	}
-	l.f, l.lines = f, len(entries)
+	l.f, l.lines, l.size = f, len(entries), int64(buf.Len())
 	return nil
 }
 
-// replaced reports whether the path no longer names the open file. The
+// replaced reports whether the path no longer names the open file, or
+// the file has lost lines that this edge wrote (emptied in place). The
 // caller holds mu.
 func (l *commandLog) replaced() bool {
 	open, err := l.f.Stat()
@@ -198,7 +219,7 @@ func (l *commandLog) replaced() bool {
 		return false
 	}
 	now, err := os.Stat(l.path)
-	return err != nil || !os.SameFile(open, now)
+	return err != nil || !os.SameFile(open, now) || open.Size() < l.size
 }
 
 func lineOf(e *seenEntry) commandLogLine {
@@ -222,8 +243,10 @@ func (l *commandLog) append(e *seenEntry, entries func() []*seenEntry) {
 		}
 		replaced := l.replaced()
 		if !replaced {
-			_, err = l.f.Write(data)
+			var n int
+			n, err = l.f.Write(data)
 			l.lines++
+			l.size += int64(n)
 		}
 		grown := l.lines > 4*recentCommandIDs
 		l.mu.Unlock()
@@ -231,7 +254,7 @@ func (l *commandLog) append(e *seenEntry, entries func() []*seenEntry) {
 		case replaced:
 			// Lines appended to a removed file are lost at the next start,
 			// and with them the ids of commands that must not run twice.
-			l.log.Warn("the file of the remembered command ids was removed or replaced while the edge ran; writing it again",
+			l.log.Warn("the file of the remembered command ids was removed, replaced or emptied while the edge ran; writing it again",
 				"file", l.path)
 			err = l.rewrite(entries())
 		case err == nil && grown:
@@ -250,10 +273,23 @@ func (l *commandLog) append(e *seenEntry, entries func() []*seenEntry) {
 	}
 }
 
-// close closes the file; appends after it do nothing.
-func (l *commandLog) close() error {
+// close closes the file; appends after it do nothing. A file removed,
+// replaced or emptied since the last append is written again with
+// entries first, so the next start finds the ids.
+func (l *commandLog) close(entries func() []*seenEntry) error {
 	if l == nil {
 		return nil
+	}
+	l.mu.Lock()
+	replaced := l.f != nil && l.replaced()
+	l.mu.Unlock()
+	if replaced {
+		l.log.Warn("the file of the remembered command ids was removed, replaced or emptied while the edge ran; writing it again",
+			"file", l.path)
+		if err := l.rewrite(entries()); err != nil {
+			l.log.Warn("writing the remembered command ids failed; commands sent again after the restart may run twice",
+				"file", l.path, "error", err)
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +36,7 @@ func TestCommandLogAfterRestart(t *testing.T) {
 	for _, e := range all() {
 		l.append(e, all)
 	}
-	if err := l.close(); err != nil {
+	if err := l.close(noEntries); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "p1.commands"), os.O_WRONLY|os.O_APPEND, 0o600)
@@ -47,7 +49,7 @@ func TestCommandLogAfterRestart(t *testing.T) {
 	_ = f.Close()
 
 	l, entries = openCommandLog(dir, "p1", log)
-	defer l.close()
+	defer l.close(noEntries)
 	if len(entries) != 3 {
 		t.Fatalf("read %d entries, want 3", len(entries))
 	}
@@ -74,7 +76,7 @@ func TestCommandLogAfterRestart(t *testing.T) {
 func TestCommandLogCompacts(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
-	defer l.close()
+	defer l.close(noEntries)
 	kept := []*seenEntry{{id: "kept", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "kept", Status: bridge.ReplyDone}}}
 	entry := &seenEntry{id: "busy", digest: sha256.Sum256([]byte("b"))}
 	for range 4*recentCommandIDs + 1 {
@@ -96,7 +98,7 @@ func TestCommandLogSkipsHugeLine(t *testing.T) {
 	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
 	good := &seenEntry{id: "good-1", digest: sha256.Sum256([]byte("g")), last: bridge.Reply{ID: "good-1", Status: bridge.ReplyDone}}
 	l.append(good, func() []*seenEntry { return []*seenEntry{good} })
-	if err := l.close(); err != nil {
+	if err := l.close(noEntries); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "p1.commands")
@@ -111,7 +113,7 @@ func TestCommandLogSkipsHugeLine(t *testing.T) {
 
 	logs := &bytes.Buffer{}
 	l, entries := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
-	defer l.close()
+	defer l.close(noEntries)
 	if len(entries) != 1 || entries[0].id != "good-1" || entries[0].last.Status != bridge.ReplyDone {
 		t.Errorf("read %d entries (%v), want good-1 done", len(entries), entries)
 	}
@@ -126,7 +128,7 @@ func TestCommandLogRemovedWhileRunning(t *testing.T) {
 	dir := t.TempDir()
 	logs := &bytes.Buffer{}
 	l, _ := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
-	defer l.close()
+	defer l.close(noEntries)
 	first := &seenEntry{id: "first", digest: sha256.Sum256([]byte("1")), last: bridge.Reply{ID: "first", Status: bridge.ReplyDone}}
 	second := &seenEntry{id: "second", digest: sha256.Sum256([]byte("2"))}
 	remembered := []*seenEntry{first}
@@ -148,7 +150,105 @@ func TestCommandLogRemovedWhileRunning(t *testing.T) {
 			t.Errorf("the log written again lacks %s:\n%s", id, data)
 		}
 	}
-	if !strings.Contains(logs.String(), "removed or replaced") {
+	if !strings.Contains(logs.String(), "writing it again") {
 		t.Errorf("the removal was not logged:\n%s", logs.String())
+	}
+}
+
+// noEntries stands for an edge that remembers no command.
+func noEntries() []*seenEntry { return nil }
+
+// TestCommandLogLostBeforeStop removes the log, and in a second run
+// empties it in place, with no command after it. The stop writes the
+// remembered commands again, so the next start still knows them.
+func TestCommandLogLostBeforeStop(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lose func(path string) error
+	}{
+		{"removed", os.Remove},
+		{"emptied", func(path string) error { return os.Truncate(path, 0) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			logs := &bytes.Buffer{}
+			l, _ := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
+			kept := &seenEntry{id: "kept", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "kept", Status: bridge.ReplyDone}}
+			all := func() []*seenEntry { return []*seenEntry{kept} }
+			l.append(kept, all)
+			if err := c.lose(filepath.Join(dir, "p1.commands")); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.close(all); err != nil {
+				t.Fatal(err)
+			}
+			l, entries := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
+			defer l.close(noEntries)
+			if len(entries) != 1 || entries[0].id != "kept" {
+				t.Errorf("next start read %v, want the command kept", entries)
+			}
+			if !strings.Contains(logs.String(), "writing it again") {
+				t.Errorf("the loss was not logged:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestCommandLogOrderOfLastLine reads an id whose first line is the
+// oldest but whose last line is the newest, as a reused rejected id has:
+// it comes last, so it is the one kept when the ids are too many.
+func TestCommandLogOrderOfLastLine(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
+	entry := func(id string) *seenEntry {
+		return &seenEntry{id: id, digest: sha256.Sum256([]byte(id)), last: bridge.Reply{ID: id, Status: bridge.ReplyDone}}
+	}
+	reused := entry("reused")
+	l.append(reused, noEntries)
+	for i := range recentCommandIDs {
+		l.append(entry(strconv.Itoa(i)), noEntries)
+	}
+	l.append(reused, noEntries)
+	if err := l.close(noEntries); err != nil {
+		t.Fatal(err)
+	}
+	l, entries := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
+	defer l.close(noEntries)
+	if len(entries) != recentCommandIDs {
+		t.Fatalf("read %d entries, want %d", len(entries), recentCommandIDs)
+	}
+	if last := entries[len(entries)-1].id; last != "reused" {
+		t.Errorf("newest entry is %q, want the reused id", last)
+	}
+	if first := entries[0].id; first != "1" {
+		t.Errorf("oldest entry is %q, want 1 (0 is forgotten)", first)
+	}
+}
+
+// TestCommandLogNamedPipe finds a named pipe in place of the log, which
+// would block a read: the edge remembers the ids in memory only.
+func TestCommandLogNamedPipe(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "p1.commands"), 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	logs := &bytes.Buffer{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l, entries := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
+		if len(entries) != 0 {
+			t.Errorf("read %d entries from a named pipe", len(entries))
+		}
+		l.append(&seenEntry{id: "x"}, noEntries)
+		_ = l.close(noEntries)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("opening the log blocked on the named pipe")
+	}
+	if !strings.Contains(logs.String(), "not a regular file") {
+		t.Errorf("the named pipe was not logged:\n%s", logs.String())
 	}
 }

@@ -622,7 +622,7 @@ func (e *Edge) close() error {
 		errs = append(errs, e.outbox.Close())
 	}
 	errs = append(errs, e.seq.Close())
-	errs = append(errs, e.commands.persist.close())
+	errs = append(errs, e.commands.persist.close(e.commands.entries))
 	return errors.Join(errs...)
 }
 

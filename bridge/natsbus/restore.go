@@ -127,6 +127,9 @@ func (b *Bus) restoreJetStream(ctx context.Context) (ok, created bool) {
 
 	stream, err := b.js.Stream(ctx, b.stream)
 	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && !b.missingAfterPause(ctx, b.stream):
+		// Made again meanwhile, or the lookup failed: the next run sees.
+		return false, false
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		b.log.Warn("the NATS server has lost the JetStream event stream, as after a restart without its store; creating it again (the events it held are gone)", "stream", b.stream)
 		if b.streamCreated, err = b.ensureStream(ctx, b.streamConfig); err != nil {
@@ -148,6 +151,8 @@ func (b *Bus) restoreJetStream(ctx context.Context) (ok, created bool) {
 	ok = true
 	bucket, err := b.js.Stream(ctx, bucketStream)
 	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && !b.missingAfterPause(ctx, bucketStream):
+		ok = false
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		b.log.Warn("the NATS server has lost the JetStream state bucket; creating it again", "bucket", StateBucket)
 		if _, err := b.ensureBucket(ctx); err != nil {
@@ -187,6 +192,21 @@ func (b *Bus) resetConsumerPositions() {
 	for _, spec := range b.consumerSpecs {
 		spec.lastSeq.Store(0)
 	}
+}
+
+// missingAfterPause reports whether the stream called name is still
+// missing restoreDebounce after a lookup did not find it. nats-server
+// 2.9.10 left a stream or bucket broken ("msgs/1.blk: no such file or
+// directory") when it was created again at once after a delete, also
+// when the delete came just before this bus's periodic check.
+func (b *Bus) missingAfterPause(ctx context.Context, name string) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(restoreDebounce):
+	}
+	_, err := b.js.Stream(ctx, name)
+	return errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
 // restoreConsumer creates spec's consumer again when the server has lost
