@@ -116,7 +116,7 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 	}
 
 	// The edge remembers an id again when a rejected command's id is
-	// reused, and forgets the ids remembered first, so the order is that
+	// reused, and drops the ids remembered first, so the order is that
 	// of each id's last line.
 	byID := map[string]*seenEntry{}
 	lastLine := map[string]int{}

@@ -160,7 +160,7 @@ func noEntries() []*seenEntry { return nil }
 
 // TestCommandLogLostBeforeStop removes the log, and in a second run
 // empties it in place, with no command after it. The stop writes the
-// remembered commands again, so the next start still knows them.
+// remembered commands again, so the next start still reads them.
 func TestCommandLogLostBeforeStop(t *testing.T) {
 	for _, c := range []struct {
 		name string

@@ -128,7 +128,8 @@ func (b *Bus) restoreJetStream(ctx context.Context) (ok, created bool) {
 	stream, err := b.js.Stream(ctx, b.stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound) && !b.missingAfterPause(ctx, b.stream):
-		// Made again meanwhile, or the lookup failed: the next run sees.
+		// Made again meanwhile, or the lookup failed: the next run checks
+		// again.
 		return false, false
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		b.log.Warn("the NATS server has lost the JetStream event stream, as after a restart without its store; creating it again (the events it held are gone)", "stream", b.stream)
