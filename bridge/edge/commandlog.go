@@ -68,6 +68,17 @@ func openCommandLog(dataDir, printerID string, log *slog.Logger) (*commandLog, [
 		log.Warn("reading the remembered command ids failed; commands sent again after this restart may run twice", "file", l.path, "error", err)
 	}
 	if err := l.rewrite(entries); err != nil {
+		// A folder without write permission keeps the file appendable.
+		f, openErr := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o600)
+		if openErr == nil {
+			log.Warn("compacting the remembered command ids failed; appending to the file as it is", "file", l.path, "error", err)
+			info, _ := f.Stat()
+			l.f = f
+			if info != nil {
+				l.size = info.Size()
+			}
+			return l, entries
+		}
 		log.Warn("writing the remembered command ids failed; they are kept in memory only, so commands sent again after a restart may run twice",
 			"file", l.path, "error", err)
 		l.failed = true
@@ -115,11 +126,11 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 		return nil, err
 	}
 
-	// The edge remembers an id again when a rejected command's id is
-	// reused, and drops the ids remembered first, so the order is that
-	// of each id's last line.
+	// The edge drops the ids it remembered first, and remembers an id
+	// again when a rejected command's id is reused. So each id's place is
+	// where it was last remembered.
 	byID := map[string]*seenEntry{}
-	lastLine := map[string]int{}
+	position := map[string]int{}
 	bad := 0
 	n := 0
 	r := bufio.NewReader(bytes.NewReader(data))
@@ -146,8 +157,14 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 			e = &seenEntry{id: line.ID}
 			byID[line.ID] = e
 		}
+		// A line without a reply status is written when the edge
+		// remembers the id, so the last such line gives its place in the
+		// edge's memory; a compacted file has one line per id, in that
+		// order.
 		n++
-		lastLine[line.ID] = n
+		if _, ok := position[line.ID]; !ok || line.Reply.Status == "" {
+			position[line.ID] = n
+		}
 		copy(e.digest[:], digest)
 		e.reply = replyAddr{bus: line.Bus, to: line.To}
 		e.last = line.Reply
@@ -157,7 +174,7 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 	for id := range byID {
 		order = append(order, id)
 	}
-	slices.SortFunc(order, func(a, b string) int { return lastLine[a] - lastLine[b] })
+	slices.SortFunc(order, func(a, b string) int { return position[a] - position[b] })
 	if bad > 0 {
 		l.log.Warn("skipped unreadable lines of the remembered command ids", "file", l.path, "lines", bad)
 	}
@@ -189,11 +206,25 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 		buf.Write(data)
 		buf.WriteByte('\n')
 	}
+	// A leftover named pipe or symlink at the temporary path would block
+	// the write or send it elsewhere, so the path is removed and created
+	// anew, never followed.
 	tmp := l.path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := os.Rename(tmp, l.path); err != nil {
+	t, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = t.Write(buf.Bytes())
+	if cerr := t.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, l.path)
+	}
+	if err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}
@@ -207,6 +238,7 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 		_ = l.f.Close()
 	}
 	l.f, l.lines, l.size = f, len(entries), int64(buf.Len())
+	l.failed = false
 	return nil
 }
 
@@ -218,7 +250,7 @@ func (l *commandLog) replaced() bool {
 	if err != nil {
 		return false
 	}
-	now, err := os.Stat(l.path)
+	now, err := os.Lstat(l.path)
 	return err != nil || !os.SameFile(open, now) || open.Size() < l.size
 }
 
@@ -254,8 +286,13 @@ func (l *commandLog) append(e *seenEntry, entries func() []*seenEntry) {
 		case replaced:
 			// Lines appended to a removed file are lost at the next start,
 			// and with them the ids of commands that must not run twice.
-			l.log.Warn("the file of the remembered command ids was removed, replaced or emptied while the edge ran; writing it again",
-				"file", l.path)
+			l.mu.Lock()
+			warn := !l.failed
+			l.mu.Unlock()
+			if warn {
+				l.log.Warn("the file of the remembered command ids was removed, replaced or emptied while the edge ran; writing it again",
+					"file", l.path)
+			}
 			err = l.rewrite(entries())
 		case err == nil && grown:
 			err = l.rewrite(entries())

@@ -194,24 +194,34 @@ func TestCommandLogLostBeforeStop(t *testing.T) {
 	}
 }
 
-// TestCommandLogOrderOfLastLine reads an id whose first line is the
-// oldest but whose last line is the newest, as a reused rejected id has:
-// it comes last, so it is the one kept when the ids are too many.
-func TestCommandLogOrderOfLastLine(t *testing.T) {
+// TestCommandLogOrderOfRemember writes the lines that the edge writes
+// for a reused rejected id, for a long command whose final reply comes
+// after many newer commands, and for 1023 short commands. Read back, the
+// reused id is the newest and the long command the oldest, as in the
+// edge's memory, so the long command is the one dropped.
+func TestCommandLogOrderOfRemember(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
-	entry := func(id string) *seenEntry {
-		return &seenEntry{id: id, digest: sha256.Sum256([]byte(id)), last: bridge.Reply{ID: id, Status: bridge.ReplyDone}}
+	// write appends the line of id with status, "" for the line that
+	// the edge writes when it remembers the id.
+	write := func(id, status string) {
+		l.append(&seenEntry{id: id, digest: sha256.Sum256([]byte(id)), last: bridge.Reply{ID: id, Status: status}}, noEntries)
 	}
-	reused := entry("reused")
-	l.append(reused, noEntries)
-	for i := range recentCommandIDs {
-		l.append(entry(strconv.Itoa(i)), noEntries)
+	write("reused", "")
+	write("reused", bridge.ReplyRejected)
+	write("long", "")
+	write("long", bridge.ReplyAccepted)
+	for i := range recentCommandIDs - 1 {
+		write(strconv.Itoa(i), "")
+		write(strconv.Itoa(i), bridge.ReplyDone)
 	}
-	l.append(reused, noEntries)
+	write("long", bridge.ReplyDone)
+	write("reused", "")
+	write("reused", bridge.ReplyDone)
 	if err := l.close(noEntries); err != nil {
 		t.Fatal(err)
 	}
+
 	l, entries := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
 	defer l.close(noEntries)
 	if len(entries) != recentCommandIDs {
@@ -220,8 +230,13 @@ func TestCommandLogOrderOfLastLine(t *testing.T) {
 	if last := entries[len(entries)-1].id; last != "reused" {
 		t.Errorf("newest entry is %q, want the reused id", last)
 	}
-	if first := entries[0].id; first != "1" {
-		t.Errorf("oldest entry is %q, want 1 (0 is forgotten)", first)
+	for _, e := range entries {
+		if e.id == "long" {
+			t.Errorf("the long command is kept, want it dropped as the oldest remembered")
+		}
+	}
+	if first := entries[0].id; first != "0" {
+		t.Errorf("oldest entry is %q, want 0", first)
 	}
 }
 
@@ -250,5 +265,49 @@ func TestCommandLogNamedPipe(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "not a regular file") {
 		t.Errorf("the named pipe was not logged:\n%s", logs.String())
+	}
+}
+
+// TestCommandLogTempPathTaken puts a named pipe, and then a symlink to
+// another file, at the temporary path of the rewrite. Neither blocks the
+// start or is written through: the file is written anew.
+func TestCommandLogTempPathTaken(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		take func(tmp, victim string) error
+	}{
+		{"named pipe", func(tmp, _ string) error { return syscall.Mkfifo(tmp, 0o600) }},
+		{"symlink", func(tmp, victim string) error { return os.Symlink(victim, tmp) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			victim := filepath.Join(dir, "victim.txt")
+			if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.take(filepath.Join(dir, "p1.commands.tmp"), victim); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
+				e := &seenEntry{id: "x", digest: sha256.Sum256([]byte("x"))}
+				l.append(e, func() []*seenEntry { return []*seenEntry{e} })
+				_ = l.close(noEntries)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the rewrite blocked on the temporary path")
+			}
+			if data, _ := os.ReadFile(victim); string(data) != "precious" {
+				t.Errorf("the file behind the symlink was overwritten: %q", data)
+			}
+			info, err := os.Lstat(filepath.Join(dir, "p1.commands"))
+			if err != nil || !info.Mode().IsRegular() {
+				t.Errorf("the log is not a regular file after the rewrite: %v %v", info, err)
+			}
+		})
 	}
 }

@@ -404,6 +404,11 @@ func (c *commandRunner) publish(ctx context.Context, r replyOut) {
 	if el, ok := c.seen[r.reply.ID]; ok {
 		reply := r.reply
 		reply.Printer = c.e.cfg.PrinterID
+		if reply.Time.IsZero() {
+			// Set here, so a repeat of this reply carries its own time.
+			reply.Time = time.Now().UTC()
+			r.reply.Time = reply.Time
+		}
 		entry := el.Value.(*seenEntry)
 		changed := entry.last.Status != reply.Status
 		entry.last = reply
