@@ -159,7 +159,7 @@ func (l *commandLog) read() ([]*seenEntry, error) {
 		}
 		// A line without a reply status is written when the edge
 		// remembers the id, so the last such line gives its place in the
-		// edge's memory; a compacted file has one line per id, in that
+		// edge's memory. A compacted file has one line per id, in that
 		// order.
 		n++
 		if _, ok := position[line.ID]; !ok || line.Reply.Status == "" {
@@ -206,6 +206,7 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 		buf.Write(data)
 		buf.WriteByte('\n')
 	}
+
 	// A leftover named pipe or symlink at the temporary path would block
 	// the write or send it elsewhere, so the path is removed and created
 	// anew, never followed.
@@ -228,6 +229,7 @@ func (l *commandLog) rewrite(entries []*seenEntry) error {
 		_ = os.Remove(tmp)
 		return err
 	}
+
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
