@@ -37,8 +37,12 @@ func TestClientIDClashReported(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
+	// No Printer: its "online", a QoS 1 publish at each connect, would
+	// be in flight at the takeovers. paho 1.5.1 sets the dup flag of an
+	// in-flight packet in resume while its writer packs the packet, a
+	// data race inside paho that the race detector reported here once.
 	for range 2 {
-		b, err := mqtt.New(ctx, mqtt.Config{URL: url, ClientID: "printbridge-edge-twin", Printer: "twin", Topics: topics}, log)
+		b, err := mqtt.New(ctx, mqtt.Config{URL: url, ClientID: "printbridge-edge-twin", Topics: topics}, log)
 		if err != nil {
 			t.Fatalf("mqtt.New: %v", err)
 		}
