@@ -144,9 +144,9 @@ type AvailabilitySubscriber interface {
 func SubscribeAvailability(ctx context.Context, b Bus, printer string, h func(printer string, online, known bool)) error {
 	var errs []error
 	subscribed := false
-	for _, one := range Buses(b) {
-		if p, ok := one.(*Pending); ok {
-			// The bus behind it is known once it connects; a NATS bus
+	for _, member := range Buses(b) {
+		if p, ok := member.(*Pending); ok {
+			// The bus behind it is known once it connects. A NATS bus
 			// there then subscribes to nothing.
 			subscribed = true
 			errs = append(errs, p.subscribe(ctx, func(ctx context.Context, b Bus) error {
@@ -157,7 +157,7 @@ func SubscribeAvailability(ctx context.Context, b Bus, printer string, h func(pr
 			}))
 			continue
 		}
-		if s, ok := one.(AvailabilitySubscriber); ok {
+		if s, ok := member.(AvailabilitySubscriber); ok {
 			subscribed = true
 			errs = append(errs, s.SubscribeAvailability(ctx, printer, h))
 		}

@@ -39,6 +39,7 @@ func (h *harness) startMQTTWorker(configYAML string, cfg mqtt.Config) (stop func
 	if HasErrors(problems) {
 		h.t.Fatalf("test config has errors: %v", problems)
 	}
+
 	b, err := mqtt.New(context.Background(), cfg, brokertest.Logger())
 	if err != nil {
 		h.t.Fatalf("connect %s: %v", cfg.ClientID, err)
@@ -46,6 +47,7 @@ func (h *harness) startMQTTWorker(configYAML string, cfg mqtt.Config) (stop func
 	bus := &subscribedBus{Bus: b, subscribed: make(chan struct{}, 10)}
 	h.worker = NewWorker(conf, bus, brokertest.Logger(), WithMetrics(NewMetrics(prometheus.NewRegistry())),
 		OnResult(func(r Result) { h.results <- r }))
+
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.worker.Run(runCtx) }()
@@ -60,6 +62,7 @@ func (h *harness) startMQTTWorker(configYAML string, cfg mqtt.Config) (stop func
 		})
 	}
 	h.t.Cleanup(stop)
+
 	select {
 	case <-bus.subscribed:
 	case err := <-done:

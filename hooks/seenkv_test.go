@@ -328,9 +328,10 @@ func TestSeenBucketRestartedWorkerSkipsDone(t *testing.T) {
 	}
 }
 
-// A seen-events bucket that the server has lost (deleted here; a server
-// that restarted without its store loses it too) is created again by the
-// worker, whose hooks otherwise waited for a claim until it restarted.
+// A seen-events bucket that the server has lost is created again by the
+// worker. It is deleted here, and a server that restarted without its
+// store loses it too. Before, the hooks waited for a claim until the
+// worker restarted.
 func TestSeenBucketDeletedIsCreatedAgain(t *testing.T) {
 	h := newKVHarness(t)
 	restore := func(ctx context.Context) error {
@@ -545,16 +546,8 @@ func TestIsKeyNameMatchesPatterns(t *testing.T) {
 
 func TestOpenSeenBucketRejectsBadName(t *testing.T) {
 	srv := brokertest.StartNATS(t, true, false)
-	nc, err := nats.Connect(srv.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = OpenSeenBucket(context.Background(), js, SeenBucketConfig{Bucket: "bad.name"}, nil)
+	js := brokertest.JetStreamClient(t, srv.NATSURL())
+	_, err := OpenSeenBucket(context.Background(), js, SeenBucketConfig{Bucket: "bad.name"}, nil)
 	if err == nil || !strings.Contains(err.Error(), `"bad.name"`) {
 		t.Errorf("OpenSeenBucket(bad.name) = %v, want an error naming the value", err)
 	}

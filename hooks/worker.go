@@ -724,10 +724,10 @@ var gcodeFirstReplyWait = 10 * time.Second
 
 // gcodeReplyRecheck is how long a gcode hook waits for its final reply,
 // counted from the first reply and then from each repeat, before it
-// publishes its command again. A final reply that the broker
-// lost, such as one published while the edge or this worker was
-// reconnecting, is then sent again: for a command id it has seen, the
-// edge repeats its last reply and does not run the command again.
+// publishes its command again. The edge repeats its last reply for a
+// command id it has seen and does not run the command again. So a final
+// reply that the broker lost, such as one published while the edge or
+// this worker was reconnecting, is sent again.
 var gcodeReplyRecheck = 20 * time.Second
 
 // awaitReply waits for the final reply to the command of a gcode hook and

@@ -77,10 +77,10 @@ func TestCommandLogCompacts(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
 	defer l.close(noEntries)
-	kept := []*seenEntry{{id: "kept", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "kept", Status: bridge.ReplyDone}}}
+	stored := []*seenEntry{{id: "stored", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "stored", Status: bridge.ReplyDone}}}
 	entry := &seenEntry{id: "busy", digest: sha256.Sum256([]byte("b"))}
 	for range 4*recentCommandIDs + 1 {
-		l.append(entry, func() []*seenEntry { return kept })
+		l.append(entry, func() []*seenEntry { return stored })
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "p1.commands"))
 	if err != nil {
@@ -92,7 +92,7 @@ func TestCommandLogCompacts(t *testing.T) {
 }
 
 // TestCommandLogSkipsHugeLine reads a log with a line of 64 MiB before a
-// good one: the huge line is skipped, and the good entry is kept.
+// good one: the huge line is skipped, and the good entry is stored.
 func TestCommandLogSkipsHugeLine(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
@@ -102,12 +102,12 @@ func TestCommandLogSkipsHugeLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "p1.commands")
-	kept, err := os.ReadFile(path)
+	stored, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	huge := append(bytes.Repeat([]byte("a"), 64<<20), '\n')
-	if err := os.WriteFile(path, append(huge, kept...), 0o600); err != nil {
+	if err := os.WriteFile(path, append(huge, stored...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -173,9 +173,9 @@ func TestCommandLogLostBeforeStop(t *testing.T) {
 			dir := t.TempDir()
 			logs := &bytes.Buffer{}
 			l, _ := openCommandLog(dir, "p1", slog.New(slog.NewTextHandler(logs, nil)))
-			kept := &seenEntry{id: "kept", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "kept", Status: bridge.ReplyDone}}
-			all := func() []*seenEntry { return []*seenEntry{kept} }
-			l.append(kept, all)
+			stored := &seenEntry{id: "stored", digest: sha256.Sum256([]byte("k")), last: bridge.Reply{ID: "stored", Status: bridge.ReplyDone}}
+			all := func() []*seenEntry { return []*seenEntry{stored} }
+			l.append(stored, all)
 			if err := c.lose(filepath.Join(dir, "p1.commands")); err != nil {
 				t.Fatal(err)
 			}
@@ -184,8 +184,8 @@ func TestCommandLogLostBeforeStop(t *testing.T) {
 			}
 			l, entries := openCommandLog(dir, "p1", slog.New(slog.DiscardHandler))
 			defer l.close(noEntries)
-			if len(entries) != 1 || entries[0].id != "kept" {
-				t.Errorf("next start read %v, want the command kept", entries)
+			if len(entries) != 1 || entries[0].id != "stored" {
+				t.Errorf("next start read %v, want the command stored", entries)
 			}
 			if !strings.Contains(logs.String(), "writing it again") {
 				t.Errorf("the loss was not logged:\n%s", logs.String())
@@ -232,7 +232,7 @@ func TestCommandLogOrderOfRemember(t *testing.T) {
 	}
 	for _, e := range entries {
 		if e.id == "long" {
-			t.Errorf("the long command is kept, want it dropped as the oldest remembered")
+			t.Errorf("the long command is stored, want it dropped as the oldest remembered")
 		}
 	}
 	if first := entries[0].id; first != "0" {

@@ -805,8 +805,7 @@ func (e *Edge) announceStart(ctx context.Context) {
 	if len(buses) > 1 {
 		bus = bridge.NewMulti(buses...)
 	}
-	e.publishInfo(ctx, bus)
-	e.publishRunAvailability(ctx, bus, true)
+	e.publishStartMarkers(ctx, bus)
 	for _, b := range buses {
 		e.markAnnounced(b.Name())
 	}
@@ -871,8 +870,7 @@ func (e *Edge) BusAttached(b bridge.Bus) {
 		return
 	}
 	e.log.Info("publishing bridge info and availability on a bus that connected late", "bus", b.Name())
-	e.publishInfo(context.Background(), b)
-	e.publishRunAvailability(context.Background(), b, true)
+	e.publishStartMarkers(context.Background(), b)
 	e.markAnnounced(b.Name())
 }
 
@@ -906,13 +904,19 @@ func (e *Edge) BusReconnected(name string) {
 	}
 	e.log.Info("publishing bridge info, availability and state again after a reconnect", "bus", name)
 	ctx := context.Background()
-	e.publishInfo(ctx, bus)
-	e.publishRunAvailability(ctx, bus, true)
+	e.publishStartMarkers(ctx, bus)
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	defer cancel()
 	if err := e.publishCurrentStateOn(pctx, bus); err != nil {
 		e.log.Warn("republishing the state failed; the next change publishes it", "bus", name, "error", err)
 	}
+}
+
+// publishStartMarkers publishes the start markers on bus: the bridge info
+// and, where the bus does not publish it itself, "online".
+func (e *Edge) publishStartMarkers(ctx context.Context, bus bridge.Bus) {
+	e.publishInfo(ctx, bus)
+	e.publishRunAvailability(ctx, bus, true)
 }
 
 // publishRunAvailability publishes the marker of the edge's start or stop

@@ -284,14 +284,8 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 	opts := natsbus.EmbeddedOptions{Port: port, StoreDir: t.TempDir()}
 	srv := startServer(t, opts)
 	cfg := natsbus.Config{URL: srv.NATSURL(), JetStream: true}
-	edge := newBus(t, cfg)
-	worker := newBus(t, cfg)
+	edge, got := edgeAndWorker(t, cfg)
 	ctx := context.Background()
-
-	got := brokertest.NewCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.Add); err != nil {
-		t.Fatalf("SubscribeEvents: %v", err)
-	}
 	publishEvents(t, edge, "p1", 1, 3)
 	got.WaitFor(t, "events before the restart", atLeast[bridge.EventMessage](3))
 	ackedUpTo(t, edge, "workers_p1", 3)

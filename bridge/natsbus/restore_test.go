@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -26,6 +25,19 @@ func publishUntilTaken(t *testing.T, b bridge.Bus, printer string, from, to uint
 			return b.PublishEvent(ctx, env, data)
 		})
 	}
+}
+
+// edgeAndWorker connects an edge's bus and a worker's bus with cfg. The
+// worker consumes the events of printer p1 in group "workers" into got.
+func edgeAndWorker(t *testing.T, cfg natsbus.Config) (edge *natsbus.Bus, got *brokertest.Collector[bridge.EventMessage]) {
+	t.Helper()
+	edge = newBus(t, cfg)
+	worker := newBus(t, cfg)
+	got = brokertest.NewCollector[bridge.EventMessage]()
+	if err := worker.SubscribeEvents(context.Background(), "p1", "workers", got.Add); err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	return edge, got
 }
 
 // checkBucketValue polls the state bucket until key holds want.
@@ -55,14 +67,8 @@ func TestJetStreamRestoredAfterServerLostStore(t *testing.T) {
 	port := freePort(t)
 	srv := startServer(t, natsbus.EmbeddedOptions{Port: port, StoreDir: t.TempDir()})
 	cfg := natsbus.Config{URL: srv.NATSURL(), JetStream: true}
-	edge := newBus(t, cfg)
-	worker := newBus(t, cfg)
+	edge, got := edgeAndWorker(t, cfg)
 	ctx := context.Background()
-
-	got := brokertest.NewCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.Add); err != nil {
-		t.Fatalf("SubscribeEvents: %v", err)
-	}
 	publishEvents(t, edge, "p1", 1, 3)
 	got.WaitFor(t, "events before the restart", atLeast[bridge.EventMessage](3))
 
@@ -91,15 +97,7 @@ func TestJetStreamStreamDeletedWhileConnected(t *testing.T) {
 	ctx := context.Background()
 	publishEvents(t, edge, "p1", 1, 2)
 
-	nc, err := nats.Connect(srv.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStreamClient(t, srv.NATSURL())
 	if err := js.DeleteStream(ctx, natsbus.DefaultStream); err != nil {
 		t.Fatalf("delete stream: %v", err)
 	}
@@ -135,14 +133,8 @@ func TestJetStreamStreamDeletedWhileConnected(t *testing.T) {
 func TestJetStreamConsumerDeletedResumes(t *testing.T) {
 	srv := startServer(t, natsbus.EmbeddedOptions{})
 	cfg := natsbus.Config{URL: srv.NATSURL(), JetStream: true}
-	edge := newBus(t, cfg)
-	worker := newBus(t, cfg)
+	edge, got := edgeAndWorker(t, cfg)
 	ctx := context.Background()
-
-	got := brokertest.NewCollector[bridge.EventMessage]()
-	if err := worker.SubscribeEvents(ctx, "p1", "workers", got.Add); err != nil {
-		t.Fatalf("SubscribeEvents: %v", err)
-	}
 	publishEvents(t, edge, "p1", 1, 3)
 	got.WaitFor(t, "events before the delete", atLeast[bridge.EventMessage](3))
 	ackedUpTo(t, edge, "workers_p1", 3)
@@ -188,15 +180,7 @@ func TestJetStreamBucketMadeAgainByOther(t *testing.T) {
 	restored := make(chan struct{}, 10)
 	newBus(t, natsbus.Config{URL: srv.NATSURL(), JetStream: true, OnRestored: func() { restored <- struct{}{} }})
 
-	nc, err := nats.Connect(srv.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStreamClient(t, srv.NATSURL())
 	ctx := context.Background()
 	// Deleted and made again at once, between two of the bus's checks,
 	// as `printbridge publish --jetstream` or a worker would.

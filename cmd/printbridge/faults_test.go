@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 	"github.com/printbridge/printbridge/printer/virtual"
 )
@@ -743,6 +741,18 @@ func TestEdgeBrokerRestartMidPrint(t *testing.T) {
 	}
 }
 
+// restartWithoutStore stops nats-server, deletes its JetStream store in
+// dir, as a container without a volume loses it, and starts it again on
+// the same port.
+func (n *natsBroker) restartWithoutStore(dir string) {
+	n.t.Helper()
+	n.Down()
+	if err := os.RemoveAll(filepath.Join(dir, "jetstream")); err != nil {
+		n.t.Fatal(err)
+	}
+	n.Start()
+}
+
 // TestEdgeNATSServerLostStore replaces nats-server with one that has an
 // empty store, as a container without a volume does when it restarts.
 // The edge creates the stream and the state bucket again, publishes its
@@ -756,21 +766,9 @@ func TestEdgeNATSServerLostStore(t *testing.T) {
 	startInProcessEdge(t, dir, "lost1", edgeBusOptions(broker), 0)
 	waitCollected(t, col, "Connected", 30*time.Second, hasEvent(bridge.EventConnected))
 
-	broker.Down()
-	if err := os.RemoveAll(filepath.Join(dir, "jetstream")); err != nil {
-		t.Fatal(err)
-	}
-	broker.Start()
+	broker.restartWithoutStore(dir)
 
-	nc, err := nats.Connect(broker.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStreamClient(t, broker.url())
 	ctx := context.Background()
 	want := map[string]string{"lost1.availability": "online", "lost1.info": `"printers":["lost1"]`, "lost1": `"state_id":"OPERATIONAL"`}
 	var got map[string]string
@@ -827,21 +825,9 @@ func TestWorkerNATSServerLostStore(t *testing.T) {
 `)
 	w := startWorker(t, "--config", config, "--nats", broker.url(), "--jetstream", "--group", "lost")
 
-	broker.Down()
-	if err := os.RemoveAll(filepath.Join(dir, "jetstream")); err != nil {
-		t.Fatal(err)
-	}
-	broker.Start()
+	broker.restartWithoutStore(dir)
 
-	nc, err := nats.Connect(broker.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStreamClient(t, broker.url())
 	ctx := context.Background()
 	waitFor(t, "the seen-events bucket and the consumer made again", 30*time.Second, func() bool {
 		if _, err := js.KeyValue(ctx, "printbridge_seen"); err != nil {

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/printbridge/printbridge/bridge"
+	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/natsbus"
 )
 
@@ -42,15 +42,7 @@ func TestPrinterInfoOfEveryEdge(t *testing.T) {
 		for _, id := range printers {
 			startInProcessEdge(t, t.TempDir(), id, edgeBusOptions(broker), 25)
 		}
-		nc, err := nats.Connect(broker.url())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := brokertest.JetStreamClient(t, broker.url())
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for _, id := range printers {
