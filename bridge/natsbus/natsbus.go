@@ -163,12 +163,12 @@ type Bus struct {
 	// which restoreJetStream reads from nats.go's callback goroutine.
 	jetStreamReady atomic.Bool
 	// restoring is held while restoreJetStream runs. restoreMu guards
-	// restoreWanted, a restore asked for since the last one started, and
+	// restoreRequested, a restore asked for since the last one started, and
 	// restoreRunning, whether restoreLoop runs.
-	restoring      sync.Mutex
-	restoreMu      sync.Mutex
-	restoreWanted  bool
-	restoreRunning bool
+	restoring        sync.Mutex
+	restoreMu        sync.Mutex
+	restoreRequested bool
+	restoreRunning   bool
 	// consumerSpecs are the durable consumers that this bus consumes
 	// from, guarded by mu, for restoreJetStream; consumers holds their
 	// consume contexts at the same index.

@@ -48,10 +48,20 @@ type consumerSpec struct {
 // It returns the stream's creation time, which distinguishes a stream
 // made again after a loss from the one this bus found.
 func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) (time.Time, error) {
-	if s, err := b.js.Stream(ctx, b.stream); err == nil && streamConfigured(s.CachedInfo().Config, want) {
-		return s.CachedInfo().Created, nil
+	s, err := b.js.Stream(ctx, b.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Create, never update, what was missing: two edges that start
+		// at once both find no stream, and nats-server 2.9.10 crashed
+		// (nil pointer in a stream update) when the second one updated
+		// the stream that the first had just made.
+		s, err = b.js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = b.js.Stream(ctx, b.stream)
+		}
 	}
-	s, err := b.js.CreateOrUpdateStream(ctx, want)
+	if err == nil && !streamConfigured(s.CachedInfo().Config, want) {
+		s, err = b.js.UpdateStream(ctx, want)
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("create or update JetStream stream %s on %s failed: %w; check that JetStream is enabled on the server and that no other stream takes these subjects", b.stream, want.Subjects[0], err)
 	}
@@ -93,16 +103,20 @@ func (b *Bus) watchJetStream(every time.Duration) {
 // ensureBucket opens the state bucket, or creates it when it is missing.
 func (b *Bus) ensureBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	kv, err := b.js.KeyValue(ctx, StateBucket)
-	if err != nil {
-		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// Created, never updated, for the reason in ensureStream.
+		kv, err = b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      StateBucket,
 			Description: "printbridge state and availability by printer",
 			History:     1,
 			Storage:     jetstream.FileStorage,
 		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = b.js.KeyValue(ctx, StateBucket)
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create or update JetStream key-value bucket %s failed: %w", StateBucket, err)
+		return nil, fmt.Errorf("open or create JetStream key-value bucket %s failed: %w", StateBucket, err)
 	}
 	return kv, nil
 }
@@ -292,7 +306,7 @@ func (b *Bus) startRestore() {
 		return
 	}
 	b.restoreMu.Lock()
-	b.restoreWanted = true
+	b.restoreRequested = true
 	running := b.restoreRunning
 	b.restoreRunning = true
 	b.restoreMu.Unlock()
@@ -318,12 +332,12 @@ func (b *Bus) restoreLoop() {
 		case <-time.After(restoreDebounce):
 		}
 		b.restoreMu.Lock()
-		if !b.restoreWanted {
+		if !b.restoreRequested {
 			b.restoreRunning = false
 			b.restoreMu.Unlock()
 			return
 		}
-		b.restoreWanted = false
+		b.restoreRequested = false
 		b.restoreMu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
@@ -336,7 +350,7 @@ func (b *Bus) restoreLoop() {
 			continue
 		}
 		b.restoreMu.Lock()
-		b.restoreWanted = true
+		b.restoreRequested = true
 		b.restoreMu.Unlock()
 		select {
 		case <-b.connClosed:
