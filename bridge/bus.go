@@ -123,6 +123,14 @@ func PublishReplyOn(ctx context.Context, b Bus, busName, printer, replyTo string
 	return target.PublishReply(ctx, printer, replyTo, data)
 }
 
+// ErrNoSubscriber is wrapped by PublishCommand when the broker reported
+// that no client subscribes to the command's subject: no edge of the printer
+// is connected to it. NATS reports it (a "no responders" status) for a
+// bus that also subscribes to the printer's reply subject; MQTT never
+// does, and a NATS subscriber other than an edge, such as a `nats sub`
+// on every subject, hides it.
+var ErrNoSubscriber = errors.New("no subscriber")
+
 // ErrNoAvailability is returned by SubscribeAvailability for a bus that
 // keeps no availability marker for a late subscriber, or whose marker can
 // stay "online" after the edge died: NATS has no last will.

@@ -142,8 +142,30 @@ func (m *multi) PublishHook(ctx context.Context, printer string, data []byte) er
 	return m.eachConnected(func(b Bus) error { return b.PublishHook(ctx, printer, data) })
 }
 
+// PublishCommand publishes on every connected bus. It wraps
+// ErrNoSubscriber only when every bus that took the command
+// reported it, because an edge on the other bus may still get it.
 func (m *multi) PublishCommand(ctx context.Context, printer, kind string, data []byte) error {
-	return m.eachConnected(func(b Bus) error { return b.PublishCommand(ctx, printer, kind, data) })
+	var mu sync.Mutex
+	var noSubscriber []error
+	delivered := false
+	err := m.eachConnected(func(b Bus) error {
+		err := b.PublishCommand(ctx, printer, kind, data)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			delivered = true
+		case errors.Is(err, ErrNoSubscriber):
+			noSubscriber = append(noSubscriber, fmt.Errorf("%s: %w", b.Name(), err))
+			return nil
+		}
+		return err
+	})
+	if err != nil || delivered {
+		return err
+	}
+	return errors.Join(noSubscriber...)
 }
 
 // SubscribeCommands subscribes on every bus and sets CommandMessage.Bus

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -194,6 +195,33 @@ func TestMultiJoinsEveryFailure(t *testing.T) {
 	}
 	if !errors.Is(err, errB) {
 		t.Errorf("error %v does not wrap %v", err, errB)
+	}
+}
+
+func TestMultiNoSubscriberOnlyFromEveryBus(t *testing.T) {
+	ctx := context.Background()
+	noEdge := fmt.Errorf("publish: %w", ErrNoSubscriber)
+	errDown := errors.New("broker down")
+	for _, tc := range []struct {
+		name         string
+		mqtt, nats   error
+		noSubscriber bool
+		wantErr      error
+	}{
+		{name: "an edge on the other bus may get it", mqtt: nil, nats: noEdge},
+		{name: "no edge on either bus", mqtt: noEdge, nats: noEdge, noSubscriber: true},
+		{name: "the other bus failed", mqtt: errDown, nats: noEdge, wantErr: errDown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMulti(&fakeBus{name: "mqtt", failWith: tc.mqtt}, &fakeBus{name: "nats", failWith: tc.nats})
+			err := m.PublishCommand(ctx, "p1", CommandGcode, nil)
+			if got := errors.Is(err, ErrNoSubscriber); got != tc.noSubscriber {
+				t.Errorf("PublishCommand error %v: wraps ErrNoSubscriber = %t, want %t", err, got, tc.noSubscriber)
+			}
+			if (err != nil) != (tc.noSubscriber || tc.wantErr != nil) || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) {
+				t.Errorf("PublishCommand error = %v, want %v", err, tc.wantErr)
+			}
+		})
 	}
 }
 

@@ -22,7 +22,8 @@ var (
 	// printbridge.gcode_max_age behind a newer event of its printer.
 	ErrStale = errors.New("event too old for its G-code")
 	// ErrOffline is a G-code hook not sent because the edge of its
-	// printer published "offline".
+	// printer published "offline", or because the NATS server reported
+	// that its command reached no edge (bridge.ErrNoSubscriber).
 	ErrOffline = errors.New("printer offline")
 )
 

@@ -299,7 +299,7 @@ func (w *Worker) subscribeAvailability(ctx context.Context) {
 		err := bridge.SubscribeAvailability(ctx, w.bus, p, w.avail.set)
 		switch {
 		case errors.Is(err, bridge.ErrNoAvailability):
-			w.log.Debug("the bus keeps no availability markers; gcode hooks for a printer without an edge fail after the first reply wait",
+			w.log.Debug("the bus keeps no availability markers; a gcode hook for a printer without an edge fails when the NATS server reports no responders, else after the first reply wait",
 				"bus", w.bus.Name(), "wait", gcodeFirstReplyWait)
 			return
 		case err != nil:
@@ -704,6 +704,16 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	pubCtx, cancel := context.WithTimeout(ctx, publishTimeout)
 	err = w.bus.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, data)
 	cancel()
+	if errors.Is(err, bridge.ErrNoSubscriber) {
+		w.replies.forget(cmd.ID)
+		// Nothing reached the printer, as with an "offline" marker.
+		res.CommandID = ""
+		res.ExitCode = 1
+		res.Err = fmt.Errorf("%w: G-code command %s reached no edge of printer %s (%v), so the G-code was not sent; start the edge, or check its broker connection",
+			ErrOffline, cmd.ID, res.Printer, err)
+		w.finish(ctx, res)
+		return
+	}
 	if err != nil {
 		w.replies.forget(cmd.ID)
 		res.Err = fmt.Errorf("publish G-code command %s: %w", cmd.ID, err)

@@ -52,11 +52,24 @@ func newHarness(t *testing.T, configYAML string, opts ...Option) *harness {
 // newHarnessLog is newHarness with the worker logging to log.
 func newHarnessLog(t *testing.T, configYAML string, log *slog.Logger, opts ...Option) *harness {
 	t.Helper()
-	srv := brokertest.StartNATS(t, false, false)
+	return newHarnessOn(t, false, configYAML, log, opts...)
+}
+
+// newJetStreamAwareHarness is newHarness with JetStream when js is set:
+// the events go through the stream, and the worker consumes them four at
+// a time (MaxAckPending 4).
+func newJetStreamAwareHarness(t *testing.T, js bool, configYAML string, opts ...Option) *harness {
+	t.Helper()
+	return newHarnessOn(t, js, configYAML, brokertest.Logger(), opts...)
+}
+
+func newHarnessOn(t *testing.T, js bool, configYAML string, log *slog.Logger, opts ...Option) *harness {
+	t.Helper()
+	srv := brokertest.StartNATS(t, js, false)
 	h := &harness{t: t, natsURL: srv.NATSURL(), results: make(chan Result, 100), published: make(chan []byte, 100), done: make(chan error, 1)}
 	ctx := context.Background()
 
-	edge, err := natsbus.New(ctx, natsbus.Config{URL: h.natsURL, Name: "test-edge"}, brokertest.Logger())
+	edge, err := natsbus.New(ctx, natsbus.Config{URL: h.natsURL, Name: "test-edge", JetStream: js}, brokertest.Logger())
 	if err != nil {
 		t.Fatalf("connect fake edge: %v", err)
 	}
@@ -82,7 +95,11 @@ func newHarnessLog(t *testing.T, configYAML string, log *slog.Logger, opts ...Op
 	if HasErrors(problems) {
 		t.Fatalf("test config has errors: %v", problems)
 	}
-	workerBus, err := natsbus.New(ctx, natsbus.Config{URL: h.natsURL, Name: "test-worker"}, brokertest.Logger())
+	workerCfg := natsbus.Config{URL: h.natsURL, Name: "test-worker"}
+	if js {
+		workerCfg.JetStream, workerCfg.MaxAckPending = true, 4
+	}
+	workerBus, err := natsbus.New(ctx, workerCfg, brokertest.Logger())
 	if err != nil {
 		t.Fatalf("connect worker: %v", err)
 	}
@@ -568,9 +585,12 @@ func TestGcodeFinalReplyLostAskedAgain(t *testing.T) {
 }
 
 // TestGcodeHookWithoutEdgeFailsSoon sends a G-code hook to a printer that
-// no edge serves: no reply comes at all, so the hook fails once
-// gcodeFirstReplyWait has passed, long before its 60 s hook timeout, and names
-// the printer. A hook of the served printer gets its replies as before.
+// no edge serves, while a client that never replies subscribes to every
+// subject, as `nats sub '>'` does, so the server does not report no
+// responders. No reply comes at all, so the hook fails once
+// gcodeFirstReplyWait has passed, long before its 60 s hook timeout, and
+// names the printer. A hook of the served printer gets its replies as
+// before.
 func TestGcodeHookWithoutEdgeFailsSoon(t *testing.T) {
 	saved := gcodeFirstReplyWait
 	gcodeFirstReplyWait = 300 * time.Millisecond
@@ -579,6 +599,17 @@ func TestGcodeHookWithoutEdgeFailsSoon(t *testing.T) {
   subscriptions:
   - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
 `)
+	watcher, err := nats.Connect(h.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(watcher.Close)
+	if _, err := watcher.Subscribe(">", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now()})
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
 	results := byHook(h.waitResults(2))
@@ -592,5 +623,46 @@ func TestGcodeHookWithoutEdgeFailsSoon(t *testing.T) {
 	}
 	if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
 		t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)
+	}
+}
+
+// TestGcodeHookWithoutEdgeOnNATS sends G-code hooks to a printer that no
+// edge serves on NATS, more of them than a JetStream consumer hands out
+// at once (MaxAckPending 4 here). The NATS server reports that the command
+// reached no subscriber, so each hook ends at once with result offline,
+// not after gcodeFirstReplyWait as a timeout, and the hook of a served
+// printer behind them is sent.
+func TestGcodeHookWithoutEdgeOnNATS(t *testing.T) {
+	for _, js := range []bool{false, true} {
+		t.Run(map[bool]string{false: "core", true: "jetstream"}[js], func(t *testing.T) {
+			saved := gcodeFirstReplyWait
+			// Long enough that a hook ending as a timeout fails the test
+			// by its result, not by its time.
+			gcodeFirstReplyWait = time.Minute
+			t.Cleanup(func() { gcodeFirstReplyWait = saved })
+			h := newJetStreamAwareHarness(t, js, `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`)
+			const backlog = 12
+			for i := range backlog {
+				h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: fmt.Sprintf("g%d", i), Event: bridge.EventPrintStarted, Time: time.Now()})
+			}
+			h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
+			results := byHook(h.waitResults(backlog + 1))
+			for i := range backlog {
+				r := results[fmt.Sprintf("lcd/g%d", i)]
+				if !errors.Is(r.Err, ErrOffline) || resultLabel(r) != ResultOffline {
+					t.Errorf("hook of printer ghost = %+v, want result %s", r, ResultOffline)
+					continue
+				}
+				if !strings.Contains(r.Err.Error(), "no edge of printer ghost") {
+					t.Errorf("error %q does not say that no edge of printer ghost is connected", r.Err)
+				}
+			}
+			if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
+				t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)
+			}
+		})
 	}
 }

@@ -169,6 +169,9 @@ type Bus struct {
 	restoreMu        sync.Mutex
 	restoreRequested bool
 	restoreRunning   bool
+	// commands learns whether a command reached a subscriber.
+	commands commandWatch
+
 	// consumerSpecs are the durable consumers that this bus consumes
 	// from, guarded by mu, for restoreJetStream; consumers holds their
 	// consume contexts at the same index.

@@ -356,6 +356,9 @@ func TestRepliesOnDefaultSubject(t *testing.T) {
 	if err := worker.SubscribeReplies(ctx, "", func(data []byte) { got.Add(string(data)) }); err != nil {
 		t.Fatalf("SubscribeReplies: %v", err)
 	}
+	if err := edge.SubscribeCommands(ctx, "p1", func(bridge.CommandMessage) {}); err != nil {
+		t.Fatalf("SubscribeCommands: %v", err)
+	}
 	if err := worker.PublishCommand(ctx, "p1", bridge.CommandJob, []byte(`{"id":"c-2","action":"pause"}`)); err != nil {
 		t.Fatalf("PublishCommand: %v", err)
 	}

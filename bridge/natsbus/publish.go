@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/printbridge/printbridge/bridge"
@@ -178,12 +179,6 @@ func (b *Bus) PublishHook(ctx context.Context, printer string, data []byte) erro
 // PublishHook waits for a flush.
 const maxHookBuffered = 32 << 10
 
-// PublishCommand publishes a command of the given kind. The edge replies
-// on the printer's reply subject, because the message has no reply inbox.
-func (b *Bus) PublishCommand(ctx context.Context, printer, kind string, data []byte) error {
-	return b.publishCore(ctx, b.cfg.Topics.NATSCommand(printer, kind), data)
-}
-
 // KeyValue returns the state bucket, or an error without JetStream.
 func (b *Bus) KeyValue() (jetstream.KeyValue, error) {
 	if b.kv == nil {
@@ -211,14 +206,20 @@ func (b *Bus) publishStored(ctx context.Context, subject, key string, data []byt
 // failed by then. A caller that retries after an error may so deliver the
 // message twice.
 func (b *Bus) publishCore(ctx context.Context, subject string, data []byte) error {
+	return b.publishCoreMsg(ctx, &nats.Msg{Subject: subject, Data: data})
+}
+
+// publishCoreMsg is publishCore for a message with a reply subject or
+// headers.
+func (b *Bus) publishCoreMsg(ctx context.Context, msg *nats.Msg) error {
 	if b.isClosed() {
-		return fmt.Errorf("publish to NATS subject %q: %w", subject, ErrClosed)
+		return fmt.Errorf("publish to NATS subject %q: %w", msg.Subject, ErrClosed)
 	}
-	if err := b.nc.Publish(subject, data); err != nil {
-		return fmt.Errorf("publish to NATS subject %q: %w", subject, err)
+	if err := b.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("publish to NATS subject %q: %w", msg.Subject, err)
 	}
 	if err := b.flush(ctx); err != nil {
-		return fmt.Errorf("publish to NATS subject %q: flush: %w", subject, err)
+		return fmt.Errorf("publish to NATS subject %q: flush: %w", msg.Subject, err)
 	}
 	return nil
 }

@@ -121,14 +121,23 @@ func (b *Bus) subscribeCoreEvents(ctx context.Context, subject, group string, h 
 }
 
 // SubscribeReplies delivers the messages on the reply subject of printer,
-// or of every printer when printer is "".
+// or of every printer when printer is "". The server's no-responders
+// status for a command that PublishCommand sent (see commandWatch) is
+// kept from h.
 func (b *Bus) SubscribeReplies(ctx context.Context, printer string, h func(data []byte)) error {
 	if printer == "" {
 		printer = "*"
 	}
-	return b.subscribeCore(ctx, b.cfg.Topics.NATSReply(printer), "", func(msg *nats.Msg) {
+	err := b.subscribeCore(ctx, b.cfg.Topics.NATSReply(printer), "", func(msg *nats.Msg) {
+		if b.commands.statusMessage(msg) {
+			return
+		}
 		h(msg.Data)
 	})
+	if err == nil {
+		b.commands.addReplySub(printer)
+	}
+	return err
 }
 
 // SubscribePresence delivers the messages on the presence subject of
