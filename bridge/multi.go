@@ -43,6 +43,17 @@ func Buses(b Bus) []Bus {
 	return []Bus{b}
 }
 
+// BusNamed returns the member of the fan-out b called name ("mqtt" or
+// "nats"), b itself when b is a single bus of that name, or nil.
+func BusNamed(b Bus, name string) Bus {
+	for _, member := range Buses(b) {
+		if member.Name() == name {
+			return member
+		}
+	}
+	return nil
+}
+
 // Name joins the names of the buses with '+', such as "mqtt+nats".
 func (m *multi) Name() string {
 	names := make([]string, len(m.buses))

@@ -13,6 +13,7 @@ import (
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/brokertest"
 	"github.com/printbridge/printbridge/bridge/mqtt"
+	"github.com/printbridge/printbridge/bridge/natsbus"
 )
 
 // newMQTTHarness is newHarness on Mosquitto. Its fake edge serves
@@ -45,6 +46,14 @@ func (h *harness) startMQTTWorker(configYAML string, cfg mqtt.Config) (stop func
 		h.t.Fatalf("connect %s: %v", cfg.ClientID, err)
 	}
 	bus := &subscribedBus{Bus: b, subscribed: make(chan struct{}, 10)}
+	return h.startWorkerOn(conf, bus, bus.subscribed, 1)
+}
+
+// startWorkerOn runs a worker with conf on bus, whose results go to
+// h.results, and returns once subscribed has had n signals. The worker's
+// stop also closes bus.
+func (h *harness) startWorkerOn(conf *Config, bus bridge.Bus, subscribed <-chan struct{}, n int) (stop func()) {
+	h.t.Helper()
 	h.worker = NewWorker(conf, bus, brokertest.Logger(), WithMetrics(NewMetrics(prometheus.NewRegistry())),
 		OnResult(func(r Result) { h.results <- r }))
 
@@ -58,17 +67,19 @@ func (h *harness) startMQTTWorker(configYAML string, cfg mqtt.Config) (stop func
 			if err := <-done; err != nil {
 				h.t.Errorf("Run returned %v", err)
 			}
-			_ = b.Close()
+			_ = bus.Close()
 		})
 	}
 	h.t.Cleanup(stop)
 
-	select {
-	case <-bus.subscribed:
-	case err := <-done:
-		h.t.Fatalf("Run returned before subscribing: %v", err)
-	case <-time.After(waitTimeout):
-		h.t.Fatalf("the worker did not subscribe to events")
+	for range n {
+		select {
+		case <-subscribed:
+		case err := <-done:
+			h.t.Fatalf("Run returned before subscribing: %v", err)
+		case <-time.After(waitTimeout):
+			h.t.Fatalf("the worker did not subscribe to events")
+		}
 	}
 	return stop
 }
@@ -170,5 +181,71 @@ func TestOfflineBacklogEndsAtOnce(t *testing.T) {
 	}
 	if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
 		t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)
+	}
+}
+
+// TestGcodeHookOnNATSDespiteMQTTOffline runs a worker on MQTT and NATS.
+// The MQTT availability of printers moved and ghost is "offline". The
+// edge of moved now runs on NATS alone, as it would after a move or while
+// its MQTT connection is lost, and ghost has no edge at all. The hook of
+// moved is sent on NATS and done, and the hook of ghost ends offline.
+func TestGcodeHookOnNATSDespiteMQTTOffline(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	for _, printer := range []string{"moved", "ghost"} {
+		old := connectMQTT(t, url, printer+"-edge", printer)
+		if err := old.Close(); err != nil {
+			t.Fatalf("close the MQTT edge of %s: %v", printer, err)
+		}
+	}
+	srv := brokertest.StartNATS(t, false, false)
+	ctx := context.Background()
+	h := &harness{t: t, natsURL: srv.NATSURL(), results: make(chan Result, 100), published: make(chan []byte, 100), done: make(chan error, 1)}
+	edge, err := natsbus.New(ctx, natsbus.Config{URL: srv.NATSURL(), Name: "moved-edge"}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("connect the NATS edge of moved: %v", err)
+	}
+	t.Cleanup(func() { _ = edge.Close() })
+	h.edge = edge
+	if err := edge.SubscribeCommands(ctx, "moved", h.answerCommand); err != nil {
+		t.Fatalf("subscribe the edge of moved to commands: %v", err)
+	}
+
+	workerMQTT, err := mqtt.New(ctx, mqtt.Config{URL: url, ClientID: "both-worker"}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("connect the worker to MQTT: %v", err)
+	}
+	workerNATS, err := natsbus.New(ctx, natsbus.Config{URL: srv.NATSURL(), Name: "both-worker"}, brokertest.Logger())
+	if err != nil {
+		t.Fatalf("connect the worker to NATS: %v", err)
+	}
+	subscribed := make(chan struct{}, 10)
+	bus := bridge.NewMulti(&subscribedBus{Bus: workerMQTT, subscribed: subscribed}, &subscribedBus{Bus: workerNATS, subscribed: subscribed})
+	conf, problems := parseTestConfig(t, `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`)
+	if HasErrors(problems) {
+		t.Fatalf("test config has errors: %v", problems)
+	}
+	h.startWorkerOn(conf, bus, subscribed, 2)
+
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "moved", ID: "m1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	results := byHook(h.waitResults(2))
+
+	if r := results["lcd/m1"]; r.Err != nil || r.ExitCode != 0 {
+		t.Errorf("hook of printer moved = %+v, want done through its NATS edge", r)
+	}
+	ghost := results["lcd/g1"]
+	if !errors.Is(ghost.Err, ErrOffline) {
+		t.Errorf("hook of printer ghost = %+v, want ErrOffline", ghost)
+	}
+	if ghost.CommandID != "" {
+		t.Errorf("hook of printer ghost has command id %s, want none", ghost.CommandID)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.commands) != 1 {
+		t.Errorf("the NATS edge got %d commands, want 1 (the one of moved)", len(h.commands))
 	}
 }

@@ -677,12 +677,22 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 		return
 	}
 
+	target := w.bus
 	if !w.avail.waitOnline(ctx, res.Printer, offlineGrace) {
-		res.ExitCode = 1
-		res.Err = fmt.Errorf("%w: the availability of printer %s is \"offline\" (its edge stopped, or the broker published the edge's last will when its connection was lost), so the G-code was not sent; start the edge, or check its broker connection",
-			ErrOffline, res.Printer)
-		w.finish(ctx, res)
-		return
+		natsBus := bridge.BusNamed(w.bus, "nats")
+		if natsBus == nil || !bridge.Connected(natsBus) {
+			res.ExitCode = 1
+			res.Err = fmt.Errorf("%w: the availability of printer %s is \"offline\" (its edge stopped, or the broker published the edge's last will when its connection was lost), so the G-code was not sent; start the edge, or check its broker connection",
+				ErrOffline, res.Printer)
+			w.finish(ctx, res)
+			return
+		}
+		// The marker is MQTT's. An edge on both buses whose MQTT
+		// connection is lost, or one moved to NATS, still takes the
+		// command on NATS, whose server reports when no edge does.
+		w.log.Debug("the printer's MQTT availability is \"offline\"; sending the G-code hook's command on NATS only",
+			"hook", res.Hook, "event_id", res.EventID, "printer", res.Printer)
+		target = natsBus
 	}
 
 	start := w.now()
@@ -702,7 +712,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 
 	firstReply, reply := w.replies.register(cmd.ID)
 	pubCtx, cancel := context.WithTimeout(ctx, publishTimeout)
-	err = w.bus.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, data)
+	err = target.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, data)
 	cancel()
 	if errors.Is(err, bridge.ErrNoSubscriber) {
 		w.replies.forget(cmd.ID)
@@ -722,7 +732,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	}
 	run.hookStarted()
 	w.wg.Add(1)
-	go w.awaitReply(ctx, firstReply, reply, timeout, start, res, run, data)
+	go w.awaitReply(ctx, firstReply, reply, timeout, start, res, run, target, data)
 }
 
 // gcodeFirstReplyWait is how long a gcode hook waits for the edge's first
@@ -741,8 +751,9 @@ var gcodeFirstReplyWait = 10 * time.Second
 var gcodeReplyRecheck = 20 * time.Second
 
 // awaitReply waits for the final reply to the command of a gcode hook and
-// finishes its result.
-func (w *Worker) awaitReply(ctx context.Context, firstReply <-chan struct{}, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun, command []byte) {
+// finishes its result. It publishes the command again on target, the bus
+// that startGcode published it on.
+func (w *Worker) awaitReply(ctx context.Context, firstReply <-chan struct{}, reply <-chan bridge.Reply, timeout time.Duration, start time.Time, res Result, run *eventRun, target bridge.Bus, command []byte) {
 	defer w.wg.Done()
 	waitCtx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -768,7 +779,7 @@ wait:
 			w.log.Debug("no reply to the G-code command for a while; publishing it again, so the edge repeats its last reply",
 				"hook", res.Hook, "event_id", res.EventID, "printer", res.Printer, "command_id", res.CommandID, "after", gcodeReplyRecheck)
 			pubCtx, cancel := context.WithTimeout(ctx, publishTimeout)
-			if err := w.bus.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, command); err != nil {
+			if err := target.PublishCommand(pubCtx, res.Printer, bridge.CommandGcode, command); err != nil {
 				w.log.Debug("publishing the G-code command again failed; trying again later", "command_id", res.CommandID, "error", err)
 			}
 			cancel()
