@@ -6,10 +6,14 @@
 // initialisers of every linked package, the flag parsing and the config
 // loading leave code and read-only data resident that the process never
 // runs again. On Linux, DropStartupPages unmaps the executable's read-only
-// mappings once the process is up. The kernel maps a page again from the
-// page cache on the next access, so only what the running process uses
-// comes back. The pages stay in the page cache, shared with the other
-// processes of the binary.
+// mappings once the process is up, turns read-around off for them
+// (MADV_RANDOM) and drops the executable's pages that no process maps
+// from the page cache. Fault-around maps only cached pages, so the next
+// access to a page reads that page from the file and maps it with the
+// cached pages around it, and only what the running process uses comes
+// back. Pages that other processes of the binary map stay cached and
+// shared. A page that the process touches for the first time afterwards
+// costs a read from the disk (a major fault) instead of a minor fault.
 package residency
 
 import "log/slog"
@@ -24,7 +28,8 @@ type Dropped struct {
 }
 
 // DropStartupPages unmaps the resident pages of the executable's
-// read-only mappings and logs what it dropped. It is a no-op on systems
+// read-only mappings, evicts the executable's unmapped pages from the
+// page cache and logs what it dropped. It is a no-op on systems
 // other than Linux. The pages are only memory, never state, so an error
 // leaves the process as it was and is logged at info level.
 func DropStartupPages(log *slog.Logger) Dropped {

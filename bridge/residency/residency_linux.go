@@ -51,8 +51,42 @@ func dropStartupPages() (Dropped, error) {
 		}
 		d.Mappings++
 		d.Bytes += m.rss
+		// MADV_RANDOM turns read-around off for the mapping, so a page
+		// that is not in the page cache is read from the file alone.
+		_, _, errno = unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_RANDOM)
+		if errno != 0 {
+			return d, fmt.Errorf("madvise %#x-%#x random: %w", m.start, m.end, errno)
+		}
 	}
-	return d, nil
+	if d.Mappings == 0 {
+		return d, nil
+	}
+	return d, evictExecutable()
+}
+
+// evictExecutable drops the executable's pages that no process maps from
+// the page cache. The kernel's fault-around maps only pages that are in
+// the page cache, so after this a page fault maps the faulting page and
+// the cached pages around it, not the whole window of fault_around_bytes
+// (64 KiB by default). Pages that other
+// processes of the binary map stay cached.
+func evictExecutable() error {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// FADV_DONTNEED leaves dirty pages in the cache, and a binary that was
+	// just built stays dirty until the kernel writes it back, within 30 s
+	// by default (vm.dirty_expire_centisecs). For an installed binary the
+	// sync has nothing to write.
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("fadvise %s DONTNEED: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // droppable reports whether a mapping holds only read-only file pages.

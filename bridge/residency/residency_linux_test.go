@@ -2,6 +2,8 @@ package residency
 
 import (
 	"bufio"
+	_ "embed"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // smapsSample is the shape of /proc/self/smaps on Linux 6.x, cut to the
@@ -153,4 +158,77 @@ func rssFile(t *testing.T) int64 {
 	}
 	t.Fatal("/proc/self/status has no RssFile line")
 	return 0
+}
+
+// pages is 256 KiB of text that nothing but TestTouchAfterDropMapsReadPagesOnly
+// reads. An embedded string lies in the executable's read-only data.
+//
+//go:embed testdata/pages.txt
+var pages string
+
+// sink keeps the compiler from leaving out a read.
+var sink byte
+
+// TestTouchAfterDropMapsReadPagesOnly reads one byte of pages after the drop,
+// and then one two pages further. Before the eviction the kernel's
+// fault-around mapped the whole 64 KiB window around the first from the
+// page cache, where the freshly built test binary is. Without
+// MADV_RANDOM the first read would bring its neighbours into the page
+// cache (read-around), and the second fault would map them. Now the two
+// pages read are mapped and no other.
+func TestTouchAfterDropMapsReadPagesOnly(t *testing.T) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/proc/self/exe", &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		// There the page cache is the file's only copy, so FADV_DONTNEED
+		// keeps every page and fault-around maps whole windows.
+		t.Skip("the test binary is on tmpfs or ramfs, whose pages cannot be evicted; set GOTMPDIR to a folder on disk to run this test")
+	}
+	const window = 64 << 10
+	if len(pages) < 4*window {
+		t.Fatalf("testdata/pages.txt has %d bytes, expected at least %d", len(pages), 4*window)
+	}
+	DropStartupPages(slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	pageSize := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(unsafe.StringData(pages)))
+	// The middle of a window that lies inside pages, away from its ends.
+	touched := (start+window)&^(window-1) + window/2
+	sink = pages[touched-start]
+	sink = pages[touched-start+2*pageSize]
+
+	first := touched - 8*pageSize
+	present := mappedPages(t, first, 17)
+	for _, read := range []int{8, 10} {
+		if !present[read] {
+			t.Errorf("page %d of the 17, at %#x, was read but is not mapped", read, first+uintptr(read)*pageSize)
+		}
+	}
+	for i, mapped := range present {
+		if i != 8 && i != 10 && mapped {
+			t.Errorf("page %d of the 17 around the ones read, at %#x, is mapped too", i, first+uintptr(i)*pageSize)
+		}
+	}
+}
+
+// mappedPages reads from /proc/self/pagemap whether each of n pages from
+// addr is present in the process's page tables (bit 63 of its entry).
+func mappedPages(t *testing.T, addr uintptr, n int) []bool {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 8*n)
+	if _, err := f.ReadAt(buf, int64(addr/uintptr(os.Getpagesize()))*8); err != nil {
+		t.Fatalf("read /proc/self/pagemap: %v", err)
+	}
+	present := make([]bool, n)
+	for i := range present {
+		present[i] = binary.LittleEndian.Uint64(buf[8*i:])&(1<<63) != 0
+	}
+	return present
 }

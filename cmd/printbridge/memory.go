@@ -38,8 +38,9 @@ const keepStartupPagesEnv = "PRINTBRIDGE_KEEP_STARTUP_PAGES"
 // dropStartupPages unmaps the executable's pages that the package
 // initialisers, flag parsing and config loading touched. They are about
 // a third of the worker's resident set, and the ones that the command
-// uses again come back from the page cache on their next access (package
-// residency). The edge and the worker call it twice: when the command
+// uses again come back from the file on their next access, without the
+// 64 KiB windows of cached pages that the kernel maps around a fault
+// (package residency). The edge and the worker call it twice: when the command
 // starts, so that their setup peaks from a lower base, and once the
 // setup is done.
 func dropStartupPages(log *slog.Logger) {
