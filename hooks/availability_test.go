@@ -127,6 +127,9 @@ func TestGcodeHookForOfflinePrinter(t *testing.T) {
 	if offline.CommandID != "" {
 		t.Errorf("hook of printer ghost sent command %s, want none", offline.CommandID)
 	}
+	if offline.ExitCode != -1 {
+		t.Errorf("hook of printer ghost has exit code %d, want -1: no command ran", offline.ExitCode)
+	}
 	if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
 		t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)
 	}

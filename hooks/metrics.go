@@ -66,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		hookRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "printbridge_hook_runs_total",
-			Help: "Hook runs by printer, subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted, stale).",
+			Help: "Hook runs by printer, subscription name, event, hook type and result (ok, failed, timeout, loop_guard, skipped, interrupted, stale, offline).",
 		}, []string{"printer", "hook", "event", "type", "result"}),
 		hookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "printbridge_hook_duration_seconds",

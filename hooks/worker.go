@@ -681,7 +681,6 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	if !w.avail.waitOnline(ctx, res.Printer, offlineGrace) {
 		natsBus := bridge.BusNamed(w.bus, "nats")
 		if natsBus == nil || !bridge.Connected(natsBus) {
-			res.ExitCode = 1
 			res.Err = fmt.Errorf("%w: the availability of printer %s is \"offline\" (its edge stopped, or the broker published the edge's last will when its connection was lost), so the G-code was not sent; start the edge, or check its broker connection",
 				ErrOffline, res.Printer)
 			w.finish(ctx, res)
@@ -718,7 +717,6 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 		w.replies.forget(cmd.ID)
 		// Nothing reached the printer, as with an "offline" marker.
 		res.CommandID = ""
-		res.ExitCode = 1
 		res.Err = fmt.Errorf("%w: G-code command %s reached no edge of printer %s (%v), so the G-code was not sent; start the edge, or check its broker connection",
 			ErrOffline, cmd.ID, res.Printer, err)
 		w.finish(ctx, res)

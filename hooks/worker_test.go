@@ -659,6 +659,9 @@ func TestGcodeHookWithoutEdgeOnNATS(t *testing.T) {
 				if !strings.Contains(r.Err.Error(), "no edge of printer ghost") {
 					t.Errorf("error %q does not say that no edge of printer ghost is connected", r.Err)
 				}
+				if r.ExitCode != -1 {
+					t.Errorf("hook of printer ghost has exit code %d, want -1: no command ran", r.ExitCode)
+				}
 			}
 			if r := results["lcd/p1"]; r.Err != nil || r.ExitCode != 0 {
 				t.Errorf("hook of printer %s = %+v, want done", testPrinter, r)

@@ -9,3 +9,6 @@ func SetJetStreamCheckEvery(t interface{ Cleanup(func()) }, d time.Duration) {
 	jetStreamCheckEvery = d
 	t.Cleanup(func() { jetStreamCheckEvery = saved })
 }
+
+// StatusNamesSubject is statusNamesSubject for the external tests.
+var StatusNamesSubject = statusNamesSubject

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -15,9 +17,10 @@ import (
 // nats-server sends the publisher of a message that reached no subscriber
 // a status message, "503" (no responders), on the message's reply
 // subject, when the publisher's own connection subscribes to that
-// subject. The status goes to that connection alone. It names the
-// subject the message was published to in its Nats-Subject header
-// (nats-server 2.15.3 does, 2.9.10 does not). PublishCommand sets the
+// subject. The status goes to that connection alone. From nats-server
+// 2.12 on, it names the subject the message was published to in its
+// Nats-Subject header, and before that it names none, so there the
+// publishes of all subjects take turns. PublishCommand sets the
 // printer's reply subject as the reply subject of a command, so a worker
 // that follows the printer's replies learns at once that no edge of the
 // printer is connected. An edge that gets the command replies on that
@@ -42,7 +45,8 @@ type commandWatch struct {
 	locks [16]sync.Mutex
 	// noSubjectHeader is set once a status came without the subject
 	// header. From then on all publishes take turns on locks[0], so that
-	// only one subject is watched at a time.
+	// only one subject is watched at a time, as they do on a server
+	// that is known to leave the header out.
 	noSubjectHeader atomic.Bool
 }
 
@@ -63,8 +67,10 @@ func (w *commandWatch) hasReplySub(printer string) bool {
 	return w.replySubs[printer] > 0 || w.replySubs["*"] > 0
 }
 
-func (w *commandWatch) lock(subject string) *sync.Mutex {
-	if w.noSubjectHeader.Load() {
+// lock returns the mutex that the publishes of subject take turns on,
+// when connected to a server of serverVersion.
+func (w *commandWatch) lock(subject, serverVersion string) *sync.Mutex {
+	if w.noSubjectHeader.Load() || !statusNamesSubject(serverVersion) {
 		return &w.locks[0]
 	}
 	h := fnv.New32a()
@@ -81,6 +87,24 @@ func (w *commandWatch) watch(subject string) {
 	w.watched[subject] = false
 }
 
+// statusNamesSubject reports whether a nats-server of version puts the
+// Nats-Subject header into its no-responders status, which it does from
+// 2.12 on (nats-server pull request 5250). An unknown version counts as
+// one that does not.
+func statusNamesSubject(version string) bool {
+	majorText, rest, _ := strings.Cut(version, ".")
+	minorText, _, _ := strings.Cut(rest, ".")
+	major, err := strconv.Atoi(majorText)
+	if err != nil {
+		return false
+	}
+	minor, err := strconv.Atoi(minorText)
+	if err != nil {
+		return false
+	}
+	return major > 2 || (major == 2 && minor >= 12)
+}
+
 // end stops watching subject and reports whether a status came for it.
 func (w *commandWatch) end(subject string) bool {
 	w.mu.Lock()
@@ -92,9 +116,9 @@ func (w *commandWatch) end(subject string) bool {
 
 // statusMessage reports whether msg is a no-responders status rather
 // than a reply, and records it for the watched subject it names. A status
-// without the subject header, as nats-server 2.9.10 sends it, counts only
-// while a single subject is watched, because it could belong to any, and
-// makes the publishes of all subjects take turns from then on.
+// without the subject header counts only while a single subject is
+// watched, because it could belong to any, and makes the publishes of all
+// subjects take turns from then on.
 func (w *commandWatch) statusMessage(msg *nats.Msg) bool {
 	if len(msg.Data) != 0 || msg.Header == nil || msg.Header.Get(statusHeader) != noRespondersCode {
 		return false
@@ -131,7 +155,7 @@ func (b *Bus) PublishCommand(ctx context.Context, printer, kind string, data []b
 	if !b.commands.hasReplySub(printer) {
 		return b.publishCoreMsg(ctx, msg)
 	}
-	lock := b.commands.lock(subject)
+	lock := b.commands.lock(subject, b.nc.ConnectedServerVersion())
 	lock.Lock()
 	defer lock.Unlock()
 	b.commands.watch(subject)

@@ -81,10 +81,10 @@ func TestConcurrentCommandsAttributedBySubject(t *testing.T) {
 }
 
 // TestNoSubscriberOnDebianServer runs the check against the nats-server
-// that Debian ships (2.9.10 at the time of writing), whose status has no
-// Nats-Subject header. A lone command is reported, and after that status
-// the bus publishes one command at a time, so concurrent ones are
-// attributed too.
+// that Debian 12 ships, 2.9.10, whose status has no Nats-Subject header.
+// The bus publishes one command at a time there from the start, so
+// concurrent commands to several printers are attributed too, also
+// before the first status came.
 func TestNoSubscriberOnDebianServer(t *testing.T) {
 	url, version := brokertest.StartNATSProcess(t)
 	t.Logf("nats-server %s", version)
@@ -92,11 +92,28 @@ func TestNoSubscriberOnDebianServer(t *testing.T) {
 	if err := worker.SubscribeReplies(context.Background(), "", func([]byte) {}); err != nil {
 		t.Fatalf("SubscribeReplies: %v", err)
 	}
+	checkConcurrentCommandsOn(t, url, worker)
 	err := worker.PublishCommand(context.Background(), "p2", bridge.CommandGcode, []byte("lone"))
 	if !errors.Is(err, bridge.ErrNoSubscriber) {
 		t.Fatalf("PublishCommand to a printer without an edge: err = %v, want ErrNoSubscriber", err)
 	}
-	checkConcurrentCommandsOn(t, url, worker)
+}
+
+func TestStatusNamesSubjectByVersion(t *testing.T) {
+	for version, want := range map[string]bool{
+		"2.9.10":      false,
+		"2.11.9":      false,
+		"2.12.0":      true,
+		"2.15.3":      true,
+		"2.12.0-beta": true,
+		"3.0.0":       true,
+		"":            false,
+		"v2.12.0":     false,
+	} {
+		if got := natsbus.StatusNamesSubject(version); got != want {
+			t.Errorf("StatusNamesSubject(%q) = %t, want %t", version, got, want)
+		}
+	}
 }
 
 // checkConcurrentCommandsOn publishes 40 commands to p1, which gets an
