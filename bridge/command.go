@@ -15,6 +15,10 @@ import (
 // MaxCommandSize is the largest command message accepted, in bytes.
 const MaxCommandSize = 64 * 1024
 
+// LargeCommandAdvice is the advice that ends the rejection of a command
+// message over the size limit.
+const LargeCommandAdvice = `split the G-code lines into several commands; add a larger G-code file with "from" and a file in the edge's --import-dir, or copy it into the edge's files folder, where the edge finds it`
+
 // Job actions of command/job and connection actions of command/connection.
 const (
 	ActionSelect     = "select"
@@ -135,7 +139,7 @@ var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
 // "id"), and every error names the field and the expected form.
 func DecodeCommand(kind string, data []byte) (*Command, error) {
 	if len(data) > MaxCommandSize {
-		return nil, &CommandError{ID: PeekCommandID(data), Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes", len(data), MaxCommandSize)}
+		return nil, &CommandError{ID: PeekCommandID(data), Reason: fmt.Sprintf("command message of %d bytes exceeds the maximum of %d bytes; %s", len(data), MaxCommandSize, LargeCommandAdvice)}
 	}
 	fields, err := decodeObject(data, commandExample(kind))
 	if err != nil {

@@ -120,11 +120,14 @@ func ParseCapability(line string) (name string, enabled, ok bool) {
 	return strings.ToUpper(strings.TrimSpace(parts[0])), parts[1] == "1", true
 }
 
-var resendNumber = lazy.Regexp{Expr: `(?i)^(?:resend|rs)[:\s]*N?:?\s*(-?\d+)`}
+var resendNumber = lazy.Regexp{Expr: `(?i)^(?:resend|rs)[:\s]*N?:?\s*(-?\d+)(?:ok)?(?:\s|$)`}
 
 // ParseResend reads a resend request: `Resend: 12`, `Resend:N12`,
-// `rs N:12`, `rs 12 expected checksum 109`. The number keeps its sign, so
-// a corrupt negative request is seen as such instead of as a valid line.
+// `rs N:12`, `rs 12 expected checksum 109`, and `Resend: 12ok` whose ok
+// lost its line feed. The number keeps its sign, so a corrupt negative
+// request is seen as such instead of as a valid line. A number followed
+// by anything but a space, such as the `1` of `Resend: 1\x8b49` with a
+// byte that line noise changed, is no line number.
 func ParseResend(line string) (int, bool) {
 	m := resendNumber.Get().FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {

@@ -81,12 +81,17 @@ func TestParsePosition(t *testing.T) {
 func TestParseResend(t *testing.T) {
 	cases := map[string]int{
 		"Resend:23": 23, "Resend: N23": 23, "Resend: N:23": 23, "rs 23": 23, "rs N23": 23,
-		"rs N23 expected checksum 109": 23, "Resend: -5": -5, "resend: 7": 7,
+		"rs N23 expected checksum 109": 23, "Resend: -5": -5, "resend: 7": 7, "Resend: 149ok": 149,
 	}
 	for line, want := range cases {
 		got, ok := ParseResend(line)
 		if !ok || got != want {
 			t.Errorf("ParseResend(%q) = %d, %v; want %d", line, got, ok, want)
+		}
+	}
+	for _, line := range []string{"Resend: 1\u008b49", "Resend: 12x", "Resend: abc", "Resend:"} {
+		if got, ok := ParseResend(line); ok {
+			t.Errorf("ParseResend(%q) = %d, want no line number", line, got)
 		}
 	}
 }
@@ -268,6 +273,8 @@ func TestSplitGluedLines(t *testing.T) {
 		"echo:Settings Stored (628 bytes; crc 11947)ok":                                   {"echo:Settings Stored (628 bytes; crc 11947)", "ok"},
 		"Done saving file.ok":                                                             {"Done saving file.", "ok"},
 		"echo:SD card ok":                                                                 nil,
+		"echo:ok":                                                                         nil,
+		"echo:start":                                                                      nil,
 		"ok":                                                                              nil,
 		"ok T:21.0 /0.0":                                                                  nil,
 		"echo:Now fresh file: book":                                                       nil,

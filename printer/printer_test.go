@@ -307,6 +307,48 @@ func TestGcodeRepliesCarryFirmwareLines(t *testing.T) {
 	}
 }
 
+// TestEchoOKIsNotAnAck sends `M118 E1 ok`, which prints `echo:ok` before
+// its own ok. Taken for a glued ok, it acknowledged the next line too
+// early, and every later command got the replies of the one before.
+func TestEchoOKIsNotAnAck(t *testing.T) {
+	r := startRig(t, fastConfig(), printer.Config{})
+	r.waitState("OPERATIONAL", 10*time.Second)
+	send := func(lines ...string) []string {
+		t.Helper()
+		done := make(chan []string, 1)
+		if err := r.p.SendGcode(context.Background(), lines, "test", func(replies []string, err error) {
+			if err != nil {
+				t.Errorf("SendGcode %q: %v", lines, err)
+			}
+			done <- replies
+		}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case replies := <-done:
+			return replies
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no end of SendGcode %q", lines)
+			return nil
+		}
+	}
+
+	echoes := send("M118 E1 ok", "M118 E1 ok", "M118 E1 ok")
+	count := 0
+	for _, line := range echoes {
+		if line == "echo:ok" {
+			count++
+		}
+	}
+	if count != 3 {
+		t.Errorf("replies of three M118 E1 ok = %q, want three echo:ok lines", echoes)
+	}
+	position := send("M114")
+	if !slices.ContainsFunc(position, func(l string) bool { return strings.Contains(l, "X:") && strings.Contains(l, "Count") }) {
+		t.Errorf("replies of M114 after the echoes = %q, want its position report", position)
+	}
+}
+
 func TestGcodeRejectedWhenTooLong(t *testing.T) {
 	r := startRig(t, fastConfig(), printer.Config{})
 	r.waitState("OPERATIONAL", 10*time.Second)

@@ -164,19 +164,43 @@ func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFi
 }
 
 func TestInvalidResendNumberIgnored(t *testing.T) {
-	for _, line := range []string{"Resend: -5", "Resend: abc", "Resend:", "rs -1"} {
+	// A request for line 1 whose next byte line noise changed: read as
+	// line 1 in the middle of the job, it was taken for a firmware reset
+	// and failed the print.
+	damaged := "Resend: 1\x8b49"
+	for _, line := range []string{"Resend: -5", "Resend: abc", "Resend:", "rs -1", damaged} {
 		t.Run(line, func(t *testing.T) {
 			_, _, counters, logs := runNoisyJob(t, printer.Config{Flow: printer.FlowPingPong}, []string{line, "ok"})
 			if got := counters.garbage.Load(); got != 1 {
 				t.Errorf("garbage lines counted = %d, want 1", got)
 			}
-			if got := logs.lines("level=WARN", "resend request without a valid line number", line); len(got) != 1 {
-				t.Errorf("%d warnings naming the line %q, want 1", len(got), line)
+			named := line
+			if line == damaged {
+				// The log shows the byte as the rune it decodes to.
+				named = "Resend: 1"
+			}
+			if got := logs.lines("level=WARN", "resend request without a valid line number", named); len(got) != 1 {
+				t.Errorf("%d warnings naming the line %q, want 1", len(got), named)
 			}
 			if got := logs.lines("it has reset"); len(got) != 0 {
 				t.Errorf("logged a firmware reset: %q", got)
 			}
 		})
+	}
+}
+
+// TestDamagedResendAfterChecksumError sends the checksum error of a
+// line, then its resend request with a byte that line noise changed
+// right after the first digit, then the ok. The request is ignored, and
+// the print goes on without a reset.
+func TestDamagedResendAfterChecksumError(t *testing.T) {
+	answer := []string{"Error:checksum mismatch, Last Line: 5", "Resend: 1\x8b6", "ok"}
+	_, rec, _, logs := runNoisyJob(t, printer.Config{Flow: printer.FlowPingPong}, answer)
+	if n := rec.count(bridge.EventPrintDone); n != 1 {
+		t.Errorf("PrintDone fired %d times, want 1; events %v", n, rec.names())
+	}
+	if got := logs.lines("it has reset"); len(got) != 0 {
+		t.Errorf("logged a firmware reset: %q", got)
 	}
 }
 

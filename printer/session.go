@@ -798,8 +798,10 @@ func gluedOK(line string) bool {
 // and stuck to the end of the previous output (`...B@:17ok`,
 // `Cap:CONFIG_EXPORT:0ok`, `T:22.00 /0.00 B:22start`,
 // `echo:Unknown command: "M486 S0"ok`). Only a tail after a digit or one
-// of : ? " ) . counts, so words that end in "ok" stay whole.
-var gluedTailPattern = lazy.Regexp{Expr: `^(.*[0-9:?").])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`}
+// of ? " ) . counts, so words that end in "ok" stay whole. A colon does
+// not count, because `echo:ok` is what `M118 E1 ok` prints before its
+// own ok.
+var gluedTailPattern = lazy.Regexp{Expr: `^(.*[0-9?").])(ok(?: N\d+)?(?: P\d+ B\d+)?|start)$`}
 
 // gluedHeadTokens start a message of their own when they appear inside
 // another line.

@@ -39,6 +39,9 @@ type consumerSpec struct {
 	// stopped is set when nats.go stopped consuming because the
 	// consumer was deleted.
 	stopped atomic.Bool
+	// failed is set at a consumer error and cleared by the next event
+	// delivered, which logs that the consumer works again.
+	failed atomic.Bool
 }
 
 // ensureStream creates the event stream or updates it to want. A stream

@@ -254,6 +254,9 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 			if meta, err := msg.Metadata(); err == nil {
 				spec.lastSeq.Store(meta.Sequence.Stream)
 			}
+			if spec.failed.CompareAndSwap(true, false) {
+				log.Info("the JetStream consumer delivers events again after its error")
+			}
 			d := &deferredAck{msg: msg, log: log}
 			printer, event, _ := b.cfg.Topics.EventOfNATS(msg.Subject())
 			h(bridge.EventMessage{Data: msg.Data(), Source: "nats:" + msg.Subject(), Printer: printer, Event: event, Defer: d.take})
@@ -262,6 +265,7 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 			}
 		}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			log.Warn("JetStream consumer error", "error", err)
+			spec.failed.Store(true)
 			b.restoreAfterConsumerError(spec, err)
 		}))
 	}
@@ -279,7 +283,14 @@ func (b *Bus) consumeEvents(ctx context.Context, subject, group, printer string,
 	spec.index = len(b.consumers)
 	b.consumers = append(b.consumers, cc)
 	b.consumerSpecs = append(b.consumerSpecs, spec)
-	log.Info("consuming events", "subject", subject)
+	info := consumer.CachedInfo()
+	if info.Delivered.Stream == 0 && info.NumPending > 0 {
+		// A new group or printer list gets the stream's past events,
+		// whose hooks then run, which a user may not expect.
+		log.Warn("the JetStream consumer has delivered nothing yet, so it delivers the events the stream keeps first and their hooks run now",
+			"pending", info.NumPending, "stream", b.stream, "stream_max_age", streamMaxAge)
+	}
+	log.Info("consuming events", "subject", subject, "pending", info.NumPending)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/bridge/lazy"
 	"github.com/printbridge/printbridge/printer"
 )
@@ -174,6 +175,10 @@ func New(cfg Config) (*Policy, error) {
 		if v <= 0 {
 			return nil, fmt.Errorf("invalid %s %d: give a positive number", name, v)
 		}
+	}
+	if p.maxMessageSize > bridge.MaxCommandSize {
+		return nil, fmt.Errorf("invalid max_message_bytes %d: the edge takes command messages of at most %d bytes whatever the policy says; give at most %d, and send a larger G-code file as a file add with \"from\" (--import-dir) or copy it into the files folder",
+			p.maxMessageSize, bridge.MaxCommandSize, bridge.MaxCommandSize)
 	}
 
 	perSource := RateConfig{LinesPerSecond: DefaultLinesPerSecond, Burst: DefaultBurst}
@@ -338,7 +343,7 @@ func matchesAny(rules []rule, cmd command) bool {
 func (p *Policy) CheckMessageSize(n int) error {
 	if n > p.maxMessageSize {
 		return &PolicyError{Rule: RuleMessageBytes,
-			Reason: fmt.Sprintf("the message is %d bytes, over the policy's max_message_bytes of %d", n, p.maxMessageSize)}
+			Reason: fmt.Sprintf("the message is %d bytes, over the policy's max_message_bytes of %d; %s", n, p.maxMessageSize, bridge.LargeCommandAdvice)}
 	}
 	return nil
 }

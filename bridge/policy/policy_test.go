@@ -378,7 +378,29 @@ func TestCheckMessageSize(t *testing.T) {
 	if err := p.CheckMessageSize(100); err != nil {
 		t.Errorf("100 bytes: %v", err)
 	}
-	requireRule(t, p.CheckMessageSize(101), RuleMessageBytes)
+	err = p.CheckMessageSize(101)
+	requireRule(t, err, RuleMessageBytes)
+	if !strings.Contains(err.Error(), `"from"`) {
+		t.Errorf("rejection %q does not say how to add a larger file", err)
+	}
+}
+
+// TestMessageSizeOverCommandLimit loads a max_message_bytes above the
+// size that the edge takes at all, which the policy used to accept and
+// never apply.
+func TestMessageSizeOverCommandLimit(t *testing.T) {
+	_, err := ParseFile([]byte("defaults:\n  max_message_bytes: 1048576\n"), "p1")
+	if err == nil {
+		t.Fatal("max_message_bytes 1048576 loaded without an error")
+	}
+	for _, want := range []string{"1048576", "65536"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if _, err := ParseFile([]byte("defaults:\n  max_message_bytes: 65536\n"), "p1"); err != nil {
+		t.Errorf("max_message_bytes 65536: %v", err)
+	}
 }
 
 func TestIsEmergency(t *testing.T) {
