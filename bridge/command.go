@@ -17,7 +17,7 @@ const MaxCommandSize = 64 * 1024
 
 // LargeCommandAdvice is the advice that ends the rejection of a command
 // message over the size limit.
-const LargeCommandAdvice = `split the G-code lines into several commands; add a larger G-code file with "from" and a file in the edge's --import-dir, or copy it into the edge's files folder, where the edge finds it`
+const LargeCommandAdvice = `split the G-code lines into several commands; send a larger G-code file in parts ("part" and "parts" of a file add, as printbridge upload does), add it "from" the edge's --import-dir, or copy it into the edge's files folder`
 
 // Job actions of command/job and connection actions of command/connection.
 const (
@@ -74,6 +74,12 @@ type Command struct {
 	// the edge's host to add instead (only inside its import folder).
 	Data *string `json:"data,omitempty"`
 	From string  `json:"from,omitempty"`
+	// Part and Parts split a file add with Data over several messages:
+	// Data is part Part (from 1) of Parts. The file is added once the
+	// last part has come, and Select and Print count on the last part
+	// only.
+	Part  int `json:"part,omitempty"`
+	Parts int `json:"parts,omitempty"`
 	// Select and Print select, or start printing, a file once it is added.
 	Select bool `json:"select,omitempty"`
 	Print  bool `json:"print,omitempty"`
@@ -129,7 +135,7 @@ var commandKeys = map[string][]string{
 	CommandJob:        {"action", "path", "origin"},
 	CommandConnection: {"action"},
 	CommandEvent:      {"event", "payload"},
-	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print", "origin"},
+	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print", "origin", "part", "parts"},
 }
 
 var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
@@ -231,6 +237,13 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 			return fail(`"data" must be a string with the file's G-code`)
 		}
 		cmd.Data = &data
+	}
+	for key, dst := range map[string]*int{"part": &cmd.Part, "parts": &cmd.Parts} {
+		if raw, ok := fields[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil || *dst < 1 {
+				return fail("%q must be a whole number from 1, not %s", key, truncate(string(raw), 40))
+			}
+		}
 	}
 	for key, dst := range map[string]*bool{"select": &cmd.Select, "print": &cmd.Print} {
 		if raw, ok := fields[key]; ok {
@@ -494,6 +507,9 @@ func validateCommand(kind string, cmd *Command) error {
 			if (cmd.Data == nil) == (cmd.From == "") {
 				return errors.New(`file add needs exactly one of "data" (the G-code) and "from" (a file in the edge's import folder)`)
 			}
+			if err := validateParts(cmd); err != nil {
+				return err
+			}
 		case FileMove, FileCopy:
 			if cmd.Destination == "" {
 				return fmt.Errorf(`file %s needs "destination"`, cmd.Action)
@@ -509,6 +525,29 @@ func validateCommand(kind string, cmd *Command) error {
 		}
 	default:
 		return fmt.Errorf("unknown command kind %q: use gcode, job, connection or event", kind)
+	}
+	return nil
+}
+
+// MaxUploadParts is the largest "parts" of a file add. The edge also
+// limits the size of the whole file.
+const MaxUploadParts = 1 << 20
+
+// validateParts checks "part" and "parts" of a file add.
+func validateParts(cmd *Command) error {
+	switch {
+	case cmd.Part == 0 && cmd.Parts == 0:
+		return nil
+	case cmd.Part == 0 || cmd.Parts == 0:
+		return errors.New(`"part" and "parts" go together: number the messages of a file split over several from "part": 1 up to "parts"`)
+	case cmd.Data == nil:
+		return errors.New(`"part" and "parts" split "data"; a file added "from" the import folder comes in one message`)
+	case cmd.Parts > MaxUploadParts:
+		return fmt.Errorf(`"parts" %d is over the maximum of %d`, cmd.Parts, MaxUploadParts)
+	case cmd.Part > cmd.Parts:
+		return fmt.Errorf(`"part" %d is over "parts" %d`, cmd.Part, cmd.Parts)
+	case (cmd.Select || cmd.Print) && cmd.Part != cmd.Parts:
+		return fmt.Errorf(`"select" and "print" belong on the last part (%d of %d), once the whole file has come`, cmd.Parts, cmd.Parts)
 	}
 	return nil
 }

@@ -45,6 +45,8 @@ type commandRunner struct {
 	seenOrder *list.List
 	// persist keeps seen across restarts, nil without a data folder.
 	persist *commandLog
+	// uploads are the file adds in parts by path; only run touches them.
+	uploads map[string]*upload
 }
 
 type replyOut struct {
@@ -76,8 +78,10 @@ func newCommandRunner(e *Edge) *commandRunner {
 		replies:   replyQueue{wake: make(chan struct{}, 1)},
 		seen:      map[string]*list.Element{},
 		seenOrder: list.New(),
+		uploads:   map[string]*upload{},
 	}
 	if e.cfg.DataDir != "" {
+		removeStaleUploads(e.cfg.DataDir, e.cfg.PrinterID, e.log)
 		var entries []*seenEntry
 		c.persist, entries = openCommandLog(e.cfg.DataDir, e.cfg.PrinterID, e.log)
 		for _, entry := range entries {
@@ -114,6 +118,7 @@ func (c *commandRunner) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			c.flushReplies()
+			c.dropUploads()
 			return
 		case m := <-c.queue:
 			c.handle(ctx, m)

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/printbridge/printbridge/bridge"
 	"github.com/printbridge/printbridge/printer/storage"
@@ -22,6 +25,9 @@ func (c *commandRunner) handleFile(ctx context.Context, cmd *bridge.Command) ([]
 	}
 	switch cmd.Action {
 	case bridge.FileAdd:
+		if cmd.Parts > 0 {
+			return c.addPart(ctx, cmd)
+		}
 		var err error
 		if cmd.Data != nil {
 			err = st.Add(cmd.Path, strings.NewReader(*cmd.Data))
@@ -122,3 +128,157 @@ type fileAddedError struct{ err error }
 func (e *fileAddedError) Error() string { return "file added, but " + e.err.Error() }
 
 func (e *fileAddedError) Unwrap() error { return e.err }
+
+// Limits of file adds in parts (bridge.Command.Part). An upload that a
+// client abandoned holds a temporary file until uploadIdle has passed
+// without a part, so maxUploads and maxUploadBytes bound what abandoned
+// uploads hold on the edge's disk.
+const (
+	uploadIdle     = 10 * time.Minute
+	maxUploads     = 4
+	maxUploadBytes = 1 << 30
+)
+
+// upload is a file add in parts whose last part has not come yet.
+type upload struct {
+	file *os.File
+	// next is the part expected next, parts the number of parts.
+	next, parts int
+	bytes       int64
+	updated     time.Time
+}
+
+// discard closes and removes the upload's temporary file.
+func (u *upload) discard() {
+	name := u.file.Name()
+	_ = u.file.Close()
+	_ = os.Remove(name)
+}
+
+// addPart stores one part of a file add in parts. Part 1 starts the
+// upload of cmd.Path, again if one was open, and each further part must
+// be the next one. The last part adds the file as a file add in one
+// message does, with Select and Print.
+func (c *commandRunner) addPart(ctx context.Context, cmd *bridge.Command) ([]string, error) {
+	now := time.Now()
+	c.dropIdleUploads(now)
+	clean, err := storage.ValidateFilePath(cmd.Path)
+	if err != nil {
+		return nil, err
+	}
+	up := c.uploads[clean]
+	switch {
+	case cmd.Part == 1:
+		if up != nil {
+			c.e.log.Info("upload in parts started again with part 1", "path", clean, "parts_stored", up.next-1)
+			up.discard()
+			delete(c.uploads, clean)
+		}
+		if len(c.uploads) >= maxUploads {
+			return nil, fmt.Errorf("%d uploads in parts are open (%s); finish one, or wait until one has had no part for %s and is dropped",
+				len(c.uploads), strings.Join(c.uploadPaths(), ", "), uploadIdle)
+		}
+		f, err := os.CreateTemp(c.uploadDir(), uploadPattern(c.e.cfg.PrinterID))
+		if err != nil {
+			return nil, fmt.Errorf("start upload of %q: %w", clean, err)
+		}
+		up = &upload{file: f, next: 1, parts: cmd.Parts}
+		c.uploads[clean] = up
+		c.e.log.Info("upload in parts started", "path", clean, "parts", cmd.Parts)
+	case up == nil:
+		return nil, fmt.Errorf("part %d of %q: no upload of this path is open; send part 1 first (an upload is dropped after %s without a part, and when the edge restarts)",
+			cmd.Part, clean, uploadIdle)
+	case cmd.Parts != up.parts:
+		return nil, fmt.Errorf(`part %d of %q has "parts" %d, but part 1 had %d; send part 1 again to start over`, cmd.Part, clean, cmd.Parts, up.parts)
+	case cmd.Part != up.next:
+		return nil, fmt.Errorf("part %d of %q is out of order: part %d comes next; send it, or part 1 to start over", cmd.Part, clean, up.next)
+	}
+
+	data := *cmd.Data
+	if up.bytes+int64(len(data)) > maxUploadBytes {
+		up.discard()
+		delete(c.uploads, clean)
+		return nil, fmt.Errorf("upload of %q is over the maximum of %d bytes with part %d, so it was dropped", clean, maxUploadBytes, cmd.Part)
+	}
+	if _, err := up.file.WriteString(data); err != nil {
+		up.discard()
+		delete(c.uploads, clean)
+		return nil, fmt.Errorf("store part %d of %q: %w; the upload was dropped, send part 1 again", cmd.Part, clean, err)
+	}
+	up.bytes += int64(len(data))
+	up.next++
+	up.updated = now
+	if cmd.Part < cmd.Parts {
+		c.e.log.Debug("upload part stored", "path", clean, "part", cmd.Part, "parts", cmd.Parts, "bytes", up.bytes)
+		return []string{fmt.Sprintf("part %d of %d of %s stored, %d bytes so far", cmd.Part, cmd.Parts, clean, up.bytes)}, nil
+	}
+
+	delete(c.uploads, clean)
+	defer up.discard()
+	if err := up.file.Sync(); err != nil {
+		return nil, fmt.Errorf("store %q: %w", clean, err)
+	}
+	if err := c.e.cfg.Files.AddFrom(clean, up.file.Name()); err != nil {
+		return nil, err
+	}
+	c.e.log.Info("upload in parts added", "path", clean, "parts", cmd.Parts, "bytes", up.bytes)
+	lines := []string{fmt.Sprintf("%s added from %d parts, %d bytes", clean, cmd.Parts, up.bytes)}
+	return lines, c.afterUpload(ctx, cmd)
+}
+
+// uploadDir is the folder of the uploads' temporary files: the data
+// folder, whose disk the edge writes to anyway, or the system's.
+func (c *commandRunner) uploadDir() string {
+	if c.e.cfg.DataDir != "" {
+		return c.e.cfg.DataDir
+	}
+	return os.TempDir()
+}
+
+func (c *commandRunner) uploadPaths() []string {
+	paths := make([]string, 0, len(c.uploads))
+	for p := range c.uploads {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths
+}
+
+// dropIdleUploads drops the uploads that had no part for uploadIdle.
+func (c *commandRunner) dropIdleUploads(now time.Time) {
+	for path, up := range c.uploads {
+		if now.Sub(up.updated) >= uploadIdle {
+			c.e.log.Warn("upload in parts dropped: no part came for a while", "path", path, "parts_stored", up.next-1,
+				"parts", up.parts, "idle", uploadIdle)
+			up.discard()
+			delete(c.uploads, path)
+		}
+	}
+}
+
+// uploadPattern is the os.CreateTemp pattern of the temporary files of
+// printer's uploads. A printer id has no '.', so the pattern of one
+// printer matches no file of another printer sharing the data folder.
+func uploadPattern(printer string) string {
+	return printer + ".upload-*.gcode"
+}
+
+// removeStaleUploads removes the temporary files of uploads in parts
+// that a killed edge of printer left in dir.
+func removeStaleUploads(dir, printer string, log interface{ Info(string, ...any) }) {
+	stale, _ := filepath.Glob(filepath.Join(dir, uploadPattern(printer)))
+	for _, name := range stale {
+		if err := os.Remove(name); err == nil {
+			log.Info("removed the temporary file of an upload in parts from an earlier run", "file", name)
+		}
+	}
+}
+
+// dropUploads drops every open upload, at the edge's stop.
+func (c *commandRunner) dropUploads() {
+	for path, up := range c.uploads {
+		c.e.log.Info("upload in parts dropped at stop", "path", path, "parts_stored", up.next-1, "parts", up.parts)
+		up.discard()
+		delete(c.uploads, path)
+	}
+}
