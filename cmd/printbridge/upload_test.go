@@ -66,28 +66,7 @@ func TestUploadInParts(t *testing.T) {
 	c := startChain(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, natsChainBuses(emb.NATSURL(), "upload-"), vcfg)
 	waitFor(t, "Connected", 15*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
 
-	source := filepath.Join("..", "..", "deploy", "demo", "prusaslicer-2.8.1_mk4s_mini-cube.gcode")
-	want, err := os.ReadFile(source)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	err = runUpload(context.Background(), []string{"--nats", emb.NATSURL(), "--printer", "e2e", "--path", "up/cube.gcode",
-		"--part-bytes", "16384", "--timeout", "20s", "--file", source}, &stdout, &stderr)
-	if err != nil {
-		t.Fatalf("upload: %v\n%s", err, stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "up/cube.gcode added from") {
-		t.Errorf("upload printed %q, want the edge's last reply", stdout.String())
-	}
-	got, err := os.ReadFile(filepath.Join(c.dir, "files", "up", "cube.gcode"))
-	if err != nil {
-		t.Fatalf("the edge did not store the file: %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("the stored file has %d bytes and differs from the %d bytes sent", len(got), len(want))
-	}
-	waitFor(t, "Upload", 10*time.Second, func() bool { return c.col.has(bridge.EventUpload) })
+	uploadDemoFile(t, c, "--nats", emb.NATSURL())
 
 	rejections := []struct {
 		id, command, reason string
@@ -147,6 +126,44 @@ func TestUploadInParts(t *testing.T) {
 	}
 	c.command("file", `{"id": "open-d2", "action": "add", "path": "d.gcode", "data": "G28\n", "part": 1, "parts": 2}`)
 	waitFor(t, "done reply of open-d2", 10*time.Second, func() bool { _, ok := c.col.reply("open-d2", bridge.ReplyDone); return ok })
+}
+
+// uploadDemoFile sends the demo's slicer file, 85 KB, through
+// `printbridge upload` in parts of 16 KiB with the extra flags args (the
+// bus, --print), and checks the file that the edge of chain c stored.
+func uploadDemoFile(t *testing.T, c *chain, args ...string) {
+	t.Helper()
+	source := filepath.Join("..", "..", "deploy", "demo", "prusaslicer-2.8.1_mk4s_mini-cube.gcode")
+	want, err := os.ReadFile(source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args = append(args, "--printer", "e2e", "--path", "up/cube.gcode", "--part-bytes", "16384", "--timeout", "20s", "--file", source)
+	if err := runUpload(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("upload: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "up/cube.gcode added from") {
+		t.Errorf("upload printed %q, want the edge's last reply", stdout.String())
+	}
+	got, err := os.ReadFile(filepath.Join(c.dir, "files", "up", "cube.gcode"))
+	if err != nil {
+		t.Fatalf("the edge did not store the file: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("the stored file has %d bytes and differs from the %d bytes sent", len(got), len(want))
+	}
+	waitFor(t, "Upload", 10*time.Second, func() bool { return c.col.has(bridge.EventUpload) })
+}
+
+func TestUploadInPartsOverMosquitto(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{mqttURL: url, baseTopic: bridge.DefaultBase}, mqttChainBuses(url, "upload-"), vcfg)
+	waitFor(t, "Connected", 15*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
+	uploadDemoFile(t, c, "--mqtt", url, "--print")
+	waitFor(t, "PrintStarted of the uploaded file", 10*time.Second, func() bool { return c.col.has(bridge.EventPrintStarted) })
 }
 
 func TestUploadWithoutEdgeFailsAtOnce(t *testing.T) {
