@@ -60,16 +60,15 @@ func (l *loader) compileCommands(sub *Subscription, ref entryRef, path string) b
 		c := &sub.Commands[i]
 		node := &yaml.Node{Line: c.Line, Column: c.Column}
 		names, err := l.compileCommand(sub, c)
+		// The names before an error are checked too, so that one run of
+		// check-config reports them with the error.
+		used[i] = names
 		if err != nil {
 			l.report(SeverityError, node, ref, path+".command", "command #%d %s, so the entry is skipped", i+1, err)
 			ok = false
-			continue
 		}
-		used[i] = names
 	}
-	if ok {
-		l.checkPlaceholders(sub, used, ref, path)
-	}
+	l.checkPlaceholders(sub, used, ref, path)
 	return ok
 }
 
@@ -95,7 +94,7 @@ func (l *loader) compileCommand(sub *Subscription, c *Command) ([]string, error)
 	for _, w := range words {
 		used, err := checkedTemplate(w.text)
 		if err != nil {
-			return nil, err
+			return append(names, used...), err
 		}
 		c.Args = append(c.Args, w.text)
 		names = append(names, used...)
@@ -105,6 +104,7 @@ func (l *loader) compileCommand(sub *Subscription, c *Command) ([]string, error)
 }
 
 // checkedTemplate runs checkTemplate and words its error for the user.
+// With an error it returns the names of the fields before it.
 func checkedTemplate(t string) ([]string, error) {
 	names, err := checkTemplate(t)
 	if err == nil {
@@ -112,9 +112,9 @@ func checkedTemplate(t string) ([]string, error) {
 	}
 	var fe *FormatError
 	if !errors.As(err, &fe) {
-		return nil, err
+		return names, err
 	}
-	return nil, fmt.Errorf("cannot be rendered (%v)%s", fe, templateHint(fe))
+	return names, fmt.Errorf("cannot be rendered (%v)%s", fe, templateHint(fe))
 }
 
 func templateHint(fe *FormatError) string {

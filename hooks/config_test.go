@@ -255,6 +255,21 @@ func TestLoadEventNameChecks(t *testing.T) {
 	}
 }
 
+// TestTemplateErrorKeepsPlaceholderWarnings loads a command with unknown
+// placeholders before a positional field. check-config reported only the
+// positional field, so the user found the unknown names one run later.
+func TestTemplateErrorKeepsPlaceholderWarnings(t *testing.T) {
+	_, problems := parseTestConfig(t, `events:
+  subscriptions:
+  - {event: PrintDone, type: system, shell: false, command: "echo {nam} {__foo} {0} {}"}
+`)
+	checkProblems(t, problems, []wantProblem{
+		{3, SeverityError, 1, "positional fields"},
+		{3, SeverityWarning, 1, "placeholder {nam} is not in the payload of PrintDone"},
+		{3, SeverityWarning, 1, "placeholder {__foo} is not in the payload of PrintDone"},
+	})
+}
+
 func TestLoadTemplateErrorsSkipEntry(t *testing.T) {
 	cfg, problems := parseTestConfig(t, `events:
   subscriptions:
@@ -272,6 +287,9 @@ func TestLoadTemplateErrorsSkipEntry(t *testing.T) {
 		{4, SeverityError, 2, "Unknown format code 'f' for object of type 'str'"},
 		{5, SeverityError, 3, "string indices must be integers"},
 		{6, SeverityError, 4, "expected '}' before end of string"},
+		// Read before the error: OctoPrint takes {print $1} for a
+		// placeholder too.
+		{6, SeverityWarning, 4, "placeholder {print $1} is not in the payload of PrintDone"},
 		{7, SeverityError, 5, "cannot be split into arguments (No closing quotation)"},
 		{8, SeverityError, 6, "attribute access .upper is not supported"},
 		{9, SeverityError, 7, "is empty"},
