@@ -392,6 +392,15 @@ func (s *session) handleResend(n int) {
 		s.requestedLine = n
 		return
 	}
+	if last, ok := ParseLastLine(s.lineError); ok && n <= 1 && last >= 1 && s.pendingLine(last+1) {
+		// Marlin prints the request right after the error line, so it
+		// cannot have reset in between: line noise changed the number,
+		// such as a byte after the 1 of "Resend: 149" that became a
+		// line feed.
+		s.log.Warn("resend request contradicts the firmware's error line before it; resending the line after the error's last line",
+			"requested", n, "error", s.lineError, "line_number", last+1)
+		n = last + 1
+	}
 	if n <= 1 && s.nextLine > 2 && s.job != nil && !s.pendingLine(n) {
 		// A request for line 1 in the middle of a job means the firmware
 		// counts from 0 again: it reset without a banner the edge could

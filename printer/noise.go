@@ -28,6 +28,38 @@ func (l *logLimiter) allow(now time.Time) (count int, ok bool) {
 	return count, true
 }
 
+// damagedOK reports whether line is an ok that line noise changed one of
+// its two letters in, such as `8k` or `o\x02`, alone or before the rest
+// of its line (` T:...`), and returns it repaired. No other message of
+// Marlin 2.1 is two characters long or starts with two characters and a
+// space, as far as we know, and a lost ok costs a communication timeout,
+// or, with windowed sending, shifts every later reply to the command
+// before it.
+func damagedOK(line string) (string, bool) {
+	head, rest, _ := strings.Cut(line, " ")
+	runes := []rune(head)
+	if len(runes) != 2 || (runes[0] == 'o') == (runes[1] == 'k') {
+		return "", false
+	}
+	if rest != "" {
+		return "ok " + rest, true
+	}
+	return "ok", true
+}
+
+// reportDamagedOK counts a damaged ok as a garbage line, unless
+// reportGarbage counted it already, and logs it at most once a minute.
+func (s *session) reportDamagedOK(line string, counted bool, now time.Time) {
+	if !counted {
+		if f := s.p.metrics.Garbage; f != nil {
+			f()
+		}
+	}
+	if count, ok := s.damagedOKLog.allow(now); ok {
+		s.log.Warn("line taken for an ok that line noise damaged", "line", truncateText(line, 80), "count", count, "next_line", s.nextLine)
+	}
+}
+
 // isResendLine reports whether a lower-cased line is a resend request:
 // `resend...`, or `rs` followed by a separator or a digit as Repetier and
 // Teacup send it. Other lines that start with "rs" are not.

@@ -120,16 +120,36 @@ func ParseCapability(line string) (name string, enabled, ok bool) {
 	return strings.ToUpper(strings.TrimSpace(parts[0])), parts[1] == "1", true
 }
 
-var resendNumber = lazy.Regexp{Expr: `(?i)^(?:resend|rs)[:\s]*N?:?\s*(-?\d+)(?:ok)?(?:\s|$)`}
+// resendNumber takes nothing after the number of Marlin's "Resend:" but
+// a glued ok, and text after a space for "rs" (`rs 12 expected checksum
+// 109`).
+var resendNumber = lazy.Regexp{Expr: `(?i)^(?:resend[:\s]*N?:?\s*(-?\d+)(?:ok)?$|rs[:\s]*N?:?\s*(-?\d+)(?:ok)?(?:\s|$))`}
 
 // ParseResend reads a resend request: `Resend: 12`, `Resend:N12`,
 // `rs N:12`, `rs 12 expected checksum 109`, and `Resend: 12ok` whose ok
 // lost its line feed. The number keeps its sign, so a corrupt negative
 // request is seen as such instead of as a valid line. A number followed
-// by anything but a space, such as the `1` of `Resend: 1\x8b49` with a
-// byte that line noise changed, is no line number.
+// by anything else, such as the `1` of `Resend: 1\x8b49` or `Resend: 1 49`
+// with a byte that line noise changed, is no line number.
 func ParseResend(line string) (int, bool) {
 	m := resendNumber.Get().FindStringSubmatch(strings.TrimSpace(line))
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(m[1] + m[2])
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+var lastLineNumber = lazy.Regexp{Expr: `(?i)last line:\s*(\d+)\s*$`}
+
+// ParseLastLine reads the line number at the end of a Marlin line error,
+// such as 5 in `Error:checksum mismatch, Last Line: 5`: the last line
+// that the firmware took.
+func ParseLastLine(line string) (int, bool) {
+	m := lastLineNumber.Get().FindStringSubmatch(strings.TrimSpace(line))
 	if m == nil {
 		return 0, false
 	}

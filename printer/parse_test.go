@@ -3,6 +3,7 @@ package printer
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -89,9 +90,26 @@ func TestParseResend(t *testing.T) {
 			t.Errorf("ParseResend(%q) = %d, %v; want %d", line, got, ok, want)
 		}
 	}
-	for _, line := range []string{"Resend: 1\u008b49", "Resend: 12x", "Resend: abc", "Resend:"} {
+	for _, line := range []string{"Resend: 1\u008b49", "Resend: 1 49", "Resend: 12x", "Resend: abc", "Resend:"} {
 		if got, ok := ParseResend(line); ok {
 			t.Errorf("ParseResend(%q) = %d, want no line number", line, got)
+		}
+	}
+}
+
+func TestParseLastLine(t *testing.T) {
+	for line, want := range map[string]int{
+		"Error:checksum mismatch, Last Line: 5":                       5,
+		"Error:Line Number is not Last Line Number+1, Last Line: 148": 148,
+		"Error:No Checksum with line number, Last Line: 0":            0,
+	} {
+		if got, ok := ParseLastLine(line); !ok || got != want {
+			t.Errorf("ParseLastLine(%q) = %d, %v; want %d", line, got, ok, want)
+		}
+	}
+	for _, line := range []string{"Error:Printer halted. kill() called!", "Error:checksum mismatch, Last Line: 5x", ""} {
+		if got, ok := ParseLastLine(line); ok {
+			t.Errorf("ParseLastLine(%q) = %d, want no line number", line, got)
 		}
 	}
 }
@@ -307,5 +325,25 @@ func TestLastRunesKeepsCharactersWhole(t *testing.T) {
 	}
 	if got := lastRunes("ok", 40); got != "ok" {
 		t.Errorf("lastRunes(\"ok\", 40) = %q, want the whole string", got)
+	}
+}
+
+func TestDwellOf(t *testing.T) {
+	for line, want := range map[string]time.Duration{
+		"G4 S0":           0,
+		"G4":              0,
+		"G4 S2":           2 * time.Second,
+		"G4 P500":         500 * time.Millisecond,
+		"G4 S1 P500":      time.Second,
+		"G4 S1.5":         1500 * time.Millisecond,
+		"G4 S99999999999": 24 * time.Hour,
+	} {
+		got, ok := dwellOf(line)
+		if !ok || got != want {
+			t.Errorf("dwellOf(%q) = %s, %v; want %s", line, got, ok, want)
+		}
+	}
+	if _, ok := dwellOf("M400"); ok {
+		t.Error("dwellOf(\"M400\") reports a dwell")
 	}
 }

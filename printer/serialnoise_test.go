@@ -204,6 +204,49 @@ func TestDamagedResendAfterChecksumError(t *testing.T) {
 	}
 }
 
+// TestResendCutByNoiseFollowsErrorLine sends the request for line 6 with
+// its 6 cut off by a line feed that line noise made, after the error
+// line that names line 5 as the last one the firmware took. The request
+// reads as one for line 1, which mid-print meant a reset and failed the
+// print; the error line shows that the firmware did not reset.
+func TestResendCutByNoiseFollowsErrorLine(t *testing.T) {
+	for _, flow := range []string{printer.FlowPingPong, printer.FlowWindow} {
+		t.Run(flow, func(t *testing.T) {
+			answer := []string{"Error:checksum mismatch, Last Line: 5", "Resend: 1", "6", "ok"}
+			_, rec, _, logs := runNoisyJob(t, printer.Config{Flow: flow}, answer)
+			if n := rec.count(bridge.EventPrintDone); n != 1 {
+				t.Errorf("PrintDone fired %d times, want 1; events %v", n, rec.names())
+			}
+			if got := logs.lines("level=WARN", "contradicts the firmware's error line", "line_number=6"); len(got) != 1 {
+				t.Errorf("%d warnings that line 6 is resent instead, want 1", len(got))
+			}
+		})
+	}
+}
+
+// TestDamagedOKCounted answers a line with an ok whose letter line noise
+// changed. Taken for output, the ok was lost: ping-pong waited for the
+// 30 s communication timeout, and the window shifted every later reply
+// to the command before it.
+func TestDamagedOKCounted(t *testing.T) {
+	for _, answer := range []string{"8k", "o\x02", "0k T:21.0 /0.0"} {
+		for _, flow := range []string{printer.FlowPingPong, printer.FlowWindow} {
+			t.Run(flow+"/"+answer, func(t *testing.T) {
+				_, _, counters, logs := runNoisyJob(t, printer.Config{Flow: flow}, []string{answer})
+				if got := counters.timeouts.Load(); got != 0 {
+					t.Errorf("%d communication timeouts, want 0", got)
+				}
+				if got := counters.garbage.Load(); got != 1 {
+					t.Errorf("garbage lines counted = %d, want 1", got)
+				}
+				if got := logs.lines("level=WARN", "line taken for an ok that line noise damaged"); len(got) != 1 {
+					t.Errorf("%d warnings about the damaged ok, want 1", len(got))
+				}
+			})
+		}
+	}
+}
+
 func TestOverlongLineKeepsGluedOK(t *testing.T) {
 	// 200 000 bytes without a line feed, then the move's ok glued on. The
 	// communication timeout stays at 30 s, longer than the wait for

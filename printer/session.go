@@ -120,6 +120,24 @@ var longRunningCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
 	}
 }}
 
+// dwellOf returns the wait of a G4 line: S in seconds, else P in
+// milliseconds, as Marlin's G4 reads them, and zero without either.
+func dwellOf(text string) (time.Duration, bool) {
+	if CodeOf(text) != "G4" {
+		return 0, false
+	}
+	// Longer than a day counts as a day, so the conversion cannot
+	// overflow.
+	const longest = 24 * time.Hour
+	if s, ok := Param(text, 'S'); ok && s > 0 {
+		return time.Duration(min(s, longest.Seconds()) * float64(time.Second)), true
+	}
+	if p, ok := Param(text, 'P'); ok && p > 0 {
+		return time.Duration(min(p, float64(longest.Milliseconds())) * float64(time.Millisecond)), true
+	}
+	return 0, true
+}
+
 // userWaitCodes wait for the user and may block for hours.
 var userWaitCodes = lazy.Map[string, bool]{Build: func() map[string]bool {
 	return map[string]bool{"M0": true, "M1": true, "M226": true, "M600": true}
@@ -237,12 +255,13 @@ type session struct {
 	// it, received at pendingErrorAt.
 	pendingError   string
 	pendingErrorAt time.Time
-	// garbageLog, badResendLog, overlongLog and okNumberLog rate-limit
+	// garbageLog, badResendLog, damagedOKLog, overlongLog and okNumberLog rate-limit
 	// the warnings about corrupt serial input, and rejectedLog and
 	// resendLog those about rejected lines and resend requests, which a
 	// noisy line sends many times a second.
 	garbageLog   logLimiter
 	badResendLog logLimiter
+	damagedOKLog logLimiter
 	overlongLog  logLimiter
 	okNumberLog  logLimiter
 	rejectedLog  logLimiter
@@ -895,6 +914,11 @@ func (s *session) handleLine(raw string) {
 		s.handleOK("ok", now)
 		return
 	}
+	if repaired, ok := damagedOK(line); ok {
+		s.reportDamagedOK(line, hasGarbage(line), now)
+		s.handleOK(repaired, now)
+		return
+	}
 	if line == "wait" {
 		s.handleWait(now)
 		return
@@ -1026,7 +1050,15 @@ func (s *session) checkTimeouts(now time.Time) {
 		if userWaitCodes.Get()[CodeOf(head.text)] {
 			return
 		}
-		limit *= 10
+		if dwell, ok := dwellOf(head.text); ok {
+			// A dwell's length is known. Marlin waits for the moves in
+			// its planner first, but sends busy lines meanwhile with
+			// HOST_KEEPALIVE_FEATURE, on by default (below), and an ok
+			// lost after `G4 S0` held the print 300 s.
+			limit += dwell
+		} else {
+			limit *= 10
+		}
 		if !head.runningSignAt.IsZero() {
 			// The command showed that it ran and then went quiet: it
 			// ended and its ok was lost, or the firmware hangs. Marlin
