@@ -34,9 +34,16 @@ func ParseFile(data []byte, printerID string) (*Policy, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("invalid policy YAML: %w", err)
 	}
-	for id := range f.Printers {
+	for id, override := range f.Printers {
 		if err := bridge.ValidatePrinterID(id); err != nil {
 			return nil, fmt.Errorf("printers: %w", err)
+		}
+		// Every printer's section is checked, so that a farm's shared
+		// file fails on every edge, not only on the one it names.
+		if id != printerID {
+			if _, err := New(merge(f.Defaults, override)); err != nil {
+				return nil, fmt.Errorf("policy of printer %s: %w", id, err)
+			}
 		}
 	}
 	cfg := f.Defaults

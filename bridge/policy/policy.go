@@ -343,7 +343,7 @@ func matchesAny(rules []rule, cmd command) bool {
 func (p *Policy) CheckMessageSize(n int) error {
 	if n > p.maxMessageSize {
 		return &PolicyError{Rule: RuleMessageBytes,
-			Reason: fmt.Sprintf("the message is %d bytes, over the policy's max_message_bytes of %d; %s", n, p.maxMessageSize, bridge.LargeCommandAdvice)}
+			Reason: fmt.Sprintf("the message is %d bytes, over max_message_bytes of %d; %s", n, p.maxMessageSize, bridge.LargeCommandAdvice)}
 	}
 	return nil
 }

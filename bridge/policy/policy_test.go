@@ -401,6 +401,11 @@ func TestMessageSizeOverCommandLimit(t *testing.T) {
 	if _, err := ParseFile([]byte("defaults:\n  max_message_bytes: 65536\n"), "p1"); err != nil {
 		t.Errorf("max_message_bytes 65536: %v", err)
 	}
+	// The section of another printer of a shared farm file fails too.
+	_, err = ParseFile([]byte("printers:\n  other:\n    max_message_bytes: 90000\n"), "p1")
+	if err == nil || !strings.Contains(err.Error(), "printer other") {
+		t.Errorf("another printer's max_message_bytes 90000: err = %v, want one that names printer other", err)
+	}
 }
 
 func TestIsEmergency(t *testing.T) {

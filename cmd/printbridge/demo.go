@@ -286,6 +286,8 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger
 		fmt.Fprintf(stdout, "  files: the files folder %s is temporary and holds only %s; send any other file before a job command names it:\n", filesDir, jobName)
 		fmt.Fprintf(stdout, "    mosquitto_pub -h 127.0.0.1 -p %s -t printbridge/%s/command/file -m '{\"id\":\"f1\",\"action\":\"add\",\"path\":\"hello.gcode\",\"data\":\"G28\\nM117 hello\\n\",\"print\":true}'\n",
 			portOf(emb.MQTTURL()), demoPrinter)
+		fmt.Fprintf(stdout, "    a sliced print, over 64 KiB: printbridge upload --nats %s --printer %s --file FILE --print\n", emb.NATSURL(), demoPrinter)
+		fmt.Fprintf(stdout, "    or copy it into the files folder, where the edge finds it within seconds\n")
 		fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
 		<-ctx.Done()
 	}

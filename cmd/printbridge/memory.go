@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 
 	"github.com/printbridge/printbridge/bridge/residency"
 )
@@ -30,9 +32,9 @@ func applyMemoryDefaults() {
 	debug.SetGCPercent(gcPercentDefault)
 }
 
-// keepStartupPagesEnv, set to any value, keeps the executable's pages
-// that start-up touched mapped, so the peak RSS can be compared with and
-// without dropStartupPages.
+// keepStartupPagesEnv, set to true (1, t, true, as strconv.ParseBool
+// reads it), keeps the executable's pages that start-up touched mapped,
+// so the peak RSS can be compared with and without dropStartupPages.
 const keepStartupPagesEnv = "PRINTBRIDGE_KEEP_STARTUP_PAGES"
 
 // dropStartupPages unmaps the executable's pages that the package
@@ -44,8 +46,27 @@ const keepStartupPagesEnv = "PRINTBRIDGE_KEEP_STARTUP_PAGES"
 // starts, so that their setup peaks from a lower base, and once the
 // setup is done.
 func dropStartupPages(log *slog.Logger) {
-	if _, set := os.LookupEnv(keepStartupPagesEnv); set {
+	keep, err := keepStartupPages()
+	if err != nil {
+		log.Warn("invalid "+keepStartupPagesEnv+"; set it to 1 or true to keep the start-up pages, or to 0 or false to drop them; dropping them",
+			"error", err)
+	}
+	if keep {
 		return
 	}
 	residency.DropStartupPages(log)
+}
+
+// keepStartupPages reads keepStartupPagesEnv: false when it is unset or
+// invalid.
+func keepStartupPages() (bool, error) {
+	value, set := os.LookupEnv(keepStartupPagesEnv)
+	if !set {
+		return false, nil
+	}
+	keep, err := strconv.ParseBool(value)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q is not a boolean", keepStartupPagesEnv, value)
+	}
+	return keep, nil
 }

@@ -31,3 +31,17 @@ func TestMemoryDefaultsSetGCPercent(t *testing.T) {
 		}
 	})
 }
+
+func TestKeepStartupPagesEnv(t *testing.T) {
+	for value, want := range map[string]bool{"1": true, "true": true, "0": false, "false": false} {
+		t.Setenv(keepStartupPagesEnv, value)
+		keep, err := keepStartupPages()
+		if err != nil || keep != want {
+			t.Errorf("%s=%s: keep = %t, %v; want %t", keepStartupPagesEnv, value, keep, err, want)
+		}
+	}
+	t.Setenv(keepStartupPagesEnv, "yes please")
+	if keep, err := keepStartupPages(); keep || err == nil {
+		t.Errorf("%s=\"yes please\": keep = %t, %v; want false and an error", keepStartupPagesEnv, keep, err)
+	}
+}
