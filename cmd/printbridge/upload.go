@@ -82,10 +82,13 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer b.Close()
+	// The ids of this run's parts start with idPrefix, so the replies of
+	// other clients of the printer cannot fill the channel.
+	idPrefix := fmt.Sprintf("upload-%d-", time.Now().UnixNano())
 	replies := make(chan bridge.Reply, 16)
 	if err := b.SubscribeReplies(ctx, *printerID, func(data []byte) {
 		var r bridge.Reply
-		if json.Unmarshal(data, &r) == nil && r.Final() && strings.HasPrefix(r.ID, "upload-") {
+		if json.Unmarshal(data, &r) == nil && r.Final() && strings.HasPrefix(r.ID, idPrefix) {
 			select {
 			case replies <- r:
 			default:
@@ -95,11 +98,10 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	nonce := time.Now().UnixNano()
 	var last bridge.Reply
 	for i, part := range parts {
 		cmd := template
-		cmd.ID = fmt.Sprintf("upload-%d-%d", nonce, i+1)
+		cmd.ID = fmt.Sprintf("%s%d", idPrefix, i+1)
 		data := string(part)
 		cmd.Data, cmd.Part, cmd.Parts = &data, i+1, len(parts)
 		if i == len(parts)-1 {
