@@ -80,6 +80,10 @@ type Command struct {
 	// only.
 	Part  int `json:"part,omitempty"`
 	Parts int `json:"parts,omitempty"`
+	// UploadID names the upload that the parts belong to, chosen by the
+	// sender, so that parts of two uploads of one path never mix. A file
+	// remove with UploadID drops that open upload instead.
+	UploadID string `json:"upload_id,omitempty"`
 	// Select and Print select, or start printing, a file once it is added.
 	Select bool `json:"select,omitempty"`
 	Print  bool `json:"print,omitempty"`
@@ -135,7 +139,7 @@ var commandKeys = map[string][]string{
 	CommandJob:        {"action", "path", "origin"},
 	CommandConnection: {"action"},
 	CommandEvent:      {"event", "payload"},
-	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print", "origin", "part", "parts"},
+	CommandFile:       {"action", "path", "destination", "data", "from", "select", "print", "origin", "part", "parts", "upload_id"},
 }
 
 var commonCommandKeys = []string{"id", "source", "reply_to", "expires"}
@@ -197,7 +201,7 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 		}
 	}
 	for key, dst := range map[string]*string{"reply_to": &cmd.ReplyTo, "action": &cmd.Action, "path": &cmd.Path, "event": &cmd.Event,
-		"destination": &cmd.Destination, "from": &cmd.From, "origin": &cmd.Origin} {
+		"destination": &cmd.Destination, "from": &cmd.From, "origin": &cmd.Origin, "upload_id": &cmd.UploadID} {
 		if raw, ok := fields[key]; ok {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return fail("%q must be a string", key)
@@ -502,6 +506,12 @@ func validateCommand(kind string, cmd *Command) error {
 		if cmd.Path == "" && cmd.Action != FileList {
 			return errors.New(`missing "path": name the file or folder inside the edge's files directory`)
 		}
+		if cmd.Action != FileAdd && (cmd.Part != 0 || cmd.Parts != 0) {
+			return fmt.Errorf(`"part" and "parts" belong to a file add, not to %s`, cmd.Action)
+		}
+		if cmd.Action != FileAdd && cmd.Action != FileRemove && cmd.UploadID != "" {
+			return fmt.Errorf(`"upload_id" belongs to a file add in parts, or to a remove that drops that upload, not to %s`, cmd.Action)
+		}
 		switch cmd.Action {
 		case FileAdd:
 			if (cmd.Data == nil) == (cmd.From == "") {
@@ -509,6 +519,10 @@ func validateCommand(kind string, cmd *Command) error {
 			}
 			if err := validateParts(cmd); err != nil {
 				return err
+			}
+		case FileRemove:
+			if cmd.UploadID != "" && !isTokenName(cmd.UploadID, 128, true) {
+				return fmt.Errorf(`invalid "upload_id" %q: use 1 to 128 letters, digits, '-' or '_'`, truncate(cmd.UploadID, 40))
 			}
 		case FileMove, FileCopy:
 			if cmd.Destination == "" {
@@ -536,12 +550,18 @@ const MaxUploadParts = 1 << 20
 // validateParts checks "part" and "parts" of a file add.
 func validateParts(cmd *Command) error {
 	switch {
-	case cmd.Part == 0 && cmd.Parts == 0:
+	case cmd.Part == 0 && cmd.Parts == 0 && cmd.UploadID == "":
 		return nil
+	case cmd.Part == 0 && cmd.Parts == 0:
+		return errors.New(`"upload_id" names an upload in parts: give "part" and "parts" too`)
 	case cmd.Part == 0 || cmd.Parts == 0:
 		return errors.New(`"part" and "parts" go together: number the messages of a file split over several from "part": 1 up to "parts"`)
 	case cmd.Data == nil:
 		return errors.New(`"part" and "parts" split "data"; a file added "from" the import folder comes in one message`)
+	case cmd.UploadID == "":
+		return errors.New(`missing "upload_id": give the parts of one upload the same id of your choice, such as a UUID, so that two uploads of one path never mix`)
+	case !isTokenName(cmd.UploadID, 128, true):
+		return fmt.Errorf(`invalid "upload_id" %q: use 1 to 128 letters, digits, '-' or '_'`, truncate(cmd.UploadID, 40))
 	case cmd.Parts > MaxUploadParts:
 		return fmt.Errorf(`"parts" %d is over the maximum of %d`, cmd.Parts, MaxUploadParts)
 	case cmd.Part > cmd.Parts:

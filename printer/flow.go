@@ -392,11 +392,13 @@ func (s *session) handleResend(n int) {
 		s.requestedLine = n
 		return
 	}
-	if last, ok := ParseLastLine(s.lineError); ok && n <= 1 && last >= 1 && s.pendingLine(last+1) {
-		// Marlin prints the request right after the error line, so it
-		// cannot have reset in between: line noise changed the number,
-		// such as a byte after the 1 of "Resend: 149" that became a
-		// line feed.
+	if last, ok := ParseLastLine(s.lineError); ok && n != last+1 && s.pendingLine(last+1) {
+		// Marlin prints the request for last+1 right after the error
+		// line, so a request for another line is one that line noise
+		// changed: "Resend: 1" and then "6", or "Resend: 13282ok" where
+		// the line feed before the ok became a 2. Resending from last+1
+		// is safe even if the error line was the damaged one, because
+		// the firmware rejects a line it has and requests the next.
 		s.log.Warn("resend request contradicts the firmware's error line before it; resending the line after the error's last line",
 			"requested", n, "error", s.lineError, "line_number", last+1)
 		n = last + 1

@@ -499,6 +499,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	// drops during the subscription, so an error here is one that a retry
 	// does not fix, such as a broker that rejects the subscription.
 	subscribeErr := e.bus.SubscribeCommands(ctx, e.cfg.PrinterID, e.commands.receive)
+	if subscribeErr != nil && ctx.Err() != nil {
+		// A stop during the subscription ends its flush; that is the
+		// stop, not a broker that rejects the subscription.
+		e.log.Debug("edge stopped while subscribing to commands", "error", subscribeErr)
+		subscribeErr = nil
+	}
 	if subscribeErr != nil {
 		subscribeErr = fmt.Errorf("subscribe to commands of printer %s: %w", e.cfg.PrinterID, subscribeErr)
 		e.log.Error("subscribing to commands failed; the edge takes no commands and must be stopped", "error", subscribeErr)

@@ -47,6 +47,9 @@ func (c *commandRunner) handleFile(ctx context.Context, cmd *bridge.Command) ([]
 	case bridge.FileCopy:
 		return nil, st.Copy(cmd.Path, cmd.Destination)
 	case bridge.FileRemove:
+		if cmd.UploadID != "" {
+			return c.dropUpload(cmd)
+		}
 		return nil, st.Remove(cmd.Path)
 	case bridge.FileMkdir:
 		return nil, st.Mkdir(cmd.Path)
@@ -141,6 +144,8 @@ const (
 
 // upload is a file add in parts whose last part has not come yet.
 type upload struct {
+	// id is the upload_id of its parts.
+	id   string
 	file *os.File
 	// next is the part expected next, parts the number of parts.
 	next, parts int
@@ -168,11 +173,18 @@ func (c *commandRunner) addPart(ctx context.Context, cmd *bridge.Command) ([]str
 	}
 	up := c.uploads[clean]
 	switch {
+	case cmd.Part == 1 && up != nil && up.id != cmd.UploadID:
+		return nil, fmt.Errorf("upload %s of %q is open (part %d of %d came %s ago), so another client is sending this path; wait until it ends or is dropped after %s without a part, or choose another path",
+			up.id, clean, up.next-1, up.parts, now.Sub(up.updated).Round(time.Second), uploadIdle)
 	case cmd.Part == 1:
 		if up != nil {
-			c.e.log.Info("upload in parts started again with part 1", "path", clean, "parts_stored", up.next-1)
+			c.e.log.Info("upload in parts started again with part 1", "path", clean, "upload_id", up.id, "parts_stored", up.next-1)
 			up.discard()
 			delete(c.uploads, clean)
+		}
+		// What would fail the add of the last part fails the first.
+		if err := c.e.cfg.Files.CheckAdd(clean); err != nil {
+			return nil, err
 		}
 		if len(c.uploads) >= maxUploads {
 			return nil, fmt.Errorf("%d uploads in parts are open (%s); finish one, or wait until one has had no part for %s and is dropped",
@@ -182,12 +194,15 @@ func (c *commandRunner) addPart(ctx context.Context, cmd *bridge.Command) ([]str
 		if err != nil {
 			return nil, fmt.Errorf("start upload of %q: %w", clean, err)
 		}
-		up = &upload{file: f, next: 1, parts: cmd.Parts}
+		up = &upload{id: cmd.UploadID, file: f, next: 1, parts: cmd.Parts}
 		c.uploads[clean] = up
-		c.e.log.Info("upload in parts started", "path", clean, "parts", cmd.Parts)
+		c.e.log.Info("upload in parts started", "path", clean, "upload_id", up.id, "parts", cmd.Parts)
 	case up == nil:
 		return nil, fmt.Errorf("part %d of %q: no upload of this path is open; send part 1 first (an upload is dropped after %s without a part, and when the edge restarts)",
 			cmd.Part, clean, uploadIdle)
+	case up.id != cmd.UploadID:
+		return nil, fmt.Errorf("part %d of %q belongs to upload %s, but the open upload of this path is %s; send part 1 of %s again once that one has ended",
+			cmd.Part, clean, cmd.UploadID, up.id, cmd.UploadID)
 	case cmd.Parts != up.parts:
 		return nil, fmt.Errorf(`part %d of %q has "parts" %d, but part 1 had %d; send part 1 again to start over`, cmd.Part, clean, cmd.Parts, up.parts)
 	case cmd.Part != up.next:
@@ -222,8 +237,29 @@ func (c *commandRunner) addPart(ctx context.Context, cmd *bridge.Command) ([]str
 		return nil, err
 	}
 	c.e.log.Info("upload in parts added", "path", clean, "parts", cmd.Parts, "bytes", up.bytes)
-	lines := []string{fmt.Sprintf("%s added from %d parts, %d bytes", clean, cmd.Parts, up.bytes)}
+	unit := "parts"
+	if cmd.Parts == 1 {
+		unit = "part"
+	}
+	lines := []string{fmt.Sprintf("%s added from %d %s, %d bytes", clean, cmd.Parts, unit, up.bytes)}
 	return lines, c.afterUpload(ctx, cmd)
+}
+
+// dropUpload drops the open upload of cmd.Path whose id is cmd.UploadID,
+// for a client that gives it up.
+func (c *commandRunner) dropUpload(cmd *bridge.Command) ([]string, error) {
+	clean, err := storage.ValidateFilePath(cmd.Path)
+	if err != nil {
+		return nil, err
+	}
+	up := c.uploads[clean]
+	if up == nil || up.id != cmd.UploadID {
+		return nil, fmt.Errorf("no upload %s of %q is open", cmd.UploadID, clean)
+	}
+	c.e.log.Info("upload in parts dropped on request", "path", clean, "upload_id", up.id, "parts_stored", up.next-1, "parts", up.parts)
+	up.discard()
+	delete(c.uploads, clean)
+	return []string{fmt.Sprintf("upload %s of %s dropped after %d of %d parts", up.id, clean, up.next-1, up.parts)}, nil
 }
 
 // uploadDir is the folder of the uploads' temporary files: the data

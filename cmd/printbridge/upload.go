@@ -84,7 +84,8 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer b.Close()
 	// The ids of this run's parts start with idPrefix, so the replies of
 	// other clients of the printer cannot fill the channel.
-	idPrefix := fmt.Sprintf("upload-%d-", time.Now().UnixNano())
+	uploadID := fmt.Sprintf("upload-%d", time.Now().UnixNano())
+	idPrefix := uploadID + "-"
 	replies := make(chan bridge.Reply, 16)
 	if err := b.SubscribeReplies(ctx, *printerID, func(data []byte) {
 		var r bridge.Reply
@@ -103,7 +104,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cmd := template
 		cmd.ID = fmt.Sprintf("%s%d", idPrefix, i+1)
 		data := string(part)
-		cmd.Data, cmd.Part, cmd.Parts = &data, i+1, len(parts)
+		cmd.Data, cmd.Part, cmd.Parts, cmd.UploadID = &data, i+1, len(parts), uploadID
 		if i == len(parts)-1 {
 			cmd.Select, cmd.Print = *selectFile, *printFile
 		}
@@ -112,11 +113,30 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		if last, err = sendPart(ctx, b, *printerID, msg, cmd.ID, replies, *timeout); err != nil {
+			if i > 0 && i < len(parts)-1 {
+				dropUpload(b, *printerID, target, uploadID, idPrefix, replies, *timeout, log)
+			}
 			return fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
 		}
 	}
 	fmt.Fprintf(stdout, "uploaded %s to printer %s: %s\n", *file, *printerID, strings.Join(last.Lines, "; "))
 	return nil
+}
+
+// dropUpload asks the edge to drop the upload after a part failed, so
+// that it does not hold one of the edge's upload slots until it is idle
+// for 10 minutes. A failure is only logged: the upload failed anyway.
+func dropUpload(b bridge.Bus, printer, path, uploadID, idPrefix string, replies <-chan bridge.Reply, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := bridge.Command{ID: idPrefix + "drop", Action: bridge.FileRemove, Path: path, UploadID: uploadID, Source: "printbridge upload"}
+	msg, err := encodeCommand(cmd)
+	if err == nil {
+		_, err = sendPart(ctx, b, printer, msg, cmd.ID, replies, timeout)
+	}
+	if err != nil {
+		log.Warn("dropping the failed upload on the edge failed; the edge drops it after 10 minutes without a part", "upload_id", uploadID, "error", err)
+	}
 }
 
 // sendPart publishes one part and waits for its final reply.
@@ -192,6 +212,7 @@ func partFits(template bridge.Command, part []byte) (bool, error) {
 	data := string(part)
 	cmd := template
 	cmd.ID = fmt.Sprintf("upload-%d-%d", int64(1)<<62, bridge.MaxUploadParts)
+	cmd.UploadID = fmt.Sprintf("upload-%d", int64(1)<<62)
 	cmd.Data, cmd.Part, cmd.Parts = &data, bridge.MaxUploadParts, bridge.MaxUploadParts
 	cmd.Select, cmd.Print = true, true
 	msg, err := encodeCommand(cmd)

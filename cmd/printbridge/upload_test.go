@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,64 +69,81 @@ func TestUploadInParts(t *testing.T) {
 
 	uploadDemoFile(t, c, "--nats", emb.NATSURL())
 
-	rejections := []struct {
-		id, command, reason string
-	}{
-		{"p-orphan", `{"id": "p-orphan", "action": "add", "path": "orphan.gcode", "data": "G28\n", "part": 2, "parts": 3}`,
-			"send part 1 first"},
-		{"p-first", `{"id": "p-first", "action": "add", "path": "gap.gcode", "data": "G28\n", "part": 1, "parts": 3}`, ""},
-		{"p-gap", `{"id": "p-gap", "action": "add", "path": "gap.gcode", "data": "G1 X1\n", "part": 3, "parts": 3}`,
-			"part 2 comes next"},
-		{"p-count", `{"id": "p-count", "action": "add", "path": "gap.gcode", "data": "G1 X1\n", "part": 2, "parts": 4}`,
-			"part 1 had 3"},
-		{"p-print", `{"id": "p-print", "action": "add", "path": "gap.gcode", "data": "G1 X1\n", "part": 2, "parts": 3, "print": true}`,
-			"belong on the last part"},
-		{"p-zero", `{"id": "p-zero", "action": "add", "path": "gap.gcode", "data": "G1 X1\n", "part": 0, "parts": 3}`,
-			"whole number from 1"},
+	// part sends one part of an upload by hand, as a Node-RED flow would.
+	part := func(id, path, upload string, n, parts int, extra string) {
+		t.Helper()
+		c.command("file", fmt.Sprintf(`{"id": %q, "action": "add", "path": %q, "data": "G1 X%d\n", "part": %d, "parts": %d, "upload_id": %q%s}`,
+			id, path, n, n, parts, upload, extra))
 	}
-	for _, r := range rejections {
-		c.command("file", r.command)
-		if r.reason == "" {
-			waitFor(t, "done reply of "+r.id, 10*time.Second, func() bool { _, ok := c.col.reply(r.id, bridge.ReplyDone); return ok })
-			continue
-		}
+	// outcome waits for the final reply of id and checks that it is
+	// status and, for a rejection, says reason.
+	outcome := func(id, status, reason string) {
+		t.Helper()
 		var reply bridge.Reply
-		waitFor(t, "rejection of "+r.id, 10*time.Second, func() bool {
+		waitFor(t, status+" reply of "+id, 10*time.Second, func() bool {
 			var ok bool
-			reply, ok = c.col.reply(r.id, bridge.ReplyRejected)
+			reply, ok = c.col.reply(id, status)
 			return ok
 		})
-		if !strings.Contains(reply.Reason, r.reason) {
-			t.Errorf("rejection of %s = %q, want it to say %q", r.id, reply.Reason, r.reason)
+		if !strings.Contains(reply.Reason, reason) {
+			t.Errorf("reply %s of %s = %q, want it to say %q", status, id, reply.Reason, reason)
 		}
 	}
+
+	part("p-orphan", "orphan.gcode", "u1", 2, 3, "")
+	outcome("p-orphan", bridge.ReplyRejected, "send part 1 first")
+	part("p-first", "gap.gcode", "u1", 1, 3, "")
+	outcome("p-first", bridge.ReplyDone, "")
+	part("p-gap", "gap.gcode", "u1", 3, 3, "")
+	outcome("p-gap", bridge.ReplyRejected, "part 2 comes next")
+	part("p-count", "gap.gcode", "u1", 2, 4, "")
+	outcome("p-count", bridge.ReplyRejected, "part 1 had 3")
+	part("p-print", "gap.gcode", "u1", 2, 3, `, "print": true`)
+	outcome("p-print", bridge.ReplyRejected, "belong on the last part")
+	// A second client's upload of the same path must not mix its parts
+	// into the open one.
+	part("p-other", "gap.gcode", "u2", 1, 3, "")
+	outcome("p-other", bridge.ReplyRejected, "another client is sending this path")
+	part("p-stray", "gap.gcode", "u2", 2, 3, "")
+	outcome("p-stray", bridge.ReplyRejected, "belongs to upload u2, but the open upload of this path is u1")
+	c.command("file", `{"id": "p-noid", "action": "add", "path": "gap.gcode", "data": "G1\n", "part": 2, "parts": 3}`)
+	outcome("p-noid", bridge.ReplyRejected, `missing "upload_id"`)
+	c.command("file", `{"id": "p-zero", "action": "add", "path": "gap.gcode", "data": "G1\n", "part": 0, "parts": 3, "upload_id": "u1"}`)
+	outcome("p-zero", bridge.ReplyRejected, "whole number from 1")
+	c.command("file", `{"id": "p-remove", "action": "remove", "path": "gap.gcode", "part": 2, "parts": 3}`)
+	outcome("p-remove", bridge.ReplyRejected, "belong to a file add, not to remove")
 	if _, err := os.Stat(filepath.Join(c.dir, "files", "gap.gcode")); !os.IsNotExist(err) {
 		t.Errorf("gap.gcode exists before its last part came: %v", err)
 	}
+	// What would fail the last part fails the first, before the file is
+	// sent.
+	c.command("file", `{"id": "mk", "action": "mkdir", "path": "taken.gcode"}`)
+	outcome("mk", bridge.ReplyDone, "")
+	part("p-taken", "taken.gcode", "u3", 1, 2, "")
+	outcome("p-taken", bridge.ReplyRejected, "a folder of that name")
 
 	// gap.gcode is open; three more uploads reach the limit of four.
 	for _, name := range []string{"a", "b", "c"} {
-		id := "open-" + name
-		c.command("file", `{"id": "`+id+`", "action": "add", "path": "`+name+`.gcode", "data": "G28\n", "part": 1, "parts": 2}`)
-		waitFor(t, "done reply of "+id, 10*time.Second, func() bool { _, ok := c.col.reply(id, bridge.ReplyDone); return ok })
+		part("open-"+name, name+".gcode", "u-"+name, 1, 2, "")
+		outcome("open-"+name, bridge.ReplyDone, "")
 	}
-	c.command("file", `{"id": "open-d", "action": "add", "path": "d.gcode", "data": "G28\n", "part": 1, "parts": 2}`)
-	var full bridge.Reply
-	waitFor(t, "rejection of open-d", 10*time.Second, func() bool {
-		var ok bool
-		full, ok = c.col.reply("open-d", bridge.ReplyRejected)
-		return ok
-	})
-	if !strings.Contains(full.Reason, "4 uploads in parts are open (a.gcode, b.gcode, c.gcode, gap.gcode)") {
-		t.Errorf("rejection of a fifth upload = %q, want it to name the four open ones", full.Reason)
-	}
-	c.command("file", `{"id": "close-a", "action": "add", "path": "a.gcode", "data": "G1 X1\n", "part": 2, "parts": 2}`)
-	waitFor(t, "done reply of close-a", 10*time.Second, func() bool { _, ok := c.col.reply("close-a", bridge.ReplyDone); return ok })
-	if got, err := os.ReadFile(filepath.Join(c.dir, "files", "a.gcode")); err != nil || string(got) != "G28\nG1 X1\n" {
+	part("open-d", "d.gcode", "u-d", 1, 2, "")
+	outcome("open-d", bridge.ReplyRejected, "4 uploads in parts are open (a.gcode, b.gcode, c.gcode, gap.gcode)")
+	part("close-a", "a.gcode", "u-a", 2, 2, "")
+	outcome("close-a", bridge.ReplyDone, "")
+	if got, err := os.ReadFile(filepath.Join(c.dir, "files", "a.gcode")); err != nil || string(got) != "G1 X1\nG1 X2\n" {
 		t.Errorf("a.gcode = %q, %v; want its two parts", got, err)
 	}
-	c.command("file", `{"id": "open-d2", "action": "add", "path": "d.gcode", "data": "G28\n", "part": 1, "parts": 2}`)
-	waitFor(t, "done reply of open-d2", 10*time.Second, func() bool { _, ok := c.col.reply("open-d2", bridge.ReplyDone); return ok })
+	// A client that gives up drops its upload and frees its slot.
+	c.command("file", `{"id": "drop-b", "action": "remove", "path": "b.gcode", "upload_id": "u-b"}`)
+	outcome("drop-b", bridge.ReplyDone, "")
+	part("open-d2", "d.gcode", "u-d", 1, 2, "")
+	outcome("open-d2", bridge.ReplyDone, "")
+	part("open-e", "e.gcode", "u-e", 1, 2, "")
+	outcome("open-e", bridge.ReplyDone, "")
+	if _, err := os.Stat(filepath.Join(c.dir, "files", "b.gcode")); !os.IsNotExist(err) {
+		t.Errorf("b.gcode exists after its upload was dropped: %v", err)
+	}
 }
 
 // uploadDemoFile sends the demo's slicer file, 85 KB, through

@@ -133,6 +133,19 @@ func (s *Storage) AddFrom(path, srcPath string) error {
 	return s.Add(path, f)
 }
 
+// CheckAdd returns the error that Add of path would fail with now, for
+// an upload in parts that should fail at its first part rather than its
+// last.
+func (s *Storage) CheckAdd(path string) error {
+	clean, err := ValidateFilePath(path)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkAddLocked(clean)
+}
+
 func (s *Storage) checkAddLocked(clean string) error {
 	if err := s.checkParentsLocked(clean); err != nil {
 		return err
