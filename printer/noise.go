@@ -3,6 +3,7 @@ package printer
 import (
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/printbridge/printbridge/bridge/lazy"
@@ -45,6 +46,23 @@ func damagedOK(line string) (string, bool) {
 		return "ok " + rest, true
 	}
 	return "ok", true
+}
+
+// joinedOKs returns how many oks line holds when it is two oks whose
+// line feed line noise changed into another character (`ok-ok`,
+// `ok\x10ok`), or an ok that lost a letter (`k`), and 0 for any other
+// line. With windowed sending each lost ok shifts every later reply to
+// the command before it.
+func joinedOKs(line string) int {
+	runes := []rune(line)
+	switch {
+	case line == "k" || line == "o":
+		return 1
+	case len(runes) == 5 && string(runes[:2]) == "ok" && string(runes[3:]) == "ok" &&
+		!unicode.IsLetter(runes[2]) && !unicode.IsDigit(runes[2]) && !unicode.IsSpace(runes[2]):
+		return 2
+	}
+	return 0
 }
 
 // reportDamagedOK counts a damaged ok as a garbage line, unless

@@ -98,15 +98,29 @@ func writeJob(t *testing.T, lines []string) string {
 // print is done. A print that fails or stalls fails the test.
 func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFirmware, *recorder, *noiseCounters, *logCapture) {
 	t.Helper()
-	var once sync.Once
+	return runNoisyJobAnswers(t, cfg, map[string][]string{"G1 X6 Y6": answer})
+}
+
+// runNoisyJobAnswers is runNoisyJob with the lines of answers sent once
+// in place of the plain ok of each move that answers names. An empty
+// answer sends nothing.
+func runNoisyJobAnswers(t *testing.T, cfg printer.Config, answers map[string][]string) (*scriptedFirmware, *recorder, *noiseCounters, *logCapture) {
+	t.Helper()
+	var mu sync.Mutex
 	fw := newScriptedFirmware(t, marlinGreeting, scriptFuncs{
 		respond: func(fw *scriptedFirmware, n int, cmd string) []string {
 			if strings.HasPrefix(cmd, "M115") {
 				return m115Lines()
 			}
-			var out []string
-			if cmd == "G1 X6 Y6" {
-				once.Do(func() { out = answer })
+			mu.Lock()
+			defer mu.Unlock()
+			out, ok := answers[cmd]
+			if !ok {
+				return nil
+			}
+			delete(answers, cmd)
+			if out == nil {
+				out = []string{}
 			}
 			return out
 		},
@@ -226,6 +240,32 @@ func TestResendCutByNoiseFollowsErrorLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJoinedOKsCounted answers two lines with their two oks joined by a
+// line feed that line noise changed, and a line with an ok that lost
+// its o. Counted as one ok, or as none, they shifted every later reply
+// with windowed sending, and the print's last ok came 300 s late.
+func TestJoinedOKsCounted(t *testing.T) {
+	for _, answer := range [][]string{{"ok-ok"}, {"ok\x10ok"}, {"k"}} {
+		for _, flow := range []string{printer.FlowPingPong, printer.FlowWindow} {
+			t.Run(flow+"/"+answer[0], func(t *testing.T) {
+				answers := map[string][]string{"G1 X6 Y6": answer}
+				if answer[0] != "k" {
+					// The first ok is the move's own, and the second is
+					// that of the next move, which so sends no other.
+					answers["G1 X7 Y7"] = nil
+				}
+				_, _, counters, logs := runNoisyJobAnswers(t, printer.Config{Flow: flow}, answers)
+				if got := counters.timeouts.Load(); got != 0 {
+					t.Errorf("%d communication timeouts, want 0", got)
+				}
+				if got := logs.lines("level=WARN", "line taken for an ok that line noise damaged"); len(got) != 1 {
+					t.Errorf("%d warnings about the damaged ok, want 1", len(got))
+				}
+			})
+		}
 	}
 }
 

@@ -905,6 +905,13 @@ func (s *session) handleLine(raw string) {
 		s.handleErrorLine(line)
 		return
 	}
+	if n := joinedOKs(line); n > 0 {
+		s.reportDamagedOK(line, hasGarbage(line), now)
+		for range n {
+			s.handleOK("ok", now)
+		}
+		return
+	}
 	lower := strings.ToLower(line)
 	if strings.HasPrefix(lower, "ok") {
 		s.handleOK(line, now)
