@@ -81,6 +81,11 @@ func TestDecodeCommandErrors(t *testing.T) {
 	}{
 		{CommandGcode, `{"id":"c1","commands":["G28"]}`, "", ""},
 		{CommandGcode, `{"id":"c1","commands":"G28"}`, "", ""},
+		// An empty or null upload_id must not make a remove that drops
+		// an upload delete the file.
+		{CommandFile, `{"id":"u1","action":"remove","path":"a.gcode","upload_id":""}`, "u1", `invalid "upload_id" ""`},
+		{CommandFile, `{"id":"u2","action":"remove","path":"a.gcode","upload_id":null}`, "u2", `invalid "upload_id" ""`},
+		{CommandFile, `{"id":"u3","action":"remove","path":"a.gcode","upload_id":"up-1"}`, "", ""},
 		{CommandGcode, `{"id":"c2"}`, "c2", "missing \"commands\""},
 		{CommandGcode, `{"commands":["G28"]}`, "", "missing \"id\""},
 		{CommandGcode, `{"id":"c3","commands":["G28\nM112"]}`, "c3", "line break"},

@@ -208,6 +208,11 @@ func DecodeCommand(kind string, data []byte) (*Command, error) {
 			}
 		}
 	}
+	if _, ok := fields["upload_id"]; ok && !isTokenName(cmd.UploadID, 128, true) {
+		// An empty or null id must not turn a remove that drops an
+		// upload into one that deletes the file.
+		return fail(`invalid "upload_id" %q: use 1 to 128 letters, digits, '-' or '_', or leave the key out`, truncate(cmd.UploadID, 40))
+	}
 	if _, ok := fields["reply_to"]; ok {
 		if err := ValidateReplyTo(cmd.ReplyTo); err != nil {
 			return fail("%s", err.Error())

@@ -15,6 +15,14 @@ import (
 // printer's hooks end at once after the first second.
 const offlineGrace = time.Second
 
+// freshEventSkew is how much earlier than the arrival of an "offline" an
+// event's time may be for the event to count as one that a running edge
+// sent after it, because the clocks of the edge and the worker differ.
+// The hook of such an event waits for "online" for offlineGrace from its
+// own start. An edge that stopped sent its events before its "offline",
+// so a backlog of them still ends at once.
+const freshEventSkew = 5 * time.Second
+
 // availability is the last availability marker of each printer that the
 // worker has seen, from buses that keep one for late subscribers (MQTT's
 // retained topic and last will).
@@ -60,9 +68,12 @@ func (a *availability) set(printer string, online, known bool) {
 
 // waitOnline reports whether printer may be sent G-code: its marker is
 // "online", or it has none. For a printer that is offline it waits for
-// "online" until grace after its "offline" arrived, and for one without
-// a marker it waits for one until grace after the subscription.
-func (a *availability) waitOnline(ctx context.Context, printer string, grace time.Duration) bool {
+// "online" until grace after its "offline" arrived, or after its own
+// start for an event of eventTime that a running edge sent after the
+// "offline" (see freshEventSkew). For a printer without a marker it
+// waits for one until grace after the subscription.
+func (a *availability) waitOnline(ctx context.Context, printer string, grace time.Duration, eventTime time.Time) bool {
+	start := time.Now()
 	for {
 		a.mu.Lock()
 		online, known := a.online[printer]
@@ -76,6 +87,10 @@ func (a *availability) waitOnline(ctx context.Context, printer string, grace tim
 			return true
 		case !known:
 			until = subscribed.Add(grace)
+		case eventTime.After(since.Add(-freshEventSkew)) && start.Add(grace).After(until):
+			// The edge restarted: its "online" comes on another
+			// connection than this event and may come after it.
+			until = start.Add(grace)
 		}
 		wait := time.Until(until)
 		if wait <= 0 {

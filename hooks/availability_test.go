@@ -113,7 +113,8 @@ func TestGcodeHookForOfflinePrinter(t *testing.T) {
   subscriptions:
   - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
 `)
-	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	// Sent before its edge stopped, as every event of a stopped edge is.
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now().Add(-time.Minute)})
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
 	results := byHook(h.waitResults(2))
 
@@ -168,7 +169,9 @@ func TestOfflineBacklogEndsAtOnce(t *testing.T) {
 
 	const backlog = 25
 	for i := range backlog {
-		h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: fmt.Sprintf("g%d", i), Event: bridge.EventPrintStarted, Time: time.Now()})
+		// Sent before the edge of ghost stopped.
+		h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: fmt.Sprintf("g%d", i), Event: bridge.EventPrintStarted,
+			Time: time.Now().Add(-time.Minute)})
 	}
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
 	// The first worker took the events too; only the session's backlog
@@ -250,5 +253,33 @@ func TestGcodeHookOnNATSDespiteMQTTOffline(t *testing.T) {
 	defer h.mu.Unlock()
 	if len(h.commands) != 1 {
 		t.Errorf("the NATS edge got %d commands, want 1 (the one of moved)", len(h.commands))
+	}
+}
+
+// TestGcodeHookWaitsForOnlineOfRestartedEdge publishes an event of a
+// printer whose marker is "offline", and only then starts its edge, which
+// publishes "online". The worker gets the two on different connections,
+// so the event can come first, as it did in a flaky run: its hook must
+// wait for the "online" and be sent, not end offline.
+func TestGcodeHookWaitsForOnlineOfRestartedEdge(t *testing.T) {
+	url := brokertest.StartMosquitto(t)
+	ghost := connectMQTT(t, url, "ghost-edge", "ghost")
+	if err := ghost.Close(); err != nil {
+		t.Fatalf("close the edge of ghost: %v", err)
+	}
+	h := newMQTTHarness(t, url, `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`)
+	// The "offline" must have arrived well before the event, so that
+	// only the event's own time lets the hook wait.
+	time.Sleep(offlineGrace + 200*time.Millisecond)
+	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now()})
+	back := connectMQTT(t, url, "ghost-edge", "ghost")
+	if err := back.SubscribeCommands(context.Background(), "ghost", h.answerCommand); err != nil {
+		t.Fatal(err)
+	}
+	if r := byHook(h.waitResults(1))["lcd/g1"]; r.Err != nil || r.ExitCode != 0 {
+		t.Errorf("hook of the restarted edge's event = %+v, want done", r)
 	}
 }

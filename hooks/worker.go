@@ -678,7 +678,7 @@ func (w *Worker) startGcode(ctx context.Context, index int, sub *Subscription, t
 	}
 
 	target := w.bus
-	if !w.avail.waitOnline(ctx, res.Printer, offlineGrace) {
+	if !w.avail.waitOnline(ctx, res.Printer, offlineGrace, run.env.Time) {
 		natsBus := bridge.BusNamed(w.bus, "nats")
 		if natsBus == nil || !bridge.Connected(natsBus) {
 			res.Err = fmt.Errorf("%w: the availability of printer %s is \"offline\" (its edge stopped, or the broker published the edge's last will when its connection was lost), so the G-code was not sent; start the edge, or check its broker connection",

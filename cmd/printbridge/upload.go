@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -84,7 +86,13 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer b.Close()
 	// The ids of this run's parts start with idPrefix, so the replies of
 	// other clients of the printer cannot fill the channel.
-	uploadID := fmt.Sprintf("upload-%d", time.Now().UnixNano())
+	// Random, so that two senders of one path never share an id, which
+	// would let the second's part 1 restart the first's upload.
+	var random [8]byte
+	if _, err := rand.Read(random[:]); err != nil {
+		return err
+	}
+	uploadID := "upload-" + hex.EncodeToString(random[:])
 	idPrefix := uploadID + "-"
 	replies := make(chan bridge.Reply, 16)
 	if err := b.SubscribeReplies(ctx, *printerID, func(data []byte) {
