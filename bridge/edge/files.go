@@ -174,8 +174,10 @@ func (c *commandRunner) addPart(ctx context.Context, cmd *bridge.Command) ([]str
 	up := c.uploads[clean]
 	switch {
 	case cmd.Part == 1 && up != nil && up.id != cmd.UploadID:
-		return nil, fmt.Errorf("upload %s of %q is open (part %d of %d came %s ago), so another client is sending this path; wait until it ends or is dropped after %s without a part, or choose another path",
-			up.id, clean, up.next-1, up.parts, now.Sub(up.updated).Round(time.Second), uploadIdle)
+		// The open upload's id stays out of the message: with it, the
+		// other client could drop that upload.
+		return nil, fmt.Errorf("an upload of %q with another upload_id is open (part %d of %d came %s ago), so another client is sending this path; wait until it ends or is dropped after %s without a part, or choose another path",
+			clean, up.next-1, up.parts, now.Sub(up.updated).Round(time.Second), uploadIdle)
 	case cmd.Part == 1:
 		if up != nil {
 			c.e.log.Info("upload in parts started again with part 1", "path", clean, "upload_id", up.id, "parts_stored", up.next-1)
@@ -201,8 +203,8 @@ func (c *commandRunner) addPart(ctx context.Context, cmd *bridge.Command) ([]str
 		return nil, fmt.Errorf("part %d of %q: no upload of this path is open; send part 1 first (an upload is dropped after %s without a part, and when the edge restarts)",
 			cmd.Part, clean, uploadIdle)
 	case up.id != cmd.UploadID:
-		return nil, fmt.Errorf("part %d of %q belongs to upload %s, but the open upload of this path is %s; send part 1 of %s again once that one has ended",
-			cmd.Part, clean, cmd.UploadID, up.id, cmd.UploadID)
+		return nil, fmt.Errorf("part %d of %q belongs to upload %s, but the open upload of this path has another upload_id; send part 1 of %s again once that one has ended",
+			cmd.Part, clean, cmd.UploadID, cmd.UploadID)
 	case cmd.Parts != up.parts:
 		return nil, fmt.Errorf(`part %d of %q has "parts" %d, but part 1 had %d; send part 1 again to start over`, cmd.Part, clean, cmd.Parts, up.parts)
 	case cmd.Part != up.next:

@@ -77,7 +77,7 @@ func TestUploadInParts(t *testing.T) {
 	}
 	// outcome waits for the final reply of id and checks that it is
 	// status and, for a rejection, says reason.
-	outcome := func(id, status, reason string) {
+	outcome := func(id, status, reason string) bridge.Reply {
 		t.Helper()
 		var reply bridge.Reply
 		waitFor(t, status+" reply of "+id, 10*time.Second, func() bool {
@@ -88,6 +88,7 @@ func TestUploadInParts(t *testing.T) {
 		if !strings.Contains(reply.Reason, reason) {
 			t.Errorf("reply %s of %s = %q, want it to say %q", status, id, reply.Reason, reason)
 		}
+		return reply
 	}
 
 	part("p-orphan", "orphan.gcode", "u1", 2, 3, "")
@@ -103,9 +104,11 @@ func TestUploadInParts(t *testing.T) {
 	// A second client's upload of the same path must not mix its parts
 	// into the open one.
 	part("p-other", "gap.gcode", "u2", 1, 3, "")
-	outcome("p-other", bridge.ReplyRejected, "another client is sending this path")
+	if other := outcome("p-other", bridge.ReplyRejected, "another client is sending this path"); strings.Contains(other.Reason, "u1") {
+		t.Errorf("rejection %q names the open upload's id, with which the other client could drop it", other.Reason)
+	}
 	part("p-stray", "gap.gcode", "u2", 2, 3, "")
-	outcome("p-stray", bridge.ReplyRejected, "belongs to upload u2, but the open upload of this path is u1")
+	outcome("p-stray", bridge.ReplyRejected, "belongs to upload u2, but the open upload of this path has another upload_id")
 	c.command("file", `{"id": "p-noid", "action": "add", "path": "gap.gcode", "data": "G1\n", "part": 2, "parts": 3}`)
 	outcome("p-noid", bridge.ReplyRejected, `missing "upload_id"`)
 	c.command("file", `{"id": "p-zero", "action": "add", "path": "gap.gcode", "data": "G1\n", "part": 0, "parts": 3, "upload_id": "u1"}`)
