@@ -96,6 +96,22 @@ func connectMQTT(t *testing.T, url, clientID, printer string) *mqtt.Bus {
 	return b
 }
 
+// lcdConfig runs a G-code hook, named lcd, on PrintStarted.
+const lcdConfig = `events:
+  subscriptions:
+  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
+`
+
+// stopEdgeOf connects and closes an MQTT edge of printer, whose Close
+// leaves the retained "offline", as an edge that stopped does.
+func stopEdgeOf(t *testing.T, url, printer string) {
+	t.Helper()
+	edge := connectMQTT(t, url, printer+"-edge", printer)
+	if err := edge.Close(); err != nil {
+		t.Fatalf("close the edge of %s: %v", printer, err)
+	}
+}
+
 // TestGcodeHookForOfflinePrinter runs a G-code hook for a printer whose
 // edge has stopped, as when a worker works off a backlog. The hook ends
 // at once with result offline and sends nothing, while the hook of a
@@ -103,16 +119,8 @@ func connectMQTT(t *testing.T, url, clientID, printer string) *mqtt.Bus {
 // is sent again.
 func TestGcodeHookForOfflinePrinter(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
-	// An edge of printer ghost that stopped: its Close leaves the
-	// retained "offline".
-	ghost := connectMQTT(t, url, "ghost-edge", "ghost")
-	if err := ghost.Close(); err != nil {
-		t.Fatalf("close the edge of ghost: %v", err)
-	}
-	h := newMQTTHarness(t, url, `events:
-  subscriptions:
-  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
-`)
+	stopEdgeOf(t, url, "ghost")
+	h := newMQTTHarness(t, url, lcdConfig)
 	// Sent before its edge stopped, as every event of a stopped edge is.
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: "ghost", ID: "g1", Event: bridge.EventPrintStarted, Time: time.Now().Add(-time.Minute)})
 	h.publish(&bridge.Envelope{Schema: bridge.SchemaVersion, Printer: testPrinter, ID: "p1", Event: bridge.EventPrintStarted, Time: time.Now()})
@@ -154,14 +162,8 @@ func TestGcodeHookForOfflinePrinter(t *testing.T) {
 // so these hooks ended as timeouts.
 func TestOfflineBacklogEndsAtOnce(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
-	ghost := connectMQTT(t, url, "ghost-edge", "ghost")
-	if err := ghost.Close(); err != nil {
-		t.Fatalf("close the edge of ghost: %v", err)
-	}
-	config := `events:
-  subscriptions:
-  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
-`
+	stopEdgeOf(t, url, "ghost")
+	config := lcdConfig
 	h := newMQTTHarness(t, url, config)
 	session := mqtt.Config{URL: url, ClientID: "backlog-worker", PersistentSession: true}
 	stop := h.startMQTTWorker(config, session)
@@ -197,12 +199,8 @@ func TestOfflineBacklogEndsAtOnce(t *testing.T) {
 // moved is sent on NATS and done, and the hook of ghost ends offline.
 func TestGcodeHookOnNATSDespiteMQTTOffline(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
-	for _, printer := range []string{"moved", "ghost"} {
-		old := connectMQTT(t, url, printer+"-edge", printer)
-		if err := old.Close(); err != nil {
-			t.Fatalf("close the MQTT edge of %s: %v", printer, err)
-		}
-	}
+	stopEdgeOf(t, url, "moved")
+	stopEdgeOf(t, url, "ghost")
 	srv := brokertest.StartNATS(t, false, false)
 	ctx := context.Background()
 	h := &harness{t: t, natsURL: srv.NATSURL(), results: make(chan Result, 100), published: make(chan []byte, 100), done: make(chan error, 1)}
@@ -226,10 +224,7 @@ func TestGcodeHookOnNATSDespiteMQTTOffline(t *testing.T) {
 	}
 	subscribed := make(chan struct{}, 10)
 	bus := bridge.NewMulti(&subscribedBus{Bus: workerMQTT, subscribed: subscribed}, &subscribedBus{Bus: workerNATS, subscribed: subscribed})
-	conf, problems := parseTestConfig(t, `events:
-  subscriptions:
-  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
-`)
+	conf, problems := parseTestConfig(t, lcdConfig)
 	if HasErrors(problems) {
 		t.Fatalf("test config has errors: %v", problems)
 	}
@@ -263,14 +258,8 @@ func TestGcodeHookOnNATSDespiteMQTTOffline(t *testing.T) {
 // wait for the "online" and be sent, not end offline.
 func TestGcodeHookWaitsForOnlineOfRestartedEdge(t *testing.T) {
 	url := brokertest.StartMosquitto(t)
-	ghost := connectMQTT(t, url, "ghost-edge", "ghost")
-	if err := ghost.Close(); err != nil {
-		t.Fatalf("close the edge of ghost: %v", err)
-	}
-	h := newMQTTHarness(t, url, `events:
-  subscriptions:
-  - {name: lcd, event: PrintStarted, type: gcode, command: M117 started}
-`)
+	stopEdgeOf(t, url, "ghost")
+	h := newMQTTHarness(t, url, lcdConfig)
 	// The "offline" must have arrived well before the event, so that
 	// only the event's own time lets the hook wait.
 	time.Sleep(offlineGrace + 200*time.Millisecond)

@@ -313,27 +313,7 @@ func TestGcodeRepliesCarryFirmwareLines(t *testing.T) {
 func TestEchoOKIsNotAnAck(t *testing.T) {
 	r := startRig(t, fastConfig(), printer.Config{})
 	r.waitState("OPERATIONAL", 10*time.Second)
-	send := func(lines ...string) []string {
-		t.Helper()
-		done := make(chan []string, 1)
-		if err := r.p.SendGcode(context.Background(), lines, "test", func(replies []string, err error) {
-			if err != nil {
-				t.Errorf("SendGcode %q: %v", lines, err)
-			}
-			done <- replies
-		}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case replies := <-done:
-			return replies
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no end of SendGcode %q", lines)
-			return nil
-		}
-	}
-
-	echoes := send("M118 E1 ok", "M118 E1 ok", "M118 E1 ok")
+	echoes := r.gcode("M118 E1 ok", "M118 E1 ok", "M118 E1 ok")
 	count := 0
 	for _, line := range echoes {
 		if line == "echo:ok" {
@@ -343,7 +323,7 @@ func TestEchoOKIsNotAnAck(t *testing.T) {
 	if count != 3 {
 		t.Errorf("replies of three M118 E1 ok = %q, want three echo:ok lines", echoes)
 	}
-	position := send("M114")
+	position := r.gcode("M114")
 	if !slices.ContainsFunc(position, func(l string) bool { return strings.Contains(l, "X:") && strings.Contains(l, "Count") }) {
 		t.Errorf("replies of M114 after the echoes = %q, want its position report", position)
 	}

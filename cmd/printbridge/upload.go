@@ -120,7 +120,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if last, err = sendPart(ctx, b, *printerID, msg, cmd.ID, replies, *timeout); err != nil {
+		if last, err = sendCommand(ctx, b, *printerID, bridge.CommandFile, msg, cmd.ID, replies, *timeout); err != nil {
 			if i > 0 && i < len(parts)-1 {
 				dropUpload(b, *printerID, target, uploadID, idPrefix, replies, *timeout, log)
 			}
@@ -131,25 +131,27 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// dropUpload asks the edge to drop the upload after a part failed, so
-// that it does not hold one of the edge's upload slots until it is idle
-// for 10 minutes. A failure is only logged: the upload failed anyway.
+// dropUpload sends the edge a remove of the upload after a part failed,
+// so that the upload does not hold one of the edge's 4 upload slots
+// until it has been idle for 10 minutes. A failure is only logged,
+// because the upload failed anyway.
 func dropUpload(b bridge.Bus, printer, path, uploadID, idPrefix string, replies <-chan bridge.Reply, timeout time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := bridge.Command{ID: idPrefix + "drop", Action: bridge.FileRemove, Path: path, UploadID: uploadID, Source: "printbridge upload"}
 	msg, err := encodeCommand(cmd)
 	if err == nil {
-		_, err = sendPart(ctx, b, printer, msg, cmd.ID, replies, timeout)
+		_, err = sendCommand(ctx, b, printer, bridge.CommandFile, msg, cmd.ID, replies, timeout)
 	}
 	if err != nil {
 		log.Warn("dropping the failed upload on the edge failed; the edge drops it after 10 minutes without a part", "upload_id", uploadID, "error", err)
 	}
 }
 
-// sendPart publishes one part and waits for its final reply.
-func sendPart(ctx context.Context, b bridge.Bus, printer string, msg []byte, id string, replies <-chan bridge.Reply, timeout time.Duration) (bridge.Reply, error) {
-	if err := b.PublishCommand(ctx, printer, bridge.CommandFile, msg); err != nil {
+// sendCommand publishes the command msg of kind and waits up to timeout
+// for the final reply with id among replies, which must be done.
+func sendCommand(ctx context.Context, b bridge.Bus, printer, kind string, msg []byte, id string, replies <-chan bridge.Reply, timeout time.Duration) (bridge.Reply, error) {
+	if err := b.PublishCommand(ctx, printer, kind, msg); err != nil {
 		return bridge.Reply{}, fmt.Errorf("publish: %w", err)
 	}
 	wait := time.NewTimer(timeout)
@@ -167,6 +169,11 @@ func sendPart(ctx context.Context, b bridge.Bus, printer string, msg []byte, id 
 		case <-wait.C:
 			return bridge.Reply{}, fmt.Errorf("no reply from the edge of printer %q within %s; is it running and connected to this broker?", printer, timeout)
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// The caller's deadline, such as that of publish's
+				// --timeout, ran out first.
+				return bridge.Reply{}, fmt.Errorf("no reply from the edge of printer %q within %s; is it running and connected to this broker?", printer, timeout)
+			}
 			return bridge.Reply{}, ctx.Err()
 		}
 	}

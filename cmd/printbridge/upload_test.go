@@ -75,8 +75,8 @@ func TestUploadInParts(t *testing.T) {
 		c.command("file", fmt.Sprintf(`{"id": %q, "action": "add", "path": %q, "data": "G1 X%d\n", "part": %d, "parts": %d, "upload_id": %q%s}`,
 			id, path, n, n, parts, upload, extra))
 	}
-	// outcome waits for the final reply of id and checks that it is
-	// status and, for a rejection, says reason.
+	// outcome waits for the final reply of id, checks that its status is
+	// status and its reason contains reason, and returns it.
 	outcome := func(id, status, reason string) bridge.Reply {
 		t.Helper()
 		var reply bridge.Reply
@@ -197,5 +197,30 @@ func TestUploadWithoutEdgeFailsAtOnce(t *testing.T) {
 	err := runUpload(context.Background(), []string{"--nats", emb.NATSURL(), "--printer", "ghost", "--file", file}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "no edge of printer ghost") {
 		t.Errorf("upload to a printer without an edge: err = %v, want one that says no edge is connected", err)
+	}
+}
+
+// TestPublishThroughEdge fires a plugin event through an edge with
+// `printbridge publish`, which waits for the edge's reply as upload does.
+func TestPublishThroughEdge(t *testing.T) {
+	emb := brokertest.StartNATS(t, false, false)
+	vcfg := virtual.DefaultConfig()
+	vcfg.Speed = 0
+	c := startChain(t, busOptions{natsURL: emb.NATSURL(), baseTopic: bridge.DefaultBase}, natsChainBuses(emb.NATSURL(), "publish-"), vcfg)
+	waitFor(t, "Connected", 15*time.Second, func() bool { return c.col.has(bridge.EventConnected) })
+
+	var stdout, stderr bytes.Buffer
+	err := runPublish(context.Background(), []string{"--nats", emb.NATSURL(), "--printer", "e2e", "--event", "plugin_test_ping"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("publish: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "plugin_test_ping fired on printer e2e") {
+		t.Errorf("publish printed %q, want that the event fired", stdout.String())
+	}
+	waitFor(t, "plugin_test_ping", 10*time.Second, func() bool { return c.col.has("plugin_test_ping") })
+
+	err = runPublish(context.Background(), []string{"--nats", emb.NATSURL(), "--printer", "ghost", "--event", "plugin_test_ping"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "no edge of printer ghost") {
+		t.Errorf("publish to a printer without an edge: err = %v, want one that says no edge is connected", err)
 	}
 }
