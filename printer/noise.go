@@ -31,11 +31,11 @@ func (l *logLimiter) allow(now time.Time) (count int, ok bool) {
 
 // damagedOK reports whether line is an ok that line noise changed one of
 // its two letters in, such as `8k` or `o\x02`, alone or before the rest
-// of its line (` T:...`), and returns it repaired. No other message of
-// Marlin 2.1 is two characters long or starts with two characters and a
-// space, as far as we know, and a lost ok costs a communication timeout,
-// or, with windowed sending, shifts every later reply to the command
-// before it.
+// of its line (` T:...`), and returns it repaired. As far as we know, no
+// other message of Marlin 2.1 is two characters long or starts with two
+// characters and a space. A lost ok costs a communication timeout, or,
+// with windowed sending, shifts every later reply to the command before
+// it.
 func damagedOK(line string) (string, bool) {
 	head, rest, _ := strings.Cut(line, " ")
 	runes := []rune(head)

@@ -101,9 +101,9 @@ func runNoisyJob(t *testing.T, cfg printer.Config, answer []string) (*scriptedFi
 	return runNoisyJobAnswers(t, cfg, map[string][]string{"G1 X6 Y6": answer})
 }
 
-// runNoisyJobAnswers is runNoisyJob with the lines of answers sent once
-// in place of the plain ok of each move that answers names. An empty
-// answer sends nothing.
+// runNoisyJobAnswers is runNoisyJob where the firmware sends, once, the
+// lines of answers[move] in place of the plain ok of each move named in
+// answers. Empty lines send nothing.
 func runNoisyJobAnswers(t *testing.T, cfg printer.Config, answers map[string][]string) (*scriptedFirmware, *recorder, *noiseCounters, *logCapture) {
 	t.Helper()
 	var mu sync.Mutex
@@ -218,11 +218,11 @@ func TestDamagedResendAfterChecksumError(t *testing.T) {
 	}
 }
 
-// TestResendCutByNoiseFollowsErrorLine sends the request for line 6 with
-// its 6 cut off by a line feed that line noise made, after the error
-// line that names line 5 as the last one the firmware took. The request
-// reads as one for line 1, which mid-print meant a reset and failed the
-// print; the error line shows that the firmware did not reset.
+// TestResendCutByNoiseFollowsErrorLine sends, after the error line that
+// names line 5 as the last one the firmware took, a request for line 6
+// that line noise changed: into "Resend: 1" and "6", and into
+// "Resend: 62ok". Read as requests for lines 1 and 62, they failed the
+// print. The error line shows which line the firmware wants.
 func TestResendCutByNoiseFollowsErrorLine(t *testing.T) {
 	for _, flow := range []string{printer.FlowPingPong, printer.FlowWindow} {
 		t.Run(flow, func(t *testing.T) {
@@ -243,10 +243,10 @@ func TestResendCutByNoiseFollowsErrorLine(t *testing.T) {
 	}
 }
 
-// TestJoinedOKsCounted answers two lines with their two oks joined by a
-// line feed that line noise changed, and a line with an ok that lost
-// its o. Counted as one ok, or as none, they shifted every later reply
-// with windowed sending, and the print's last ok came 300 s late.
+// TestJoinedOKsCounted acknowledges two lines with two oks joined by a
+// line feed that line noise changed, and a line with an ok that lost its
+// o. Counted as one ok, or as none, they shifted every later reply with
+// windowed sending, and the print's last ok came 300 s late.
 func TestJoinedOKsCounted(t *testing.T) {
 	for _, answer := range [][]string{{"ok-ok"}, {"ok\x10ok"}, {"k"}} {
 		for _, flow := range []string{printer.FlowPingPong, printer.FlowWindow} {
@@ -269,10 +269,10 @@ func TestJoinedOKsCounted(t *testing.T) {
 	}
 }
 
-// TestDamagedOKCounted answers a line with an ok whose letter line noise
-// changed. Taken for output, the ok was lost: ping-pong waited for the
-// 30 s communication timeout, and the window shifted every later reply
-// to the command before it.
+// TestDamagedOKCounted acknowledges a line with an ok that line noise
+// changed a letter of. Taken for output, the ok was lost: ping-pong
+// waited for the 30 s communication timeout, and the window shifted
+// every later reply to the command before it.
 func TestDamagedOKCounted(t *testing.T) {
 	for _, answer := range []string{"8k", "o\x02", "0k T:21.0 /0.0"} {
 		for _, flow := range []string{printer.FlowPingPong, printer.FlowWindow} {

@@ -144,7 +144,7 @@ func (w *commandWatch) statusMessage(msg *nats.Msg) bool {
 // reply subject as its reply subject, on which the edge replies. When
 // this connection subscribes to the printer's replies (SubscribeReplies),
 // it also waits until those subscriptions have handled what the server
-// sent before the flush's answer, and returns an error that wraps
+// sent before the flush's PONG, and returns an error that wraps
 // bridge.ErrNoSubscriber when the server reported that no client subscribes
 // to the command subject. Publishes to one subject take turns for that.
 // It must not be called from a handler of this bus's subscriptions, whose

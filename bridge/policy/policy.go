@@ -177,7 +177,7 @@ func New(cfg Config) (*Policy, error) {
 		}
 	}
 	if p.maxMessageSize > bridge.MaxCommandSize {
-		return nil, fmt.Errorf("invalid max_message_bytes %d: the edge takes command messages of at most %d bytes whatever the policy says; give at most %d, and send a larger G-code file in parts (printbridge upload)",
+		return nil, fmt.Errorf("invalid max_message_bytes %d: the edge rejects command messages over %d bytes whatever max_message_bytes allows; give at most %d, and send a larger G-code file in parts (printbridge upload)",
 			p.maxMessageSize, bridge.MaxCommandSize, bridge.MaxCommandSize)
 	}
 
